@@ -1,0 +1,1 @@
+"""The built-in panels, registered through the ``typed_panels.panels`` entry point."""

@@ -1,0 +1,45 @@
+"""The errors a query can raise; every message says what is wrong and what to do."""
+
+from __future__ import annotations
+
+__all__ = ["FilterSyntaxError", "FilterTypeError", "QueryError", "UnknownColumnError"]
+
+
+class QueryError(ValueError):
+    """Base of every query error; never a raw engine exception."""
+
+
+class FilterSyntaxError(QueryError):
+    """Filter text or JSON that does not parse; carries the position when known."""
+
+    def __init__(self, message: str, text: str = "", line: int = 0, column: int = 0) -> None:
+        self.text = text
+        self.line = line
+        self.column = column
+        self.reason = message
+        if text and line:
+            source_line = text.splitlines()[line - 1] if text.splitlines() else ""
+            caret = " " * max(column - 1, 0) + "^"
+            message = f"{message} (line {line}, column {column})\n  {source_line}\n  {caret}"
+        super().__init__(message)
+
+
+class UnknownColumnError(QueryError):
+    """A name that is not a column (or field) of the table."""
+
+    def __init__(self, name: str, candidates: list[str] | tuple[str, ...] = ()) -> None:
+        import difflib
+
+        self.name = name
+        self.suggestions = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
+        message = f"unknown column `{name}`"
+        if self.suggestions:
+            message += ": did you mean " + " or ".join(f"`{s}`" for s in self.suggestions) + "?"
+        elif candidates:
+            shown = ", ".join(f"`{c}`" for c in list(candidates)[:12])
+            message += f"; the columns are {shown}"
+        super().__init__(message)
+
+
+class FilterTypeError(QueryError):
+    """An operation on values of the wrong type, e.g. a string compared with a number."""

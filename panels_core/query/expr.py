@@ -1,0 +1,234 @@
+"""The filter expression AST: frozen pydantic nodes joined on ``node``.
+
+Both syntaxes (text and Mongo-style JSON, see ``parse.py``) produce these
+nodes; the engine compiles them to SQL with bound parameters. ``to_text()``
+gives back canonical filter text, so ``parse_filter(e.to_text()) == e``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "BINARY_OPS",
+    "FUNCTIONS",
+    "LIST_FUNCTIONS",
+    "Binary",
+    "Call",
+    "Col",
+    "Expr",
+    "ExprAdapter",
+    "In",
+    "IsNull",
+    "Item",
+    "ListPred",
+    "Lit",
+    "Unary",
+    "quote_name",
+]
+
+BINARY_OPS = ("or", "and", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%")
+# precedence for printing: higher binds tighter
+_PRECEDENCE = {
+    "or": 1,
+    "and": 2,
+    "not": 3,
+    "==": 4,
+    "!=": 4,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "in": 4,
+    "is": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "%": 6,
+    "neg": 7,
+}
+FUNCTIONS = ("len", "abs", "lower", "upper", "contains", "startswith", "endswith", "matches")
+LIST_FUNCTIONS = ("any", "all", "count")
+KEYWORDS = ("and", "or", "not", "in", "is", "null", "true", "false", *FUNCTIONS, *LIST_FUNCTIONS)
+
+_BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def quote_name(name: str) -> str:
+    """A column or field name as filter text: bare when it can be, back-quoted otherwise."""
+    if _BARE_NAME.match(name) and name.lower() not in KEYWORDS:
+        return name
+    return "`" + name.replace("`", "``") + "`"
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_text(self) -> str:
+        """Canonical filter text for this node."""
+        raise TypeError(f"{type(self).__name__} has no text form")
+
+    def _prec(self) -> int:
+        return 10
+
+    def _wrap(self, child: _Node, min_prec: int) -> str:
+        text = child.to_text()
+        return f"({text})" if child._prec() < min_prec else text
+
+
+class Lit(_Node):
+    """A literal: number, string, boolean or null."""
+
+    node: Literal["lit"] = "lit"
+    value: bool | int | float | str | None
+
+    def to_text(self) -> str:
+        if self.value is None:
+            return "null"
+        if isinstance(self.value, bool):
+            return "true" if self.value else "false"
+        if isinstance(self.value, str):
+            return json.dumps(self.value, ensure_ascii=False)
+        return repr(self.value)
+
+
+class Col(_Node):
+    """A column, or a field inside a struct column (``path = ("pred", "score")``).
+
+    ``source`` picks one table of a comparison (``0.score``); None means the
+    column itself (in compare mode: the value of every source).
+    """
+
+    node: Literal["col"] = "col"
+    path: tuple[str, ...] = Field(min_length=1)
+    source: int | None = None
+
+    def to_text(self) -> str:
+        prefix = f"{self.source}." if self.source is not None else ""
+        return prefix + ".".join(quote_name(p) for p in self.path)
+
+
+class Item(_Node):
+    """A field of the current list item inside ``any/all/count(list, predicate)``.
+
+    ``path = ()`` is the item itself (a list of numbers or strings).
+    """
+
+    node: Literal["item"] = "item"
+    path: tuple[str, ...] = ()
+
+    def to_text(self) -> str:
+        return ".".join(quote_name(p) for p in self.path) if self.path else "_"
+
+
+class Unary(_Node):
+    """``not x`` or ``-x``."""
+
+    node: Literal["unary"] = "unary"
+    op: Literal["not", "neg"]
+    operand: Expr
+
+    def _prec(self) -> int:
+        return _PRECEDENCE[self.op]
+
+    def to_text(self) -> str:
+        if self.op == "not":
+            return "not " + self._wrap(self.operand, _PRECEDENCE["not"])
+        return "-" + self._wrap(self.operand, _PRECEDENCE["neg"] + 1)
+
+
+class Binary(_Node):
+    """``left op right`` for logic, comparison and arithmetic."""
+
+    node: Literal["binary"] = "binary"
+    op: Literal["or", "and", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%"]
+    left: Expr
+    right: Expr
+
+    def _prec(self) -> int:
+        return _PRECEDENCE[self.op]
+
+    def to_text(self) -> str:
+        prec = self._prec()
+        # comparisons do not chain; left-assoc for the others
+        left_min = prec + 1 if prec == 4 else prec
+        return f"{self._wrap(self.left, left_min)} {self.op} {self._wrap(self.right, prec + 1)}"
+
+
+class In(_Node):
+    """``x in (a, b, c)`` (``negated``: ``not (x in (...))``)."""
+
+    node: Literal["in"] = "in"
+    operand: Expr
+    values: tuple[Expr, ...]
+    negated: bool = False
+
+    def _prec(self) -> int:
+        return _PRECEDENCE["not"] if self.negated else _PRECEDENCE["in"]
+
+    def to_text(self) -> str:
+        items = ", ".join(v.to_text() for v in self.values)
+        if len(self.values) == 1:
+            items += ","
+        text = f"{self._wrap(self.operand, _PRECEDENCE['in'] + 1)} in ({items})"
+        return f"not ({text})" if self.negated else text
+
+
+class IsNull(_Node):
+    """``x is null`` / ``x is not null``."""
+
+    node: Literal["is_null"] = "is_null"
+    operand: Expr
+    negated: bool = False
+
+    def _prec(self) -> int:
+        return _PRECEDENCE["is"]
+
+    def to_text(self) -> str:
+        middle = "is not null" if self.negated else "is null"
+        return f"{self._wrap(self.operand, _PRECEDENCE['is'] + 1)} {middle}"
+
+
+class Call(_Node):
+    """A scalar function: len, abs, lower, upper, contains, startswith, endswith, matches."""
+
+    node: Literal["call"] = "call"
+    fn: Literal["len", "abs", "lower", "upper", "contains", "startswith", "endswith", "matches"]
+    args: tuple[Expr, ...]
+
+    def to_text(self) -> str:
+        return f"{self.fn}({', '.join(a.to_text() for a in self.args)})"
+
+
+class ListPred(_Node):
+    """``any(list, pred)``, ``all(list, pred)``, ``count(list, pred)``.
+
+    Inside ``predicate``, ``Item`` nodes name fields of each list item.
+    ``count(list)`` with no predicate counts the items.
+    """
+
+    node: Literal["list_pred"] = "list_pred"
+    fn: Literal["any", "all", "count"]
+    list: Expr
+    predicate: Expr | None = None
+
+    def to_text(self) -> str:
+        if self.predicate is None:
+            return f"{self.fn}({self.list.to_text()})"
+        return f"{self.fn}({self.list.to_text()}, {self.predicate.to_text()})"
+
+
+Expr = Annotated[
+    Union[Lit, Col, Item, Unary, Binary, In, IsNull, Call, ListPred],  # noqa: UP007
+    Field(discriminator="node"),
+]
+
+for _model in (Unary, Binary, In, IsNull, Call, ListPred):
+    _model.model_rebuild()
+
+ExprAdapter: TypeAdapter[Any] = TypeAdapter(Expr)

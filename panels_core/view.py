@@ -1,0 +1,75 @@
+"""A View: one Query bound to the Engine that answers it; what a Panel renders."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from panels_core.query.engine import Engine
+    from panels_core.query.model import Query
+
+__all__ = ["View"]
+
+
+class View:
+    """The rows of ``query`` over the tables of ``engine``, and their derived type.
+
+    Panels draw only through these calls (a page, bins, value counts, one
+    column as numpy), so they work the same on ten rows and ten million.
+    """
+
+    def __init__(self, engine: Engine, query: Query) -> None:
+        self.engine = engine
+        self.query = query
+
+    @classmethod
+    def of(cls, table: Any, name: str = "table") -> View:
+        """A view of every row of one Table (or JoinedTable, pandas or Arrow table)."""
+        from panels_core.query.engine import Engine
+        from panels_core.query.model import Query
+
+        return cls(Engine({name: table}), Query(table=name))
+
+    @property
+    def type(self) -> Any:
+        """The derived type: a TableType (list[T] after grouping, compared[T] after comparing)."""
+        return self.engine.result_type(self.query)
+
+    def with_query(self, **changes: Any) -> View:
+        """The same engine with some query fields changed (validated)."""
+        from panels_core.query.model import Query
+
+        data = self.query.model_dump()
+        data.update(changes)
+        return View(self.engine, Query.model_validate(data))
+
+    def count(self) -> int:
+        """Rows (or groups) in the view."""
+        return self.engine.count(self.query)
+
+    def page(self, offset: int = 0, limit: int = 50, columns: list[str] | None = None) -> pa.Table:
+        """One page of rows as Arrow."""
+        return self.engine.page(self.query, offset=offset, limit=limit, columns=columns)
+
+    def histogram(self, column: str, **options: Any) -> Any:
+        """Histogram bins and counts of a numeric column, computed by the engine."""
+        return self.engine.histogram(self.query, column, **options)
+
+    def value_counts(self, column: str | list[str], top: int = 20) -> Any:
+        """The most frequent values of a column (or of a tuple of columns)."""
+        return self.engine.value_counts(self.query, column, top=top)
+
+    def column_numpy(self, column: str) -> np.ndarray:
+        """One column as numpy (an embedding column as a 2-D float array)."""
+        return self.engine.column_numpy(self.query, column)
+
+    def grouped(self) -> pa.Table:
+        """One row per group: keys plus per-group lists (or precomputed histograms)."""
+        return self.engine.grouped(self.query)
+
+    def compared(self) -> pa.Table:
+        """The compared table: compared[T] values and a present-in flag per source."""
+        return self.engine.compared(self.query)
