@@ -1,0 +1,713 @@
+"""Table and JoinedTable: typed, Arrow-backed tables built the ways W&B users build them.
+
+A Table holds an Arrow table (or, lazily, a Parquet file it has not read),
+rows added one by one are buffered and converted in one go, and every value
+added from Python is type-checked against its column so a mixed column fails
+early with the column, the row and both types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from panels_core.infer import KIND_KEY, SAMPLE_ROWS, infer_from_arrow, sample_rows
+from panels_core.media import (
+    Image,
+    image_field,
+    images_from_arrow,
+    images_to_arrow,
+    is_image_field,
+)
+from panels_core.types import (
+    AnyType,
+    BooleanType,
+    CategoryType,
+    EmbeddingType,
+    ImageType,
+    JoinedTableType,
+    ListType,
+    MixedTypesError,
+    NumberType,
+    OptionalType,
+    StringType,
+    StructType,
+    TableType,
+    TimestampType,
+    UnknownType,
+    describe,
+    is_assignable,
+    strip_optional,
+    type_of,
+    unify,
+)
+
+__all__ = ["JoinedTable", "Table", "build_column"]
+
+TYPES_KEY = b"typed_panels.types"
+FORMAT_KEY = b"typed_panels.format"
+FORMAT_VERSION = b"1"
+
+
+# --------------------------------------------------------------------------- Python values -> Arrow
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def column_type(
+    name: str, values: Sequence[Any], allow_mixed: bool = False, start_row: int = 0
+) -> Any:
+    """The merged DataType of a column's Python values; a clear TypeError when they mix."""
+    current: Any = OptionalType(inner=UnknownType()) if not values else None
+    for i, value in enumerate(values):
+        value_type = type_of(value)
+        if isinstance(value_type, UnknownType):
+            raise TypeError(
+                f"column `{name}`, row {start_row + i}: a {type(value).__name__} cannot be stored; "
+                "use a number, string, bool, datetime, list, dict, numpy array or Image"
+            )
+        if current is None:
+            current = value_type
+            continue
+        try:
+            current = unify(current, value_type)
+        except MixedTypesError:
+            if allow_mixed:
+                return AnyType()
+            raise TypeError(
+                f"column `{name}`, row {start_row + i}: {describe(value_type)} value "
+                f"{_short(value)} in a column of {describe(current)} values; clean the column, "
+                "or pass allow_mixed_types=True to keep it as `any`"
+            ) from None
+    return current
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _embedding_array(values: Sequence[Any], dim: int) -> pa.Array:
+    dtype = (
+        np.float32
+        if all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in values if v is not None)
+        else np.float64
+    )
+    flat = np.zeros((len(values), dim), dtype=dtype)
+    mask = np.zeros(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        if value is None:
+            mask[i] = True
+        else:
+            flat[i] = np.asarray(value, dtype=dtype)
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(flat.reshape(-1)), dim, mask=pa.array(mask) if mask.any() else None
+    )
+
+
+def _as_image(value: Any, name: str, row: int) -> Image | None:
+    if value is None or isinstance(value, Image):
+        return value
+    try:
+        return Image(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"column `{name}`, row {row}: {exc}") from exc
+
+
+def build_column(
+    name: str, values: Sequence[Any], data_type: Any = None, *, start_row: int = 0
+) -> tuple[pa.Field, pa.Array]:
+    """An Arrow field and array for a column of Python values of ``data_type``."""
+    if data_type is None:
+        data_type = column_type(name, values, start_row=start_row)
+    inner = strip_optional(data_type)
+    values = [None if _is_missing(v) and not isinstance(inner, NumberType) else v for v in values]
+    if isinstance(inner, AnyType):
+        texts = [None if v is None else json.dumps(v, default=_json_default) for v in values]
+        return pa.field(name, pa.string(), metadata={KIND_KEY: b"any"}), pa.array(
+            texts, pa.string()
+        )
+    if isinstance(inner, UnknownType):
+        return pa.field(name, pa.null()), pa.nulls(len(values))
+    if isinstance(inner, ImageType):
+        images = [_as_image(v, name, start_row + i) for i, v in enumerate(values)]
+        merged = inner
+        for image in images:
+            if image is not None:
+                merged = unify(merged, image.data_type)
+        field = image_field(name, merged)
+        return field, images_to_arrow(images, merged)
+    if isinstance(inner, EmbeddingType) and inner.dim:
+        array = _embedding_array(values, inner.dim)
+        return pa.field(name, array.type), array
+    arrow_type: pa.DataType | None = {
+        BooleanType: pa.bool_(),
+        StringType: pa.string(),
+        CategoryType: pa.string(),
+    }.get(type(inner))
+    if isinstance(inner, NumberType):
+        arrow_type = pa.int64() if inner.integer else pa.float64()
+    if isinstance(inner, ListType | EmbeddingType):
+        values = [v.tolist() if isinstance(v, np.ndarray) else v for v in values]
+    try:
+        array = pa.array(values, type=arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        if isinstance(inner, NumberType) and inner.integer:
+            array = pa.array(values, type=pa.float64())
+        else:
+            raise TypeError(
+                f"column `{name}`: cannot store {describe(inner)} values ({exc})"
+            ) from exc
+    if isinstance(inner, TimestampType) and not pa.types.is_timestamp(array.type):
+        array = array.cast(pa.timestamp("us"))
+    if isinstance(inner, StructType | ListType) and array.type.equals(pa.null()):
+        return pa.field(name, pa.null()), array
+    if arrow_type is None and array.type.equals(pa.null()):
+        array = pa.nulls(len(values))
+    return pa.field(name, array.type), array
+
+
+def _python_values(column: pa.ChunkedArray, field: pa.Field) -> list[Any]:
+    """A column back as the Python values ``build_column`` takes (Images, decoded `any`)."""
+    if is_image_field(field):
+        return images_from_arrow(column, field)
+    if (field.metadata or {}).get(KIND_KEY) == b"any":
+        return [None if v is None else json.loads(v) for v in column.to_pylist()]
+    return column.to_pylist()
+
+
+def _arrow_from_columns(
+    names: Sequence[str], columns: Sequence[Sequence[Any]], allow_mixed: bool, start_row: int = 0
+) -> pa.Table:
+    fields, arrays = [], []
+    for name, values in zip(names, columns, strict=True):
+        data_type = column_type(name, values, allow_mixed=allow_mixed, start_row=start_row)
+        field, array = build_column(name, values, data_type, start_row=start_row)
+        fields.append(field)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _check_names(names: Iterable[Any]) -> list[str]:
+    result = []
+    for name in names:
+        if not isinstance(name, str | int) or isinstance(name, bool):
+            raise TypeError(f"column names must be strings, got {name!r}")
+        text = str(name)
+        if not text:
+            raise ValueError("column names cannot be empty")
+        if text in result:
+            raise ValueError(f"column `{text}` appears twice; give each column its own name")
+        result.append(text)
+    return result
+
+
+def _from_dataframe(df: Any, allow_mixed: bool) -> pa.Table:
+    """Arrow from pandas, keeping Image/array/mixed object columns typed and checked."""
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        if hasattr(df, "__arrow_c_stream__"):
+            return pa.table(df)
+        raise TypeError(
+            f"Table(dataframe=...) takes a pandas DataFrame or an Arrow-compatible table, "
+            f"not {type(df).__name__}"
+        )
+    names = _check_names(df.columns)
+    fields, arrays = [], []
+    for name, (_, series) in zip(names, df.items(), strict=True):
+        if series.dtype == object:
+            values = [None if _scalar_missing(v) else v for v in series.tolist()]
+            data_type = column_type(name, values, allow_mixed=allow_mixed)
+            field, array = build_column(name, values, data_type)
+        else:
+            array = pa.Array.from_pandas(series)
+            field = pa.field(name, array.type)
+        fields.append(field)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _scalar_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, float | np.floating) and bool(np.isnan(value))
+
+
+def _parquet_null_counts(meta: pq.FileMetaData, names: Sequence[str]) -> dict[str, int | None]:
+    """Per-column null counts from the row-group statistics (None where a group lacks them)."""
+    counts: dict[str, int | None] = {}
+    top_level = {}
+    for i in range(meta.num_columns):
+        path = meta.schema.column(i).path
+        if "." not in path:
+            top_level[path] = i
+    for name in names:
+        index = top_level.get(name)
+        if index is None:
+            counts[name] = None
+            continue
+        total: int | None = 0
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(index).statistics
+            if stats is None or not stats.has_null_count:
+                total = None
+                break
+            total += stats.null_count
+        counts[name] = total
+    return counts
+
+
+class Table:
+    """A typed table on Arrow.
+
+    Build it from rows (``Table(columns=[...], data=[[...]])``), a DataFrame
+    (``Table(dataframe=df)``, pandas or anything with the Arrow stream
+    interface), Arrow (``Table.from_arrow``) or Parquet (``Table.from_parquet``,
+    lazy); grow it with ``add_data``, ``add_col`` and ``add_computed_columns``.
+    ``dtypes={"label": "category"}`` overrides inferred column types.
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[str] | None = None,
+        data: Sequence[Sequence[Any]] | Any | None = None,
+        dataframe: Any | None = None,
+        dtypes: Mapping[str, Any] | None = None,
+        allow_mixed_types: bool = False,
+    ) -> None:
+        self.allow_mixed_types = allow_mixed_types
+        self._dtypes = dict(dtypes or {})
+        self._arrow: pa.Table | None = None
+        self._parquet_path: Path | None = None
+        self._parquet_meta: pq.FileMetaData | None = None
+        self._pending: list[list[Any]] = []
+        self._pending_types: list[Any] = []
+        self._type: TableType | None = None
+        if dataframe is None and data is not None and hasattr(data, "columns") and columns is None:
+            dataframe, data = data, None
+        if dataframe is not None:
+            self._arrow = _from_dataframe(dataframe, allow_mixed_types)
+            self._columns = list(self._arrow.column_names)
+        else:
+            if data is not None and columns is None:
+                raise ValueError("Table(data=...) needs columns=[...] naming the values of a row")
+            self._columns = _check_names(columns or [])
+            rows = [] if data is None else (data.tolist() if isinstance(data, np.ndarray) else data)
+            for i, row in enumerate(rows):
+                self._check_row_length(row, i)
+            cols = [[row[j] for row in rows] for j in range(len(self._columns))]
+            self._arrow = _arrow_from_columns(self._columns, cols, allow_mixed_types)
+        self._check_dtype_names()
+
+    # ---------------------------------------------------------------- constructors
+
+    @classmethod
+    def from_arrow(
+        cls, table: pa.Table | pa.RecordBatch, dtypes: Mapping[str, Any] | None = None
+    ) -> Table:
+        """A Table over an Arrow table (no copy)."""
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        _check_names(table.column_names)
+        obj = cls.__new__(cls)
+        obj._init_empty(dtypes)
+        obj._arrow = table
+        obj._columns = list(table.column_names)
+        obj._check_dtype_names()
+        return obj
+
+    @classmethod
+    def from_parquet(
+        cls, path: str | os.PathLike[str], dtypes: Mapping[str, Any] | None = None
+    ) -> Table:
+        """A Table backed by a Parquet file: only its footer is read until rows are asked for."""
+        path = Path(path)
+        try:
+            meta = pq.read_metadata(path)
+            schema = meta.schema.to_arrow_schema()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no such file: `{path}`") from None
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(
+                f"`{path}` is not a readable Parquet file ({exc}); it may be truncated or in "
+                "another format: export it again, or open it with the reader for its format"
+            ) from exc
+        obj = cls.__new__(cls)
+        obj._init_empty(dtypes)
+        obj._parquet_path = path.resolve()
+        obj._parquet_meta = meta
+        obj._parquet_schema = schema
+        obj._columns = list(schema.names)
+        obj._check_dtype_names()
+        return obj
+
+    def _init_empty(self, dtypes: Mapping[str, Any] | None) -> None:
+        self.allow_mixed_types = False
+        self._dtypes = dict(dtypes or {})
+        self._arrow = None
+        self._parquet_path = None
+        self._parquet_meta = None
+        self._pending = []
+        self._pending_types = []
+        self._type = None
+
+    def with_dtypes(self, dtypes: Mapping[str, Any]) -> Table:
+        """The same data with more column type overrides."""
+        obj = self.__class__.__new__(self.__class__)
+        obj.__dict__.update(self.__dict__)
+        obj._dtypes = {**self._dtypes, **dtypes}
+        obj._pending = list(self._pending)
+        obj._type = None
+        obj._check_dtype_names()
+        return obj
+
+    def _check_dtype_names(self) -> None:
+        unknown = [name for name in self._dtypes if name not in self._columns]
+        if unknown:
+            raise KeyError(
+                f"dtypes names {unknown} which are not columns; the columns are {self._columns}"
+            )
+
+    def _check_row_length(self, row: Sequence[Any], index: int) -> None:
+        if isinstance(row, str | bytes) or not hasattr(row, "__len__"):
+            raise TypeError(f"row {index} is {_short(row)}, not a sequence of values")
+        if len(row) != len(self._columns):
+            raise ValueError(
+                f"row {index} has {len(row)} values but the table has {len(self._columns)} "
+                f"columns ({', '.join(self._columns)})"
+            )
+
+    # ---------------------------------------------------------------- mutation
+
+    def add_data(self, *row: Any) -> None:
+        """Append one row; values are type-checked now and converted to Arrow in batches."""
+        index = len(self)
+        self._check_row_length(row, index)
+        if not self._pending:
+            self._pending_types = self._python_types()
+        new_types = list(self._pending_types)
+        for j, (name, value) in enumerate(zip(self._columns, row, strict=True)):
+            value_type = type_of(value)
+            if isinstance(value_type, UnknownType):
+                column_type(name, [value], start_row=index)  # raises the unknown-type error
+            try:
+                new_types[j] = unify(new_types[j], value_type)
+            except MixedTypesError:
+                if not self.allow_mixed_types:
+                    raise TypeError(
+                        f"column `{name}`, row {index}: {describe(value_type)} value "
+                        f"{_short(value)} in a column of {describe(new_types[j])} values; clean "
+                        "the value, or pass allow_mixed_types=True to keep the column as `any`"
+                    ) from None
+                new_types[j] = AnyType()
+        self._pending_types = new_types
+        self._pending.append(list(row))
+        self._type = None
+
+    def _python_types(self) -> list[Any]:
+        """Per-column types as Python values see them (categories are strings)."""
+        if self._arrow is None and self._parquet_path is None:
+            return [OptionalType(inner=UnknownType()) for _ in self._columns]
+        types = []
+        for t in self.type.columns.values():
+            inner = strip_optional(t)
+            if isinstance(inner, CategoryType):
+                inner = StringType()
+            types.append(OptionalType(inner=inner) if isinstance(t, OptionalType) else inner)
+        return types
+
+    def add_col(self, name: str, values: Sequence[Any] | np.ndarray) -> None:
+        """Add a column; ``values`` has one value per row (an (n, d) array is an embedding column)."""
+        (name,) = _check_names([name])
+        if name in self._columns:
+            raise ValueError(f"add_col: the table already has a column `{name}`")
+        arrow = self.to_arrow()
+        if isinstance(values, np.ndarray) and values.ndim == 2:
+            values = list(values)
+        values = list(values)
+        if len(values) != arrow.num_rows:
+            raise ValueError(
+                f"add_col(`{name}`): {len(values)} values for a table of {arrow.num_rows} rows"
+            )
+        data_type = column_type(name, values, allow_mixed=self.allow_mixed_types)
+        field, array = build_column(name, values, data_type)
+        self._set_arrow(arrow.append_column(field, array))
+        self._columns.append(name)
+
+    def add_computed_columns(self, fn: Callable[[dict[str, Any], int], Mapping[str, Any]]) -> None:
+        """Add the columns ``fn(row, index) -> {name: value}`` computes for every row."""
+        results = [dict(fn(row, i)) for i, row in enumerate(self.iter_rows())]
+        names: list[str] = []
+        for result in results:
+            names.extend(k for k in result if k not in names)
+        for name in names:
+            self.add_col(name, [result.get(name) for result in results])
+
+    def _set_arrow(self, arrow: pa.Table) -> None:
+        self._arrow = arrow
+        self._parquet_path = None
+        self._parquet_meta = None
+        self._type = None
+
+    # ---------------------------------------------------------------- access
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names, in order."""
+        return list(self._columns)
+
+    column_names = columns
+
+    @property
+    def parquet_path(self) -> Path | None:
+        """The Parquet file this table reads lazily, while it is unmodified."""
+        return self._parquet_path if not self._pending else None
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema (no rows read for a Parquet-backed table)."""
+        if self.parquet_path is not None:
+            return self._parquet_schema
+        return self.to_arrow().schema
+
+    def __len__(self) -> int:
+        if self._parquet_meta is not None:
+            base = self._parquet_meta.num_rows
+        else:
+            base = self._arrow.num_rows if self._arrow is not None else 0
+        return base + len(self._pending)
+
+    def to_arrow(self) -> pa.Table:
+        """The whole table as Arrow (reads a Parquet-backed table; converts buffered rows)."""
+        if self._parquet_path is not None and self._arrow is None:
+            self._arrow = pq.read_table(self._parquet_path)
+        if self._pending:
+            self._flush_pending()
+        return self._arrow if self._arrow is not None else pa.table({})
+
+    def _flush_pending(self) -> None:
+        start = len(self) - len(self._pending)
+        columns = [[row[j] for row in self._pending] for j in range(len(self._columns))]
+        fields, arrays = [], []
+        for name, values, data_type in zip(
+            self._columns, columns, self._pending_types, strict=True
+        ):
+            field, array = build_column(name, values, data_type, start_row=start)
+            fields.append(field)
+            arrays.append(array)
+        new = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        old = self._arrow
+        self._pending = []
+        self._pending_types = []
+        self._set_arrow(new if old is None or old.num_rows == 0 else self._concat(old, new))
+
+    def _concat(self, old: pa.Table, new: pa.Table) -> pa.Table:
+        if old.schema.equals(new.schema, check_metadata=True):
+            return pa.concat_tables([old, new])
+        fields, arrays = [], []
+        for name in self._columns:
+            old_field, new_field = old.schema.field(name), new.schema.field(name)
+            if old_field.equals(new_field, check_metadata=True):
+                fields.append(old_field)
+                arrays.append(pa.chunked_array([*old[name].chunks, *new[name].chunks]))
+                continue
+            values = _python_values(old[name], old_field) + _python_values(new[name], new_field)
+            data_type = column_type(name, values, allow_mixed=self.allow_mixed_types)
+            field, array = build_column(name, values, data_type)
+            fields.append(field)
+            arrays.append(pa.chunked_array([array]))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    @property
+    def type(self) -> TableType:
+        """The table's TableType: stored types, else inferred from a bounded sample."""
+        if self._type is None:
+            self._type = self._compute_type()
+        return self._type
+
+    def _compute_type(self) -> TableType:
+        if self.parquet_path is not None:
+            schema = self._parquet_schema
+            stored = (schema.metadata or {}).get(TYPES_KEY)
+            if stored is not None:
+                base = TableType.model_validate_json(stored)
+                if not self._dtypes:
+                    return base
+            sample = self._parquet_sample()
+            null_counts = _parquet_null_counts(self._parquet_meta, schema.names)
+            return infer_from_arrow(schema, sample, null_counts, self._dtypes)
+        arrow = self.to_arrow()
+        null_counts = {name: arrow.column(name).null_count for name in arrow.column_names}
+        return infer_from_arrow(arrow.schema, sample_rows(arrow), null_counts, self._dtypes)
+
+    def _parquet_sample(self) -> pa.Table:
+        """The first rows of a Parquet file (one read of its first pages)."""
+        file = pq.ParquetFile(self._parquet_path)
+        for batch in file.iter_batches(batch_size=SAMPLE_ROWS):
+            return pa.Table.from_batches([batch], schema=self._parquet_schema)
+        return self._parquet_schema.empty_table()
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """Each row as a dict (images as Image objects)."""
+        arrow = self.to_arrow()
+        converted = {
+            name: _python_values(arrow[name], arrow.schema.field(name))
+            for name in arrow.column_names
+            if is_image_field(arrow.schema.field(name))
+            or (arrow.schema.field(name).metadata or {}).get(KIND_KEY) == b"any"
+        }
+        for batch_start, batch in _batches(arrow):
+            for offset, row in enumerate(batch.to_pylist()):
+                for name, values in converted.items():
+                    row[name] = values[batch_start + offset]
+                yield row
+
+    def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
+        """``(index, values)`` per row, like W&B's Table.iterrows."""
+        for i, row in enumerate(self.iter_rows()):
+            yield i, [row[name] for name in self._columns]
+
+    def get_column(self, name: str, convert_to: str | None = None) -> Any:
+        """One column as Python values, or as numpy with ``convert_to="numpy"``."""
+        if name not in self._columns:
+            raise KeyError(f"no column `{name}`; the columns are {self._columns}")
+        arrow = self.to_arrow()
+        column, field = arrow[name], arrow.schema.field(name)
+        if convert_to == "numpy":
+            if pa.types.is_fixed_size_list(field.type):
+                flat = column.combine_chunks()
+                return flat.flatten().to_numpy(zero_copy_only=False).reshape(len(flat), -1)
+            return column.to_numpy()
+        return _python_values(column, field)
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame (images as Image objects, embeddings as arrays)."""
+        arrow = self.to_arrow()
+        df = arrow.to_pandas()
+        for name in arrow.column_names:
+            field = arrow.schema.field(name)
+            if is_image_field(field) or (field.metadata or {}).get(KIND_KEY) == b"any":
+                df[name] = _python_values(arrow[name], field)
+        return df
+
+    def equals(self, other: Table) -> bool:
+        """Same columns, same values, same type."""
+        return (
+            isinstance(other, Table)
+            and self.type == other.type
+            and self.to_arrow().equals(other.to_arrow())
+        )
+
+    # ---------------------------------------------------------------- persistence
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write Parquet with the table's types (and image layers, classes) in its metadata.
+
+        The write is atomic: a crash leaves no half-written file at ``path``.
+        """
+        path = Path(path)
+        arrow = self.to_arrow()
+        metadata = dict(arrow.schema.metadata or {})
+        metadata[TYPES_KEY] = self.type.model_dump_json().encode()
+        metadata[FORMAT_KEY] = FORMAT_VERSION
+        arrow = arrow.replace_schema_metadata(metadata)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            pq.write_table(arrow, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def __repr__(self) -> str:
+        cols = ", ".join(f"{k}: {describe(v)}" for k, v in list(self.type.columns.items())[:8])
+        more = ", ..." if len(self._columns) > 8 else ""
+        return f"Table({len(self)} rows; {cols}{more})"
+
+
+def _batches(arrow: pa.Table, size: int = 65536) -> Iterator[tuple[int, pa.Table]]:
+    for start in range(0, arrow.num_rows, size):
+        yield start, arrow.slice(start, size)
+
+
+class JoinedTable:
+    """Two tables joined on a key: ``JoinedTable(left, right, "id")`` or ``on=("id", "image_id")``."""
+
+    def __init__(
+        self,
+        left: Table,
+        right: Table,
+        on: str | Sequence[str],
+        names: tuple[str, str] = ("left", "right"),
+    ) -> None:
+        for side, table in (("left", left), ("right", right)):
+            if not isinstance(table, Table):
+                raise TypeError(
+                    f"JoinedTable: the {side} side must be a Table, not {type(table).__name__}"
+                )
+        if isinstance(on, str):
+            left_key = right_key = on
+        else:
+            if len(on) != 2:
+                raise ValueError("JoinedTable: `on` is one key or a (left_key, right_key) pair")
+            left_key, right_key = on
+        for side, table, key in (("left", left, left_key), ("right", right, right_key)):
+            if key not in table.columns:
+                raise KeyError(
+                    f"JoinedTable: `{key}` is not a column of the {side} table; "
+                    f"its columns are {table.columns}"
+                )
+        if names[0] == names[1]:
+            raise ValueError("JoinedTable: the two sides need different names")
+        left_type = strip_optional(left.type.columns[left_key])
+        right_type = strip_optional(right.type.columns[right_key])
+        if not (is_assignable(left_type, right_type) or is_assignable(right_type, left_type)):
+            comparable = {type(left_type), type(right_type)} <= {StringType, CategoryType}
+            if not comparable:
+                raise TypeError(
+                    f"JoinedTable: cannot join {describe(left_type)} `{left_key}` with "
+                    f"{describe(right_type)} `{right_key}`; the keys must hold the same kind of value"
+                )
+        self.left, self.right = left, right
+        self.left_key, self.right_key = left_key, right_key
+        self.left_name, self.right_name = names
+
+    @property
+    def type(self) -> JoinedTableType:
+        """The JoinedTableType of this join."""
+        return JoinedTableType(
+            left=self.left.type,
+            right=self.right.type,
+            left_key=self.left_key,
+            right_key=self.right_key,
+            left_name=self.left_name,
+            right_name=self.right_name,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"JoinedTable({self.left_name}.{self.left_key} = {self.right_name}.{self.right_key}; "
+            f"{len(self.left)} x {len(self.right)} rows)"
+        )
