@@ -1,0 +1,95 @@
+"""Type inference does not scale with row count: 100k vs 10M rows, against pandas.
+
+Run: .venv/bin/python benchmarks/bench_infer.py [--rows 10000000]
+
+For each size it times ``infer_table_type`` on an in-memory Arrow table and
+``Table.from_parquet(path).type`` on a Parquet file, and as the baseline the
+pandas way of deciding the same things (read the file, ``infer_dtype`` and
+``nunique`` over every value). Printed: median seconds and the ratio
+baseline / ours, plus ours(10M) / ours(100k), which stays near 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from panels_core.infer import infer_table_type  # noqa: E402
+from panels_core.table import Table  # noqa: E402
+
+
+def make_table(rows: int) -> pa.Table:
+    rng = np.random.default_rng(0)
+    labels = np.array([f"class_{i}" for i in range(20)])
+    return pa.table(
+        {
+            "id": np.arange(rows),
+            "score": rng.random(rows),
+            "loss": rng.standard_normal(rows).astype(np.float32),
+            "label": pa.array(labels[rng.integers(0, 20, rows)]),
+            "name": pa.array(np.char.add("item-", np.arange(rows).astype(str))),
+        }
+    )
+
+
+def median_time(fn, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def pandas_infer(df: pd.DataFrame) -> dict[str, str]:
+    """What pandas needs to tell string from category: every value scanned."""
+    kinds = {}
+    for name in df.columns:
+        kind = pd.api.types.infer_dtype(df[name], skipna=True)
+        if kind == "string":
+            kind = "category" if df[name].nunique() <= 50 else "string"
+        kinds[name] = kind
+    return kinds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--small", type=int, default=100_000)
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in (args.small, args.rows):
+            table = make_table(rows)
+            path = Path(tmp) / f"t{rows}.parquet"
+            pq.write_table(table, path)
+            ours_mem = median_time(lambda t=table: infer_table_type(t))
+            ours_file = median_time(lambda p=path: Table.from_parquet(p).type)
+            df = table.to_pandas()
+            base_mem = median_time(lambda d=df: pandas_infer(d), repeat=1)
+            base_file = median_time(lambda p=path: pandas_infer(pd.read_parquet(p)), repeat=1)
+            results[rows] = (ours_mem, base_mem, ours_file, base_file)
+            del table, df
+    print(f"{'rows':>12} {'arrow ours':>11} {'pandas':>9} {'ratio':>7} {'parquet ours':>13} {'pandas':>9} {'ratio':>7}")
+    for rows, (om, bm, of, bf) in results.items():
+        print(f"{rows:>12,} {om:>10.4f}s {bm:>8.3f}s {bm / om:>6.0f}x {of:>12.4f}s {bf:>8.3f}s {bf / of:>6.0f}x")
+    small, big = results[args.small], results[args.rows]
+    print(
+        f"scaling ours {args.rows:,} / {args.small:,} rows: in memory {big[0] / small[0]:.2f}x, "
+        f"Parquet {big[2] / small[2]:.2f}x (rows grew {args.rows / args.small:.0f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
