@@ -28,6 +28,6 @@ def test_doc_example_runs(doc, code, expected, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, doc, "exec"), {"__name__": "__doc_example__"})  # noqa: S102 - our own docs
+        exec(compile(code, doc, "exec"), {"__name__": "__doc_example__"})  # runs our own docs
     if expected:
         assert out.getvalue().strip() == expected.strip()
