@@ -18,8 +18,15 @@ class FilterSyntaxError(QueryError):
         self.column = column
         self.reason = message
         if text and line:
-            source_line = text.splitlines()[line - 1] if text.splitlines() else ""
-            caret = " " * max(column - 1, 0) + "^"
+            lines = text.splitlines()
+            source_line = lines[line - 1] if 0 < line <= len(lines) else ""
+            at = column
+            start = max(0, column - 60)  # show at most 80 characters around the spot
+            if start or len(source_line) > 80:
+                tail = "..." if len(source_line) > start + 80 else ""
+                source_line = ("..." if start else "") + source_line[start : start + 80] + tail
+                at = column - start + (3 if start else 0)
+            caret = " " * max(at - 1, 0) + "^"
             message = f"{message} (line {line}, column {column})\n  {source_line}\n  {caret}"
         super().__init__(message)
 

@@ -8,10 +8,11 @@ gives back canonical filter text, so ``parse_filter(e.to_text()) == e``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 __all__ = [
     "BINARY_OPS",
@@ -61,7 +62,7 @@ _BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def quote_name(name: str) -> str:
     """A column or field name as filter text: bare when it can be, back-quoted otherwise."""
-    if _BARE_NAME.match(name) and name.lower() not in KEYWORDS:
+    if _BARE_NAME.match(name) and name.lower() not in KEYWORDS and name != "_":
         return name
     return "`" + name.replace("`", "``") + "`"
 
@@ -86,6 +87,13 @@ class Lit(_Node):
 
     node: Literal["lit"] = "lit"
     value: bool | int | float | str | None
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("a filter number must be finite (no inf or nan)")
+        return value
 
     def to_text(self) -> str:
         if self.value is None:
@@ -139,7 +147,11 @@ class Unary(_Node):
     def to_text(self) -> str:
         if self.op == "not":
             return "not " + self._wrap(self.operand, _PRECEDENCE["not"])
-        return "-" + self._wrap(self.operand, _PRECEDENCE["neg"] + 1)
+        operand = self.operand
+        if isinstance(operand, Lit) and isinstance(operand.value, int | float):
+            # `-5` is the literal -5; the negation of the literal 5 keeps its parentheses
+            return f"-({operand.to_text()})"
+        return "-" + self._wrap(operand, _PRECEDENCE["neg"] + 1)
 
 
 class Binary(_Node):
@@ -161,7 +173,7 @@ class Binary(_Node):
 
 
 class In(_Node):
-    """``x in (a, b, c)`` (``negated``: ``not (x in (...))``)."""
+    """``x in (a, b, c)`` (``negated``: ``x not in (a, b, c)``)."""
 
     node: Literal["in"] = "in"
     operand: Expr
@@ -169,14 +181,14 @@ class In(_Node):
     negated: bool = False
 
     def _prec(self) -> int:
-        return _PRECEDENCE["not"] if self.negated else _PRECEDENCE["in"]
+        return _PRECEDENCE["in"]
 
     def to_text(self) -> str:
         items = ", ".join(v.to_text() for v in self.values)
         if len(self.values) == 1:
             items += ","
-        text = f"{self._wrap(self.operand, _PRECEDENCE['in'] + 1)} in ({items})"
-        return f"not ({text})" if self.negated else text
+        middle = "not in" if self.negated else "in"
+        return f"{self._wrap(self.operand, _PRECEDENCE['in'] + 1)} {middle} ({items})"
 
 
 class IsNull(_Node):
