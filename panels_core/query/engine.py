@@ -1,0 +1,1207 @@
+"""The embedded engine: a Query runs as DuckDB SQL over Arrow tables and Parquet files.
+
+``Engine(tables)`` registers each table once: an in-memory Arrow table as a
+zero-copy view, a Parquet-backed ``Table`` as a ``read_parquet`` scan (filters
+and column choices push down into the file), a ``JoinedTable`` as a join of
+its two sides. A query runs in this order: compare_with -> join -> filter ->
+group_by -> sort (nulls last, ties in row order) -> offset/limit. Panels ask
+for what they draw: ``page``, ``count``, ``histogram`` (binned in SQL),
+``value_counts``, ``column_numpy``, ``grouped``, ``compared``; see
+``docs/engine.md`` for the shapes they return.
+"""
+
+# SQL here is built only from quote_ident() names checked against the schema and $n
+# placeholders bound to literals, never from user text:
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import builtins
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from panels_core.query.errors import QueryError, UnknownColumnError
+from panels_core.query.expr import Call, Col, Lit
+from panels_core.query.model import CompareWith, JoinSpec, Query
+from panels_core.query.sql import Params, Scope, compile_expr, quote_ident
+from panels_core.types import (
+    AnyType,
+    BooleanType,
+    ComparedType,
+    JoinedTableType,
+    ListType,
+    MixedTypesError,
+    NumberType,
+    OptionalType,
+    StructType,
+    TableType,
+    strip_optional,
+    unify,
+)
+
+__all__ = ["GROUP_SAMPLE", "MAX_AUTO_BINS", "Engine", "Histogram", "ValueCounts"]
+
+GROUP_SAMPLE = 100
+"""``grouped()`` keeps at most this many values per group of a non-numeric column."""
+MAX_AUTO_BINS = 200
+"""``bins="auto"`` never gives more bins than this (nor fewer than 1)."""
+_QUANTILE_SAMPLE = 200_000
+_RESERVED = "__tp_"
+_ROW = "__tp_row"
+_FAR = 1 << 40  # right-only rows of a comparison sort after every left row
+
+
+@dataclass(frozen=True, eq=False)
+class Histogram:
+    """Bins and counts computed by the engine.
+
+    ``counts`` has shape (n,) or (groups, n) when ``groups`` is set (a ``by``
+    column, a compared column: one row per source, a grouped column: one row
+    per group). ``nulls`` / ``nonfinite`` count missing and NaN/inf values;
+    ``outside`` counts finite values outside an explicit ``range``.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    groups: list[str] | None = None
+    nulls: int = 0
+    nonfinite: int = 0
+    outside: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class ValueCounts:
+    """The ``top`` most frequent values (tuples for several columns), most frequent first.
+
+    ``other`` counts rows with a value outside the top; ``nulls`` counts rows
+    with a null (in any of the columns).
+    """
+
+    values: list[Any]
+    counts: np.ndarray
+    other: int = 0
+    nulls: int = 0
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass
+class _Source:
+    """One registered table."""
+
+    name: str
+    table: Any
+    view: str
+    fields: dict[str, pa.Field]
+    type: Any
+    arrow: pa.Table | None = None  # registered on each cursor (zero copy)
+    parquet: bool = False
+    sides: tuple[str, str] | None = None  # hidden sources of a JoinedTable
+    how: str = "inner"
+    length: int = 0
+
+
+@dataclass
+class _Rel:
+    """A relation in the plan: SQL text plus what the next stage needs to know."""
+
+    sql: str
+    fields: dict[str, pa.Field]
+    type: Any
+    order: tuple[str, ...]
+    natural: bool = True  # rows come out in row order without ORDER BY
+    compared: frozenset[str] = frozenset()
+    sources: tuple[str, ...] = ()
+    plain: bool = True  # columns unchanged from one source (field metadata still true)
+    keys: tuple[str, ...] = ()  # group keys (after group_by)
+    pre: _Rel | None = None  # the filtered rows before grouping
+    pre_keys: tuple[str, ...] = ()  # the key expressions over ``pre``
+    joined: bool = False
+    fields_src: dict[str, pa.Field] = field(default_factory=dict)
+
+
+def _check_columns(name: str, columns: Sequence[str]) -> None:
+    for column in columns:
+        if column.startswith(_RESERVED):
+            raise QueryError(
+                f"table `{name}`: column `{column}` starts with `{_RESERVED}`, which the engine "
+                "reserves for its own columns; rename the column"
+            )
+
+
+def _as_table(value: Any) -> Any:
+    """A Table (or JoinedTable) from a Table, JoinedTable, Arrow table or DataFrame."""
+    from panels_core.table import JoinedTable, Table
+
+    if isinstance(value, Table | JoinedTable):
+        return value
+    if isinstance(value, pa.Table | pa.RecordBatch):
+        return Table.from_arrow(value)
+    if hasattr(value, "columns") and hasattr(value, "dtypes"):
+        return Table(dataframe=value)
+    raise TypeError(
+        f"an Engine table must be a Table, JoinedTable, pyarrow.Table or pandas DataFrame, "
+        f"not {type(value).__name__}"
+    )
+
+
+def _optional(t: Any) -> Any:
+    return t if isinstance(t, OptionalType | AnyType) else OptionalType(inner=t)
+
+
+def _merge(a: Any, b: Any) -> Any:
+    try:
+        return unify(a, b)
+    except MixedTypesError:
+        return AnyType()
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _struct_type(fields: Mapping[str, pa.Field]) -> pa.DataType:
+    return pa.struct([f.with_name(n) for n, f in fields.items()])
+
+
+def _label(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class Engine:
+    """Runs Queries over named tables with DuckDB; safe to call from many threads."""
+
+    def __init__(self, tables: Mapping[str, Any] | None = None, threads: int = 2) -> None:
+        self._con = duckdb.connect(":memory:", config={"threads": threads})
+        self._sources: dict[str, _Source] = {}
+        self._hidden: dict[str, _Source] = {}
+        self._lock = threading.Lock()
+        self._counter = 0
+        for name, table in (tables or {}).items():
+            self.add_table(name, table)
+
+    # ------------------------------------------------------------- registration
+
+    def add_table(self, name: str, table: Any) -> None:
+        """Register (or replace) ``table`` under ``name``."""
+        from panels_core.table import JoinedTable
+
+        table = _as_table(table)
+        with self._lock:
+            if isinstance(table, JoinedTable):
+                left = self._register(f"{name}.{table.left_name}", table.left)
+                right = self._register(f"{name}.{table.right_name}", table.right)
+                self._hidden[left.view], self._hidden[right.view] = left, right
+                fields = {
+                    table.left_name: pa.field(table.left_name, _struct_type(left.fields)),
+                    table.right_name: pa.field(table.right_name, _struct_type(right.fields)),
+                }
+                self._sources[name] = _Source(
+                    name,
+                    table,
+                    self._new_view(),
+                    fields,
+                    table.type,
+                    sides=(left.view, right.view),
+                    how=getattr(table, "how", "inner"),
+                )
+            else:
+                self._sources[name] = self._register(name, table)
+
+    def _new_view(self) -> str:
+        self._counter += 1
+        return f"{_RESERVED}t{self._counter}"
+
+    def _register(self, name: str, table: Any) -> _Source:
+        view = self._new_view()
+        schema = table.schema
+        _check_columns(name, schema.names)
+        fields = {f.name: f for f in schema}
+        source = _Source(name, table, view, fields, table.type, length=len(table))
+        path = getattr(table, "parquet_path", None)
+        if path is not None:
+            try:
+                rel = self._con.read_parquet(str(path), file_row_number=True)
+                rel.create_view(view, replace=True)
+            except duckdb.Error as exc:
+                raise QueryError(
+                    f"table `{name}`: cannot scan `{path}`: {_first_line(exc)}"
+                ) from exc
+            source.parquet = True
+        else:
+            arrow = table.to_arrow()
+            source.arrow = arrow.append_column(
+                _ROW, pa.array(np.arange(arrow.num_rows, dtype=np.int64))
+            )
+        return source
+
+    def table_names(self) -> list[str]:
+        """The names of the registered tables."""
+        return list(self._sources)
+
+    def _source(self, name: str) -> _Source:
+        if name not in self._sources:
+            raise _unknown_table(name, list(self._sources))
+        source = self._sources[name]
+        if source.sides is None and len(source.table) != source.length:
+            self.add_table(name, source.table)  # the Table grew since it was registered
+            source = self._sources[name]
+        return source
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own per call, with every in-memory table registered on it."""
+        with self._lock:
+            cur = self._con.cursor()
+            arrows = [(s.view, s.arrow) for s in (*self._sources.values(), *self._hidden.values())]
+        try:
+            for view, arrow in arrows:
+                if arrow is not None:
+                    cur.register(view, arrow)
+            yield cur
+        finally:
+            cur.close()
+
+    # ------------------------------------------------------------- plan building
+
+    def _base(self, source: _Source) -> _Rel:
+        cols = ", ".join(quote_ident(c) for c in source.fields)
+        if source.sides is not None:
+            left, right = (self._hidden[v] for v in source.sides)
+            table = source.table
+            return self._join_rels(
+                self._base(left),
+                self._base(right),
+                table.left_key,
+                table.right_key,
+                source.how,
+                (table.left_name, table.right_name),
+                source.type,
+            )
+        row = "file_row_number" if source.parquet else quote_ident(_ROW)
+        sql = f"SELECT {cols}, {row} AS {quote_ident(_ROW)} FROM {quote_ident(source.view)}"
+        return _Rel(sql, dict(source.fields), source.type, (_ROW,), fields_src=dict(source.fields))
+
+    def _join_rels(
+        self,
+        a: _Rel,
+        b: _Rel,
+        left_key: str,
+        right_key: str,
+        how: str,
+        names: tuple[str, str],
+        joined_type: Any,
+    ) -> _Rel:
+        for rel, key, side in ((a, left_key, names[0]), (b, right_key, names[1])):
+            if key not in rel.fields:
+                raise _unknown(key, rel.fields, f"join key of `{side}`")
+        sql_how = {"inner": "INNER", "left": "LEFT", "outer": "FULL OUTER"}[how]
+        parts = []
+        for alias, rel, name in (("__tp_a", a, names[0]), ("__tp_b", b, names[1])):
+            packed = ", ".join(f"{quote_ident(c)} := {alias}.{quote_ident(c)}" for c in rel.fields)
+            parts.append(
+                f"CASE WHEN {alias}.{quote_ident(_ROW)} IS NULL THEN NULL "
+                f"ELSE struct_pack({packed}) END AS {quote_ident(name)}"
+            )
+        sql = (
+            f"SELECT {', '.join(parts)}, __tp_a.{quote_ident(_ROW)} AS __tp_row0, "
+            f"__tp_b.{quote_ident(_ROW)} AS __tp_row1 "
+            f"FROM ({a.sql}) AS __tp_a {sql_how} JOIN ({b.sql}) AS __tp_b "
+            f"ON __tp_a.{quote_ident(left_key)} = __tp_b.{quote_ident(right_key)}"
+        )
+        fields = {
+            names[0]: pa.field(names[0], _struct_type(a.fields)),
+            names[1]: pa.field(names[1], _struct_type(b.fields)),
+        }
+        return _Rel(
+            sql,
+            fields,
+            joined_type,
+            ("__tp_row0", "__tp_row1"),
+            natural=False,
+            plain=False,
+            joined=True,
+        )
+
+    def _compare(self, a: _Rel, b: _Rel, spec: CompareWith) -> _Rel:
+        names = tuple(spec.names)
+        if len(set(names)) != len(names):
+            raise QueryError(f"compare_with: the two sources need different names, got {names}")
+        if isinstance(spec.on, str):
+            left_key = right_key = spec.on
+        elif spec.on is None:
+            left_key = right_key = None
+        else:
+            left_key, right_key = spec.on
+        for rel, key, which in ((a, left_key, "this table"), (b, right_key, f"`{spec.table}`")):
+            if key is not None and key not in rel.fields:
+                raise _unknown(key, rel.fields, f"compare_with key in {which}")
+            if "present" in rel.fields:
+                raise QueryError(
+                    f"compare_with: {which} has a column named `present`, the name of the "
+                    "flag saying which source holds each row; rename that column"
+                )
+        ta, tb = a.type.columns, b.type.columns
+        select, fields, types, compared = [], {}, {}, set()
+        if left_key is not None:
+            select.append(
+                f"coalesce(__tp_a.{quote_ident(left_key)}, __tp_b.{quote_ident(right_key)}) "
+                f"AS {quote_ident(left_key)}"
+            )
+            fields[left_key] = a.fields[left_key]
+            types[left_key] = ta[left_key]
+        for col, f in a.fields.items():
+            if col == left_key:
+                continue
+            if col in b.fields and col != right_key:
+                packed = ", ".join(
+                    f"{quote_ident(n)} := {alias}.{quote_ident(col)}"
+                    for n, alias in zip(names, ("__tp_a", "__tp_b"))
+                )
+                select.append(f"struct_pack({packed}) AS {quote_ident(col)}")
+                fields[col] = pa.field(
+                    col, pa.struct([f.with_name(names[0]), b.fields[col].with_name(names[1])])
+                )
+                types[col] = ComparedType(item=_merge(ta[col], tb[col]), sources=names)
+                compared.add(col)
+            else:
+                select.append(f"__tp_a.{quote_ident(col)} AS {quote_ident(col)}")
+                fields[col], types[col] = f, _optional(ta[col])
+        for col, f in b.fields.items():
+            if col not in fields and col != right_key:
+                select.append(f"__tp_b.{quote_ident(col)} AS {quote_ident(col)}")
+                fields[col], types[col] = f, _optional(tb[col])
+        present = ", ".join(
+            f"{quote_ident(n)} := ({alias}.{quote_ident(_ROW)} IS NOT NULL)"
+            for n, alias in zip(names, ("__tp_a", "__tp_b"))
+        )
+        select.append(f"struct_pack({present}) AS present")
+        fields["present"] = pa.field("present", pa.struct([pa.field(n, pa.bool_()) for n in names]))
+        types["present"] = ComparedType(item=BooleanType(), sources=names)
+        compared.add("present")
+        row_a, row_b = f"__tp_a.{quote_ident(_ROW)}", f"__tp_b.{quote_ident(_ROW)}"
+        select.append(f"coalesce({row_a}, {_FAR} + {row_b}) AS __tp_row0")
+        select.append(f"{row_b} AS __tp_row1")
+        if left_key is None:
+            on = f"{row_a} = {row_b}"
+        else:
+            on = f"__tp_a.{quote_ident(left_key)} = __tp_b.{quote_ident(right_key)}"
+        sql = (
+            f"SELECT {', '.join(select)} FROM ({a.sql}) AS __tp_a "
+            f"FULL OUTER JOIN ({b.sql}) AS __tp_b ON {on}"
+        )
+        return _Rel(
+            sql,
+            fields,
+            TableType(columns=types),
+            ("__tp_row0", "__tp_row1"),
+            natural=False,
+            compared=frozenset(compared),
+            sources=names,
+            plain=False,
+        )
+
+    def _scope(self, rel: _Rel) -> Scope:
+        return Scope(fields=dict(rel.fields), compared=rel.compared, sources=rel.sources)
+
+    def _filter(self, rel: _Rel, expr: Any, params: Params, cur: Any) -> _Rel:
+        self._check(rel, expr)
+        self._check_patterns(expr, cur)
+        compiled = compile_expr(expr, self._scope(rel), params)
+        sql = f"SELECT * FROM ({rel.sql}) AS __tp_f WHERE {compiled.sql}"
+        return _Rel(**{**rel.__dict__, "sql": sql})
+
+    def _check(self, rel: _Rel, expr: Any) -> None:
+        """Type-check the filter (did-you-mean, type errors) when the checker is installed."""
+        try:
+            from panels_core.query.check import check_filter
+        except ImportError:  # the checker is optional; compile_expr still checks names
+            return
+        table_type = rel.type
+        if isinstance(table_type, JoinedTableType):
+            table_type = TableType(
+                columns={
+                    table_type.left_name: StructType(fields=dict(table_type.left.columns)),
+                    table_type.right_name: StructType(fields=dict(table_type.right.columns)),
+                }
+            )
+        schema = pa.schema(list(rel.fields.values()))
+        check_filter(expr, table_type, schema)
+
+    def _check_patterns(self, expr: Any, cur: Any) -> None:
+        """Reject an invalid regular expression in ``matches`` before the query runs."""
+        for node in _walk(expr):
+            if isinstance(node, Call) and node.fn == "matches" and len(node.args) == 2:
+                pattern = node.args[1]
+                if isinstance(pattern, Lit) and isinstance(pattern.value, str):
+                    try:
+                        cur.execute("SELECT regexp_matches('', $p)", {"p": pattern.value}).fetchall()
+                    except duckdb.Error as exc:
+                        reason = _first_line(exc).split(":", 1)[-1].strip()
+                        raise QueryError(
+                            f"matches(): invalid regular expression {pattern.value!r}: {reason}; "
+                            "fix the pattern (RE2 syntax, no look-around or back-references)"
+                        ) from None
+
+    def _resolve(self, rel: _Rel, name: str, params: Params, what: str) -> tuple[str, pa.DataType]:
+        """SQL and Arrow type of a column name, or a dotted path (``0.score``, ``left.id``)."""
+        if name in rel.fields:
+            return quote_ident(name), rel.fields[name].type
+        parts = name.split(".")
+        source = None
+        if len(parts) > 1 and parts[0].isdigit() and rel.compared:
+            source, parts = int(parts[0]), parts[1:]
+        if parts[0] not in rel.fields:
+            raise _unknown(name, rel.fields, what)
+        compiled = compile_expr(Col(path=tuple(parts), source=source), self._scope(rel), params)
+        return compiled.sql, compiled.type
+
+    def _group(self, rel: _Rel, keys: Sequence[str], params: Params, sample: int | None) -> _Rel:
+        """One row per group: keys, ``count``, and each other column as a list.
+
+        With ``sample`` set, non-numeric lists keep their first ``sample`` values.
+        """
+        if rel.joined:
+            raise QueryError(
+                "group_by on a joined table is not supported; group one of the tables instead"
+            )
+        key_sql, fields, types = [], {}, {}
+        for key in keys:
+            sql, arrow_type = self._resolve(rel, key, params, "group_by column")
+            key_sql.append(sql)
+            fields[key] = pa.field(key, arrow_type)
+            types[key] = self._type_of(rel, key)
+        if "count" in rel.fields and "count" not in keys:
+            raise QueryError(
+                "group_by: the table has a column named `count`, the name of the group size "
+                "column; rename that column or group by it"
+            )
+        order = _order_expr(rel.order)
+        select = [f"{s} AS {quote_ident(k)}" for s, k in zip(key_sql, keys)]
+        select.append('count(*) AS "count"')
+        fields["count"] = pa.field("count", pa.int64())
+        types["count"] = NumberType(integer=True)
+        for col, f in rel.fields.items():
+            if col in keys:
+                continue
+            if col in rel.compared:
+                parts = []
+                for source in rel.sources:
+                    value = f"{quote_ident(col)}.{quote_ident(source)}"
+                    parts.append(f"{quote_ident(source)} := {_list_agg(value, order, sample)}")
+                select.append(f"struct_pack({', '.join(parts)}) AS {quote_ident(col)}")
+                fields[col] = pa.field(
+                    col,
+                    pa.struct([pa.field(s, pa.list_(f.type.field(s).type)) for s in rel.sources]),
+                )
+                item = rel.type.columns[col]
+                types[col] = ComparedType(item=ListType(item=item.item), sources=item.sources)
+            else:
+                select.append(f"{_list_agg(quote_ident(col), order, sample)} AS {quote_ident(col)}")
+                fields[col] = pa.field(col, pa.list_(f.type))
+                types[col] = ListType(item=rel.type.columns[col])
+        select += [f"min({quote_ident(o)}) AS {quote_ident(o)}" for o in rel.order]
+        sql = f"SELECT {', '.join(select)} FROM ({rel.sql}) AS __tp_g GROUP BY {', '.join(key_sql)}"
+        return _Rel(
+            sql,
+            fields,
+            TableType(columns=types),
+            rel.order,
+            natural=False,
+            compared=rel.compared - set(keys),
+            sources=rel.sources,
+            plain=False,
+            keys=tuple(keys),
+            pre=rel,
+            pre_keys=tuple(key_sql),
+        )
+
+    def _type_of(self, rel: _Rel, name: str) -> Any:
+        if isinstance(rel.type, TableType) and name in rel.type.columns:
+            return rel.type.columns[name]
+        parts = name.split(".")
+        t: Any = rel.type
+        if parts[0].isdigit() and rel.compared:
+            parts = parts[1:]
+            column = rel.type.columns.get(parts[0])
+            t = TableType(
+                columns={parts[0]: column.item if isinstance(column, ComparedType) else column}
+            )
+        for part in parts:
+            t = strip_optional(t)
+            if isinstance(t, TableType | StructType):
+                t = (t.columns if isinstance(t, TableType) else t.fields).get(part, AnyType())
+            else:
+                return AnyType()
+        return t
+
+    def _plan(
+        self,
+        query: Query,
+        params: Params,
+        cur: Any,
+        sample: int | None = None,
+        group: bool = True,
+    ) -> _Rel:
+        """The relation of ``query`` before sort and offset/limit."""
+        source = self._source(query.table)
+        rel = self._base(source)
+        if query.compare_with is not None:
+            if source.sides is not None or query.join is not None:
+                raise QueryError(
+                    "compare_with cannot be combined with a join; compare plain tables"
+                )
+            other = self._source(query.compare_with.table)
+            if other.sides is not None:
+                raise QueryError(
+                    f"compare_with: `{other.name}` is a joined table; compare plain tables"
+                )
+            rel = self._compare(rel, self._base(other), query.compare_with)
+        if query.join is not None:
+            rel = self._join_spec(query, source, rel)
+        if query.filter is not None:
+            rel = self._filter(rel, query.filter, params, cur)
+        if query.group_by and group:
+            rel = self._group(rel, query.group_by, params, sample)
+        return rel
+
+    def _join_spec(self, query: Query, source: _Source, rel: _Rel) -> _Rel:
+        spec: JoinSpec = query.join  # type: ignore[assignment]
+        if source.sides is not None:
+            raise QueryError(f"`{source.name}` is already a joined table; join plain tables")
+        other = self._source(spec.table)
+        if other.sides is not None:
+            raise QueryError(f"join: `{other.name}` is a joined table; join plain tables")
+        left_key, right_key = (spec.on, spec.on) if isinstance(spec.on, str) else spec.on
+        names = spec.names or (query.table, spec.table)
+        if names[0] == names[1]:
+            names = ("left", "right")
+        for src, key in ((source, left_key), (other, right_key)):
+            if key not in src.fields:
+                raise _unknown(key, src.fields, f"join key of `{src.name}`")
+        joined_type = JoinedTableType(
+            left=source.type,
+            right=other.type,
+            left_key=left_key,
+            right_key=right_key,
+            left_name=names[0],
+            right_name=names[1],
+        )
+        return self._join_rels(
+            rel, self._base(other), left_key, right_key, spec.how, names, joined_type
+        )
+
+    def _order_by(self, rel: _Rel, query: Query, params: Params) -> str:
+        terms = []
+        for key in query.sort:
+            sql, _ = self._resolve(rel, key.column, params, "sort column")
+            terms.append(f"{sql} {'DESC' if key.descending else 'ASC'} NULLS LAST")
+        terms += [f"{quote_ident(o)} ASC NULLS LAST" for o in rel.order]
+        return ", ".join(terms)
+
+    def _rows(
+        self,
+        rel: _Rel,
+        query: Query,
+        params: Params,
+        select: str = "*",
+        offset: int = 0,
+        limit: int | None = None,
+        ordered: bool = False,
+    ) -> str:
+        """``SELECT select`` over the query's rows: sorted, then offset/limit (query's + extra)."""
+        start = query.offset + offset
+        if query.limit is not None:
+            stop = query.offset + query.limit
+            limit = stop - start if limit is None else min(limit, stop - start)
+            limit = max(limit, 0)
+        need_order = ordered or start > 0 or limit is not None
+        sql = f"SELECT {select} FROM ({rel.sql}) AS __tp_q"
+        if need_order and (query.sort or not rel.natural):
+            sql += f" ORDER BY {self._order_by(rel, query, params)}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        if start:
+            sql += f" OFFSET {int(start)}"
+        return sql
+
+    # ------------------------------------------------------------- execution helpers
+
+    def _fetch(self, cur: Any, sql: str, params: Params, what: str) -> list[tuple[Any, ...]]:
+        try:
+            return cur.execute(sql, params.bind(sql)).fetchall()
+        except duckdb.Error as exc:
+            raise _wrap(exc, what) from None
+
+    def _arrow(self, cur: Any, sql: str, params: Params, what: str) -> pa.Table:
+        try:
+            bound = params.bind(sql)
+            return cur.sql(sql, params=bound or None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise _wrap(exc, what) from None
+
+    @contextmanager
+    def _session(self, query: Query, what: str, **plan: Any) -> Iterator[tuple[Any, Params, _Rel]]:
+        if not isinstance(query, Query):
+            raise TypeError(f"Engine.{what} needs a Query, not {type(query).__name__}")
+        with self._cursor() as cur:
+            params = Params()
+            try:
+                rel = self._plan(query, params, cur, **plan)
+            except duckdb.Error as exc:
+                raise _wrap(exc, what) from None
+            yield cur, params, rel
+
+    # ------------------------------------------------------------- public calls
+
+    def result_type(self, query: Query) -> TableType | JoinedTableType:
+        """The type of the query's rows: compared[T] after comparing, list[T] after grouping."""
+        with self._session(query, "result_type") as (_, _, rel):
+            return rel.type
+
+    def count(self, query: Query) -> int:
+        """Rows (or groups) the query gives, after offset/limit."""
+        with self._session(query, "count") as (cur, params, rel):
+            sql = self._rows(rel, query, params, select="1")
+            ((n,),) = self._fetch(cur, f"SELECT count(*) FROM ({sql}) AS __tp_c", params, "count")
+            return int(n)
+
+    def page(
+        self, query: Query, offset: int = 0, limit: int = 50, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """Rows ``offset .. offset+limit`` of the query's rows (within its own offset/limit)."""
+        if offset < 0 or limit < 0:
+            raise QueryError(f"page(): offset and limit must be >= 0, got {offset} and {limit}")
+        with self._session(query, "page") as (cur, params, rel):
+            names = list(rel.fields) if columns is None else list(columns)
+            select = []
+            for name in names:
+                sql, _ = self._resolve(rel, name, params, "page column")
+                select.append(f"{sql} AS {quote_ident(name)}")
+            if not select:
+                raise QueryError("page(): columns=[] selects nothing; name at least one column")
+            sql = self._rows(rel, query, params, ", ".join(select), offset, limit, ordered=True)
+            result = self._arrow(cur, sql, params, "page")
+            if rel.plain:
+                result = _restore_metadata(result, rel.fields)
+            return result
+
+    def compared(self, query: Query) -> pa.Table:
+        """Every row of a comparison: keys, compared[T] structs and the ``present`` flags."""
+        if query.compare_with is None:
+            raise QueryError("compared(): the query has no compare_with; set compare_with=...")
+        with self._session(query, "compared") as (cur, params, rel):
+            select = ", ".join(quote_ident(c) for c in rel.fields)
+            return self._arrow(
+                cur, self._rows(rel, query, params, select, ordered=True), params, "compared"
+            )
+
+    def join_counts(self, query: Query) -> tuple[int, int, int]:
+        """(matched rows, left-only rows, right-only rows) of the query's join, before filters."""
+        source = self._source(query.table)
+        if source.sides is not None:
+            left, right = (self._hidden[v] for v in source.sides)
+            lk, rk = source.table.left_key, source.table.right_key
+        elif query.join is not None:
+            left, right = source, self._source(query.join.table)
+            lk, rk = (
+                (query.join.on, query.join.on) if isinstance(query.join.on, str) else query.join.on
+            )
+        else:
+            raise QueryError(
+                "join_counts(): the query joins nothing; set join=... or use a JoinedTable"
+            )
+        with self._cursor() as cur:
+            a, b = self._base(left), self._base(right)
+            sql = (
+                f"SELECT count(*) FILTER (WHERE __tp_a.{quote_ident(_ROW)} IS NOT NULL "
+                f"AND __tp_b.{quote_ident(_ROW)} IS NOT NULL), "
+                f"count(*) FILTER (WHERE __tp_b.{quote_ident(_ROW)} IS NULL), "
+                f"count(*) FILTER (WHERE __tp_a.{quote_ident(_ROW)} IS NULL) "
+                f"FROM ({a.sql}) AS __tp_a FULL OUTER JOIN ({b.sql}) AS __tp_b "
+                f"ON __tp_a.{quote_ident(lk)} = __tp_b.{quote_ident(rk)}"
+            )
+            ((both, left_only, right_only),) = self._fetch(cur, sql, Params(), "join_counts")
+            return int(both), int(left_only), int(right_only)
+
+    def value_counts(self, query: Query, column: str | Sequence[str], top: int = 20) -> ValueCounts:
+        """The ``top`` most frequent values of a column (tuples for several columns)."""
+        names = [column] if isinstance(column, str) else list(column)
+        if not names:
+            raise QueryError("value_counts(): name at least one column")
+        with self._session(query, "value_counts") as (cur, params, rel):
+            exprs = [self._resolve(rel, n, params, "value_counts column")[0] for n in names]
+            select = ", ".join(f"{e} AS __tp_v{i}" for i, e in enumerate(exprs))
+            rows = self._rows(rel, query, params, select)
+            cols = [f"__tp_v{i}" for i in range(len(exprs))]
+            any_null = " OR ".join(f"{c} IS NULL" for c in cols)
+            sql = (
+                f"WITH __tp_r AS ({rows}) "
+                f"SELECT {', '.join(cols)}, count(*) AS __tp_n, "
+                f"(SELECT count(*) FROM __tp_r), (SELECT count(*) FROM __tp_r WHERE {any_null}) "
+                f"FROM __tp_r WHERE NOT ({any_null}) GROUP BY ALL "
+                f"ORDER BY __tp_n DESC, {', '.join(cols)} LIMIT {int(top)}"
+            )
+            result = self._fetch(cur, sql, params, "value_counts")
+            if not result:
+                sql = f"SELECT count(*), count(*) FILTER (WHERE {any_null}) FROM ({rows}) AS __tp_r"
+                ((total, nulls),) = self._fetch(cur, sql, params, "value_counts")
+            else:
+                total, nulls = result[0][-2], result[0][-1]
+            k = len(cols)
+            values = [r[0] if k == 1 else tuple(r[:k]) for r in result]
+            counts = np.array([r[k] for r in result], dtype=np.int64)
+            return ValueCounts(values, counts, int(total - nulls - counts.sum()), int(nulls))
+
+    def column_numpy(self, query: Query, column: str) -> np.ndarray:
+        """A column as numpy: numbers -> float64 (null -> nan); embeddings -> (n, dim) float32.
+
+        Strings, categories, booleans and timestamps come back as numpy object or
+        datetime arrays; image columns are refused (they are never decoded here).
+        """
+        with self._session(query, "column_numpy") as (cur, params, rel):
+            sql, arrow_type = self._resolve(rel, column, params, "column")
+            if _is_list(arrow_type):
+                return self._embedding(cur, rel, query, params, sql, arrow_type, column)
+            if pa.types.is_struct(arrow_type) or pa.types.is_map(arrow_type):
+                raise QueryError(
+                    f"column_numpy(): `{column}` holds records ({arrow_type}); ask for one of its "
+                    "fields (e.g. `column.field`) or use page()"
+                )
+            if _is_numeric(arrow_type):
+                sql = f"CAST({sql} AS DOUBLE)"
+            rows = self._rows(rel, query, params, f"{sql} AS v", ordered=True)
+            values = self._arrow(cur, rows, params, "column_numpy").column(0)
+            if _is_numeric(arrow_type):
+                return (
+                    values.to_numpy().astype(np.float64, copy=False)
+                    if values.null_count == 0
+                    else values.to_numpy(zero_copy_only=False)
+                )
+            return values.to_numpy(zero_copy_only=False)
+
+    def _embedding(
+        self,
+        cur: Any,
+        rel: _Rel,
+        query: Query,
+        params: Params,
+        sql: str,
+        arrow_type: pa.DataType,
+        column: str,
+    ) -> np.ndarray:
+        if not _is_numeric(arrow_type.value_type):
+            raise QueryError(
+                f"column_numpy(): `{column}` is a list of {arrow_type.value_type}, not of numbers"
+            )
+        if pa.types.is_fixed_size_list(arrow_type):
+            dim = arrow_type.list_size
+        else:
+            rows = self._rows(rel, query, params, f"len({sql}) AS n")
+            stats = f"SELECT min(n), max(n) FROM ({rows}) AS __tp_l"
+            ((lo, hi),) = self._fetch(cur, stats, params, "column_numpy")
+            if lo != hi:
+                raise QueryError(
+                    f"column_numpy(): `{column}` is ragged: its lists have {lo} to {hi} items; "
+                    "an embedding needs one length per row (pad or filter the rows)"
+                )
+            dim = int(lo or 0)
+        rows = self._rows(rel, query, params, f"CAST({sql} AS FLOAT[{dim}]) AS v", ordered=True)
+        values = self._arrow(cur, rows, params, "column_numpy").column(0).combine_chunks()
+        n = len(values)
+        if n == 0 or dim == 0:
+            return np.zeros((n, dim), dtype=np.float32)
+        flat = values.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        flat = flat[values.offset * dim : (values.offset + n) * dim]
+        matrix = flat.reshape(n, dim)
+        if values.null_count:
+            matrix = matrix.copy()
+            matrix[values.is_null().to_numpy(zero_copy_only=False)] = np.nan
+        return matrix
+
+    # ------------------------------------------------------------- histograms
+
+    def histogram(
+        self,
+        query: Query,
+        column: str,
+        bins: int | Literal["auto"] = "auto",
+        range: tuple[float, float] | None = None,
+        width: float | None = None,
+        by: str | None = None,
+    ) -> Histogram:
+        """Bins and counts of a numeric column, computed in SQL (the column never leaves DuckDB).
+
+        ``by`` a column gives one row of counts per value of it (shared edges,
+        groups sorted, null last); a compared column gives one row per source;
+        in a grouped query, one row per group (per group and source when the
+        column is also compared), groups in the query's order.
+        """
+        with self._session(query, "histogram", group=False) as (cur, params, pre):
+            values, labels = self._values(cur, query, params, pre, column, by)
+            return self._histogram(cur, params, values, labels, bins, range, width)
+
+    def _values(
+        self,
+        cur: Any,
+        query: Query,
+        params: Params,
+        pre: _Rel,
+        column: str,
+        by: str | None,
+    ) -> tuple[str, list[str] | None]:
+        """SQL giving (g, x) pairs for a histogram, and the group labels.
+
+        Labels None: one group (g = 0) when ``by`` is None, else the groups are
+        the distinct values of ``g`` (labelled by the histogram itself).
+        """
+        if query.group_by:
+            if by is not None:
+                raise QueryError("histogram(): `by` cannot be combined with a grouped query")
+            return self._grouped_values(cur, query, params, pre, column)
+        if column in pre.compared:
+            if by is not None:
+                raise QueryError("histogram(): `by` cannot be combined with a compared column")
+            rows = self._rows(pre, query, params)
+            parts = []
+            for i, source in enumerate(pre.sources):
+                _require_number(pre.fields[column].type.field(source).type, column)
+                x = f"{quote_ident(column)}.{quote_ident(source)}"
+                parts.append(
+                    f"SELECT {i} AS g, CAST({x} AS DOUBLE) AS x FROM ({rows}) AS __tp_s{i} "
+                    f"WHERE present.{quote_ident(source)}"
+                )
+            return " UNION ALL ".join(parts), list(pre.sources)
+        x_sql, x_type = self._resolve(pre, column, params, "histogram column")
+        _require_number(x_type, column)
+        if by is None:
+            return self._rows(pre, query, params, f"0 AS g, CAST({x_sql} AS DOUBLE) AS x"), [""]
+        g_sql, _ = self._resolve(pre, by, params, "histogram `by` column")
+        return self._rows(pre, query, params, f"{g_sql} AS g, CAST({x_sql} AS DOUBLE) AS x"), None
+
+    def _group_index(
+        self, cur: Any, query: Query, params: Params, grouped: _Rel
+    ) -> tuple[str, list[tuple[Any, ...]]]:
+        """SQL of (keys..., __tp_gi) for the query's groups in output order, and the key rows."""
+        keys = ", ".join(f"{quote_ident(k)} AS __tp_k{i}" for i, k in enumerate(grouped.keys))
+        order = self._order_by(grouped, query, params)
+        # row_number() counts before OFFSET applies: subtract it for 0-based positions
+        position = f"row_number() OVER (ORDER BY {order}) - 1 - {int(query.offset)} AS __tp_gi"
+        index_sql = self._rows(grouped, query, params, f"{keys}, {position}", ordered=True)
+        names = ", ".join(f"__tp_k{i}" for i in range(len(grouped.keys)))
+        key_rows = self._fetch(
+            cur, f"SELECT {names} FROM ({index_sql}) AS __tp_k ORDER BY __tp_gi", params, "grouped"
+        )
+        return index_sql, key_rows
+
+    def _grouped_values(
+        self,
+        cur: Any,
+        query: Query,
+        params: Params,
+        pre: _Rel,
+        column: str,
+    ) -> tuple[str, list[str]]:
+        """(g, x) pairs of a grouped column straight from the rows (no lists are built)."""
+        if column in query.group_by:
+            raise QueryError(
+                f"histogram(): `{column}` is a group key (one value per group); histogram a "
+                "grouped column instead, or drop group_by"
+            )
+        if column not in pre.fields:
+            raise _unknown(column, pre.fields, "histogram column")
+        grouped = self._group(pre, query.group_by, params, sample=0)
+        index_sql, key_rows = self._group_index(cur, query, params, grouped)
+        join = " AND ".join(
+            f"({pk}) IS NOT DISTINCT FROM __tp_i.__tp_k{i}"
+            for i, pk in enumerate(grouped.pre_keys)
+        )
+        base = f"({pre.sql}) AS __tp_p JOIN ({index_sql}) AS __tp_i ON {join}"
+        labels = [", ".join(_label(v) for v in row) for row in key_rows]
+        if column in pre.compared:
+            n_src = len(pre.sources)
+            parts = []
+            for i, source in enumerate(pre.sources):
+                _require_number(pre.fields[column].type.field(source).type, column)
+                x = f"__tp_p.{quote_ident(column)}.{quote_ident(source)}"
+                parts.append(
+                    f"SELECT __tp_gi * {n_src} + {i} AS g, CAST({x} AS DOUBLE) AS x FROM {base} "
+                    f"WHERE __tp_p.present.{quote_ident(source)}"
+                )
+            labels = [f"{label} / {s}" for label in labels for s in pre.sources]
+            return " UNION ALL ".join(parts), labels
+        _require_number(pre.fields[column].type, column)
+        x = f"__tp_p.{quote_ident(column)}"
+        return f"SELECT __tp_gi AS g, CAST({x} AS DOUBLE) AS x FROM {base}", labels
+
+    def _histogram(
+        self,
+        cur: Any,
+        params: Params,
+        values: str,
+        labels: list[str] | None,
+        bins: int | Literal["auto"],
+        range: tuple[float, float] | None,
+        width: float | None,
+    ) -> Histogram:
+        """Bin the (g, x) pairs of ``values``; counts per group (``labels`` None: per value of g)."""
+        if bins != "auto" and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
+            raise QueryError(
+                f"histogram(): bins must be a positive integer or 'auto', got {bins!r}"
+            )
+        if width is not None and not width > 0:
+            raise QueryError(f"histogram(): width must be > 0, got {width!r}")
+        fin = "isfinite(x)"
+        stats_sql = (
+            f"SELECT g, count(*) FILTER (WHERE x IS NULL), "
+            f"count(*) FILTER (WHERE x IS NOT NULL AND NOT {fin}), "
+            f"min(x) FILTER (WHERE {fin}), max(x) FILTER (WHERE {fin}), "
+            f"count(*) FILTER (WHERE {fin}) FROM ({values}) AS __tp_v GROUP BY g ORDER BY g NULLS LAST"
+        )
+        stats = self._fetch(cur, stats_sql, params, "histogram")
+        nulls = sum(int(r[1]) for r in stats)
+        nonfinite = sum(int(r[2]) for r in stats)
+        n_finite = sum(int(r[5]) for r in stats)
+        lows = [r[3] for r in stats if r[3] is not None]
+        highs = [r[4] for r in stats if r[4] is not None]
+        if range is not None:
+            lo, hi = float(range[0]), float(range[1])
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+                raise QueryError(
+                    f"histogram(): range must be two finite numbers lo <= hi, got {range}"
+                )
+        elif lows:
+            lo, hi = float(min(lows)), float(max(highs))
+        else:
+            lo, hi = 0.0, 1.0
+        if lo == hi:
+            lo, hi = lo - 0.5, hi + 0.5
+        if width is not None:
+            n = max(1, math.ceil((hi - lo) / width))
+            edges = np.arange(n + 1, dtype=np.float64) * width + lo
+            step = float(width)
+        else:
+            n = (
+                bins
+                if isinstance(bins, int)
+                else self._auto_bins(cur, params, values, lo, hi, n_finite)
+            )
+            edges = np.linspace(lo, hi, n + 1)
+            step = (hi - lo) / n
+        first, last = float(edges[0]), float(edges[-1])
+        p_lo, p_denom, p_n = params.add(first), params.add(last - first), params.add(n)
+        p_hi, p_step = params.add(last), params.add(step)
+        # numpy.histogram's own rule: estimate the bin, then correct it against the edges
+        binned = (
+            f"SELECT g, x, least(CAST(floor((x - {p_lo}) / {p_denom} * {p_n}) AS BIGINT), "
+            f"{p_n} - 1) AS i FROM ({values}) AS __tp_x "
+            f"WHERE {fin} AND x >= {p_lo} AND x <= {p_hi}"
+        )
+        counted = (
+            f"SELECT g, i - CAST(x < i * {p_step} + {p_lo} AS INTEGER) "
+            f"+ CAST(i < {p_n} - 1 AND x >= (i + 1) * {p_step} + {p_lo} AS INTEGER) AS b, "
+            f"count(*) AS c FROM ({binned}) AS __tp_i GROUP BY ALL"
+        )
+        rows = self._fetch(cur, counted, params, "histogram")
+        if labels is None:  # groups are the values of g, as the stats found them
+            keys = [r[0] for r in stats]
+            labels = [_label(k) for k in keys]
+            index = {k: i for i, k in enumerate(keys)}
+        else:
+            index = {i: i for i in builtins.range(len(labels))}
+        counts = np.zeros((len(labels), n), dtype=np.int64)
+        for g, b, c in rows:
+            counts[index[g], int(b)] += int(c)
+        single = len(labels) == 1 and labels[0] == ""
+        return Histogram(
+            edges=edges,
+            counts=counts[0] if single else counts,
+            groups=None if single else labels,
+            nulls=nulls,
+            nonfinite=nonfinite,
+            outside=n_finite - int(counts.sum()),
+        )
+
+    def _auto_bins(
+        self, cur: Any, params: Params, values: str, lo: float, hi: float, n: int
+    ) -> int:
+        """Freedman-Diaconis bins from (sampled) quartiles, else sqrt(n); clamped to [1, 200]."""
+        if n <= 1:
+            return 1
+        sample = f"SELECT x FROM ({values}) AS __tp_q WHERE isfinite(x)"
+        if n > _QUANTILE_SAMPLE:
+            sample += f" USING SAMPLE reservoir({_QUANTILE_SAMPLE} ROWS) REPEATABLE (7)"
+        sql = f"SELECT quantile_cont(x, [0.25, 0.75]) FROM ({sample}) AS __tp_s"
+        ((quartiles,),) = self._fetch(cur, sql, params, "histogram")
+        iqr = float(quartiles[1] - quartiles[0]) if quartiles else 0.0
+        if iqr > 0:
+            count = math.ceil((hi - lo) / (2.0 * iqr / n ** (1 / 3)))
+        else:
+            count = math.ceil(math.sqrt(n))
+        return int(min(max(count, 1), MAX_AUTO_BINS))
+
+    # ------------------------------------------------------------- grouped
+
+    def grouped(
+        self, query: Query, bins: int | Literal["auto"] = "auto", sample: int = GROUP_SAMPLE
+    ) -> pa.Table:
+        """One row per group: keys, ``count``, and each other column summarised.
+
+        When the largest group holds more than ``sample`` rows, each numeric
+        column becomes a per-group histogram struct ``{edges, counts}`` (edges
+        shared by all groups of that column); otherwise numeric columns are full
+        lists. Other columns hold their first ``sample`` values in row order
+        (nulls included), the full size being in ``count``. A compared column
+        holds one of these per source (a struct with one field per source).
+        """
+        if not query.group_by:
+            raise QueryError("grouped(): the query has no group_by; set group_by=[...]")
+        if sample < 1:
+            raise QueryError(f"grouped(): sample must be >= 1, got {sample}")
+        with self._session(query, "grouped", group=False) as (cur, params, pre):
+            grouped = self._group(pre, query.group_by, params, sample=sample)
+            numeric = [
+                c
+                for c, f in pre.fields.items()
+                if c not in query.group_by
+                and c != "present"
+                and _numeric_value(f.type, c in pre.compared)
+            ]
+            # a sample of ``sample`` values is the whole list when no group is bigger
+            select = ", ".join(quote_ident(c) for c in grouped.fields)
+            rows_sql = self._rows(grouped, query, params, select, ordered=True)
+            table = self._arrow(cur, rows_sql, params, "grouped")
+            if table.num_rows == 0 or not numeric:
+                return table
+            if max(table.column("count").to_pylist()) <= sample:
+                return table
+            for col in numeric:
+                values, labels = self._grouped_values(cur, query, params, pre, col)
+                hist = self._histogram(cur, params, values, labels, bins, None, None)
+                column = _hist_struct(hist, pre.sources if col in pre.compared else None)
+                table = table.set_column(table.schema.get_field_index(col), col, column)
+            return table
+
+
+def _hist_struct(hist: Histogram, sources: tuple[str, ...] | None) -> pa.Array:
+    counts = hist.counts if hist.counts.ndim == 2 else hist.counts[None, :]
+    edges = hist.edges.tolist()
+    if sources is None:
+        return _hist_array(counts, edges)
+    n_src = len(sources)
+    per_source = [_hist_array(counts[i::n_src], edges) for i in range(n_src)]
+    return pa.StructArray.from_arrays(per_source, names=list(sources))
+
+
+def _hist_array(counts: np.ndarray, edges: list[float]) -> pa.Array:
+    n = counts.shape[0]
+    return pa.StructArray.from_arrays(
+        [
+            pa.array([edges] * n, type=pa.list_(pa.float64())),
+            pa.array(counts.tolist(), type=pa.list_(pa.int64())),
+        ],
+        names=["edges", "counts"],
+    )
+
+
+def _numeric_value(t: pa.DataType, compared: bool) -> bool:
+    if compared:
+        return all(_is_numeric(t.field(i).type) for i in range(t.num_fields))
+    return _is_numeric(t)
+
+
+def _list_agg(value: str, order: str, sample: int | None) -> str:
+    """A list aggregate of ``value`` in row order; the first ``sample`` values when set."""
+    if sample is None:
+        return f"list({value} ORDER BY {order})"
+    # min_by skips null arguments; wrapping the value in a struct keeps nulls in the sample
+    return (
+        f"list_transform(min_by({{'v': {value}}}, {order}, {int(sample)}), lambda __tp_s: __tp_s.v)"
+    )
+
+
+def _order_expr(order: Sequence[str]) -> str:
+    if len(order) == 1:
+        return quote_ident(order[0])
+    return "struct_pack(" + ", ".join(quote_ident(o) for o in order) + ")"
+
+
+def _require_number(t: pa.DataType, column: str) -> None:
+    if not (_is_numeric(t) or pa.types.is_boolean(t)):
+        raise QueryError(
+            f"histogram(): `{column}` holds {t}, not numbers; use value_counts() for "
+            "categories and strings"
+        )
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    yield node
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        children = value if isinstance(value, tuple) else (value,)
+        for child in children:
+            if hasattr(child, "node"):
+                yield from _walk(child)
+
+
+def _restore_metadata(table: pa.Table, fields: Mapping[str, pa.Field]) -> pa.Table:
+    """Put back the field metadata (image kind, classes) DuckDB does not carry."""
+    schema = table.schema
+    new = []
+    changed = False
+    for f in schema:
+        source = fields.get(f.name)
+        if source is not None and source.metadata and f.type == source.type:
+            new.append(f.with_metadata(source.metadata))
+            changed = True
+        else:
+            new.append(f)
+    return table.cast(pa.schema(new, metadata=schema.metadata)) if changed else table
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _wrap(exc: duckdb.Error, what: str) -> QueryError:
+    message = _first_line(exc)
+    hint = "check the filter's columns and value types"
+    if "Conversion Error" in message or "Could not convert" in message:
+        hint = "a value has the wrong type for its column; compare numbers with numbers, text with text"
+    elif "Out of Memory" in message:
+        hint = "the query needs more memory than allowed; filter rows or select fewer columns"
+    return QueryError(f"{what}: the query could not run ({message}); {hint}")
+
+
+def _unknown(name: str, fields: Mapping[str, Any], what: str) -> QueryError:
+    error = UnknownColumnError(name, list(fields))
+    error.args = (f"{what}: {error.args[0]}",)
+    return error
+
+
+def _unknown_table(name: str, names: list[str]) -> QueryError:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = (
+        f"did you mean `{close[0]}`?"
+        if close
+        else "the tables are " + ", ".join(f"`{n}`" for n in names)
+    )
+    return QueryError(f"unknown table `{name}`; {hint}")
