@@ -737,12 +737,15 @@ class _RelaxedJson:
                 number = _number(digits, self.text, start)
                 return -number if literal.startswith("-") else number
             return _number(literal, self.text, start)
+        start = self.i
         word = self.bare_word()
         if word in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[word]
         if not word:
             raise self.fail(f"expected a value, found `{ch}`")
-        raise self.fail(f"unexpected `{word or ch}`: put strings in quotes, like '$score' or 'cat'")
+        raise self.fail(
+            f"unexpected `{word}`: put strings in quotes, like '$score' or 'cat'", start
+        )
 
     def bare_word(self) -> str:
         start = self.i
