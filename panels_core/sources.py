@@ -262,8 +262,8 @@ def _csv_error(
         index = int(match.group(1))
         column = names[index] if index < len(names) else f"#{index}"
         return ValueError(
-            f"cannot read CSV `{path}`: column `{column}` looked like {match.group(2)} in its "
-            f"first rows but holds {match.group(3)!r} further down; clean the column, or pass "
+            f"cannot read CSV `{path}`: column `{column}` cannot be read as {match.group(2)}: "
+            f"it holds {match.group(3)!r}; clean the column, or pass "
             f'dtypes={{"{column}": "string"}} to read it as text'
         )
     bad: list[Any] = []
