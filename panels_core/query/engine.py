@@ -191,7 +191,7 @@ class Engine:
         self._con = duckdb.connect(":memory:", config={"threads": threads})
         self._sources: dict[str, _Source] = {}
         self._hidden: dict[str, _Source] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._counter = 0
         for name, table in (tables or {}).items():
             self.add_table(name, table)
@@ -258,16 +258,27 @@ class Engine:
     def _source(self, name: str) -> _Source:
         if name not in self._sources:
             raise _unknown_table(name, list(self._sources))
-        source = self._sources[name]
-        if source.sides is None and len(source.table) != source.length:
-            self.add_table(name, source.table)  # the Table grew since it was registered
-            source = self._sources[name]
-        return source
+        return self._sources[name]
+
+    def _refresh(self) -> None:
+        """Register again any Table that grew (``add_data``) since it was registered."""
+        for name, source in list(self._sources.items()):
+            tables = (
+                [source.table] if source.sides is None else [source.table.left, source.table.right]
+            )
+            lengths = (
+                [source.length]
+                if source.sides is None
+                else [self._hidden[v].length for v in source.sides]
+            )
+            if any(len(t) != n for t, n in zip(tables, lengths)):
+                self.add_table(name, source.table)
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor of its own per call, with every in-memory table registered on it."""
         with self._lock:
+            self._refresh()
             cur = self._con.cursor()
             arrows = [(s.view, s.arrow) for s in (*self._sources.values(), *self._hidden.values())]
         try:
@@ -451,7 +462,9 @@ class Engine:
                 pattern = node.args[1]
                 if isinstance(pattern, Lit) and isinstance(pattern.value, str):
                     try:
-                        cur.execute("SELECT regexp_matches('', $p)", {"p": pattern.value}).fetchall()
+                        cur.execute(
+                            "SELECT regexp_matches('', $p)", {"p": pattern.value}
+                        ).fetchall()
                     except duckdb.Error as exc:
                         reason = _first_line(exc).split(":", 1)[-1].strip()
                         raise QueryError(
@@ -579,6 +592,9 @@ class Engine:
             rel = self._filter(rel, query.filter, params, cur)
         if query.group_by and group:
             rel = self._group(rel, query.group_by, params, sample)
+        if group or not query.group_by:
+            for key in query.sort:  # checked here, even by calls that need no order
+                self._resolve(rel, key.column, Params(), "sort column")
         return rel
 
     def _join_spec(self, query: Query, source: _Source, rel: _Rel) -> _Rel:
@@ -929,8 +945,7 @@ class Engine:
         grouped = self._group(pre, query.group_by, params, sample=0)
         index_sql, key_rows = self._group_index(cur, query, params, grouped)
         join = " AND ".join(
-            f"({pk}) IS NOT DISTINCT FROM __tp_i.__tp_k{i}"
-            for i, pk in enumerate(grouped.pre_keys)
+            f"({pk}) IS NOT DISTINCT FROM __tp_i.__tp_k{i}" for i, pk in enumerate(grouped.pre_keys)
         )
         base = f"({pre.sql}) AS __tp_p JOIN ({index_sql}) AS __tp_i ON {join}"
         labels = [", ".join(_label(v) for v in row) for row in key_rows]

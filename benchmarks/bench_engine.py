@@ -1,0 +1,249 @@
+"""Engine vs pandas on a 10M-row Parquet table: time per operation and peak memory.
+
+Run: ``.venv/bin/python benchmarks/bench_engine.py [--rows N] [--repeat R]``.
+
+The data (two versions of one table, ``id`` shared) is generated once and
+cached under ``benchmarks/data/``. Each side runs in its own subprocess so the
+peak resident memory (``ru_maxrss``) belongs to that side alone. pandas is
+measured twice: reading the needed columns of the same Parquet file and then
+doing the operation (the like-for-like case: the engine reads the file too),
+and doing the operation on a DataFrame already in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+DATA = Path(__file__).resolve().parent / "data"
+CATEGORIES = [f"class_{i:02d}" for i in range(20)]
+FILTER = "x > 0.5 and category == 'class_03'"
+COMPARE_FILTER = "0.present and 1.present and abs(0.x - 1.x) > 0.1"
+
+
+def paths(rows: int) -> tuple[Path, Path]:
+    """The cached Parquet files (version 1 and 2) for ``rows`` rows."""
+    return DATA / f"engine_{rows}_v1.parquet", DATA / f"engine_{rows}_v2.parquet"
+
+
+def generate(rows: int) -> tuple[Path, Path]:
+    """Write the two versions once; reuse them afterwards."""
+    v1, v2 = paths(rows)
+    if v1.exists() and v2.exists():
+        return v1, v2
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    ids = np.arange(rows, dtype=np.int64)
+    y = rng.uniform(0, 100, rows)
+    y_null = rng.random(rows) < 0.01
+    table = pa.table(
+        {
+            "id": ids,
+            "x": rng.normal(0, 1, rows),
+            "y": pa.array(y, mask=y_null),
+            "z": rng.integers(0, 1000, rows),
+            "category": pa.array(np.array(CATEGORIES)[rng.integers(0, len(CATEGORIES), rows)]),
+            "text": pc.binary_join_element_wise(
+                "item-", pc.cast(pa.array(ids * 7919 % rows), pa.string()), ""
+            ),
+        }
+    )
+    pq.write_table(table, v1, row_group_size=1_000_000)
+    keep = rng.random(rows) >= 0.01  # 1% of rows dropped in version 2
+    changed = rng.random(rows) < 0.10  # 10% of x values changed
+    x2 = np.where(
+        changed, table.column("x").to_numpy() + rng.normal(0, 1, rows), table.column("x").to_numpy()
+    )
+    second = table.set_column(1, "x", pa.array(x2)).filter(pa.array(keep))
+    extra = rows // 100  # 1% new rows
+    new_rows = table.slice(0, extra).set_column(0, "id", pa.array(np.arange(rows, rows + extra)))
+    pq.write_table(pa.concat_tables([second, new_rows]), v2, row_group_size=1_000_000)
+    return v1, v2
+
+
+def _median(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
+    from panels_core.query.engine import Engine
+    from panels_core.query.model import Query
+    from panels_core.table import Table
+
+    def open_type() -> Any:
+        table = Table.from_parquet(v1)
+        return Engine({"t": table}).result_type(Query(table="t"))
+
+    engine = Engine({"t": Table.from_parquet(v1), "t2": Table.from_parquet(v2)})
+    page_q = Query(table="t", filter=FILTER, sort=["-y"])
+    group_q = Query(table="t", group_by=["category"])
+    compare_q = Query(
+        table="t", compare_with={"table": "t2", "on": "id"}, filter=COMPARE_FILTER, sort=["id"]
+    )
+
+    def compare() -> Any:
+        return engine.count(compare_q), engine.page(compare_q, limit=50)
+
+    out = {
+        "open + type": _median(open_type, repeat),
+        "filter + sort + page of 50": _median(lambda: engine.page(page_q, limit=50), repeat),
+        "histogram, 50 bins": _median(
+            lambda: engine.histogram(Query(table="t"), "x", bins=50), repeat
+        ),
+        "group by category, per-group histograms": _median(
+            lambda: engine.grouped(group_q, bins=50), repeat
+        ),
+        "compare 2 versions on id (count + page)": _median(compare, repeat),
+    }
+    # the answers, so the two sides can be checked against each other
+    out["_check_page_ids"] = engine.page(page_q, limit=5).column("id").to_pylist()
+    out["_check_compare"] = engine.count(compare_q)
+    return out
+
+
+def run_pandas(v1: Path, v2: Path, repeat: int, preloaded: bool) -> dict[str, float]:
+    import pandas as pd
+
+    cache: dict[tuple[str, tuple[str, ...] | None], Any] = {}
+
+    def read(path: Path, columns: list[str] | None = None) -> Any:
+        if preloaded:
+            if (str(path), None) not in cache:
+                cache[(str(path), None)] = pd.read_parquet(path)
+            df = cache[(str(path), None)]
+            return df if columns is None else df[columns]
+        return pd.read_parquet(path, columns=columns)
+
+    def open_type() -> Any:
+        df = pd.read_parquet(v1)
+        return df.dtypes
+
+    def page() -> Any:
+        df = read(v1)
+        kept = df[(df["x"] > 0.5) & (df["category"] == "class_03")]
+        return kept.sort_values("y", ascending=False, na_position="last", kind="stable").head(50)
+
+    def hist() -> Any:
+        x = read(v1, ["x"])["x"].to_numpy()
+        return np.histogram(x[np.isfinite(x)], bins=50)
+
+    def grouped() -> Any:
+        df = read(v1)
+        result = {}
+        for col in ("id", "x", "y", "z"):
+            values = df[col].to_numpy(dtype=float, na_value=np.nan)
+            finite = np.isfinite(values)
+            edges = np.histogram_bin_edges(values[finite], bins=50)
+            result[col] = (
+                df[finite]
+                .groupby("category")[col]
+                .apply(lambda s, e=edges: np.histogram(s.to_numpy(dtype=float), bins=e)[0])
+            )
+        result["text"] = df.groupby("category")["text"].head(100)
+        return result
+
+    def compare() -> Any:
+        a, b = read(v1), read(v2)
+        merged = a.merge(b, on="id", how="outer", suffixes=("_0", "_1"), indicator=True)
+        both = merged[merged["_merge"] == "both"]
+        kept = both[(both["x_0"] - both["x_1"]).abs() > 0.1]
+        return len(kept), kept.sort_values("id", kind="stable").head(50)
+
+    if preloaded:
+        read(v1)
+        read(v2)
+    out = {
+        "open + type": _median(open_type, repeat),
+        "filter + sort + page of 50": _median(page, repeat),
+        "histogram, 50 bins": _median(hist, repeat),
+        "group by category, per-group histograms": _median(grouped, repeat),
+        "compare 2 versions on id (count + page)": _median(compare, repeat),
+    }
+    out["_check_page_ids"] = page()["id"].head(5).tolist()
+    out["_check_compare"] = compare()[0]
+    if preloaded:
+        out["_table_bytes"] = int(read(v1).memory_usage(deep=True).sum())
+    return out
+
+
+def _side(argv: list[str]) -> None:
+    side, v1, v2, repeat = argv[0], Path(argv[1]), Path(argv[2]), int(argv[3])
+    if side == "engine":
+        result: dict[str, Any] = run_engine(v1, v2, repeat)
+    else:
+        result = run_pandas(v1, v2, repeat, preloaded=side == "pandas-memory")
+    result["_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _run_side(side: str, v1: Path, v2: Path, repeat: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--side", side, str(v1), str(v2), str(repeat)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=5, help="runs per operation (median)")
+    parser.add_argument("--pandas-repeat", type=int, default=3)
+    parser.add_argument("--side", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        _side(args.side)
+        return
+    v1, v2 = generate(args.rows)
+    print(
+        f"engine benchmark: {args.rows:,} rows, {v1.stat().st_size / 2**20:.0f} MiB Parquet; "
+        f"medians of {args.repeat} (engine) / {args.pandas_repeat} (pandas) runs"
+    )
+    engine = _run_side("engine", v1, v2, args.repeat)
+    pandas_file = _run_side("pandas-file", v1, v2, args.pandas_repeat)
+    pandas_mem = _run_side("pandas-memory", v1, v2, args.pandas_repeat)
+    for key in ("_check_page_ids", "_check_compare"):
+        if not engine[key] == pandas_file[key] == pandas_mem[key]:
+            print(
+                f"WARNING: answers differ for {key}: {engine[key]} / {pandas_file[key]} / {pandas_mem[key]}"
+            )
+    header = (
+        f"| {'operation':<42} | engine s | pandas (read+op) s | ratio | "
+        f"pandas (in memory) s | ratio |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for op in (k for k in engine if not k.startswith("_")):
+        e, pf, pm = engine[op], pandas_file[op], pandas_mem[op]
+        print(
+            f"| {op:<42} | {e:8.3f} | {pf:18.3f} | {pf / e:4.1f}x | {pm:20.3f} | {pm / e:4.1f}x |"
+        )
+    print(
+        f"peak RSS: engine {engine['_maxrss_mb']:.0f} MiB, pandas reading the file "
+        f"{pandas_file['_maxrss_mb']:.0f} MiB, pandas in memory {pandas_mem['_maxrss_mb']:.0f} MiB; "
+        f"the table in pandas takes {pandas_mem['_table_bytes'] / 2**20:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
