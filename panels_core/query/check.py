@@ -138,7 +138,7 @@ def _list_item(t: Any) -> Any | None:
 
 def _maybe(t: Any, *sources: Any) -> Any:
     """``t``, made optional when any of ``sources`` may be null."""
-    if any(isinstance(s, OptionalType) for s in sources):
+    if any(isinstance(s, OptionalType) for s in sources) and not isinstance(t, OptionalType):
         return OptionalType(inner=t)
     return t
 
