@@ -286,7 +286,8 @@ class _Checker:
             plain = ".".join(col.path)
             if self.compare_mode:
                 raise FilterTypeError(
-                    f"`{plain}` is the same in every source (a join key): write `{plain}`"
+                    f"`{plain}` is not compared (a join key, or a column of one source only): "
+                    f"write `{plain}`"
                 )
             raise FilterTypeError(
                 f"`{shown}` names a compared source, but this table is not a comparison: write `{plain}`"
@@ -294,6 +295,9 @@ class _Checker:
         arrow = None
         if self.schema is not None and head in self.schema.names:
             arrow = self.schema.field(head).type
+            if col.source is not None:  # a compared column is a struct with one field per source
+                fits = pa.types.is_struct(arrow) and col.source < arrow.num_fields
+                arrow = arrow.field(col.source).type if fits else None
         typed = _Typed(dtype, arrow)
         for depth, name in enumerate(col.path[1:], start=1):
             typed = self.field(typed, name, col.path[:depth])
