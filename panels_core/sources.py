@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as _dt
 import json
 import os
 import re
@@ -507,7 +508,11 @@ def read_wandb(
 
     Image cells (``{"_type": "image-file", "path": ...}``) load from the files
     next to the export, with their boxes, masks and classes; ``column_types``
-    types columns the values cannot (all-null columns, image layers).
+    types columns the values cannot (all-null columns, image classes), turns
+    timestamp columns (milliseconds since the epoch) into datetimes, and finds
+    numpy columns W&B wrote to ``media/serialized_data/*.npz`` (each cell
+    flattened to one vector). Partitioned tables (``parts_path``) and
+    incremental tables (``<n>.table.json`` increments) are read whole.
     """
     path = Path(path)
     obj = _load_json(path)
@@ -519,35 +524,13 @@ def read_wandb(
     kind = obj.get("_type")
     if kind == "joined-table":
         return _read_wandb_joined(path, obj, missing_media)
-    if "columns" not in obj or "data" not in obj:
-        raise ValueError(
-            f"`{path}` is not a W&B table export: it has no `columns` and `data` "
-            f"(its keys are {sorted(obj)[:10]}); export the table with wandb, or pass format=... "
-            "for another reader"
-        )
-    columns = [str(c) for c in obj["columns"]]
-    rows = obj["data"]
-    if not isinstance(rows, list):
-        raise ValueError(f"`{path}`: `data` must be a list of rows, got {type(rows).__name__}")
-    for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != len(columns):
-            got = f"{len(row)} values" if isinstance(row, list) else f"a {type(row).__name__}"
-            raise ValueError(
-                f"`{path}`: row {i} has {got} but `columns` names {len(columns)} "
-                f"({', '.join(columns)}); fix or re-export the table"
-            )
-    type_map = ((obj.get("column_types") or {}).get("params") or {}).get("type_map") or {}
+    columns, rows, type_map = _wandb_rows(path, obj)
     wb_types = {name: wandb_type_to_datatype(type_map.get(name)) for name in columns}
     resolver = _MediaResolver(path, missing_media)
     fields, arrays = [], []
     for j, name in enumerate(columns):
         wb_type = wb_types[name]
-        classes = (
-            {c.id: c.name for c in strip_optional(wb_type).classes}
-            if isinstance(strip_optional(wb_type), ImageType)
-            else {}
-        )
-        values = [_wandb_cell(row[j], name, i, resolver, classes) for i, row in enumerate(rows)]
+        values = _wandb_column(path, name, [row[j] for row in rows], type_map.get(name), resolver)
         try:
             data_type = column_type(name, values)
             if isinstance(strip_optional(data_type), UnknownType) and not isinstance(
@@ -564,6 +547,115 @@ def read_wandb(
         return Table.from_arrow(arrow, dtypes=dtypes)
     except (KeyError, TypeError, ValueError) as exc:
         raise type(exc)(f"`{path}`: {_message(exc)}") from exc
+
+
+def _check_rows(path: Path, columns: list[str], rows: Any, first_row: int = 0) -> list[list[Any]]:
+    if not isinstance(rows, list):
+        raise ValueError(f"`{path}`: `data` must be a list of rows, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            got = f"{len(row)} values" if isinstance(row, list) else f"a {type(row).__name__}"
+            raise ValueError(
+                f"`{path}`: row {first_row + i} has {got} but `columns` names {len(columns)} "
+                f"({', '.join(columns)}); fix or re-export the table"
+            )
+    return rows
+
+
+def _wandb_rows(
+    path: Path, obj: Mapping[str, Any]
+) -> tuple[list[str], list[list[Any]], dict[str, Any]]:
+    """Columns, rows and wb type map of a table export (parts and increments gathered)."""
+    if obj.get("_type") == "partitioned-table":
+        parts_dir = path.parent / str(obj.get("parts_path", ""))
+        parts = sorted(parts_dir.glob("*.table.json")) if parts_dir.is_dir() else []
+        if not parts:
+            raise FileNotFoundError(
+                f"`{path}`: its parts_path `{obj.get('parts_path')}` holds no *.table.json "
+                "parts; download the parts folder with the export"
+            )
+        columns: list[str] | None = None
+        rows: list[list[Any]] = []
+        type_map: dict[str, Any] = {}
+        for part in parts:
+            part_columns, part_rows, part_types = _wandb_rows(part, _load_json(part))
+            if columns is not None and part_columns != columns:
+                raise ValueError(
+                    f"`{part}` has columns {part_columns}, the parts before it {columns}; "
+                    "every part of a partitioned table needs the same columns"
+                )
+            columns = part_columns
+            rows.extend(part_rows)
+            type_map = type_map or part_types
+        return columns or [], rows, type_map
+    if "columns" not in obj or "data" not in obj:
+        raise ValueError(
+            f"`{path}` is not a W&B table export: it has no `columns` and `data` "
+            f"(its keys are {sorted(obj)[:10]}); export the table with wandb, or pass format=... "
+            "for another reader"
+        )
+    columns = [str(c) for c in obj["columns"]]
+    rows = list(_check_rows(path, columns, obj["data"]))
+    if obj.get("log_mode") == "INCREMENTAL":
+        increments = sorted(
+            (int(m.group(1)), p)
+            for p in path.parent.glob("*.table.json")
+            if (m := re.match(r"^(\d+)\.", p.name)) and p != path
+        )
+        for _, increment in increments:
+            data = _load_json(increment)
+            rows.extend(_check_rows(increment, columns, data.get("data", []), len(rows)))
+    type_map = ((obj.get("column_types") or {}).get("params") or {}).get("type_map") or {}
+    return columns, rows, dict(type_map)
+
+
+def _wandb_column(
+    path: Path, name: str, cells: list[Any], wb_json: Any, resolver: _MediaResolver
+) -> list[Any]:
+    """A column's cells as Python values: images loaded, timestamps and numpy columns decoded."""
+    wb_type = strip_optional(wandb_type_to_datatype(wb_json))
+    serialized = _serialization_path(wb_json)
+    if serialized is not None:
+        file = resolver.find(str(serialized.get("path")))
+        if file is None:
+            raise FileNotFoundError(
+                f"`{path}`, column `{name}`: its values are in `{serialized.get('path')}`, "
+                "which is not next to the export; download the artifact's media folder with it"
+            )
+        with np.load(file, allow_pickle=False) as npz:
+            values = npz[str(serialized.get("key", name))]
+        if len(values) != len(cells):
+            raise ValueError(
+                f"`{file}` holds {len(values)} values for column `{name}` but the table has "
+                f"{len(cells)} rows; re-export the table"
+            )
+        return [np.asarray(v).reshape(-1) for v in values]
+    if isinstance(wb_type, TimestampType):
+        return [
+            _dt.datetime.fromtimestamp(v / 1000, tz=_dt.UTC)
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else v
+            for v in cells
+        ]
+    classes = {c.id: c.name for c in wb_type.classes} if isinstance(wb_type, ImageType) else {}
+    return [_wandb_cell(value, name, i, resolver, classes) for i, value in enumerate(cells)]
+
+
+def _serialization_path(wb_json: Any) -> Mapping[str, Any] | None:
+    """Where W&B put a numpy column (``media/serialized_data/*.npz``), if it did."""
+    if not isinstance(wb_json, Mapping):
+        return None
+    params = wb_json.get("params") or {}
+    if wb_json.get("wb_type") == "ndarray" and isinstance(
+        params.get("serialization_path"), Mapping
+    ):
+        return params["serialization_path"]
+    if wb_json.get("wb_type") == "union":
+        for member in params.get("allowed_types", []):
+            found = _serialization_path(member)
+            if found is not None:
+                return found
+    return None
 
 
 def _wandb_cell(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import numpy as np
@@ -382,6 +383,73 @@ def test_wandb_joined_table(tmp_path):
     (tmp_path / "right.table.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"`table2` names `right\.table\.json`"):
         open_table(path)
+
+
+def test_wandb_timestamps_and_numpy_columns(tmp_path):
+    (tmp_path / "media/serialized_data").mkdir(parents=True)
+    big = np.arange(2 * 200, dtype=np.float32).reshape(2, 200)
+    np.savez_compressed(tmp_path / "media/serialized_data/feat_x.npz", feat=big)
+    doc = {
+        "columns": ["when", "feat"],
+        "data": [[1_700_000_000_000, None], [None, None]],
+        "column_types": {
+            "wb_type": "typedDict",
+            "params": {
+                "type_map": {
+                    "when": {
+                        "wb_type": "union",
+                        "params": {
+                            "allowed_types": [{"wb_type": "none"}, {"wb_type": "timestamp"}]
+                        },
+                    },
+                    "feat": {
+                        "wb_type": "ndarray",
+                        "params": {
+                            "shape": [200],
+                            "serialization_path": {
+                                "path": "media/serialized_data/feat_x.npz",
+                                "key": "feat",
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    }
+    path = tmp_path / "t.table.json"
+    path.write_text(json.dumps(doc))
+    table = open_table(path)
+    when = table.get_column("when")
+    assert when[0] == datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.UTC)
+    assert when[1] is None
+    assert table.type.columns["feat"] == EmbeddingType(dim=200)
+    np.testing.assert_array_equal(table.get_column("feat", convert_to="numpy"), big)
+
+
+def test_wandb_partitioned_and_incremental_tables(tmp_path):
+    (tmp_path / "parts").mkdir()
+    for k in range(3):
+        (tmp_path / f"parts/{k}.table.json").write_text(
+            json.dumps({"columns": ["k", "v"], "data": [[k, 10 * k], [k, 10 * k + 1]]})
+        )
+    path = tmp_path / "all.partitioned-table.json"
+    path.write_text(json.dumps({"_type": "partitioned-table", "parts_path": "parts"}))
+    assert open_table(path).get_column("v") == [0, 1, 10, 11, 20, 21]
+    (tmp_path / "parts/3.table.json").write_text(json.dumps({"columns": ["k"], "data": [[3]]}))
+    with pytest.raises(
+        ValueError, match=r"`.*3\.table\.json` has columns \['k'\], the parts before"
+    ):
+        open_table(path)
+
+    inc = tmp_path / "inc"
+    inc.mkdir()
+    for k in (0, 1, 10):
+        (inc / f"{k}.table.json").write_text(json.dumps({"columns": ["k"], "data": [[k]]}))
+    main = inc / "log.table.json"
+    main.write_text(
+        json.dumps({"columns": ["k"], "data": [], "log_mode": "INCREMENTAL", "_increment_num": 10})
+    )
+    assert open_table(main).get_column("k") == [0, 1, 10]
 
 
 def test_wandb_not_a_table(tmp_path):
