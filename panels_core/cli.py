@@ -1,0 +1,226 @@
+"""The ``panels`` command: ``plugins``, ``info``, ``schema`` (more subcommands plug in here).
+
+Each subcommand is a ``Command`` in ``COMMANDS``: a name, a help line, a
+function adding its arguments and a function running it. Errors print one
+line, ``panels: error: ...``, and exit with status 2 (set ``PANELS_DEBUG=1``
+to see the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["COMMANDS", "CliError", "Command", "build_parser", "main"]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: ``configure`` adds its arguments, ``run(args, out)`` returns the status."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, TextIO], int]
+
+
+def _table_text(rows: list[list[str]], header: list[str]) -> str:
+    """Rows as left-aligned text columns under a header."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _dump_json(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+def _configure_plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _run_plugins(args: argparse.Namespace, out: TextIO) -> int:
+    from panels_core.registry import registry
+
+    with warnings.catch_warnings():  # the listing shows every failure itself
+        warnings.simplefilter("ignore", RuntimeWarning)
+        statuses = registry.statuses()
+    if args.json:
+        _dump_json([s.model_dump() for s in statuses], out)
+        return 0
+    if not statuses:
+        out.write("no panels installed (entry-point group `typed_panels.panels` is empty)\n")
+        return 0
+    rows = [
+        [s.kind, s.title, s.distribution or "-", s.version or "-", s.state, s.error or ""]
+        for s in statuses
+    ]
+    out.write(_table_text(rows, ["KIND", "TITLE", "DISTRIBUTION", "VERSION", "STATUS", "ERROR"]))
+    return 0
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _open(path: Path) -> Any:
+    """A Table (or JoinedTable) for a file, through ``panels_core.sources.open_table``."""
+    if not path.exists():
+        raise CliError(f"no such file: {path}")
+    from panels_core.sources import open_table
+
+    return open_table(path)
+
+
+def _configure_info(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="a table file (Parquet, CSV, Arrow, W&B json, ...)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _run_info(args: argparse.Namespace, out: TextIO) -> int:
+    from panels_core.panel import columns_of
+    from panels_core.registry import registry
+    from panels_core.types import describe
+
+    table = _open(args.path)
+    table_type = table.type
+    try:
+        rows: int | None = len(table)
+    except TypeError:
+        rows = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        matches = registry.compatible(table_type)
+        broken = [s for s in registry.statuses() if s.state == "failed"]
+    columns = columns_of(table_type)
+    if args.json:
+        _dump_json(
+            {
+                "path": str(args.path),
+                "rows": rows,
+                "type": table_type.model_dump(mode="json"),
+                "columns": [{"name": n, "type": describe(t)} for n, t in columns.items()],
+                "panels": [
+                    {
+                        "kind": m.kind,
+                        "title": m.panel.title,
+                        "score": m.score,
+                        "config": m.config.model_dump(mode="json"),
+                    }
+                    for m in matches
+                ],
+            },
+            out,
+        )
+        return 0
+    size = f"{rows:,} rows, " if rows is not None else ""
+    out.write(f"{args.path}: {size}{len(columns)} columns\n\n")
+    out.write(_table_text([[n, describe(t)] for n, t in columns.items()], ["COLUMN", "TYPE"]))
+    out.write("\ncompatible panels, best first:\n")
+    if not matches:
+        out.write("  (none)\n")
+    for i, m in enumerate(matches, 1):
+        config = json.dumps(m.config.model_dump(mode="json"))
+        out.write(f"  {i}. {m.kind} ({m.panel.title}, score {m.score:g})  {config}\n")
+    if broken:
+        kinds = ", ".join(s.kind for s in broken)
+        out.write(f"\nnote: plugins that failed to load: {kinds} (see `panels plugins`)\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _configure_schema(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+
+
+def _run_schema(args: argparse.Namespace, out: TextIO) -> int:
+    from panels_core.registry import registry
+    from panels_core.workspace import WorkspaceSpec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        panels = registry.config_schemas()
+    data = {
+        "workspace": WorkspaceSpec.model_json_schema(mode="serialization"),
+        "panels": panels,
+    }
+    if args.output is not None:
+        args.output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        out.write(f"wrote {args.output}\n")
+    else:
+        _dump_json(data, out)
+    return 0
+
+
+COMMANDS: list[Command] = [
+    Command(
+        "plugins",
+        "list every panel kind, its distribution and status",
+        _configure_plugins,
+        _run_plugins,
+    ),
+    Command(
+        "info", "show a table's column types and the panels that fit it", _configure_info, _run_info
+    ),
+    Command(
+        "schema",
+        "print the JSON Schema of workspace specs and of every panel config",
+        _configure_schema,
+        _run_schema,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subparser per Command."""
+    from panels_core import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="panels", description="Typed, swappable visualizer panels for ML tables."
+    )
+    parser.add_argument("--version", action="version", version=f"typed-panels {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        child = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.configure(child)
+        child.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the ``panels`` command; returns the exit status."""
+    out = out if out is not None else sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help(out)
+        return 2
+    try:
+        return args._run(args, out)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("PANELS_DEBUG"):
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if not isinstance(exc, CliError | OSError | ValueError | LookupError):
+            text = f"{type(exc).__name__}: {text}"
+        print(f"panels: error: {text}", file=sys.stderr)
+        return 2
