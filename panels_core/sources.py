@@ -119,7 +119,7 @@ def open_table(
                 f"got {len(path)} paths"
             )
         tensors, metadata = (Path(p) for p in path)
-        _check_options("tensorboard", options, {"tensor_name"})
+        _check_options("tensorboard", options, set())
         return read_tensorboard(tensors, metadata=metadata, dtypes=dtypes)
     path = Path(path)
     if not path.exists():
