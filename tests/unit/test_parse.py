@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -612,3 +616,34 @@ def test_expr_depth():
     assert expr_depth(parse_filter("x")) == 1
     assert expr_depth(parse_filter("a > 1 and b")) == 3
     assert expr_depth(parse_filter("any(xs, _ > len(y))")) == 4
+
+
+# --------------------------------------------------------------------------- docs/query.md
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "query.md"
+DOC_BLOCK = re.compile(r"```python\n(.*?)```(?:\n\nprints\n\n```\n(.*?)```)?", re.S)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    DOC_BLOCK.findall(DOC.read_text(encoding="utf-8")) if DOC.exists() else [],
+)
+def test_query_doc_examples_print_what_the_doc_says(code, expected):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "docs/query.md", "exec"), {"__name__": "__doc_example__"})  # our own doc
+    assert out.getvalue().strip() == expected.strip()
+
+
+def test_query_doc_error_table_matches_the_parser():
+    doc = DOC.read_text(encoding="utf-8")
+    section = doc[doc.index("What the parser says") : doc.index("Then `check_filter(")]
+    checked = 0
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        text, message = line[3:].removesuffix(" |").split("` | ", 1)
+        first_line = str(syntax_error(text)).splitlines()[0]
+        assert first_line.startswith(message.split("...")[0]), (text, first_line)
+        checked += 1
+    assert checked == 14
