@@ -67,7 +67,7 @@ class Query(_Spec):
 
         if value is None or value == "":
             return None
-        if isinstance(value, str) or (isinstance(value, dict) and "node" not in value):
+        if isinstance(value, str | list) or (isinstance(value, dict) and "node" not in value):
             return parse_filter(value)
         return value
 

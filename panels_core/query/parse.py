@@ -118,11 +118,12 @@ def _compare(op: str, left: Any, right: Any) -> Any:
     return Binary(op=op, left=left, right=right)
 
 
-_RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")
+# a lookaround `(?=`, `(?!`, `(?<=`, `(?<!` or a backreference `\1`, after an even run of backslashes
+_RE2_UNSUPPORTED = re.compile(r"(?<!\\)(?:\\\\)*(?:\(\?<?[=!]|\\[1-9])")
 
 
 def _regex_problem(pattern: str) -> str | None:
-    """Why ``pattern`` is not a usable regular expression, or None."""
+    """Why ``pattern`` is not a usable regular expression (for the engine's RE2), or None."""
     if _RE2_UNSUPPORTED.search(pattern):
         return "lookarounds and backreferences are not supported"
     try:

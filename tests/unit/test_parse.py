@@ -324,6 +324,9 @@ def test_query_stores_the_ast_and_serializes_text():
     dumped = query.model_dump()
     assert dumped["filter"] == "score > 0.5"
     assert Query.model_validate(dumped) == query
+    listed = Query(table="t", filter=[{"$gt": ["$a", 1]}, {"b": 2}])
+    assert listed.model_dump()["filter"] == "a > 1 and b == 2"
+    assert Query(table="t", filter=listed.filter.model_dump()).filter == listed.filter
 
 
 # --------------------------------------------------------------------------- errors
@@ -423,6 +426,13 @@ TEXT_ERRORS = [
     (
         'matches(a, "(")',
         'invalid regular expression "(" in `matches`: missing ), unterminated subpattern at position 0',
+        1,
+        1,
+    ),
+    (
+        r'matches(a, "(a)\\1")',
+        r'invalid regular expression "(a)\\1" in `matches`: '
+        "lookarounds and backreferences are not supported",
         1,
         1,
     ),
