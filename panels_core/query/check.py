@@ -86,9 +86,10 @@ def _kind(t: Any) -> str:
 
 
 def _a(t: Any) -> str:
+    """The kind word with its article: "a number", "an embedding[3]", "null"."""
     word = _kind(t)
-    if word in ("null",):
-        return "null"
+    if word == "null":
+        return word
     return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
