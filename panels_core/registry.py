@@ -331,7 +331,8 @@ class Registry:
                     )
                 else:
                     self._entries[entry.kind] = entry
-            for kind, entry in manual.items():
+            for kind, entry in sorted(manual.items(), key=lambda item: item[1].order):
+                entry.order = self._next_order()  # hand registrations rank after entry points
                 self._entries.setdefault(kind, entry)
             return [e.status() for e in (*self._entries.values(), *self._extra)]
 
