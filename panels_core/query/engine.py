@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from panels_core.query.errors import QueryError, UnknownColumnError
-from panels_core.query.expr import Call, Col, Lit
+from panels_core.query.expr import Binary, Call, Col, Lit
 from panels_core.query.model import CompareWith, JoinSpec, Query
 from panels_core.query.sql import Params, Scope, compile_expr, quote_ident
 from panels_core.types import (
@@ -54,6 +54,7 @@ GROUP_SAMPLE = 100
 MAX_AUTO_BINS = 200
 """``bins="auto"`` never gives more bins than this (nor fewer than 1)."""
 _QUANTILE_SAMPLE = 200_000
+_PREFIX_START, _PREFIX_MAX = 1 << 16, 1 << 22  # grouped(): rows read to find the samples
 _RESERVED = "__tp_"
 _ROW = "__tp_row"
 _FAR = 1 << 40  # right-only rows of a comparison sort after every left row
@@ -350,7 +351,11 @@ class Engine:
             joined=True,
         )
 
-    def _compare(self, a: _Rel, b: _Rel, spec: CompareWith) -> _Rel:
+    def _compare(
+        self, a: _Rel, b: _Rel, spec: CompareWith, required: frozenset[int] = frozenset()
+    ) -> _Rel:
+        """Full outer join of two tables; ``required`` sources (the filter demands
+        ``N.present``) turn it into a left, right or inner join, which is faster."""
         names = tuple(spec.names)
         if len(set(names)) != len(names):
             raise QueryError(f"compare_with: the two sources need different names, got {names}")
@@ -413,10 +418,12 @@ class Engine:
             on = f"{row_a} = {row_b}"
         else:
             on = f"__tp_a.{quote_ident(left_key)} = __tp_b.{quote_ident(right_key)}"
-        sql = (
-            f"SELECT {', '.join(select)} FROM ({a.sql}) AS __tp_a "
-            f"FULL OUTER JOIN ({b.sql}) AS __tp_b ON {on}"
-        )
+        how = {
+            frozenset(): "FULL OUTER",
+            frozenset({0}): "LEFT",
+            frozenset({1}): "RIGHT",
+        }.get(required, "INNER")
+        sql = f"SELECT {', '.join(select)} FROM ({a.sql}) AS __tp_a {how} JOIN ({b.sql}) AS __tp_b ON {on}"
         return _Rel(
             sql,
             fields,
@@ -585,7 +592,8 @@ class Engine:
                 raise QueryError(
                     f"compare_with: `{other.name}` is a joined table; compare plain tables"
                 )
-            rel = self._compare(rel, self._base(other), query.compare_with)
+            required = _required_sources(query.filter, query.compare_with.names)
+            rel = self._compare(rel, self._base(other), query.compare_with, required)
         if query.join is not None:
             rel = self._join_spec(query, source, rel)
         if query.filter is not None:
@@ -869,207 +877,292 @@ class Engine:
         in a grouped query, one row per group (per group and source when the
         column is also compared), groups in the query's order.
         """
+        _check_bins(bins, range, width)
         with self._session(query, "histogram", group=False) as (cur, params, pre):
-            values, labels = self._values(cur, query, params, pre, column, by)
-            return self._histogram(cur, params, values, labels, bins, range, width)
-
-    def _values(
-        self,
-        cur: Any,
-        query: Query,
-        params: Params,
-        pre: _Rel,
-        column: str,
-        by: str | None,
-    ) -> tuple[str, list[str] | None]:
-        """SQL giving (g, x) pairs for a histogram, and the group labels.
-
-        Labels None: one group (g = 0) when ``by`` is None, else the groups are
-        the distinct values of ``g`` (labelled by the histogram itself).
-        """
-        if query.group_by:
+            if query.group_by:
+                if by is not None:
+                    raise QueryError("histogram(): `by` cannot be combined with a grouped query")
+                return self._grouped_histograms(
+                    cur, query, params, pre, [column], bins, range, width
+                )[0]
+            series = self._series(pre, column, params)
+            keys: list[str] = []
             if by is not None:
-                raise QueryError("histogram(): `by` cannot be combined with a grouped query")
-            return self._grouped_values(cur, query, params, pre, column)
-        if column in pre.compared:
-            if by is not None:
-                raise QueryError("histogram(): `by` cannot be combined with a compared column")
+                if len(series) > 1:
+                    raise QueryError("histogram(): `by` cannot be combined with a compared column")
+                keys = [self._resolve(pre, by, params, "histogram `by` column")[0]]
             rows = self._rows(pre, query, params)
-            parts = []
-            for i, source in enumerate(pre.sources):
-                _require_number(pre.fields[column].type.field(source).type, column)
-                x = f"{quote_ident(column)}.{quote_ident(source)}"
-                parts.append(
-                    f"SELECT {i} AS g, CAST({x} AS DOUBLE) AS x FROM ({rows}) AS __tp_s{i} "
-                    f"WHERE present.{quote_ident(source)}"
+            binned = self._bin(cur, params, rows, keys, series, bins, range, width)
+            edges, stats = binned.edges[column], binned.stats
+            if by is not None:
+                groups = sorted(binned.counts[0], key=_null_last)
+                counts = np.array([binned.counts[0][g] for g in groups]).reshape(len(groups), -1)
+                labels = [_label(g[0]) for g in groups]
+            elif len(series) > 1:
+                counts = np.stack(
+                    [
+                        binned.counts[i].get((), binned.zeros(column))
+                        for i in builtins.range(len(series))
+                    ]
                 )
-            return " UNION ALL ".join(parts), list(pre.sources)
-        x_sql, x_type = self._resolve(pre, column, params, "histogram column")
-        _require_number(x_type, column)
-        if by is None:
-            return self._rows(pre, query, params, f"0 AS g, CAST({x_sql} AS DOUBLE) AS x"), [""]
-        g_sql, _ = self._resolve(pre, by, params, "histogram `by` column")
-        return self._rows(pre, query, params, f"{g_sql} AS g, CAST({x_sql} AS DOUBLE) AS x"), None
+                labels = [pre.sources[s.source] for s in series]
+            else:
+                counts, labels = binned.counts[0].get((), binned.zeros(column)), None
+            return Histogram(
+                edges=edges,
+                counts=counts,
+                groups=labels,
+                nulls=sum(s[0] for s in stats),
+                nonfinite=sum(s[1] for s in stats),
+                outside=sum(s[2] for s in stats) - int(counts.sum()),
+            )
 
-    def _group_index(
-        self, cur: Any, query: Query, params: Params, grouped: _Rel
-    ) -> tuple[str, list[tuple[Any, ...]]]:
-        """SQL of (keys..., __tp_gi) for the query's groups in output order, and the key rows."""
-        keys = ", ".join(f"{quote_ident(k)} AS __tp_k{i}" for i, k in enumerate(grouped.keys))
-        order = self._order_by(grouped, query, params)
-        # row_number() counts before OFFSET applies: subtract it for 0-based positions
-        position = f"row_number() OVER (ORDER BY {order}) - 1 - {int(query.offset)} AS __tp_gi"
-        index_sql = self._rows(grouped, query, params, f"{keys}, {position}", ordered=True)
-        names = ", ".join(f"__tp_k{i}" for i in range(len(grouped.keys)))
-        key_rows = self._fetch(
-            cur, f"SELECT {names} FROM ({index_sql}) AS __tp_k ORDER BY __tp_gi", params, "grouped"
-        )
-        return index_sql, key_rows
+    def _series(self, rel: _Rel, column: str, params: Params) -> list[_Series]:
+        """The numeric value(s) of a column: one per source when it is compared."""
+        if column in rel.compared:
+            out = []
+            for i, source in enumerate(rel.sources):
+                _require_number(rel.fields[column].type.field(source).type, column)
+                x = f"{quote_ident(column)}.{quote_ident(source)}"
+                out.append(
+                    _Series(column, i, f"CAST({x} AS DOUBLE)", f"present.{quote_ident(source)}")
+                )
+            return out
+        sql, arrow_type = self._resolve(rel, column, params, "histogram column")
+        _require_number(arrow_type, column)
+        return [_Series(column, None, f"CAST({sql} AS DOUBLE)", None)]
 
-    def _grouped_values(
+    def _grouped_histograms(
         self,
         cur: Any,
         query: Query,
         params: Params,
         pre: _Rel,
-        column: str,
-    ) -> tuple[str, list[str]]:
-        """(g, x) pairs of a grouped column straight from the rows (no lists are built)."""
-        if column in query.group_by:
-            raise QueryError(
-                f"histogram(): `{column}` is a group key (one value per group); histogram a "
-                "grouped column instead, or drop group_by"
-            )
-        if column not in pre.fields:
-            raise _unknown(column, pre.fields, "histogram column")
-        grouped = self._group(pre, query.group_by, params, sample=0)
-        index_sql, key_rows = self._group_index(cur, query, params, grouped)
-        join = " AND ".join(
-            f"({pk}) IS NOT DISTINCT FROM __tp_i.__tp_k{i}" for i, pk in enumerate(grouped.pre_keys)
-        )
-        base = f"({pre.sql}) AS __tp_p JOIN ({index_sql}) AS __tp_i ON {join}"
-        labels = [", ".join(_label(v) for v in row) for row in key_rows]
-        if column in pre.compared:
-            n_src = len(pre.sources)
-            parts = []
-            for i, source in enumerate(pre.sources):
-                _require_number(pre.fields[column].type.field(source).type, column)
-                x = f"__tp_p.{quote_ident(column)}.{quote_ident(source)}"
-                parts.append(
-                    f"SELECT __tp_gi * {n_src} + {i} AS g, CAST({x} AS DOUBLE) AS x FROM {base} "
-                    f"WHERE __tp_p.present.{quote_ident(source)}"
-                )
-            labels = [f"{label} / {s}" for label in labels for s in pre.sources]
-            return " UNION ALL ".join(parts), labels
-        _require_number(pre.fields[column].type, column)
-        x = f"__tp_p.{quote_ident(column)}"
-        return f"SELECT __tp_gi AS g, CAST({x} AS DOUBLE) AS x FROM {base}", labels
+        columns: Sequence[str],
+        bins: int | Literal["auto"],
+        range: tuple[float, float] | None = None,
+        width: float | None = None,
+        index: list[tuple[Any, ...]] | None = None,
+    ) -> list[Histogram]:
+        """Per-group histograms of grouped columns, groups in the query's order.
 
-    def _histogram(
+        Edges are shared by every group (and source) of a column and computed
+        over all the filtered rows; counts are kept for the groups the query's
+        offset/limit keeps.
+        """
+        series: list[_Series] = []
+        for column in columns:
+            if column in query.group_by:
+                raise QueryError(
+                    f"histogram(): `{column}` is a group key (one value per group); histogram a "
+                    "grouped column instead, or drop group_by"
+                )
+            if column not in pre.fields:
+                raise _unknown(column, pre.fields, "histogram column")
+            series += self._series(pre, column, params)
+        if index is None:
+            index = self._group_keys(cur, query, params, pre)[0]
+        keys = [self._resolve(pre, k, params, "group_by column")[0] for k in query.group_by]
+        binned = self._bin(cur, params, pre.sql, keys, series, bins, range, width)
+        position = {_hashable(k): i for i, k in enumerate(index)}
+        labels = [", ".join(_label(v) for v in key) for key in index]
+        out = []
+        for column in columns:
+            parts = [(i, s) for i, s in enumerate(series) if s.column == column]
+            n = len(binned.edges[column]) - 1
+            counts = np.zeros((len(index), len(parts), n), dtype=np.int64)
+            for j, (i, _) in enumerate(parts):
+                for key, row in binned.counts[i].items():
+                    if key in position:
+                        counts[position[key], j] = row
+            stats = [binned.stats[i] for i, _ in parts]
+            names = labels
+            if len(parts) > 1:
+                names = [f"{label} / {pre.sources[s.source]}" for label in labels for _, s in parts]
+            out.append(
+                Histogram(
+                    edges=binned.edges[column],
+                    counts=counts.reshape(len(index) * len(parts), n),
+                    groups=names,
+                    nulls=sum(s[0] for s in stats),
+                    nonfinite=sum(s[1] for s in stats),
+                    outside=sum(s[2] for s in stats) - int(counts.sum()),
+                )
+            )
+        return out
+
+    def _group_keys(
+        self, cur: Any, query: Query, params: Params, pre: _Rel
+    ) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """The key tuples and sizes of the query's groups, in output order."""
+        grouped = self._group(pre, query.group_by, params, sample=1)
+        select = ", ".join(quote_ident(k) for k in (*grouped.keys, "count"))
+        rows = self._fetch(
+            cur, self._rows(grouped, query, params, select, ordered=True), params, "grouped"
+        )
+        return [tuple(r[:-1]) for r in rows], [int(r[-1]) for r in rows]
+
+    def _bin(
         self,
         cur: Any,
         params: Params,
-        values: str,
-        labels: list[str] | None,
+        rows: str,
+        keys: Sequence[str],
+        series: Sequence[_Series],
         bins: int | Literal["auto"],
         range: tuple[float, float] | None,
         width: float | None,
-    ) -> Histogram:
-        """Bin the (g, x) pairs of ``values``; counts per group (``labels`` None: per value of g)."""
-        if bins != "auto" and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
-            raise QueryError(
-                f"histogram(): bins must be a positive integer or 'auto', got {bins!r}"
-            )
-        if width is not None and not width > 0:
-            raise QueryError(f"histogram(): width must be > 0, got {width!r}")
-        fin = "isfinite(x)"
-        stats_sql = (
-            f"SELECT g, count(*) FILTER (WHERE x IS NULL), "
-            f"count(*) FILTER (WHERE x IS NOT NULL AND NOT {fin}), "
-            f"min(x) FILTER (WHERE {fin}), max(x) FILTER (WHERE {fin}), "
-            f"count(*) FILTER (WHERE {fin}) FROM ({values}) AS __tp_v GROUP BY g ORDER BY g NULLS LAST"
-        )
-        stats = self._fetch(cur, stats_sql, params, "histogram")
-        nulls = sum(int(r[1]) for r in stats)
-        nonfinite = sum(int(r[2]) for r in stats)
-        n_finite = sum(int(r[5]) for r in stats)
-        lows = [r[3] for r in stats if r[3] is not None]
-        highs = [r[4] for r in stats if r[4] is not None]
-        if range is not None:
-            lo, hi = float(range[0]), float(range[1])
-            if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-                raise QueryError(
-                    f"histogram(): range must be two finite numbers lo <= hi, got {range}"
-                )
-        elif lows:
-            lo, hi = float(min(lows)), float(max(highs))
-        else:
-            lo, hi = 0.0, 1.0
-        if lo == hi:
-            lo, hi = lo - 0.5, hi + 0.5
-        if width is not None:
-            n = max(1, math.ceil((hi - lo) / width))
-            edges = np.arange(n + 1, dtype=np.float64) * width + lo
-            step = float(width)
-        else:
-            n = (
-                bins
-                if isinstance(bins, int)
-                else self._auto_bins(cur, params, values, lo, hi, n_finite)
-            )
-            edges = np.linspace(lo, hi, n + 1)
-            step = (hi - lo) / n
-        first, last = float(edges[0]), float(edges[-1])
-        p_lo, p_denom, p_n = params.add(first), params.add(last - first), params.add(n)
-        p_hi, p_step = params.add(last), params.add(step)
-        # numpy.histogram's own rule: estimate the bin, then correct it against the edges
-        binned = (
-            f"SELECT g, x, least(CAST(floor((x - {p_lo}) / {p_denom} * {p_n}) AS BIGINT), "
-            f"{p_n} - 1) AS i FROM ({values}) AS __tp_x "
-            f"WHERE {fin} AND x >= {p_lo} AND x <= {p_hi}"
-        )
-        counted = (
-            f"SELECT g, i - CAST(x < i * {p_step} + {p_lo} AS INTEGER) "
-            f"+ CAST(i < {p_n} - 1 AND x >= (i + 1) * {p_step} + {p_lo} AS INTEGER) AS b, "
-            f"count(*) AS c FROM ({binned}) AS __tp_i GROUP BY ALL"
-        )
-        rows = self._fetch(cur, counted, params, "histogram")
-        if labels is None:  # groups are the values of g, as the stats found them
-            keys = [r[0] for r in stats]
-            labels = [_label(k) for k in keys]
-            index = {k: i for i, k in enumerate(keys)}
-        else:
-            index = {i: i for i in builtins.range(len(labels))}
-        counts = np.zeros((len(labels), n), dtype=np.int64)
-        for g, b, c in rows:
-            counts[index[g], int(b)] += int(c)
-        single = len(labels) == 1 and labels[0] == ""
-        return Histogram(
-            edges=edges,
-            counts=counts[0] if single else counts,
-            groups=None if single else labels,
-            nulls=nulls,
-            nonfinite=nonfinite,
-            outside=n_finite - int(counts.sum()),
-        )
+    ) -> _Binned:
+        """Bin every series of ``rows`` in two scans: stats, then counts per key and bin.
 
-    def _auto_bins(
-        self, cur: Any, params: Params, values: str, lo: float, hi: float, n: int
-    ) -> int:
-        """Freedman-Diaconis bins from (sampled) quartiles, else sqrt(n); clamped to [1, 200]."""
-        if n <= 1:
-            return 1
-        sample = f"SELECT x FROM ({values}) AS __tp_q WHERE isfinite(x)"
-        if n > _QUANTILE_SAMPLE:
-            sample += f" USING SAMPLE reservoir({_QUANTILE_SAMPLE} ROWS) REPEATABLE (7)"
-        sql = f"SELECT quantile_cont(x, [0.25, 0.75]) FROM ({sample}) AS __tp_s"
-        ((quartiles,),) = self._fetch(cur, sql, params, "histogram")
-        iqr = float(quartiles[1] - quartiles[0]) if quartiles else 0.0
-        if iqr > 0:
-            count = math.ceil((hi - lo) / (2.0 * iqr / n ** (1 / 3)))
-        else:
-            count = math.ceil(math.sqrt(n))
-        return int(min(max(count, 1), MAX_AUTO_BINS))
+        Edges follow numpy.histogram (``linspace`` over the finite min..max, or
+        ``range``); each value's bin is estimated then corrected against the
+        edges exactly as numpy does, so counts match ``numpy.histogram``.
+        """
+        per = self._stats(cur, params, rows, series)
+        edges: dict[str, np.ndarray] = {}
+        columns = list(dict.fromkeys(s.column for s in series))
+        auto = [c for c in columns if bins == "auto" and width is None]
+        quartiles = self._sample_quartiles(cur, params, rows, series, auto) if auto else {}
+        for column in columns:
+            mine = [p for p, s in zip(per, series) if s.column == column]
+            lows = [p[2] for p in mine if p[2] is not None]
+            highs = [p[3] for p in mine if p[3] is not None]
+            n_finite = sum(int(p[4]) for p in mine)
+            if range is not None:
+                lo, hi = float(range[0]), float(range[1])
+            elif lows:
+                lo, hi = float(min(lows)), float(max(highs))
+            else:
+                lo, hi = 0.0, 1.0
+            if lo == hi:
+                lo, hi = lo - 0.5, hi + 0.5
+            if width is not None:
+                n = max(1, math.ceil((hi - lo) / width))
+                edges[column] = np.arange(n + 1, dtype=np.float64) * width + lo
+            else:
+                n = (
+                    bins
+                    if isinstance(bins, int)
+                    else _auto_count(quartiles.get(column), lo, hi, n_finite)
+                )
+                edges[column] = np.linspace(lo, hi, n + 1)
+        inner, outer, sets = [], [], []
+        key_names = [f"__tp_k{i}" for i in builtins.range(len(keys))]
+        inner += [f"{k} AS {name}" for k, name in zip(keys, key_names)]
+        outer += key_names
+        for i, s in enumerate(series):
+            e = edges[s.column]
+            n = len(e) - 1
+            step = (e[-1] - e[0]) / n if width is None else float(width)
+            p_lo, p_hi = params.add(float(e[0])), params.add(float(e[-1]))
+            p_denom, p_n, p_step = params.add(float(e[-1] - e[0])), params.add(n), params.add(step)
+            cond = f"({s.cond}) AND " if s.cond else ""
+            inner.append(f"{s.x} AS __tp_x{i}")
+            inner.append(
+                f"CASE WHEN {cond}isfinite({s.x}) AND {s.x} >= {p_lo} AND {s.x} <= {p_hi} "
+                f"THEN least(CAST(floor(({s.x} - {p_lo}) / {p_denom} * {p_n}) AS BIGINT), "
+                f"{p_n} - 1) END AS __tp_i{i}"
+            )
+            # numpy.histogram's correction of the estimate against the edges
+            outer.append(
+                f"__tp_i{i} - CAST(__tp_x{i} < __tp_i{i} * {p_step} + {p_lo} AS INTEGER) "
+                f"+ CAST(__tp_i{i} < {p_n} - 1 AND __tp_x{i} >= (__tp_i{i} + 1) * {p_step} + {p_lo} "
+                f"AS INTEGER) AS __tp_b{i}"
+            )
+            sets.append("(" + ", ".join([*key_names, f"__tp_b{i}"]) + ")")
+        b_names = [f"__tp_b{i}" for i in builtins.range(len(series))]
+        grouping = ", ".join(f"GROUPING({b})" for b in b_names)
+        group_by = (
+            f"GROUPING SETS ({', '.join(sets)})"
+            if len(series) > 1
+            else ", ".join([*key_names, *b_names])
+        )
+        sql = (
+            f"SELECT {', '.join([*key_names, *b_names])}, {grouping}, count(*) FROM "
+            f"(SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) "
+            f"AS __tp_e) AS __tp_c GROUP BY {group_by}"
+        )
+        result = self._fetch(cur, sql, params, "histogram")
+        k, m = len(keys), len(series)
+        counts: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in series]
+        for row in result:
+            key = _hashable(tuple(row[:k]))
+            flags = row[k + m : k + 2 * m]
+            i = flags.index(0) if m > 1 else 0
+            b = row[k + i]
+            target = counts[i].get(key)
+            if target is None:
+                target = counts[i][key] = np.zeros(len(edges[series[i].column]) - 1, np.int64)
+            if b is not None:
+                target[int(b)] += int(row[-1])
+        stats = [(int(p[0]), int(p[1]), int(p[4])) for p in per]
+        return _Binned(edges, counts, stats)
+
+    def _stats(
+        self, cur: Any, params: Params, rows: str, series: Sequence[_Series]
+    ) -> list[tuple[int, int, float | None, float | None, int]]:
+        """(nulls, nonfinite, finite min, finite max, finite count) of each series.
+
+        Plain min/max/count first (fast); only a series whose min or max is
+        NaN or infinite is scanned again with finite-only filters.
+        """
+        parts = []
+        for s in series:
+            where = f" FILTER (WHERE {s.cond})" if s.cond else ""
+            parts += [
+                f"count(*){where}",
+                f"count({s.x}){where}",
+                f"min({s.x}){where}",
+                f"max({s.x}){where}",
+            ]
+        ((*flat,),) = self._fetch(
+            cur, f"SELECT {', '.join(parts)} FROM ({rows}) AS __tp_v", params, "histogram"
+        )
+        out: list[tuple[int, int, float | None, float | None, int]] = []
+        for i, s in enumerate(series):
+            total, present, lo, hi = flat[4 * i : 4 * i + 4]
+            if lo is None or (math.isfinite(lo) and math.isfinite(hi)):
+                out.append((int(total - present), 0, lo, hi, int(present)))
+                continue
+            cond = f"({s.cond}) AND " if s.cond else ""
+            fin = f"isfinite({s.x})"
+            sql = (
+                f"SELECT count(*) FILTER (WHERE {cond}{s.x} IS NOT NULL AND NOT {fin}), "
+                f"min({s.x}) FILTER (WHERE {cond}{fin}), max({s.x}) FILTER (WHERE {cond}{fin}) "
+                f"FROM ({rows}) AS __tp_v"
+            )
+            ((nonfinite, lo, hi),) = self._fetch(cur, sql, params, "histogram")
+            out.append((int(total - present), int(nonfinite), lo, hi, int(present - nonfinite)))
+        return out
+
+    def _sample_quartiles(
+        self, cur: Any, params: Params, rows: str, series: Sequence[_Series], columns: list[str]
+    ) -> dict[str, tuple[float, float]]:
+        """Quartiles of each column from one reservoir sample of the rows (exact when small)."""
+        chosen = [s for s in series if s.column in columns]
+        select = ", ".join(
+            f"CASE WHEN {s.cond} THEN {s.x} END AS __tp_q{i}" if s.cond else f"{s.x} AS __tp_q{i}"
+            for i, s in enumerate(chosen)
+        )
+        sql = (
+            f"SELECT {select} FROM ({rows}) AS __tp_s "
+            f"USING SAMPLE reservoir({_QUANTILE_SAMPLE} ROWS) REPEATABLE (7)"
+        )
+        sample = self._arrow(cur, sql, params, "histogram")
+        out = {}
+        for column in columns:
+            parts = [
+                sample.column(i).to_numpy(zero_copy_only=False).astype(np.float64)
+                for i, s in enumerate(chosen)
+                if s.column == column
+            ]
+            values = np.concatenate(parts) if parts else np.array([])
+            values = values[np.isfinite(values)]
+            if len(values):
+                q1, q3 = np.quantile(values, [0.25, 0.75])
+                out[column] = (float(q1), float(q3))
+        return out
 
     # ------------------------------------------------------------- grouped
 
@@ -1089,29 +1182,143 @@ class Engine:
             raise QueryError("grouped(): the query has no group_by; set group_by=[...]")
         if sample < 1:
             raise QueryError(f"grouped(): sample must be >= 1, got {sample}")
+        _check_bins(bins, None, None)
         with self._session(query, "grouped", group=False) as (cur, params, pre):
             grouped = self._group(pre, query.group_by, params, sample=sample)
-            numeric = [
-                c
-                for c, f in pre.fields.items()
-                if c not in query.group_by
-                and c != "present"
-                and _numeric_value(f.type, c in pre.compared)
-            ]
+            index, sizes = self._group_keys(cur, query, params, pre)
+            numeric = []
+            if sizes and max(sizes) > sample:
+                numeric = [
+                    c
+                    for c, f in pre.fields.items()
+                    if c not in query.group_by
+                    and c != "present"
+                    and _numeric_value(f.type, c in pre.compared)
+                ]
             # a sample of ``sample`` values is the whole list when no group is bigger
-            select = ", ".join(quote_ident(c) for c in grouped.fields)
-            rows_sql = self._rows(grouped, query, params, select, ordered=True)
-            table = self._arrow(cur, rows_sql, params, "grouped")
-            if table.num_rows == 0 or not numeric:
+            kept = [c for c in grouped.fields if c not in numeric]
+            table = None
+            if pre.natural:
+                table = self._prefix_samples(cur, params, pre, grouped, kept, sample, index, sizes)
+            if table is None:
+                select = ", ".join(quote_ident(c) for c in kept)
+                rows = self._rows(grouped, query, params, select, ordered=True)
+                table = self._arrow(cur, rows, params, "grouped")
+            if not numeric:
                 return table
-            if max(table.column("count").to_pylist()) <= sample:
-                return table
-            for col in numeric:
-                values, labels = self._grouped_values(cur, query, params, pre, col)
-                hist = self._histogram(cur, params, values, labels, bins, None, None)
-                column = _hist_struct(hist, pre.sources if col in pre.compared else None)
-                table = table.set_column(table.schema.get_field_index(col), col, column)
-            return table
+            hists = self._grouped_histograms(cur, query, params, pre, numeric, bins, index=index)
+            columns = {c: table.column(c) for c in kept}
+            for column, hist in zip(numeric, hists):
+                columns[column] = _hist_struct(
+                    hist, pre.sources if column in pre.compared else None
+                )
+            return pa.table({c: columns[c] for c in grouped.fields})
+
+    def _prefix_samples(
+        self,
+        cur: Any,
+        params: Params,
+        pre: _Rel,
+        grouped: _Rel,
+        kept: Sequence[str],
+        sample: int,
+        index: list[tuple[Any, ...]],
+        sizes: list[int],
+    ) -> pa.Table | None:
+        """The grouped table read from the first rows only, when they hold every sample.
+
+        A group's first ``sample`` rows are all in a prefix of the rows once the
+        prefix holds ``sample`` of its rows (or all of them). The prefix grows
+        8-fold until that holds for every group; None when it never does
+        before ``_PREFIX_MAX`` rows (the caller then aggregates every row).
+        """
+        keys = grouped.keys
+        columns = [c for c in kept if c not in keys and c != "count"]
+        order = _order_expr(pre.order)
+        aggs = [f"{_list_agg(quote_ident(c), order, sample)} AS {quote_ident(c)}" for c in columns]
+        select = [f"{k} AS __tp_k{i}" for i, k in enumerate(grouped.pre_keys)]
+        need = {_hashable(k): min(sample, n) for k, n in zip(index, sizes)}
+        prefix = _PREFIX_START
+        while prefix <= _PREFIX_MAX:
+            sql = (
+                f"SELECT {', '.join([*select, 'count(*) AS __tp_n', *aggs])} "
+                f"FROM (SELECT * FROM ({pre.sql}) AS __tp_p LIMIT {prefix}) AS __tp_l "
+                f"GROUP BY {', '.join(grouped.pre_keys)}"
+            )
+            result = self._arrow(cur, sql, params, "grouped")
+            got = {
+                _hashable(tuple(row[f"__tp_k{i}"] for i in builtins.range(len(keys)))): row
+                for row in result.to_pylist()
+            }
+            if all(key in got and got[key]["__tp_n"] >= n for key, n in need.items()):
+                data: dict[str, list[Any]] = {c: [] for c in kept}
+                for key, size in zip(index, sizes):
+                    row = got[_hashable(key)]
+                    for i, k in enumerate(keys):
+                        data[k].append(key[i])
+                    data["count"].append(size)
+                    for c in columns:
+                        data[c].append(row[c])
+                return pa.table({c: pa.array(data[c], type=grouped.fields[c].type) for c in kept})
+            prefix *= 8
+        return None
+
+
+@dataclass
+class _Series:
+    """One numeric value to bin: a column, or one source of a compared column."""
+
+    column: str
+    source: int | None
+    x: str  # SQL giving a DOUBLE
+    cond: str | None  # SQL: the rows where this source is present
+
+
+@dataclass
+class _Binned:
+    """What ``Engine._bin`` computed: edges per column; counts per series and key."""
+
+    edges: dict[str, np.ndarray]
+    counts: list[dict[tuple[Any, ...], np.ndarray]]
+    stats: list[tuple[int, int, int]]  # (nulls, nonfinite, finite) per series
+
+    def zeros(self, column: str) -> np.ndarray:
+        return np.zeros(len(self.edges[column]) - 1, dtype=np.int64)
+
+
+def _check_bins(bins: Any, range: tuple[float, float] | None, width: float | None) -> None:
+    if bins != "auto" and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
+        raise QueryError(f"histogram(): bins must be a positive integer or 'auto', got {bins!r}")
+    if width is not None and not width > 0:
+        raise QueryError(f"histogram(): width must be > 0, got {width!r}")
+    if range is not None:
+        lo, hi = float(range[0]), float(range[1])
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise QueryError(f"histogram(): range must be two finite numbers lo <= hi, got {range}")
+
+
+def _auto_count(quartiles: tuple[float, float] | None, lo: float, hi: float, n: int) -> int:
+    """Freedman-Diaconis (bin width 2 IQR / n^(1/3)), else sqrt(n); clamped to [1, 200]."""
+    if n <= 1:
+        return 1
+    iqr = quartiles[1] - quartiles[0] if quartiles else 0.0
+    if iqr > 0:
+        count = math.ceil((hi - lo) / (2.0 * iqr / n ** (1 / 3)))
+    else:
+        count = math.ceil(math.sqrt(n))
+    return int(min(max(count, 1), MAX_AUTO_BINS))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _hashable(v)) for k, v in value.items())
+    return value
+
+
+def _null_last(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple((v is None, v) for v in key)
 
 
 def _hist_struct(hist: Histogram, sources: tuple[str, ...] | None) -> pa.Array:
@@ -1163,6 +1370,20 @@ def _require_number(t: pa.DataType, column: str) -> None:
             f"histogram(): `{column}` holds {t}, not numbers; use value_counts() for "
             "categories and strings"
         )
+
+
+def _required_sources(expr: Any, names: Sequence[str]) -> frozenset[int]:
+    """Sources whose ``present`` flag is a top-level conjunct of the filter."""
+    if expr is None:
+        return frozenset()
+    if isinstance(expr, Binary) and expr.op == "and":
+        return _required_sources(expr.left, names) | _required_sources(expr.right, names)
+    if isinstance(expr, Col) and expr.path[0] == "present":
+        if expr.source is not None and len(expr.path) == 1:
+            return frozenset({expr.source})
+        if expr.source is None and len(expr.path) == 2 and expr.path[1] in names:
+            return frozenset({list(names).index(expr.path[1])})
+    return frozenset()
 
 
 def _walk(node: Any) -> Iterator[Any]:

@@ -243,17 +243,33 @@ def test_grouped_histograms_share_edges_and_match_numpy() -> None:
         assert row["count"] == int((labels == row["g"]).sum())
         assert len(row["s"]) == GROUP_SAMPLE
         assert row["s"] == [f"s{i}" for i in np.flatnonzero(labels == row["g"])[:GROUP_SAMPLE]]
-    # histogram() of a grouped column: one row per group, in the query's order (and limit)
+    # histogram() of a grouped column: one row per kept group, in the query's order; the
+    # edges still cover every filtered row
     hist = engine.histogram(query.model_copy(update={"offset": 1}), "x", bins=12)
     assert hist.groups == ["b", "c"]
-    np.testing.assert_array_equal(
-        hist.counts[1],
-        np.histogram(
-            x[labels == "c"], bins=12, range=(x[labels != "a"].min(), x[labels != "a"].max())
-        )[0],
-    )
+    np.testing.assert_array_equal(hist.edges, edges)
+    np.testing.assert_array_equal(hist.counts[1], np.histogram(x[labels == "c"], bins=edges)[0])
 
 
 def test_grouped_needs_group_by(engine: Engine) -> None:
     with pytest.raises(QueryError, match="no group_by"):
         engine.grouped(Query(table="t"))
+
+
+def test_grouped_samples_same_from_prefix_or_full_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from panels_core.query import engine as engine_module
+
+    rng = np.random.default_rng(8)
+    n = 2000
+    labels = np.where(np.arange(n) < 1900, rng.choice(["a", "b"], n), "late")  # "late": the tail
+    table = pa.table({"g": labels, "s": [f"s{i}" for i in range(n)], "x": rng.normal(size=n)})
+    query = Query(table="t", group_by=["g"], filter="x > -1")
+    from_prefix = Engine({"t": table}).grouped(query, sample=20)
+    monkeypatch.setattr(engine_module, "_PREFIX_MAX", 8)  # prefixes never suffice: full scan
+    from_full = Engine({"t": table}).grouped(query, sample=20)
+    assert from_prefix.equals(from_full)
+    rows = {r["g"]: r for r in from_full.to_pylist()}
+    xs = table.column("x").to_numpy()
+    kept = np.flatnonzero((labels == "late") & (xs > -1))
+    assert rows["late"]["s"] == [f"s{i}" for i in kept[:20]]
+    assert rows["late"]["count"] == len(kept)

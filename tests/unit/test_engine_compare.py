@@ -1,0 +1,225 @@
+"""Engine: comparing two tables (on a key or by position) and joining tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from panels_core.query.engine import Engine
+from panels_core.query.errors import QueryError
+from panels_core.query.model import Query
+from panels_core.table import JoinedTable, Table
+from panels_core.types import (
+    BooleanType,
+    ComparedType,
+    JoinedTableType,
+    ListType,
+    NumberType,
+    OptionalType,
+)
+
+V1 = pa.table(
+    {
+        "id": [1, 2, 3, 4, 5],
+        "score": [0.5, None, 2.0, 1.0, 0.5],
+        "label": ["a", "b", "a", "c", "c"],
+        "only_v1": [10, 20, 30, 40, 50],
+    }
+)
+V2 = pa.table(
+    {
+        "id": [2, 3, 4, 6],
+        "score": [1.0, 2.5, 0.25, 7.0],
+        "label": ["b", "a", "x", "y"],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine({"v1": V1, "v2": V2})
+
+
+def compare(**query: object) -> Query:
+    return Query(table="v1", compare_with={"table": "v2", "on": "id"}, **query)
+
+
+def test_compare_on_key_rows_and_flags(engine: Engine) -> None:
+    rows = engine.compared(compare()).to_pylist()
+    assert [r["id"] for r in rows] == [1, 2, 3, 4, 5, 6]  # left rows in order, then right-only
+    assert rows[0] == {
+        "id": 1,
+        "score": {"0": 0.5, "1": None},
+        "label": {"0": "a", "1": None},
+        "only_v1": 10,
+        "present": {"0": True, "1": False},
+    }
+    assert rows[2]["score"] == {"0": 2.0, "1": 2.5}
+    assert rows[5]["present"] == {"0": False, "1": True}
+    assert rows[5]["only_v1"] is None
+
+
+def test_compare_types(engine: Engine) -> None:
+    columns = engine.result_type(compare()).columns
+    assert columns["id"] == NumberType(integer=True)
+    assert columns["score"] == ComparedType(
+        item=OptionalType(inner=NumberType()), sources=("0", "1")
+    )
+    assert columns["present"] == ComparedType(item=BooleanType(), sources=("0", "1"))
+    assert isinstance(columns["only_v1"], OptionalType)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.present and 1.present", [2, 3, 4]),
+        ("0.present and not 1.present", [1, 5]),
+        ("not 0.present", [6]),
+        ("1.present", [2, 3, 4, 6]),
+        ("0.present", [1, 2, 3, 4, 5]),
+        ("0.present and 1.present and 0.score < 1.score", [3]),
+        # the same rows when the flags are not top-level conjuncts (a full outer join)
+        ("not (not 0.present or not 1.present) and 0.score < 1.score", [3]),
+        ("0.label != 1.label", [4]),
+        ("1.score > 2 and 0.score is null", [6]),
+        ("id > 4", [5, 6]),
+    ],
+)
+def test_compare_filters(engine: Engine, text: str, expected: list[int]) -> None:
+    assert engine.page(compare(filter=text), columns=["id"]).column("id").to_pylist() == expected
+    assert engine.count(compare(filter=text)) == len(expected)
+
+
+def test_compare_sort_and_named_sources(engine: Engine) -> None:
+    query = Query(
+        table="v1",
+        compare_with={"table": "v2", "on": "id", "names": ["old", "new"]},
+        sort=["-1.score"],
+    )
+    page = engine.page(query, columns=["id", "score"])
+    assert page.column("id").to_pylist() == [6, 3, 2, 4, 1, 5]
+    assert page.column("score").to_pylist()[0] == {"old": None, "new": 7.0}
+    assert engine.result_type(query).columns["score"].sources == ("old", "new")
+    named = query.model_copy(update={"filter": Query(table="v1", filter="0.score > 1").filter})
+    assert engine.page(named, columns=["id"]).column("id").to_pylist() == [3]
+
+
+def test_compare_by_row_position(engine: Engine) -> None:
+    query = Query(table="v1", compare_with={"table": "v2"})
+    rows = engine.compared(query).to_pylist()
+    assert len(rows) == 5
+    assert rows[0]["id"] == {"0": 1, "1": 2}  # no key: every common column is compared
+    assert rows[3]["score"] == {"0": 1.0, "1": 7.0}
+    assert rows[4]["present"] == {"0": True, "1": False}
+    assert (
+        engine.count(
+            query.model_copy(update={"filter": Query(table="v1", filter="0.id == 1.id").filter})
+        )
+        == 0
+    )
+
+
+def test_compared_histogram_per_source(engine: Engine) -> None:
+    hist = engine.histogram(compare(), "score", bins=4)
+    assert hist.groups == ["0", "1"]
+    edges = np.linspace(0.25, 7.0, 5)
+    np.testing.assert_array_equal(hist.edges, edges)
+    np.testing.assert_array_equal(hist.counts[0], np.histogram([0.5, 2.0, 1.0, 0.5], bins=edges)[0])
+    np.testing.assert_array_equal(
+        hist.counts[1], np.histogram([1.0, 2.5, 0.25, 7.0], bins=edges)[0]
+    )
+    assert hist.nulls == 1  # v1's id 2 (rows absent from a source are not counted)
+
+
+def test_compare_then_group(engine: Engine) -> None:
+    query = compare(filter="0.present and 1.present", group_by=["only_v1"], sort=["only_v1"])
+    columns = engine.result_type(query).columns
+    assert columns["score"] == ComparedType(
+        item=ListType(item=OptionalType(inner=NumberType())), sources=("0", "1")
+    )
+    query = compare(group_by=["id"], sort=["id"], filter="id <= 3")
+    rows = engine.page(query, columns=["id", "score"]).to_pylist()
+    assert rows == [
+        {"id": 1, "score": {"0": [0.5], "1": [None]}},
+        {"id": 2, "score": {"0": [None], "1": [1.0]}},
+        {"id": 3, "score": {"0": [2.0], "1": [2.5]}},
+    ]
+    grouped = engine.grouped(query).to_pylist()
+    assert grouped[2]["label"] == {"0": ["a"], "1": ["a"]}
+    hist = engine.histogram(query, "score", bins=2)
+    assert hist.groups == ["1 / 0", "1 / 1", "2 / 0", "2 / 1", "3 / 0", "3 / 1"]
+    assert hist.counts.sum(axis=1).tolist() == [1, 0, 0, 1, 1, 1]
+
+
+def test_compare_errors(engine: Engine) -> None:
+    with pytest.raises(QueryError, match="unknown column `idd`"):
+        engine.count(Query(table="v1", compare_with={"table": "v2", "on": "idd"}))
+    with pytest.raises(QueryError, match="unknown table `v3`"):
+        engine.count(Query(table="v1", compare_with={"table": "v3", "on": "id"}))
+    with pytest.raises(QueryError, match="no compare_with"):
+        engine.compared(Query(table="v1"))
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "outer"])
+def test_join_matches_pandas_merge(engine: Engine, how: str) -> None:
+    query = Query(table="v1", join={"table": "v2", "on": "id", "how": how})
+    page = engine.page(query, limit=100).to_pylist()
+    merged = V1.to_pandas().merge(V2.to_pandas(), on="id", how=how, suffixes=("_l", "_r"))
+    assert len(page) == len(merged) == engine.count(query)
+    got = sorted(
+        (
+            (
+                r["v1"]["id"] if r["v1"] else None,
+                r["v2"]["id"] if r["v2"] else None,
+                r["v1"]["label"] if r["v1"] else None,
+                r["v2"]["label"] if r["v2"] else None,
+            )
+            for r in page
+        ),
+        key=repr,
+    )
+    expected = sorted(
+        (
+            (
+                None if pd.isna(row.only_v1) else int(row.id),
+                int(row.id) if isinstance(row.label_r, str) else None,
+                row.label_l if isinstance(row.label_l, str) else None,
+                row.label_r if isinstance(row.label_r, str) else None,
+            )
+            for row in merged.itertuples()
+        ),
+        key=repr,
+    )
+    assert got == expected, how
+
+
+def test_join_type_filter_sort_and_counts(engine: Engine) -> None:
+    query = Query(table="v1", join={"table": "v2", "on": "id"})
+    joined = engine.result_type(query)
+    assert isinstance(joined, JoinedTableType)
+    assert (joined.left_name, joined.right_name, joined.left_key) == ("v1", "v2", "id")
+    filtered = query.model_copy(
+        update={"filter": Query(table="v1", filter="v2.score > v1.score").filter, "sort": ()}
+    )
+    assert [r["v1"]["id"] for r in engine.page(filtered).to_pylist()] == [3]
+    by_right = Query(table="v1", join={"table": "v2", "on": "id"}, sort=["-v2.score"])
+    assert [r["v1"]["id"] for r in engine.page(by_right).to_pylist()] == [3, 2, 4]
+    assert engine.join_counts(query) == (3, 2, 1)
+    named = Query(table="v1", join={"table": "v2", "on": "id", "names": ["a", "b"]})
+    assert engine.page(named, limit=1).column_names == ["a", "b"]
+
+
+def test_joined_table_source() -> None:
+    left, right = Table.from_arrow(V1), Table.from_arrow(V2)
+    engine = Engine({"j": JoinedTable(left, right, "id", names=("pred", "truth"))})
+    query = Query(table="j")
+    assert engine.result_type(query) == JoinedTable(left, right, "id", names=("pred", "truth")).type
+    rows = engine.page(query).to_pylist()
+    assert [(r["pred"]["id"], r["truth"]["label"]) for r in rows] == [(2, "b"), (3, "a"), (4, "x")]
+    mismatched = engine.page(Query(table="j", filter="pred.label != truth.label")).to_pylist()
+    assert [r["pred"]["id"] for r in mismatched] == [4]
+    assert engine.join_counts(query) == (3, 2, 1)
+    with pytest.raises(QueryError, match="group_by on a joined table"):
+        engine.count(Query(table="j", group_by=["pred"]))
