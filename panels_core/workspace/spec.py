@@ -75,6 +75,15 @@ class TableSource(_Spec):
         return {"path": self.path} if _STORE_REF.match(self.path) else self.path
 
 
+def _card_dict(card: CardSpec) -> dict[str, Any]:
+    data = card.model_dump(mode="json", exclude_defaults=True)
+    # a field serializer (the filter's text form) defeats exclude_defaults: drop it here
+    query = data.get("input", {})
+    if query.get("filter", "") is None:
+        del query["filter"]
+    return data
+
+
 class CardSpec(_Spec):
     """One card: the panel ``kind``, its ``input`` query and its ``config`` (plain JSON)."""
 
@@ -85,7 +94,7 @@ class CardSpec(_Spec):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data, leaving out fields at their defaults."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        return _card_dict(self)
 
 
 class Placement(_Spec):
@@ -163,4 +172,6 @@ class WorkspaceSpec(_Spec):
         """JSON-ready data, leaving out fields at their defaults (what a file saves);
         ``schema_version`` is always written."""
         data = self.model_dump(mode="json", exclude_defaults=True)
+        if "cards" in data:
+            data["cards"] = [_card_dict(card) for card in self.cards]
         return {"schema_version": self.schema_version, **data}
