@@ -669,7 +669,6 @@ def _run_tsne(
         metric="euclidean",  # cosine input was scaled to unit rows
         random_state=spec.seed,
         n_jobs=_tsne_jobs(),
-        negative_gradient_method="fft",  # faster than Barnes-Hut here even at 1k rows
         callbacks=watcher,
         callbacks_every_iters=25,
         verbose=False,
@@ -873,6 +872,7 @@ def project_cached(
 class _Job:
     future: Future
     cancel: threading.Event
+    reason: str = "cancelled"
 
 
 class Projector:
@@ -905,6 +905,7 @@ class Projector:
             previous = self._jobs.get(slot)
             self._jobs[slot] = job
         if previous is not None:
+            previous.reason = "superseded by a newer request"
             previous.cancel.set()
         self._executor.submit(self._run, slot, job, X, spec, on_progress, key)
         return job.future
@@ -937,12 +938,16 @@ class Projector:
 
         try:
             if job.cancel.is_set():
-                raise ProjectionCancelled("superseded by a newer request")
+                raise ProjectionCancelled(job.reason)
             result = project_cached(
                 X, spec, key, cache=self._cache, progress=report, cancel=job.cancel
             )
             if job.cancel.is_set():
-                raise ProjectionCancelled("superseded by a newer request")
+                raise ProjectionCancelled(job.reason)
+        except ProjectionCancelled as error:
+            job.future.set_exception(
+                ProjectionCancelled(job.reason) if job.cancel.is_set() else error
+            )
         except Exception as error:
             job.future.set_exception(error)
         else:
@@ -1047,7 +1052,7 @@ def nearest_neighbors(
         dist[:, ~usable[start : start + block]] = np.inf
         own = (queries >= start) & (queries < start + len(chunk))
         dist[np.flatnonzero(own), queries[own] - start] = np.inf
-        dist = np.nan_to_num(dist, nan=np.inf)
+        dist = np.nan_to_num(dist, nan=np.inf, posinf=np.inf)
         take = min(width, dist.shape[1])
         part = np.argpartition(dist, take - 1, axis=1)[:, :take]
         cand_d = np.take_along_axis(dist, part, axis=1)
