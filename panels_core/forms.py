@@ -76,6 +76,8 @@ def _choices(annotation: Any) -> dict[str, Any] | None:
 
 def _make(widget_cls: Any, **params: Any) -> Any:
     """A widget, leaving out parameters this widget class does not have (``description``)."""
+    if "label" in widget_cls.param and "name" in params:  # Panel >= 1.9 names it `label`
+        params["label"] = params.pop("name")
     return widget_cls(**{k: v for k, v in params.items() if k in widget_cls.param})
 
 
