@@ -1,0 +1,216 @@
+"""The `panels` command: plugins, info, schema, and one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import panels_core.registry as registry_module
+from panels_core.cli import main
+from panels_core.panel import Column, Panel, PanelConfig, Prefer
+from panels_core.registry import Registry
+from panels_core.types import AnyType, CategoryType, EmbeddingType, NumberType
+
+BIN = Path(sys.executable).parent / "panels"
+
+
+class TablePanel(Panel[PanelConfig]):
+    kind = "table"
+    title = "Table"
+
+    def render(self, view: Any) -> Any:
+        return None
+
+
+class HistConfig(PanelConfig):
+    column: Annotated[str, Column(accepts=NumberType())]
+    bins: int = 20
+
+
+class Hist(Panel[HistConfig]):
+    kind = "histogram"
+    title = "Histogram"
+
+    def render(self, view: Any) -> Any:
+        return None
+
+
+class ProjConfig(PanelConfig):
+    columns: Annotated[
+        list[str],
+        Column(
+            accepts=[EmbeddingType(), NumberType()],
+            multiple=True,
+            prefer=[Prefer(EmbeddingType(), max=1), Prefer(NumberType(), min=2)],
+        ),
+    ]
+    color_by: Annotated[
+        str | None, Column(accepts=AnyType(), required=False, prefer=[CategoryType()])
+    ] = None
+
+
+class Proj(Panel[ProjConfig]):
+    kind = "projection"
+    title = "2D projection"
+
+    def render(self, view: Any) -> Any:
+        return None
+
+
+@pytest.fixture
+def reg(monkeypatch: pytest.MonkeyPatch) -> Registry:
+    test_registry = Registry()
+    for cls in (TablePanel, Hist, Proj):
+        test_registry.register(cls, distribution="typed-panels", version="0.1.0")
+    monkeypatch.setattr(registry_module, "registry", test_registry)
+    return test_registry
+
+
+@pytest.fixture
+def parquet(tmp_path: Path) -> Path:
+    path = tmp_path / "preds.parquet"
+    table = pa.table(
+        {
+            "score": [0.1, 0.9, None, 0.4],
+            "label": ["cat", "dog", "cat", "cat"],
+            "emb": pa.array([[1.0, 0.0, 2.0]] * 4, pa.list_(pa.float32(), 3)),
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    status = main(list(argv), out=out)
+    return status, out.getvalue()
+
+
+def test_plugins_table(reg: Registry) -> None:
+    status, text = run("plugins")
+    assert status == 0
+    assert text.splitlines() == [
+        "KIND        TITLE          DISTRIBUTION  VERSION  STATUS  ERROR",
+        "table       Table          typed-panels  0.1.0    ok",
+        "histogram   Histogram      typed-panels  0.1.0    ok",
+        "projection  2D projection  typed-panels  0.1.0    ok",
+    ]
+
+
+def test_plugins_json(reg: Registry) -> None:
+    status, text = run("plugins", "--json")
+    assert status == 0
+    rows = json.loads(text)
+    assert [r["kind"] for r in rows] == ["table", "histogram", "projection"]
+    assert rows[1] == {
+        "kind": "histogram",
+        "title": "Histogram",
+        "distribution": "typed-panels",
+        "version": "0.1.0",
+        "value": f"{Hist.__module__}:Hist",
+        "state": "ok",
+        "error": None,
+    }
+
+
+def test_info_text(reg: Registry, parquet: Path) -> None:
+    status, text = run("info", str(parquet))
+    assert status == 0
+    assert text == (
+        f"{parquet}: 4 rows, 3 columns\n\n"
+        "COLUMN  TYPE\n"
+        "score   optional[number]\n"
+        "label   category(2)\n"
+        "emb     embedding[3]\n\n"
+        "compatible panels, best first:\n"
+        '  1. projection (2D projection, score 6)  {"columns": ["emb"], "color_by": "label"}\n'
+        '  2. histogram (Histogram, score 2)  {"column": "score", "bins": 20}\n'
+        "  3. table (Table, score 0)  {}\n"
+    )
+
+
+def test_info_json(reg: Registry, parquet: Path) -> None:
+    status, text = run("info", str(parquet), "--json")
+    assert status == 0
+    data = json.loads(text)
+    assert data["rows"] == 4
+    assert data["columns"] == [
+        {"name": "score", "type": "optional[number]"},
+        {"name": "label", "type": "category(2)"},
+        {"name": "emb", "type": "embedding[3]"},
+    ]
+    assert data["type"]["columns"]["emb"] == {"kind": "embedding", "dim": 3}
+    assert [(p["kind"], p["score"]) for p in data["panels"]] == [
+        ("projection", 6.0),
+        ("histogram", 2.0),
+        ("table", 0.0),
+    ]
+    assert data["panels"][0]["config"] == {"columns": ["emb"], "color_by": "label"}
+
+
+def test_info_reads_csv(reg: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2.5\n3,4.5\n")
+    status, text = run("info", str(path), "--json")
+    assert status == 0
+    assert [p["kind"] for p in json.loads(text)["panels"]] == ["histogram", "projection", "table"]
+
+
+def test_schema_lists_workspace_and_panel_configs(reg: Registry) -> None:
+    status, text = run("schema")
+    assert status == 0
+    data = json.loads(text)
+    assert data["workspace"]["title"] == "WorkspaceSpec"
+    assert list(data["panels"]) == ["table", "histogram", "projection"]
+    assert data["panels"]["histogram"]["properties"]["bins"]["default"] == 20
+
+
+def test_schema_to_a_file(reg: Registry, tmp_path: Path) -> None:
+    target = tmp_path / "schema.json"
+    status, text = run("schema", "-o", str(target))
+    assert status == 0 and text == f"wrote {target}\n"
+    assert "workspace" in json.loads(target.read_text())
+
+
+def test_errors_are_one_line_with_status_2(
+    reg: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _ = run("info", str(tmp_path / "missing.parquet"))
+    assert status == 2
+    assert (
+        capsys.readouterr().err == f"panels: error: no such file: {tmp_path / 'missing.parquet'}\n"
+    )
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    status, _ = run("info", str(bad))
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("panels: error: ") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_no_command_prints_help() -> None:
+    status, text = run()
+    assert status == 2 and "plugins" in text and "info" in text and "schema" in text
+
+
+@pytest.mark.skipif(not BIN.exists(), reason="the console script is not installed")
+def test_console_script_lists_the_installed_plugin(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(BIN), "plugins", "--json"], capture_output=True, text=True, check=True, timeout=120
+    )
+    rows = {r["kind"]: r for r in json.loads(result.stdout)}
+    assert rows["confusion_matrix"]["distribution"] == "typed-panels-confusion-matrix"
+    assert rows["confusion_matrix"]["state"] == "ok"
+    missing = subprocess.run(
+        [str(BIN), "info", str(tmp_path / "nope.csv")], capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode == 2
+    assert missing.stderr == f"panels: error: no such file: {tmp_path / 'nope.csv'}\n"
