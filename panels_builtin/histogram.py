@@ -1,0 +1,374 @@
+"""The Histogram panel: bins of a number column, or value counts of a category column.
+
+A number column (or, after grouping, a ``list[number]`` column) is binned by
+the engine (``view.histogram``); a category, boolean or string column becomes
+a bar chart of its ``top`` most frequent values plus one ``(other)`` bar
+(``view.value_counts``). Nothing is read from the raw column, so the panel
+works the same on ten rows and on a ten-million-row Parquet file.
+
+A grouped view gives one histogram per group; the panel shows all groups
+together (their counts summed, i.e. every value of the filtered rows of the
+groups kept by the query) unless ``group`` names one of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import Field
+
+from panels_builtin._common import (
+    EMPTY_VIEW,
+    OTHER,
+    BinRange,
+    Bins,
+    BinWidth,
+    NothingToShow,
+    bar_span,
+    engine_histogram,
+    format_count,
+    format_number,
+    heights,
+    left_out,
+    message,
+    number_item,
+    pick_measure,
+)
+from panels_core.panel import Column, Panel, PanelConfig, columns_of
+from panels_core.query.errors import QueryError
+from panels_core.types import (
+    BooleanType,
+    CategoryType,
+    ListType,
+    NumberType,
+    OptionalType,
+    StringType,
+    strip_optional,
+)
+
+__all__ = ["Bars", "BinnedValues", "Histogram", "HistogramConfig"]
+
+NUMBER = NumberType()
+GROUPED_NUMBER = ListType(item=OptionalType(inner=NUMBER))
+"""``list[number]`` (with or without nulls): a number column after grouping."""
+LABELS = (CategoryType(), BooleanType(), StringType())
+"""Column types drawn as value-count bars."""
+BAR_COLOR = "#4c78a8"
+
+
+class HistogramConfig(PanelConfig):
+    """Which column to count and how to bin it."""
+
+    column: Annotated[
+        str,
+        Column(
+            accepts=[NUMBER, GROUPED_NUMBER, *LABELS],
+            prefer=[GROUPED_NUMBER, NUMBER, CategoryType(), BooleanType(), StringType()],
+        ),
+        Field(description="a number column (binned) or a category/string column (bars)"),
+    ]
+    bins: Bins = "auto"
+    bin_width: BinWidth = None
+    range: BinRange = None
+    log_y: bool = Field(False, description="a logarithmic count axis")
+    density: bool = Field(
+        False,
+        description="bins: count / (total x bin width), so the area is 1; bars: share of rows",
+    )
+    top: int = Field(20, ge=1, le=200, description="bars: the most frequent values shown")
+    group: str | None = Field(
+        None,
+        description="grouped views: the label of the one group to show (default: all together)",
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BinnedValues:
+    """What a number histogram draws: engine bins, raw counts and plotted heights."""
+
+    column: str
+    edges: np.ndarray
+    counts: np.ndarray
+    values: np.ndarray
+    nulls: int
+    nonfinite: int
+    outside: int
+    groups: list[str] | None = None  # the groups summed (grouped views)
+    group: str | None = None  # the one group shown
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Bars:
+    """What a value-count bar chart draws: labels (``(other)`` last), counts, heights."""
+
+    column: str
+    labels: list[str]
+    counts: np.ndarray
+    values: np.ndarray
+    other: int
+    nulls: int
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class Histogram(Panel[HistogramConfig]):
+    """Bins of a number column, or value counts of a category column, as Bokeh bars."""
+
+    kind = "histogram"
+    title = "Histogram"
+    description = "Distribution of one column: bins of numbers, counts of categories."
+
+    @classmethod
+    def default_config(cls, view_type: Any) -> HistogramConfig:
+        """The slot's best column, skipping integer columns named like row ids."""
+        config = super().default_config(view_type)
+        better = pick_measure(config.column, columns_of(view_type))
+        if better == config.column:
+            return config
+        return cls.validate_config({**config.model_dump(), "column": better}, view_type)
+
+    # -- data ---------------------------------------------------------------------------
+
+    def data(self, view: Any) -> BinnedValues | Bars:
+        """The bins or bars of ``view``; raises NothingToShow (with the reason) or QueryError."""
+        cfg = self.config
+        columns = columns_of(view.type)
+        if cfg.column not in columns:
+            raise QueryError(f"histogram: the view has no column `{cfg.column}`")
+        column_type = strip_optional(columns[cfg.column])
+        if isinstance(column_type, NumberType | ListType):
+            return self._bins(view, column_type)
+        return self._bars(view)
+
+    def _bins(self, view: Any, column_type: Any) -> BinnedValues:
+        cfg = self.config
+        item = number_item(column_type)
+        hist = engine_histogram(
+            view,
+            cfg.column,
+            integer=bool(item and item.integer),
+            bins=cfg.bins,
+            width=cfg.bin_width,
+            range=cfg.range,
+        )
+        counts = np.asarray(hist.counts, dtype=np.int64)
+        groups, group = None, None
+        if counts.ndim == 2:
+            groups = list(hist.groups or [])
+            if cfg.group is not None:
+                if cfg.group not in groups:
+                    shown = ", ".join(f"`{g}`" for g in groups[:10])
+                    more = f" and {len(groups) - 10} more" if len(groups) > 10 else ""
+                    raise NothingToShow(
+                        f"No group `{cfg.group}` in this view; the groups are {shown}{more}. "
+                        "Clear `group` to show them all together."
+                    )
+                counts, group = counts[groups.index(cfg.group)], cfg.group
+            else:
+                counts = counts.sum(axis=0)
+        total = int(counts.sum())
+        if total == 0:
+            raise NothingToShow(self._why_empty(hist, groups))
+        return BinnedValues(
+            column=cfg.column,
+            edges=np.asarray(hist.edges, dtype=np.float64),
+            counts=counts,
+            values=heights(counts, hist.edges, cfg.density),
+            nulls=int(hist.nulls),
+            nonfinite=int(hist.nonfinite),
+            outside=int(getattr(hist, "outside", 0)),
+            groups=groups,
+            group=group,
+        )
+
+    def _why_empty(self, hist: Any, groups: list[str] | None) -> str:
+        cfg = self.config
+        outside = int(getattr(hist, "outside", 0))
+        if not (hist.nulls or hist.nonfinite or outside):
+            if groups is not None and self.config.group is not None:
+                return f"Group `{cfg.group}` has no values of `{cfg.column}`."
+            return EMPTY_VIEW
+        lost = left_out(
+            {"null": hist.nulls, "NaN/inf value": hist.nonfinite, "out-of-range value": outside}
+        )
+        if outside and cfg.range is not None:
+            lo, hi = cfg.range
+            return (
+                f"No values of `{cfg.column}` fall in the range "
+                f"[{format_number(lo)}, {format_number(hi)}]; {lost}."
+            )
+        return f"`{cfg.column}` has no finite values to bin: {lost}."
+
+    def _bars(self, view: Any) -> Bars:
+        cfg = self.config
+        counted = view.value_counts(cfg.column, top=cfg.top)
+        labels = [_label(v) for v in counted.values]
+        counts = np.asarray(counted.counts, dtype=np.int64)
+        other = int(counted.other)
+        if other:
+            name = OTHER if OTHER not in labels else f"{OTHER} rest"
+            labels.append(name)
+            counts = np.append(counts, other)
+        total = int(counts.sum())
+        if total == 0:
+            if counted.nulls:
+                raise NothingToShow(
+                    f"`{cfg.column}` has no values to count: "
+                    f"{left_out({'null': int(counted.nulls)})}."
+                )
+            raise NothingToShow(EMPTY_VIEW)
+        values = counts / total if cfg.density else counts.astype(np.float64)
+        return Bars(cfg.column, labels, counts, values, other, int(counted.nulls))
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def render(self, view: Any) -> Any:
+        """A caption and a Bokeh chart; an Alert when there is nothing to draw."""
+        import panel as pn
+
+        try:
+            drawn = self.data(view)
+        except NothingToShow as exc:
+            return message(str(exc), "info")
+        except QueryError as exc:
+            return message(f"Histogram of `{self.config.column}`: {exc}", "danger")
+        if isinstance(drawn, Bars):
+            caption, fig = self._bars_caption(drawn), self._bars_figure(drawn)
+        else:
+            caption, fig = self._bins_caption(drawn), self._bins_figure(drawn)
+        return pn.Column(
+            pn.pane.Markdown(caption, margin=(0, 10)),
+            pn.pane.Bokeh(fig, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+    def _bins_caption(self, drawn: BinnedValues) -> str:
+        n = len(drawn.counts)
+        widths = np.diff(drawn.edges)
+        width = format_number(float(widths[0])) if n else "0"
+        text = (
+            f"{format_count(drawn.counts.sum())} values of `{drawn.column}` in {n} "
+            f"bin{'s' if n != 1 else ''} of width {width}"
+        )
+        if drawn.group is not None:
+            text += f" (group `{drawn.group}`)"
+        elif drawn.groups is not None:
+            text += f" (all {len(drawn.groups)} groups together)"
+        lost = left_out(
+            {
+                "null": drawn.nulls,
+                "NaN/inf value": drawn.nonfinite,
+                "out-of-range value": drawn.outside,
+            }
+        )
+        return f"{text}; {lost}" if lost else text
+
+    def _bars_caption(self, drawn: Bars) -> str:
+        shown = len(drawn.labels) - (1 if drawn.other else 0)
+        text = (
+            f"{format_count(drawn.counts.sum())} rows of `{drawn.column}`: "
+            f"the {shown} most frequent value{'s' if shown != 1 else ''}"
+        )
+        if drawn.other:
+            text += f", {format_count(drawn.other)} rows with other values in {OTHER}"
+        lost = left_out({"null": drawn.nulls})
+        return f"{text}; {lost}" if lost else text
+
+    def _y_label(self) -> str:
+        return "density" if self.config.density else "count"
+
+    def _bins_figure(self, drawn: BinnedValues) -> Any:
+        from bokeh.models import ColumnDataSource
+        from bokeh.plotting import figure
+
+        cfg = self.config
+        values = drawn.values
+        bottom, top = bar_span(values, cfg.log_y)
+        source = ColumnDataSource(
+            {
+                "left": drawn.edges[:-1],
+                "right": drawn.edges[1:],
+                "bottom": bottom,
+                "top": top,
+                "count": drawn.counts,
+                "value": values,
+            },
+            name="bins",
+        )
+        tooltips = [("range", "@left{0,0.[0000]} to @right{0,0.[0000]}"), ("count", "@count{0,0}")]
+        if cfg.density:
+            tooltips.append(("density", "@value{0.[0000]}"))
+        fig = figure(
+            height=320,
+            sizing_mode="stretch_width",
+            y_axis_type="log" if cfg.log_y else "linear",
+            x_axis_label=drawn.column,
+            y_axis_label=self._y_label(),
+            tools="hover,xpan,xwheel_zoom,box_zoom,reset,save",
+            tooltips=tooltips,
+            toolbar_location="right",
+        )
+        fig.quad(
+            left="left",
+            right="right",
+            bottom="bottom",
+            top="top",
+            source=source,
+            fill_color=BAR_COLOR,
+            line_color="white",
+            name="bins",
+        )
+        if not cfg.log_y:
+            fig.y_range.start = 0
+        return fig
+
+    def _bars_figure(self, drawn: Bars) -> Any:
+        from bokeh.models import ColumnDataSource
+        from bokeh.plotting import figure
+
+        cfg = self.config
+        values = drawn.values
+        bottom, top = bar_span(values, cfg.log_y)
+        total = int(drawn.counts.sum())
+        source = ColumnDataSource(
+            {
+                "label": drawn.labels,
+                "bottom": bottom,
+                "top": top,
+                "count": drawn.counts,
+                "share": drawn.counts / total,
+                "value": values,
+            },
+            name="bars",
+        )
+        fig = figure(
+            x_range=drawn.labels,
+            height=320,
+            sizing_mode="stretch_width",
+            y_axis_type="log" if cfg.log_y else "linear",
+            x_axis_label=drawn.column,
+            y_axis_label="share of rows" if cfg.density else "count",
+            tools="hover,save,reset",
+            tooltips=[("value", "@label"), ("count", "@count{0,0}"), ("share", "@share{0.0%}")],
+            toolbar_location="right",
+        )
+        fig.vbar(
+            x="label",
+            width=0.8,
+            bottom="bottom",
+            top="top",
+            source=source,
+            fill_color=BAR_COLOR,
+            line_color="white",
+            name="bars",
+        )
+        fig.xaxis.major_label_orientation = 0.8 if len(drawn.labels) > 8 else 0
+        if not cfg.log_y:
+            fig.y_range.start = 0
+        return fig

@@ -1,0 +1,391 @@
+"""The Multi-histogram panel: one coloured histogram per source or per group, on shared bins.
+
+Its series come from one engine call (``view.histogram``), so every series
+shares the same bin edges:
+
+- a ``compared[number]`` column (two tables compared on a key): one series
+  per source, each counting the rows present in that source;
+- a ``compared[list[number]]`` column (compared, then grouped): one series per
+  source, all groups together;
+- a ``list[number]`` column (a grouped view): one series per group;
+- a number column split ``by`` a category (or boolean) column: one series
+  per value of it (``by=``).
+
+Series beyond ``max_series`` (the smallest ones) are merged into ``(other)``.
+Series are overlaid (translucent) or stacked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from panels_builtin._common import (
+    EMPTY_VIEW,
+    OTHER,
+    BinRange,
+    Bins,
+    BinWidth,
+    NothingToShow,
+    category_palette,
+    engine_histogram,
+    format_count,
+    format_number,
+    heights,
+    left_out,
+    log_floor,
+    message,
+    number_item,
+    pick_measure,
+)
+from panels_core.panel import Column, Panel, PanelConfig, columns_of, specificity
+from panels_core.query.errors import QueryError
+from panels_core.types import (
+    BooleanType,
+    CategoryType,
+    ComparedType,
+    ListType,
+    NumberType,
+    OptionalType,
+    StringType,
+    is_assignable,
+    strip_optional,
+)
+
+__all__ = ["MultiBins", "MultiHistogram", "MultiHistogramConfig"]
+
+_NUMBER = OptionalType(inner=NumberType())
+COMPARED_NUMBER = ComparedType(item=_NUMBER)
+"""``compared[number]``: one value per compared source (nulls allowed)."""
+COMPARED_GROUPED = ComparedType(item=ListType(item=_NUMBER))
+"""``compared[list[number]]``: compared, then grouped."""
+GROUPED_NUMBER = ListType(item=_NUMBER)
+"""``list[number]``: a number column after grouping."""
+OVERLAY_ALPHA = 0.45
+
+
+class MultiHistogramConfig(PanelConfig):
+    """Which column to bin, what splits it into series, and how to draw them."""
+
+    column: Annotated[
+        str,
+        Column(
+            accepts=[COMPARED_NUMBER, COMPARED_GROUPED, GROUPED_NUMBER, NumberType()],
+            prefer=[COMPARED_NUMBER, COMPARED_GROUPED, GROUPED_NUMBER, NumberType()],
+        ),
+        Field(
+            description="a compared number column (one series per source), a grouped number "
+            "column (one per group), or a number column split by `by`"
+        ),
+    ]
+    by: Annotated[
+        str | None,
+        Column(
+            accepts=[StringType(), BooleanType()],
+            required=False,
+            prefer=[CategoryType(), BooleanType()],
+        ),
+        Field(description="a category column whose values split a plain number column"),
+    ] = None
+    bins: Bins = "auto"
+    bin_width: BinWidth = None
+    range: BinRange = None
+    mode: Literal["overlay", "stack"] = Field(
+        "overlay", description="overlay: translucent series over each other; stack: piled up"
+    )
+    density: bool = Field(
+        False,
+        description="overlay: each series' area is 1; stack: the whole stack's area is 1",
+    )
+    log_y: bool = Field(False, description="a logarithmic count axis")
+    max_series: int = Field(
+        10, ge=1, le=40, description="the largest series shown; the rest are merged into (other)"
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MultiBins:
+    """What the panel draws: shared edges, one row of counts and heights per series."""
+
+    column: str
+    split: Literal["source", "group", "by", "none"]
+    names: list[str]
+    edges: np.ndarray
+    counts: np.ndarray  # (series, bins), raw counts from the engine
+    values: np.ndarray  # (series, bins), plotted heights (counts or densities)
+    bottoms: np.ndarray  # (series, bins), where each bar starts (stacking, log axis)
+    tops: np.ndarray  # (series, bins), where each bar ends
+    nulls: int
+    nonfinite: int
+    outside: int
+    merged: int = 0  # series merged into (other)
+
+
+def _fits(t: Any, accepts: Any) -> bool:
+    return is_assignable(strip_optional(t), accepts)
+
+
+class MultiHistogram(Panel[MultiHistogramConfig]):
+    """Overlaid or stacked histograms, one colour per compared source or group."""
+
+    kind = "multi_histogram"
+    title = "Multi-histogram"
+    description = "One histogram per compared table or per group, on shared bins."
+
+    @classmethod
+    def match(cls, view_type: Any) -> float | None:
+        """Ranks above the Histogram for compared number columns; below it for a number
+        column that could only be split by a category (or a grouped number column)."""
+        if not cls.accepts_input(view_type):
+            return None
+        columns = columns_of(view_type)
+        compared = [
+            specificity(strip_optional(t))
+            for t in columns.values()
+            if _fits(t, COMPARED_NUMBER) or _fits(t, COMPARED_GROUPED)
+        ]
+        if compared:
+            return max(compared) + 0.5
+        below = specificity(NumberType()) - 0.5
+        if any(_fits(t, GROUPED_NUMBER) for t in columns.values()):
+            return below
+        has_number = any(_fits(t, NumberType()) for t in columns.values())
+        has_split = any(
+            isinstance(strip_optional(t), CategoryType | BooleanType) for t in columns.values()
+        )
+        return below if has_number and has_split else None
+
+    @classmethod
+    def default_config(cls, view_type: Any) -> MultiHistogramConfig:
+        """The most specific column; ``by`` only for a plain number column."""
+        config = super().default_config(view_type)
+        columns = columns_of(view_type)
+        column_type = strip_optional(columns[config.column])
+        update: dict[str, Any] = {}
+        if isinstance(column_type, ComparedType | ListType):
+            update["by"] = None
+        else:
+            taken = [config.by] if config.by else []
+            update["column"] = pick_measure(config.column, columns, taken)
+        data = {**config.model_dump(), **update}
+        return cls.validate_config(data, view_type)
+
+    # -- data ---------------------------------------------------------------------------
+
+    def data(self, view: Any) -> MultiBins:
+        """The series of ``view``; raises NothingToShow (with the reason) or QueryError."""
+        cfg = self.config
+        columns = columns_of(view.type)
+        if cfg.column not in columns:
+            raise QueryError(f"multi-histogram: the view has no column `{cfg.column}`")
+        column_type = strip_optional(columns[cfg.column])
+        item = number_item(column_type)
+        if item is None:
+            raise QueryError(f"multi-histogram: `{cfg.column}` does not hold numbers")
+        if cfg.by is not None and isinstance(column_type, ComparedType | ListType):
+            what = "compared" if isinstance(column_type, ComparedType) else "grouped"
+            raise NothingToShow(
+                f"`{cfg.column}` is a {what} column, already split into series; "
+                "clear `by` (it splits plain number columns only)."
+            )
+        hist = engine_histogram(
+            view,
+            cfg.column,
+            integer=item.integer,
+            bins=cfg.bins,
+            width=cfg.bin_width,
+            range=cfg.range,
+            by=cfg.by,
+        )
+        counts = np.atleast_2d(np.asarray(hist.counts, dtype=np.int64))
+        names = list(hist.groups) if hist.groups is not None else [cfg.column]
+        if isinstance(column_type, ComparedType):
+            split = "source"
+            sources = list(column_type.sources) or names[: counts.shape[0]]
+            if isinstance(strip_optional(column_type.item), ListType):
+                # rows are (group, source) pairs, group-major: all groups together
+                counts = counts.reshape(-1, len(sources), counts.shape[1]).sum(axis=0)
+                names = sources
+        elif isinstance(column_type, ListType):
+            split = "group"
+        else:
+            split = "by" if cfg.by is not None else "none"
+        total = int(counts.sum())
+        if total == 0:
+            raise NothingToShow(self._why_empty(hist))
+        counts, names, merged = self._keep_largest(counts, names)
+        values, bottoms, tops = self._heights(counts, hist.edges)
+        return MultiBins(
+            column=cfg.column,
+            split=split,
+            names=names,
+            edges=np.asarray(hist.edges, dtype=np.float64),
+            counts=counts,
+            values=values,
+            bottoms=bottoms,
+            tops=tops,
+            nulls=int(hist.nulls),
+            nonfinite=int(hist.nonfinite),
+            outside=int(getattr(hist, "outside", 0)),
+            merged=merged,
+        )
+
+    def _keep_largest(
+        self, counts: np.ndarray, names: list[str]
+    ) -> tuple[np.ndarray, list[str], int]:
+        """At most ``max_series`` series: the largest, in their order, then (other)."""
+        limit = self.config.max_series
+        if len(names) <= limit:
+            return counts, names, 0
+        keep = max(limit - 1, 1)
+        totals = counts.sum(axis=1)
+        order = np.argsort(-totals, kind="stable")
+        kept = np.sort(order[:keep])
+        rest = np.sort(order[keep:])
+        other = OTHER if OTHER not in names else f"{OTHER} rest"
+        merged_counts = np.vstack([counts[kept], counts[rest].sum(axis=0, keepdims=True)])
+        return merged_counts, [names[i] for i in kept] + [other], len(rest)
+
+    def _heights(
+        self, counts: np.ndarray, edges: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(heights, bottoms, tops) per series: stacked on the series before, or all from
+        the axis; on a log axis nothing starts below ``log_floor``."""
+        cfg = self.config
+        stack = cfg.mode == "stack"
+        grand = int(counts.sum())
+        values = np.vstack(
+            [heights(row, edges, cfg.density, grand if stack else None) for row in counts]
+        )
+        floor = log_floor(values) if cfg.log_y else 0.0
+        below = np.zeros_like(values)
+        if stack:
+            below[1:] = np.cumsum(values, axis=0)[:-1]
+        bottoms = np.maximum(below, floor)
+        tops = np.maximum(below + values, bottoms)
+        return values, bottoms, tops
+
+    def _why_empty(self, hist: Any) -> str:
+        cfg = self.config
+        outside = int(getattr(hist, "outside", 0))
+        if not (hist.nulls or hist.nonfinite or outside):
+            return EMPTY_VIEW
+        lost = left_out(
+            {"null": hist.nulls, "NaN/inf value": hist.nonfinite, "out-of-range value": outside}
+        )
+        if outside and cfg.range is not None:
+            lo, hi = cfg.range
+            return (
+                f"No values of `{cfg.column}` fall in the range "
+                f"[{format_number(lo)}, {format_number(hi)}]; {lost}."
+            )
+        return f"`{cfg.column}` has no finite values to bin: {lost}."
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def render(self, view: Any) -> Any:
+        """A caption and a Bokeh chart with a legend; an Alert when there is nothing to draw."""
+        import panel as pn
+
+        try:
+            drawn = self.data(view)
+        except NothingToShow as exc:
+            return message(str(exc), "info")
+        except QueryError as exc:
+            return message(f"Multi-histogram of `{self.config.column}`: {exc}", "danger")
+        return pn.Column(
+            pn.pane.Markdown(self._caption(drawn), margin=(0, 10)),
+            pn.pane.Bokeh(self._figure(drawn), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+    def _caption(self, drawn: MultiBins) -> str:
+        what = {
+            "source": "compared source",
+            "group": "group",
+            "by": f"value of `{self.config.by}`",
+            "none": "series",
+        }[drawn.split]
+        n = len(drawn.names)
+        bins = len(drawn.edges) - 1
+        parts = [
+            f"{format_count(drawn.counts.sum())} values of `{drawn.column}`, one series per "
+            f"{what} ({n} shown), {bins} shared bins of width "
+            f"{format_number(float(drawn.edges[1] - drawn.edges[0]))}, "
+            f"{'stacked' if self.config.mode == 'stack' else 'overlaid'}"
+        ]
+        if drawn.merged:
+            parts.append(f"{drawn.merged} smaller series merged into {OTHER}")
+        if drawn.split == "none":
+            parts.append("choose a `by` column to split it")
+        lost = left_out(
+            {
+                "null": drawn.nulls,
+                "NaN/inf value": drawn.nonfinite,
+                "out-of-range value": drawn.outside,
+            }
+        )
+        if lost:
+            parts.append(lost)
+        return "; ".join(parts)
+
+    def _figure(self, drawn: MultiBins) -> Any:
+        from bokeh.models import ColumnDataSource
+        from bokeh.plotting import figure
+
+        cfg = self.config
+        tooltips = [
+            ("series", "@name"),
+            ("range", "@left{0,0.[0000]} to @right{0,0.[0000]}"),
+            ("count", "@count{0,0}"),
+        ]
+        if cfg.density:
+            tooltips.append(("density", "@value{0.[0000]}"))
+        fig = figure(
+            height=340,
+            sizing_mode="stretch_width",
+            y_axis_type="log" if cfg.log_y else "linear",
+            x_axis_label=drawn.column,
+            y_axis_label="density" if cfg.density else "count",
+            tools="hover,xpan,xwheel_zoom,box_zoom,reset,save",
+            tooltips=tooltips,
+            toolbar_location="right",
+        )
+        colors = category_palette(len(drawn.names))
+        stack = cfg.mode == "stack"
+        n_bins = len(drawn.edges) - 1
+        for i, name in enumerate(drawn.names):
+            values, bottom, top = drawn.values[i], drawn.bottoms[i], drawn.tops[i]
+            source = ColumnDataSource(
+                {
+                    "left": drawn.edges[:-1],
+                    "right": drawn.edges[1:],
+                    "bottom": bottom,
+                    "top": top,
+                    "count": drawn.counts[i],
+                    "value": values,
+                    "name": [name] * n_bins,
+                },
+                name=f"series:{name}",
+            )
+            fig.quad(
+                left="left",
+                right="right",
+                bottom="bottom",
+                top="top",
+                source=source,
+                fill_color=colors[i],
+                fill_alpha=0.85 if stack else OVERLAY_ALPHA,
+                line_color=colors[i] if not stack else "white",
+                line_alpha=0.9,
+                legend_label=name,
+                name=f"series:{name}",
+            )
+        fig.legend.click_policy = "hide"
+        fig.legend.location = "top_right"
+        if not cfg.log_y:
+            fig.y_range.start = 0
+        return fig
