@@ -925,12 +925,12 @@ class Engine:
                 _require_number(rel.fields[column].type.field(source).type, column)
                 x = f"{quote_ident(column)}.{quote_ident(source)}"
                 out.append(
-                    _Series(column, i, f"CAST({x} AS DOUBLE)", f"present.{quote_ident(source)}")
+                    _Series(column, i, f"CAST({x} AS DOUBLE)", f"present.{quote_ident(source)}", x)
                 )
             return out
         sql, arrow_type = self._resolve(rel, column, params, "histogram column")
         _require_number(arrow_type, column)
-        return [_Series(column, None, f"CAST({sql} AS DOUBLE)", None)]
+        return [_Series(column, None, f"CAST({sql} AS DOUBLE)", None, sql)]
 
     def _grouped_histograms(
         self,
@@ -1047,55 +1047,71 @@ class Engine:
                     else _auto_count(quartiles.get(column), lo, hi, n_finite)
                 )
                 edges[column] = np.linspace(lo, hi, n + 1)
-        inner, outer, sets = [], [], []
         key_names = [f"__tp_k{i}" for i in builtins.range(len(keys))]
-        inner += [f"{k} AS {name}" for k, name in zip(keys, key_names)]
-        outer += key_names
+        keyed = [f"{k} AS {name}" for k, name in zip(keys, key_names)]
+        estimates, branches = [], []
         for i, s in enumerate(series):
             e = edges[s.column]
             n = len(e) - 1
-            step = (e[-1] - e[0]) / n if width is None else float(width)
             p_lo, p_hi = params.add(float(e[0])), params.add(float(e[-1]))
-            p_denom, p_n, p_step = params.add(float(e[-1] - e[0])), params.add(n), params.add(step)
-            cond = f"({s.cond}) AND " if s.cond else ""
-            inner.append(f"{s.x} AS __tp_x{i}")
-            inner.append(
-                f"CASE WHEN {cond}isfinite({s.x}) AND {s.x} >= {p_lo} AND {s.x} <= {p_hi} "
-                f"THEN least(CAST(floor(({s.x} - {p_lo}) / {p_denom} * {p_n}) AS BIGINT), "
-                f"{p_n} - 1) END AS __tp_i{i}"
+            p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
+            x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
+            # numpy's estimate of the bin, in numpy's order of operations
+            estimate = (
+                f"SELECT {', '.join([*key_names, 'x'])}, "
+                f"CASE WHEN isfinite(x) AND x >= {p_lo} AND x <= {p_hi} "
+                f"THEN least(CAST(floor((x - {p_lo}) / {p_denom} * {p_n}) AS BIGINT), "
+                f"{p_n} - 1) END AS i "
+                f"FROM (SELECT {', '.join([*keyed, f'{x} AS x'])} FROM ({rows}) AS __tp_r) AS __tp_x"
             )
-            # numpy.histogram's correction of the estimate against the edges
-            outer.append(
-                f"__tp_i{i} - CAST(__tp_x{i} < __tp_i{i} * {p_step} + {p_lo} AS INTEGER) "
-                f"+ CAST(__tp_i{i} < {p_n} - 1 AND __tp_x{i} >= (__tp_i{i} + 1) * {p_step} + {p_lo} "
-                f"AS INTEGER) AS __tp_b{i}"
+            estimates.append(estimate)
+            group = ", ".join([*key_names, "i"])
+            branches.append(
+                f"SELECT {i} AS s, {group}, count(*) AS c, min(x), max(x) "
+                f"FROM ({estimate}) AS __tp_e GROUP BY {group}"
             )
-            sets.append("(" + ", ".join([*key_names, f"__tp_b{i}"]) + ")")
-        b_names = [f"__tp_b{i}" for i in builtins.range(len(series))]
-        grouping = ", ".join(f"GROUPING({b})" for b in b_names)
-        group_by = (
-            f"GROUPING SETS ({', '.join(sets)})"
-            if len(series) > 1
-            else ", ".join([*key_names, *b_names])
-        )
-        sql = (
-            f"SELECT {', '.join([*key_names, *b_names])}, {grouping}, count(*) FROM "
-            f"(SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) "
-            f"AS __tp_e) AS __tp_c GROUP BY {group_by}"
-        )
-        result = self._fetch(cur, sql, params, "histogram")
-        k, m = len(keys), len(series)
-        counts: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in series]
+        # one aggregate per series: cheaper than GROUPING SETS over the same rows
+        result = self._fetch(cur, " UNION ALL ".join(branches), params, "histogram")
+        k = len(keys)
+        # numpy corrects each estimate against the edges; only bins whose min or max
+        # crosses an edge need it, and those are counted again exactly below
+        suspect: dict[int, set[int]] = {}
         for row in result:
-            key = _hashable(tuple(row[:k]))
-            flags = row[k + m : k + 2 * m]
-            i = flags.index(0) if m > 1 else 0
-            b = row[k + i]
+            i, b, lo_x, hi_x = row[0], row[k + 1], row[k + 3], row[k + 4]
+            e = edges[series[i].column]
+            if b is not None and (lo_x < e[b] or (b < len(e) - 2 and hi_x >= e[b + 1])):
+                suspect.setdefault(i, set()).add(int(b))
+        counts: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in series]
+
+        def add(i: int, key: tuple[Any, ...], b: int | None, c: int) -> None:
             target = counts[i].get(key)
             if target is None:
                 target = counts[i][key] = np.zeros(len(edges[series[i].column]) - 1, np.int64)
             if b is not None:
-                target[int(b)] += int(row[-1])
+                target[int(b)] += int(c)
+
+        for row in result:
+            i, b = row[0], row[k + 1]
+            add(
+                i,
+                _hashable(tuple(row[1 : k + 1])),
+                None if b in suspect.get(i, ()) else b,
+                row[k + 2],
+            )
+        for i, bins_to_fix in suspect.items():
+            e = edges[series[i].column]
+            p_edges, p_last = params.add([float(v) for v in e]), params.add(len(e) - 2)
+            p_fix = params.add(sorted(bins_to_fix))
+            exact = (
+                f"i - CAST(x < {p_edges}[i + 1] AS INTEGER) "
+                f"+ CAST(i < {p_last} AND x >= {p_edges}[i + 2] AS INTEGER) AS b"
+            )
+            sql = (
+                f"SELECT {', '.join([*key_names, exact])}, count(*) FROM ({estimates[i]}) AS __tp_e "
+                f"WHERE list_contains({p_fix}, i) GROUP BY ALL"
+            )
+            for row in self._fetch(cur, sql, params, "histogram"):
+                add(i, _hashable(tuple(row[:k])), row[k], row[k + 1])
         stats = [(int(p[0]), int(p[1]), int(p[4])) for p in per]
         return _Binned(edges, counts, stats)
 
@@ -1107,18 +1123,24 @@ class Engine:
         Plain min/max/count first (fast); only a series whose min or max is
         NaN or infinite is scanned again with finite-only filters.
         """
-        parts = []
+        counted, bounds = [], []
         for s in series:
             where = f" FILTER (WHERE {s.cond})" if s.cond else ""
-            parts += [
-                f"count(*){where}",
-                f"count({s.x}){where}",
-                f"min({s.x}){where}",
-                f"max({s.x}){where}",
-            ]
-        ((*flat,),) = self._fetch(
-            cur, f"SELECT {', '.join(parts)} FROM ({rows}) AS __tp_v", params, "histogram"
+            raw = s.raw or s.x
+            counted += [f"count(*){where}", f"count({raw}){where}"]
+            bounds += [f"CAST(min({raw}){where} AS DOUBLE)", f"CAST(max({raw}){where} AS DOUBLE)"]
+        # two statements: min/max alone often come from Parquet statistics without a scan
+        ((*flat_counts,),) = self._fetch(
+            cur, f"SELECT {', '.join(counted)} FROM ({rows}) AS __tp_v", params, "histogram"
         )
+        ((*flat_bounds,),) = self._fetch(
+            cur, f"SELECT {', '.join(bounds)} FROM ({rows}) AS __tp_v", params, "histogram"
+        )
+        flat = [
+            v
+            for i in builtins.range(len(series))
+            for v in (*flat_counts[2 * i : 2 * i + 2], *flat_bounds[2 * i : 2 * i + 2])
+        ]
         out: list[tuple[int, int, float | None, float | None, int]] = []
         for i, s in enumerate(series):
             total, present, lo, hi = flat[4 * i : 4 * i + 4]
@@ -1272,6 +1294,7 @@ class _Series:
     source: int | None
     x: str  # SQL giving a DOUBLE
     cond: str | None  # SQL: the rows where this source is present
+    raw: str = ""  # SQL of the value as stored (min/max of it may come from file statistics)
 
 
 @dataclass

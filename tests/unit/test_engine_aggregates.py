@@ -273,3 +273,23 @@ def test_grouped_samples_same_from_prefix_or_full_scan(monkeypatch: pytest.Monke
     kept = np.flatnonzero((labels == "late") & (xs > -1))
     assert rows["late"]["s"] == [f"s{i}" for i in kept[:20]]
     assert rows["late"]["count"] == len(kept)
+
+
+def test_histogram_values_on_edges_are_corrected_like_numpy() -> None:
+    # values exactly on linspace edges: the plain estimate floor((x - lo) / (hi - lo) * n)
+    # puts some of them one bin too low; numpy corrects against the edges, so must we
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lo = float(rng.uniform(-10, 10))
+        hi = lo + float(rng.uniform(0.1, 100))
+        n = int(rng.integers(2, 60))
+        x = np.concatenate([np.linspace(lo, hi, n + 1), rng.uniform(lo, hi, 50)])
+        g = np.where(np.arange(len(x)) % 2 == 0, "even", "odd")
+        engine = Engine({"t": pa.table({"x": x, "g": g})})
+        hist = engine.histogram(Query(table="t"), "x", bins=n)
+        counts, edges = np.histogram(x, bins=n)
+        np.testing.assert_array_equal(hist.edges, edges)
+        np.testing.assert_array_equal(hist.counts, counts)
+        by = engine.histogram(Query(table="t"), "x", bins=n, by="g")
+        for row, group in zip(by.counts, by.groups):
+            np.testing.assert_array_equal(row, np.histogram(x[g == group], bins=edges)[0])
