@@ -21,7 +21,7 @@ import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import duckdb
@@ -127,7 +127,6 @@ class _Rel:
     pre: _Rel | None = None  # the filtered rows before grouping
     pre_keys: tuple[str, ...] = ()  # the key expressions over ``pre``
     joined: bool = False
-    fields_src: dict[str, pa.Field] = field(default_factory=dict)
 
 
 def _check_columns(name: str, columns: Sequence[str]) -> None:
@@ -308,7 +307,7 @@ class Engine:
             )
         row = "file_row_number" if source.parquet else quote_ident(_ROW)
         sql = f"SELECT {cols}, {row} AS {quote_ident(_ROW)} FROM {quote_ident(source.view)}"
-        return _Rel(sql, dict(source.fields), source.type, (_ROW,), fields_src=dict(source.fields))
+        return _Rel(sql, dict(source.fields), source.type, (_ROW,))
 
     def _join_rels(
         self,
@@ -553,6 +552,7 @@ class Engine:
         )
 
     def _type_of(self, rel: _Rel, name: str) -> Any:
+        """The DataType of a column or dotted path (AnyType when the type model has no answer)."""
         if isinstance(rel.type, TableType) and name in rel.type.columns:
             return rel.type.columns[name]
         parts = name.split(".")
@@ -563,13 +563,15 @@ class Engine:
             t = TableType(
                 columns={parts[0]: column.item if isinstance(column, ComparedType) else column}
             )
+        nullable = False
         for part in parts:
+            nullable = nullable or isinstance(t, OptionalType)
             t = strip_optional(t)
             if isinstance(t, TableType | StructType):
                 t = (t.columns if isinstance(t, TableType) else t.fields).get(part, AnyType())
             else:
                 return AnyType()
-        return t
+        return _optional(t) if nullable else t
 
     def _plan(
         self,
@@ -896,7 +898,9 @@ class Engine:
             edges, stats = binned.edges[column], binned.stats
             if by is not None:
                 groups = sorted(binned.counts[0], key=_null_last)
-                counts = np.array([binned.counts[0][g] for g in groups]).reshape(len(groups), -1)
+                counts = np.array([binned.counts[0][g] for g in groups], dtype=np.int64).reshape(
+                    len(groups), len(edges) - 1
+                )
                 labels = [_label(g[0]) for g in groups]
             elif len(series) > 1:
                 counts = np.stack(
