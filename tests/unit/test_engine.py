@@ -349,3 +349,18 @@ def test_concurrent_calls_from_threads() -> None:
         thread.join()
     assert not errors
     assert results == {k: [expected[k]] * 10 for k in range(5)}
+
+
+def test_group_by_a_nested_field(engine: Engine) -> None:
+    from panels_core.types import OptionalType
+
+    query = Query(table="t", group_by=["pred.label"], sort=["pred.label"])
+    assert isinstance(engine.result_type(query).columns["pred.label"], OptionalType)
+    assert engine.page(query, columns=["pred.label", "count", "id"]).to_pylist() == [
+        {"pred.label": "cat", "count": 3, "id": [1, 2, 3]},
+        {"pred.label": "dog", "count": 2, "id": [4, 5]},
+        {"pred.label": None, "count": 1, "id": [6]},
+    ]
+    hist = engine.histogram(query, "score", bins=2)
+    assert hist.groups == ["cat", "dog", "null"]
+    assert hist.counts.tolist() == [[0, 2], [0, 2], [1, 0]]
