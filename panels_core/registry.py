@@ -186,7 +186,8 @@ class MissingPanel:
     def message(self) -> str:
         """The text shown on the card."""
         if self.reason:
-            return f"panel `{self.kind}` is not available: {self.reason}"
+            source = f" (from {self.distribution})" if self.distribution else ""
+            return f"panel `{self.kind}`{source} is not available: {self.reason}"
         if self.distribution:
             hint = f"pip install {self.distribution}"
         else:

@@ -302,3 +302,17 @@ def test_rediscovery_keeps_manual_registrations(site: Site) -> None:
     reg.register(Local)
     reg.discover()
     assert reg.kinds() == ["good", "local"]
+
+
+def test_rendering_a_failed_plugin_names_it_and_its_distribution(site: Site) -> None:
+    broken = site.module("broken", source="raise ImportError('needs the frobnicate package')")
+    site.install("broken-panels", "0.1", {"broken": f"{broken}:Good"})
+    reg = Registry()
+    reg.discover()
+    with pytest.warns(RuntimeWarning):
+        card = reg.render("broken", FakeView(TT), {"column": "score"})
+    assert isinstance(card, pn.pane.Alert)
+    assert card.object == (
+        "panel `broken` (from broken-panels) is not available: "
+        "failed: ImportError: needs the frobnicate package"
+    )

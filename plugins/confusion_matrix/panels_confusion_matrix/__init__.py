@@ -257,7 +257,7 @@ class ConfusionMatrix(Panel[ConfusionMatrixConfig]):
         source = ColumnDataSource(
             {**rows, "text": text, "text_color": ["white" if d else "#222" for d in dark]}
         )
-        size = min(max(260, 40 * n + 120), 900)
+        size = min(max(360, 45 * n + 140), 900)
         fig = figure(
             x_range=names,
             y_range=list(reversed(names)),
