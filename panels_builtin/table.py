@@ -805,10 +805,10 @@ class PagedTable:
         )
         self.tabulator.param.watch(self._on_sorters, "sorters")
         self.buttons = {
-            "first": pn.widgets.Button(name="⏮", width=40, margin=(0, 2)),
-            "previous": pn.widgets.Button(name="◀", width=40, margin=(0, 2)),
-            "next": pn.widgets.Button(name="▶", width=40, margin=(0, 2)),
-            "last": pn.widgets.Button(name="⏭", width=40, margin=(0, 2)),
+            "first": pn.widgets.Button(label="⏮", width=40, margin=(0, 2)),
+            "previous": pn.widgets.Button(label="◀", width=40, margin=(0, 2)),
+            "next": pn.widgets.Button(label="▶", width=40, margin=(0, 2)),
+            "last": pn.widgets.Button(label="⏭", width=40, margin=(0, 2)),
         }
         for name, button in self.buttons.items():
             button.on_click(getattr(self, name))
@@ -873,10 +873,10 @@ class PagedTable:
                 continue
             current = getattr(self.cells, attribute)
             toggle = pn.widgets.CheckButtonGroup(
-                name=attribute.replace("_", " "),
+                label=attribute.replace("_", " "),
                 options=known,
                 value=[k for k in known if current is None or k in current],
-                button_type="light",
+                color="light",
                 margin=(0, 4),
             )
 
