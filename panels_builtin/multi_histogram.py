@@ -384,8 +384,10 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
                 legend_label=name,
                 name=f"series:{name}",
             )
-        fig.legend.click_policy = "hide"
-        fig.legend.location = "top_right"
+        legend = fig.legend[0]
+        legend.click_policy = "hide"
+        legend.title = {"source": "source", "group": "group", "by": self.config.by}.get(drawn.split)
+        fig.add_layout(legend, "right")  # beside the plot, never over the bars
         if not cfg.log_y:
             fig.y_range.start = 0
         return fig
