@@ -426,6 +426,8 @@ def assign_slots(
     columns = columns_of(view_type)
     slots = list(slots_of(config_model).values())
     required = [s for s in slots if s.required]
+    if any(_fill(s, columns, set()) is None for s in required):
+        return None  # some slot has no column at all: no need to search
 
     def search(i: int, used: set[str]) -> tuple[dict[str, Any], float] | None:
         if i == len(required):

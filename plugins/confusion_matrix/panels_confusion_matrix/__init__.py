@@ -132,17 +132,44 @@ def confusion_matrix(
 # --------------------------------------------------------------------------- matching
 
 
-def _label_columns(view_type: Any) -> dict[str, Any]:
-    """Columns (without their optional wrapper) that can hold labels."""
-    found = {}
+MAX_LABEL_COLUMNS = 200
+"""Only the first this many label columns are paired (pairs grow with its square)."""
+
+_CATEGORY_PAIR = 2 * Panel.specificity(CategoryType())  # two category slots: 6
+_NAME_BONUS = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class _Label:
+    name: str
+    categories: frozenset[Any] | None  # None: free text, or labels not listed
+    is_category: bool
+    actual_hint: bool
+    predicted_hint: bool
+
+
+def _label_columns(view_type: Any) -> list[_Label]:
+    """Columns (without their optional wrapper) that can hold labels, in table order."""
+    found = []
     for name, t in Panel.columns_of(view_type).items():
         inner = t.inner if getattr(t, "kind", None) == "optional" else t
         if isinstance(inner, CategoryType | StringType):
-            found[name] = inner
-    return found
+            is_category = isinstance(inner, CategoryType)
+            cats = frozenset(inner.categories) if is_category and inner.categories else None
+            lower = name.lower()
+            found.append(
+                _Label(
+                    name,
+                    cats,
+                    is_category,
+                    bool(_ACTUAL_HINT.search(lower)),
+                    bool(_PREDICTED_HINT.search(lower)),
+                )
+            )
+    return found[:MAX_LABEL_COLUMNS]
 
 
-def _pair_score(a: Any, b: Any) -> float:
+def _pair_score(a: _Label, b: _Label) -> float:
     """How much two label columns look like actual vs predicted of one classifier.
 
     Two categories sharing labels: 6 (two category slots) + 2 x the share of
@@ -150,41 +177,43 @@ def _pair_score(a: Any, b: Any) -> float:
     pair: 0.5 (it fits, but ranks below nearly every other panel); two
     categories with no label in common: 0.25.
     """
-    if isinstance(a, CategoryType) and isinstance(b, CategoryType):
-        if a.categories and b.categories:
-            shared = set(a.categories) & set(b.categories)
-            union = set(a.categories) | set(b.categories)
-            if not shared:
-                return 0.25
-            return 2 * Panel.specificity(CategoryType()) + 2 * len(shared) / len(union)
-        return 2 * Panel.specificity(CategoryType())
-    return 0.5
+    if not (a.is_category and b.is_category):
+        return 0.5
+    if a.categories is None or b.categories is None:
+        return _CATEGORY_PAIR
+    shared = len(a.categories & b.categories)
+    if not shared:
+        return 0.25
+    return _CATEGORY_PAIR + 2 * shared / len(a.categories | b.categories)
 
 
-def _oriented(x: str, y: str) -> tuple[tuple[str, str], float]:
-    """(actual, predicted) for two column names, and a bonus when the names say so."""
-
-    def hint(name: str, pattern: re.Pattern[str]) -> bool:
-        return bool(pattern.search(name.lower()))
-
-    if hint(y, _ACTUAL_HINT) and hint(x, _PREDICTED_HINT) and not hint(x, _ACTUAL_HINT):
-        return (y, x), 0.5
-    if hint(x, _ACTUAL_HINT) and hint(y, _PREDICTED_HINT):
-        return (x, y), 0.5
-    return (x, y), 0.0
+def _oriented(x: _Label, y: _Label) -> tuple[tuple[str, str], float]:
+    """(actual, predicted) for two columns, and a bonus when their names say so."""
+    if y.actual_hint and x.predicted_hint and not x.actual_hint:
+        return (y.name, x.name), _NAME_BONUS
+    if x.actual_hint and y.predicted_hint:
+        return (x.name, y.name), _NAME_BONUS
+    return (x.name, y.name), 0.0
 
 
 def best_pair(view_type: Any) -> tuple[str, str, float] | None:
-    """The (actual, predicted, score) pair of label columns that fits best, or None."""
-    columns = _label_columns(view_type)
-    names = list(columns)
+    """The (actual, predicted, score) pair of label columns that fits best, or None.
+
+    Pairs are tried in table order; the first pair reaching the best possible
+    score ends the search.
+    """
+    labels = _label_columns(view_type)
+    hinted = any(c.actual_hint for c in labels) and any(c.predicted_hint for c in labels)
+    ceiling = _CATEGORY_PAIR + 2 + (_NAME_BONUS if hinted else 0.0)
     best: tuple[str, str, float] | None = None
-    for i, x in enumerate(names):
-        for y in names[i + 1 :]:
+    for i, x in enumerate(labels):
+        for y in labels[i + 1 :]:
             (actual, predicted), bonus = _oriented(x, y)
-            score = _pair_score(columns[x], columns[y]) + bonus
+            score = _pair_score(x, y) + bonus
             if best is None or score > best[2]:
                 best = (actual, predicted, score)
+                if score >= ceiling:
+                    return best
     return best
 
 
