@@ -37,7 +37,7 @@ __all__ = [
 OTHER = "(other)"
 """The label of the bar or series that collects values beyond the top N."""
 
-_ID_NAME = re.compile(r"(^|_)(id|idx|index|key|uuid|row|rownum)$", re.IGNORECASE)
+_ID_NAME = re.compile(r"(^|[_.\s])(id|idx|index|key|uuid|row|rownum)$", re.IGNORECASE)
 
 
 def message(text: str, kind: str = "info") -> Any:

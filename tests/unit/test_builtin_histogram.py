@@ -17,7 +17,7 @@ from panels_builtin._common import OTHER
 from panels_builtin.histogram import Bars, BinnedValues, Histogram
 from panels_core.demo import digits_table
 from panels_core.registry import registry
-from panels_core.table import Table
+from panels_core.table import JoinedTable, Table
 from panels_core.types import TableType
 from panels_core.view import View
 
@@ -290,3 +290,20 @@ def test_registry_renders_the_panel_by_kind(digits: View) -> None:
     drawn = Histogram(column="pixel_5_5", bins=5).data(digits)
     assert isinstance(drawn, BinnedValues)
     np.testing.assert_array_equal(drawn.counts, data["count"])
+
+
+def test_joined_table_columns_by_side() -> None:
+    left = Table(columns=["id", "score"], data=[[i, i / 10] for i in range(10)])
+    right = Table(
+        columns=["id", "label"],
+        data=[[i, "even" if i % 2 == 0 else "odd"] for i in range(0, 14, 2)],
+        dtypes={"label": "category"},
+    )
+    view = View.of(JoinedTable(left, right, "id", names=("pred", "truth")))
+    config = Histogram.default_config(view.type)
+    assert config.column == "pred.score"  # not the `pred.id` key
+    drawn = Histogram(column="pred.score", bins=5).data(view)
+    matched = np.array([0, 2, 4, 6, 8]) / 10  # ids present on both sides
+    np.testing.assert_array_equal(drawn.counts, np.histogram(matched, bins=drawn.edges)[0])
+    bars = Histogram(column="truth.label").data(view)
+    assert dict(zip(bars.labels, bars.counts.tolist())) == {"even": 5}
