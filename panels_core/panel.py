@@ -362,6 +362,9 @@ ConfigT = TypeVar("ConfigT", bound=PanelConfig)
 # --------------------------------------------------------------------------- slot assignment
 
 
+_SEARCH_LIMIT = 10_000
+
+
 def _candidates(slot: Slot, columns: Mapping[str, Any], used: set[str]) -> list[str]:
     return [c for c, t in columns.items() if c not in used and slot.column.fits(t)]
 
@@ -419,21 +422,32 @@ def assign_slots(
     config_model: type[PanelConfig], view_type: Any
 ) -> tuple[dict[str, Any], float] | None:
     """The default slot values for a view type and their summed score, or None when a
-    required slot cannot be filled. Slots are filled in declaration order, most specific
-    candidate first, and no column goes to two slots; required slots are filled first
-    (with backtracking), then optional slots that declare ``prefer`` from the columns
-    left; an optional slot without ``prefer`` stays empty."""
+    required slot cannot be filled.
+
+    No column goes to two slots. Required single-column slots are filled first, in
+    declaration order, each with its most specific candidate (backtracking when a
+    later slot would be left empty); then required multi-column slots take the
+    columns left; then optional slots that declare ``prefer`` (an optional slot
+    without ``prefer`` stays empty). The search gives up after ``_SEARCH_LIMIT``
+    tries, which only many slots over many similar columns can reach.
+    """
     columns = columns_of(view_type)
     slots = list(slots_of(config_model).values())
-    required = [s for s in slots if s.required]
+    required = [s for s in slots if s.required and not s.multiple]
+    required += [s for s in slots if s.required and s.multiple]
     if any(_fill(s, columns, set()) is None for s in required):
         return None  # some slot has no column at all: no need to search
+    tries = 0
 
     def search(i: int, used: set[str]) -> tuple[dict[str, Any], float] | None:
+        nonlocal tries
         if i == len(required):
             return {}, 0.0
         slot = required[i]
         for value, score in _tier_options(slot, columns, used):
+            tries += 1
+            if tries > _SEARCH_LIMIT:
+                return None
             taken = set(value) if slot.multiple else {value}
             rest = search(i + 1, used | taken)
             if rest is not None:
@@ -444,7 +458,8 @@ def assign_slots(
     found = search(0, set())
     if found is None:
         return None
-    values, score = found
+    values = {s.name: found[0][s.name] for s in slots if s.required}  # declaration order
+    score = found[1]
     used = {c for v in values.values() for c in (v if isinstance(v, list) else [v])}
     for slot in slots:
         if slot.required:

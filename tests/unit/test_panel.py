@@ -267,3 +267,21 @@ def test_check_panel_class_reports_each_contract_break() -> None:
         check_panel_class(Wrong)
     with pytest.raises(PanelDefinitionError, match=r"not a subclass of panels_core\.Panel"):
         check_panel_class(int)
+
+
+def test_single_slots_are_filled_before_multiple_ones() -> None:
+    class FitConfig(PanelConfig):
+        features: Annotated[list[str], Column(accepts=NUMBER, multiple=True)]
+        target: Annotated[str, Column(accepts=NUMBER)]
+
+    class Fit(Panel[FitConfig]):
+        kind = "fit"
+
+        def render(self, view: Any) -> Any:
+            return None
+
+    tt = TableType(columns={"a": NUMBER, "b": NUMBER, "y": NumberType(integer=True)})
+    config = Fit.default_config(tt)
+    assert config.model_dump() == {"features": ["a", "b"], "target": "y"}
+    assert list(Fit.default_config(tt).model_dump()) == ["features", "target"]
+    assert Fit.match(TableType(columns={"a": NUMBER})) is None
