@@ -307,3 +307,19 @@ def test_joined_table_columns_by_side() -> None:
     np.testing.assert_array_equal(drawn.counts, np.histogram(matched, bins=drawn.edges)[0])
     bars = Histogram(column="truth.label").data(view)
     assert dict(zip(bars.labels, bars.counts.tolist())) == {"even": 5}
+
+
+def test_gear_form_edits_bins_range_and_column(digits: View) -> None:
+    from panels_core.forms import config_form
+
+    form = config_form(Histogram, digits.type)
+    form.widgets["bins"].value = "12"
+    form.widgets["range"].value = "[2, 10]"
+    assert (form.config.bins, form.config.range) == (12, (2.0, 10.0))
+    form.widgets["bins"].value = "auto"
+    assert form.config.bins == "auto"
+    form.widgets["range"].value = "[10, 2]"
+    assert "min < max" in form.errors["range"] and form.config.range == (2.0, 10.0)
+    form.widgets["range"].value = ""
+    form.widgets["column"].value = "target"
+    assert form.config.column == "target" and form.config.range is None
