@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import sys
+import typing
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +34,13 @@ class Command:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, TextIO], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line too."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _table_text(rows: list[list[str]], header: list[str]) -> str:
@@ -192,9 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per Command."""
     from panels_core import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="panels", description="Typed, swappable visualizer panels for ML tables."
-    )
+    parser = _Parser(prog="panels", description="Typed, swappable visualizer panels for ML tables.")
     parser.add_argument("--version", action="version", version=f"typed-panels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:

@@ -214,3 +214,13 @@ def test_console_script_lists_the_installed_plugin(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert missing.stderr == f"panels: error: no such file: {tmp_path / 'nope.csv'}\n"
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["info"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        "panels info: error: the following arguments are required: path "
+        "(see `panels info --help`)\n"
+    )
