@@ -639,6 +639,7 @@ class PagedTable:
     ``columns``: names the view resolves (all when None) or ready CellColumns.
     ``page_table`` (Arrow) and ``frame`` (the displayed DataFrame) hold the current
     page; ``total`` the view's row count; ``fetches`` counts engine page calls.
+    ``on_sort``, when set, gets the new Query after a header sort (a workspace saves it).
     """
 
     def __init__(
@@ -656,6 +657,7 @@ class PagedTable:
         else:
             self.columns = cell_columns(view.type, columns)  # type: ignore[arg-type]
         self.counts: Any = None  # a join's matched/unmatched counts (joined-table panel)
+        self.on_sort: Callable[[Any], None] | None = None  # called with the sorted Query
         self.offset = 0
         self.fetches = 0
         self.error: str | None = None
@@ -695,7 +697,10 @@ class PagedTable:
         data = {}
         for column in self.columns:
             values = table.column(column.name).to_pylist() if table.num_rows else []
-            data[column.name] = self.cells.column(column, values)
+            shown = self.cells.column(column, values)
+            # object columns keep None as None (pandas would make text nulls NaN)
+            dtype = np.float64 if column.style == "number" else object
+            data[column.name] = pd.Series(shown, dtype=dtype)
         return pd.DataFrame(data, columns=self.names)
 
     def refresh(self) -> None:
@@ -766,6 +771,8 @@ class PagedTable:
             return
         self.view, self.total, self.offset = view, total, 0
         self.refresh()
+        if self.on_sort is not None:
+            self.on_sort(view.query)
 
     def _on_sorters(self, event: Any) -> None:
         self.apply_sorters(event.new or [])
@@ -804,11 +811,12 @@ class PagedTable:
             configuration={"columnDefaults": {"sorterParams": {"alignEmptyValues": "bottom"}}},
         )
         self.tabulator.param.watch(self._on_sorters, "sorters")
+        glyphs = {"first": "«", "previous": "◀", "next": "▶", "last": "»"}
         self.buttons = {
-            "first": pn.widgets.Button(label="⏮", width=40, margin=(0, 2)),
-            "previous": pn.widgets.Button(label="◀", width=40, margin=(0, 2)),
-            "next": pn.widgets.Button(label="▶", width=40, margin=(0, 2)),
-            "last": pn.widgets.Button(label="⏭", width=40, margin=(0, 2)),
+            name: pn.widgets.Button(
+                label=glyph, description=f"{name} page", width=40, margin=(0, 2)
+            )
+            for name, glyph in glyphs.items()
         }
         for name, button in self.buttons.items():
             button.on_click(getattr(self, name))

@@ -451,3 +451,24 @@ def test_pager_works_on_any_view_without_a_panel(digits) -> None:
     cells = CellRenderer(precision=1)
     paged = PagedTable(View.of(digits), ["pixel_0_2"], page_size=3, cells=cells)
     assert paged.names == ["pixel_0_2"] and paged.page_table.num_rows == 3
+
+
+def test_times_booleans_and_all_null_columns() -> None:
+    df = pd.DataFrame(
+        {
+            "when": pd.to_datetime(["2024-03-01", "2023-01-02", None]),
+            "ok": [True, None, False],
+            "empty": [None, None, None],
+            "n": [1.5, None, float("nan")],
+        }
+    )
+    paged = TablePanel().build(View.of(Table(dataframe=df)))
+    assert paged.frame["when"].tolist() == ["2024-03-01 00:00:00", "2023-01-02 00:00:00", None]
+    assert paged.frame["ok"].tolist() == [True, None, False]
+    assert paged.frame["n"].iloc[0] == 1.5 and paged.frame["n"].iloc[1:].isna().all()
+    assert len(paged.frame["empty"]) == 3
+    seen = []
+    paged.on_sort = seen.append
+    paged.apply_sorters([{"field": "when", "dir": "asc"}])
+    assert paged.frame["when"].tolist() == ["2023-01-02 00:00:00", "2024-03-01 00:00:00", None]
+    assert seen == [paged.view.query] and seen[0].sort[0].column == "when"
