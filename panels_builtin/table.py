@@ -809,6 +809,12 @@ class PagedTable:
             layout="fit_data_table",
             sizing_mode="stretch_width",
             configuration={"columnDefaults": {"sorterParams": {"alignEmptyValues": "bottom"}}},
+            # the view's own sort shows as header arrows
+            sorters=[
+                {"field": k.column, "dir": "desc" if k.descending else "asc"}
+                for k in self.view.query.sort
+                if k.column in self.names
+            ],
         )
         self.tabulator.param.watch(self._on_sorters, "sorters")
         glyphs = {"first": "«", "previous": "◀", "next": "▶", "last": "»"}

@@ -472,3 +472,13 @@ def test_times_booleans_and_all_null_columns() -> None:
     paged.apply_sorters([{"field": "when", "dir": "asc"}])
     assert paged.frame["when"].tolist() == ["2023-01-02 00:00:00", "2024-03-01 00:00:00", None]
     assert seen == [paged.view.query] and seen[0].sort[0].column == "when"
+
+
+def test_the_views_sort_shows_as_header_arrows(digits) -> None:
+    view = View.of(digits).with_query(sort=["-pixel_0_3", "target"])
+    paged = TablePanel(page_size=5).build(view)
+    assert paged.tabulator.sorters == [
+        {"field": "pixel_0_3", "dir": "desc"},
+        {"field": "target", "dir": "asc"},
+    ]
+    assert paged.fetches == 1  # showing the arrows fetched nothing more
