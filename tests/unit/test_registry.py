@@ -173,3 +173,16 @@ def test_config_schemas_by_kind() -> None:
     assert list(schemas) == ["hist"]
     assert schemas["hist"]["required"] == ["column"]
     assert schemas["hist"]["additionalProperties"] is False
+
+
+def test_the_registry_module_answers_like_the_default_registry() -> None:
+    import panels_core
+    import panels_core.registry as module
+
+    # once the submodule is imported, `from panels_core import registry` may give the module
+    assert panels_core.registry is module or panels_core.registry is module.registry
+    assert module.kinds == module.registry.kinds
+    assert module.compatible(TT) == module.registry.compatible(TT)
+    assert ("no_such_kind_here" in module) is False
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        module.nope
