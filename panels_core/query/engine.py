@@ -129,6 +129,52 @@ class _Rel:
     joined: bool = False
 
 
+class _Pick:
+    """Rows chosen by position (a page's first pass), to read again with every column.
+
+    ``positions`` are the relation's order tuples: ``(row,)`` for one table;
+    ``(left row, right row)`` for a join; for a comparison ``(left row or
+    _FAR + right row, right row)``.
+    """
+
+    def __init__(self, positions: list[tuple[Any, ...]], params: Params, compare: bool) -> None:
+        self.positions = positions
+        self.params = params
+        self.compare = compare
+        self._side: int | None = None
+
+    def pairs(self) -> list[tuple[int | None, int | None]]:
+        out = []
+        for pos in self.positions:
+            if len(pos) == 1:
+                out.append((pos[0], None))
+            elif self.compare:
+                out.append((pos[0] if pos[0] < _FAR else None, pos[1]))
+            else:
+                out.append((pos[0], pos[1]))
+        return out
+
+    def rows(self, side: int) -> list[int]:
+        """The row numbers of one side (this pick's side when it is a side's view)."""
+        which = side if self._side is None else self._side
+        return sorted({p[which] for p in self.pairs() if p[which] is not None})
+
+    def side(self, side: int) -> _Pick:
+        view = _Pick(self.positions, self.params, self.compare)
+        view._side = side
+        return view
+
+    def join(self, a_sql: str, b_sql: str) -> str:
+        """A FROM clause pairing exactly the picked rows of two relations."""
+        left = self.params.add([p[0] for p in self.pairs()], "BIGINT[]")
+        right = self.params.add([p[1] for p in self.pairs()], "BIGINT[]")
+        return (
+            f"FROM (SELECT unnest({left}) AS __tp_l, unnest({right}) AS __tp_r) AS __tp_pairs "
+            f"LEFT JOIN ({a_sql}) AS __tp_a ON __tp_a.{quote_ident(_ROW)} = __tp_pairs.__tp_l "
+            f"LEFT JOIN ({b_sql}) AS __tp_b ON __tp_b.{quote_ident(_ROW)} = __tp_pairs.__tp_r"
+        )
+
+
 def _check_columns(name: str, columns: Sequence[str]) -> None:
     for column in columns:
         if column.startswith(_RESERVED):
@@ -291,22 +337,27 @@ class Engine:
 
     # ------------------------------------------------------------- plan building
 
-    def _base(self, source: _Source) -> _Rel:
+    def _base(self, source: _Source, pick: _Pick | None = None) -> _Rel:
+        """A registered table as a relation; ``pick`` keeps only some rows (a page)."""
         cols = ", ".join(quote_ident(c) for c in source.fields)
         if source.sides is not None:
             left, right = (self._hidden[v] for v in source.sides)
             table = source.table
+            sides = (None, None) if pick is None else (pick.side(0), pick.side(1))
             return self._join_rels(
-                self._base(left),
-                self._base(right),
+                self._base(left, sides[0]),
+                self._base(right, sides[1]),
                 table.left_key,
                 table.right_key,
                 source.how,
                 (table.left_name, table.right_name),
                 source.type,
+                pick,
             )
         row = "file_row_number" if source.parquet else quote_ident(_ROW)
         sql = f"SELECT {cols}, {row} AS {quote_ident(_ROW)} FROM {quote_ident(source.view)}"
+        if pick is not None:
+            sql += f" WHERE list_contains({pick.params.add(pick.rows(0), 'BIGINT[]')}, {row})"
         return _Rel(sql, dict(source.fields), source.type, (_ROW,))
 
     def _join_rels(
@@ -318,6 +369,7 @@ class Engine:
         how: str,
         names: tuple[str, str],
         joined_type: Any,
+        pick: _Pick | None = None,
     ) -> _Rel:
         for rel, key, side in ((a, left_key, names[0]), (b, right_key, names[1])):
             if key not in rel.fields:
@@ -333,8 +385,12 @@ class Engine:
         sql = (
             f"SELECT {', '.join(parts)}, __tp_a.{quote_ident(_ROW)} AS __tp_row0, "
             f"__tp_b.{quote_ident(_ROW)} AS __tp_row1 "
-            f"FROM ({a.sql}) AS __tp_a {sql_how} JOIN ({b.sql}) AS __tp_b "
-            f"ON __tp_a.{quote_ident(left_key)} = __tp_b.{quote_ident(right_key)}"
+            + (
+                pick.join(a.sql, b.sql)
+                if pick is not None
+                else f"FROM ({a.sql}) AS __tp_a {sql_how} JOIN ({b.sql}) AS __tp_b "
+                f"ON __tp_a.{quote_ident(left_key)} = __tp_b.{quote_ident(right_key)}"
+            )
         )
         fields = {
             names[0]: pa.field(names[0], _struct_type(a.fields)),
@@ -351,7 +407,12 @@ class Engine:
         )
 
     def _compare(
-        self, a: _Rel, b: _Rel, spec: CompareWith, required: frozenset[int] = frozenset()
+        self,
+        a: _Rel,
+        b: _Rel,
+        spec: CompareWith,
+        required: frozenset[int] = frozenset(),
+        pick: _Pick | None = None,
     ) -> _Rel:
         """Full outer join of two tables; ``required`` sources (the filter demands
         ``N.present``) turn it into a left, right or inner join, which is faster."""
@@ -422,7 +483,10 @@ class Engine:
             frozenset({0}): "LEFT",
             frozenset({1}): "RIGHT",
         }.get(required, "INNER")
-        sql = f"SELECT {', '.join(select)} FROM ({a.sql}) AS __tp_a {how} JOIN ({b.sql}) AS __tp_b ON {on}"
+        source_sql = f"FROM ({a.sql}) AS __tp_a {how} JOIN ({b.sql}) AS __tp_b ON {on}"
+        if pick is not None:
+            source_sql = pick.join(a.sql, b.sql)
+        sql = f"SELECT {', '.join(select)} {source_sql}"
         return _Rel(
             sql,
             fields,
@@ -580,10 +644,16 @@ class Engine:
         cur: Any,
         sample: int | None = None,
         group: bool = True,
+        pick: _Pick | None = None,
     ) -> _Rel:
-        """The relation of ``query`` before sort and offset/limit."""
+        """The relation of ``query`` before sort and offset/limit.
+
+        With ``pick`` (rows chosen by a first pass) the tables are read at
+        those row positions only, and the filter is not applied again.
+        """
         source = self._source(query.table)
-        rel = self._base(source)
+        two = query.compare_with is not None or query.join is not None
+        rel = self._base(source, pick if not two or pick is None else pick.side(0))
         if query.compare_with is not None:
             if source.sides is not None or query.join is not None:
                 raise QueryError(
@@ -595,10 +665,11 @@ class Engine:
                     f"compare_with: `{other.name}` is a joined table; compare plain tables"
                 )
             required = _required_sources(query.filter, query.compare_with.names)
-            rel = self._compare(rel, self._base(other), query.compare_with, required)
+            other_rel = self._base(other, None if pick is None else pick.side(1))
+            rel = self._compare(rel, other_rel, query.compare_with, required, pick)
         if query.join is not None:
-            rel = self._join_spec(query, source, rel)
-        if query.filter is not None:
+            rel = self._join_spec(query, source, rel, pick)
+        if query.filter is not None and pick is None:
             rel = self._filter(rel, query.filter, params, cur)
         if query.group_by and group:
             rel = self._group(rel, query.group_by, params, sample)
@@ -607,7 +678,9 @@ class Engine:
                 self._resolve(rel, key.column, Params(), "sort column")
         return rel
 
-    def _join_spec(self, query: Query, source: _Source, rel: _Rel) -> _Rel:
+    def _join_spec(
+        self, query: Query, source: _Source, rel: _Rel, pick: _Pick | None = None
+    ) -> _Rel:
         spec: JoinSpec = query.join  # type: ignore[assignment]
         if source.sides is not None:
             raise QueryError(f"`{source.name}` is already a joined table; join plain tables")
@@ -630,7 +703,14 @@ class Engine:
             right_name=names[1],
         )
         return self._join_rels(
-            rel, self._base(other), left_key, right_key, spec.how, names, joined_type
+            rel,
+            self._base(other, None if pick is None else pick.side(1)),
+            left_key,
+            right_key,
+            spec.how,
+            names,
+            joined_type,
+            pick,
         )
 
     def _order_by(self, rel: _Rel, query: Query, params: Params) -> str:
@@ -716,17 +796,52 @@ class Engine:
             raise QueryError(f"page(): offset and limit must be >= 0, got {offset} and {limit}")
         with self._session(query, "page") as (cur, params, rel):
             names = list(rel.fields) if columns is None else list(columns)
+            if not names:
+                raise QueryError("page(): columns=[] selects nothing; name at least one column")
             select = []
             for name in names:
                 sql, _ = self._resolve(rel, name, params, "page column")
                 select.append(f"{sql} AS {quote_ident(name)}")
-            if not select:
-                raise QueryError("page(): columns=[] selects nothing; name at least one column")
-            sql = self._rows(rel, query, params, ", ".join(select), offset, limit, ordered=True)
-            result = self._arrow(cur, sql, params, "page")
+            if query.group_by or (rel.natural and not query.sort):
+                sql = self._rows(rel, query, params, ", ".join(select), offset, limit, ordered=True)
+                result = self._arrow(cur, sql, params, "page")
+            else:
+                result = self._page_by_position(cur, params, rel, query, names, offset, limit)
             if rel.plain:
                 result = _restore_metadata(result, rel.fields)
             return result
+
+    def _page_by_position(
+        self,
+        cur: Any,
+        params: Params,
+        rel: _Rel,
+        query: Query,
+        names: list[str],
+        offset: int,
+        limit: int,
+    ) -> pa.Table:
+        """A sorted page in two passes: the rows' positions first (reading only the
+        filter and sort columns), then every asked column at those positions."""
+        order = ", ".join(quote_ident(o) for o in rel.order)
+        first = self._rows(rel, query, params, order, offset, limit, ordered=True)
+        positions = [tuple(r) for r in self._fetch(cur, first, params, "page")]
+        second = Params()
+        picked = query.model_copy(update={"filter": None, "sort": ()})
+        pick = _Pick(positions, second, compare=query.compare_with is not None)
+        rel2 = self._plan(picked, second, cur, pick=pick)
+        select = [
+            f"{self._resolve(rel2, n, second, 'page column')[0]} AS {quote_ident(n)}" for n in names
+        ]
+        select += [f"{quote_ident(o)} AS __tp_o{i}" for i, o in enumerate(rel.order)]
+        sql = f"SELECT {', '.join(select)} FROM ({rel2.sql}) AS __tp_q"
+        table = self._arrow(cur, sql, second, "page")
+        found = list(
+            zip(*(table.column(f"__tp_o{i}").to_pylist() for i in builtins.range(len(rel.order))))
+        )
+        where = {key: i for i, key in enumerate(found)}
+        take = [where[p] for p in positions]
+        return table.select(names).take(pa.array(take, type=pa.int64()))
 
     def compared(self, query: Query) -> pa.Table:
         """Every row of a comparison: keys, compared[T] structs and the ``present`` flags."""
