@@ -223,3 +223,37 @@ def test_joined_table_source() -> None:
     assert engine.join_counts(query) == (3, 2, 1)
     with pytest.raises(QueryError, match="group_by on a joined table"):
         engine.count(Query(table="j", group_by=["pred"]))
+
+
+def test_pages_of_duplicate_keys_pair_exact_rows() -> None:
+    # many-to-many keys: a sorted page is read in two passes (positions, then columns);
+    # each (left row, right row) pair must come back once, in the sorted order
+    a = pa.table({"id": [1, 1, 2], "v": ["a0", "a1", "a2"]})
+    b = pa.table({"id": [1, 1, 3], "v": ["b0", "b1", "b2"]})
+    engine = Engine({"a": a, "b": b})
+    query = Query(table="a", compare_with={"table": "b", "on": "id"}, sort=["-id"])
+    rows = [(r["id"], r["v"]["0"], r["v"]["1"]) for r in engine.page(query).to_pylist()]
+    assert rows == [
+        (3, None, "b2"),
+        (2, "a2", None),
+        (1, "a0", "b0"),
+        (1, "a0", "b1"),
+        (1, "a1", "b0"),
+        (1, "a1", "b1"),
+    ]
+    assert [r[1:] for r in rows[2:4]] == [
+        (r["v"]["0"], r["v"]["1"]) for r in engine.page(query, offset=2, limit=2).to_pylist()
+    ]
+    joined = Query(table="a", join={"table": "b", "on": "id", "how": "outer"}, sort=["b.v"])
+    pairs = [
+        (r["a"]["v"] if r["a"] else None, r["b"]["v"] if r["b"] else None)
+        for r in engine.page(joined).to_pylist()
+    ]
+    assert pairs == [
+        ("a0", "b0"),
+        ("a1", "b0"),
+        ("a0", "b1"),
+        ("a1", "b1"),
+        (None, "b2"),
+        ("a2", None),
+    ]
