@@ -36,15 +36,17 @@ from panels_builtin._common import (
     number_item,
     pick_measure,
 )
-from panels_core.panel import Column, Panel, PanelConfig, columns_of
+from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
 from panels_core.query.errors import QueryError
 from panels_core.types import (
     BooleanType,
     CategoryType,
+    ComparedType,
     ListType,
     NumberType,
     OptionalType,
     StringType,
+    describe,
     strip_optional,
 )
 
@@ -141,6 +143,16 @@ class Histogram(Panel[HistogramConfig]):
         columns = columns_of(view.type)
         if cfg.column not in columns:
             raise QueryError(f"histogram: the view has no column `{cfg.column}`")
+        if not slots_of(HistogramConfig)["column"].column.fits(columns[cfg.column]):
+            hint = (
+                "; the Multi-histogram draws one series per source"
+                if isinstance(strip_optional(columns[cfg.column]), ComparedType)
+                else ""
+            )
+            raise QueryError(
+                f"`{cfg.column}` is {describe(columns[cfg.column])}, which the histogram "
+                f"cannot draw{hint}"
+            )
         column_type = strip_optional(columns[cfg.column])
         if isinstance(column_type, NumberType | ListType):
             return self._bins(view, column_type)

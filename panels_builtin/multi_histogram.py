@@ -102,7 +102,7 @@ class MultiHistogramConfig(PanelConfig):
     )
     log_y: bool = Field(False, description="a logarithmic count axis")
     max_series: int = Field(
-        10, ge=1, le=40, description="the largest series shown; the rest are merged into (other)"
+        10, ge=2, le=40, description="the largest series shown; the rest are merged into (other)"
     )
 
 
@@ -240,7 +240,7 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         limit = self.config.max_series
         if len(names) <= limit:
             return counts, names, 0
-        keep = max(limit - 1, 1)
+        keep = limit - 1
         totals = counts.sum(axis=1)
         order = np.argsort(-totals, kind="stable")
         kept = np.sort(order[:keep])

@@ -260,3 +260,11 @@ def test_ranks_above_the_histogram_only_for_compared_columns(demo, compared) -> 
 
     numbers_only = View.of(pa.table({"a": [1.0, 2.0], "b": [3.0, 4.0]}))
     assert "multi_histogram" not in {m.kind for m in registry.compatible(numbers_only.type)}
+
+
+def test_the_histogram_points_compared_columns_here(compared) -> None:
+    from panels_builtin.histogram import Histogram
+
+    obj = Histogram(column="score").render(compared)
+    assert obj.alert_type == "danger"
+    assert "compared[number]" in obj.object and "Multi-histogram" in obj.object
