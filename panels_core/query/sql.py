@@ -94,14 +94,6 @@ def _is_list(t: pa.DataType | None) -> bool:
     )
 
 
-def _is_stringy(t: pa.DataType | None) -> bool:
-    if t is None:
-        return False
-    if pa.types.is_dictionary(t):
-        return _is_stringy(t.value_type)
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-
-
 def _timestamp_sql(t: pa.DataType | None) -> str | None:
     if t is None:
         return None

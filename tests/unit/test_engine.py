@@ -364,3 +364,18 @@ def test_group_by_a_nested_field(engine: Engine) -> None:
     hist = engine.histogram(query, "score", bins=2)
     assert hist.groups == ["cat", "dog", "null"]
     assert hist.counts.tolist() == [[0, 2], [0, 2], [1, 0]]
+
+
+def test_timestamps_compare_with_iso_text() -> None:
+    import datetime as dt
+
+    stamps = [dt.datetime(2024, 1, d) for d in (1, 15, 31)]
+    engine = Engine({"t": pa.table({"id": [1, 2, 3], "ts": pa.array(stamps, pa.timestamp("us"))})})
+    assert ids(engine, 'ts > "2024-01-10"') == [2, 3]
+    assert ids(engine, 'ts == "2024-01-15T00:00:00"') == [2]
+    assert ids(engine, 'ts in ("2024-01-01", "2024-01-31")') == [1, 3]
+    assert engine.page(Query(table="t", sort=["-ts"]), columns=["id"]).column("id").to_pylist() == [
+        3,
+        2,
+        1,
+    ]
