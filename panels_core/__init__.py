@@ -24,6 +24,7 @@ _EXPORTS = {
     "Panel": "panels_core.panel",
     "PanelConfig": "panels_core.panel",
     "Column": "panels_core.panel",
+    "Prefer": "panels_core.panel",
     "registry": "panels_core.registry",
     "Query": "panels_core.query.model",
     "View": "panels_core.view",
