@@ -83,7 +83,7 @@ DEFAULT_MAX_FIT_POINTS: dict[str, int] = {"pca": 1_000_000, "umap": 20_000, "tsn
 #: Fewest kept rows UMAP and t-SNE accept (their neighbour graphs need a few rows).
 MIN_ROWS_NONLINEAR = 5
 
-_TRANSFORM_CHUNK = 10_000  # rows per transform call (umap gives <= 10k-row batches 100 epochs)
+_TRANSFORM_CHUNK = 20_000  # rows per transform call; cancel is checked between calls
 
 
 class ProjectionError(ValueError):
@@ -563,7 +563,7 @@ def _run_nonlinear(
         )
     runner = _run_umap if spec.method == "umap" else _run_tsne
     try:
-        place, more = runner(fit_data, spec, stages)
+        place, more = runner(fit_data, spec, stages, n - fit_n)
     except (ProjectionCancelled, ProjectionError):
         raise
     except MemoryError as error:
@@ -607,7 +607,7 @@ Placer = Callable[[np.ndarray | None], np.ndarray]
 
 
 def _run_umap(
-    fit_data: np.ndarray, spec: ProjectionSpec, stages: _Stages
+    fit_data: np.ndarray, spec: ProjectionSpec, stages: _Stages, n_rest: int
 ) -> tuple[Placer, tuple[str, ...]]:
     params = spec.params
     assert isinstance(params, UMAPParams)
@@ -632,17 +632,82 @@ def _run_umap(
         verbose=False,
     )
     embedding = np.asarray(model.fit_transform(fit_data), dtype=np.float32)
+    # umap's own rule for one transform call of every remaining row
+    epochs = 100 if n_rest <= 10_000 else 30
 
     def place(rows: np.ndarray | None) -> np.ndarray:
         if rows is None:
             return embedding
-        return np.asarray(model.transform(rows), dtype=np.float32)
+        return _umap_transform(model, rows, epochs)
 
     return place, tuple(notes)
 
 
+def _umap_transform(model: Any, rows: np.ndarray, n_epochs: int) -> np.ndarray:
+    """umap's ``transform`` with its per-row Python initialisation loop vectorised.
+
+    Same steps as ``UMAP.transform`` (umap-learn 0.5): the bipartite graph to the
+    fitted rows (``transform_mode="graph"``), each new row started on its nearest
+    fitted row (or the weighted mean of its neighbours), then ``n_epochs`` of
+    layout optimisation against the fixed fitted embedding. Falls back to
+    ``model.transform`` if umap's internals differ.
+    """
+    try:
+        from sklearn.utils import check_random_state
+        from umap.layouts import optimize_layout_euclidean
+        from umap.umap_ import INT32_MAX, INT32_MIN, make_epochs_per_sample
+
+        model.transform_mode = "graph"
+        try:
+            graph = model.transform(rows).tocoo()
+        finally:
+            model.transform_mode = "embedding"
+        init = _graph_init(graph.tocsr(), model.embedding_)
+        graph.data[graph.data < (graph.data.max() / float(n_epochs))] = 0.0
+        graph.eliminate_zeros()
+        rng_state = (
+            check_random_state(model.transform_seed)
+            .randint(INT32_MIN, INT32_MAX, 3)
+            .astype(np.int64)
+        )
+        placed = optimize_layout_euclidean(
+            init,
+            model.embedding_.astype(np.float32, copy=True),
+            graph.row,
+            graph.col,
+            n_epochs,
+            graph.shape[1],
+            make_epochs_per_sample(graph.data, n_epochs),
+            model._a,
+            model._b,
+            rng_state,
+            model.repulsion_strength,
+            model._initial_alpha / 4.0,
+            model.negative_sample_rate,
+            model.random_state is None,
+            verbose=False,
+        )
+    except (AttributeError, ImportError, TypeError):
+        placed = model.transform(rows)
+    return np.asarray(placed, dtype=np.float32)
+
+
+def _graph_init(graph: Any, embedding: np.ndarray) -> np.ndarray:
+    """umap's init_graph_transform without the Python loop: a row with a weight-1 edge starts
+    on that fitted point, others on the weighted mean of their neighbours, none -> NaN."""
+    sums = np.asarray(graph.sum(axis=1)).ravel()
+    out = (graph @ embedding.astype(np.float64)) / np.where(sums > 0, sums, 1.0)[:, None]
+    exact = graph.data == 1
+    if exact.any():
+        row_of = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))[exact]
+        first = np.unique(row_of, return_index=True)[1]
+        out[row_of[first]] = embedding[graph.indices[exact][first]]
+    out[sums == 0] = np.nan
+    return out.astype(np.float32)
+
+
 def _run_tsne(
-    fit_data: np.ndarray, spec: ProjectionSpec, stages: _Stages
+    fit_data: np.ndarray, spec: ProjectionSpec, stages: _Stages, n_rest: int
 ) -> tuple[Placer, tuple[str, ...]]:
     from openTSNE import TSNE
 

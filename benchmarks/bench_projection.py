@@ -1,0 +1,177 @@
+"""Benchmark: 2D projection (panels_core.projection) against the plain library calls.
+
+Data: synthetic 384-dim float32 embeddings, a mixture of 20 clusters of uneven
+size, each cluster a random 8-dim linear patch plus small isotropic noise (so
+neighbourhoods have structure to preserve, as real embeddings do). Seeded.
+
+Measured in the same run, in this order (the slow plain calls last, so a
+partial log still holds our figures):
+  1. PCA of 1M x 384 with ours (target: under 10 s);
+  2. PCA, UMAP, t-SNE of 100k x 384 with ours (default spec: PCA to 50 dims,
+     fit on a 20k sample, transform the rest);
+  3. a cached re-projection of the UMAP result (target: under 1 s), by data hash
+     and by caller key;
+  4. the plain calls on the full input: sklearn PCA(n_components=2),
+     umap-learn UMAP() on all 384 dims, openTSNE TSNE(n_jobs=<cores>) on all
+     384 dims; time ratios plain / ours;
+  5. neighbourhood preservation (k=15, 2000 sampled points) of ours vs plain
+     (target for UMAP: ours at least 90% of plain, and at least 3x faster).
+
+Run: ``.venv/bin/python benchmarks/bench_projection.py`` (``--quick`` for small
+sizes; ``--skip-plain`` to measure ours only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from panels_core.projection import (
+    ProjectionCache,
+    ProjectionSpec,
+    neighborhood_preservation,
+    project,
+    project_cached,
+)
+
+
+def make_embeddings(n: int, dim: int = 384, clusters: int = 20, seed: int = 0) -> np.ndarray:
+    """A seeded mixture of ``clusters`` noisy 8-dim linear patches in ``dim`` dims (float32)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.full(clusters, 2.0))
+    labels = rng.choice(clusters, size=n, p=weights)
+    centers = rng.normal(0.0, 1.0, size=(clusters, dim)).astype(np.float32)
+    bases = rng.normal(0.0, 0.35, size=(clusters, 8, dim)).astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    for c in range(clusters):
+        rows = np.flatnonzero(labels == c)
+        latent = rng.normal(size=(len(rows), 8)).astype(np.float32)
+        out[rows] = centers[c] + latent @ bases[c]
+    out += rng.normal(0.0, 0.05, size=(n, dim)).astype(np.float32)
+    return out
+
+
+def timed(label: str, fn):
+    start = time.perf_counter()
+    value = fn()
+    seconds = time.perf_counter() - start
+    print(f"  {label:<58} {seconds:9.2f} s", flush=True)
+    return value, seconds
+
+
+def ratio_line(name: str, plain: float, ours: float) -> None:
+    print(f"  => {name}: plain / ours = {plain / ours:.2f}x", flush=True)
+
+
+def bench_big_pca(rows: int) -> float:
+    """Seconds for our PCA of ``rows`` x 384 (the data is freed afterwards)."""
+    data = make_embeddings(rows, seed=1)
+    _, seconds = timed(f"ours PCA {rows:,} x 384", lambda: project(data, {"method": "pca"}))
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
+    parser.add_argument("--skip-plain", action="store_true", help="do not run the plain calls")
+    args = parser.parse_args()
+    n = 30_000 if args.quick else 100_000
+    big = 200_000 if args.quick else 1_000_000
+    cores = os.cpu_count() or 1
+    print(f"bench_projection: n={n:,} x 384, PCA of {big:,} x 384, {cores} cores", flush=True)
+
+    print("1. PCA of the big input", flush=True)
+    pca_big = bench_big_pca(big)
+    verdict = "OK" if pca_big < 10 else "MISSED"
+    print(f"  => target PCA of {big:,} x 384 under 10 s: {verdict}", flush=True)
+
+    data = make_embeddings(n, seed=0)
+    print("2. ours on 100k-style input", flush=True)
+    from panels_core.projection import _import_umap
+
+    umap = _import_umap()
+
+    def warm_up() -> None:
+        for seed in (0, None):  # the seeded (ours) and parallel (plain) code paths
+            model = umap.UMAP(n_epochs=10, random_state=seed, n_jobs=1 if seed == 0 else -1)
+            model.fit(data[:300, :50])
+            model.transform(data[300:400, :50])
+
+    _, warm = timed("UMAP JIT warm-up (tiny input, not counted)", warm_up)
+    cache = ProjectionCache(max_bytes=2**30)
+    _, t_pca = timed("ours PCA", lambda: project(data, {"method": "pca"}))
+    ours_umap, t_umap = timed(
+        "ours UMAP (default spec)",
+        lambda: project_cached(data, ProjectionSpec(method="umap"), cache=cache),
+    )
+    print(f"     notes: {'; '.join(ours_umap.notes)}", flush=True)
+    ours_tsne, t_tsne = timed(
+        "ours t-SNE (default spec)", lambda: project(data, {"method": "tsne"})
+    )
+
+    print("3. cached re-projection", flush=True)
+    _, t_hash = timed(
+        "cached UMAP by data hash",
+        lambda: project_cached(data, ProjectionSpec(method="umap"), cache=cache),
+    )
+    project_cached(data, ProjectionSpec(method="umap"), key=("table", "query", "emb"), cache=cache)
+    _, t_key = timed(
+        "cached UMAP by caller key",
+        lambda: project_cached(
+            data, ProjectionSpec(method="umap"), key=("table", "query", "emb"), cache=cache
+        ),
+    )
+    verdict = "OK" if max(t_hash, t_key) < 1 else "MISSED"
+    print(f"  => target cached re-projection under 1 s: {verdict}", flush=True)
+
+    np_umap = neighborhood_preservation(data, ours_umap.points, k=15, sample=2000)
+    np_tsne = neighborhood_preservation(data, ours_tsne.points, k=15, sample=2000)
+    print(f"  ours neighbourhood preservation k=15: UMAP {np_umap:.3f}, t-SNE {np_tsne:.3f}")
+    if args.skip_plain:
+        return
+
+    print("4. plain library calls on the full input", flush=True)
+    from openTSNE import TSNE
+    from sklearn.decomposition import PCA
+
+    _, p_pca = timed("plain sklearn PCA(n_components=2)", lambda: PCA(2).fit_transform(data))
+    ratio_line("PCA", p_pca, t_pca)
+    plain_umap, p_umap = timed(
+        "plain umap.UMAP() on 384 dims", lambda: umap.UMAP().fit_transform(data)
+    )
+    ratio_line("UMAP", p_umap, t_umap)
+    np_plain_umap = neighborhood_preservation(data, plain_umap, k=15, sample=2000)
+    print(
+        f"  neighbourhood preservation k=15: ours {np_umap:.3f} vs plain {np_plain_umap:.3f} "
+        f"(ours / plain = {np_umap / np_plain_umap:.2f})",
+        flush=True,
+    )
+    fast = p_umap / t_umap >= 3
+    close = np_umap >= 0.9 * np_plain_umap
+    print(
+        f"  => target UMAP >= 3x faster and preservation within 10%: "
+        f"{'OK' if fast and close else 'MISSED'}",
+        flush=True,
+    )
+    plain_tsne, p_tsne = timed(
+        f"plain openTSNE TSNE(n_jobs={cores}) on 384 dims",
+        lambda: np.asarray(TSNE(n_jobs=cores).fit(data)),
+    )
+    ratio_line("t-SNE", p_tsne, t_tsne)
+    np_plain_tsne = neighborhood_preservation(data, plain_tsne, k=15, sample=2000)
+    print(
+        f"  neighbourhood preservation k=15: ours {np_tsne:.3f} vs plain {np_plain_tsne:.3f}",
+        flush=True,
+    )
+    print(f"(UMAP JIT warm-up took {warm:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
