@@ -177,6 +177,29 @@ def _run_schema(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- export
+
+
+def _configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        help="a workspace spec (ws.json), or table files/folders for a default workspace",
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the .html file to write")
+    parser.add_argument("--title", help="the report's title (default: the workspace's)")
+    parser.add_argument("--store", type=Path, help="the Store folder a spec's `name:vN` tables use")
+
+
+def _run_export(args: argparse.Namespace, out: TextIO) -> int:
+    from panels_core.export import export_inputs
+
+    path = export_inputs(args.inputs, args.output, title=args.title, store=args.store)
+    out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, works offline)\n")
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command(
         "plugins",
@@ -192,6 +215,12 @@ COMMANDS: list[Command] = [
         "print the JSON Schema of workspace specs and of every panel config",
         _configure_schema,
         _run_schema,
+    ),
+    Command(
+        "export",
+        "write a workspace (or tables) as one self-contained, offline HTML report",
+        _configure_export,
+        _run_export,
     ),
 ]
 

@@ -1,0 +1,596 @@
+"""Reports: one panel as a pn object (``render``), and self-contained static HTML.
+
+``render(table, "histogram", column="score")`` validates the kind and the
+config (a ValueError names what is wrong) and returns a ``RenderedPanel``: a
+``pn.Column`` that composes into any Panel layout and shows inline in a
+notebook. ``save_html(obj, path)`` writes one HTML file that works offline:
+Bokeh and Panel JS/CSS inlined, Panel's stylesheets (which Panel leaves as
+CDN links even with ``resources=INLINE``) read from the installed package
+and inlined, the favicon a data URI. Plots keep pan/zoom/hover (their Bokeh
+tools travel in the document JSON); widgets whose changes only reach Python
+(pager buttons, selectors) are shown disabled and tables show the page they
+were rendered with; a note says what needs ``panels serve``.
+``workspace_html(workspace, path)`` writes a workspace as a report: title,
+tables summary, then every card (title + panel).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import difflib
+import io
+import json
+import mimetypes
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import panel as pn
+
+from panels_core.view import View
+
+if TYPE_CHECKING:
+    from panels_core.registry import Registry
+    from panels_core.workspace.spec import WorkspaceSpec
+
+__all__ = [
+    "RenderedPanel",
+    "export_inputs",
+    "external_references",
+    "render",
+    "report_layout",
+    "save_html",
+    "workspace_from_spec",
+    "workspace_html",
+    "workspace_layout",
+]
+
+STATIC_NOTE = (
+    "Static report: plots keep pan, zoom and hover; tables show their first page. "
+    "Paging, sorting, filters, projections recomputed and swapping panels need a live "
+    "server (`panels serve`)."
+)
+
+# ----------------------------------------------------------------------------- render
+
+
+def _as_view(table_or_view: Any) -> View:
+    if isinstance(table_or_view, View):
+        return table_or_view
+    try:
+        return View.of(table_or_view)
+    except Exception as exc:
+        raise ValueError(
+            f"render: cannot read {type(table_or_view).__name__} as a table ({exc}); pass a "
+            "Table, JoinedTable, pandas DataFrame, Arrow table or a panels_core View"
+        ) from exc
+
+
+def _panel_class(kind: str, panels: Registry) -> Any:
+    from panels_core.registry import UnknownPanelError
+
+    if not isinstance(kind, str):
+        raise ValueError(f"render: the panel kind must be a string, got {kind!r}")
+    try:
+        return panels.get(kind)
+    except UnknownPanelError as exc:
+        kinds = panels.kinds()
+        close = difflib.get_close_matches(kind, kinds, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else ""
+        available = ", ".join(f"`{k}`" for k in kinds) or "none"
+        why = str(exc) if kind in panels else f"unknown panel kind `{kind}`{hint}"
+        raise ValueError(f"render: {why}. Available panel kinds: {available}") from exc
+
+
+def _checked_config(cls: Any, view: View, config: Mapping[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from panels_core.panel import format_validation_error
+
+    view_type = view.type
+    try:
+        if config:
+            default: dict[str, Any] = {}
+            try:
+                default = cls.default_config(view_type).model_dump()
+            except ValueError:
+                default = {}
+            return cls.validate_config({**default, **config}, view_type)
+        return cls.default_config(view_type)
+    except ValidationError as exc:
+        fields = set(cls.config_model.model_fields)
+        parts = []
+        for field, message in format_validation_error(exc).items():
+            if field and field not in fields:
+                parts.append(f"`{field}` is not a field (fields: {', '.join(sorted(fields))})")
+            else:
+                parts.append(f"`{field or 'config'}`: {message}")
+        message = f"render: invalid config for panel `{cls.kind}`: " + "; ".join(parts)
+        raise ValueError(message) from None
+    except ValueError as exc:
+        raise ValueError(f"render: {exc}") from exc
+
+
+class RenderedPanel(pn.Column):
+    """What ``render`` returns: a ``pn.Column`` holding one panel's rendering.
+
+    It composes into any Panel layout and shows inline in a notebook.
+    ``kind``, ``config`` (the validated config) and ``view`` say what it shows;
+    ``save(path)`` writes a self-contained offline HTML file (``save_html``);
+    pass ``resources=...`` to get Panel's own ``save`` instead.
+    """
+
+    def __init__(self, *objects: Any, kind: str, config: Any, view: View, **params: Any) -> None:
+        params.setdefault("sizing_mode", "stretch_width")
+        super().__init__(*objects, **params)
+        self.kind = kind
+        self.config = config
+        self.view = view
+
+    def save(self, filename: Any, title: str | None = None, resources: Any = None, **kwargs: Any):
+        """Write self-contained HTML (no ``resources``), or defer to Panel's ``save``."""
+        if resources is None and not kwargs and isinstance(filename, str | os.PathLike):
+            return save_html(self, filename, title=title or self.kind)
+        return super().save(filename, title=title, resources=resources, **kwargs)
+
+
+def render(table_or_view: Any, kind: str, /, **config: Any) -> RenderedPanel:
+    """The pn object of one panel over a table (Table, JoinedTable, pandas, Arrow) or a View.
+
+    ``config`` fields not given take the panel's defaults for this table. An unknown
+    kind or an invalid config raises ValueError naming the kind (and the available
+    ones) or the field. A panel that fails while drawing shows as an error card.
+    """
+    from panels_core.registry import registry
+
+    cls = _panel_class(kind, registry)
+    view = _as_view(table_or_view)
+    checked = _checked_config(cls, view, config)
+    obj = registry.render(kind, view, checked)
+    return RenderedPanel(obj, kind=kind, config=checked, view=view)
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+def _tabulators(obj: Any) -> list[Any]:
+    select = getattr(obj, "select", None)
+    return list(select(pn.widgets.Tabulator)) if select is not None else []
+
+
+def _rows_note(obj: Any, view: View | None) -> Any | None:
+    """A "first N of M rows" note above a panel that shows a table page, or None."""
+    tables = _tabulators(obj)
+    if not tables or view is None:
+        return None
+    try:
+        total = view.count()
+    except Exception:
+        return None
+    shown = max(len(t.value) if t.value is not None else 0 for t in tables)
+    unit = "groups" if view.query.group_by else "rows"
+    return pn.pane.Markdown(
+        f"*Static copy: first {shown:,} of {total:,} {unit}; paging and sorting need "
+        "`panels serve`.*",
+        margin=(0, 10),
+        css_classes=["static-rows-note"],
+    )
+
+
+def report_layout(*objects: Any, title: str | None = None, note: bool = True) -> pn.Column:
+    """A plain report page: an optional title, the objects, and the static-report note."""
+    parts: list[Any] = []
+    if title:
+        parts.append(pn.pane.Markdown(f"# {title}", margin=(0, 10)))
+    for obj in objects:
+        if isinstance(obj, RenderedPanel):
+            row_note = _rows_note(obj, obj.view)
+            if row_note is not None:
+                parts.append(row_note)
+        parts.append(obj)
+    if note:
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        parts.append(
+            pn.pane.Markdown(
+                f"<small>{STATIC_NOTE} Written {stamp} by typed-panels.</small>",
+                margin=(10, 10),
+                css_classes=["static-note"],
+            )
+        )
+    return pn.Column(*parts, sizing_mode="stretch_width")
+
+
+def _tables_summary(workspace: Any) -> Any:
+    sidebar = getattr(workspace, "sidebar", None)
+    if callable(sidebar):
+        return sidebar()
+    names = workspace.engine.table_names()
+    return pn.pane.Markdown("\n".join(f"- `{n}`" for n in names) or "(no tables)")
+
+
+def _card_parts(workspace: Any, spec: Any, index: int) -> pn.Column:
+    """One card for the report: its title, the panel's title, and a fresh rendering."""
+    from panels_core.registry import error_card, registry
+
+    panels = getattr(workspace, "panels", registry)
+    view = View(workspace.engine, spec.input)
+    try:
+        shown_kind = panels.get(spec.kind).title or spec.kind
+    except Exception:
+        shown_kind = spec.kind
+    try:
+        obj = panels.render(spec.kind, view, spec.config or None)
+    except Exception as exc:  # registry.render isolates panels; this guards the rest
+        obj = error_card(spec.kind, str(exc))
+    title = spec.title or spec.input.table
+    query = spec.input
+    details = []
+    if query.filter is not None:
+        details.append(f"filter `{_filter_text(query)}`")
+    if query.group_by:
+        details.append("grouped by " + ", ".join(f"`{g}`" for g in query.group_by))
+    if query.compare_with is not None:
+        details.append(f"compared with `{query.compare_with.table}`")
+    head = f"### {title} · {shown_kind}"
+    if details:
+        head += "\n" + "; ".join(details)
+    parts: list[Any] = [pn.pane.Markdown(head, margin=(0, 10))]
+    row_note = _rows_note(obj, view)
+    if row_note is not None:
+        parts.append(row_note)
+    parts.append(obj)
+    return pn.Column(
+        *parts,
+        sizing_mode="stretch_width",
+        css_classes=["report-card"],
+        styles={"border": "1px solid #ddd", "border-radius": "6px", "padding": "8px"},
+        margin=(8, 10),
+    )
+
+
+def _filter_text(query: Any) -> str:
+    dumped = query.model_dump(mode="json").get("filter")
+    return dumped if isinstance(dumped, str) else json.dumps(dumped)
+
+
+def _cards_of(workspace: Any) -> list[Any]:
+    return [card.spec for card in getattr(workspace, "cards", [])]
+
+
+def workspace_layout(workspace: Any, title: str | None = None) -> pn.Column:
+    """A workspace as a plain report page: title, tables summary, then each card."""
+    specs = _cards_of(workspace)
+    cards = [_card_parts(workspace, spec, i) for i, spec in enumerate(specs)]
+    body: list[Any] = [
+        pn.pane.Markdown("## Tables", margin=(0, 10)),
+        _tables_summary(workspace),
+        pn.pane.Markdown("## Cards", margin=(10, 10, 0, 10)),
+    ]
+    body += cards or [pn.pane.Alert("This workspace has no cards.", alert_type="info")]
+    name = title or getattr(workspace, "title", None) or "typed-panels report"
+    return report_layout(*body, title=name)
+
+
+# ----------------------------------------------------------------------------- HTML
+
+
+_WIDGET_TYPES: tuple[type, ...] | None = None
+
+
+def _python_only_widget_types() -> tuple[type, ...]:
+    global _WIDGET_TYPES
+    if _WIDGET_TYPES is None:
+        from bokeh.models import AbstractButton, InputWidget
+        from bokeh.models.widgets.groups import AbstractGroup
+        from bokeh.models.widgets.sliders import AbstractSlider
+
+        _WIDGET_TYPES = (AbstractButton, InputWidget, AbstractGroup, AbstractSlider)
+    return _WIDGET_TYPES
+
+
+def _data_uri(path: Path) -> str:
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if path.suffix == ".woff2":
+        kind = "font/woff2"
+    return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+_FONT_FACE = re.compile(r"@font-face\s*\{[^}]*\}")
+_CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]+)\1\s*\)""")
+
+
+def _inline_css(css: str, folder: Path) -> str:
+    """CSS text with relative ``url()``s made data URIs; ``@font-face`` rules dropped
+    (fonts declared inside a component's shadow root are not used by browsers)."""
+    css = _FONT_FACE.sub("", css)
+
+    def replace(match: re.Match[str]) -> str:
+        target = match.group(2).strip()
+        if target.startswith(("data:", "#")) or re.match(r"^[a-z]+:", target):
+            return match.group(0)
+        local = (folder / target.split("?")[0].split("#")[0]).resolve()
+        if local.is_file():
+            return f'url("{_data_uri(local)}")'
+        return match.group(0)
+
+    return _CSS_URL.sub(replace, css)
+
+
+def _local_stylesheet(url: str) -> Path | None:
+    """The installed file behind one of Panel's (or Bokeh's) CDN stylesheet URLs."""
+    from panel.io.resources import CDN_DIST, DIST_DIR
+
+    bare = url.split("?")[0].split("#")[0]
+    for prefix in (CDN_DIST, "static/extensions/panel/"):
+        if bare.startswith(prefix):
+            path = (DIST_DIR / bare.removeprefix(prefix)).resolve()
+            return path if path.is_file() else None
+    return None
+
+
+def _make_static(doc: Any) -> None:
+    """Patch a Bokeh document for a file: stylesheets inlined, Python-only widgets disabled,
+    table headers not sortable (the page holds only the rendered rows)."""
+    from bokeh.models import ImportedStyleSheet, InlineStyleSheet
+
+    inlined: dict[str, Any] = {}
+    missing: set[str] = set()
+
+    def replacement(sheet: Any) -> Any:
+        if not isinstance(sheet, ImportedStyleSheet):
+            return sheet
+        url = sheet.url
+        if url not in inlined:
+            local = _local_stylesheet(url)
+            if local is None:
+                if re.match(r"^https?://", url):
+                    missing.add(url)
+                inlined[url] = None
+            else:
+                css = _inline_css(local.read_text(encoding="utf-8"), local.parent)
+                inlined[url] = InlineStyleSheet(css=css)
+        return inlined[url] if inlined[url] is not None else sheet
+
+    widget_types = _python_only_widget_types()
+    for model in list(doc.models):
+        sheets = getattr(model, "stylesheets", None)
+        if sheets:
+            new = [replacement(s) for s in sheets]
+            if any(a is not b for a, b in zip(new, sheets)):
+                model.stylesheets = new
+        python_only = not (model.js_property_callbacks or model.js_event_callbacks)
+        if isinstance(model, widget_types) and hasattr(model, "disabled") and python_only:
+            model.disabled = True
+        if type(model).__name__ == "DataTabulator":
+            configuration = dict(model.configuration or {})
+            if "columns" in configuration:
+                configuration["columns"] = _unsortable(configuration["columns"])
+                model.configuration = configuration
+    if missing:
+        warnings.warn(
+            "static HTML: stylesheets left as links (no local copy found): "
+            + ", ".join(sorted(missing)),
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _unsortable(columns: Iterable[Any]) -> list[Any]:
+    out = []
+    for column in columns:
+        if isinstance(column, Mapping):
+            column = dict(column)
+            if "columns" in column:
+                column["columns"] = _unsortable(column["columns"])
+            else:
+                column["headerSort"] = False
+        out.append(column)
+    return out
+
+
+_ATTR_URL = re.compile(
+    r"""<(script|link|img|iframe|source|video|audio|embed)\b[^>]*?\b(src|href)\s*=\s*["']"""
+    r"""(https?://[^"']+)["']""",
+    re.IGNORECASE,
+)
+_JSON_SHEET_URL = re.compile(r'"name":\s*"ImportedStyleSheet"[^{}]*\{[^{}]*"url":\s*"([^"]+)"')
+_CSS_REMOTE = re.compile(r"""(?:@import\s+|url\(\s*)\\?["']?(https?://[^"')\\\s]+)""")
+
+
+def external_references(html: str) -> list[str]:
+    """The remote resources a page would load: ``src``/``href`` of scripts, stylesheets,
+    icons and images, Bokeh ``ImportedStyleSheet`` URLs, and CSS ``url()``/``@import``."""
+    found = [m.group(3) for m in _ATTR_URL.finditer(html)]
+    found += [u for u in _JSON_SHEET_URL.findall(html) if not u.startswith("data:")]
+    found += _CSS_REMOTE.findall(html)
+    return sorted(set(found))
+
+
+def _favicon() -> str:
+    from panel.io.resources import DIST_DIR
+
+    icon = DIST_DIR / "images" / "icon-32x32.png"
+    return _data_uri(icon) if icon.is_file() else ""
+
+
+def html_text(obj: Any, title: str = "typed-panels report") -> str:
+    """The self-contained HTML of any pn-displayable object (nothing is written)."""
+    from bokeh.document import Document
+    from bokeh.resources import INLINE
+    from panel.io.model import add_to_doc
+    from panel.io.resources import set_resource_mode
+    from panel.io.save import save
+    from pyviz_comms import Comm
+
+    viewable = pn.panel(obj)
+    doc = Document()
+    with set_resource_mode("inline"):
+        model = viewable.get_root(doc, Comm())
+    add_to_doc(model, doc, True)
+    _make_static(doc)
+    buffer = io.StringIO()
+    save(
+        doc,
+        buffer,
+        resources=INLINE,
+        title=title,
+        template_variables={"app_favicon": _favicon(), "apple_icon": ""},
+    )
+    text = buffer.getvalue()
+    remote = external_references(text)
+    if remote:
+        warnings.warn(
+            "static HTML still refers to remote resources (it needs the network for them): "
+            + ", ".join(remote),
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return text
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_html(obj: Any, path: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Write ``obj`` (any pn object, a RenderedPanel, a layout) as one self-contained HTML
+    file that works offline; written atomically (temp file + rename). Returns the path."""
+    target = Path(path)
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"save_html: write to a .html file, got {target}")
+    if isinstance(obj, RenderedPanel):
+        obj = report_layout(obj, title=title)
+    _write_atomic(target, html_text(obj, title=title or "typed-panels report"))
+    return target
+
+
+def workspace_html(workspace: Any, path: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Write a workspace as a static report: title, tables summary, every card."""
+    name = title or getattr(workspace, "title", None) or "typed-panels report"
+    target = Path(path)
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"workspace export: write to a .html file, got {target}")
+    _write_atomic(target, html_text(workspace_layout(workspace, title=name), title=name))
+    return target
+
+
+# ----------------------------------------------------------------------------- specs
+
+
+def _store_folder(spec_dir: Path, store: Path | None) -> Path | None:
+    from panels_core.workspace.loading import is_store_folder
+
+    candidates = [store] if store is not None else [spec_dir, spec_dir / "store"]
+    for folder in candidates:
+        if folder is not None and is_store_folder(folder):
+            return folder
+    return None
+
+
+def _spec_tables(spec: WorkspaceSpec, base: Path, store: Path | None) -> dict[str, Any]:
+    from panels_core.sources import open_table
+    from panels_core.store import Store
+
+    tables: dict[str, Any] = {}
+    folder: Path | None = None
+    for name, source in spec.tables.items():
+        if source.path is not None:
+            path = Path(source.path)
+            path = path if path.is_absolute() else base / path
+            if not path.exists():
+                raise ValueError(f"workspace table `{name}`: no such file {path}")
+            tables[name] = open_table(path)
+            continue
+        folder = folder or _store_folder(base, store)
+        if folder is None:
+            raise ValueError(
+                f"workspace table `{name}` reads store entry `{source.store}`, but no store "
+                f"folder was found beside the workspace ({base}); pass --store DIR"
+            )
+        tables[name] = Store(folder).get(source.store)
+    return tables
+
+
+def workspace_from_spec(
+    spec: WorkspaceSpec | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    base: str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> Any:
+    """A Workspace from a spec (a WorkspaceSpec, its dict, or a JSON file path).
+
+    Uses ``Workspace.from_spec`` when the app provides it; otherwise opens the
+    tables (paths relative to ``base``, the spec file's folder by default; store
+    references in ``store`` or a Store folder beside the spec) and builds the cards.
+    """
+    from panels_core.workspace.app import Workspace
+    from panels_core.workspace.spec import WorkspaceSpec
+
+    folder = Path(base) if base is not None else Path.cwd()
+    if isinstance(spec, str | os.PathLike):
+        path = Path(spec)
+        if not path.is_file():
+            raise ValueError(f"no such workspace file: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not JSON: {exc}") from exc
+        spec = data
+        folder = Path(base) if base is not None else path.parent
+    checked = spec if isinstance(spec, WorkspaceSpec) else WorkspaceSpec.model_validate(spec)
+    from_spec = getattr(Workspace, "from_spec", None)
+    if callable(from_spec) and store is None:
+        try:
+            return from_spec(checked, base=folder)
+        except TypeError:
+            pass
+    tables = _spec_tables(checked, folder, Path(store) if store is not None else None)
+    return Workspace(tables=tables, cards=list(checked.cards))
+
+
+def _is_workspace_file(path: Path) -> bool:
+    return path.suffix.lower() == ".json" and not path.name.lower().endswith(".table.json")
+
+
+def export_inputs(
+    inputs: Iterable[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> Path:
+    """``panels export``: a workspace spec file, or table files/folders (a default
+    workspace over them), written to ``output`` as a static report."""
+    from panels_core.workspace.app import Workspace
+    from panels_core.workspace.loading import load_tables
+
+    paths = [Path(p) for p in inputs]
+    specs = [p for p in paths if _is_workspace_file(p)]
+    if specs and len(paths) > 1:
+        raise ValueError(
+            f"export: give one workspace spec ({specs[0]}) or table files, not both; "
+            "list the tables inside the workspace instead"
+        )
+    if specs:
+        workspace = workspace_from_spec(specs[0], store=store)
+        name = title or specs[0].stem
+    else:
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise ValueError(f"export: no such file or folder: {', '.join(missing)}")
+        workspace = Workspace(tables=load_tables(paths))
+        name = title or ", ".join(p.stem for p in paths)
+    return workspace_html(workspace, output, title=name)
