@@ -66,6 +66,7 @@ __all__ = [
     "project_cached",
     "shared_cache",
     "shared_projector",
+    "warm_up",
 ]
 
 Method = Literal["pca", "umap", "tsne"]
@@ -709,6 +710,7 @@ def _graph_init(graph: Any, embedding: np.ndarray) -> np.ndarray:
 def _run_tsne(
     fit_data: np.ndarray, spec: ProjectionSpec, stages: _Stages, n_rest: int
 ) -> tuple[Placer, tuple[str, ...]]:
+    """Fit openTSNE on ``fit_data``; ``n_rest`` rows will be placed with its transform."""
     from openTSNE import TSNE
 
     params = spec.params
@@ -812,6 +814,22 @@ def _import_umap() -> Any:
     import umap
 
     return umap
+
+
+def warm_up(seed: int | None = 0) -> float:
+    """Compile umap's numba kernels now (fit, neighbour search, transform); returns seconds.
+
+    A server can call this on a background thread at start so the first UMAP a
+    user asks for does not wait for compilation (30-90 s on 2 cores; compiled
+    code that numba can cache is kept in ``cache_dir()/numba`` for later runs).
+    """
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    # > 4096 rows so umap takes its NN-descent path, as on real data
+    data = rng.normal(size=(4500, 8)).astype(np.float32)
+    spec = ProjectionSpec(method="umap", seed=seed, max_fit_points=4200)
+    project(data, spec)
+    return time.perf_counter() - started
 
 
 # ----------------------------------------------------------------------------- caching

@@ -258,6 +258,21 @@ def test_umap_fewer_rows_than_neighbours_is_clamped(blobs):
     assert "n_neighbors lowered from 15 to 11 (12 rows)" in result.notes
 
 
+def test_vectorised_transform_init_matches_umaps_loop():
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    init_graph_transform = pytest.importorskip("umap.umap_").init_graph_transform
+    rng = np.random.default_rng(5)
+    dense = rng.uniform(0.05, 0.9, size=(40, 25)) * (rng.uniform(size=(40, 25)) < 0.2)
+    dense[3, [4, 7]] = 1.0  # exact matches: the first one wins
+    dense[8] = 0.0  # no neighbours -> NaN
+    graph = scipy_sparse.csr_matrix(dense)
+    embedding = rng.normal(size=(25, 2)).astype(np.float32)
+    ours = projection._graph_init(graph, embedding)
+    np.testing.assert_allclose(ours, init_graph_transform(graph, embedding), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours[3], embedding[4])
+    assert np.isnan(ours[8]).all()
+
+
 def test_numba_cache_folder_is_set_only_when_the_user_did_not(monkeypatch, tmp_path):
     config = sys.modules.get("numba.core.config")
     if config is not None:
