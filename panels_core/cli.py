@@ -200,6 +200,49 @@ def _run_export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve
+
+
+def _configure_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="tables: Parquet/CSV/Arrow files, W&B .table.json, TensorBoard projector "
+        "folders, Store folders (every table and version)",
+    )
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        help="a saved workspace (ws.json) to open; `Save` writes here (created if missing)",
+    )
+    parser.add_argument("--port", type=int, default=5006, help="the port (default 5006)")
+    parser.add_argument("--address", default="127.0.0.1", help="the address to listen on")
+    parser.add_argument("--show", action="store_true", help="open the page in a browser")
+    parser.add_argument(
+        "--demo", action="store_true", help="add the demo data (written once to ./demo_data)"
+    )
+    parser.add_argument("--title", default="typed-panels", help="the page title")
+
+
+def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from panels_core.workspace.server import serve_paths
+
+    for path in args.paths:
+        if not path.exists():
+            raise CliError(f"no such file or folder: {path}")
+    serve_paths(
+        args.paths,
+        demo=args.demo,
+        workspace=args.workspace,
+        port=args.port,
+        address=args.address,
+        show=args.show,
+        title=args.title,
+    )
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command(
         "plugins",
@@ -221,6 +264,12 @@ COMMANDS: list[Command] = [
         "write a workspace (or tables) as one self-contained, offline HTML report",
         _configure_export,
         _run_export,
+    ),
+    Command(
+        "serve",
+        "open tables in a workspace in the browser (cards, queries, saved views)",
+        _configure_serve,
+        _run_serve,
     ),
 ]
 
@@ -259,3 +308,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             text = f"{type(exc).__name__}: {text}"
         print(f"panels: error: {text}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
