@@ -1,14 +1,18 @@
 """The workspace app: a sidebar of tables and a grid of cards, each a swappable panel.
 
-A card holds one panel over one query of one table; its header lists only the
-panels whose input type fits that query, best first, and swapping keeps the
-input and carries config fields of the same name over. An error in a card
-stays in that card.
+A card holds one panel over one query of one table. Its header lists only the
+panels whose input type fits that query, best first (swapping keeps the input
+and carries config fields of the same name over), a gear opening the config
+form, duplicate and close; a query bar sets filter, sort, group and compare.
+Cards render off the server's event loop, and an error in a card stays in
+that card.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import panel as pn
@@ -16,11 +20,39 @@ import panel as pn
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
 from panels_core.registry import Registry, error_card, registry
-from panels_core.types import JoinedTableType, describe
+from panels_core.types import (
+    EmbeddingType,
+    JoinedTableType,
+    NumberType,
+    OptionalType,
+    TableType,
+    describe,
+)
 from panels_core.view import View
-from panels_core.workspace.spec import CardSpec
+from panels_core.workspace.background import Failed, run_off_loop
+from panels_core.workspace.querybar import QueryBar, query_error_text
+from panels_core.workspace.saving import write_spec
+from panels_core.workspace.spec import CardSpec, LayoutSpec, TableSource, WorkspaceSpec
 
-__all__ = ["CardView", "Workspace", "default_cards"]
+__all__ = ["CardView", "Workspace", "carry_config", "count_text", "default_cards"]
+
+PROJECTION_KIND = "projection"
+"""The kind the default workspace adds for tables with an embedding or >= 5 numbers."""
+
+_CARD_STYLES = {
+    "border": "1px solid #d9dde3",
+    "border-radius": "8px",
+    "padding": "6px 10px 10px 10px",
+    "background": "white",
+    "box-shadow": "0 1px 3px rgba(0, 0, 0, 0.06)",
+}
+
+
+def _split_version(name: str) -> tuple[str, int] | None:
+    base, _, version = name.rpartition(":")
+    if base and version.startswith("v") and version[1:].isdigit():
+        return base, int(version[1:])
+    return None
 
 
 def _latest_only(names: Sequence[str]) -> list[str]:
@@ -28,28 +60,48 @@ def _latest_only(names: Sequence[str]) -> list[str]:
     latest: dict[str, tuple[int, str]] = {}
     plain = []
     for name in names:
-        base, _, version = name.rpartition(":")
-        if base and version.startswith("v") and version[1:].isdigit():
-            number = int(version[1:])
-            if base not in latest or number > latest[base][0]:
-                latest[base] = (number, name)
-        else:
+        split = _split_version(name)
+        if split is None:
             plain.append(name)
-    return [n for n in names if n in plain or n in {v for _, v in latest.values()}]
+        elif split[0] not in latest or split[1] > latest[split[0]][0]:
+            latest[split[0]] = (split[1], name)
+    keep = set(plain) | {v for _, v in latest.values()}
+    return [n for n in names if n in keep]
+
+
+def _wants_projection(table_type: Any) -> bool:
+    """An embedding column, or five or more numeric columns."""
+    if not isinstance(table_type, TableType):
+        return False
+    numbers = 0
+    for t in table_type.columns.values():
+        inner = t.inner if isinstance(t, OptionalType) else t
+        if isinstance(inner, EmbeddingType):
+            return True
+        numbers += isinstance(inner, NumberType)
+    return numbers >= 5
 
 
 def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]:
-    """A first card per table: its best panel, plus a table card when that is not a table."""
+    """The smart default: per table (latest version only) a table card (a joined-table card
+    for a joined table), plus a 2D projection card when the table has an embedding or five
+    or more numeric columns and a projection panel is installed."""
     cards: list[CardSpec] = []
     for name in _latest_only(engine.table_names()):
         query = Query(table=name)
-        matches = panels.compatible(engine.result_type(query))
-        kinds = [m.kind for m in matches]
-        chosen = kinds[:1]
-        if "table" in kinds and "table" not in chosen:
-            chosen.append("table")
-        for match in matches:
-            if match.kind in chosen:
+        try:
+            table_type = engine.result_type(query)
+            matches = panels.compatible(table_type)
+        except Exception:  # the card shows the error when built
+            cards.append(CardSpec(kind="table", input=query))
+            continue
+        by_kind = {m.kind: m for m in matches}
+        first = "joined_table" if isinstance(table_type, JoinedTableType) else "table"
+        chosen = [by_kind.get(first) or (matches[0] if matches else None)]
+        if PROJECTION_KIND in by_kind and _wants_projection(table_type):
+            chosen.append(by_kind[PROJECTION_KIND])
+        for match in chosen:
+            if match is not None:
                 cards.append(
                     CardSpec(
                         kind=match.kind, input=query, config=match.config.model_dump(mode="json")
@@ -58,92 +110,283 @@ def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]
     return cards
 
 
-class CardView(pn.viewable.Viewer):
-    """One card: a header with the panel selector, and the panel's rendering below."""
+def carry_config(
+    panels: Registry, kind: str, old: Mapping[str, Any], view_type: Any
+) -> dict[str, Any]:
+    """The default config of ``kind`` for ``view_type`` with every field of ``old`` of the
+    same name that still validates carried over."""
+    cls = panels.get(kind)
+    config = cls.default_config(view_type).model_dump(mode="json")
+    for key, value in old.items():
+        if key not in config or config[key] == value:
+            continue
+        try:
+            checked = cls.validate_config({**config, key: value}, view_type)
+        except Exception:  # this field does not fit the new panel or type: not carried
+            checked = None
+        if checked is not None:
+            config = checked.model_dump(mode="json")
+    return config
 
-    def __init__(self, engine: Engine, spec: CardSpec, panels: Registry = registry) -> None:
+
+def count_text(engine: Engine, query: Query) -> str:
+    """The card's row count: ``"183 of 1,797 rows"`` (with groups and comparisons named)."""
+    total = engine.count(Query(table=query.table))
+    rows = engine.count(query.model_copy(update={"group_by": (), "sort": ()}))
+    if query.compare_with is not None:
+        other = engine.count(Query(table=query.compare_with.table))
+        text = f"{rows:,} rows comparing {total:,} and {other:,}"
+    else:
+        text = f"{rows:,} of {total:,} rows"
+    if query.group_by:
+        text = f"{engine.count(query):,} groups · {text}"
+    return text
+
+
+class CardView(pn.viewable.Viewer):
+    """One card: header (panel selector, gear, duplicate, close), query bar, row count, panel."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        spec: CardSpec,
+        panels: Registry = registry,
+        *,
+        on_duplicate: Callable[[CardView], None] | None = None,
+        on_close: Callable[[CardView], None] | None = None,
+    ) -> None:
         super().__init__()
         self.engine = engine
         self.panels = panels
         self.spec = spec
         self.view = View(engine, spec.input)
-        self.selector = pn.widgets.Select(name="Panel", width=220, css_classes=["panel-selector"])
-        self.body = pn.Column(sizing_mode="stretch_width", min_height=200)
+        self._on_duplicate = on_duplicate
+        self._on_close = on_close
+        self._generation = 0
+        self.selector = pn.widgets.Select(
+            name="", width=200, css_classes=["panel-selector"], margin=(4, 5)
+        )
+        self.gear = pn.widgets.Button(
+            name="⚙",
+            width=40,
+            button_type="light",
+            css_classes=["card-gear"],
+            margin=(4, 2),
+            description="Settings",
+        )
+        self.duplicate_button = pn.widgets.Button(
+            name="⧉",
+            width=40,
+            button_type="light",
+            css_classes=["card-duplicate"],
+            margin=(4, 2),
+            description="Duplicate this card",
+        )
+        self.close_button = pn.widgets.Button(
+            name="✕",
+            width=40,
+            button_type="light",
+            css_classes=["card-close"],
+            margin=(4, 2),
+            description="Close this card",
+        )
+        self.count = pn.pane.Str(
+            "",
+            css_classes=["row-count"],
+            margin=(0, 10),
+            styles={"color": "#555", "font-size": "13px"},
+        )
+        self.settings = pn.Column(
+            visible=False,
+            css_classes=["card-settings"],
+            sizing_mode="stretch_width",
+            styles={"background": "#f6f8fa", "border-radius": "6px"},
+        )
+        self.body = pn.Column(
+            sizing_mode="stretch_width", min_height=120, css_classes=["card-body"]
+        )
+        self.querybar = QueryBar(engine, spec.input, on_change=self.set_query)
         self._refresh_options()
         self.selector.param.watch(self._on_select, "value")
+        self.gear.on_click(self._toggle_settings)
+        self.duplicate_button.on_click(lambda _e: self._on_duplicate and self._on_duplicate(self))
+        self.close_button.on_click(lambda _e: self._on_close and self._on_close(self))
+        self.title_pane = pn.pane.Markdown(
+            f"#### {self.title}", margin=(0, 8), css_classes=["card-title"]
+        )
+        self._layout = pn.Column(
+            pn.Row(
+                self.title_pane,
+                pn.layout.HSpacer(),
+                self.selector,
+                self.gear,
+                self.duplicate_button,
+                self.close_button,
+                sizing_mode="stretch_width",
+            ),
+            self.querybar,
+            self.count,
+            self.settings,
+            self.body,
+            sizing_mode="stretch_width",
+            css_classes=["workspace-card"],
+            styles=_CARD_STYLES,
+            margin=8,
+        )
         self._render()
 
-    def _refresh_options(self) -> None:
-        try:
-            matches = self.panels.compatible(self.view.type)
-        except Exception as exc:  # a bad query or unreadable table: shown in the card
-            matches = []
-            self.body.objects = [
-                error_card(self.spec.kind, str(exc), title="This card cannot load")
-            ]
-        options = {m.panel.title or m.kind: m.kind for m in matches}
-        if self.spec.kind not in options.values():
-            options[self.spec.kind] = self.spec.kind
-        self.selector.options = options
-        self.selector.value = self.spec.kind
-
-    def _on_select(self, event: Any) -> None:
-        if event.new == self.spec.kind:
-            return
-        self.swap(event.new)
-
-    def swap(self, kind: str) -> None:
-        """Show another panel over the same input, keeping config fields of the same name."""
-        config: dict[str, Any] = {}
-        try:
-            cls = self.panels.get(kind)
-            default = cls.default_config(self.view.type).model_dump(mode="json")
-            carried = {k: v for k, v in self.spec.config.items() if k in default}
-            try:
-                config = cls.validate_config({**default, **carried}, self.view.type).model_dump(
-                    mode="json"
-                )
-            except Exception:
-                config = default
-        except Exception:
-            config = {}
-        self.spec = CardSpec(kind=kind, input=self.spec.input, config=config, title=self.spec.title)
-        self._render()
-
-    def _render(self) -> None:
-        try:
-            obj = self.panels.render(self.spec.kind, self.view, self.spec.config or None)
-        except Exception as exc:  # registry.render isolates panels; this guards the rest
-            obj = error_card(self.spec.kind, str(exc))
-        self.body.objects = [obj]
+    # -- state -----------------------------------------------------------------------
 
     @property
     def title(self) -> str:
         """The card's title: its own, or the table it reads."""
         return self.spec.title or self.spec.input.table
 
+    @property
+    def options(self) -> list[str]:
+        """The panel kinds the selector offers, in order."""
+        return list(self.selector.options.values())
+
+    def _installed(self, kind: str) -> bool:
+        try:
+            self.panels.get(kind)
+        except Exception:
+            return False
+        return True
+
+    def _refresh_options(self) -> None:
+        try:
+            matches = self.panels.compatible(self.view.type)
+        except Exception:  # the render shows the error
+            matches = []
+        options = {m.panel.title or m.kind: m.kind for m in matches}
+        if self.spec.kind not in options.values():
+            label = (
+                self.spec.kind
+                if self._installed(self.spec.kind)
+                else (f"{self.spec.kind} (not installed)")
+            )
+            options[label] = self.spec.kind
+        self._syncing = True
+        try:
+            self.selector.options = options
+            self.selector.value = self.spec.kind
+        finally:
+            self._syncing = False
+        self.gear.disabled = not self._installed(self.spec.kind)
+
+    def _on_select(self, event: Any) -> None:
+        if getattr(self, "_syncing", False) or event.new == self.spec.kind:
+            return
+        self.swap(event.new)
+
+    def swap(self, kind: str) -> None:
+        """Show another panel over the same input, keeping config fields of the same name."""
+        try:
+            config = carry_config(self.panels, kind, self.spec.config, self.view.type)
+        except Exception:
+            config = {}
+        self.spec = CardSpec(kind=kind, input=self.spec.input, config=config, title=self.spec.title)
+        self._refresh_options()
+        self._rebuild_settings()
+        self._render()
+
+    def set_query(self, query: Query) -> None:
+        """Use a new query: re-derive the type, keep the panel if it still fits, else the best."""
+        view = View(self.engine, query)
+        try:
+            matches = self.panels.compatible(view.type)
+        except Exception as exc:
+            self._show_error(query_error_text(exc))
+            return
+        kinds = [m.kind for m in matches]
+        kind = self.spec.kind
+        if self._installed(kind) and kind not in kinds and kinds:
+            kind = kinds[0]
+        config = dict(self.spec.config)
+        if self._installed(kind):
+            try:
+                config = carry_config(self.panels, kind, self.spec.config, view.type)
+            except Exception:
+                config = {}
+        self.view = view
+        self.spec = CardSpec(kind=kind, input=query, config=config, title=self.spec.title)
+        self._refresh_options()
+        self._rebuild_settings()
+        self._render()
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        """Use a new (already valid) config and re-render."""
+        self.spec = self.spec.model_copy(update={"config": dict(config)})
+        self._render()
+
+    # -- settings (the gear) -------------------------------------------------------------
+
+    def _toggle_settings(self, _event: Any = None) -> None:
+        self.settings.visible = not self.settings.visible
+        self._rebuild_settings()
+
+    def _rebuild_settings(self) -> None:
+        if not self.settings.visible:
+            self.settings[:] = []
+            return
+        from panels_core.forms import config_form
+
+        try:
+            cls = self.panels.get(self.spec.kind)
+            form = config_form(
+                cls,
+                self.view.type,
+                self.spec.config or None,
+                on_change=lambda c: self.set_config(c.model_dump(mode="json")),
+            )
+        except Exception as exc:
+            self.settings[:] = [pn.pane.Alert(f"No settings: {exc}", alert_type="warning")]
+            return
+        self.form = form
+        self.settings[:] = [form]
+
+    # -- rendering -----------------------------------------------------------------------
+
+    def _show_error(self, message: str) -> None:
+        self.body.loading = False
+        self.body[:] = [error_card(self.spec.kind, message, title="This card cannot load")]
+
+    def _render(self) -> None:
+        self._generation += 1
+        generation = self._generation
+        kind, config, view = self.spec.kind, self.spec.config, self.view
+
+        def work() -> tuple[Any, str]:
+            obj = self.panels.render(kind, view, config or None)
+            return obj, count_text(self.engine, view.query)
+
+        def apply(result: tuple[Any, str] | Failed) -> None:
+            if generation != self._generation:  # a newer render superseded this one
+                return
+            self.body.loading = False
+            if isinstance(result, Failed):
+                self.count.object = ""
+                self._show_error(query_error_text(result.error))
+                return
+            obj, text = result
+            self.count.object = text
+            self.body[:] = [obj]
+
+        self.body.loading = True
+        run_off_loop(work, apply)
+
     def __panel__(self) -> pn.viewable.Viewable:
-        header = pn.Row(
-            pn.pane.Markdown(f"### {self.title}", margin=(0, 10)),
-            pn.layout.HSpacer(),
-            self.selector,
-            sizing_mode="stretch_width",
-        )
-        return pn.Column(
-            header,
-            self.body,
-            sizing_mode="stretch_width",
-            css_classes=["workspace-card"],
-            styles={"border": "1px solid #ddd", "border-radius": "6px", "padding": "8px"},
-        )
+        return self._layout
 
 
 class Workspace(pn.viewable.Viewer):
     """Tables and the cards over them, served with ``panels serve`` or shown inline.
 
-    ``Workspace(tables={"digits": table})`` builds default cards; pass ``cards``
-    (CardSpecs) to choose them. Tables may be Tables, JoinedTables, pandas or
-    Arrow tables.
+    ``Workspace(tables={"digits": table})`` builds the default cards; pass
+    ``cards`` (CardSpecs) to choose them, or use ``Workspace.from_spec``.
+    Tables may be Tables, JoinedTables, pandas or Arrow tables. ``sources``
+    says where each table comes from (what ``save`` writes).
     """
 
     def __init__(
@@ -154,56 +397,308 @@ class Workspace(pn.viewable.Viewer):
         engine: Engine | None = None,
         title: str = "typed-panels",
         panels: Registry = registry,
+        sources: Mapping[str, TableSource] | None = None,
+        layout: LayoutSpec | None = None,
+        plugins: Mapping[str, str] | None = None,
+        save_path: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine if engine is not None else Engine(dict(tables or {}))
         self.title = title
         self.panels = panels
+        self.sources = dict(sources or {})
+        for name, table in (tables or {}).items():
+            path = getattr(table, "parquet_path", None)
+            if name not in self.sources and path is not None:
+                self.sources[name] = TableSource(path=str(Path(path).resolve()))
+        self.layout = layout or LayoutSpec()
+        self.plugins = dict(plugins or {})
+        self.save_path = Path(save_path) if save_path is not None else None
         specs = list(cards) if cards is not None else default_cards(self.engine, panels)
-        self.cards = [CardView(self.engine, spec, panels) for spec in specs]
+        self.cards: list[CardView] = []
+        self.grid = pn.GridBox(
+            ncols=self.layout.columns, sizing_mode="stretch_width", css_classes=["card-grid"]
+        )
+        for spec in specs:
+            self.cards.append(self._card(spec))
+        self._build_controls()
+        self._sync_grid()
+
+    # -- building from and to specs ------------------------------------------------------
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: WorkspaceSpec | Mapping[str, Any] | str | os.PathLike[str],
+        base_dir: str | os.PathLike[str] | None = None,
+        *,
+        stores: Sequence[str | os.PathLike[str]] = (),
+        tables: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Workspace:
+        """A workspace from a saved spec (a WorkspaceSpec, its dict, or a JSON file path).
+
+        Paths in the spec are read relative to ``base_dir`` (default: the spec file's
+        folder, else the current folder); Store references are looked up in ``stores``.
+        ``tables`` adds (or overrides) tables by name.
+        """
+        from panels_core.workspace.loading import open_source
+        from panels_core.workspace.saving import read_spec
+
+        if isinstance(spec, str | os.PathLike):
+            path = Path(spec)
+            base_dir = base_dir if base_dir is not None else path.parent
+            options.setdefault("save_path", path)
+            spec = read_spec(path)
+        elif not isinstance(spec, WorkspaceSpec):
+            spec = WorkspaceSpec.model_validate(dict(spec))
+        given = dict(tables or {})
+        opened: dict[str, Any] = {}
+        sources: dict[str, TableSource] = {}
+        for name, source in spec.tables.items():
+            if name in given:
+                continue
+            loaded = open_source(name, source, base_dir, stores)
+            opened[name] = loaded.table
+            sources[name] = loaded.source
+        return cls(
+            {**opened, **given},
+            spec.cards,
+            sources=sources,
+            layout=spec.layout,
+            plugins=spec.plugins,
+            **options,
+        )
+
+    def to_spec(self) -> WorkspaceSpec:
+        """The workspace as data: tables by source, cards, layout, the plugins cards use."""
+        cards = tuple(card.spec for card in self.cards)
+        used: list[str] = []
+        for card in cards:
+            q = card.input
+            for name in (q.table, *(t.table for t in (q.compare_with, q.join) if t is not None)):
+                if name not in used:
+                    used.append(name)
+        missing = [n for n in used if n not in self.sources]
+        if missing:
+            shown = ", ".join(f"`{n}`" for n in missing)
+            raise ValueError(
+                f"cannot save: tables {shown} were given in memory and have no file; "
+                "write them to Parquet or a Store and open them from there"
+            )
+        names = [n for n in self.sources if n in self.engine.table_names()]
+        plugins = dict(self.plugins)
+        for card in cards:
+            dist = self.panels.distribution_of(card.kind) if card.kind in self.panels else None
+            if dist and dist != "typed-panels":
+                plugins[card.kind] = dist
+        placements = tuple(p for p in self.layout.placements if p.card < len(cards))
+        return WorkspaceSpec(
+            tables={n: self.sources[n] for n in names},
+            cards=cards,
+            layout=LayoutSpec(columns=self.layout.columns, placements=placements),
+            plugins=plugins,
+        )
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the spec as JSON, atomically; paths are written relative to its folder."""
+        target = Path(path) if path is not None else self.save_path
+        if target is None:
+            raise ValueError("give a path to save the workspace to")
+        write_spec(self.to_spec(), target)
+        self.save_path = target
+        return target
+
+    # -- cards -----------------------------------------------------------------------------
+
+    def _card(self, spec: CardSpec) -> CardView:
+        try:
+            return CardView(
+                self.engine, spec, self.panels, on_duplicate=self.duplicate, on_close=self.close
+            )
+        except Exception as exc:  # a card that cannot even be built still shows, with why
+            card = CardView.__new__(CardView)
+            pn.viewable.Viewer.__init__(card)
+            card.spec = spec
+            card._layout = pn.Column(
+                error_card(
+                    spec.kind,
+                    query_error_text(exc),
+                    title=f"Card over `{spec.input.table}` cannot load",
+                ),
+                sizing_mode="stretch_width",
+                css_classes=["workspace-card"],
+                styles=_CARD_STYLES,
+                margin=8,
+            )
+            return card
+
+    def _sync_grid(self) -> None:
+        self.grid[:] = list(self.cards)
+        if not self.cards:
+            self.grid[:] = [pn.pane.Alert("No cards: add one from the sidebar.", alert_type="info")]
+
+    def add_card(self, table: str, kind: str | None = None) -> CardView:
+        """A new card over ``table`` with its default (or the given) panel."""
+        query = Query(table=table)
+        view_type = self.engine.result_type(query)
+        matches = self.panels.compatible(view_type)
+        match = next((m for m in matches if m.kind == kind), None) if kind else None
+        match = match or (matches[0] if matches else None)
+        if match is None:
+            spec = CardSpec(kind=kind or "table", input=query)
+        else:
+            spec = CardSpec(
+                kind=match.kind, input=query, config=match.config.model_dump(mode="json")
+            )
+        card = self._card(spec)
+        self.cards.append(card)
+        self._sync_grid()
+        return card
+
+    def duplicate(self, card: CardView) -> CardView:
+        """A copy of ``card`` placed right after it."""
+        copy = self._card(card.spec)
+        self.cards.insert(self.cards.index(card) + 1, copy)
+        self._sync_grid()
+        return copy
+
+    def close(self, card: CardView) -> None:
+        """Remove ``card``."""
+        if card in self.cards:
+            self.cards.remove(card)
+            self._sync_grid()
+
+    # -- page ----------------------------------------------------------------------------
+
+    def _build_controls(self) -> None:
+        names = self.engine.table_names()
+        self.add_table = pn.widgets.Select(
+            name="Table",
+            options=names,
+            value=names[0] if names else None,
+            sizing_mode="stretch_width",
+            css_classes=["add-table"],
+        )
+        self.add_button = pn.widgets.Button(
+            name="Add card",
+            button_type="primary",
+            sizing_mode="stretch_width",
+            css_classes=["add-card"],
+        )
+        self.save_input = pn.widgets.TextInput(
+            name="Save to",
+            value=str(self.save_path or "workspace.json"),
+            sizing_mode="stretch_width",
+            css_classes=["save-path"],
+        )
+        self.save_button = pn.widgets.Button(
+            name="Save",
+            button_type="success",
+            sizing_mode="stretch_width",
+            css_classes=["save-workspace"],
+        )
+        self.save_status = pn.pane.Markdown("", css_classes=["save-status"], margin=(0, 10))
+        self.add_button.on_click(self._add_clicked)
+        self.save_button.on_click(self._save_clicked)
+
+    def _add_clicked(self, _event: Any) -> None:
+        if self.add_table.value:
+            try:
+                self.add_card(self.add_table.value)
+            except Exception as exc:
+                self.save_status.object = f"Cannot add a card: {exc}"
+
+    def _save_clicked(self, _event: Any) -> None:
+        try:
+            path = self.save(self.save_input.value.strip() or None)
+        except Exception as exc:
+            self.save_status.object = f"**Not saved:** {exc}"
+            return
+        self.save_status.object = f"Saved {len(self.cards)} cards to `{path}`"
+
+    def _table_entry(self, name: str, versions: list[str]) -> pn.viewable.Viewable:
+        try:
+            query = Query(table=name)
+            table_type = self.engine.result_type(query)
+            rows = self.engine.count(query)
+        except Exception as exc:
+            return pn.pane.Alert(f"`{name}`: {exc}", alert_type="danger")
+        if isinstance(table_type, JoinedTableType):
+            lines = [
+                f"joined on `{table_type.left_name}.{table_type.left_key}` = "
+                f"`{table_type.right_name}.{table_type.right_key}`"
+            ]
+            columns = {
+                f"{side}.{c}": t
+                for side, tt in (
+                    (table_type.left_name, table_type.left),
+                    (table_type.right_name, table_type.right),
+                )
+                for c, t in tt.columns.items()
+            }
+        else:
+            lines = []
+            columns = dict(table_type.columns)
+        if len(versions) > 1:
+            lines.append("versions: " + ", ".join(f"`{v}`" for v in versions))
+        lines += [f"- `{col}`: {describe(t)}" for col, t in list(columns.items())[:40]]
+        if len(columns) > 40:
+            lines.append(f"- ... and {len(columns) - 40} more columns")
+        return pn.Card(
+            pn.pane.Markdown("\n".join(lines), margin=(0, 8)),
+            title=f"{name} · {rows:,} rows · {len(columns)} columns",
+            collapsed=len(columns) > 12,
+            sizing_mode="stretch_width",
+            css_classes=["table-entry"],
+        )
 
     def sidebar(self) -> pn.viewable.Viewable:
-        """The tables: rows, columns and their types."""
-        items = []
-        for name in self.engine.table_names():
-            try:
-                query = Query(table=name)
-                table_type = self.engine.result_type(query)
-                rows = self.engine.count(query)
-            except Exception as exc:
-                items.append(pn.pane.Alert(f"`{name}`: {exc}", alert_type="danger"))
-                continue
-            if isinstance(table_type, JoinedTableType):
-                lines = [
-                    f"joined on `{table_type.left_name}.{table_type.left_key}` = "
-                    f"`{table_type.right_name}.{table_type.right_key}`"
-                ]
-            else:
-                lines = [f"- `{col}`: {describe(t)}" for col, t in table_type.columns.items()]
-            items.append(
-                pn.Card(
-                    pn.pane.Markdown("\n".join(lines)),
-                    title=f"{name} · {rows:,} rows",
-                    collapsed=len(lines) > 12,
-                    sizing_mode="stretch_width",
-                    css_classes=["table-entry"],
-                )
-            )
-        return pn.Column(*items, sizing_mode="stretch_width")
+        """Add card, save, and the tables: rows, columns and their types, versions."""
+        names = self.engine.table_names()
+        versions: dict[str, list[str]] = {}
+        for name in names:
+            split = _split_version(name)
+            if split is not None:
+                versions.setdefault(split[0], []).append(name)
+        entries = []
+        for name in _latest_only(names):
+            split = _split_version(name)
+            entries.append(self._table_entry(name, versions.get(split[0], []) if split else []))
+        return pn.Column(
+            pn.pane.Markdown("### Add a card", margin=(0, 10)),
+            self.add_table,
+            self.add_button,
+            pn.pane.Markdown("### Save", margin=(10, 10, 0, 10)),
+            self.save_input,
+            self.save_button,
+            self.save_status,
+            pn.pane.Markdown("### Tables", margin=(10, 10, 0, 10)),
+            *entries,
+            sizing_mode="stretch_width",
+            css_classes=["workspace-sidebar"],
+        )
 
     def main(self) -> pn.viewable.Viewable:
-        """The cards, in a grid of two columns."""
-        if not self.cards:
-            return pn.pane.Alert("No panel fits these tables.", alert_type="info")
-        return pn.GridBox(*self.cards, ncols=2, sizing_mode="stretch_width")
+        """The cards, in a grid."""
+        return self.grid
 
     def template(self) -> pn.template.BaseTemplate:
         """The served page: sidebar of tables, cards in the main area."""
         return pn.template.FastListTemplate(
-            title=self.title, sidebar=[self.sidebar()], main=[self.main()], sidebar_width=330
+            title=self.title,
+            sidebar=[self.sidebar()],
+            main=[self.main()],
+            sidebar_width=340,
+            main_layout=None,
+            accent="#3b6ea5",
         )
+
+    def servable(self, title: str | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Serve this workspace's page with ``panel serve app.py``."""
+        return self.template().servable(title=title or self.title, **kwargs)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Row(
-            pn.Column(self.sidebar(), width=320), self.main(), sizing_mode="stretch_width"
+            pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width"
         )

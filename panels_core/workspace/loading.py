@@ -1,13 +1,37 @@
-"""Turn command-line paths into named tables: files, projector folders and stores."""
+"""Turn command-line paths and saved table sources into named tables."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["is_store_folder", "load_tables", "unique_name"]
+from panels_core.workspace.spec import TableSource
+
+__all__ = [
+    "Loaded",
+    "TableLoadError",
+    "is_store_folder",
+    "load_sources",
+    "load_tables",
+    "open_source",
+    "unique_name",
+]
+
+
+class TableLoadError(ValueError):
+    """A table of a workspace that cannot be opened; the message names it and the file."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One opened table: the object, where it came from, and its Store folder if any."""
+
+    table: Any
+    source: TableSource
+    store_folder: Path | None = None
 
 
 def is_store_folder(path: Path) -> bool:
@@ -15,7 +39,7 @@ def is_store_folder(path: Path) -> bool:
     return path.is_dir() and (path / "tables").is_dir()
 
 
-def unique_name(stem: str, taken: set[str] | dict[str, Any]) -> str:
+def unique_name(stem: str, taken: set[str] | Mapping[str, Any]) -> str:
     """``stem``, or ``stem-2``, ``stem-3`` ... when it is taken."""
     name, n = stem, 2
     while name in taken:
@@ -23,25 +47,72 @@ def unique_name(stem: str, taken: set[str] | dict[str, Any]) -> str:
     return name
 
 
-def load_tables(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
-    """Tables by name for each path: a file or projector folder by its stem, and every
-    version of every Store entry as ``name:vN``, oldest first."""
+def _stem(path: Path) -> str:
+    if path.name.endswith(".table.json"):
+        return path.name.removesuffix(".table.json")
+    return path.stem or "table"
+
+
+def load_sources(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Loaded]:
+    """Every table of ``paths`` by name, with its source: a file or projector folder by
+    its stem, and every version of every Store entry as ``name:vN``, oldest first."""
     from panels_core.sources import open_table
     from panels_core.store import Store
 
-    tables: dict[str, Any] = {}
+    loaded: dict[str, Loaded] = {}
     for raw in paths:
         path = Path(raw)
+        if not path.exists():
+            raise TableLoadError(f"no such file or folder: {path}")
         if is_store_folder(path):
             store = Store(path)
             for name in store.names():
                 for version in store.versions(name):
-                    tables[f"{name}:{version}"] = store.get(f"{name}:{version}")
+                    ref = f"{name}:{version}"
+                    loaded[ref] = Loaded(store.get(ref), TableSource(store=ref), path.resolve())
             continue
-        stem = (
-            path.name.removesuffix(".table.json")
-            if path.name.endswith(".table.json")
-            else path.stem
-        )
-        tables[unique_name(stem or "table", tables)] = open_table(path)
-    return tables
+        name = unique_name(_stem(path), loaded)
+        loaded[name] = Loaded(open_table(path), TableSource(path=str(path.resolve())))
+    return loaded
+
+
+def load_tables(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+    """Tables by name for each path (see ``load_sources``)."""
+    return {name: item.table for name, item in load_sources(paths).items()}
+
+
+def open_source(
+    name: str,
+    source: TableSource,
+    base_dir: str | os.PathLike[str] | None = None,
+    stores: Sequence[str | os.PathLike[str]] = (),
+) -> Loaded:
+    """Open one saved table source: a path (relative to ``base_dir``) or a Store reference
+    looked up in ``stores`` (then in ``base_dir`` and ``base_dir/store``)."""
+    from panels_core.sources import open_table
+    from panels_core.store import Store
+
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    if source.path is not None:
+        path = Path(source.path)
+        path = path if path.is_absolute() else base / path
+        if not path.exists():
+            raise TableLoadError(f"table `{name}`: no such file or folder: {path}")
+        try:
+            return Loaded(open_table(path), TableSource(path=str(path.resolve())))
+        except Exception as exc:
+            raise TableLoadError(f"table `{name}`: cannot open {path}: {exc}") from exc
+    assert source.store is not None
+    ref = source.store if ":" in source.store else f"{source.store}:latest"
+    folders = [Path(s) for s in stores] + [base, base / "store"]
+    for folder in folders:
+        if not is_store_folder(folder):
+            continue
+        store = Store(folder)
+        if ref in store:
+            return Loaded(store.get(ref), source, folder.resolve())
+    looked = ", ".join(str(f) for f in folders if is_store_folder(f)) or "none found"
+    raise TableLoadError(
+        f"table `{name}` is the Store reference `{ref}`, which no store holds (stores: {looked}); "
+        "give its store folder on the command line: panels serve STORE --workspace ws.json"
+    )

@@ -1,4 +1,9 @@
-"""Serve a workspace over tables with the Panel server (``panels serve``)."""
+"""Serve a workspace over tables with the Panel server (``panels serve``).
+
+Tables are opened once and shared by every session through one Engine; each
+browser session gets its own Workspace (cards, queries, widgets), so nothing
+typed in one session shows in another.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["demo_paths", "serve_paths", "serve_tables"]
+__all__ = ["demo_paths", "prepare", "serve_paths", "serve_tables"]
 
 
 def demo_paths(folder: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -19,6 +24,51 @@ def demo_paths(folder: str | os.PathLike[str] | None = None) -> list[Path]:
     return [Path(written[key]) for key in ("hello", "digits", "store")]
 
 
+def prepare(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    demo: bool = False,
+    workspace: str | os.PathLike[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Open the tables and the saved workspace: returns ``(tables, workspace options)``.
+
+    With ``workspace`` naming an existing file, its tables are opened (paths relative
+    to it, Store references in the given store folders) and its cards kept; with a
+    file that does not exist yet, the default workspace is built and saved there.
+    """
+    from panels_core.workspace.loading import is_store_folder, load_sources, open_source
+    from panels_core.workspace.saving import read_spec
+
+    all_paths = [*(demo_paths() if demo else []), *paths]
+    spec_path = Path(workspace) if workspace is not None else None
+    if not all_paths and (spec_path is None or not spec_path.exists()):
+        raise ValueError("panels serve: give one or more table files or folders, or --demo")
+    loaded = load_sources(all_paths)
+    tables = {name: item.table for name, item in loaded.items()}
+    sources = {name: item.source for name, item in loaded.items()}
+    options: dict[str, Any] = {"save_path": spec_path}
+    if spec_path is not None and spec_path.exists():
+        spec = read_spec(spec_path)
+        stores = [p for p in all_paths if is_store_folder(Path(p))]
+        for name, source in spec.tables.items():
+            if name in tables and sources[name] == _absolute(source, spec_path.parent):
+                continue
+            item = open_source(name, source, spec_path.parent, stores)
+            tables[name], sources[name] = item.table, item.source
+        options.update(cards=spec.cards, layout=spec.layout, plugins=spec.plugins)
+    options["sources"] = sources
+    return tables, options
+
+
+def _absolute(source: Any, base: Path) -> Any:
+    from panels_core.workspace.spec import TableSource
+
+    if source.path is None:
+        return source
+    path = Path(source.path)
+    return TableSource(path=str((path if path.is_absolute() else base / path).resolve()))
+
+
 def serve_tables(
     tables: Mapping[str, Any],
     *,
@@ -26,8 +76,13 @@ def serve_tables(
     address: str = "127.0.0.1",
     show: bool = False,
     title: str = "typed-panels",
+    **workspace: Any,
 ) -> None:
-    """Serve a workspace over ``tables`` until interrupted; every session shares one engine."""
+    """Serve a workspace over ``tables`` until interrupted; every session shares one engine.
+
+    ``workspace`` options (``cards``, ``sources``, ``layout``, ``plugins``,
+    ``save_path``) go to each session's ``Workspace``.
+    """
     import panel as pn
 
     from panels_core.query.engine import Engine
@@ -36,7 +91,7 @@ def serve_tables(
     engine = Engine(dict(tables))
 
     def app() -> Any:
-        return Workspace(engine=engine, title=title).template()
+        return Workspace(engine=engine, title=title, **workspace).template()
 
     origins = [f"{host}:{port}" for host in ("localhost", "127.0.0.1", address)]
     print(f"typed-panels: serving {len(tables)} tables on http://{address}:{port}", flush=True)
@@ -48,16 +103,17 @@ def serve_tables(
         title=title,
         websocket_origin=list(dict.fromkeys(origins)),
         threaded=False,
+        admin=False,
     )
 
 
 def serve_paths(
-    paths: Sequence[str | os.PathLike[str]], *, demo: bool = False, **options: Any
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    demo: bool = False,
+    workspace: str | os.PathLike[str] | None = None,
+    **options: Any,
 ) -> None:
     """Open ``paths`` (files, projector folders, stores; plus the demo data) and serve them."""
-    from panels_core.workspace.loading import load_tables
-
-    all_paths = [*(demo_paths() if demo else []), *paths]
-    if not all_paths:
-        raise ValueError("panels serve: give one or more table files or folders, or --demo")
-    serve_tables(load_tables(all_paths), **options)
+    tables, ws_options = prepare(paths, demo=demo, workspace=workspace)
+    serve_tables(tables, **options, **ws_options)

@@ -1,0 +1,328 @@
+"""The query bar of a card: filter (validated live), sort, group by, compare with.
+
+``build_query`` turns the bar's fields into a Query and checks it against the
+engine (parse errors, unknown columns, type errors), so an invalid filter never
+reaches a panel; ``QueryBar`` is the widget row that calls it on every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import panel as pn
+from pydantic import ValidationError
+
+from panels_core.panel import columns_of
+from panels_core.query.errors import QueryError
+from panels_core.query.model import CompareWith, Query, SortKey
+from panels_core.query.parse import parse_filter
+
+__all__ = [
+    "BOTH_FILTER",
+    "NO_COMPARE",
+    "NO_SORT",
+    "ROW_POSITION",
+    "QueryBar",
+    "QueryFields",
+    "build_query",
+    "fields_of",
+    "query_error_text",
+]
+
+NO_SORT = "(no sort)"
+NO_COMPARE = "(none)"
+ROW_POSITION = "(row position)"
+BOTH_FILTER = "0.present and 1.present"
+"""The filter that keeps only the rows present in both compared tables."""
+
+
+def query_error_text(exc: BaseException) -> str:
+    """The user-facing message of a query error (unwrapping pydantic's ValidationError)."""
+    if isinstance(exc, ValidationError):
+        for error in exc.errors():
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, BaseException):
+                return str(cause)
+        return "; ".join(str(e.get("msg", "")) for e in exc.errors()) or str(exc)
+    return str(exc)
+
+
+class QueryFields:
+    """The values of the query bar, as plain data (what the widgets show)."""
+
+    def __init__(
+        self,
+        filter: str = "",
+        sort: str | None = None,
+        descending: bool = False,
+        group_by: Sequence[str] = (),
+        compare_with: str | None = None,
+        compare_on: str | None = None,
+        only_both: bool = False,
+    ) -> None:
+        self.filter = filter
+        self.sort = sort
+        self.descending = descending
+        self.group_by = tuple(group_by)
+        self.compare_with = compare_with
+        self.compare_on = compare_on
+        self.only_both = only_both
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, QueryFields) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"QueryFields({vars(self)!r})"
+
+
+def _filter_text(user_text: str, only_both: bool) -> str:
+    text = user_text.strip()
+    if not only_both:
+        return text
+    return f"{BOTH_FILTER} and ({text})" if text else BOTH_FILTER
+
+
+def build_query(table: str, fields: QueryFields, engine: Any = None) -> Query:
+    """The Query the bar's fields describe; checked against ``engine`` when given.
+
+    Raises QueryError (FilterSyntaxError, UnknownColumnError, FilterTypeError)
+    with the message to show under the filter box.
+    """
+    compare = None
+    if fields.compare_with:
+        compare = CompareWith(table=fields.compare_with, on=fields.compare_on or None)
+    text = _filter_text(fields.filter, fields.only_both and compare is not None)
+    try:
+        query = Query(
+            table=table,
+            filter=text or None,
+            sort=(SortKey(column=fields.sort, descending=fields.descending),)
+            if fields.sort
+            else (),
+            group_by=fields.group_by,
+            compare_with=compare,
+        )
+    except ValidationError as exc:
+        raise QueryError(query_error_text(exc)) from None
+    if engine is not None:
+        try:
+            engine.result_type(query)
+        except QueryError:
+            raise
+        except Exception as exc:  # anything else the engine says about this query
+            raise QueryError(str(exc)) from exc
+    return query
+
+
+def fields_of(query: Query) -> QueryFields:
+    """The query bar's fields for a saved query (the inverse of ``build_query``)."""
+    text = query.filter.to_text() if query.filter is not None else ""
+    only_both = False
+    compare = query.compare_with
+    if compare is not None and text.startswith(BOTH_FILTER):
+        rest = text[len(BOTH_FILTER) :]
+        if rest == "":
+            text, only_both = "", True
+        elif rest.startswith(" and "):
+            candidate = rest[len(" and ") :]
+            if candidate.startswith("(") and candidate.endswith(")"):
+                inner = candidate[1:-1]
+                try:
+                    same = parse_filter(_filter_text(inner, True)) == query.filter
+                except QueryError:
+                    same = False
+                if same:
+                    text, only_both = inner, True
+            if not only_both:
+                try:
+                    same = parse_filter(_filter_text(candidate, True)) == query.filter
+                except QueryError:
+                    same = False
+                if same:
+                    text, only_both = candidate, True
+    on = compare.on if compare is not None else None
+    sort = query.sort[0] if query.sort else None
+    return QueryFields(
+        filter=text,
+        sort=sort.column if sort else None,
+        descending=sort.descending if sort else False,
+        group_by=query.group_by,
+        compare_with=compare.table if compare is not None else None,
+        compare_on=on if isinstance(on, str) else (on[0] if on else None),
+        only_both=only_both,
+    )
+
+
+class QueryBar(pn.viewable.Viewer):
+    """Filter, sort, group by, compare: calls ``on_change(query)`` with every valid query.
+
+    The filter is checked as it is typed; its message shows under the box and
+    an invalid filter is never passed on. The query is applied when the box is
+    committed (Enter or leaving it) and when any other field changes.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        query: Query,
+        on_change: Callable[[Query], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.table = query.table
+        self.query = query
+        self._callbacks = [on_change] if on_change else []
+        self._syncing = False
+        fields = fields_of(query)
+        columns = self._columns()
+        others = [n for n in engine.table_names() if n != self.table]
+        self.filter_input = pn.widgets.TextInput(
+            name="Filter",
+            value=fields.filter,
+            placeholder='e.g. score > 0.5 and label in ("cat", "dog")',
+            sizing_mode="stretch_width",
+            css_classes=["query-filter"],
+        )
+        self.message = pn.pane.Alert(
+            "",
+            alert_type="danger",
+            visible=False,
+            css_classes=["query-error"],
+            margin=(0, 5),
+            sizing_mode="stretch_width",
+        )
+        self.sort = pn.widgets.Select(
+            name="Sort",
+            options=[NO_SORT, *columns],
+            value=fields.sort or NO_SORT,
+            width=150,
+            css_classes=["query-sort"],
+        )
+        self.direction = pn.widgets.Select(
+            name="Order",
+            options=["ascending", "descending"],
+            value="descending" if fields.descending else "ascending",
+            width=110,
+            css_classes=["query-order"],
+        )
+        self.group_by = pn.widgets.MultiChoice(
+            name="Group by",
+            options=columns,
+            value=list(fields.group_by),
+            width=200,
+            css_classes=["query-group"],
+        )
+        self.compare_with = pn.widgets.Select(
+            name="Compare with",
+            options=[NO_COMPARE, *others],
+            value=fields.compare_with or NO_COMPARE,
+            width=170,
+            css_classes=["query-compare"],
+        )
+        self.compare_on = pn.widgets.Select(
+            name="Join key",
+            options=[ROW_POSITION, *columns],
+            value=fields.compare_on or ROW_POSITION,
+            width=150,
+            css_classes=["query-compare-on"],
+        )
+        self.only_both = pn.widgets.Checkbox(
+            name="only rows in both",
+            value=fields.only_both,
+            css_classes=["query-both"],
+            margin=(28, 10, 0, 10),
+        )
+        self._sync_compare_widgets()
+        self.filter_input.param.watch(self._typed, "value_input")
+        self.filter_input.param.watch(self._changed, "value")
+        for widget in (
+            self.sort,
+            self.direction,
+            self.group_by,
+            self.compare_with,
+            self.compare_on,
+            self.only_both,
+        ):
+            widget.param.watch(self._changed, "value")
+        self._layout = pn.Column(
+            pn.Row(self.filter_input, sizing_mode="stretch_width"),
+            self.message,
+            pn.Row(
+                self.sort,
+                self.direction,
+                self.group_by,
+                self.compare_with,
+                self.compare_on,
+                self.only_both,
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+            css_classes=["query-bar"],
+            margin=0,
+        )
+
+    def _columns(self) -> list[str]:
+        try:
+            return list(columns_of(self.engine.result_type(Query(table=self.table))))
+        except Exception:
+            return []
+
+    def on_change(self, callback: Callable[[Query], None]) -> None:
+        """Call ``callback(query)`` with every new valid query."""
+        self._callbacks.append(callback)
+
+    @property
+    def error(self) -> str | None:
+        """The message under the filter box, or None."""
+        return self.message.object if self.message.visible else None
+
+    def fields(self, filter_text: str | None = None) -> QueryFields:
+        """The bar's current values."""
+        compare = self.compare_with.value
+        on = self.compare_on.value
+        return QueryFields(
+            filter=self.filter_input.value if filter_text is None else filter_text,
+            sort=None if self.sort.value == NO_SORT else self.sort.value,
+            descending=self.direction.value == "descending",
+            group_by=self.group_by.value,
+            compare_with=None if compare == NO_COMPARE else compare,
+            compare_on=None if on == ROW_POSITION else on,
+            only_both=bool(self.only_both.value),
+        )
+
+    def _sync_compare_widgets(self) -> None:
+        comparing = self.compare_with.value != NO_COMPARE
+        self.compare_on.disabled = not comparing
+        self.only_both.disabled = not comparing
+
+    def _show(self, message: str | None) -> None:
+        self.message.object = message or ""
+        self.message.visible = bool(message)
+
+    def check(self, fields: QueryFields) -> Query | None:
+        """The query for ``fields``, or None after showing why it is invalid."""
+        try:
+            query = build_query(self.table, fields, self.engine)
+        except QueryError as exc:
+            self._show(str(exc))
+            return None
+        self._show(None)
+        return query
+
+    def _typed(self, event: Any) -> None:
+        self.check(self.fields(filter_text=event.new or ""))
+
+    def _changed(self, event: Any) -> None:
+        if self._syncing:
+            return
+        self._sync_compare_widgets()
+        query = self.check(self.fields())
+        if query is None or query == self.query:
+            return
+        self.query = query
+        for callback in self._callbacks:
+            callback(query)
+
+    def __panel__(self) -> Any:
+        return self._layout
