@@ -1,0 +1,826 @@
+"""The 2D Projection panel: an embedding (or several numeric columns) drawn as 2D points.
+
+The input rows come from the engine (``view.column_numpy``: an embedding column
+as an ``(n, dim)`` float32 matrix, or numeric columns stacked), are projected by
+``panels_core.projection`` (PCA, UMAP or t-SNE; cached by data fingerprint and
+spec, so re-rendering the same config is instant) and drawn:
+
+- up to ``MAX_SCATTER_POINTS`` (50k) points: a Bokeh WebGL scatter whose
+  ColumnDataSource holds x, y, the view row number, the colour field, the
+  hover columns and (up to ``MAX_INLINE_THUMBNAILS`` rows) each row's
+  thumbnail as a data URI for the hover tooltip;
+- above that: a server-side raster (datashader through HoloViews
+  ``rasterize``, hover reporting the first row under the cursor), dynamic
+  (re-aggregated on zoom) when a Bokeh server runs, a precomputed image in
+  static output.
+
+Clicking a point lists its ``knn_k`` nearest neighbours in the ORIGINAL space
+(``projection.nearest_neighbors``); the search box highlights the points whose
+label (or colour) column contains the text, case-insensitively.
+
+Under a Bokeh server the projection runs on the shared ``Projector`` (worker
+threads; a newer render of the same view supersedes the older run) while the
+card shows a progress bar; without a server (tests, scripts, static export)
+or with ``PANELS_PROJECTION_SYNC=1`` it is computed before ``render`` returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import threading
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from panels_builtin._common import (
+    EMPTY_VIEW,
+    OTHER,
+    category_palette,
+    format_count,
+    looks_like_id,
+    message,
+)
+from panels_core import projection as proj
+from panels_core.panel import Column, Panel, PanelConfig, Prefer, columns_of
+from panels_core.query.errors import QueryError
+from panels_core.types import (
+    BooleanType,
+    CategoryType,
+    EmbeddingType,
+    ImageType,
+    NumberType,
+    StringType,
+    TimestampType,
+    describe,
+    strip_optional,
+)
+
+__all__ = [
+    "MAX_CATEGORIES",
+    "MAX_INLINE_THUMBNAILS",
+    "MAX_SCATTER_POINTS",
+    "Projection2D",
+    "ProjectionConfig",
+    "ProjectionPlot",
+]
+
+MAX_SCATTER_POINTS = 50_000
+"""Above this many points the panel rasterises on the server instead of sending a scatter."""
+MAX_INLINE_THUMBNAILS = 5_000
+"""Up to this many points every row's hover thumbnail is sent with the scatter; above, only the
+clicked row's image is fetched (beside the neighbour list)."""
+MAX_CATEGORIES = 50
+"""Categories coloured one by one; beyond, the most frequent ``MAX_CATEGORIES - 1`` keep their
+colour and the rest share ``(other)`` (as TensorBoard's projector caps colour-by at 50)."""
+THUMBNAIL_SIZE = 64
+SYNC_ENV = "PANELS_PROJECTION_SYNC"
+"""Set to 1 to compute projections before ``render`` returns even under a server."""
+NULL_LABEL = "(null)"
+OTHER_COLOUR = "#bbbbbb"
+DIM_ALPHA = 0.08
+Metric = Literal["euclidean", "cosine"]
+
+EMBEDDING = EmbeddingType()
+NUMBER = NumberType()
+_HOVER_TYPES = [NUMBER, CategoryType(), StringType(), BooleanType(), TimestampType()]
+
+
+class ProjectionConfig(PanelConfig):
+    """What to project, how, and how to colour, size, label and inspect the points."""
+
+    columns: Annotated[
+        list[str],
+        Column(
+            accepts=[EMBEDDING, NUMBER],
+            multiple=True,
+            prefer=[Prefer(EMBEDDING, max=1), Prefer(NUMBER, min=2)],
+        ),
+        Field(description="one embedding column, or two or more numeric columns"),
+    ]
+    method: Literal["pca", "umap", "tsne"] = Field("pca", description="the projection")
+    pca_x: int = Field(1, ge=1, le=50, description="PCA: the component on the x axis")
+    pca_y: int = Field(2, ge=1, le=50, description="PCA: the component on the y axis")
+    pca_whiten: bool = Field(False, description="PCA: scale the components to unit variance")
+    umap_n_neighbors: int = Field(15, ge=2, le=200, description="UMAP: neighbours per point")
+    umap_min_dist: float = Field(0.1, ge=0.0, le=0.99, description="UMAP: minimum distance")
+    umap_spread: float = Field(1.0, gt=0.0, le=100.0, description="UMAP: scale of the layout")
+    umap_metric: Metric = Field("euclidean", description="UMAP: distance in the input space")
+    tsne_perplexity: float = Field(30.0, ge=2.0, le=100.0, description="t-SNE: perplexity")
+    tsne_learning_rate: Literal["auto"] | Annotated[float, Field(gt=0.0)] = Field(
+        "auto", description='t-SNE: "auto" or a positive number'
+    )
+    tsne_early_exaggeration: float = Field(
+        12.0, ge=1.0, le=100.0, description="t-SNE: early exaggeration"
+    )
+    tsne_n_iter: int = Field(750, ge=250, le=5000, description="t-SNE: iterations in all")
+    tsne_metric: Metric = Field("euclidean", description="t-SNE: distance in the input space")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed (same seed, same layout)")
+    max_fit_points: int | None = Field(
+        None,
+        ge=10,
+        description="fit on a random sample of this many rows and place the rest with "
+        "transform (default: 1,000,000 for PCA, 20,000 for UMAP and t-SNE)",
+    )
+    colour_by: Annotated[
+        str | None,
+        Column(
+            accepts=[CategoryType(), BooleanType(), NUMBER, StringType()],
+            required=False,
+            prefer=[CategoryType(), BooleanType()],
+        ),
+        Field(description="category: a colour per value with a legend; number: a colour bar"),
+    ] = None
+    size_by: Annotated[
+        str | None,
+        Column(accepts=NUMBER, required=False),
+        Field(description="a number column mapped to the point size"),
+    ] = None
+    image: Annotated[
+        str | None,
+        Column(accepts=ImageType(), required=False, prefer=[ImageType()]),
+        Field(description="an image column shown as a thumbnail on hover"),
+    ] = None
+    label: Annotated[
+        str | None,
+        Column(accepts=[StringType(), CategoryType()], required=False),
+        Field(
+            description="the text searched and listed for neighbours "
+            "(default: the colour column when it is a category)"
+        ),
+    ] = None
+    tooltip: Annotated[
+        list[str],
+        Column(accepts=_HOVER_TYPES, required=False, multiple=True),
+        Field(description="more columns shown on hover"),
+    ] = []
+    knn_k: int = Field(10, ge=1, le=100, description="neighbours listed for a clicked point")
+    knn_metric: Metric = Field("cosine", description="distance of the neighbour list")
+    search: str = Field("", description="highlight the points whose label contains this text")
+    point_size: float = Field(6.0, ge=1.0, le=30.0, description="point size in pixels")
+
+    @model_validator(mode="after")
+    def _spec_is_valid(self) -> ProjectionConfig:
+        self.spec()
+        return self
+
+    def spec(self) -> proj.ProjectionSpec:
+        """The ``ProjectionSpec`` of this config (its method's parameters only)."""
+        params: dict[str, Any]
+        if self.method == "pca":
+            params = {"components": (self.pca_x, self.pca_y), "whiten": self.pca_whiten}
+        elif self.method == "umap":
+            params = {
+                "n_neighbors": self.umap_n_neighbors,
+                "min_dist": self.umap_min_dist,
+                "spread": self.umap_spread,
+                "metric": self.umap_metric,
+            }
+        else:
+            params = {
+                "perplexity": self.tsne_perplexity,
+                "learning_rate": self.tsne_learning_rate,
+                "early_exaggeration": self.tsne_early_exaggeration,
+                "n_iter": self.tsne_n_iter,
+                "metric": self.tsne_metric,
+            }
+        return proj.ProjectionSpec(
+            method=self.method,
+            params={"method": self.method, **params},
+            seed=self.seed,
+            max_fit_points=self.max_fit_points,
+        )
+
+    @property
+    def search_column(self) -> str | None:
+        """The column the search box and the neighbour list read: ``label``, else ``colour_by``."""
+        return self.label or self.colour_by
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _Inputs:
+    """The matrix to project, its cache key, and the view's row count."""
+
+    def __init__(self, values: np.ndarray, columns: Sequence[str]) -> None:
+        self.values = values
+        self.columns = tuple(columns)
+        self.key = ("rows", self.columns, proj.fingerprint(values))
+
+    @property
+    def n(self) -> int:
+        return int(self.values.shape[0])
+
+
+def _fetch_inputs(view: Any, config: ProjectionConfig) -> _Inputs:
+    """The configured columns as one float32 (n, d) matrix (bad rows keep their NaN)."""
+    columns = columns_of(view.type)
+    for name in config.columns:
+        if name not in columns:
+            raise QueryError(f"2D projection: the view has no column `{name}`")
+    kinds = [strip_optional(columns[c]) for c in config.columns]
+    embeddings = [c for c, t in zip(config.columns, kinds) if isinstance(t, EmbeddingType)]
+    if embeddings and len(config.columns) > 1:
+        raise QueryError(
+            f"2D projection: `{embeddings[0]}` is an embedding; project one embedding column "
+            "or several numeric columns, not both"
+        )
+    if embeddings:
+        values = np.asarray(view.column_numpy(embeddings[0]), dtype=np.float32)
+        if values.ndim != 2:
+            values = values.reshape(len(values), -1)
+        return _Inputs(np.ascontiguousarray(values), config.columns)
+    for name, kind in zip(config.columns, kinds):
+        if not isinstance(kind, NumberType):
+            raise QueryError(
+                f"2D projection: `{name}` is {describe(columns[name])}; choose an embedding "
+                "column or numeric columns"
+            )
+    if len(config.columns) < 2:
+        raise QueryError(
+            f"2D projection: one numeric column (`{config.columns[0]}`) has one dimension; "
+            "choose two or more numeric columns, or an embedding column"
+        )
+    stacked = np.empty((view.count(), len(config.columns)), dtype=np.float32)
+    for j, name in enumerate(config.columns):
+        column = np.asarray(view.column_numpy(name), dtype=np.float32)
+        if j == 0 and len(column) != len(stacked):
+            stacked = np.empty((len(column), len(config.columns)), dtype=np.float32)
+        stacked[:, j] = column
+    return _Inputs(stacked, config.columns)
+
+
+def _labels_of(values: np.ndarray) -> np.ndarray:
+    """Object array of display strings; null -> ``(null)``."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values.tolist()):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            out[i] = NULL_LABEL
+        elif isinstance(value, bool | np.bool_):
+            out[i] = "true" if value else "false"
+        else:
+            out[i] = str(value)
+    return out
+
+
+def _is_number(view_type: Any, column: str) -> bool:
+    return isinstance(strip_optional(columns_of(view_type)[column]), NumberType)
+
+
+class Colouring:
+    """How points are coloured: ``kind`` is ``"none"``, ``"category"`` or ``"number"``.
+
+    ``values`` holds one entry per kept point (labels for categories, floats for
+    numbers); ``factors``/``palette`` map every category to its colour.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        column: str | None = None,
+        values: np.ndarray | None = None,
+        factors: list[str] | None = None,
+        palette: list[str] | None = None,
+        merged: int = 0,
+    ) -> None:
+        self.kind = kind
+        self.column = column
+        self.values = values
+        self.factors = factors or []
+        self.palette = palette or []
+        self.merged = merged  # categories folded into (other)
+
+    @property
+    def colour_of(self) -> dict[str, str]:
+        """Category -> colour."""
+        return dict(zip(self.factors, self.palette))
+
+
+def _colouring(view: Any, config: ProjectionConfig, kept: np.ndarray) -> Colouring:
+    column = config.colour_by
+    if column is None:
+        return Colouring("none")
+    raw = np.asarray(view.column_numpy(column))
+    if _is_number(view.type, column):
+        return Colouring("number", column, raw.astype(np.float64)[kept])
+    labels = _labels_of(raw[kept])
+    names, counts = np.unique(labels.astype(str), return_counts=True)
+    merged = 0
+    if len(names) > MAX_CATEGORIES:
+        order = np.argsort(-counts, kind="stable")
+        keep = set(names[order[: MAX_CATEGORIES - 1]].tolist())
+        merged = len(names) - len(keep)
+        other = OTHER if OTHER not in keep else f"{OTHER} rest"
+        labels = np.array([v if v in keep else other for v in labels], dtype=object)
+        factors = [*sorted(keep), other]
+        palette = [*category_palette(len(factors) - 1), OTHER_COLOUR]
+    else:
+        factors = names.tolist()
+        palette = category_palette(len(factors))
+    return Colouring("category", column, labels, factors, palette, merged)
+
+
+def _thumbnails(view: Any, column: str, rows: np.ndarray) -> list[str]:
+    """Data-URI PNG thumbnails of ``rows`` of an image column ("" where there is none)."""
+    from panels_core.media import thumbnail_png
+
+    if len(rows) == 0:
+        return []
+    lo, hi = int(rows.min()), int(rows.max())
+    table = view.page(lo, hi - lo + 1, columns=[column])
+    cells = table.column(0).to_pylist()
+    out: list[str] = []
+    for row in rows.tolist():
+        cell = cells[row - lo]
+        data = cell.get("data") if isinstance(cell, dict) else cell
+        if not data:
+            out.append("")
+            continue
+        try:
+            png = thumbnail_png(bytes(data), THUMBNAIL_SIZE)
+        except (OSError, ValueError):
+            out.append("")
+            continue
+        out.append("data:image/png;base64," + base64.b64encode(png).decode("ascii"))
+    return out
+
+
+def _must_wait() -> bool:
+    """True when the projection must be computed before ``render`` returns (no live server)."""
+    if os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return True
+    import panel as pn
+
+    doc = pn.state.curdoc
+    return doc is None or getattr(doc, "session_context", None) is None
+
+
+def _cached(inputs: _Inputs, spec: proj.ProjectionSpec) -> proj.ProjectionResult | None:
+    """The cached result for these rows and spec, or None (never computes)."""
+
+    class _Miss(Exception):
+        pass
+
+    def miss() -> Any:
+        raise _Miss
+
+    try:
+        return proj.project_cached(miss, spec, inputs.key)
+    except _Miss:
+        return None
+
+
+# --------------------------------------------------------------------------- the panel
+
+
+class Projection2D(Panel[ProjectionConfig]):
+    """PCA, UMAP or t-SNE of an embedding column (or numeric columns) as an interactive scatter."""
+
+    kind = "projection"
+    title = "2D Projection"
+    description = (
+        "Embeddings or numeric columns projected to 2D (PCA, UMAP, t-SNE): colour, hover "
+        "images, nearest neighbours, search."
+    )
+
+    @classmethod
+    def default_config(cls, view_type: Any) -> ProjectionConfig:
+        """The slots' defaults, without integer columns named like row ids among the inputs."""
+        config = super().default_config(view_type)
+        columns = columns_of(view_type)
+        chosen = [c for c in config.columns if not looks_like_id(c, columns[c])]
+        if chosen == list(config.columns) or len(chosen) < 2:
+            return config
+        return cls.validate_config({**config.model_dump(), "columns": chosen}, view_type)
+
+    def render(self, view: Any) -> Any:
+        """A ``ProjectionPlot`` (or an Alert when the view has nothing to project)."""
+        try:
+            inputs = _fetch_inputs(view, self.config)
+        except QueryError as exc:
+            return message(str(exc), "danger")
+        if inputs.n == 0:
+            return message(EMPTY_VIEW, "info")
+        spec = self.config.spec()
+        plot = ProjectionPlot(self.config, view, inputs)
+        result = _cached(inputs, spec)
+        if result is not None:
+            plot.show(result)
+        elif _must_wait():
+            try:
+                plot.show(proj.project_cached(inputs.values, spec, inputs.key))
+            except proj.ProjectionError as exc:
+                plot.fail(str(exc))
+        else:
+            plot.run_in_background(spec)
+        return plot
+
+
+class ProjectionPlot:
+    """The rendered projection: a Panel layout plus the data it draws (for callbacks and tests).
+
+    After ``show``: ``result`` (the ProjectionResult), ``rows`` (view row number of
+    each point), ``source`` (the Bokeh ColumnDataSource, scatter mode) or
+    ``raster`` (the HoloViews rasterised object, above ``MAX_SCATTER_POINTS``),
+    ``colouring``, ``caption``; ``select(row)`` fills ``neighbours`` (a
+    DataFrame also shown in ``neighbour_table``); ``search(text)`` sets
+    ``matches`` (a bool per point) and dims the others.
+    """
+
+    def __init__(self, config: ProjectionConfig, view: Any, inputs: _Inputs) -> None:
+        import panel as pn
+
+        self.config = config
+        self.view = view
+        self.inputs = inputs
+        self.result: proj.ProjectionResult | None = None
+        self.rows = np.empty(0, dtype=np.int64)
+        self.source: Any = None
+        self.raster: Any = None
+        self.figure: Any = None
+        self.colouring = Colouring("none")
+        self.caption = ""
+        self.labels: np.ndarray | None = None
+        self.matches: np.ndarray | None = None
+        self.neighbours: Any = None
+        self.selected: int | None = None
+        self.error: str | None = None
+        self._syncing = False
+        self._pipe: Any = None
+        self.progress = pn.indicators.Progress(value=0, max=100, width=240)
+        self.status = pn.pane.Markdown("Projecting…", margin=(0, 10))
+        self.layout = pn.Column(
+            pn.Row(pn.indicators.LoadingSpinner(value=True, size=20), self.status),
+            self.progress,
+            sizing_mode="stretch_width",
+        )
+
+    def __panel__(self) -> Any:
+        return self.layout
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        return self.layout._repr_mimebundle_(include, exclude)
+
+    # -- computing ---------------------------------------------------------------------
+
+    def run_in_background(self, spec: proj.ProjectionSpec) -> None:
+        """Submit to the shared Projector and poll it from the event loop until done."""
+        import panel as pn
+
+        state = {"fraction": 0.0, "message": "queued"}
+        lock = threading.Lock()
+
+        def on_progress(fraction: float, text: str) -> None:
+            with lock:
+                state["fraction"], state["message"] = fraction, text
+
+        slot = ("projection", id(self.view))
+        future = proj.shared_projector().submit(
+            slot, self.inputs.values, spec, on_progress, key=self.inputs.key
+        )
+        name = spec.method.upper() if spec.method != "tsne" else "t-SNE"
+        rows = format_count(self.inputs.n)
+
+        def poll() -> None:
+            with lock:
+                fraction, text = state["fraction"], state["message"]
+            self.progress.value = int(100 * fraction)
+            self.status.object = f"{name} of {rows} rows: {text}"
+            if not future.done():
+                return
+            callback.stop()
+            error = future.exception()
+            if isinstance(error, proj.ProjectionCancelled):
+                self.fail(f"This projection was stopped ({error}).", kind="info")
+            elif isinstance(error, proj.ProjectionError):
+                self.fail(str(error))
+            elif error is not None:
+                self.fail(f"The projection failed: {type(error).__name__}: {error}", "danger")
+            else:
+                self.show(future.result())
+
+        callback = pn.state.add_periodic_callback(poll, period=250)
+
+    def fail(self, text: str, kind: str = "warning") -> None:
+        """Show ``text`` instead of the plot."""
+        self.error = text
+        self.layout.objects = [message(text, kind)]
+
+    # -- drawing -----------------------------------------------------------------------
+
+    def show(self, result: proj.ProjectionResult) -> None:
+        """Draw ``result`` (scatter or raster), the caption, search box and neighbour list."""
+        import panel as pn
+
+        cfg = self.config
+        self.result = result
+        self.rows = result.kept_indices
+        self.colouring = _colouring(self.view, cfg, result.kept)
+        column = cfg.search_column
+        if column is not None:
+            raw = np.asarray(self.view.column_numpy(column))
+            self.labels = _labels_of(raw[result.kept])
+        self.caption = self._caption(result)
+        if result.n_kept > MAX_SCATTER_POINTS:
+            plot = self._raster(result)
+        else:
+            plot = pn.pane.Bokeh(self._scatter(result), sizing_mode="stretch_width")
+        self.search_box = pn.widgets.TextInput(
+            placeholder=f"search {column}" if column else "choose a label column to search",
+            value=cfg.search,
+            disabled=column is None,
+            width=240,
+        )
+        self.search_box.param.watch(lambda event: self.search(event.new), "value")
+        self.search_info = pn.pane.Markdown("", margin=(0, 10))
+        self.neighbour_title = pn.pane.Markdown(
+            f"Click a point to list its {cfg.knn_k} nearest neighbours ({cfg.knn_metric}, in "
+            "the original space).",
+            margin=(0, 10),
+        )
+        self.neighbour_image = pn.pane.HTML("", margin=(0, 10))
+        self.neighbour_table = pn.widgets.Tabulator(
+            None, show_index=False, disabled=True, height=300, width=320, visible=False
+        )
+        side = pn.Column(
+            self.neighbour_title, self.neighbour_image, self.neighbour_table, width=340
+        )
+        self.layout.objects = [
+            pn.pane.Markdown(self.caption, margin=(0, 10)),
+            pn.Row(self.search_box, self.search_info),
+            pn.Row(plot, side, sizing_mode="stretch_width"),
+        ]
+        if cfg.search:
+            self.search(cfg.search)
+
+    def _caption(self, result: proj.ProjectionResult) -> str:
+        cfg = self.config
+        name = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}[cfg.method]
+        inputs = (
+            f"`{cfg.columns[0]}`"
+            if len(cfg.columns) == 1
+            else f"{len(cfg.columns)} numeric columns"
+        )
+        parts = [f"{name} of {inputs}: {format_count(result.n_kept)} points"]
+        if result.n_kept > MAX_SCATTER_POINTS:
+            parts.append("rasterised on the server")
+        text = ", ".join(parts)
+        notes = [result.message] if result.message else []
+        notes.extend(result.notes)
+        if self.colouring.merged:
+            notes.append(
+                f"{self.colouring.merged} values of `{self.colouring.column}` beyond the "
+                f"{MAX_CATEGORIES - 1} most frequent are coloured as {OTHER}"
+            )
+        return text + ("; " + "; ".join(notes) if notes else "")
+
+    def _hover_columns(self) -> list[str]:
+        cfg = self.config
+        names: list[str] = []
+        for name in (cfg.label, cfg.colour_by, cfg.size_by, *cfg.tooltip):
+            if name is not None and name not in names:
+                names.append(name)
+        return names
+
+    def _scatter(self, result: proj.ProjectionResult) -> Any:
+        from bokeh.models import ColorBar, ColumnDataSource, HoverTool, Legend, TapTool
+        from bokeh.plotting import figure
+        from bokeh.transform import factor_cmap, linear_cmap
+
+        cfg = self.config
+        n = result.n_kept
+        data: dict[str, Any] = {
+            "x": result.points[:, 0],
+            "y": result.points[:, 1],
+            "row": self.rows,
+            "alpha": np.full(n, 0.8),
+            "size": self._sizes(result.kept),
+        }
+        hover = self._hover_columns()
+        for i, name in enumerate(hover):
+            data[f"c{i}"] = self._hover_values(name, result.kept)
+        colouring = self.colouring
+        if colouring.kind != "none":
+            data["colour"] = colouring.values
+        thumbs = cfg.image is not None and n <= MAX_INLINE_THUMBNAILS
+        if thumbs:
+            data["thumb"] = _thumbnails(self.view, cfg.image, self.rows)
+        source = ColumnDataSource(data, name="points")
+        fig = figure(
+            height=480,
+            sizing_mode="stretch_width",
+            output_backend="webgl",
+            x_axis_label=result.axis_labels[0],
+            y_axis_label=result.axis_labels[1],
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            toolbar_location="right",
+            match_aspect=True,
+        )
+        kwargs: dict[str, Any] = {}
+        if colouring.kind == "category":
+            kwargs["color"] = factor_cmap("colour", colouring.palette, colouring.factors)
+            kwargs["legend_field"] = "colour"
+            fig.add_layout(Legend(title=colouring.column, click_policy="hide"), "right")
+        elif colouring.kind == "number":
+            finite = colouring.values[np.isfinite(colouring.values)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            mapper = linear_cmap("colour", "Viridis256", low, high, nan_color=OTHER_COLOUR)
+            kwargs["color"] = mapper
+            fig.add_layout(ColorBar(color_mapper=mapper.transform, title=colouring.column), "right")
+        else:
+            kwargs["color"] = "#4c78a8"
+        renderer = fig.scatter(
+            "x",
+            "y",
+            source=source,
+            size="size",
+            fill_alpha="alpha",
+            line_alpha="alpha",
+            name="points",
+            **kwargs,
+        )
+        fig.add_tools(
+            HoverTool(renderers=[renderer], tooltips=self._tooltip(hover, thumbs)),
+            TapTool(renderers=[renderer]),
+        )
+        source.selected.on_change("indices", self._on_tap)
+        self.source, self.figure = source, fig
+        return fig
+
+    def _sizes(self, kept: np.ndarray) -> np.ndarray:
+        base = float(self.config.point_size)
+        n = int(kept.sum())
+        if self.config.size_by is None:
+            return np.full(n, base)
+        values = np.asarray(self.view.column_numpy(self.config.size_by), dtype=np.float64)[kept]
+        finite = np.isfinite(values)
+        out = np.full(n, base / 2)
+        if finite.any():
+            lo, hi = values[finite].min(), values[finite].max()
+            span = hi - lo if hi > lo else 1.0
+            out[finite] = base / 2 + (values[finite] - lo) / span * base * 2
+        return out
+
+    def _hover_values(self, name: str, kept: np.ndarray) -> Any:
+        raw = np.asarray(self.view.column_numpy(name))
+        if _is_number(self.view.type, name):
+            return raw.astype(np.float64)[kept]
+        return _labels_of(raw[kept])
+
+    def _tooltip(self, hover: list[str], thumbs: bool) -> str:
+        lines = ['<div style="font-size:12px">']
+        if thumbs:
+            lines.append(
+                '<img src="@thumb" style="width:64px;height:64px;image-rendering:pixelated;'
+                'display:block;margin-bottom:4px" alt="">'
+            )
+        lines.append("<div><b>row</b>: @row</div>")
+        for i, name in enumerate(hover):
+            fmt = "{0.[000]}" if _is_number(self.view.type, name) else ""
+            lines.append(f"<div><b>{html.escape(name)}</b>: @c{i}{fmt}</div>")
+        lines.append("</div>")
+        return "".join(lines)
+
+    def _raster(self, result: proj.ProjectionResult) -> Any:
+        import datashader as ds
+        import holoviews as hv
+        import pandas as pd
+        import panel as pn
+        from holoviews.operation.datashader import rasterize
+
+        hv.extension("bokeh", logo=False)
+        frame = pd.DataFrame({"x": result.points[:, 0], "y": result.points[:, 1], "row": self.rows})
+        vdims = ["row"]
+        colouring = self.colouring
+        opts: dict[str, Any] = {"tools": ["hover", "tap"], "responsive": True, "height": 480}
+        if colouring.kind == "category":
+            frame["colour"] = pd.Categorical(colouring.values, categories=colouring.factors)
+            aggregator: Any = ds.count_cat("colour")
+            opts["cmap"] = colouring.colour_of
+            vdims.append("colour")
+        elif colouring.kind == "number":
+            frame["colour"] = colouring.values
+            aggregator = ds.mean("colour")
+            opts.update(cmap="viridis", colorbar=True)
+            vdims.append("colour")
+        else:
+            aggregator = ds.count()
+            opts.update(cmap="Blues", cnorm="eq_hist")
+        points = hv.Points(frame, kdims=["x", "y"], vdims=vdims)
+        dynamic = not _must_wait()
+        raster = rasterize(points, aggregator=aggregator, selector=ds.first("row"), dynamic=dynamic)
+        raster = raster.opts(xlabel=result.axis_labels[0], ylabel=result.axis_labels[1], **opts)
+        self.raster = raster
+        self._pipe = hv.streams.Pipe(data=frame.iloc[:0][["x", "y", "row"]])
+        marks = hv.DynamicMap(
+            lambda data: hv.Points(data, kdims=["x", "y"], vdims=["row"]), streams=[self._pipe]
+        ).opts(color="#e45756", size=5, line_color="black")
+        tap = hv.streams.Tap(source=raster, x=None, y=None)
+        tap.add_subscriber(self._on_raster_tap)
+        return pn.pane.HoloViews(raster * marks, sizing_mode="stretch_width")
+
+    # -- interaction -------------------------------------------------------------------
+
+    def _on_tap(self, attr: str, old: list[int], new: list[int]) -> None:
+        if self._syncing or not new:
+            return
+        self.select(int(self.rows[new[0]]))
+
+    def _on_raster_tap(self, x: float | None = None, y: float | None = None) -> None:
+        if x is None or y is None or self.result is None:
+            return
+        points = self.result.points
+        nearest = int(np.argmin((points[:, 0] - x) ** 2 + (points[:, 1] - y) ** 2))
+        self.select(int(self.rows[nearest]))
+
+    def point_of(self, row: int) -> int:
+        """The point index of view row ``row``; raises ValueError when the row has no point."""
+        where = np.searchsorted(self.rows, row)
+        if where >= len(self.rows) or self.rows[where] != row:
+            raise ValueError(f"row {row} has no point (it was left out of the projection)")
+        return int(where)
+
+    def select(self, row: int) -> Any:
+        """List the ``knn_k`` nearest neighbours of view row ``row`` in the original space."""
+        import pandas as pd
+
+        cfg = self.config
+        point = self.point_of(row)
+        indices, distances = proj.nearest_neighbors(
+            self.inputs.values, row, k=cfg.knn_k, metric=cfg.knn_metric
+        )
+        frame: dict[str, Any] = {"rank": np.arange(1, len(indices) + 1), "row": indices}
+        if self.labels is not None:
+            points = [self.point_of(int(i)) for i in indices]
+            frame[cfg.search_column] = [self.labels[p] for p in points]
+        frame["distance"] = distances
+        self.neighbours = pd.DataFrame(frame)
+        self.selected = row
+        label = f" ({self.labels[point]})" if self.labels is not None else ""
+        self.neighbour_title.object = (
+            f"**Row {row}{label}**: its {len(indices)} nearest neighbours "
+            f"({cfg.knn_metric}, original space)"
+        )
+        if cfg.image is not None:
+            uri = _thumbnails(self.view, cfg.image, np.array([row]))[0]
+            self.neighbour_image.object = (
+                f'<img src="{uri}" style="width:96px;height:96px;image-rendering:pixelated">'
+                if uri
+                else ""
+            )
+        self.neighbour_table.value = self.neighbours
+        self.neighbour_table.visible = True
+        if self.source is not None:
+            self._syncing = True
+            try:
+                self.source.selected.indices = [point] + [self.point_of(int(i)) for i in indices]
+            finally:
+                self._syncing = False
+        elif self._pipe is not None:
+            chosen = np.concatenate([[point], [self.point_of(int(i)) for i in indices]])
+            self._highlight(chosen)
+        return self.neighbours
+
+    def search(self, text: str) -> np.ndarray | None:
+        """Highlight the points whose label contains ``text`` (case-insensitive); "" clears."""
+        if self.labels is None or self.result is None:
+            return None
+        needle = text.strip().lower()
+        if not needle:
+            self.matches = None
+            alpha = np.full(self.result.n_kept, 0.8)
+            self.search_info.object = ""
+            chosen = np.empty(0, dtype=np.int64)
+        else:
+            lowered = np.char.lower(self.labels.astype(str))
+            self.matches = np.char.find(lowered, needle) >= 0
+            alpha = np.where(self.matches, 0.9, DIM_ALPHA)
+            count = int(self.matches.sum())
+            self.search_info.object = (
+                f"{format_count(count)} of {format_count(len(self.matches))} points match "
+                f"`{html.escape(text.strip())}` in `{self.config.search_column}`"
+            )
+            chosen = np.flatnonzero(self.matches)
+        if self.source is not None:
+            self.source.data["alpha"] = alpha
+        elif self._pipe is not None:
+            self._highlight(chosen[:MAX_SCATTER_POINTS])
+        return self.matches
+
+    def _highlight(self, points: np.ndarray) -> None:
+        import pandas as pd
+
+        assert self.result is not None
+        self._pipe.send(
+            pd.DataFrame(
+                {
+                    "x": self.result.points[points, 0],
+                    "y": self.result.points[points, 1],
+                    "row": self.rows[points],
+                }
+            )
+        )
