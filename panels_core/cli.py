@@ -189,13 +189,19 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="the .html file to write")
     parser.add_argument("--title", help="the report's title (default: the workspace's)")
-    parser.add_argument("--store", type=Path, help="the Store folder a spec's `name:vN` tables use")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        action="append",
+        default=[],
+        help="a Store folder holding the spec's `name:vN` tables (repeatable)",
+    )
 
 
 def _run_export(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.export import export_inputs
 
-    path = export_inputs(args.inputs, args.output, title=args.title, store=args.store)
+    path = export_inputs(args.inputs, args.output, title=args.title, stores=args.store)
     out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, works offline)\n")
     return 0
 

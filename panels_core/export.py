@@ -36,7 +36,6 @@ from panels_core.view import View
 
 if TYPE_CHECKING:
     from panels_core.registry import Registry
-    from panels_core.workspace.spec import WorkspaceSpec
 
 __all__ = [
     "RenderedPanel",
@@ -45,7 +44,7 @@ __all__ = [
     "render",
     "report_layout",
     "save_html",
-    "workspace_from_spec",
+    "tables_summary",
     "workspace_html",
     "workspace_layout",
 ]
@@ -174,9 +173,15 @@ def _rows_note(obj: Any, view: View | None) -> Any | None:
         return None
     shown = max(len(t.value) if t.value is not None else 0 for t in tables)
     unit = "groups" if view.query.group_by else "rows"
+    if shown >= total:
+        text = f"*Static copy: all {total:,} {unit}.*"
+    else:
+        text = (
+            f"*Static copy: first {shown:,} of {total:,} {unit}; paging and sorting need "
+            "`panels serve`.*"
+        )
     return pn.pane.Markdown(
-        f"*Static copy: first {shown:,} of {total:,} {unit}; paging and sorting need "
-        "`panels serve`.*",
+        text,
         margin=(0, 10),
         css_classes=["static-rows-note"],
     )
@@ -205,15 +210,33 @@ def report_layout(*objects: Any, title: str | None = None, note: bool = True) ->
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
-def _tables_summary(workspace: Any) -> Any:
-    sidebar = getattr(workspace, "sidebar", None)
-    if callable(sidebar):
-        return sidebar()
-    names = workspace.engine.table_names()
-    return pn.pane.Markdown("\n".join(f"- `{n}`" for n in names) or "(no tables)")
+def tables_summary(engine: Any, max_columns: int = 12) -> Any:
+    """A Markdown table of the engine's tables: rows, and columns with their types."""
+    from panels_core.panel import columns_of
+    from panels_core.query.model import Query
+    from panels_core.types import describe
+
+    lines = ["| table | rows | columns |", "|---|---:|---|"]
+    for name in engine.table_names():
+        try:
+            query = Query(table=name)
+            columns = columns_of(engine.result_type(query))
+            rows = f"{engine.count(query):,}"
+        except Exception as exc:
+            lines.append(f"| `{name}` | | cannot read: {_cell(str(exc))} |")
+            continue
+        shown = [f"`{c}` {describe(t)}" for c, t in list(columns.items())[:max_columns]]
+        if len(columns) > max_columns:
+            shown.append(f"... {len(columns) - max_columns} more ({len(columns)} in all)")
+        lines.append(f"| `{name}` | {rows} | {_cell(', '.join(shown))} |")
+    return pn.pane.Markdown("\n".join(lines), sizing_mode="stretch_width", margin=(0, 10))
 
 
-def _card_parts(workspace: Any, spec: Any, index: int) -> pn.Column:
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _card_parts(workspace: Any, spec: Any) -> pn.Column:
     """One card for the report: its title, the panel's title, and a fresh rendering."""
     from panels_core.registry import error_card, registry
 
@@ -265,10 +288,10 @@ def _cards_of(workspace: Any) -> list[Any]:
 def workspace_layout(workspace: Any, title: str | None = None) -> pn.Column:
     """A workspace as a plain report page: title, tables summary, then each card."""
     specs = _cards_of(workspace)
-    cards = [_card_parts(workspace, spec, i) for i, spec in enumerate(specs)]
+    cards = [_card_parts(workspace, spec) for spec in specs]
     body: list[Any] = [
         pn.pane.Markdown("## Tables", margin=(0, 10)),
-        _tables_summary(workspace),
+        tables_summary(workspace.engine),
         pn.pane.Markdown("## Cards", margin=(10, 10, 0, 10)),
     ]
     body += cards or [pn.pane.Alert("This workspace has no cards.", alert_type="info")]
@@ -334,9 +357,9 @@ def _local_stylesheet(url: str) -> Path | None:
 
 
 def _make_static(doc: Any) -> None:
-    """Patch a Bokeh document for a file: stylesheets inlined, Python-only widgets disabled,
-    table headers not sortable (the page holds only the rendered rows)."""
-    from bokeh.models import ImportedStyleSheet, InlineStyleSheet
+    """Patch a Bokeh document for a file: stylesheets inlined, Python-only buttons hidden and
+    inputs disabled, table headers not sortable (the page holds only the rendered rows)."""
+    from bokeh.models import AbstractButton, ImportedStyleSheet, InlineStyleSheet
 
     inlined: dict[str, Any] = {}
     missing: set[str] = set()
@@ -364,8 +387,12 @@ def _make_static(doc: Any) -> None:
             if any(a is not b for a, b in zip(new, sheets)):
                 model.stylesheets = new
         python_only = not (model.js_property_callbacks or model.js_event_callbacks)
-        if isinstance(model, widget_types) and hasattr(model, "disabled") and python_only:
-            model.disabled = True
+        if isinstance(model, widget_types) and python_only:
+            # a button only reaches Python: hidden; an input shows its value, disabled
+            if isinstance(model, AbstractButton):
+                model.visible = False
+            else:
+                model.disabled = True
         if type(model).__name__ == "DataTabulator":
             configuration = dict(model.configuration or {})
             if "columns" in configuration:
@@ -487,80 +514,6 @@ def workspace_html(workspace: Any, path: str | os.PathLike[str], title: str | No
     return target
 
 
-# ----------------------------------------------------------------------------- specs
-
-
-def _store_folder(spec_dir: Path, store: Path | None) -> Path | None:
-    from panels_core.workspace.loading import is_store_folder
-
-    candidates = [store] if store is not None else [spec_dir, spec_dir / "store"]
-    for folder in candidates:
-        if folder is not None and is_store_folder(folder):
-            return folder
-    return None
-
-
-def _spec_tables(spec: WorkspaceSpec, base: Path, store: Path | None) -> dict[str, Any]:
-    from panels_core.sources import open_table
-    from panels_core.store import Store
-
-    tables: dict[str, Any] = {}
-    folder: Path | None = None
-    for name, source in spec.tables.items():
-        if source.path is not None:
-            path = Path(source.path)
-            path = path if path.is_absolute() else base / path
-            if not path.exists():
-                raise ValueError(f"workspace table `{name}`: no such file {path}")
-            tables[name] = open_table(path)
-            continue
-        folder = folder or _store_folder(base, store)
-        if folder is None:
-            raise ValueError(
-                f"workspace table `{name}` reads store entry `{source.store}`, but no store "
-                f"folder was found beside the workspace ({base}); pass --store DIR"
-            )
-        tables[name] = Store(folder).get(source.store)
-    return tables
-
-
-def workspace_from_spec(
-    spec: WorkspaceSpec | Mapping[str, Any] | str | os.PathLike[str],
-    *,
-    base: str | os.PathLike[str] | None = None,
-    store: str | os.PathLike[str] | None = None,
-) -> Any:
-    """A Workspace from a spec (a WorkspaceSpec, its dict, or a JSON file path).
-
-    Uses ``Workspace.from_spec`` when the app provides it; otherwise opens the
-    tables (paths relative to ``base``, the spec file's folder by default; store
-    references in ``store`` or a Store folder beside the spec) and builds the cards.
-    """
-    from panels_core.workspace.app import Workspace
-    from panels_core.workspace.spec import WorkspaceSpec
-
-    folder = Path(base) if base is not None else Path.cwd()
-    if isinstance(spec, str | os.PathLike):
-        path = Path(spec)
-        if not path.is_file():
-            raise ValueError(f"no such workspace file: {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not JSON: {exc}") from exc
-        spec = data
-        folder = Path(base) if base is not None else path.parent
-    checked = spec if isinstance(spec, WorkspaceSpec) else WorkspaceSpec.model_validate(spec)
-    from_spec = getattr(Workspace, "from_spec", None)
-    if callable(from_spec) and store is None:
-        try:
-            return from_spec(checked, base=folder)
-        except TypeError:
-            pass
-    tables = _spec_tables(checked, folder, Path(store) if store is not None else None)
-    return Workspace(tables=tables, cards=list(checked.cards))
-
-
 def _is_workspace_file(path: Path) -> bool:
     return path.suffix.lower() == ".json" and not path.name.lower().endswith(".table.json")
 
@@ -570,10 +523,11 @@ def export_inputs(
     output: str | os.PathLike[str],
     *,
     title: str | None = None,
-    store: str | os.PathLike[str] | None = None,
+    stores: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
-    """``panels export``: a workspace spec file, or table files/folders (a default
-    workspace over them), written to ``output`` as a static report."""
+    """``panels export``: a workspace spec file (its Store references looked up in
+    ``stores``, then beside the spec), or table files/folders (a default workspace
+    over them), written to ``output`` as a static report."""
     from panels_core.workspace.app import Workspace
     from panels_core.workspace.loading import load_tables
 
@@ -584,13 +538,13 @@ def export_inputs(
             f"export: give one workspace spec ({specs[0]}) or table files, not both; "
             "list the tables inside the workspace instead"
         )
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ValueError(f"export: no such file or folder: {', '.join(missing)}")
     if specs:
-        workspace = workspace_from_spec(specs[0], store=store)
+        workspace = Workspace.from_spec(specs[0], stores=[Path(s) for s in stores])
         name = title or specs[0].stem
     else:
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise ValueError(f"export: no such file or folder: {', '.join(missing)}")
         workspace = Workspace(tables=load_tables(paths))
-        name = title or ", ".join(p.stem for p in paths)
+        name = title or ", ".join(p.name.split(".")[0] for p in paths)
     return workspace_html(workspace, output, title=name)

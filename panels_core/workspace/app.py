@@ -509,6 +509,12 @@ class Workspace(pn.viewable.Viewer):
         self.save_path = target
         return target
 
+    def save_html(self, path: str | os.PathLike[str], title: str | None = None) -> Path:
+        """Write the workspace as one self-contained, offline HTML report (panels_core.export)."""
+        from panels_core.export import workspace_html
+
+        return workspace_html(self, path, title=title)
+
     # -- cards -----------------------------------------------------------------------------
 
     def _card(self, spec: CardSpec) -> CardView:
