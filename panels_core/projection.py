@@ -37,8 +37,9 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -500,6 +501,35 @@ def _check_shape(data: np.ndarray, spec: ProjectionSpec, dropped: int, message: 
             )
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE: dict[str, Any] = {"users": 0, "limiter": None}
+
+
+@contextmanager
+def _single_thread_blas() -> Iterator[None]:
+    """Run BLAS on one thread while any projection is inside this block.
+
+    On a shared 2-core server multi-threaded OpenBLAS oversubscribes the cores
+    and spin-waits: X^T X of 300k x 384 took 1.5-4.2 s on 2 threads under load
+    and 0.7 s on one. The limit is process-wide, so it is reference-counted:
+    the first user sets it and the last one restores the original.
+    """
+    with _BLAS_LOCK:
+        if _BLAS_STATE["users"] == 0:
+            from threadpoolctl import threadpool_limits
+
+            _BLAS_STATE["limiter"] = threadpool_limits(limits=1, user_api="blas")
+        _BLAS_STATE["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_STATE["users"] -= 1
+            if _BLAS_STATE["users"] == 0:
+                _BLAS_STATE["limiter"].restore_original_limits()
+                _BLAS_STATE["limiter"] = None
+
+
 def _sample(n: int, size: int, seed: int | None) -> np.ndarray | None:
     """Sorted indices of a seeded random sample, or None when every row fits."""
     if n <= size:
@@ -532,9 +562,10 @@ def _run_pca(
 ) -> tuple[np.ndarray, tuple[str, str], int]:
     first, second = params.components
     stages(0.1, f"PCA of {len(data):,} rows x {data.shape[1]} dims")
-    pca, fit_n = _fit_pca(data, max(first, second), spec, whiten=params.whiten)
-    stages(0.6, "placing the rows")
-    coords = _transform_pca(pca, data)
+    with _single_thread_blas():
+        pca, fit_n = _fit_pca(data, max(first, second), spec, whiten=params.whiten)
+        stages(0.6, "placing the rows")
+        coords = _transform_pca(pca, data)
     points = coords[:, [first - 1, second - 1]]
     ratio = pca.explained_variance_ratio_
     labels = (
@@ -551,8 +582,9 @@ def _run_nonlinear(
     n, d = data.shape
     if d > spec.pca_dims and n > spec.pca_dims:
         stages(0.03, f"reducing {d} dims to {spec.pca_dims} with PCA")
-        pca, _ = _fit_pca(data, spec.pca_dims, spec)
-        data = _transform_pca(pca, data)
+        with _single_thread_blas():
+            pca, _ = _fit_pca(data, spec.pca_dims, spec)
+            data = _transform_pca(pca, data)
         notes.append(f"reduced {d} dims to {spec.pca_dims} with PCA first")
     idx = _sample(n, spec.fit_points, spec.seed)
     fit_data = data if idx is None else data[idx]
@@ -1086,6 +1118,13 @@ def nearest_neighbors(
     1-D for a scalar ``index``, else shaped (len(index), k); fewer than ``k``
     columns when fewer other rows are usable. Ties are broken by row number.
     """
+    with _single_thread_blas():
+        return _nearest_neighbors(X, index, k, metric, max_block)
+
+
+def _nearest_neighbors(
+    X: Any, index: Any, k: int, metric: str, max_block: int
+) -> tuple[np.ndarray, np.ndarray]:
     if metric not in ("cosine", "euclidean"):
         raise ProjectionError(f"unknown metric {metric!r}; use 'cosine' or 'euclidean'")
     if k < 1:
