@@ -159,7 +159,8 @@ def render(table_or_view: Any, kind: str, /, **config: Any) -> RenderedPanel:
 
 def _tabulators(obj: Any) -> list[Any]:
     select = getattr(obj, "select", None)
-    return list(select(pn.widgets.Tabulator)) if select is not None else []
+    found = select(pn.widgets.Tabulator) if select is not None else []
+    return [t for t in found if t.visible and t.value is not None]
 
 
 def _rows_note(obj: Any, view: View | None) -> Any | None:
@@ -171,7 +172,7 @@ def _rows_note(obj: Any, view: View | None) -> Any | None:
         total = view.count()
     except Exception:
         return None
-    shown = max(len(t.value) if t.value is not None else 0 for t in tables)
+    shown = max(len(t.value) for t in tables)
     unit = "groups" if view.query.group_by else "rows"
     if shown >= total:
         text = f"*Static copy: all {total:,} {unit}.*"
