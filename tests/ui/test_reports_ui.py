@@ -58,7 +58,7 @@ def report(demo) -> Path:
             CardSpec(
                 kind="projection",
                 input=Query(table="digits"),
-                config={"method": "pca"},
+                config={"columns": ["embedding"], "method": "pca", "colour_by": "target"},
                 title="Digits PCA",
             ),
             CardSpec(
@@ -105,6 +105,11 @@ def test_exported_workspace_works_offline(page, report, demo):
     sizes = [canvases.nth(i).bounding_box() for i in range(canvases.count())]
     drawn = [s for s in sizes if s and s["width"] > 200 and s["height"] > 200]
     assert len(drawn) >= 3, sizes
+    # every card drew: no card shows an error
+    alerts = page.locator(".alert-danger, .alert-warning")
+    shown = [alerts.nth(i) for i in range(alerts.count()) if alerts.nth(i).is_visible()]
+    assert shown == [], [a.inner_text() for a in shown]
+    assert page.get_by_text("1,797 points").first.is_visible()
 
     # the table's first page: rows in the data's order, and the note
     first = Store(demo / "store").get("predictions:v1").to_arrow().slice(0, 20).to_pylist()
