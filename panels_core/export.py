@@ -455,6 +455,12 @@ def html_text(obj: Any, title: str = "typed-panels report") -> str:
     from panel.io.save import save
     from pyviz_comms import Comm
 
+    if isinstance(obj, pn.template.BaseTemplate):
+        raise ValueError(
+            "static HTML: Panel templates load their JS/CSS and fonts from a CDN even with "
+            "inline resources, so the file would not work offline; put the objects in a "
+            "layout (pn.Column) instead"
+        )
     viewable = pn.panel(obj)
     doc = Document()
     with set_resource_mode("inline"):

@@ -312,6 +312,13 @@ def test_save_html_wants_an_html_file(tmp_path):
         save_html(render(FRAME, "histogram", column="score"), tmp_path / "out.png")
 
 
+def test_templates_are_refused_they_need_the_network(tmp_path):
+    template = pn.template.FastListTemplate(title="t", main=[render(FRAME, "table")])
+    with pytest.raises(ValueError, match=r"templates load their JS/CSS .*\(pn\.Column\)"):
+        save_html(template, tmp_path / "t.html")
+    assert not (tmp_path / "t.html").exists()
+
+
 def test_panel_save_with_resources_is_panels_own(tmp_path):
     obj = render(FRAME, "histogram", column="score")
     obj.save(str(tmp_path / "cdn.html"), resources="cdn")
