@@ -175,8 +175,8 @@ class CardView(pn.viewable.Viewer):
             description="Settings",
         )
         self.duplicate_button = pn.widgets.Button(
-            name="⧉",
-            width=40,
+            name="Copy",
+            width=60,
             button_type="light",
             css_classes=["card-duplicate"],
             margin=(4, 2),
@@ -190,7 +190,7 @@ class CardView(pn.viewable.Viewer):
             margin=(4, 2),
             description="Close this card",
         )
-        self.count = pn.pane.Str(
+        self.count = pn.pane.HTML(
             "",
             css_classes=["row-count"],
             margin=(0, 10),
@@ -691,13 +691,13 @@ class Workspace(pn.viewable.Viewer):
 
     def template(self) -> pn.template.BaseTemplate:
         """The served page: sidebar of tables, cards in the main area."""
-        return pn.template.FastListTemplate(
+        pn.extension("tabulator")
+        return pn.template.BootstrapTemplate(
             title=self.title,
             sidebar=[self.sidebar()],
             main=[self.main()],
             sidebar_width=340,
-            main_layout=None,
-            accent="#3b6ea5",
+            header_background="#3b6ea5",
         )
 
     def servable(self, title: str | None = None, **kwargs: Any) -> Any:  # type: ignore[override]

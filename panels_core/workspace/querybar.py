@@ -196,7 +196,7 @@ class QueryBar(pn.viewable.Viewer):
             name="Sort",
             options=[NO_SORT, *columns],
             value=fields.sort or NO_SORT,
-            width=150,
+            width=140,
             css_classes=["query-sort"],
         )
         self.direction = pn.widgets.Select(
@@ -210,14 +210,14 @@ class QueryBar(pn.viewable.Viewer):
             name="Group by",
             options=columns,
             value=list(fields.group_by),
-            width=200,
+            width=180,
             css_classes=["query-group"],
         )
         self.compare_with = pn.widgets.Select(
             name="Compare with",
             options=[NO_COMPARE, *others],
             value=fields.compare_with or NO_COMPARE,
-            width=170,
+            width=150,
             css_classes=["query-compare"],
         )
         self.compare_on = pn.widgets.Select(
@@ -248,13 +248,14 @@ class QueryBar(pn.viewable.Viewer):
         self._layout = pn.Column(
             pn.Row(self.filter_input, sizing_mode="stretch_width"),
             self.message,
-            pn.Row(
+            pn.FlexBox(
                 self.sort,
                 self.direction,
                 self.group_by,
                 self.compare_with,
                 self.compare_on,
                 self.only_both,
+                flex_wrap="wrap",
                 sizing_mode="stretch_width",
             ),
             sizing_mode="stretch_width",
@@ -293,8 +294,8 @@ class QueryBar(pn.viewable.Viewer):
 
     def _sync_compare_widgets(self) -> None:
         comparing = self.compare_with.value != NO_COMPARE
-        self.compare_on.disabled = not comparing
-        self.only_both.disabled = not comparing
+        self.compare_on.visible = comparing
+        self.only_both.visible = comparing
 
     def _show(self, message: str | None) -> None:
         self.message.object = message or ""

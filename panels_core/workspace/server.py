@@ -86,9 +86,11 @@ def serve_tables(
     import panel as pn
 
     from panels_core.query.engine import Engine
-    from panels_core.workspace.app import Workspace
+    from panels_core.workspace.app import Workspace, default_cards
 
     engine = Engine(dict(tables))
+    if workspace.get("cards") is None:  # the smart default, worked out once for every session
+        workspace["cards"] = default_cards(engine)
 
     def app() -> Any:
         return Workspace(engine=engine, title=title, **workspace).template()
