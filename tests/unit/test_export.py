@@ -413,3 +413,27 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     assert main(["export", str(spec), "-o", str(tmp_path / "r.txt")]) == 2
     assert "write to a .html file" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+# ----------------------------------------------------------------------------- docs
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reports.md"
+BLOCK = re.compile(r"```python\n(.*?)```(?:\n\nprints\n\n```\n(.*?)```)?", re.S)
+
+
+def test_reports_doc_examples_run_and_print_what_they_say(tmp_path, monkeypatch):
+    """docs/reports.md's Python blocks, run in order in one namespace (our own docs)."""
+    import contextlib
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "__doc_example__"}
+    blocks = BLOCK.findall(DOC.read_text(encoding="utf-8"))
+    assert len(blocks) >= 5
+    for i, (code, expected) in enumerate(blocks):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, f"reports.md block {i}", "exec"), namespace)
+        if expected:
+            assert out.getvalue().strip() == expected.strip(), f"block {i}"
+    assert external_references((tmp_path / "scores.html").read_text(encoding="utf-8")) == []
+    assert (tmp_path / "pets.html").is_file()
