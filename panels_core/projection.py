@@ -36,7 +36,7 @@ import os
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -272,6 +272,8 @@ def _coerce(X: Any) -> _Rows:
     """Read ``X`` (2-D array, DataFrame, or a sequence of vectors/None) as float32 rows."""
     if isinstance(X, _Rows):
         return X
+    if type(X).__module__.startswith("pyarrow"):
+        X = _from_arrow(X)
     if hasattr(X, "to_numpy") and getattr(X, "ndim", 2) == 2:
         try:
             X = X.to_numpy(dtype="float32", na_value=np.nan)
@@ -301,6 +303,22 @@ def _coerce(X: Any) -> _Rows:
     return _coerce_ragged(list(X))
 
 
+def _from_arrow(array: Any) -> Any:
+    """A fixed-size-list Arrow column without nulls as a 2-D array; anything else as Python rows."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if isinstance(array, pa.FixedSizeListArray) and array.null_count == 0:
+        flat = array.flatten()
+        numeric = pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)
+        if numeric and flat.null_count == 0:
+            return flat.to_numpy(zero_copy_only=False).reshape(len(array), -1)
+    if isinstance(array, pa.Table):
+        return array.to_pandas()
+    return array.to_pylist()
+
+
 def _all_nan(values: np.ndarray) -> np.ndarray:
     """Rows that are all NaN, checked on the first column first (cheap for big inputs)."""
     out = np.isnan(values[:, 0])
@@ -326,8 +344,8 @@ def _coerce_ragged(rows: list[Any]) -> _Rows:
             continue
         vectors.append(vec)
         ragged_flags.append(False)
-    lengths = [len(v) for v in vectors if v is not None]
-    dim = max(set(lengths), key=lengths.count) if lengths else 0
+    lengths = Counter(len(v) for v in vectors if v is not None)
+    dim = lengths.most_common(1)[0][0] if lengths else 0
     n = len(rows)
     values = np.full((n, dim), np.nan, dtype=np.float32)
     missing = np.zeros(n, dtype=bool)
@@ -481,11 +499,6 @@ def _check_shape(data: np.ndarray, spec: ProjectionSpec, dropped: int, message: 
             f"the input has {d} dimension{'s' if d != 1 else ''}; a 2D projection needs at "
             "least 2 (choose an embedding column or two or more numeric columns)"
         )
-    if not np.any(data.max(axis=0) != data.min(axis=0)):
-        raise ProjectionError(
-            f"all {n:,} kept rows have identical values, so there is nothing to project; "
-            "check the column (or filter) feeding the projection"
-        )
     if spec.method != "pca" and n < MIN_ROWS_NONLINEAR:
         raise ProjectionError(
             f"{spec.method.upper() if spec.method == 'umap' else 't-SNE'} needs at least "
@@ -530,6 +543,18 @@ def _single_thread_blas() -> Iterator[None]:
                 _BLAS_STATE["limiter"] = None
 
 
+def _check_varies(data: np.ndarray, total: int) -> None:
+    """ProjectionError when every row of ``data`` is the same (a leading slice is tried first)."""
+    head = data[:4096]
+    if np.any(head.max(axis=0) != head.min(axis=0)):
+        return
+    if not np.any(data.max(axis=0) != data.min(axis=0)):
+        raise ProjectionError(
+            f"all {total:,} kept rows have identical values, so there is nothing to project; "
+            "check the column (or filter) feeding the projection"
+        )
+
+
 def _sample(n: int, size: int, seed: int | None) -> np.ndarray | None:
     """Sorted indices of a seeded random sample, or None when every row fits."""
     if n <= size:
@@ -549,12 +574,19 @@ def _fit_pca(data: np.ndarray, n_components: int, spec: ProjectionSpec, whiten: 
     # covariance_eigh: one X^T X pass then a d x d eigendecomposition; fastest for n >> d.
     solver = "covariance_eigh" if d <= 1000 and n >= d else "full"
     pca = PCA(n_components=n_components, svd_solver=solver, whiten=whiten, random_state=0)
-    pca.fit(fit_data)
+    from sklearn import config_context
+
+    _check_varies(fit_data, len(data))
+    with config_context(assume_finite=True):  # rows were checked; skip another full pass
+        pca.fit(fit_data)
     return pca, n
 
 
 def _transform_pca(pca: Any, data: np.ndarray) -> np.ndarray:
-    return np.asarray(pca.transform(data), dtype=np.float32)
+    from sklearn import config_context
+
+    with config_context(assume_finite=True):
+        return np.asarray(pca.transform(data), dtype=np.float32)
 
 
 def _run_pca(
@@ -589,6 +621,7 @@ def _run_nonlinear(
     idx = _sample(n, spec.fit_points, spec.seed)
     fit_data = data if idx is None else data[idx]
     fit_n = len(fit_data)
+    _check_varies(fit_data, n)
     if idx is not None:
         notes.append(
             f"fitted on a random sample of {fit_n:,} of {n:,} rows; the rest were placed "

@@ -151,6 +151,17 @@ def test_ragged_and_missing_vectors_are_left_out():
     )
 
 
+def test_arrow_embedding_columns(blobs):
+    pa = pytest.importorskip("pyarrow")
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(blobs.ravel()), blobs.shape[1])
+    np.testing.assert_array_equal(project(fixed, {}).points, project(blobs, {}).points)
+    rows = [row.tolist() for row in blobs[:50]]
+    rows[4] = None
+    result = project(pa.chunked_array([pa.array(rows)]), {})
+    assert result.points.shape == (49, 2) and not result.kept[4]
+    assert result.message == "1 row without an embedding was left out"
+
+
 def test_one_dropped_row_reads_in_the_singular(blobs):
     data = blobs.copy()
     data[0] = np.nan
