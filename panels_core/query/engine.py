@@ -250,6 +250,9 @@ class Engine:
 
         table = _as_table(table)
         with self._lock:
+            previous = self._sources.get(name)
+            if previous is not None:
+                self._drop(previous)
             if isinstance(table, JoinedTable):
                 left = self._register(f"{name}.{table.left_name}", table.left)
                 right = self._register(f"{name}.{table.right_name}", table.right)
@@ -269,6 +272,18 @@ class Engine:
                 )
             else:
                 self._sources[name] = self._register(name, table)
+
+    def _drop(self, source: _Source) -> None:
+        """Forget a replaced table: its hidden sides and its Parquet view."""
+        for view in source.sides or ():
+            self._drop(self._hidden.pop(view))
+        if source.parquet:
+            self._con.execute(f"DROP VIEW IF EXISTS {quote_ident(source.view)}")
+
+    def close(self) -> None:
+        """Close the DuckDB database; the engine cannot answer queries afterwards."""
+        with self._lock:
+            self._con.close()
 
     def _new_view(self) -> str:
         self._counter += 1

@@ -379,3 +379,23 @@ def test_timestamps_compare_with_iso_text() -> None:
         2,
         1,
     ]
+
+
+def test_replacing_a_table(tmp_path) -> None:
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"a": [1, 2, 3]}), path)
+    engine = Engine({"t": Table.from_parquet(path)})
+    assert engine.count(Query(table="t")) == 3
+    engine.add_table("t", pa.table({"a": [5]}))
+    assert engine.page(Query(table="t")).column("a").to_pylist() == [5]
+    left = Table.from_arrow(pa.table({"id": [1, 2], "x": [0.5, 1.5]}))
+    right = Table.from_arrow(pa.table({"id": [2, 3], "y": ["b", "c"]}))
+    from panels_core.table import JoinedTable
+
+    engine.add_table("j", JoinedTable(left, right, "id"))
+    engine.add_table("j", JoinedTable(left, right, "id", names=("l", "r")))
+    assert engine.page(Query(table="j")).to_pylist() == [
+        {"l": {"id": 2, "x": 1.5}, "r": {"id": 2, "y": "b"}}
+    ]
+    assert len(engine._hidden) == 2  # the first join's sides are gone
+    engine.close()
