@@ -188,7 +188,9 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
         help="a workspace spec (ws.json), or table files/folders for a default workspace",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="the .html file to write")
-    parser.add_argument("--title", help="the report's title (default: the workspace's)")
+    parser.add_argument(
+        "--title", help="the report's title (default: the spec's or tables' file names)"
+    )
     parser.add_argument(
         "--store",
         type=Path,
@@ -202,7 +204,7 @@ def _run_export(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.export import export_inputs
 
     path = export_inputs(args.inputs, args.output, title=args.title, stores=args.store)
-    out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, works offline)\n")
+    out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)\n")
     return 0
 
 
