@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from panels_builtin._common import (
     EMPTY_VIEW,
@@ -82,7 +82,21 @@ SYNC_ENV = "PANELS_PROJECTION_SYNC"
 NULL_LABEL = "(null)"
 OTHER_COLOUR = "#bbbbbb"
 DIM_ALPHA = 0.08
+X, Y = "x_2d", "y_2d"
+"""Raster dimension names (datashader refuses a category named like a coordinate)."""
 Metric = Literal["euclidean", "cosine"]
+
+_PARAM_FIELDS = {
+    "components": "pca_x / pca_y",
+    "min_dist": "umap_min_dist / umap_spread",
+    "spread": "umap_spread",
+    "n_neighbors": "umap_n_neighbors",
+    "perplexity": "tsne_perplexity",
+    "learning_rate": "tsne_learning_rate",
+    "early_exaggeration": "tsne_early_exaggeration",
+    "n_iter": "tsne_n_iter",
+}
+"""ProjectionSpec parameter -> the config field(s) named in an error."""
 
 EMBEDDING = EmbeddingType()
 NUMBER = NumberType()
@@ -163,41 +177,57 @@ class ProjectionConfig(PanelConfig):
     point_size: float = Field(6.0, ge=1.0, le=30.0, description="point size in pixels")
 
     @model_validator(mode="after")
-    def _spec_is_valid(self) -> ProjectionConfig:
-        self.spec()
+    def _params_are_valid(self) -> ProjectionConfig:
+        for method in ("pca", "umap", "tsne"):  # all, so a saved config stays valid on switching
+            try:
+                proj.ProjectionSpec(
+                    method=method,
+                    params={"method": method, **self._params(method)},
+                    seed=self.seed,
+                    max_fit_points=self.max_fit_points,
+                )
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = _PARAM_FIELDS.get(str(error["loc"][-1]) if error["loc"] else "", method)
+                text = str(error["msg"]).removeprefix("Value error, ")
+                raise ValueError(f"{where}: {text}") from None
         return self
 
-    def spec(self) -> proj.ProjectionSpec:
-        """The ``ProjectionSpec`` of this config (its method's parameters only)."""
-        params: dict[str, Any]
-        if self.method == "pca":
-            params = {"components": (self.pca_x, self.pca_y), "whiten": self.pca_whiten}
-        elif self.method == "umap":
-            params = {
+    def _params(self, method: str) -> dict[str, Any]:
+        if method == "pca":
+            return {"components": (self.pca_x, self.pca_y), "whiten": self.pca_whiten}
+        if method == "umap":
+            return {
                 "n_neighbors": self.umap_n_neighbors,
                 "min_dist": self.umap_min_dist,
                 "spread": self.umap_spread,
                 "metric": self.umap_metric,
             }
-        else:
-            params = {
-                "perplexity": self.tsne_perplexity,
-                "learning_rate": self.tsne_learning_rate,
-                "early_exaggeration": self.tsne_early_exaggeration,
-                "n_iter": self.tsne_n_iter,
-                "metric": self.tsne_metric,
-            }
+        return {
+            "perplexity": self.tsne_perplexity,
+            "learning_rate": self.tsne_learning_rate,
+            "early_exaggeration": self.tsne_early_exaggeration,
+            "n_iter": self.tsne_n_iter,
+            "metric": self.tsne_metric,
+        }
+
+    def spec(self) -> proj.ProjectionSpec:
+        """The ``ProjectionSpec`` of this config (its method's parameters only)."""
         return proj.ProjectionSpec(
             method=self.method,
-            params={"method": self.method, **params},
+            params={"method": self.method, **self._params(self.method)},
             seed=self.seed,
             max_fit_points=self.max_fit_points,
         )
 
-    @property
-    def search_column(self) -> str | None:
-        """The column the search box and the neighbour list read: ``label``, else ``colour_by``."""
-        return self.label or self.colour_by
+    def search_column(self, view_type: Any) -> str | None:
+        """The column the search box and the neighbour list read: ``label``, else ``colour_by``
+        when it is not a number column."""
+        if self.label is not None:
+            return self.label
+        if self.colour_by is not None and not _is_number(view_type, self.colour_by):
+            return self.colour_by
+        return None
 
 
 # --------------------------------------------------------------------------- data
@@ -209,7 +239,14 @@ class _Inputs:
     def __init__(self, values: np.ndarray, columns: Sequence[str]) -> None:
         self.values = values
         self.columns = tuple(columns)
-        self.key = ("rows", self.columns, proj.fingerprint(values))
+        self._key: tuple[Any, ...] | None = None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """The projection cache key: the columns and a fingerprint of the rows."""
+        if self._key is None:
+            self._key = ("rows", self.columns, proj.fingerprint(self.values))
+        return self._key
 
     @property
     def n(self) -> int:
@@ -254,17 +291,56 @@ def _fetch_inputs(view: Any, config: ProjectionConfig) -> _Inputs:
     return _Inputs(stacked, config.columns)
 
 
-def _labels_of(values: np.ndarray) -> np.ndarray:
-    """Object array of display strings; null -> ``(null)``."""
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values.tolist()):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            out[i] = NULL_LABEL
-        elif isinstance(value, bool | np.bool_):
-            out[i] = "true" if value else "false"
-        else:
-            out[i] = str(value)
-    return out
+class Labels:
+    """Display strings of one column's points, factorised: ``names[codes[i]]`` is point i's.
+
+    Nulls read ``(null)``, booleans ``true``/``false``. Searching and colouring work
+    on the distinct names, so a million points cost one pass over integer codes.
+    """
+
+    def __init__(self, codes: np.ndarray, names: list[str]) -> None:
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.names = list(names)
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Labels:
+        """Factorise one column's values (object array, nulls as None)."""
+        import pandas as pd
+
+        codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+        names = [_text(v) for v in uniques.tolist()]
+        if (codes < 0).any():
+            if NULL_LABEL in names:
+                codes = np.where(codes < 0, names.index(NULL_LABEL), codes)
+            else:
+                codes = np.where(codes < 0, len(names), codes)
+                names.append(NULL_LABEL)
+        return cls(codes, names)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, point: int) -> str:
+        return self.names[self.codes[point]]
+
+    @property
+    def values(self) -> np.ndarray:
+        """One string per point (object array)."""
+        return np.asarray(self.names, dtype=object)[self.codes]
+
+    def containing(self, text: str) -> np.ndarray:
+        """A bool per point: its label contains ``text``, ignoring case."""
+        needle = text.lower()
+        hit = np.array([needle in name.lower() for name in self.names], dtype=bool)
+        return hit[self.codes] if len(hit) else np.zeros(len(self.codes), dtype=bool)
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return NULL_LABEL
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _is_number(view_type: Any, column: str) -> bool:
@@ -274,8 +350,9 @@ def _is_number(view_type: Any, column: str) -> bool:
 class Colouring:
     """How points are coloured: ``kind`` is ``"none"``, ``"category"`` or ``"number"``.
 
-    ``values`` holds one entry per kept point (labels for categories, floats for
-    numbers); ``factors``/``palette`` map every category to its colour.
+    Numbers: ``values`` holds one float per kept point. Categories: ``values``
+    holds each point's index into ``factors`` (sorted names, ``(other)`` last when
+    values were merged), and ``palette[i]`` is the colour of ``factors[i]``.
     """
 
     def __init__(
@@ -299,6 +376,12 @@ class Colouring:
         """Category -> colour."""
         return dict(zip(self.factors, self.palette))
 
+    @property
+    def labels(self) -> np.ndarray:
+        """Categories: each point's category name (object array)."""
+        assert self.values is not None
+        return np.asarray(self.factors, dtype=object)[self.values]
+
 
 def _colouring(view: Any, config: ProjectionConfig, kept: np.ndarray) -> Colouring:
     column = config.colour_by
@@ -307,21 +390,28 @@ def _colouring(view: Any, config: ProjectionConfig, kept: np.ndarray) -> Colouri
     raw = np.asarray(view.column_numpy(column))
     if _is_number(view.type, column):
         return Colouring("number", column, raw.astype(np.float64)[kept])
-    labels = _labels_of(raw[kept])
-    names, counts = np.unique(labels.astype(str), return_counts=True)
+    labels = Labels.of(raw[kept])
+    counts = np.bincount(labels.codes, minlength=len(labels.names))
+    names = np.asarray(labels.names, dtype=object)
     merged = 0
     if len(names) > MAX_CATEGORIES:
         order = np.argsort(-counts, kind="stable")
-        keep = set(names[order[: MAX_CATEGORIES - 1]].tolist())
+        keep = sorted(names[order[: MAX_CATEGORIES - 1]].tolist())
         merged = len(names) - len(keep)
         other = OTHER if OTHER not in keep else f"{OTHER} rest"
-        labels = np.array([v if v in keep else other for v in labels], dtype=object)
-        factors = [*sorted(keep), other]
-        palette = [*category_palette(len(factors) - 1), OTHER_COLOUR]
+        factors = [*keep, other]
+        position = {name: i for i, name in enumerate(keep)}
+        remap = np.array([position.get(name, len(keep)) for name in names], dtype=np.int64)
+        codes = remap[labels.codes]
+        palette = [*category_palette(len(keep)), OTHER_COLOUR]
     else:
-        factors = names.tolist()
+        order = np.argsort(names.astype(str), kind="stable")
+        factors = names[order].tolist()
+        remap = np.empty(len(names), dtype=np.int64)
+        remap[order] = np.arange(len(names))
+        codes = remap[labels.codes]
         palette = category_palette(len(factors))
-    return Colouring("category", column, labels, factors, palette, merged)
+    return Colouring("category", column, codes, factors, palette, merged)
 
 
 def _thumbnails(view: Any, column: str, rows: np.ndarray) -> list[str]:
@@ -444,7 +534,8 @@ class ProjectionPlot:
         self.figure: Any = None
         self.colouring = Colouring("none")
         self.caption = ""
-        self.labels: np.ndarray | None = None
+        self.labels: Labels | None = None
+        self.search_column: str | None = None
         self.matches: np.ndarray | None = None
         self.neighbours: Any = None
         self.selected: int | None = None
@@ -520,10 +611,9 @@ class ProjectionPlot:
         self.result = result
         self.rows = result.kept_indices
         self.colouring = _colouring(self.view, cfg, result.kept)
-        column = cfg.search_column
+        column = self.search_column = cfg.search_column(self.view.type)
         if column is not None:
-            raw = np.asarray(self.view.column_numpy(column))
-            self.labels = _labels_of(raw[result.kept])
+            self.labels = self._labels(column, result.kept)
         self.caption = self._caption(result)
         if result.n_kept > MAX_SCATTER_POINTS:
             plot = self._raster(result)
@@ -578,6 +668,12 @@ class ProjectionPlot:
             )
         return text + ("; " + "; ".join(notes) if notes else "")
 
+    def _labels(self, column: str, kept: np.ndarray) -> Labels:
+        colouring = self.colouring
+        if colouring.column == column and colouring.kind == "category" and not colouring.merged:
+            return Labels(colouring.values, colouring.factors)
+        return Labels.of(np.asarray(self.view.column_numpy(column))[kept])
+
     def _hover_columns(self) -> list[str]:
         cfg = self.config
         names: list[str] = []
@@ -604,7 +700,9 @@ class ProjectionPlot:
         for i, name in enumerate(hover):
             data[f"c{i}"] = self._hover_values(name, result.kept)
         colouring = self.colouring
-        if colouring.kind != "none":
+        if colouring.kind == "category":
+            data["colour"] = colouring.labels
+        elif colouring.kind == "number":
             data["colour"] = colouring.values
         thumbs = cfg.image is not None and n <= MAX_INLINE_THUMBNAILS
         if thumbs:
@@ -669,7 +767,7 @@ class ProjectionPlot:
         raw = np.asarray(self.view.column_numpy(name))
         if _is_number(self.view.type, name):
             return raw.astype(np.float64)[kept]
-        return _labels_of(raw[kept])
+        return Labels.of(raw[kept]).values
 
     def _tooltip(self, hover: list[str], thumbs: bool) -> str:
         lines = ['<div style="font-size:12px">']
@@ -692,13 +790,14 @@ class ProjectionPlot:
         import panel as pn
         from holoviews.operation.datashader import rasterize
 
-        hv.extension("bokeh", logo=False)
-        frame = pd.DataFrame({"x": result.points[:, 0], "y": result.points[:, 1], "row": self.rows})
+        if hv.Store.current_backend != "bokeh" or "bokeh" not in hv.Store.renderers:
+            hv.extension("bokeh", logo=False)
+        frame = pd.DataFrame({X: result.points[:, 0], Y: result.points[:, 1], "row": self.rows})
         vdims = ["row"]
         colouring = self.colouring
-        opts: dict[str, Any] = {"tools": ["hover", "tap"], "responsive": True, "height": 480}
+        opts: dict[str, Any] = {"tools": ["hover"], "responsive": True, "height": 480}
         if colouring.kind == "category":
-            frame["colour"] = pd.Categorical(colouring.values, categories=colouring.factors)
+            frame["colour"] = pd.Categorical.from_codes(colouring.values, colouring.factors)
             aggregator: Any = ds.count_cat("colour")
             opts["cmap"] = colouring.colour_of
             vdims.append("colour")
@@ -710,14 +809,14 @@ class ProjectionPlot:
         else:
             aggregator = ds.count()
             opts.update(cmap="Blues", cnorm="eq_hist")
-        points = hv.Points(frame, kdims=["x", "y"], vdims=vdims)
+        points = hv.Points(frame, kdims=[X, Y], vdims=vdims)
         dynamic = not _must_wait()
         raster = rasterize(points, aggregator=aggregator, selector=ds.first("row"), dynamic=dynamic)
         raster = raster.opts(xlabel=result.axis_labels[0], ylabel=result.axis_labels[1], **opts)
         self.raster = raster
-        self._pipe = hv.streams.Pipe(data=frame.iloc[:0][["x", "y", "row"]])
+        self._pipe = hv.streams.Pipe(data=frame.iloc[:0][[X, Y, "row"]])
         marks = hv.DynamicMap(
-            lambda data: hv.Points(data, kdims=["x", "y"], vdims=["row"]), streams=[self._pipe]
+            lambda data: hv.Points(data, kdims=[X, Y], vdims=["row"]), streams=[self._pipe]
         ).opts(color="#e45756", size=5, line_color="black")
         tap = hv.streams.Tap(source=raster, x=None, y=None)
         tap.add_subscriber(self._on_raster_tap)
@@ -756,7 +855,7 @@ class ProjectionPlot:
         frame: dict[str, Any] = {"rank": np.arange(1, len(indices) + 1), "row": indices}
         if self.labels is not None:
             points = [self.point_of(int(i)) for i in indices]
-            frame[cfg.search_column] = [self.labels[p] for p in points]
+            frame[self.search_column] = [self.labels[p] for p in points]
         frame["distance"] = distances
         self.neighbours = pd.DataFrame(frame)
         self.selected = row
@@ -796,13 +895,12 @@ class ProjectionPlot:
             self.search_info.object = ""
             chosen = np.empty(0, dtype=np.int64)
         else:
-            lowered = np.char.lower(self.labels.astype(str))
-            self.matches = np.char.find(lowered, needle) >= 0
+            self.matches = self.labels.containing(needle)
             alpha = np.where(self.matches, 0.9, DIM_ALPHA)
             count = int(self.matches.sum())
             self.search_info.object = (
                 f"{format_count(count)} of {format_count(len(self.matches))} points match "
-                f"`{html.escape(text.strip())}` in `{self.config.search_column}`"
+                f"`{html.escape(text.strip())}` in `{self.search_column}`"
             )
             chosen = np.flatnonzero(self.matches)
         if self.source is not None:
@@ -818,8 +916,8 @@ class ProjectionPlot:
         self._pipe.send(
             pd.DataFrame(
                 {
-                    "x": self.result.points[points, 0],
-                    "y": self.result.points[points, 1],
+                    X: self.result.points[points, 0],
+                    Y: self.result.points[points, 1],
                     "row": self.rows[points],
                 }
             )
