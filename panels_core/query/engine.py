@@ -83,13 +83,16 @@ class ValueCounts:
     """The ``top`` most frequent values (tuples for several columns), most frequent first.
 
     ``other`` counts rows with a value outside the top; ``nulls`` counts rows
-    with a null (in any of the columns).
+    with a null (in any of the columns). For a compared column ``groups``
+    names the sources and ``counts`` has one row per source (values ranked by
+    their total over the sources; rows absent from a source are not counted).
     """
 
     values: list[Any]
     counts: np.ndarray
     other: int = 0
     nulls: int = 0
+    groups: list[str] | None = None  # sources of a compared column: counts is (sources, top)
 
 
 # --------------------------------------------------------------------------- sources
@@ -902,6 +905,8 @@ class Engine:
         if not names:
             raise QueryError("value_counts(): name at least one column")
         with self._session(query, "value_counts") as (cur, params, rel):
+            if len(names) == 1 and names[0] in rel.compared:
+                return self._compared_counts(cur, params, rel, query, names[0], top)
             exprs = [self._resolve(rel, n, params, "value_counts column")[0] for n in names]
             select = ", ".join(f"{e} AS __tp_v{i}" for i, e in enumerate(exprs))
             rows = self._rows(rel, query, params, select)
@@ -924,6 +929,40 @@ class Engine:
             values = [r[0] if k == 1 else tuple(r[:k]) for r in result]
             counts = np.array([r[k] for r in result], dtype=np.int64)
             return ValueCounts(values, counts, int(total - nulls - counts.sum()), int(nulls))
+
+    def _compared_counts(
+        self, cur: Any, params: Params, rel: _Rel, query: Query, column: str, top: int
+    ) -> ValueCounts:
+        """Value counts of a compared column, one row of counts per source."""
+        rows = self._rows(rel, query, params)
+        parts = [
+            f"SELECT {i} AS s, {quote_ident(column)}.{quote_ident(source)} AS v "
+            f"FROM ({rows}) AS __tp_u{i} WHERE present.{quote_ident(source)}"
+            for i, source in enumerate(rel.sources)
+        ]
+        values_sql = " UNION ALL ".join(parts)
+        sql = (
+            f"WITH __tp_r AS ({values_sql}), __tp_t AS (SELECT v, count(*) AS n FROM __tp_r "
+            f"WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT {int(top)}) "
+            "SELECT __tp_t.v, __tp_t.n, __tp_r.s, count(*) FROM __tp_r JOIN __tp_t "
+            "ON __tp_r.v = __tp_t.v GROUP BY ALL ORDER BY __tp_t.n DESC, __tp_t.v"
+        )
+        result = self._fetch(cur, sql, params, "value_counts")
+        totals = self._fetch(
+            cur,
+            f"SELECT count(*), count(*) FILTER (WHERE v IS NULL) FROM ({values_sql}) AS __tp_a",
+            params,
+            "value_counts",
+        )
+        values = list(dict.fromkeys(r[0] for r in result))
+        position = {v: i for i, v in enumerate(values)}
+        counts = np.zeros((len(rel.sources), len(values)), dtype=np.int64)
+        for value, _, source, count in result:
+            counts[source, position[value]] = count
+        total, nulls = totals[0]
+        return ValueCounts(
+            values, counts, int(total - nulls - counts.sum()), int(nulls), list(rel.sources)
+        )
 
     def column_numpy(self, query: Query, column: str) -> np.ndarray:
         """A column as numpy: numbers -> float64 (null -> nan); embeddings -> (n, dim) float32.

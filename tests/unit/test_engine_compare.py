@@ -257,3 +257,18 @@ def test_pages_of_duplicate_keys_pair_exact_rows() -> None:
         (None, "b2"),
         ("a2", None),
     ]
+
+
+def test_value_counts_of_a_compared_column_per_source(engine: Engine) -> None:
+    vc = engine.value_counts(compare(), "label", top=3)
+    # v1 labels a b a c c (ids 1-5), v2 labels b a x y (ids 2, 3, 4, 6)
+    assert vc.groups == ["0", "1"]
+    assert vc.values == ["a", "b", "c"]  # totals 3, 2, 2: ties by value
+    assert vc.counts.tolist() == [[2, 1, 2], [1, 1, 0]]
+    assert (vc.other, vc.nulls) == (2, 0)  # x and y
+    pairs = engine.value_counts(compare(filter="0.present and 1.present"), ["0.label", "1.label"])
+    assert dict(zip(pairs.values, pairs.counts.tolist())) == {
+        ("b", "b"): 1,
+        ("a", "a"): 1,
+        ("c", "x"): 1,
+    }
