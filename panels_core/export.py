@@ -80,10 +80,10 @@ def _panel_class(kind: str, panels: Registry) -> Any:
     except UnknownPanelError as exc:
         kinds = panels.kinds()
         close = difflib.get_close_matches(kind, kinds, n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else ""
+        hint = f"; did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else "."
         available = ", ".join(f"`{k}`" for k in kinds) or "none"
-        why = str(exc) if kind in panels else f"unknown panel kind `{kind}`{hint}"
-        raise ValueError(f"render: {why}. Available panel kinds: {available}") from exc
+        why = f"{exc}." if kind in panels else f"unknown panel kind `{kind}`{hint}"
+        raise ValueError(f"render: {why} Available panel kinds: {available}") from exc
 
 
 def _checked_config(cls: Any, view: View, config: Mapping[str, Any]) -> Any:
