@@ -229,11 +229,14 @@ class CardView(pn.viewable.Viewer):
             self.settings,
             self.body,
             sizing_mode="stretch_width",
-            css_classes=["workspace-card"],
+            css_classes=self._classes(),
             styles=_CARD_STYLES,
             margin=8,
         )
         self._render()
+
+    def _classes(self) -> list[str]:
+        return ["workspace-card", f"card-kind-{self.spec.kind}"]
 
     # -- state -----------------------------------------------------------------------
 
@@ -274,6 +277,8 @@ class CardView(pn.viewable.Viewer):
         finally:
             self._syncing = False
         self.gear.disabled = not self._installed(self.spec.kind)
+        if hasattr(self, "_layout"):
+            self._layout.css_classes = self._classes()
 
     def _on_select(self, event: Any) -> None:
         if getattr(self, "_syncing", False) or event.new == self.spec.kind:

@@ -174,6 +174,7 @@ class QueryBar(pn.viewable.Viewer):
         self.query = query
         self._callbacks = [on_change] if on_change else []
         self._syncing = False
+        self._error: str | None = None
         fields = fields_of(query)
         columns = self._columns()
         others = [n for n in engine.table_names() if n != self.table]
@@ -276,7 +277,7 @@ class QueryBar(pn.viewable.Viewer):
     @property
     def error(self) -> str | None:
         """The message under the filter box, or None."""
-        return self.message.object if self.message.visible else None
+        return self._error
 
     def fields(self, filter_text: str | None = None) -> QueryFields:
         """The bar's current values."""
@@ -298,7 +299,9 @@ class QueryBar(pn.viewable.Viewer):
         self.only_both.visible = comparing
 
     def _show(self, message: str | None) -> None:
-        self.message.object = message or ""
+        self._error = message or None
+        # a fenced block keeps the caret under the spot the message points at
+        self.message.object = f"```text\n{message}\n```" if message else ""
         self.message.visible = bool(message)
 
     def check(self, fields: QueryFields) -> Query | None:
