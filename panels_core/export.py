@@ -17,6 +17,7 @@ tables summary, then every card (title + panel).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import difflib
 import io
@@ -26,7 +27,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -446,6 +447,21 @@ def _favicon() -> str:
     return _data_uri(icon) if icon.is_file() else ""
 
 
+@contextlib.contextmanager
+def _quiet_empty_layouts() -> Iterator[None]:
+    """Bokeh's EMPTY_LAYOUT check silenced while saving (an empty toolbar row is harmless)."""
+    from bokeh.core.validation import check, silence
+    from bokeh.core.validation.warnings import EMPTY_LAYOUT
+
+    already = EMPTY_LAYOUT in getattr(check, "__silencers__", set())
+    silence(EMPTY_LAYOUT, True)
+    try:
+        yield
+    finally:
+        if not already:
+            silence(EMPTY_LAYOUT, False)
+
+
 def html_text(obj: Any, title: str = "typed-panels report") -> str:
     """The self-contained HTML of any pn-displayable object (nothing is written)."""
     from bokeh.document import Document
@@ -468,13 +484,14 @@ def html_text(obj: Any, title: str = "typed-panels report") -> str:
     add_to_doc(model, doc, True)
     _make_static(doc)
     buffer = io.StringIO()
-    save(
-        doc,
-        buffer,
-        resources=INLINE,
-        title=title,
-        template_variables={"app_favicon": _favicon(), "apple_icon": ""},
-    )
+    with _quiet_empty_layouts():
+        save(
+            doc,
+            buffer,
+            resources=INLINE,
+            title=title,
+            template_variables={"app_favicon": _favicon(), "apple_icon": ""},
+        )
     text = buffer.getvalue()
     remote = external_references(text)
     if remote:

@@ -239,6 +239,8 @@ def test_saved_html_has_no_remote_resources(saved):
             assert not sheet["attributes"]["url"].startswith(("http:", "https:"))
     # Panel's own stylesheets are inlined (it leaves them as CDN links with INLINE)
     assert "InlineStyleSheet" in _model_names(text)
+    # the relative images and fonts those stylesheets name do not dangle
+    assert "../assets/" not in text and "../webfonts/" not in text
     assert "bokeh" in text.lower() and '<script type="text/javascript">' in text
 
 
@@ -305,6 +307,16 @@ def test_save_html_is_atomic(tmp_path, monkeypatch):
     save_html(render(FRAME, "histogram", column="score"), target)
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.html"]  # no temp file left
+
+
+def test_saving_leaves_bokehs_empty_layout_check_as_it_was(tmp_path, caplog):
+    from bokeh.core.validation import check
+    from bokeh.core.validation.warnings import EMPTY_LAYOUT
+
+    with caplog.at_level("WARNING", logger="bokeh"):
+        save_html(render(FRAME, "table"), tmp_path / "t.html")  # the pager has an empty row
+    assert "EMPTY_LAYOUT" not in caplog.text
+    assert EMPTY_LAYOUT not in check.__silencers__
 
 
 def test_save_html_wants_an_html_file(tmp_path):
@@ -412,6 +424,9 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     spec = _spec_file(tmp_path)
     assert main(["export", str(spec), "-o", str(tmp_path / "r.txt")]) == 2
     assert "write to a .html file" in capsys.readouterr().err
+    FRAME.to_parquet(tmp_path / "more.parquet")
+    assert main(["export", str(spec), str(tmp_path / "more.parquet"), "-o", "x.html"]) == 2
+    assert "give one workspace spec" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
 
 
