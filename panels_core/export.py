@@ -42,6 +42,7 @@ __all__ = [
     "RenderedPanel",
     "export_inputs",
     "external_references",
+    "html_text",
     "render",
     "report_layout",
     "save_html",
