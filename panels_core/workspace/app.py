@@ -164,28 +164,28 @@ class CardView(pn.viewable.Viewer):
         self._on_close = on_close
         self._generation = 0
         self.selector = pn.widgets.Select(
-            name="", width=200, css_classes=["panel-selector"], margin=(4, 5)
+            label="", width=200, css_classes=["panel-selector"], margin=(4, 5)
         )
         self.gear = pn.widgets.Button(
-            name="⚙",
+            label="⚙",
             width=40,
-            button_type="light",
+            color="light",
             css_classes=["card-gear"],
             margin=(4, 2),
             description="Settings",
         )
         self.duplicate_button = pn.widgets.Button(
-            name="Copy",
+            label="Copy",
             width=60,
-            button_type="light",
+            color="light",
             css_classes=["card-duplicate"],
             margin=(4, 2),
             description="Duplicate this card",
         )
         self.close_button = pn.widgets.Button(
-            name="✕",
+            label="✕",
             width=40,
-            button_type="light",
+            color="light",
             css_classes=["card-close"],
             margin=(4, 2),
             description="Close this card",
@@ -585,27 +585,27 @@ class Workspace(pn.viewable.Viewer):
     def _build_controls(self) -> None:
         names = self.engine.table_names()
         self.add_table = pn.widgets.Select(
-            name="Table",
+            label="Table",
             options=names,
             value=names[0] if names else None,
             sizing_mode="stretch_width",
             css_classes=["add-table"],
         )
         self.add_button = pn.widgets.Button(
-            name="Add card",
-            button_type="primary",
+            label="Add card",
+            color="primary",
             sizing_mode="stretch_width",
             css_classes=["add-card"],
         )
         self.save_input = pn.widgets.TextInput(
-            name="Save to",
+            label="Save to",
             value=str(self.save_path or "workspace.json"),
             sizing_mode="stretch_width",
             css_classes=["save-path"],
         )
         self.save_button = pn.widgets.Button(
-            name="Save",
-            button_type="success",
+            label="Save",
+            color="success",
             sizing_mode="stretch_width",
             css_classes=["save-workspace"],
         )

@@ -179,7 +179,7 @@ class QueryBar(pn.viewable.Viewer):
         columns = self._columns()
         others = [n for n in engine.table_names() if n != self.table]
         self.filter_input = pn.widgets.TextInput(
-            name="Filter",
+            label="Filter",
             value=fields.filter,
             placeholder='e.g. score > 0.5 and label in ("cat", "dog")',
             sizing_mode="stretch_width",
@@ -194,42 +194,42 @@ class QueryBar(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         self.sort = pn.widgets.Select(
-            name="Sort",
+            label="Sort",
             options=[NO_SORT, *columns],
             value=fields.sort or NO_SORT,
             width=140,
             css_classes=["query-sort"],
         )
         self.direction = pn.widgets.Select(
-            name="Order",
+            label="Order",
             options=["ascending", "descending"],
             value="descending" if fields.descending else "ascending",
             width=110,
             css_classes=["query-order"],
         )
         self.group_by = pn.widgets.MultiChoice(
-            name="Group by",
+            label="Group by",
             options=columns,
             value=list(fields.group_by),
             width=180,
             css_classes=["query-group"],
         )
         self.compare_with = pn.widgets.Select(
-            name="Compare with",
+            label="Compare with",
             options=[NO_COMPARE, *others],
             value=fields.compare_with or NO_COMPARE,
             width=150,
             css_classes=["query-compare"],
         )
         self.compare_on = pn.widgets.Select(
-            name="Join key",
+            label="Join key",
             options=[ROW_POSITION, *columns],
             value=fields.compare_on or ROW_POSITION,
             width=150,
             css_classes=["query-compare-on"],
         )
         self.only_both = pn.widgets.Checkbox(
-            name="only rows in both",
+            label="only rows in both",
             value=fields.only_both,
             css_classes=["query-both"],
             margin=(28, 10, 0, 10),

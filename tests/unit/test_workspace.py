@@ -1,0 +1,227 @@
+"""The workspace app without a browser: default cards, swaps, the query bar, specs, saving."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from panels_core.demo import digits_table, hello_table
+from panels_core.query.engine import Engine
+from panels_core.query.errors import QueryError
+from panels_core.query.model import Query
+from panels_core.registry import registry
+from panels_core.table import JoinedTable, Table
+from panels_core.workspace import CardSpec, WorkspaceSpec
+from panels_core.workspace.app import Workspace, carry_config, default_cards
+from panels_core.workspace.querybar import (
+    BOTH_FILTER,
+    QueryBar,
+    QueryFields,
+    build_query,
+    fields_of,
+)
+from panels_core.workspace.saving import SpecError, read_spec, write_spec
+
+
+def _runs(n: int = 90, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "label": np.array(["cat", "dog", "bird"])[np.arange(n) % 3],
+            "score": np.round(rng.random(n), 3),
+            "loss": np.round(rng.random(n), 3),
+        }
+    )
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    a, b = tmp_path / "runs.parquet", tmp_path / "runs_b.parquet"
+    _runs().to_parquet(a)
+    _runs(60, seed=1).to_parquet(b)
+    return {"runs": a, "runs_b": b}
+
+
+@pytest.fixture
+def workspace(files: dict[str, Path]) -> Workspace:
+    return Workspace({name: Table.from_parquet(path) for name, path in files.items()})
+
+
+def test_default_cards_for_the_demo_tables() -> None:
+    runs = Table(dataframe=_runs())
+    engine = Engine(
+        {
+            "hello": hello_table(),
+            "digits": digits_table(),
+            "runs:v0": runs,
+            "runs:v1": runs,
+            "pair": JoinedTable(runs, Table(dataframe=_runs(seed=2)), "id"),
+        }
+    )
+    cards = [(c.kind, c.input.table) for c in default_cards(engine)]
+    projection = "projection" in registry.kinds()
+    expected = [("table", "hello")]
+    expected += [("projection", "hello")] if projection else []  # five numeric columns
+    expected += [("table", "digits")]
+    expected += [("projection", "digits")] if projection else []  # an embedding
+    expected += [("table", "runs:v1"), ("joined_table", "pair")]  # latest version only
+    assert cards == expected
+    for card in default_cards(engine):
+        assert card.input == Query(table=card.input.table)
+        assert card.config  # the panel's default config, ready to save
+
+
+def test_swap_keeps_the_input_and_carries_fields_of_the_same_name(workspace: Workspace) -> None:
+    card = workspace.cards[0]
+    card.querybar.filter_input.value = "score > 0.5"
+    query = card.spec.input
+    assert "Histogram" in card.selector.options and card.spec.kind == "table"
+    card.swap("histogram")
+    assert card.spec.input == query
+    assert card.spec.config["column"] == "score"  # the default's best column
+    card.set_config({**card.spec.config, "column": "loss", "bins": 7})
+    card.swap("multi_histogram")
+    assert card.spec.config["column"] == "loss"  # same name, still valid: carried
+    card.swap("histogram")
+    assert card.spec.config["column"] == "loss"
+    card.swap("table")
+    card.swap("histogram")
+    assert card.spec.config["column"] == "score"  # the table had no column to carry back
+    assert card.spec.config["bins"] == "auto"
+    view_type = card.view.type
+    carried = carry_config(registry, "histogram", {"column": "nope", "bins": 7}, view_type)
+    assert carried["column"] == "score" and carried["bins"] == 7  # invalid field left behind
+
+
+def test_query_bar_builds_the_query_and_says_what_is_wrong(workspace: Workspace) -> None:
+    engine = workspace.engine
+    fields = QueryFields(filter='label == "cat"', sort="score", descending=True, group_by=["label"])
+    query = build_query("runs", fields, engine)
+    assert query == Query(
+        table="runs", filter='label == "cat"', sort=["-score"], group_by=["label"]
+    )
+    assert fields_of(query) == fields
+    compare = QueryFields(
+        filter="0.score > 0.5", compare_with="runs_b", compare_on="id", only_both=True
+    )
+    query = build_query("runs", compare, engine)
+    assert query.filter is not None
+    assert query.filter.to_text() == f"{BOTH_FILTER} and 0.score > 0.5"
+    assert query.compare_with is not None and query.compare_with.on == "id"
+    assert fields_of(query) == compare
+    frame = _runs()
+    assert engine.count(query) == int((frame.score[:60] > 0.5).sum())  # ids 0..59 in both
+    both = build_query("runs", QueryFields(compare_with="runs_b", compare_on="id", only_both=True))
+    assert engine.count(both) == 60
+    with pytest.raises(QueryError, match="expected a value after `>`"):
+        build_query("runs", QueryFields(filter="score >"), engine)
+    with pytest.raises(QueryError, match="did you mean `score`"):
+        build_query("runs", QueryFields(filter="scor > 1"), engine)
+    with pytest.raises(QueryError, match="cannot compare"):
+        build_query("runs", QueryFields(filter='score > "high"'), engine)
+
+
+def test_query_bar_widget_passes_only_valid_queries(workspace: Workspace) -> None:
+    seen: list[Query] = []
+    bar = QueryBar(workspace.engine, Query(table="runs"), on_change=seen.append)
+    bar.filter_input.value = "score >"
+    assert seen == [] and bar.error is not None and "expected a value" in bar.error
+    bar.filter_input.value = "score > 0.5"
+    assert bar.error is None
+    assert seen == [Query(table="runs", filter="score > 0.5")]
+    bar.group_by.value = ["label"]
+    assert seen[-1].group_by == ("label",)
+
+
+def test_card_query_changes_rederive_type_panels_and_count(workspace: Workspace) -> None:
+    card = workspace.cards[0]
+    frame = _runs()
+    card.querybar.filter_input.value = 'label == "cat"'
+    assert card.count.object == f"{(frame.label == 'cat').sum()} of 90 rows"
+    card.querybar.filter_input.value = ""
+    card.querybar.group_by.value = ["label"]
+    assert card.count.object == "3 groups · 90 of 90 rows"
+    assert card.spec.kind == "table"  # still fits: kept
+    assert "multi_histogram" in card.options
+    card.querybar.group_by.value = []
+    card.querybar.compare_with.value = "runs_b"
+    assert card.spec.input.compare_with is not None
+    assert card.count.object == "90 rows comparing 90 and 60"
+
+
+def test_error_stays_in_its_card_and_missing_panels_save_back_unchanged(files) -> None:
+    cards = [
+        CardSpec(kind="no_such_panel", input=Query(table="runs"), config={"x": [1, 2]}),
+        CardSpec(kind="histogram", input=Query(table="runs"), config={"column": "nope"}),
+        CardSpec(kind="table", input=Query(table="runs_b")),
+    ]
+    ws = Workspace({n: Table.from_parquet(p) for n, p in files.items()}, cards)
+    missing, broken, fine = ws.cards
+    assert "not installed" in missing.body[0].object
+    assert "no_such_panel (not installed)" in missing.selector.options
+    assert "nope" in broken.body[0].object  # the invalid config's message, in that card
+    assert fine.count.object == "60 of 60 rows"
+    assert ws.to_spec().cards[0] == cards[0]
+
+
+def test_workspace_spec_round_trip(tmp_path: Path, workspace: Workspace) -> None:
+    workspace.cards[0].querybar.filter_input.value = "score > 0.25"
+    workspace.cards[0].swap("histogram")
+    workspace.duplicate(workspace.cards[1])
+    workspace.add_card("runs")
+    spec = workspace.to_spec()
+    best = registry.compatible(workspace.engine.result_type(Query(table="runs")))[0].kind
+    assert [c.kind for c in spec.cards] == ["histogram", "table", "table", best]
+    path = workspace.save(tmp_path / "views" / "ws.json")
+    saved = json.loads(path.read_text())
+    assert saved["schema_version"] == 1
+    assert saved["tables"]["runs"] == "../runs.parquet"  # relative to the spec's folder
+    again = Workspace.from_spec(path)
+    assert again.to_spec() == spec
+    assert again.cards[0].querybar.filter_input.value == "score > 0.25"
+    assert Workspace.from_spec(spec, base_dir=tmp_path).to_spec() == spec
+
+
+def test_save_is_atomic(tmp_path: Path, workspace: Workspace, monkeypatch) -> None:
+    path = tmp_path / "ws.json"
+    workspace.save(path)
+    before = path.read_text()
+    workspace.cards[0].swap("histogram")
+
+    def fail(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        workspace.save(path)
+    assert path.read_text() == before  # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_specs_are_data_newer_versions_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ws.json"
+    path.write_text(json.dumps({"schema_version": 99, "tables": {}, "cards": []}))
+    with pytest.raises(SpecError, match=r"schema_version 99.*upgrade typed-panels"):
+        read_spec(path)
+    path.write_text(
+        json.dumps(
+            {
+                "tables": {"t": "t.parquet"},
+                "cards": [{"kind": "table", "input": {"table": "t", "filter": "__import__('os')"}}],
+            }
+        )
+    )
+    with pytest.raises(SpecError, match="not valid"):
+        read_spec(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(SpecError, match="JSON object"):
+        read_spec(path)
+    spec = WorkspaceSpec(tables={"t": "t.parquet"})
+    write_spec(spec, path)
+    assert read_spec(path) == spec
