@@ -483,7 +483,8 @@ def html_text(obj: Any, title: str = "typed-panels report") -> str:
     with set_resource_mode("inline"):
         model = viewable.get_root(doc, Comm())
     add_to_doc(model, doc, True)
-    _make_static(doc)
+    with doc.models.freeze():  # one recompute of the model graph, not one per change
+        _make_static(doc)
     buffer = io.StringIO()
     with _quiet_empty_layouts():
         save(
@@ -505,12 +506,23 @@ def html_text(obj: Any, title: str = "typed-panels report") -> str:
     return text
 
 
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, else 0o666 less the process umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; a report is a normal file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

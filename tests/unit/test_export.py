@@ -9,6 +9,7 @@ import gzip
 import html as html_lib
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,10 @@ def test_save_html_is_atomic(tmp_path, monkeypatch):
     save_html(render(FRAME, "histogram", column="score"), target)
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.html"]  # no temp file left
+    fresh = save_html(render(FRAME, "histogram", column="score"), tmp_path / "new.html")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_saving_leaves_bokehs_empty_layout_check_as_it_was(tmp_path, caplog):
