@@ -31,3 +31,16 @@ def test_doc_example_runs(doc, code, expected, tmp_path, monkeypatch):
         exec(compile(code, doc, "exec"), {"__name__": "__doc_example__"})  # runs our own docs
     if expected:
         assert out.getvalue().strip() == expected.strip()
+
+
+def test_readme_examples_run_in_order(tmp_path, monkeypatch):
+    """The README's blocks run one after the other in one folder, as a new user would."""
+    readme = DOCS.parent / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    for i, code in enumerate(blocks):
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(code, f"README-{i}", "exec"), {"__name__": "__doc_example__"})  # our README
+    assert (tmp_path / "score.html").stat().st_size > 10_000
+    assert (tmp_path / "predictions.parquet").exists()
