@@ -188,7 +188,7 @@ def test_render_composes_into_a_panel_layout(tmp_path):
     assert "Results" in text
 
 
-def test_notebook_bundle_holds_the_plot(monkeypatch):
+def test_notebook_bundle_holds_the_plot():
     pn.extension("tabulator")
     obj = render(FRAME, "histogram", column="score", bins=5)
     with pn.config.set(console_output="disable"):
