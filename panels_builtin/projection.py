@@ -449,6 +449,16 @@ def _must_wait() -> bool:
     return doc is None or getattr(doc, "session_context", None) is None
 
 
+def _on_document(change: Any) -> None:
+    """Run ``change`` (it edits Bokeh models) now, or under a server on the event loop with the
+    document locked (a widget callback may not hold the lock)."""
+    import panel as pn
+
+    doc = pn.state.curdoc
+    live = doc is not None and getattr(doc, "session_context", None) is not None
+    pn.state.execute(change, schedule=live)
+
+
 def _cached(inputs: _Inputs, spec: proj.ProjectionSpec) -> proj.ProjectionResult | None:
     """The cached result for these rows and spec, or None (never computes)."""
 
@@ -874,11 +884,16 @@ class ProjectionPlot:
         self.neighbour_table.value = self.neighbours
         self.neighbour_table.visible = True
         if self.source is not None:
-            self._syncing = True
-            try:
-                self.source.selected.indices = [point] + [self.point_of(int(i)) for i in indices]
-            finally:
-                self._syncing = False
+            chosen = [point] + [self.point_of(int(i)) for i in indices]
+
+            def select_points() -> None:
+                self._syncing = True
+                try:
+                    self.source.selected.indices = chosen
+                finally:
+                    self._syncing = False
+
+            _on_document(select_points)
         elif self._pipe is not None:
             chosen = np.concatenate([[point], [self.point_of(int(i)) for i in indices]])
             self._highlight(chosen)
@@ -904,7 +919,8 @@ class ProjectionPlot:
             )
             chosen = np.flatnonzero(self.matches)
         if self.source is not None:
-            self.source.data["alpha"] = alpha
+            source = self.source
+            _on_document(lambda: source.data.update(alpha=alpha))
         elif self._pipe is not None:
             self._highlight(chosen[:MAX_SCATTER_POINTS])
         return self.matches
