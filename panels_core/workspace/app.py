@@ -39,6 +39,9 @@ __all__ = ["CardView", "Workspace", "carry_config", "count_text", "default_cards
 PROJECTION_KIND = "projection"
 """The kind the default workspace adds for tables with an embedding or >= 5 numbers."""
 
+_MIN_CARD_WIDTH = 560
+"""Cards narrower than this wrap to their own row (a projection needs the room)."""
+
 _CARD_STYLES = {
     "border": "1px solid #d9dde3",
     "border-radius": "8px",
@@ -406,8 +409,10 @@ class Workspace(pn.viewable.Viewer):
         layout: LayoutSpec | None = None,
         plugins: Mapping[str, str] | None = None,
         save_path: str | os.PathLike[str] | None = None,
+        unavailable: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
+        self.unavailable = dict(unavailable or {})
         self.engine = engine if engine is not None else Engine(dict(tables or {}))
         self.title = title
         self.panels = panels
@@ -421,8 +426,11 @@ class Workspace(pn.viewable.Viewer):
         self.save_path = Path(save_path) if save_path is not None else None
         specs = list(cards) if cards is not None else default_cards(self.engine, panels)
         self.cards: list[CardView] = []
-        self.grid = pn.GridBox(
-            ncols=self.layout.columns, sizing_mode="stretch_width", css_classes=["card-grid"]
+        self.grid = pn.FlexBox(
+            flex_wrap="wrap",
+            align_content="flex-start",
+            sizing_mode="stretch_width",
+            css_classes=["card-grid"],
         )
         for spec in specs:
             self.cards.append(self._card(spec))
@@ -447,7 +455,7 @@ class Workspace(pn.viewable.Viewer):
         folder, else the current folder); Store references are looked up in ``stores``.
         ``tables`` adds (or overrides) tables by name.
         """
-        from panels_core.workspace.loading import open_source
+        from panels_core.workspace.loading import TableLoadError, absolute_source, open_source
         from panels_core.workspace.saving import read_spec
 
         if isinstance(spec, str | os.PathLike):
@@ -460,16 +468,23 @@ class Workspace(pn.viewable.Viewer):
         given = dict(tables or {})
         opened: dict[str, Any] = {}
         sources: dict[str, TableSource] = {}
+        unavailable: dict[str, str] = {}
         for name, source in spec.tables.items():
             if name in given:
                 continue
-            loaded = open_source(name, source, base_dir, stores)
+            try:
+                loaded = open_source(name, source, base_dir, stores)
+            except TableLoadError as exc:  # shown in the cards over it; saved back unchanged
+                unavailable[name] = str(exc)
+                sources[name] = absolute_source(source, base_dir)
+                continue
             opened[name] = loaded.table
             sources[name] = loaded.source
         return cls(
             {**opened, **given},
             spec.cards,
             sources=sources,
+            unavailable=unavailable,
             layout=spec.layout,
             plugins=spec.plugins,
             **options,
@@ -491,7 +506,7 @@ class Workspace(pn.viewable.Viewer):
                 f"cannot save: tables {shown} were given in memory and have no file; "
                 "write them to Parquet or a Store and open them from there"
             )
-        names = [n for n in self.sources if n in self.engine.table_names()]
+        names = [n for n in self.sources if n in self.engine.table_names() or n in self.unavailable]
         plugins = dict(self.plugins)
         for card in cards:
             dist = self.panels.distribution_of(card.kind) if card.kind in self.panels else None
@@ -524,9 +539,15 @@ class Workspace(pn.viewable.Viewer):
 
     def _card(self, spec: CardSpec) -> CardView:
         try:
-            return CardView(
+            q = spec.input
+            for name in (q.table, *(t.table for t in (q.compare_with, q.join) if t is not None)):
+                if name in self.unavailable:
+                    raise ValueError(self.unavailable[name])
+            card = CardView(
                 self.engine, spec, self.panels, on_duplicate=self.duplicate, on_close=self.close
             )
+            card._layout.styles = {**_CARD_STYLES, **self._cell_styles()}
+            return card
         except Exception as exc:  # a card that cannot even be built still shows, with why
             card = CardView.__new__(CardView)
             pn.viewable.Viewer.__init__(card)
@@ -539,10 +560,15 @@ class Workspace(pn.viewable.Viewer):
                 ),
                 sizing_mode="stretch_width",
                 css_classes=["workspace-card"],
-                styles=_CARD_STYLES,
+                styles={**_CARD_STYLES, **self._cell_styles()},
                 margin=8,
             )
             return card
+
+    def _cell_styles(self) -> dict[str, str]:
+        """``layout.columns`` cards per row where they fit; one per row on narrow screens."""
+        share = 100 / self.layout.columns
+        return {"flex": f"1 1 calc({share:.4g}% - 20px)", "min-width": f"{_MIN_CARD_WIDTH}px"}
 
     def _sync_grid(self) -> None:
         self.grid[:] = list(self.cards)
@@ -676,6 +702,10 @@ class Workspace(pn.viewable.Viewer):
         for name in _latest_only(names):
             split = _split_version(name)
             entries.append(self._table_entry(name, versions.get(split[0], []) if split else []))
+        entries += [
+            pn.pane.Alert(f"`{name}` cannot be opened: {why}", alert_type="danger")
+            for name, why in self.unavailable.items()
+        ]
         return pn.Column(
             pn.pane.Markdown("### Add a card", margin=(0, 10)),
             self.add_table,

@@ -13,6 +13,7 @@ from panels_core.workspace.spec import TableSource
 __all__ = [
     "Loaded",
     "TableLoadError",
+    "absolute_source",
     "is_store_folder",
     "load_sources",
     "load_tables",
@@ -79,6 +80,16 @@ def load_sources(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Loaded]:
 def load_tables(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
     """Tables by name for each path (see ``load_sources``)."""
     return {name: item.table for name, item in load_sources(paths).items()}
+
+
+def absolute_source(
+    source: TableSource, base_dir: str | os.PathLike[str] | None = None
+) -> TableSource:
+    """``source`` with a relative path made absolute against ``base_dir`` (default: cwd)."""
+    if source.path is None or Path(source.path).is_absolute():
+        return source
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    return TableSource(path=str((base / source.path).resolve()))
 
 
 def open_source(

@@ -36,7 +36,13 @@ def prepare(
     to it, Store references in the given store folders) and its cards kept; with a
     file that does not exist yet, the default workspace is built and saved there.
     """
-    from panels_core.workspace.loading import is_store_folder, load_sources, open_source
+    from panels_core.workspace.loading import (
+        TableLoadError,
+        absolute_source,
+        is_store_folder,
+        load_sources,
+        open_source,
+    )
     from panels_core.workspace.saving import read_spec
 
     all_paths = [*(demo_paths() if demo else []), *paths]
@@ -50,23 +56,21 @@ def prepare(
     if spec_path is not None and spec_path.exists():
         spec = read_spec(spec_path)
         stores = [p for p in all_paths if is_store_folder(Path(p))]
+        unavailable: dict[str, str] = {}
         for name, source in spec.tables.items():
-            if name in tables and sources[name] == _absolute(source, spec_path.parent):
+            full = absolute_source(source, spec_path.parent)
+            if name in tables and sources[name] == full:
                 continue
-            item = open_source(name, source, spec_path.parent, stores)
+            try:
+                item = open_source(name, source, spec_path.parent, stores)
+            except TableLoadError as exc:  # its cards show why; the rest of the page works
+                unavailable[name], sources[name] = str(exc), full
+                continue
             tables[name], sources[name] = item.table, item.source
+        options["unavailable"] = unavailable
         options.update(cards=spec.cards, layout=spec.layout, plugins=spec.plugins)
     options["sources"] = sources
     return tables, options
-
-
-def _absolute(source: Any, base: Path) -> Any:
-    from panels_core.workspace.spec import TableSource
-
-    if source.path is None:
-        return source
-    path = Path(source.path)
-    return TableSource(path=str((path if path.is_absolute() else base / path).resolve()))
 
 
 def serve_tables(

@@ -16,7 +16,7 @@ from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
 from panels_core.registry import registry
 from panels_core.table import JoinedTable, Table
-from panels_core.workspace import CardSpec, WorkspaceSpec
+from panels_core.workspace import CardSpec, TableSource, WorkspaceSpec
 from panels_core.workspace.app import Workspace, carry_config, default_cards
 from panels_core.workspace.querybar import (
     BOTH_FILTER,
@@ -225,3 +225,25 @@ def test_specs_are_data_newer_versions_refused(tmp_path: Path) -> None:
     spec = WorkspaceSpec(tables={"t": "t.parquet"})
     write_spec(spec, path)
     assert read_spec(path) == spec
+
+
+def test_an_unreadable_table_shows_in_its_cards_only(tmp_path: Path, files) -> None:
+    spec = WorkspaceSpec(
+        tables={"runs": str(files["runs"]), "gone": "gone.parquet"},
+        cards=[
+            CardSpec(kind="table", input=Query(table="gone")),
+            CardSpec(kind="table", input=Query(table="runs")),
+        ],
+    )
+    ws = Workspace.from_spec(spec, base_dir=tmp_path)
+    gone, runs = ws.cards
+    assert "no such file or folder" in gone._layout[0].object
+    assert "gone.parquet" in gone._layout[0].object
+    assert runs.count.object == "90 of 90 rows"
+    path = ws.save(tmp_path / "ws.json")
+    saved = read_spec(path)
+    assert saved.cards == spec.cards
+    assert saved.tables == {
+        "runs": TableSource(path="runs.parquet"),
+        "gone": TableSource(path="gone.parquet"),
+    }
