@@ -464,8 +464,8 @@ def _select_rows(
         parts.append(_plural(nonfinite, "row", "rows") + " with missing, NaN or infinite values")
     kept = finite
     if getattr(spec.params, "metric", "euclidean") == "cosine" and rows.values.shape[1]:
-        zero = np.zeros(rows.n, dtype=bool)
-        zero[kept] = ~np.any(rows.values[kept] != 0, axis=1)
+        squares = np.einsum("ij,ij->i", rows.values, rows.values, dtype=np.float64)
+        zero = kept & (squares == 0)
         if zero.any():
             parts.append(
                 _plural(int(zero.sum()), "all-zero row", "all-zero rows")
