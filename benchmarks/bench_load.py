@@ -118,7 +118,8 @@ async def first_render(page, url: str, timeout_ms: int) -> float:
 async def text_of(locator) -> str:
     """The text of a Panel pane, whose content sits in its shadow root."""
     return await locator.evaluate(
-        "el => ((el.shadowRoot ? el.shadowRoot.textContent : '') + el.textContent).trim()"
+        "el => ((el.shadowRoot ? el.shadowRoot.querySelector('div')?.textContent || '' : '')"
+        " + el.textContent).trim()"
     )
 
 
@@ -168,6 +169,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 errors[i] = []
                 page.on("console", lambda m: m.type == "error" and errors[i].append(m.text))
                 page.on("pageerror", lambda e: errors[i].append(str(e)))
+                page.on("requestfailed", lambda r: errors[i].append(f"request failed: {r.url}"))
                 return page
 
             # 1. warm-up, then the other sessions at once with nothing else running
@@ -245,7 +247,12 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"'{late_box}' -> {'LEAK' if leaked else 'no leak'}"
             )
             bad = {i: e for i, e in errors.items() if e}
-            print(f"console errors: {bad if bad else 'none'}")
+            if not bad:
+                print("console errors: none")
+            for i, found in sorted(bad.items()):
+                kinds = {text: found.count(text) for text in dict.fromkeys(found)}
+                shown = "; ".join(f"{n} x {text[:160]}" for text, n in kinds.items())
+                print(f"console errors in session {i}: {shown}")
             await browser.close()
             return 0 if len(ok) == len(times) and not leaked and not bad else 1
     finally:

@@ -73,6 +73,19 @@ def prepare(
     return tables, options
 
 
+def _register_models() -> None:
+    """Import the plotting libraries panels draw with before the first page is served, so
+    every page's bundle knows their Bokeh models (a model first imported on a worker
+    thread after a page loaded is unknown to that page)."""
+    import panel as pn
+
+    pn.extension("tabulator")
+    try:
+        import holoviews.plotting.bokeh  # noqa: F401
+    except ImportError:  # panels that need HoloViews say so in their own cards
+        return
+
+
 def serve_tables(
     tables: Mapping[str, Any],
     *,
@@ -92,6 +105,7 @@ def serve_tables(
     from panels_core.query.engine import Engine
     from panels_core.workspace.app import Workspace, default_cards
 
+    _register_models()
     engine = Engine(dict(tables))
     if workspace.get("cards") is None:  # the smart default, worked out once for every session
         workspace["cards"] = default_cards(engine)
