@@ -247,3 +247,30 @@ def test_an_unreadable_table_shows_in_its_cards_only(tmp_path: Path, files) -> N
         "runs": TableSource(path="runs.parquet"),
         "gone": TableSource(path="gone.parquet"),
     }
+
+
+def test_serve_prepares_stores_and_saved_workspaces(tmp_path: Path, capsys) -> None:
+    from panels_core.cli import main
+    from panels_core.store import Store
+    from panels_core.workspace.server import prepare
+
+    store = Store(tmp_path / "store")
+    store.add(Table(dataframe=_runs()), "runs")
+    store.add(Table(dataframe=_runs(seed=3)), "runs")
+    tables, options = prepare([tmp_path / "store"])
+    assert list(tables) == ["runs:v0", "runs:v1"]
+    ws = Workspace(engine=Engine(tables), **options)
+    assert (ws.cards[0].spec.kind, ws.cards[0].spec.input.table) == ("table", "runs:v1")
+    ws.cards[0].querybar.compare_with.value = "runs:v0"
+    path = ws.save(tmp_path / "ws.json")
+    assert json.loads(path.read_text())["tables"] == {"runs:v0": "runs:v0", "runs:v1": "runs:v1"}
+    tables, options = prepare([tmp_path / "store"], workspace=path)
+    again = Workspace(engine=Engine(tables), **options)
+    assert again.to_spec() == ws.to_spec()
+    assert again.cards[0].count.object == "90 rows comparing 90 and 90"
+
+    assert main(["serve", str(tmp_path / "missing.parquet")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "new.json").write_text('{"schema_version": 7}')
+    assert main(["serve", str(tmp_path / "store"), "--workspace", str(tmp_path / "new.json")]) == 2
+    assert "upgrade typed-panels" in capsys.readouterr().err
