@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -97,6 +98,8 @@ _PARAM_FIELDS = {
     "n_iter": "tsne_n_iter",
 }
 """ProjectionSpec parameter -> the config field(s) named in an error."""
+
+_log = logging.getLogger(__name__)
 
 EMBEDDING = EmbeddingType()
 NUMBER = NumberType()
@@ -439,14 +442,30 @@ def _thumbnails(view: Any, column: str, rows: np.ndarray) -> list[str]:
     return out
 
 
-def _must_wait() -> bool:
-    """True when the projection must be computed before ``render`` returns (no live server)."""
-    if os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes"):
-        return True
+def _live() -> bool:
+    """True inside a Bokeh server session (callbacks and dynamic plots work)."""
     import panel as pn
 
     doc = pn.state.curdoc
-    return doc is None or getattr(doc, "session_context", None) is None
+    return doc is not None and getattr(doc, "session_context", None) is not None
+
+
+def _must_wait() -> bool:
+    """True when the projection must be computed before ``render`` returns (no live server,
+    or ``PANELS_PROJECTION_SYNC=1``)."""
+    if os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return True
+    return not _live()
+
+
+def _load_raster_backend() -> None:
+    """Import HoloViews' Bokeh backend. Done before a page is first sent (in ``render``) when
+    the raster may be drawn later: the browser only knows the Bokeh models imported by then."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # registers the renderer, no notebook output
+
+    if hv.Store.current_backend != "bokeh":
+        hv.Store.set_current_backend("bokeh")
 
 
 def _on_document(change: Any) -> None:
@@ -454,9 +473,7 @@ def _on_document(change: Any) -> None:
     document locked (a widget callback may not hold the lock)."""
     import panel as pn
 
-    doc = pn.state.curdoc
-    live = doc is not None and getattr(doc, "session_context", None) is not None
-    pn.state.execute(change, schedule=live)
+    pn.state.execute(change, schedule=_live())
 
 
 def _cached(inputs: _Inputs, spec: proj.ProjectionSpec) -> proj.ProjectionResult | None:
@@ -506,6 +523,8 @@ class Projection2D(Panel[ProjectionConfig]):
         if inputs.n == 0:
             return message(EMPTY_VIEW, "info")
         spec = self.config.spec()
+        if inputs.n > MAX_SCATTER_POINTS:
+            _load_raster_backend()
         plot = ProjectionPlot(self.config, view, inputs)
         result = _cached(inputs, spec)
         if result is not None:
@@ -602,9 +621,17 @@ class ProjectionPlot:
             elif error is not None:
                 self.fail(f"The projection failed: {type(error).__name__}: {error}", "danger")
             else:
-                self.show(future.result())
+                # drawn on the next tick, so the periodic callback returns at once
+                pn.state.execute(lambda: self._show_safely(future.result()), schedule=_live())
 
         callback = pn.state.add_periodic_callback(poll, period=250)
+
+    def _show_safely(self, result: proj.ProjectionResult) -> None:
+        try:
+            self.show(result)
+        except Exception as exc:  # shown in the card rather than lost in the event loop
+            _log.exception("2D projection: drawing failed")
+            self.fail(f"Drawing the projection failed: {type(exc).__name__}: {exc}", "danger")
 
     def fail(self, text: str, kind: str = "warning") -> None:
         """Show ``text`` instead of the plot."""
@@ -800,8 +827,7 @@ class ProjectionPlot:
         import panel as pn
         from holoviews.operation.datashader import rasterize
 
-        if hv.Store.current_backend != "bokeh" or "bokeh" not in hv.Store.renderers:
-            hv.extension("bokeh", logo=False)
+        _load_raster_backend()
         frame = pd.DataFrame({X: result.points[:, 0], Y: result.points[:, 1], "row": self.rows})
         vdims = ["row"]
         colouring = self.colouring
@@ -820,7 +846,7 @@ class ProjectionPlot:
             aggregator = ds.count()
             opts.update(cmap="Blues", cnorm="eq_hist")
         points = hv.Points(frame, kdims=[X, Y], vdims=vdims)
-        dynamic = not _must_wait()
+        dynamic = _live()
         raster = rasterize(points, aggregator=aggregator, selector=ds.first("row"), dynamic=dynamic)
         raster = raster.opts(xlabel=result.axis_labels[0], ylabel=result.axis_labels[1], **opts)
         self.raster = raster
