@@ -17,11 +17,15 @@ for what they draw: ``page``, ``count``, ``histogram`` (binned in SQL),
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import math
+import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
@@ -47,12 +51,15 @@ from panels_core.types import (
     unify,
 )
 
-__all__ = ["GROUP_SAMPLE", "MAX_AUTO_BINS", "Engine", "Histogram", "ValueCounts"]
+__all__ = ["CACHE_SIZE", "GROUP_SAMPLE", "MAX_AUTO_BINS", "Engine", "Histogram", "ValueCounts"]
 
 GROUP_SAMPLE = 100
 """``grouped()`` keeps at most this many values per group of a non-numeric column."""
 MAX_AUTO_BINS = 200
 """``bins="auto"`` never gives more bins than this (nor fewer than 1)."""
+CACHE_SIZE = 256
+"""Answers (counts, histograms, value counts, grouped tables, column stats) the engine keeps."""
+_CACHE_MAX_BYTES = 8 << 20  # a grouped table bigger than this is not kept
 _QUANTILE_SAMPLE = 200_000
 _PREFIX_START, _PREFIX_MAX = 1 << 16, 1 << 22  # grouped(): rows read to find the samples
 _RESERVED = "__tp_"
@@ -112,6 +119,8 @@ class _Source:
     sides: tuple[str, str] | None = None  # hidden sources of a JoinedTable
     how: str = "inner"
     length: int = 0
+    columns: tuple[str, ...] = ()
+    path: Path | None = None  # the Parquet file of a Parquet-backed table
 
 
 @dataclass
@@ -178,6 +187,84 @@ class _Pick:
         )
 
 
+_MISS = object()
+
+
+class _Cache:
+    """A small thread-safe LRU of answers keyed by (tables' stamp, call, arguments)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.get(key, _MISS)
+            if value is not _MISS:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a cached answer whose numpy arrays the caller may change freely."""
+    if isinstance(value, Histogram):
+        return dataclasses.replace(
+            value,
+            edges=value.edges.copy(),
+            counts=value.counts.copy(),
+            groups=None if value.groups is None else list(value.groups),
+        )
+    if isinstance(value, ValueCounts):
+        return dataclasses.replace(
+            value,
+            values=list(value.values),
+            counts=value.counts.copy(),
+            groups=None if value.groups is None else list(value.groups),
+        )
+    return value  # ints and Arrow tables are immutable
+
+
+def _file_stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (info.st_mtime_ns, info.st_size)
+
+
+def _query_key(query: Any, what: str) -> str:
+    if not isinstance(query, Query):
+        raise TypeError(f"Engine.{what} needs a Query, not {type(query).__name__}")
+    return query.model_dump_json()
+
+
+def _changed(table: Any, source: _Source) -> bool:
+    """Whether a Table's rows or columns changed since it was registered as ``source``."""
+    columns = getattr(table, "columns", None)
+    if columns is not None and tuple(columns) != source.columns:
+        return True
+    return len(table) != source.length
+
+
 def _check_columns(name: str, columns: Sequence[str]) -> None:
     for column in columns:
         if column.startswith(_RESERVED):
@@ -236,12 +323,19 @@ def _label(value: Any) -> str:
 class Engine:
     """Runs Queries over named tables with DuckDB; safe to call from many threads."""
 
-    def __init__(self, tables: Mapping[str, Any] | None = None, threads: int = 2) -> None:
+    def __init__(
+        self,
+        tables: Mapping[str, Any] | None = None,
+        threads: int = 2,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
         self._con = duckdb.connect(":memory:", config={"threads": threads})
         self._sources: dict[str, _Source] = {}
         self._hidden: dict[str, _Source] = {}
         self._lock = threading.RLock()
         self._counter = 0
+        self._cache = _Cache(cache_size)
+        self._local = threading.local()  # the tables' stamp seen by this thread's call
         for name, table in (tables or {}).items():
             self.add_table(name, table)
 
@@ -287,6 +381,35 @@ class Engine:
         """Close the DuckDB database; the engine cannot answer queries afterwards."""
         with self._lock:
             self._con.close()
+            self._cache.clear()
+
+    def clear_cache(self) -> None:
+        """Forget every kept answer (the next calls compute from the data again)."""
+        self._cache.clear()
+
+    def _stamp(self) -> tuple[Any, ...]:
+        """What the kept answers depend on: every registration and every Parquet file's state.
+
+        A replaced or grown table gets new view names, and a rewritten file a new
+        modification time or size, so a kept answer is never found for changed data.
+        """
+        return tuple(
+            (s.view, _file_stamp(s.path))
+            for s in (*self._sources.values(), *self._hidden.values())
+        )
+
+    def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
+        """``compute()``, or the answer kept for ``key`` under the current tables."""
+        with self._lock:
+            self._refresh()
+            stamp = self._stamp()
+        value = self._cache.get((stamp, *key))
+        if value is _MISS:
+            value = compute()
+            keep = not isinstance(value, pa.Table) or value.nbytes <= _CACHE_MAX_BYTES
+            if keep:
+                self._cache.put((self._local.stamp, *key), value)
+        return _fresh(value)
 
     def _new_view(self) -> str:
         self._counter += 1
@@ -297,7 +420,9 @@ class Engine:
         schema = table.schema
         _check_columns(name, schema.names)
         fields = {f.name: f for f in schema}
-        source = _Source(name, table, view, fields, table.type, length=len(table))
+        source = _Source(
+            name, table, view, fields, table.type, length=len(table), columns=tuple(schema.names)
+        )
         path = getattr(table, "parquet_path", None)
         if path is not None:
             try:
@@ -308,6 +433,7 @@ class Engine:
                     f"table `{name}`: cannot scan `{path}`: {_first_line(exc)}"
                 ) from exc
             source.parquet = True
+            source.path = Path(path)
         else:
             arrow = table.to_arrow()
             source.arrow = arrow.append_column(
@@ -325,17 +451,17 @@ class Engine:
         return self._sources[name]
 
     def _refresh(self) -> None:
-        """Register again any Table that grew (``add_data``) since it was registered."""
+        """Register again any Table that changed (``add_data``, ``add_col``) since it was registered."""
         for name, source in list(self._sources.items()):
-            tables = (
-                [source.table] if source.sides is None else [source.table.left, source.table.right]
-            )
-            lengths = (
-                [source.length]
+            pairs = (
+                [(source.table, source)]
                 if source.sides is None
-                else [self._hidden[v].length for v in source.sides]
+                else [
+                    (source.table.left, self._hidden[source.sides[0]]),
+                    (source.table.right, self._hidden[source.sides[1]]),
+                ]
             )
-            if any(len(t) != n for t, n in zip(tables, lengths)):
+            if any(_changed(t, s) for t, s in pairs):
                 self.add_table(name, source.table)
 
     @contextmanager
@@ -345,6 +471,7 @@ class Engine:
             self._refresh()
             cur = self._con.cursor()
             arrows = [(s.view, s.arrow) for s in (*self._sources.values(), *self._hidden.values())]
+            self._local.stamp = self._stamp()
         try:
             for view, arrow in arrows:
                 if arrow is not None:
@@ -573,10 +700,18 @@ class Engine:
         compiled = compile_expr(Col(path=tuple(parts), source=source), self._scope(rel), params)
         return compiled.sql, compiled.type
 
-    def _group(self, rel: _Rel, keys: Sequence[str], params: Params, sample: int | None) -> _Rel:
+    def _group(
+        self,
+        rel: _Rel,
+        keys: Sequence[str],
+        params: Params,
+        sample: int | None,
+        only: Sequence[str] | None = None,
+    ) -> _Rel:
         """One row per group: keys, ``count``, and each other column as a list.
 
-        With ``sample`` set, non-numeric lists keep their first ``sample`` values.
+        With ``sample`` set, non-numeric lists keep their first ``sample`` values;
+        with ``only`` set, just those other columns are aggregated (cheaper).
         """
         if rel.joined:
             raise QueryError(
@@ -599,7 +734,7 @@ class Engine:
         fields["count"] = pa.field("count", pa.int64())
         types["count"] = NumberType(integer=True)
         for col, f in rel.fields.items():
-            if col in keys:
+            if col in keys or (only is not None and col not in only):
                 continue
             if col in rel.compared:
                 parts = []
@@ -800,7 +935,10 @@ class Engine:
             return rel.type
 
     def count(self, query: Query) -> int:
-        """Rows (or groups) the query gives, after offset/limit."""
+        """Rows (or groups) the query gives, after offset/limit (kept: see ``clear_cache``)."""
+        return self._cached(("count", _query_key(query, "count")), lambda: self._count(query))
+
+    def _count(self, query: Query) -> int:
         with self._session(query, "count") as (cur, params, rel):
             sql = self._rows(rel, query, params, select="1")
             ((n,),) = self._fetch(cur, f"SELECT count(*) FROM ({sql}) AS __tp_c", params, "count")
@@ -904,6 +1042,10 @@ class Engine:
         names = [column] if isinstance(column, str) else list(column)
         if not names:
             raise QueryError("value_counts(): name at least one column")
+        key = ("value_counts", _query_key(query, "value_counts"), tuple(names), top)
+        return self._cached(key, lambda: self._value_counts(query, names, top))
+
+    def _value_counts(self, query: Query, names: list[str], top: int) -> ValueCounts:
         with self._session(query, "value_counts") as (cur, params, rel):
             if len(names) == 1 and names[0] in rel.compared:
                 return self._compared_counts(cur, params, rel, query, names[0], top)
@@ -1049,6 +1191,19 @@ class Engine:
         column is also compared), groups in the query's order.
         """
         _check_bins(bins, range, width)
+        span = None if range is None else (float(range[0]), float(range[1]))
+        key = ("histogram", _query_key(query, "histogram"), column, bins, span, width, by)
+        return self._cached(key, lambda: self._histogram(query, column, bins, range, width, by))
+
+    def _histogram(
+        self,
+        query: Query,
+        column: str,
+        bins: int | Literal["auto"],
+        range: tuple[float, float] | None,
+        width: float | None,
+        by: str | None,
+    ) -> Histogram:
         with self._session(query, "histogram", group=False) as (cur, params, pre):
             if query.group_by:
                 if by is not None:
@@ -1168,7 +1323,8 @@ class Engine:
         self, cur: Any, query: Query, params: Params, pre: _Rel
     ) -> tuple[list[tuple[Any, ...]], list[int]]:
         """The key tuples and sizes of the query's groups, in output order."""
-        grouped = self._group(pre, query.group_by, params, sample=1)
+        sorted_on = [k.column.split(".")[0] for k in query.sort]
+        grouped = self._group(pre, query.group_by, params, sample=1, only=sorted_on)
         select = ", ".join(quote_ident(k) for k in (*grouped.keys, "count"))
         rows = self._fetch(
             cur, self._rows(grouped, query, params, select, ordered=True), params, "grouped"
@@ -1192,11 +1348,23 @@ class Engine:
         ``range``); each value's bin is estimated then corrected against the
         edges exactly as numpy does, so counts match ``numpy.histogram``.
         """
-        per = self._stats(cur, params, rows, series)
+        # the stats and quartiles of the same rows and columns are kept: a card drawn
+        # again with other bins (or a range) skips those scans
+        rows_key = (self._local.stamp, rows, repr(params.bind(rows)))
+        series_key = tuple((s.x, s.cond, s.raw) for s in series)
+        per = self._cache.get(("stats", *rows_key, series_key))
+        if per is _MISS:
+            per = self._stats(cur, params, rows, series)
+            self._cache.put(("stats", *rows_key, series_key), per)
         edges: dict[str, np.ndarray] = {}
         columns = list(dict.fromkeys(s.column for s in series))
         auto = [c for c in columns if bins == "auto" and width is None]
-        quartiles = self._sample_quartiles(cur, params, rows, series, auto) if auto else {}
+        quartiles: dict[str, tuple[float, float]] = {}
+        if auto:
+            quartiles = self._cache.get(("quartiles", *rows_key, series_key, tuple(auto)))
+            if quartiles is _MISS:
+                quartiles = self._sample_quartiles(cur, params, rows, series, auto)
+                self._cache.put(("quartiles", *rows_key, series_key, tuple(auto)), quartiles)
         for column in columns:
             mine = [p for p, s in zip(per, series) if s.column == column]
             lows = [p[2] for p in mine if p[2] is not None]
@@ -1378,6 +1546,10 @@ class Engine:
         if sample < 1:
             raise QueryError(f"grouped(): sample must be >= 1, got {sample}")
         _check_bins(bins, None, None)
+        key = ("grouped", _query_key(query, "grouped"), bins, sample)
+        return self._cached(key, lambda: self._grouped(query, bins, sample))
+
+    def _grouped(self, query: Query, bins: int | Literal["auto"], sample: int) -> pa.Table:
         with self._session(query, "grouped", group=False) as (cur, params, pre):
             grouped = self._group(pre, query.group_by, params, sample=sample)
             index, sizes = self._group_keys(cur, query, params, pre)
