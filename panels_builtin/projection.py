@@ -853,7 +853,7 @@ class ProjectionPlot:
         self._pipe = hv.streams.Pipe(data=frame.iloc[:0][[X, Y, "row"]])
         marks = hv.DynamicMap(
             lambda data: hv.Points(data, kdims=[X, Y], vdims=["row"]), streams=[self._pipe]
-        ).opts(color="#e45756", size=5, line_color="black")
+        ).opts(color="#e45756", size=3, line_alpha=0.0)
         tap = hv.streams.Tap(source=raster, x=None, y=None)
         tap.add_subscriber(self._on_raster_tap)
         return pn.pane.HoloViews(raster * marks, sizing_mode="stretch_width")
