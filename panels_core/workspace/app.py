@@ -11,6 +11,8 @@ that card.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,14 @@ from panels_core.workspace.querybar import QueryBar, query_error_text
 from panels_core.workspace.saving import write_spec
 from panels_core.workspace.spec import CardSpec, LayoutSpec, TableSource, WorkspaceSpec
 
-__all__ = ["CardView", "Workspace", "carry_config", "count_text", "default_cards"]
+__all__ = [
+    "CardView",
+    "Workspace",
+    "carry_config",
+    "compatible",
+    "count_text",
+    "default_cards",
+]
 
 PROJECTION_KIND = "projection"
 """The kind the default workspace adds for tables with an embedding or >= 5 numbers."""
@@ -49,6 +58,26 @@ _CARD_STYLES = {
     "background": "white",
     "box-shadow": "0 1px 3px rgba(0, 0, 0, 0.06)",
 }
+
+
+_MATCHES: OrderedDict[tuple[int, tuple[str, ...], str], list[Any]] = OrderedDict()
+_MATCHES_LOCK = threading.Lock()
+
+
+def compatible(panels: Registry, view_type: Any) -> list[Any]:
+    """``panels.compatible(view_type)``, remembered per type for every session of the server
+    (the answer depends only on the type and the installed panels)."""
+    key = (id(panels), tuple(panels.kinds()), view_type.model_dump_json())
+    with _MATCHES_LOCK:
+        if key in _MATCHES:
+            _MATCHES.move_to_end(key)
+            return list(_MATCHES[key])
+    found = panels.compatible(view_type)
+    with _MATCHES_LOCK:
+        _MATCHES[key] = found
+        while len(_MATCHES) > 256:
+            _MATCHES.popitem(last=False)
+    return list(found)
 
 
 def _split_version(name: str) -> tuple[str, int] | None:
@@ -94,7 +123,7 @@ def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]
         query = Query(table=name)
         try:
             table_type = engine.result_type(query)
-            matches = panels.compatible(table_type)
+            matches = compatible(panels, table_type)
         except Exception:  # the card shows the error when built
             cards.append(CardSpec(kind="table", input=query))
             continue
@@ -262,7 +291,7 @@ class CardView(pn.viewable.Viewer):
 
     def _refresh_options(self) -> None:
         try:
-            matches = self.panels.compatible(self.view.type)
+            matches = compatible(self.panels, self.view.type)
         except Exception:  # the render shows the error
             matches = []
         options = {m.panel.title or m.kind: m.kind for m in matches}
@@ -303,7 +332,7 @@ class CardView(pn.viewable.Viewer):
         """Use a new query: re-derive the type, keep the panel if it still fits, else the best."""
         view = View(self.engine, query)
         try:
-            matches = self.panels.compatible(view.type)
+            matches = compatible(self.panels, view.type)
         except Exception as exc:
             self._show_error(query_error_text(exc))
             return
@@ -579,7 +608,7 @@ class Workspace(pn.viewable.Viewer):
         """A new card over ``table`` with its default (or the given) panel."""
         query = Query(table=table)
         view_type = self.engine.result_type(query)
-        matches = self.panels.compatible(view_type)
+        matches = compatible(self.panels, view_type)
         match = next((m for m in matches if m.kind == kind), None) if kind else None
         match = match or (matches[0] if matches else None)
         if match is None:
