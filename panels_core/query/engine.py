@@ -51,7 +51,15 @@ from panels_core.types import (
     unify,
 )
 
-__all__ = ["CACHE_SIZE", "GROUP_SAMPLE", "MAX_AUTO_BINS", "Engine", "Histogram", "ValueCounts"]
+__all__ = [
+    "CACHE_SIZE",
+    "FIRST_PAGE",
+    "GROUP_SAMPLE",
+    "MAX_AUTO_BINS",
+    "Engine",
+    "Histogram",
+    "ValueCounts",
+]
 
 GROUP_SAMPLE = 100
 """``grouped()`` keeps at most this many values per group of a non-numeric column."""
@@ -59,6 +67,8 @@ MAX_AUTO_BINS = 200
 """``bins="auto"`` never gives more bins than this (nor fewer than 1)."""
 CACHE_SIZE = 256
 """Answers (counts, histograms, value counts, grouped tables, column stats) the engine keeps."""
+FIRST_PAGE = 50
+"""``count()`` of a join or comparison also finds this many first rows for ``page()``."""
 _CACHE_MAX_BYTES = 8 << 20  # a grouped table bigger than this is not kept
 _QUANTILE_SAMPLE = 200_000
 _PREFIX_START, _PREFIX_MAX = 1 << 16, 1 << 22  # grouped(): rows read to find the samples
@@ -394,8 +404,7 @@ class Engine:
         modification time or size, so a kept answer is never found for changed data.
         """
         return tuple(
-            (s.view, _file_stamp(s.path))
-            for s in (*self._sources.values(), *self._hidden.values())
+            (s.view, _file_stamp(s.path)) for s in (*self._sources.values(), *self._hidden.values())
         )
 
     def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
@@ -940,6 +949,12 @@ class Engine:
 
     def _count(self, query: Query) -> int:
         with self._session(query, "count") as (cur, params, rel):
+            if not rel.natural and not query.group_by:
+                # a join or comparison: the join is the cost, so the same pass also finds
+                # the first page's rows (a table card asks for both)
+                _, n = self._positions(cur, params, rel, query, 0, FIRST_PAGE)
+                if n is not None:
+                    return n
             sql = self._rows(rel, query, params, select="1")
             ((n,),) = self._fetch(cur, f"SELECT count(*) FROM ({sql}) AS __tp_c", params, "count")
             return int(n)
@@ -967,6 +982,42 @@ class Engine:
                 result = _restore_metadata(result, rel.fields)
             return result
 
+    def _positions(
+        self, cur: Any, params: Params, rel: _Rel, query: Query, offset: int, limit: int
+    ) -> tuple[list[tuple[Any, ...]], int | None]:
+        """The order tuples of a sorted page's rows, and the query's count when known.
+
+        One top-N pass (``ORDER BY .. LIMIT``); over a join or comparison it also
+        counts every row with a window, and both answers are kept, so a page
+        after a count (or a count after a page) does not run the join again.
+        The count is None over one table (its count is a cheap scan of its own)
+        and when the page is empty past the first row (the total is unknown).
+        """
+        qkey = _query_key(query, "page")
+        stamp = self._local.stamp
+        kept = self._cache.get((stamp, "positions", qkey, offset, limit))
+        if kept is not _MISS:
+            return kept, None
+        order = ", ".join(quote_ident(o) for o in rel.order)
+        if rel.natural:
+            first = self._rows(rel, query, params, order, offset, limit, ordered=True)
+            positions = [tuple(r) for r in self._fetch(cur, first, params, "page")]
+            self._cache.put((stamp, "positions", qkey, offset, limit), positions)
+            return positions, None
+        select = f"{order}, count(*) OVER () AS __tp_n"
+        first = self._rows(rel, query, params, select, offset, limit, ordered=True)
+        rows = self._fetch(cur, first, params, "page")
+        positions = [tuple(r[:-1]) for r in rows]
+        self._cache.put((stamp, "positions", qkey, offset, limit), positions)
+        total = int(rows[0][-1]) if rows else (0 if query.offset + offset == 0 else None)
+        if total is None:
+            return positions, None
+        n = max(total - query.offset, 0)
+        if query.limit is not None:
+            n = min(n, query.limit)
+        self._cache.put((stamp, "count", qkey), n)
+        return positions, n
+
     def _page_by_position(
         self,
         cur: Any,
@@ -979,9 +1030,7 @@ class Engine:
     ) -> pa.Table:
         """A sorted page in two passes: the rows' positions first (reading only the
         filter and sort columns), then every asked column at those positions."""
-        order = ", ".join(quote_ident(o) for o in rel.order)
-        first = self._rows(rel, query, params, order, offset, limit, ordered=True)
-        positions = [tuple(r) for r in self._fetch(cur, first, params, "page")]
+        positions, _ = self._positions(cur, params, rel, query, offset, limit)
         second = Params()
         picked = query.model_copy(update={"filter": None, "sort": ()})
         pick = _Pick(positions, second, compare=query.compare_with is not None)

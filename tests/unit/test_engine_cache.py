@@ -104,7 +104,9 @@ def test_add_data_invalidates_kept_answers() -> None:
     assert engine.count(query) == 8
     after = engine.histogram(query, "score", bins=2)
     assert after.edges[-1] == 2.0 and before.edges[-1] == 0.95
-    assert after.counts.tolist() == np.histogram([0.1, 0.4, 0.35, 0.8, 0.95, 2.0, 0.2], 2)[0].tolist()
+    assert (
+        after.counts.tolist() == np.histogram([0.1, 0.4, 0.35, 0.8, 0.95, 2.0, 0.2], 2)[0].tolist()
+    )
     assert engine.value_counts(query, "label").counts.tolist() == [4, 3]
 
 
@@ -165,3 +167,47 @@ def test_the_cache_keeps_at_most_its_size() -> None:
         engine.count(Query(table="t", filter=f"id > {threshold}"))
     assert len(engine._cache) == 3
     assert engine.count(Query(table="t", filter="id > 0")) == 6
+
+
+def test_a_comparison_count_finds_the_first_page_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = scores()
+    v2 = pa.table(
+        {"id": [2, 3, 4, 7], "label": ["dog", "cat", "cat", "cat"], "score": [0.5, 0.35, 0.1, 0.3]}
+    )
+    query = Query(
+        table="v1",
+        compare_with={"table": "v2", "on": "id"},
+        filter="0.present and 1.present",
+        sort=["-1.score"],
+    )
+    plain = Engine({"v1": v1, "v2": v2}, cache_size=0)
+    engine = Engine({"v1": v1, "v2": v2})
+    assert engine.count(query) == plain.count(query) == 3
+    calls = Counting(engine, monkeypatch)
+    page = engine.page(query, limit=50)
+    assert calls.n == 1  # the rows' values only: their positions came with the count
+    assert page.to_pylist() == plain.page(query, limit=50).to_pylist()
+    assert page.column("id").to_pylist() == [2, 3, 4]
+    # a page first, then the count: the count comes with the page
+    other = Query(
+        table="v1",
+        compare_with={"table": "v2", "on": "id"},
+        filter="0.present and 1.present",
+        sort=["id"],
+    )
+    assert engine.page(other, limit=2).column("id").to_pylist() == [2, 3]
+    before = calls.n
+    assert engine.count(Query(**{**other.model_dump(), "limit": 2})) == 2
+    assert engine.count(other) == 3
+    assert calls.n == before + 1  # the limited query is another query: counted once
+
+
+def test_kept_page_positions_follow_the_data() -> None:
+    left = Table.from_arrow(scores())
+    engine = Engine({"v1": left, "v2": scores().slice(0, 4)})
+    query = Query(table="v1", compare_with={"table": "v2", "on": "id"}, sort=["-0.score"])
+    assert engine.count(query) == 6
+    assert engine.page(query, limit=2).column("id").to_pylist() == [5, 4]
+    left.add_data(9, "cat", 5.0)
+    assert engine.count(query) == 7
+    assert engine.page(query, limit=2).column("id").to_pylist() == [9, 5]
