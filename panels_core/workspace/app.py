@@ -265,7 +265,7 @@ class CardView(pn.viewable.Viewer):
             styles=_CARD_STYLES,
             margin=8,
         )
-        self._render()
+        self._render(initial=True)
 
     def _classes(self) -> list[str]:
         return ["workspace-card", f"card-kind-{self.spec.kind}"]
@@ -389,7 +389,7 @@ class CardView(pn.viewable.Viewer):
         self.body.loading = False
         self.body[:] = [error_card(self.spec.kind, message, title="This card cannot load")]
 
-    def _render(self) -> None:
+    def _render(self, *, initial: bool = False) -> None:
         self._generation += 1
         generation = self._generation
         kind, config, view = self.spec.kind, self.spec.config, self.view
@@ -411,7 +411,7 @@ class CardView(pn.viewable.Viewer):
             self.body[:] = [obj]
 
         self.body.loading = True
-        run_off_loop(work, apply)
+        run_off_loop(work, apply, after_load=initial)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout

@@ -10,6 +10,7 @@ one safe way to change a Bokeh document from another thread. Outside a server
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -17,6 +18,8 @@ from typing import Any, TypeVar
 __all__ = ["Failed", "current_document", "run_off_loop"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _WORKERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="panels-card")
 
@@ -45,22 +48,32 @@ def _call(work: Callable[[], T]) -> T | Failed:
     try:
         return work()
     except Exception as exc:  # handed to apply, which shows it in the card
+        log.debug("card work failed", exc_info=True)
         return Failed(exc)
 
 
 def _apply_on(doc: Any, apply: Callable[[Any], None], result: Any) -> None:
     from panel.io.state import set_curdoc
 
-    with set_curdoc(doc):
-        apply(result)
+    try:
+        with set_curdoc(doc):
+            apply(result)
+    except Exception:
+        log.exception("updating a card failed")
+        raise
 
 
 def run_off_loop(
-    work: Callable[[], T], apply: Callable[[T | Failed], None], doc: Any = None
+    work: Callable[[], T],
+    apply: Callable[[T | Failed], None],
+    doc: Any = None,
+    *,
+    after_load: bool = False,
 ) -> None:
     """``apply(work())`` with ``work`` on a worker thread when serving ``doc`` (default:
     the current session's document); at once otherwise. A raised exception reaches
-    ``apply`` as ``Failed``."""
+    ``apply`` as ``Failed``. ``after_load`` waits until the page is loaded in the
+    browser (``pn.state.onload``), so a result never lands before the page can take it."""
     doc = doc if doc is not None else current_document()
     if doc is None:
         apply(_call(work))
@@ -70,7 +83,12 @@ def run_off_loop(
         result = _call(work)
         try:
             doc.add_next_tick_callback(functools.partial(_apply_on, doc, apply, result))
-        except Exception:  # the session closed meanwhile: nothing to update
-            return
+        except Exception as exc:  # the session closed meanwhile: nothing to update
+            log.debug("card result dropped: %s", exc)
 
-    _WORKERS.submit(job)
+    if after_load:
+        import panel as pn
+
+        pn.state.onload(lambda: _WORKERS.submit(job))
+    else:
+        _WORKERS.submit(job)
