@@ -320,6 +320,33 @@ class Labels:
                 names.append(NULL_LABEL)
         return cls(codes, names)
 
+    @classmethod
+    def of_column(cls, view: Any, column: str, kept: np.ndarray) -> Labels:
+        """The labels of the kept rows of a category, string or boolean column, read as one
+        Arrow column (``view.page``) and dictionary-encoded there, so no Python string per row."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = view.page(0, len(kept), columns=[column]).column(0)
+        if pa.types.is_boolean(values.type):
+            values = pc.if_else(values, "true", "false")
+        if not pa.types.is_dictionary(values.type):
+            values = pc.dictionary_encode(values)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.unify_dictionaries().combine_chunks()
+        indices = values.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        names = [_text(v) for v in values.dictionary.to_pylist()]
+        codes = indices[kept]
+        if (codes < 0).any():
+            codes = np.where(codes < 0, len(names), codes)
+            names.append(NULL_LABEL)
+        used = np.zeros(len(names), dtype=bool)
+        used[codes] = True
+        if not used.all():  # values of rows left out (or unused dictionary entries)
+            names = [name for name, keep in zip(names, used) if keep]
+            codes = (np.cumsum(used) - 1)[codes]
+        return cls(codes, names)
+
     def __len__(self) -> int:
         return len(self.codes)
 
@@ -390,10 +417,10 @@ def _colouring(view: Any, config: ProjectionConfig, kept: np.ndarray) -> Colouri
     column = config.colour_by
     if column is None:
         return Colouring("none")
-    raw = np.asarray(view.column_numpy(column))
     if _is_number(view.type, column):
-        return Colouring("number", column, raw.astype(np.float64)[kept])
-    labels = Labels.of(raw[kept])
+        values = np.asarray(view.column_numpy(column), dtype=np.float64)
+        return Colouring("number", column, values[kept])
+    labels = Labels.of_column(view, column, kept)
     counts = np.bincount(labels.codes, minlength=len(labels.names))
     names = np.asarray(labels.names, dtype=object)
     merged = 0
@@ -709,7 +736,7 @@ class ProjectionPlot:
         colouring = self.colouring
         if colouring.column == column and colouring.kind == "category" and not colouring.merged:
             return Labels(colouring.values, colouring.factors)
-        return Labels.of(np.asarray(self.view.column_numpy(column))[kept])
+        return Labels.of_column(self.view, column, kept)
 
     def _hover_columns(self) -> list[str]:
         cfg = self.config

@@ -409,3 +409,19 @@ def test_under_a_server_the_projection_runs_in_the_background(monkeypatch) -> No
     # the result is now cached: the next render draws at once, with no background job
     again = Projection2D(columns=["embedding"], pca_y=3).render(view)
     assert again.result is plot.result and len(callbacks) == 1
+
+
+def test_boolean_colour_and_values_only_on_left_out_rows() -> None:
+    values, _ = blobs(12, dim=3)
+    values[0] = np.nan  # the only "gone" row is left out
+    kinds = ["gone"] + ["a", "b", None] * 3 + ["a", "b"]
+    flags = [True, False] * 6
+    table = embedding_table(values, kind=pa.array(kinds), flag=pa.array(flags))
+    view = View.of(table)
+    plot = Projection2D(columns=["embedding"], colour_by="kind").render(view)
+    assert plot.colouring.factors == ["(null)", "a", "b"]
+    expected = ["(null)" if k is None else k for k in kinds[1:]]
+    assert np.asarray(plot.source.data["colour"]).tolist() == expected
+    plot = Projection2D(columns=["embedding"], colour_by="flag").render(view)
+    assert plot.colouring.factors == ["false", "true"]
+    assert np.asarray(plot.source.data["colour"]).tolist() == [str(f).lower() for f in flags[1:]]
