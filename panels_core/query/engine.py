@@ -1337,10 +1337,22 @@ class Engine:
             if column not in pre.fields:
                 raise _unknown(column, pre.fields, "histogram column")
             series += self._series(pre, column, params)
-        if index is None:
-            index = self._group_keys(cur, query, params, pre)[0]
         keys = [self._resolve(pre, k, params, "group_by column")[0] for k in query.group_by]
-        binned = self._bin(cur, params, pre.sql, keys, series, bins, range, width)
+        # groups in order of first appearance, all of them: the binning pass finds them
+        # (every row is in the first series' aggregate), no scan of their own
+        first_seen = (
+            index is None
+            and not query.sort
+            and query.offset == 0
+            and query.limit is None
+            and len(pre.order) == 1
+        )
+        if index is None and not first_seen:
+            index = self._group_keys(cur, query, params, pre)[0]
+        order = quote_ident(pre.order[0]) if first_seen else None
+        binned = self._bin(cur, params, pre.sql, keys, series, bins, range, width, order)
+        if index is None:
+            index = binned.first
         position = {_hashable(k): i for i, k in enumerate(index)}
         labels = [", ".join(_label(v) for v in key) for key in index]
         out = []
@@ -1390,8 +1402,12 @@ class Engine:
         bins: int | Literal["auto"],
         range: tuple[float, float] | None,
         width: float | None,
+        order: str | None = None,
     ) -> _Binned:
         """Bin every series of ``rows`` in two scans: stats, then counts per key and bin.
+
+        With ``order`` (a row-order column of ``rows``) and ``keys``, ``first`` maps
+        each key tuple to the first row holding it.
 
         Edges follow numpy.histogram (``linspace`` over the finite min..max, or
         ``range``); each value's bin is estimated then corrected against the
@@ -1446,18 +1462,23 @@ class Engine:
             p_lo, p_hi = params.add(float(e[0])), params.add(float(e[-1]))
             p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
             x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
+            seen = order is not None and i == 0  # every row is in the first series' pass
+            inner, outer = [*keyed, f"{x} AS x"], [*key_names, "x"]
+            if seen:
+                inner, outer = [*inner, f"{order} AS __tp_o"], [*outer, "__tp_o"]
             # numpy's estimate of the bin, in numpy's order of operations
             estimate = (
-                f"SELECT {', '.join([*key_names, 'x'])}, "
+                f"SELECT {', '.join(outer)}, "
                 f"CASE WHEN isfinite(x) AND x >= {p_lo} AND x <= {p_hi} "
                 f"THEN least(CAST(floor((x - {p_lo}) / {p_denom} * {p_n}) AS BIGINT), "
                 f"{p_n} - 1) END AS i "
-                f"FROM (SELECT {', '.join([*keyed, f'{x} AS x'])} FROM ({rows}) AS __tp_r) AS __tp_x"
+                f"FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) AS __tp_x"
             )
             estimates.append(estimate)
             group = ", ".join([*key_names, "i"])
+            first = ", min(__tp_o)" if seen else (", NULL" if order is not None else "")
             branches.append(
-                f"SELECT {i} AS s, {group}, count(*) AS c, min(x), max(x) "
+                f"SELECT {i} AS s, {group}, count(*) AS c, min(x), max(x){first} "
                 f"FROM ({estimate}) AS __tp_e GROUP BY {group}"
             )
         # one aggregate per series: cheaper than GROUPING SETS over the same rows
@@ -1503,7 +1524,16 @@ class Engine:
             for row in self._fetch(cur, sql, params, "histogram"):
                 add(i, _hashable(tuple(row[:k])), row[k], row[k + 1])
         stats = [(int(p[0]), int(p[1]), int(p[4])) for p in per]
-        return _Binned(edges, counts, stats)
+        first_rows: dict[tuple[Any, ...], Any] = {}
+        if order is not None:
+            for row in result:
+                if row[0] == 0:
+                    key = tuple(row[1 : k + 1])
+                    seen_at = first_rows.get(_hashable(key))
+                    if seen_at is None or row[k + 5] < seen_at[0]:
+                        first_rows[_hashable(key)] = (row[k + 5], key)
+        first = [key for _, key in sorted(first_rows.values(), key=lambda pair: pair[0])]
+        return _Binned(edges, counts, stats, first)
 
     def _stats(
         self, cur: Any, params: Params, rows: str, series: Sequence[_Series]
@@ -1698,6 +1728,7 @@ class _Binned:
     edges: dict[str, np.ndarray]
     counts: list[dict[tuple[Any, ...], np.ndarray]]
     stats: list[tuple[int, int, int]]  # (nulls, nonfinite, finite) per series
+    first: list[tuple[Any, ...]]  # keys by their first row (when asked for)
 
     def zeros(self, column: str) -> np.ndarray:
         return np.zeros(len(self.edges[column]) - 1, dtype=np.int64)

@@ -211,3 +211,21 @@ def test_kept_page_positions_follow_the_data() -> None:
     left.add_data(9, "cat", 5.0)
     assert engine.count(query) == 7
     assert engine.page(query, limit=2).column("id").to_pylist() == [9, 5]
+
+
+def test_grouped_histogram_groups_come_in_order_of_first_appearance() -> None:
+    # the groups are found by the binning pass itself when the query has no sort/offset/limit
+    table = pa.table(
+        {
+            "label": ["dog", None, "cat", "dog", "bird", "cat", None],
+            "score": [1.0, 2.0, None, 3.0, float("nan"), 4.0, 5.0],
+        }
+    )
+    engine = Engine({"t": table}, cache_size=0)
+    hist = engine.histogram(Query(table="t", group_by=["label"]), "score", bins=2)
+    assert hist.groups == ["dog", "null", "cat", "bird"]
+    assert hist.counts.tolist() == [[1, 1], [1, 1], [0, 1], [0, 0]]  # edges 1, 3, 5
+    assert (hist.nulls, hist.nonfinite) == (1, 1)
+    limited = engine.histogram(Query(table="t", group_by=["label"], limit=2), "score", bins=2)
+    assert limited.groups == ["dog", "null"]
+    assert limited.counts.tolist() == [[1, 1], [1, 1]]
