@@ -30,6 +30,7 @@ import base64
 import html
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -100,6 +101,9 @@ _PARAM_FIELDS = {
 """ProjectionSpec parameter -> the config field(s) named in an error."""
 
 _log = logging.getLogger(__name__)
+
+_IN_APP = "panel" in sys.modules
+"""Imported by an app (Panel already loaded), not by the CLI: see the end of the module."""
 
 EMBEDDING = EmbeddingType()
 NUMBER = NumberType()
@@ -991,3 +995,13 @@ class ProjectionPlot:
                 }
             )
         )
+
+
+if _IN_APP:
+    # Inside an app the module is imported (by the registry) before the first page is sent.
+    # Importing HoloViews' Bokeh backend and datashader here, on the importing thread, means
+    # (1) the page knows the Bokeh models a raster drawn later needs (added afterwards, the
+    # raster never shows), and (2) no worker thread imports them while another card's
+    # thread imports shared modules (Python can report a module-lock deadlock then).
+    _load_raster_backend()
+    import datashader  # noqa: F401
