@@ -80,7 +80,12 @@ def run_off_loop(
         return
 
     def job() -> None:
-        result = _call(work)
+        from panel.io.state import set_curdoc
+
+        # Panel resolves resource URLs (server-relative vs CDN) from the current
+        # document; without it a worker thread builds objects that fetch CDN CSS.
+        with set_curdoc(doc):
+            result = _call(work)
         try:
             doc.add_next_tick_callback(functools.partial(_apply_on, doc, apply, result))
         except Exception as exc:  # the session closed meanwhile: nothing to update
