@@ -20,8 +20,8 @@ from panels_builtin.projection import (
     ProjectionPlot,
 )
 from panels_core import projection as proj
-from panels_core import registry
 from panels_core.demo import digits_table, hello_table
+from panels_core.registry import registry
 from panels_core.table import Table
 from panels_core.view import View
 
