@@ -28,7 +28,7 @@ serve: $(STAMP)
 
 test: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
