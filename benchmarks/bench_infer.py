@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from panels_core.infer import infer_table_type  # noqa: E402
-from panels_core.table import Table  # noqa: E402
+from panels_core.infer import infer_table_type
+from panels_core.table import Table
 
 
 def make_table(rows: int) -> pa.Table:
