@@ -80,9 +80,9 @@ def _joined_table_of(view: Any) -> Any:
     """The JoinedTable object a view's table is registered from (None when not one)."""
     from panels_core.table import JoinedTable
 
-    sources = getattr(view.engine, "_sources", {})
-    source = sources.get(view.query.table)
-    table = getattr(source, "table", None)
+    if view.query.table not in view.engine.table_names():
+        return None
+    table = view.engine.table(view.query.table)
     return table if isinstance(table, JoinedTable) else None
 
 

@@ -454,6 +454,10 @@ class Engine:
         """The names of the registered tables."""
         return list(self._sources)
 
+    def table(self, name: str) -> Any:
+        """The object registered under ``name`` (a Table, JoinedTable, or Arrow/pandas table)."""
+        return self._source(name).table
+
     def _source(self, name: str) -> _Source:
         if name not in self._sources:
             raise _unknown_table(name, list(self._sources))

@@ -399,3 +399,15 @@ def test_replacing_a_table(tmp_path) -> None:
     ]
     assert len(engine._hidden) == 2  # the first join's sides are gone
     engine.close()
+
+
+def test_engine_table_returns_the_registered_object():
+    from panels_core.query.engine import Engine
+    from panels_core.query.errors import QueryError
+    from panels_core.table import Table
+
+    table = Table(columns=["a"], data=[[1], [2]])
+    engine = Engine({"t": table})
+    assert engine.table("t") is table
+    with pytest.raises(QueryError):
+        engine.table("nope")
