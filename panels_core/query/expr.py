@@ -18,6 +18,7 @@ __all__ = [
     "BINARY_OPS",
     "FUNCTIONS",
     "LIST_FUNCTIONS",
+    "PRECEDENCE",
     "Binary",
     "Call",
     "Col",
@@ -34,7 +35,7 @@ __all__ = [
 
 BINARY_OPS = ("or", "and", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%")
 # precedence for printing: higher binds tighter
-_PRECEDENCE = {
+PRECEDENCE = {
     "or": 1,
     "and": 2,
     "not": 3,
@@ -142,16 +143,16 @@ class Unary(_Node):
     operand: Expr
 
     def _prec(self) -> int:
-        return _PRECEDENCE[self.op]
+        return PRECEDENCE[self.op]
 
     def to_text(self) -> str:
         if self.op == "not":
-            return "not " + self._wrap(self.operand, _PRECEDENCE["not"])
+            return "not " + self._wrap(self.operand, PRECEDENCE["not"])
         operand = self.operand
         if isinstance(operand, Lit) and isinstance(operand.value, int | float):
             # `-5` is the literal -5; the negation of the literal 5 keeps its parentheses
             return f"-({operand.to_text()})"
-        return "-" + self._wrap(operand, _PRECEDENCE["neg"] + 1)
+        return "-" + self._wrap(operand, PRECEDENCE["neg"] + 1)
 
 
 class Binary(_Node):
@@ -163,7 +164,7 @@ class Binary(_Node):
     right: Expr
 
     def _prec(self) -> int:
-        return _PRECEDENCE[self.op]
+        return PRECEDENCE[self.op]
 
     def to_text(self) -> str:
         prec = self._prec()
@@ -181,14 +182,14 @@ class In(_Node):
     negated: bool = False
 
     def _prec(self) -> int:
-        return _PRECEDENCE["in"]
+        return PRECEDENCE["in"]
 
     def to_text(self) -> str:
         items = ", ".join(v.to_text() for v in self.values)
         if len(self.values) == 1:
             items += ","
         middle = "not in" if self.negated else "in"
-        return f"{self._wrap(self.operand, _PRECEDENCE['in'] + 1)} {middle} ({items})"
+        return f"{self._wrap(self.operand, PRECEDENCE['in'] + 1)} {middle} ({items})"
 
 
 class IsNull(_Node):
@@ -199,11 +200,11 @@ class IsNull(_Node):
     negated: bool = False
 
     def _prec(self) -> int:
-        return _PRECEDENCE["is"]
+        return PRECEDENCE["is"]
 
     def to_text(self) -> str:
         middle = "is not null" if self.negated else "is null"
-        return f"{self._wrap(self.operand, _PRECEDENCE['is'] + 1)} {middle}"
+        return f"{self._wrap(self.operand, PRECEDENCE['is'] + 1)} {middle}"
 
 
 class Call(_Node):

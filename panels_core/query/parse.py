@@ -31,6 +31,7 @@ from panels_core.query.errors import FilterSyntaxError
 from panels_core.query.expr import (
     FUNCTIONS,
     LIST_FUNCTIONS,
+    PRECEDENCE,
     Binary,
     Call,
     Col,
@@ -395,25 +396,9 @@ def _describe(token: _Token) -> str:
 
 # --------------------------------------------------------------------------- text parser
 
-# binding power of infix operators (higher binds tighter), as expr.py prints them
-_INFIX = {
-    "or": 1,
-    "and": 2,
-    "==": 4,
-    "!=": 4,
-    "<": 4,
-    "<=": 4,
-    ">": 4,
-    ">=": 4,
-    "in": 4,
-    "not in": 4,
-    "is": 4,
-    "+": 5,
-    "-": 5,
-    "*": 6,
-    "/": 6,
-    "%": 6,
-}
+# binding power of infix operators (higher binds tighter): the precedence expr.py prints with
+_INFIX = {op: prec for op, prec in PRECEDENCE.items() if op not in ("not", "neg")}
+_INFIX["not in"] = PRECEDENCE["in"]
 
 
 class _TextParser:
