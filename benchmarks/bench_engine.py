@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from timing import median_seconds
 
 DATA = Path(__file__).resolve().parent / "data"
 CATEGORIES = [f"class_{i:02d}" for i in range(20)]
@@ -77,18 +76,6 @@ def generate(rows: int) -> tuple[Path, Path]:
     return v1, v2
 
 
-def _median(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None) -> float:
-    """Median seconds of ``fn()``; ``before()`` runs (untimed) ahead of each run."""
-    times = []
-    for _ in range(repeat):
-        if before is not None:
-            before()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     from panels_core.query.engine import Engine
     from panels_core.query.model import Query
@@ -120,12 +107,12 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     # cold: the engine's answer cache is emptied before every run (only the OS file
     # cache and DuckDB's own buffers are warm); warm: the same call again, as when a
     # card is drawn again, answered from the cache where the engine keeps the answer
-    out = {"open + type": _median(open_type, repeat)}
+    out = {"open + type": median_seconds(open_type, repeat)}
     for name, fn in ops.items():
-        out[name] = _median(fn, repeat, before=engine.clear_cache)
+        out[name] = median_seconds(fn, repeat, before=engine.clear_cache)
     for name, fn in ops.items():
         fn()
-        out[f"warm: {name}"] = _median(fn, repeat)
+        out[f"warm: {name}"] = median_seconds(fn, repeat)
     # the answers, so the two sides can be checked against each other
     out["_check_page_ids"] = engine.page(page_q, limit=5).column("id").to_pylist()
     out["_check_compare"] = engine.count(compare_q)
@@ -195,12 +182,12 @@ def run_pandas(v1: Path, v2: Path, repeat: int, preloaded: bool) -> dict[str, fl
         read(v1)
         read(v2)
     out = {
-        "open + type": _median(open_type, repeat),
-        "filter + sort + page of 50": _median(page, repeat),
-        "histogram, 50 bins": _median(hist, repeat),
-        "group by category, histogram of x per group": _median(grouped_one, repeat),
-        "group by category, grouped() (4 numeric cols)": _median(grouped, repeat),
-        "compare 2 versions on id (count + page)": _median(compare, repeat),
+        "open + type": median_seconds(open_type, repeat),
+        "filter + sort + page of 50": median_seconds(page, repeat),
+        "histogram, 50 bins": median_seconds(hist, repeat),
+        "group by category, histogram of x per group": median_seconds(grouped_one, repeat),
+        "group by category, grouped() (4 numeric cols)": median_seconds(grouped, repeat),
+        "compare 2 versions on id (count + page)": median_seconds(compare, repeat),
     }
     out["_check_page_ids"] = page()["id"].head(5).tolist()
     out["_check_compare"] = compare()[0]

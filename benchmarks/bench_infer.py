@@ -12,16 +12,15 @@ baseline / ours, plus ours(10M) / ours(100k), which stays near 1.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,15 +40,6 @@ def make_table(rows: int) -> pa.Table:
             "name": pa.array(np.char.add("item-", np.arange(rows).astype(str))),
         }
     )
-
-
-def median_time(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def pandas_infer(df: pd.DataFrame) -> dict[str, str]:
@@ -74,16 +64,20 @@ def main() -> None:
             table = make_table(rows)
             path = Path(tmp) / f"t{rows}.parquet"
             pq.write_table(table, path)
-            ours_mem = median_time(lambda t=table: infer_table_type(t))
-            ours_file = median_time(lambda p=path: Table.from_parquet(p).type)
+            ours_mem = median_seconds(lambda t=table: infer_table_type(t))
+            ours_file = median_seconds(lambda p=path: Table.from_parquet(p).type)
             df = table.to_pandas()
-            base_mem = median_time(lambda d=df: pandas_infer(d), repeat=1)
-            base_file = median_time(lambda p=path: pandas_infer(pd.read_parquet(p)), repeat=1)
+            base_mem = median_seconds(lambda d=df: pandas_infer(d), repeat=1)
+            base_file = median_seconds(lambda p=path: pandas_infer(pd.read_parquet(p)), repeat=1)
             results[rows] = (ours_mem, base_mem, ours_file, base_file)
             del table, df
-    print(f"{'rows':>12} {'arrow ours':>11} {'pandas':>9} {'ratio':>7} {'parquet ours':>13} {'pandas':>9} {'ratio':>7}")
+    print(
+        f"{'rows':>12} {'arrow ours':>11} {'pandas':>9} {'ratio':>7} {'parquet ours':>13} {'pandas':>9} {'ratio':>7}"
+    )
     for rows, (om, bm, of, bf) in results.items():
-        print(f"{rows:>12,} {om:>10.4f}s {bm:>8.3f}s {bm / om:>6.0f}x {of:>12.4f}s {bf:>8.3f}s {bf / of:>6.0f}x")
+        print(
+            f"{rows:>12,} {om:>10.4f}s {bm:>8.3f}s {bm / om:>6.0f}x {of:>12.4f}s {bf:>8.3f}s {bf / of:>6.0f}x"
+        )
     small, big = results[args.small], results[args.rows]
     print(
         f"scaling ours {args.rows:,} / {args.small:,} rows: in memory {big[0] / small[0]:.2f}x, "

@@ -13,16 +13,14 @@ seconds of each and the ratio baseline / ours.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from timing import median_seconds
 
 
 def write(path: Path, rows: int) -> None:
@@ -41,16 +39,6 @@ def write(path: Path, rows: int) -> None:
         path,
         row_group_size=1 << 20,
     )
-
-
-def median_time(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``fn`` over ``repeat`` runs."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rows: {args.rows:,}, page size 50, median of {args.repeat}")
         print(f"{'case':<12} {'ours s':>8} {'pandas s':>9} {'pandas/ours':>12}")
         for name, ours, base in cases:
-            t_ours = median_time(ours, args.repeat)
-            t_base = median_time(base, args.repeat)
+            t_ours = median_seconds(ours, args.repeat)
+            t_base = median_seconds(base, args.repeat)
             print(f"{name:<12} {t_ours:>8.3f} {t_base:>9.3f} {t_base / t_ours:>11.1f}x")
     return 0
 
