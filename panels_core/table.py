@@ -69,6 +69,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _mixed_types_error(name: str, row: int, value: Any, value_type: Any, current: Any) -> TypeError:
+    """The error for a value whose type does not merge with its column's."""
+    return TypeError(
+        f"column `{name}`, row {row}: {describe(value_type)} value {_short(value)} in a column "
+        f"of {describe(current)} values; clean the column, or pass allow_mixed_types=True to "
+        "keep it as `any`"
+    )
+
+
 def column_type(
     name: str, values: Sequence[Any], allow_mixed: bool = False, start_row: int = 0
 ) -> Any:
@@ -89,11 +98,7 @@ def column_type(
         except MixedTypesError:
             if allow_mixed:
                 return AnyType()
-            raise TypeError(
-                f"column `{name}`, row {start_row + i}: {describe(value_type)} value "
-                f"{_short(value)} in a column of {describe(current)} values; clean the column, "
-                "or pass allow_mixed_types=True to keep it as `any`"
-            ) from None
+            raise _mixed_types_error(name, start_row + i, value, value_type, current) from None
     return current
 
 
@@ -413,11 +418,7 @@ class Table:
                 new_types[j] = unify(new_types[j], value_type)
             except MixedTypesError:
                 if not self.allow_mixed_types:
-                    raise TypeError(
-                        f"column `{name}`, row {index}: {describe(value_type)} value "
-                        f"{_short(value)} in a column of {describe(new_types[j])} values; clean "
-                        "the value, or pass allow_mixed_types=True to keep the column as `any`"
-                    ) from None
+                    raise _mixed_types_error(name, index, value, value_type, new_types[j]) from None
                 new_types[j] = AnyType()
         self._pending_types = new_types
         self._pending.append(list(row))
