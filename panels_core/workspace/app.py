@@ -34,7 +34,13 @@ from panels_core.view import View
 from panels_core.workspace.background import Failed, run_off_loop
 from panels_core.workspace.querybar import QueryBar, query_error_text
 from panels_core.workspace.saving import write_spec
-from panels_core.workspace.spec import CardSpec, LayoutSpec, TableSource, WorkspaceSpec
+from panels_core.workspace.spec import (
+    CardSpec,
+    LayoutSpec,
+    Placement,
+    TableSource,
+    WorkspaceSpec,
+)
 
 __all__ = [
     "CardView",
@@ -48,8 +54,10 @@ __all__ = [
 PROJECTION_KIND = "projection"
 """The kind the default workspace adds for tables with an embedding or >= 5 numbers."""
 
-_MIN_CARD_WIDTH = 560
-"""Cards narrower than this wrap to their own row (a projection needs the room)."""
+_MIN_CARD_WIDTH = 440
+"""Narrowest card cell; below ``columns`` such cells (plus the sidebar) cards stack."""
+
+_SIDEBAR_WIDTH = 340
 
 _CARD_STYLES = {
     "border": "1px solid #d9dde3",
@@ -194,6 +202,9 @@ class CardView(pn.viewable.Viewer):
         self.view = View(engine, spec.input)
         self._on_duplicate = on_duplicate
         self._on_close = on_close
+        self.placement: Placement | None = None
+        """Where the card sits in the workspace grid (``card`` is its index when saved)."""
+        self.on_resize: Callable[[CardView], None] | None = None
         self._generation = 0
         self.selector = pn.widgets.Select(
             label="", width=200, css_classes=["panel-selector"], margin=(4, 5)
@@ -213,6 +224,13 @@ class CardView(pn.viewable.Viewer):
             css_classes=["card-duplicate"],
             margin=(4, 2),
             description="Duplicate this card",
+        )
+        self.wide_button = pn.widgets.Toggle(
+            label="⇔",
+            width=40,
+            color="light",
+            css_classes=["card-wide"],
+            margin=(4, 2),
         )
         self.close_button = pn.widgets.Button(
             label="✕",
@@ -243,6 +261,7 @@ class CardView(pn.viewable.Viewer):
         self.gear.on_click(self._toggle_settings)
         self.duplicate_button.on_click(lambda _e: self._on_duplicate and self._on_duplicate(self))
         self.close_button.on_click(lambda _e: self._on_close and self._on_close(self))
+        self.wide_button.param.watch(lambda e: self.on_resize and self.on_resize(self), "value")
         self.title_pane = pn.pane.Markdown(
             f"#### {self.title}", margin=(0, 8), css_classes=["card-title"]
         )
@@ -252,6 +271,7 @@ class CardView(pn.viewable.Viewer):
                 pn.layout.HSpacer(),
                 self.selector,
                 self.gear,
+                self.wide_button,
                 self.duplicate_button,
                 self.close_button,
                 sizing_mode="stretch_width",
@@ -455,14 +475,14 @@ class Workspace(pn.viewable.Viewer):
         self.save_path = Path(save_path) if save_path is not None else None
         specs = list(cards) if cards is not None else default_cards(self.engine, panels)
         self.cards: list[CardView] = []
-        self.grid = pn.FlexBox(
-            flex_wrap="wrap",
-            align_content="flex-start",
+        self.grid = pn.Column(
             sizing_mode="stretch_width",
             css_classes=["card-grid"],
+            stylesheets=[_grid_css(self.layout.columns)],
         )
-        for spec in specs:
-            self.cards.append(self._card(spec))
+        placements = {p.card: p for p in self.layout.placements}
+        for i, spec in enumerate(specs):
+            self.cards.append(self._card(spec, placements.get(i)))
         self._build_controls()
         self._sync_grid()
 
@@ -541,7 +561,11 @@ class Workspace(pn.viewable.Viewer):
             dist = self.panels.distribution_of(card.kind) if card.kind in self.panels else None
             if dist and dist != "typed-panels":
                 plugins[card.kind] = dist
-        placements = tuple(p for p in self.layout.placements if p.card < len(cards))
+        placements = tuple(
+            card.placement.model_copy(update={"card": i})
+            for i, card in enumerate(self.cards)
+            if card.placement is not None
+        )
         return WorkspaceSpec(
             tables={n: self.sources[n] for n in names},
             cards=cards,
@@ -566,7 +590,16 @@ class Workspace(pn.viewable.Viewer):
 
     # -- cards -----------------------------------------------------------------------------
 
-    def _card(self, spec: CardSpec) -> CardView:
+    def _card(self, spec: CardSpec, placement: Placement | None = None) -> CardView:
+        card = self._build_card(spec)
+        card.placement = placement
+        if isinstance(getattr(card, "wide_button", None), pn.widgets.Toggle):
+            card.wide_button.value = placement is not None and placement.width > 1
+            card.on_resize = self._toggle_wide
+        self._place(card)
+        return card
+
+    def _build_card(self, spec: CardSpec) -> CardView:
         try:
             q = spec.input
             for name in (q.table, *(t.table for t in (q.compare_with, q.join) if t is not None)):
@@ -575,7 +608,6 @@ class Workspace(pn.viewable.Viewer):
             card = CardView(
                 self.engine, spec, self.panels, on_duplicate=self.duplicate, on_close=self.close
             )
-            card._layout.styles = {**_CARD_STYLES, **self._cell_styles()}
             return card
         except Exception as exc:  # a card that cannot even be built still shows, with why
             card = CardView.__new__(CardView)
@@ -589,15 +621,35 @@ class Workspace(pn.viewable.Viewer):
                 ),
                 sizing_mode="stretch_width",
                 css_classes=["workspace-card"],
-                styles={**_CARD_STYLES, **self._cell_styles()},
+                styles=_CARD_STYLES,
                 margin=8,
             )
+            card.placement = None
             return card
 
-    def _cell_styles(self) -> dict[str, str]:
-        """``layout.columns`` cards per row where they fit; one per row on narrow screens."""
-        share = 100 / self.layout.columns
-        return {"flex": f"1 1 calc({share:.4g}% - 20px)", "min-width": f"{_MIN_CARD_WIDTH}px"}
+    def _place(self, card: CardView) -> None:
+        """Put the card's grid cell (its placement, else the next free cell) in its styles."""
+        styles = {**_CARD_STYLES, "min-width": "0"}
+        p = card.placement
+        if p is not None:
+            styles["grid-column"] = _grid_span(p.col, min(p.width, self.layout.columns))
+            styles["grid-row"] = _grid_span(p.row, p.height)
+        card._layout.styles = styles
+        card._layout.stylesheets = [_NARROW_CARD_CSS % _narrow_width(self.layout.columns)]
+
+    def _toggle_wide(self, card: CardView) -> None:
+        """The card's ⇔ button: span the whole row, or go back to one cell."""
+        wide = card.wide_button.value
+        p = card.placement
+        if wide:
+            card.placement = (p or Placement(card=0)).model_copy(
+                update={"width": self.layout.columns, "col": 0 if p and p.col is not None else None}
+            )
+        elif p is not None:
+            card.placement = (
+                None if p.row is None and p.height == 1 else p.model_copy(update={"width": 1})
+            )
+        self._place(card)
 
     def _sync_grid(self) -> None:
         self.grid[:] = list(self.cards)
@@ -623,8 +675,10 @@ class Workspace(pn.viewable.Viewer):
         return card
 
     def duplicate(self, card: CardView) -> CardView:
-        """A copy of ``card`` placed right after it."""
-        copy = self._card(card.spec)
+        """A copy of ``card`` (same span) placed right after it."""
+        p = card.placement
+        span = None if p is None else Placement(card=0, width=p.width, height=p.height)
+        copy = self._card(card.spec, span)
         self.cards.insert(self.cards.index(card) + 1, copy)
         self._sync_grid()
         return copy
@@ -760,7 +814,7 @@ class Workspace(pn.viewable.Viewer):
             title=self.title,
             sidebar=[self.sidebar()],
             main=[self.main()],
-            sidebar_width=340,
+            sidebar_width=_SIDEBAR_WIDTH,
             header_background="#3b6ea5",
         )
 
@@ -772,3 +826,37 @@ class Workspace(pn.viewable.Viewer):
         return pn.Row(
             pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width"
         )
+
+
+_NARROW_CARD_CSS = """
+@media (max-width: %dpx) {
+  :host { grid-column: auto !important; grid-row: auto !important; }
+}
+"""
+
+
+def _narrow_width(columns: int) -> int:
+    """Widest screen (px) on which ``columns`` cards do not fit side by side."""
+    return _SIDEBAR_WIDTH + columns * (_MIN_CARD_WIDTH + 16)
+
+
+def _grid_span(start: int | None, span: int) -> str:
+    """A CSS grid-column/grid-row value: from cell ``start`` (0-based; None: flow) over ``span``."""
+    return f"span {span}" if start is None else f"{start + 1} / span {span}"
+
+
+def _grid_css(columns: int) -> str:
+    """The card grid: ``columns`` equal cells per row, one per row on narrow screens."""
+    narrow = _narrow_width(columns)
+    return f"""
+:host {{
+  display: grid !important;
+  grid-template-columns: repeat({columns}, minmax(0, 1fr));
+  grid-auto-flow: row dense;
+  align-items: start;
+  column-gap: 4px;
+}}
+@media (max-width: {narrow}px) {{
+  :host {{ grid-template-columns: minmax(0, 1fr); }}
+}}
+"""

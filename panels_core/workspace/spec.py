@@ -98,11 +98,15 @@ class CardSpec(_Spec):
 
 
 class Placement(_Spec):
-    """Where card number ``card`` sits in the grid (row/column from 0, spans in cells)."""
+    """Where card number ``card`` sits in the grid and how many cells it spans.
+
+    ``row`` and ``col`` count from 0; left out, the card flows in order (taking
+    the first free cells wide enough for its span).
+    """
 
     card: int = Field(ge=0)
-    row: int = Field(ge=0)
-    col: int = Field(ge=0)
+    row: int | None = Field(None, ge=0)
+    col: int | None = Field(None, ge=0)
     width: int = Field(1, ge=1)
     height: int = Field(1, ge=1)
 
@@ -162,10 +166,13 @@ class WorkspaceSpec(_Spec):
                     f"layout places card {placement.card}, but the workspace has "
                     f"{len(self.cards)} cards"
                 )
-            if placement.col + placement.width > self.layout.columns:
+            if (placement.col or 0) + placement.width > self.layout.columns:
                 raise ValueError(
                     f"layout: card {placement.card} spans past column {self.layout.columns}"
                 )
+        placed = [p.card for p in self.layout.placements]
+        if len(placed) != len(set(placed)):
+            raise ValueError("layout: a card is placed twice; give each card one placement")
         return self
 
     def to_dict(self) -> dict[str, Any]:

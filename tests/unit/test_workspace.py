@@ -274,3 +274,54 @@ def test_serve_prepares_stores_and_saved_workspaces(tmp_path: Path, capsys) -> N
     (tmp_path / "new.json").write_text('{"schema_version": 7}')
     assert main(["serve", str(tmp_path / "store"), "--workspace", str(tmp_path / "new.json")]) == 2
     assert "upgrade typed-panels" in capsys.readouterr().err
+
+
+def test_layout_placements_apply_follow_their_cards_and_round_trip(
+    tmp_path: Path, files: dict[str, Path]
+) -> None:
+    from panels_core.workspace.spec import LayoutSpec, Placement
+
+    tables = {name: Table.from_parquet(path) for name, path in files.items()}
+    cards = [CardSpec(kind="table", input=Query(table=n)) for n in ("runs", "runs_b", "runs")]
+    layout = LayoutSpec(columns=3, placements=(Placement(card=1, row=0, col=1, width=2),))
+    ws = Workspace(tables, cards, layout=layout)
+    styles = [c._layout.styles for c in ws.cards]
+    assert styles[1]["grid-column"] == "2 / span 2" and styles[1]["grid-row"] == "1 / span 1"
+    assert "grid-column" not in styles[0] and "grid-column" not in styles[2]
+    assert "repeat(3, minmax(0, 1fr))" in ws.grid.stylesheets[0]
+    assert ws.cards[1].wide_button.value
+
+    # ⇔ on the first card: it spans the row (flowing, no fixed cell); off again: one cell
+    ws.cards[0].wide_button.value = True
+    assert ws.cards[0]._layout.styles["grid-column"] == "span 3"
+    ws.cards[0].wide_button.value = False
+    assert ws.cards[0].placement is None and "grid-column" not in ws.cards[0]._layout.styles
+    ws.cards[2].wide_button.value = True
+
+    # closing card 0 renumbers the placements; a copy keeps the span, not the cell
+    ws.close(ws.cards[0])
+    ws.duplicate(ws.cards[0])
+    spec = ws.to_spec()
+    assert spec.layout.placements == (
+        Placement(card=0, row=0, col=1, width=2),
+        Placement(card=1, width=2),
+        Placement(card=2, width=3),
+    )
+    path = ws.save(tmp_path / "ws.json")
+    assert json.loads(path.read_text())["layout"]["placements"][1] == {"card": 1, "width": 2}
+    again = Workspace.from_spec(path)
+    assert again.to_spec() == spec
+    assert again.cards[1]._layout.styles["grid-column"] == "span 2"
+
+
+def test_layout_specs_refuse_impossible_placements() -> None:
+    base = {
+        "tables": {"runs": "runs.parquet"},
+        "cards": [{"kind": "table", "input": {"table": "runs"}}],
+    }
+    with pytest.raises(ValueError, match="placed twice"):
+        WorkspaceSpec.model_validate(
+            {**base, "layout": {"placements": [{"card": 0}, {"card": 0, "width": 2}]}}
+        )
+    with pytest.raises(ValueError, match="spans past column 2"):
+        WorkspaceSpec.model_validate({**base, "layout": {"placements": [{"card": 0, "width": 3}]}})
