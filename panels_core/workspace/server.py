@@ -7,12 +7,25 @@ typed in one session shows in another.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["demo_paths", "prepare", "serve_paths", "serve_tables"]
+__all__ = [
+    "demo_paths",
+    "lower_thread_priority",
+    "prepare",
+    "serve_paths",
+    "serve_tables",
+    "start_warm_up",
+]
+
+WARM_UP_ENV = "PANELS_WARM_UP"
+"""Set to ``0`` to skip compiling UMAP's kernels when a server starts."""
 
 
 def demo_paths(folder: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -86,6 +99,40 @@ def _register_models() -> None:
         return
 
 
+def lower_thread_priority(niceness: int = 10) -> None:
+    """Make the calling thread yield the CPU to the server's other threads (Linux)."""
+    # not Linux, or not allowed: the thread keeps its normal priority
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+
+def start_warm_up(cards: Sequence[Any]) -> threading.Thread | None:
+    """Compile UMAP's kernels on a low-priority daemon thread if a card is a projection.
+
+    The first UMAP a user asks for then does not wait for compilation (tens of
+    seconds on 2 cores, in each new process). Skipped when ``PANELS_WARM_UP=0``.
+    """
+    from panels_core.workspace.app import PROJECTION_KIND
+
+    if os.environ.get(WARM_UP_ENV, "1") == "0":
+        return None
+    if not any(card.kind == PROJECTION_KIND for card in cards):
+        return None
+
+    def run() -> None:
+        from panels_core import projection
+
+        lower_thread_priority()
+        try:
+            projection.warm_up()
+        except Exception as exc:  # the first UMAP compiles instead, and shows any error
+            print(f"typed-panels: UMAP warm-up failed: {exc}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=run, name="panels-umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve_tables(
     tables: Mapping[str, Any],
     *,
@@ -109,6 +156,7 @@ def serve_tables(
     engine = Engine(dict(tables))
     if workspace.get("cards") is None:  # the smart default, worked out once for every session
         workspace["cards"] = default_cards(engine)
+    start_warm_up(workspace["cards"])
 
     def app() -> Any:
         return Workspace(engine=engine, title=title, **workspace).template()

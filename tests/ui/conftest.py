@@ -87,7 +87,11 @@ def run_cli(tmp_path):
     def start(*args: str, timeout: float = 180) -> str:
         port = free_port()
         command = [sys.executable, "-m", "panels_core.cli", *args, "--port", str(port)]
-        env = {**os.environ, "BOKEH_ALLOW_WS_ORIGIN": f"127.0.0.1:{port},localhost:{port}"}
+        env = {
+            **os.environ,
+            "BOKEH_ALLOW_WS_ORIGIN": f"127.0.0.1:{port},localhost:{port}",
+            "PANELS_WARM_UP": os.environ.get("PANELS_WARM_UP", "0"),  # tests need no UMAP
+        }
         process = subprocess.Popen(
             command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )

@@ -325,3 +325,33 @@ def test_layout_specs_refuse_impossible_placements() -> None:
         )
     with pytest.raises(ValueError, match="spans past column 2"):
         WorkspaceSpec.model_validate({**base, "layout": {"placements": [{"card": 0, "width": 3}]}})
+
+
+def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
+    monkeypatch,
+) -> None:
+    import threading
+
+    from panels_core import projection
+    from panels_core.workspace import server
+
+    seen: list[tuple[str, int]] = []
+
+    def fake_warm_up() -> float:
+        tid = threading.get_native_id()
+        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, tid)))
+        return 0.0
+
+    monkeypatch.setattr(projection, "warm_up", fake_warm_up)
+    monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
+    table_only = [CardSpec(kind="table", input=Query(table="t"))]
+    with_projection = [*table_only, CardSpec(kind="projection", input=Query(table="t"))]
+    assert server.start_warm_up(table_only) is None
+    thread = server.start_warm_up(with_projection)
+    assert thread is not None
+    thread.join(10)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    # lowering one's own priority is always allowed on Linux
+    assert seen == [("panels-umap-warm-up", min(19, base + 10))]
+    monkeypatch.setenv(server.WARM_UP_ENV, "0")
+    assert server.start_warm_up(with_projection) is None
