@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import itertools
 import math
 import os
 import threading
@@ -75,6 +76,9 @@ _PREFIX_START, _PREFIX_MAX = 1 << 16, 1 << 22  # grouped(): rows read to find th
 _RESERVED = "__tp_"
 _ROW = "__tp_row"
 _FAR = 1 << 40  # right-only rows of a comparison sort after every left row
+_PART_ROWS = 1 << 20  # a comparison of large key-ordered files joins parts of about this many rows
+_MAX_PARTS = 64
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -571,9 +575,17 @@ class Engine:
         spec: CompareWith,
         required: frozenset[int] = frozenset(),
         pick: _Pick | None = None,
+        splits: list[int] | None = None,
+        params: Params | None = None,
     ) -> _Rel:
         """Full outer join of two tables; ``required`` sources (the filter demands
-        ``N.present``) turn it into a left, right or inner join, which is faster."""
+        ``N.present``) turn it into a left, right or inner join, which is faster.
+
+        With ``splits`` (integer key values, ascending) the join runs as one join
+        per key range (and one for null keys), glued by UNION ALL: each range
+        reads only its own row groups and its hash table is a fraction of the
+        whole, so peak memory drops; the rows are the same.
+        """
         names = tuple(spec.names)
         if len(set(names)) != len(names):
             raise QueryError(f"compare_with: the two sources need different names, got {names}")
@@ -641,10 +653,25 @@ class Engine:
             frozenset({0}): "LEFT",
             frozenset({1}): "RIGHT",
         }.get(required, "INNER")
-        source_sql = f"FROM ({a.sql}) AS __tp_a {how} JOIN ({b.sql}) AS __tp_b ON {on}"
         if pick is not None:
-            source_sql = pick.join(a.sql, b.sql)
-        sql = f"SELECT {', '.join(select)} {source_sql}"
+            sql = f"SELECT {', '.join(select)} {pick.join(a.sql, b.sql)}"
+        elif splits and params is not None and left_key is not None and right_key is not None:
+            bounds = [None, *(params.add(int(v), "BIGINT") for v in splits), None]
+            parts = []
+            for lo, hi in [*itertools.pairwise(bounds), (None, None)]:
+                # the last part (no bounds) holds the rows whose key is null
+                side_a = _key_range(a.sql, quote_ident(left_key), lo, hi)
+                side_b = _key_range(b.sql, quote_ident(right_key), lo, hi)
+                parts.append(
+                    f"SELECT {', '.join(select)} FROM ({side_a}) AS __tp_a "
+                    f"{how} JOIN ({side_b}) AS __tp_b ON {on}"
+                )
+            sql = "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS __tp_parts"
+        else:
+            sql = (
+                f"SELECT {', '.join(select)} "
+                f"FROM ({a.sql}) AS __tp_a {how} JOIN ({b.sql}) AS __tp_b ON {on}"
+            )
         return _Rel(
             sql,
             fields,
@@ -655,6 +682,84 @@ class Engine:
             sources=names,
             plain=False,
         )
+
+    def _splits(self, a: _Source, b: _Source, spec: CompareWith) -> list[int] | None:
+        """Key values splitting a comparison of two large Parquet files into parts.
+
+        Only when both files keep an integer key in ascending, non-overlapping
+        row groups (their statistics say so): then each part's range filter
+        reads a few row groups of each file. Parts end at row-group starts of
+        this table and hold at least ``_PART_ROWS`` of its rows. None: one join.
+        """
+        if not (a.parquet and b.parquet) or spec.on is None:
+            return None
+        left_key, right_key = (spec.on, spec.on) if isinstance(spec.on, str) else spec.on
+        for source, key in ((a, left_key), (b, right_key)):
+            field = source.fields.get(key)
+            if field is None or not pa.types.is_integer(field.type):
+                return None
+        if a.length + b.length < 2 * _PART_ROWS:
+            return None
+        groups = self._row_groups(a, left_key)
+        if groups is None or self._row_groups(b, right_key) is None:
+            return None
+        splits, rows = [], 0
+        for low, _, n in groups:
+            if rows >= _PART_ROWS and (not splits or low > splits[-1]):
+                splits.append(low)
+                rows = 0
+            rows += n
+        if len(splits) + 1 > _MAX_PARTS:
+            step = math.ceil(len(splits) / (_MAX_PARTS - 1))
+            splits = splits[step - 1 :: step]
+        return splits or None
+
+    def _row_groups(self, source: _Source, key: str) -> list[tuple[int, int, int]] | None:
+        """(min, max, rows) of ``key`` per row group of a Parquet source, when the row
+        groups are in ascending key order, apart from a shared boundary value (None otherwise, or when
+        statistics are missing). Kept until ``clear_cache``."""
+        cache_key = ("row_groups", str(source.path), _file_stamp(source.path), key)
+        kept = self._cache.get(cache_key)
+        if kept is not _MISS:
+            return kept
+        import pyarrow.parquet as pq
+
+        out: list[tuple[int, int, int]] | None = []
+        try:
+            meta = pq.ParquetFile(str(source.path)).metadata
+        except (OSError, pa.ArrowException):
+            meta = None
+        if meta is None:
+            out = None
+        else:
+            for i in builtins.range(meta.num_row_groups):
+                group = meta.row_group(i)
+                column = next(
+                    (
+                        group.column(j)
+                        for j in builtins.range(group.num_columns)
+                        if group.column(j).path_in_schema == key
+                    ),
+                    None,
+                )
+                stats = None if column is None else column.statistics
+                if group.num_rows == 0:
+                    continue
+                if stats is None or not stats.has_min_max:
+                    out = None
+                    break
+                low, high = stats.min, stats.max
+                if not (
+                    isinstance(low, int)
+                    and isinstance(high, int)
+                    and _INT64[0] <= low <= high <= _INT64[1]
+                    and (not out or low >= out[-1][1])
+                ):
+                    out = None
+                    break
+                out.append((low, high, group.num_rows))
+        self._cache.put(cache_key, out)
+        return out
 
     def _scope(self, rel: _Rel) -> Scope:
         return Scope(fields=dict(rel.fields), compared=rel.compared, sources=rel.sources)
@@ -832,7 +937,8 @@ class Engine:
                 )
             required = _required_sources(query.filter, query.compare_with.names)
             other_rel = self._base(other, None if pick is None else pick.side(1))
-            rel = self._compare(rel, other_rel, query.compare_with, required, pick)
+            splits = None if pick is not None else self._splits(source, other, query.compare_with)
+            rel = self._compare(rel, other_rel, query.compare_with, required, pick, splits, params)
         if query.join is not None:
             rel = self._join_spec(query, source, rel, pick)
         if query.filter is not None and pick is None:
@@ -1836,6 +1942,20 @@ def _required_sources(expr: Any, names: Sequence[str]) -> frozenset[int]:
         if expr.source is None and len(expr.path) == 2 and expr.path[1] in names:
             return frozenset({list(names).index(expr.path[1])})
     return frozenset()
+
+
+def _key_range(rel_sql: str, key: str, lo: str | None, hi: str | None) -> str:
+    """The rows of ``rel_sql`` whose key is in [lo, hi) (no bound: open); null keys
+    when neither bound is set."""
+    if lo is None and hi is None:
+        where = f"{key} IS NULL"
+    elif lo is None:
+        where = f"{key} < {hi}"
+    elif hi is None:
+        where = f"{key} >= {lo}"
+    else:
+        where = f"{key} >= {lo} AND {key} < {hi}"
+    return f"SELECT * FROM ({rel_sql}) AS __tp_s WHERE {where}"
 
 
 def _walk(node: Any) -> Iterator[Any]:
