@@ -1000,12 +1000,14 @@ def project_cached(
     cache: ProjectionCache | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    compute: Callable[..., ProjectionResult] | None = None,
 ) -> ProjectionResult:
     """``project`` through a cache keyed by (data, spec).
 
     ``key`` identifies the data cheaply (e.g. (table fingerprint, query json,
     column)); without it the rows are hashed (``fingerprint``). With a key, ``X``
     may be a zero-argument callable that fetches the rows only on a cache miss.
+    ``compute`` (same signature as ``project``) computes a miss; default ``project``.
     """
     spec = _as_spec(spec)
     cache = _SHARED_CACHE if cache is None else cache
@@ -1024,7 +1026,7 @@ def project_cached(
         return hit
     if callable(rows):
         rows = rows()
-    result = project(rows, spec, progress=progress, cancel=cancel)
+    result = (compute or project)(rows, spec, progress=progress, cancel=cancel)
     cache.put(cache_key, result)
     return result
 
@@ -1047,9 +1049,15 @@ class Projector:
     result (a result that was finished anyway still lands in the cache).
     """
 
-    def __init__(self, max_workers: int = 2, cache: ProjectionCache | None = None) -> None:
+    def __init__(
+        self,
+        max_workers: int = 2,
+        cache: ProjectionCache | None = None,
+        compute: Callable[..., ProjectionResult] | None = None,
+    ) -> None:
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="panels-projection")
         self._cache = cache
+        self._compute = compute  # how a cache miss is computed (default: ``project`` here)
         self._jobs: dict[Hashable, _Job] = {}
         self._lock = threading.Lock()
 
@@ -1104,7 +1112,13 @@ class Projector:
             if job.cancel.is_set():
                 raise ProjectionCancelled(job.reason)
             result = project_cached(
-                X, spec, key, cache=self._cache, progress=report, cancel=job.cancel
+                X,
+                spec,
+                key,
+                cache=self._cache,
+                progress=report,
+                cancel=job.cancel,
+                compute=self._compute,
             )
             if job.cancel.is_set():
                 raise ProjectionCancelled(job.reason)
