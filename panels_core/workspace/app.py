@@ -183,6 +183,20 @@ def count_text(engine: Engine, query: Query) -> str:
     return text
 
 
+def _header_button(
+    label: str,
+    css_class: str,
+    description: str | None = None,
+    width: int = 40,
+    toggle: bool = False,
+) -> Any:
+    """A small light button of a card's header (a Toggle when ``toggle``)."""
+    options = {"label": label, "width": width, "color": "light", "margin": (4, 2)}
+    if toggle:  # Panel's Toggle has no tooltip
+        return pn.widgets.Toggle(css_classes=[css_class], **options)
+    return pn.widgets.Button(css_classes=[css_class], description=description, **options)
+
+
 class CardView(pn.viewable.Viewer):
     """One card: header (panel selector, gear, duplicate, close), query bar, row count, panel."""
 
@@ -209,37 +223,10 @@ class CardView(pn.viewable.Viewer):
         self.selector = pn.widgets.Select(
             label="", width=200, css_classes=["panel-selector"], margin=(4, 5)
         )
-        self.gear = pn.widgets.Button(
-            label="⚙",
-            width=40,
-            color="light",
-            css_classes=["card-gear"],
-            margin=(4, 2),
-            description="Settings",
-        )
-        self.duplicate_button = pn.widgets.Button(
-            label="Copy",
-            width=60,
-            color="light",
-            css_classes=["card-duplicate"],
-            margin=(4, 2),
-            description="Duplicate this card",
-        )
-        self.wide_button = pn.widgets.Toggle(
-            label="⇔",
-            width=40,
-            color="light",
-            css_classes=["card-wide"],
-            margin=(4, 2),
-        )
-        self.close_button = pn.widgets.Button(
-            label="✕",
-            width=40,
-            color="light",
-            css_classes=["card-close"],
-            margin=(4, 2),
-            description="Close this card",
-        )
+        self.gear = _header_button("⚙", "card-gear", "Settings")
+        self.duplicate_button = _header_button("Copy", "card-duplicate", "Duplicate this card", 60)
+        self.wide_button = _header_button("⇔", "card-wide", toggle=True)
+        self.close_button = _header_button("✕", "card-close", "Close this card")
         self.count = pn.pane.HTML(
             "",
             css_classes=["row-count"],
