@@ -76,7 +76,9 @@ _PREFIX_START, _PREFIX_MAX = 1 << 16, 1 << 22  # grouped(): rows read to find th
 _RESERVED = "__tp_"
 _ROW = "__tp_row"
 _FAR = 1 << 40  # right-only rows of a comparison sort after every left row
-_PART_ROWS = 1 << 20  # a comparison of large key-ordered files joins parts of about this many rows
+_PART_ROWS = (
+    1_000_000  # a comparison of large key-ordered files joins parts of about this many rows
+)
 _MAX_PARTS = 64
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -1569,19 +1571,17 @@ class Engine:
         for i, s in enumerate(series):
             e = edges[s.column]
             n = len(e) - 1
-            p_lo, p_hi = params.add(float(e[0])), params.add(float(e[-1]))
+            p_lo = params.add(float(e[0]))
             p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
             x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
             seen = order is not None and i == 0  # every row is in the first series' pass
             inner, outer = [*keyed, f"{x} AS x"], [*key_names, "x"]
             if seen:
                 inner, outer = [*inner, f"{order} AS __tp_o"], [*outer, "__tp_o"]
-            # numpy's estimate of the bin, in numpy's order of operations
+            # the bin estimate as a DOUBLE, in numpy's order of operations: null stays null,
+            # NaN and inf stay non-finite, x < lo gives < 0, x == hi gives n, x > hi >= n
             estimate = (
-                f"SELECT {', '.join(outer)}, "
-                f"CASE WHEN isfinite(x) AND x >= {p_lo} AND x <= {p_hi} "
-                f"THEN least(CAST(floor((x - {p_lo}) / {p_denom} * {p_n}) AS BIGINT), "
-                f"{p_n} - 1) END AS i "
+                f"SELECT {', '.join(outer)}, floor((x - {p_lo}) / {p_denom} * {p_n}) AS i "
                 f"FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) AS __tp_x"
             )
             estimates.append(estimate)
@@ -1594,14 +1594,6 @@ class Engine:
         # one aggregate per series: cheaper than GROUPING SETS over the same rows
         result = self._fetch(cur, " UNION ALL ".join(branches), params, "histogram")
         k = len(keys)
-        # numpy corrects each estimate against the edges; only bins whose min or max
-        # crosses an edge need it, and those are counted again exactly below
-        suspect: dict[int, set[int]] = {}
-        for row in result:
-            i, b, lo_x, hi_x = row[0], row[k + 1], row[k + 3], row[k + 4]
-            e = edges[series[i].column]
-            if b is not None and (lo_x < e[b] or (b < len(e) - 2 and hi_x >= e[b + 1])):
-                suspect.setdefault(i, set()).add(int(b))
         counts: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in series]
 
         def add(i: int, key: tuple[Any, ...], b: int | None, c: int) -> None:
@@ -1611,25 +1603,33 @@ class Engine:
             if b is not None:
                 target[int(b)] += int(c)
 
+        # numpy corrects each estimate against the edges; only estimated bins whose min
+        # or max crosses an edge need it, and those are counted again exactly below
+        # (a bin estimate is counted again for every key when it is suspect for one)
+        suspect: dict[int, set[float]] = {}
+        targets = []
         for row in result:
             i, b = row[0], row[k + 1]
-            add(
-                i,
-                _hashable(tuple(row[1 : k + 1])),
-                None if b in suspect.get(i, ()) else b,
-                row[k + 2],
-            )
+            target = _place(b, row[k + 3], row[k + 4], edges[series[i].column])
+            if target == _SUSPECT:
+                suspect.setdefault(i, set()).add(float(b))
+            targets.append(target)
+        for row, target in zip(result, targets):
+            i, b = row[0], row[k + 1]
+            fixed = target == _SUSPECT or (b is not None and b in suspect.get(i, ()))
+            add(i, _hashable(tuple(row[1 : k + 1])), None if fixed else target, row[k + 2])
         for i, bins_to_fix in suspect.items():
             e = edges[series[i].column]
             p_edges, p_last = params.add([float(v) for v in e]), params.add(len(e) - 2)
-            p_fix = params.add(sorted(bins_to_fix))
+            p_top, p_fix = params.add(float(e[-1])), params.add(sorted(bins_to_fix), "DOUBLE[]")
+            b0 = f"least(TRY_CAST(i AS BIGINT), {p_last})"
             exact = (
-                f"i - CAST(x < {p_edges}[i + 1] AS INTEGER) "
-                f"+ CAST(i < {p_last} AND x >= {p_edges}[i + 2] AS INTEGER) AS b"
+                f"{b0} - CAST(x < {p_edges}[{b0} + 1] AS INTEGER) "
+                f"+ CAST({b0} < {p_last} AND x >= {p_edges}[{b0} + 2] AS INTEGER) AS b"
             )
             sql = (
                 f"SELECT {', '.join([*key_names, exact])}, count(*) FROM ({estimates[i]}) AS __tp_e "
-                f"WHERE list_contains({p_fix}, i) GROUP BY ALL"
+                f"WHERE list_contains({p_fix}, i) AND x <= {p_top} GROUP BY ALL"
             )
             for row in self._fetch(cur, sql, params, "histogram"):
                 add(i, _hashable(tuple(row[:k])), row[k], row[k + 1])
@@ -1842,6 +1842,28 @@ class _Binned:
 
     def zeros(self, column: str) -> np.ndarray:
         return np.zeros(len(self.edges[column]) - 1, dtype=np.int64)
+
+
+_SUSPECT = -1
+
+
+def _place(b: float | None, lo_x: float, hi_x: float, e: np.ndarray) -> int | None:
+    """The bin of the values whose estimated bin is ``b`` (their min and max given).
+
+    None: null, NaN/inf, or outside ``e[0] .. e[-1]``; ``_SUSPECT`` when some
+    of them belong to another bin (or outside) and must be counted again.
+    """
+    n = len(e) - 1
+    if b is None or not math.isfinite(b) or b < 0 or b > n:
+        return None
+    b = int(b)
+    if b == n:  # e[-1] itself (the last bin holds it), values rounding onto it, or above it
+        if lo_x > e[n]:
+            return None
+        return n - 1 if lo_x >= e[n - 1] and hi_x <= e[n] else _SUSPECT
+    if lo_x < e[b] or (b < n - 1 and hi_x >= e[b + 1]):
+        return _SUSPECT
+    return b
 
 
 def _check_bins(bins: Any, range: tuple[float, float] | None, width: float | None) -> None:

@@ -293,3 +293,52 @@ def test_histogram_values_on_edges_are_corrected_like_numpy() -> None:
         by = engine.histogram(Query(table="t"), "x", bins=n, by="g")
         for row, group in zip(by.counts, by.groups):
             np.testing.assert_array_equal(row, np.histogram(x[g == group], bins=edges)[0])
+
+
+def test_histogram_values_at_and_beside_the_range_ends() -> None:
+    # the bin estimate is floor((x - lo) / (hi - lo) * n) as a double: x == hi lands on n,
+    # a value one ulp above hi may round onto n too, one ulp below hi may as well; NaN,
+    # inf and null give no bin; every case must still count like numpy.histogram
+    rng = np.random.default_rng(5)
+    for trial in range(12):
+        lo = float(rng.uniform(-5, 5))
+        hi = lo + float(rng.uniform(0.01, 50))
+        n = int(rng.integers(1, 40))
+        edges = np.linspace(lo, hi, n + 1)
+        around = [np.nextafter(v, d) for v in (lo, hi) for d in (-np.inf, np.inf)]
+        x = np.concatenate(
+            [
+                rng.uniform(lo - 1, hi + 1, 300),
+                edges,
+                edges,
+                around,
+                [lo, hi, hi, np.nan, np.inf, -np.inf],
+            ]
+        )
+        mask = rng.random(len(x)) < 0.05
+        g = rng.choice(["a", "b", "c"], len(x))
+        engine = Engine({"t": pa.table({"x": pa.array(x, mask=mask), "g": g})})
+        kept = x[~mask]
+        finite = kept[np.isfinite(kept)]
+        inside = (finite >= lo) & (finite <= hi)
+        hist = engine.histogram(Query(table="t"), "x", bins=n, range=(lo, hi))
+        np.testing.assert_array_equal(hist.edges, edges)
+        np.testing.assert_array_equal(hist.counts, np.histogram(finite, bins=n, range=(lo, hi))[0])
+        assert (hist.nulls, hist.nonfinite) == (int(mask.sum()), int((~np.isfinite(kept)).sum()))
+        assert hist.outside == int((~inside).sum())
+        # the data's own min and max as the range (the default), per group
+        own = engine.histogram(Query(table="t"), "x", bins=n, by="g")
+        for row, group in zip(own.counts, own.groups):
+            values = x[(g == group) & ~mask]
+            values = values[np.isfinite(values)]
+            np.testing.assert_array_equal(row, np.histogram(values, bins=own.edges)[0])
+        np.testing.assert_array_equal(own.edges, np.histogram_bin_edges(finite, bins=n))
+        # fixed-width bins: edges need not end on the data's max
+        width = (hi - lo) / (n + 0.5)
+        wide = engine.histogram(Query(table="t"), "x", width=width, range=(lo, hi))
+        expected_edges = np.arange(len(wide.edges)) * width + lo
+        np.testing.assert_array_equal(wide.edges, expected_edges)
+        np.testing.assert_array_equal(wide.counts, np.histogram(finite, bins=wide.edges)[0])
+        assert wide.outside == int(((finite < wide.edges[0]) | (finite > wide.edges[-1])).sum()), (
+            trial
+        )
