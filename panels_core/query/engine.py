@@ -1525,14 +1525,22 @@ class Engine:
         ``range``); each value's bin is estimated then corrected against the
         edges exactly as numpy does, so counts match ``numpy.histogram``.
         """
-        # the stats and quartiles of the same rows and columns are kept: a card drawn
-        # again with other bins (or a range) skips those scans
+        # the bounds, counts and quartiles of the same rows and columns are kept: a card
+        # drawn again with other bins (or a range) skips those scans
         rows_key = (self._local.stamp, rows, repr(params.bind(rows)))
         series_key = tuple((s.x, s.cond, s.raw) for s in series)
-        per = self._cache.get(("stats", *rows_key, series_key))
-        if per is _MISS:
-            per = self._stats(cur, params, rows, series)
-            self._cache.put(("stats", *rows_key, series_key), per)
+        bounds: Any = [(None, None)] * len(series)
+        if range is None:
+            bounds = self._cache.get(("bounds", *rows_key, series_key))
+            if bounds is _MISS:
+                bounds = self._bounds(cur, params, rows, series)
+                self._cache.put(("bounds", *rows_key, series_key), bounds)
+        counted = self._cache.get(("counts", *rows_key, series_key))
+        if counted is _MISS and ((bins == "auto" and width is None) or any(s.cond for s in series)):
+            # the finite count sets the auto bin count; a compared source's nulls are
+            # its present rows without a value (absent rows have none either)
+            counted = self._counts(cur, params, rows, series)
+            self._cache.put(("counts", *rows_key, series_key), counted)
         edges: dict[str, np.ndarray] = {}
         columns = list(dict.fromkeys(s.column for s in series))
         auto = [c for c in columns if bins == "auto" and width is None]
@@ -1543,10 +1551,10 @@ class Engine:
                 quartiles = self._sample_quartiles(cur, params, rows, series, auto)
                 self._cache.put(("quartiles", *rows_key, series_key, tuple(auto)), quartiles)
         for column in columns:
-            mine = [p for p, s in zip(per, series) if s.column == column]
-            lows = [p[2] for p in mine if p[2] is not None]
-            highs = [p[3] for p in mine if p[3] is not None]
-            n_finite = sum(int(p[4]) for p in mine)
+            mine = [i for i, s in enumerate(series) if s.column == column]
+            lows = [bounds[i][0] for i in mine if bounds[i][0] is not None]
+            highs = [bounds[i][1] for i in mine if bounds[i][1] is not None]
+            n_finite = 0 if counted is _MISS else sum(counted[i][2] for i in mine)
             if range is not None:
                 lo, hi = float(range[0]), float(range[1])
             elif lows:
@@ -1633,7 +1641,14 @@ class Engine:
             )
             for row in self._fetch(cur, sql, params, "histogram"):
                 add(i, _hashable(tuple(row[:k])), row[k], row[k + 1])
-        stats = [(int(p[0]), int(p[1]), int(p[4])) for p in per]
+        if counted is _MISS:
+            # the binning pass saw every value: nulls have no bin, NaN and inf a
+            # non-finite one (unless a huge finite value overflowed there too)
+            counted = _counts_from_bins(result, k, len(series))
+            if counted is None:
+                counted = self._counts(cur, params, rows, series)
+            self._cache.put(("counts", *rows_key, series_key), counted)
+        stats = list(counted)
         first_rows: dict[tuple[Any, ...], Any] = {}
         if order is not None:
             for row in result:
@@ -1645,47 +1660,58 @@ class Engine:
         first = [key for _, key in sorted(first_rows.values(), key=lambda pair: pair[0])]
         return _Binned(edges, counts, stats, first)
 
-    def _stats(
+    def _bounds(
         self, cur: Any, params: Params, rows: str, series: Sequence[_Series]
-    ) -> list[tuple[int, int, float | None, float | None, int]]:
-        """(nulls, nonfinite, finite min, finite max, finite count) of each series.
+    ) -> list[tuple[float | None, float | None]]:
+        """(finite min, finite max) of each series (None, None when it has no finite value).
 
-        Plain min/max/count first (fast); only a series whose min or max is
-        NaN or infinite is scanned again with finite-only filters.
+        Plain min/max first: over a Parquet file they come from its statistics,
+        without a scan. Only a series whose min or max is NaN or infinite is
+        scanned again with finite-only filters (file statistics leave NaN out,
+        so they never say whether NaN is there; the counts do that).
         """
-        counted, bounds = [], []
+        select = []
         for s in series:
             where = f" FILTER (WHERE {s.cond})" if s.cond else ""
             raw = s.raw or s.x
-            counted += [f"count(*){where}", f"count({raw}){where}"]
-            bounds += [f"CAST(min({raw}){where} AS DOUBLE)", f"CAST(max({raw}){where} AS DOUBLE)"]
-        # two statements: min/max alone often come from Parquet statistics without a scan
-        ((*flat_counts,),) = self._fetch(
-            cur, f"SELECT {', '.join(counted)} FROM ({rows}) AS __tp_v", params, "histogram"
+            select += [f"CAST(min({raw}){where} AS DOUBLE)", f"CAST(max({raw}){where} AS DOUBLE)"]
+        ((*flat,),) = self._fetch(
+            cur, f"SELECT {', '.join(select)} FROM ({rows}) AS __tp_v", params, "histogram"
         )
-        ((*flat_bounds,),) = self._fetch(
-            cur, f"SELECT {', '.join(bounds)} FROM ({rows}) AS __tp_v", params, "histogram"
-        )
-        flat = [
-            v
-            for i in builtins.range(len(series))
-            for v in (*flat_counts[2 * i : 2 * i + 2], *flat_bounds[2 * i : 2 * i + 2])
-        ]
-        out: list[tuple[int, int, float | None, float | None, int]] = []
+        out: list[tuple[float | None, float | None]] = []
         for i, s in enumerate(series):
-            total, present, lo, hi = flat[4 * i : 4 * i + 4]
-            if lo is None or (math.isfinite(lo) and math.isfinite(hi)):
-                out.append((int(total - present), 0, lo, hi, int(present)))
-                continue
+            lo, hi = flat[2 * i], flat[2 * i + 1]
+            if lo is not None and not (math.isfinite(lo) and math.isfinite(hi)):
+                cond = f"({s.cond}) AND " if s.cond else ""
+                fin = f"isfinite({s.x})"
+                sql = (
+                    f"SELECT min({s.x}) FILTER (WHERE {cond}{fin}), "
+                    f"max({s.x}) FILTER (WHERE {cond}{fin}) FROM ({rows}) AS __tp_v"
+                )
+                ((lo, hi),) = self._fetch(cur, sql, params, "histogram")
+            out.append((lo, hi))
+        return out
+
+    def _counts(
+        self, cur: Any, params: Params, rows: str, series: Sequence[_Series]
+    ) -> list[tuple[int, int, int]]:
+        """(nulls, nonfinite, finite) values of each series, in one scan."""
+        select = []
+        for s in series:
             cond = f"({s.cond}) AND " if s.cond else ""
-            fin = f"isfinite({s.x})"
-            sql = (
-                f"SELECT count(*) FILTER (WHERE {cond}{s.x} IS NOT NULL AND NOT {fin}), "
-                f"min({s.x}) FILTER (WHERE {cond}{fin}), max({s.x}) FILTER (WHERE {cond}{fin}) "
-                f"FROM ({rows}) AS __tp_v"
-            )
-            ((nonfinite, lo, hi),) = self._fetch(cur, sql, params, "histogram")
-            out.append((int(total - present), int(nonfinite), lo, hi, int(present - nonfinite)))
+            where = f" FILTER (WHERE {s.cond})" if s.cond else ""
+            select += [
+                f"count(*){where}",
+                f"count({s.raw or s.x}){where}",
+                f"count(*) FILTER (WHERE {cond}isfinite({s.x}))",
+            ]
+        ((*flat,),) = self._fetch(
+            cur, f"SELECT {', '.join(select)} FROM ({rows}) AS __tp_v", params, "histogram"
+        )
+        out = []
+        for i in builtins.range(len(series)):
+            total, present, finite = (int(v) for v in flat[3 * i : 3 * i + 3])
+            out.append((total - present, present - finite, finite))
         return out
 
     def _sample_quartiles(
@@ -1845,6 +1871,26 @@ class _Binned:
 
 
 _SUSPECT = -1
+
+
+def _counts_from_bins(
+    result: Sequence[tuple[Any, ...]], k: int, n_series: int
+) -> list[tuple[int, int, int]] | None:
+    """(nulls, nonfinite, finite) of each series from its binning rows (series index,
+    ``k`` keys, estimated bin, count, min, max); None when a non-finite estimate also
+    holds finite values (they overflowed), which only a count of its own can split."""
+    out = [[0, 0, 0] for _ in builtins.range(n_series)]
+    for row in result:
+        i, b, c, lo_x, hi_x = row[0], row[k + 1], int(row[k + 2]), row[k + 3], row[k + 4]
+        if b is None:
+            out[i][0] += c
+        elif math.isfinite(b):
+            out[i][2] += c
+        elif math.isfinite(lo_x) or math.isfinite(hi_x):
+            return None
+        else:
+            out[i][1] += c
+    return [(a, b, c) for a, b, c in out]
 
 
 def _place(b: float | None, lo_x: float, hi_x: float, e: np.ndarray) -> int | None:

@@ -342,3 +342,55 @@ def test_histogram_values_at_and_beside_the_range_ends() -> None:
         assert wide.outside == int(((finite < wide.edges[0]) | (finite > wide.edges[-1])).sum()), (
             trial
         )
+
+
+@pytest.mark.parametrize("bins", [12, "auto"])
+def test_histogram_of_a_parquet_file_counts_nan_inf_and_null(tmp_path, bins) -> None:
+    # Parquet min/max statistics leave NaN out, so they never tell whether NaN is there:
+    # the counts come from the scan, and agree with the same table in memory and numpy
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(8)
+    n = 3000
+    x = rng.normal(0, 2, n)
+    x[::101] = np.nan  # NaN only: the file's statistics look finite
+    mask = np.zeros(n, dtype=bool)
+    mask[7::89] = True
+    y = x.copy()
+    y[11::503] = np.inf  # inf shows in the statistics
+    g = rng.choice(["p", "q"], n)
+    table = pa.table({"x": pa.array(x, mask=mask), "y": pa.array(y, mask=mask), "g": g})
+    path = tmp_path / "nan.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    disk, memory = Engine({"t": Table.from_parquet(path)}), Engine({"t": table})
+    for column, values in (("x", x), ("y", y)):
+        kept = values[~mask]
+        finite = kept[np.isfinite(kept)]
+        for query in (Query(table="t"), Query(table="t", filter="g == 'p'")):
+            a = disk.histogram(query, column, bins=bins)
+            b = memory.histogram(query, column, bins=bins)
+            np.testing.assert_array_equal(a.edges, b.edges)
+            np.testing.assert_array_equal(a.counts, b.counts)
+            assert (a.nulls, a.nonfinite, a.outside) == (b.nulls, b.nonfinite, b.outside)
+        whole = disk.histogram(Query(table="t"), column, bins=bins)
+        np.testing.assert_array_equal(whole.counts, np.histogram(finite, bins=whole.edges)[0])
+        assert (whole.nulls, whole.nonfinite, whole.outside) == (
+            int(mask.sum()),
+            int((~np.isfinite(kept)).sum()),
+            0,
+        )
+    grouped = disk.histogram(Query(table="t", group_by=["g"]), "x", bins=6)
+    assert grouped.nonfinite == int(np.isnan(x[~mask]).sum())
+    assert grouped.nulls == int(mask.sum())
+
+
+def test_histogram_counts_values_overflowing_the_bin_estimate() -> None:
+    # a tiny range makes (x - lo) / (hi - lo) * n overflow to inf for a large finite x,
+    # next to a real inf: the finite value is outside the range, the inf is non-finite
+    x = pa.array([1e300, np.inf, 0.25e-300, 0.75e-300, np.nan, None, -1e300, -np.inf])
+    engine = Engine({"t": pa.table({"x": x})})
+    hist = engine.histogram(Query(table="t"), "x", bins=4, range=(0.0, 1e-300))
+    np.testing.assert_array_equal(
+        hist.counts, np.histogram([0.25e-300, 0.75e-300], bins=4, range=(0.0, 1e-300))[0]
+    )
+    assert (hist.nulls, hist.nonfinite, hist.outside) == (1, 3, 2)
