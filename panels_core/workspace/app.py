@@ -170,12 +170,19 @@ def carry_config(
 
 
 def count_text(engine: Engine, query: Query) -> str:
-    """The card's row count: ``"183 of 1,797 rows"`` (with groups and comparisons named)."""
+    """The card's row count: ``"183 of 1,797 rows"`` (with groups and comparisons named).
+
+    A comparison names its sources as filters and cells do: ``"400 rows comparing
+    0 = runs (600 rows) and 1 = runs_b (400 rows)"``.
+    """
     total = engine.count(Query(table=query.table))
     rows = engine.count(query.model_copy(update={"group_by": (), "sort": ()}))
     if query.compare_with is not None:
         other = engine.count(Query(table=query.compare_with.table))
-        text = f"{rows:,} rows comparing {total:,} and {other:,}"
+        text = (
+            f"{rows:,} rows comparing 0 = {query.table} ({total:,} rows) and "
+            f"1 = {query.compare_with.table} ({other:,} rows)"
+        )
     else:
         text = f"{rows:,} of {total:,} rows"
     if query.group_by:

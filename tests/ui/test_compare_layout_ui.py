@@ -56,7 +56,9 @@ def test_compare_versions_bars_then_grouped_multi_histograms(page, run_cli, vers
     # compare with the second version, joined on id
     runs.locator(".query-compare select").select_option("runs_b")
     runs.locator(".query-compare-on select").select_option("id")
-    expect(count).to_have_text("600 rows comparing 600 and 400", timeout=WAIT)
+    expect(count).to_have_text(
+        "600 rows comparing 0 = runs (600 rows) and 1 = runs_b (400 rows)", timeout=WAIT
+    )
     frame = pd.read_parquet(versions / "runs.parquet")
     # per row, score then loss: one bar per source, value in data-value (compared on
     # row position first, `id` was a compared column too: wait for the keyed page)
@@ -80,12 +82,16 @@ def test_compare_versions_bars_then_grouped_multi_histograms(page, run_cli, vers
     shot(page, "compare-1-bars")
 
     runs.locator(".query-both input").check()
-    expect(count).to_have_text("400 rows comparing 600 and 400", timeout=WAIT)
+    expect(count).to_have_text(
+        "400 rows comparing 0 = runs (600 rows) and 1 = runs_b (400 rows)", timeout=WAIT
+    )
 
     # group the comparison by label: a mini multi-histogram per group and column
     runs.locator(".query-group input").click()
     runs.locator(".choices__item--choice", has_text="label").first.click()
-    expect(count).to_have_text("3 groups · 400 rows comparing 600 and 400", timeout=WAIT)
+    expect(count).to_have_text(
+        "3 groups · 400 rows comparing 0 = runs (600 rows) and 1 = runs_b (400 rows)", timeout=WAIT
+    )
     titles = runs.locator(".card-body svg > title")
     expect(titles.first).to_be_attached(timeout=WAIT)
     tips = titles.all_text_contents()

@@ -152,7 +152,7 @@ def test_card_query_changes_rederive_type_panels_and_count(workspace: Workspace)
     card.querybar.group_by.value = []
     card.querybar.compare_with.value = "runs_b"
     assert card.spec.input.compare_with is not None
-    assert card.count.object == "90 rows comparing 90 and 60"
+    assert card.count.object == "90 rows comparing 0 = runs (90 rows) and 1 = runs_b (60 rows)"
 
 
 def test_error_stays_in_its_card_and_missing_panels_save_back_unchanged(files) -> None:
@@ -267,7 +267,9 @@ def test_serve_prepares_stores_and_saved_workspaces(tmp_path: Path, capsys) -> N
     tables, options = prepare([tmp_path / "store"], workspace=path)
     again = Workspace(engine=Engine(tables), **options)
     assert again.to_spec() == ws.to_spec()
-    assert again.cards[0].count.object == "90 rows comparing 90 and 90"
+    assert again.cards[0].count.object == (
+        "90 rows comparing 0 = runs:v1 (90 rows) and 1 = runs:v0 (90 rows)"
+    )
 
     assert main(["serve", str(tmp_path / "missing.parquet")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
