@@ -11,6 +11,9 @@ and doing the operation on a DataFrame already in memory. The engine is
 measured cold (its answer cache emptied before each run) and warm (the same
 call again, answered from the cache where the engine keeps the answer), in
 separate, labelled rows; the ratios of both are against the same pandas runs.
+A last subprocess times plain DuckDB on the core of some operations (one scan
+of the histogram's column, the page's filter scan, the bare hash join of the
+comparison): the floors the cold engine rows cannot go below.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
         return Engine({"t": table}).result_type(Query(table="t"))
 
     engine = Engine({"t": Table.from_parquet(v1), "t2": Table.from_parquet(v2)})
+    # the process before any query: Python, pyarrow, DuckDB and the two registrations
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     page_q = Query(table="t", filter=FILTER, sort=["-y"])
     group_q = Query(table="t", group_by=["category"])
     compare_q = Query(
@@ -116,7 +121,37 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     # the answers, so the two sides can be checked against each other
     out["_check_page_ids"] = engine.page(page_q, limit=5).column("id").to_pylist()
     out["_check_compare"] = engine.count(compare_q)
+    out["_base_rss_mb"] = base_rss
     return out
+
+
+def duckdb_floors(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
+    """What plain DuckDB takes for the core of some operations: what the engine cannot beat.
+
+    The histogram's floor is one scan summing the column; the page's is the scan
+    of its filter and sort columns; the comparison's is the bare hash join with
+    its filter (no positions, no first page).
+    """
+    import duckdb
+
+    con = duckdb.connect(":memory:", config={"threads": 2})
+    p1, p2 = str(v1), str(v2)
+    queries = {
+        "histogram, 50 bins": ("SELECT sum(x) FROM read_parquet($a)", {"a": p1}),
+        "filter + sort + page of 50": (
+            "SELECT max(y) FROM read_parquet($a) WHERE x > 0.5 AND category = 'class_03'",
+            {"a": p1},
+        ),
+        "compare 2 versions on id (count + page)": (
+            "SELECT count(*) FROM read_parquet($a) AS l JOIN read_parquet($b) AS r "
+            "ON l.id = r.id WHERE abs(l.x - r.x) > 0.1",
+            {"a": p1, "b": p2},
+        ),
+    }
+    return {
+        name: median_seconds(lambda q=sql, p=params: con.execute(q, p).fetchall(), repeat)
+        for name, (sql, params) in queries.items()
+    }
 
 
 def run_pandas(v1: Path, v2: Path, repeat: int, preloaded: bool) -> dict[str, float]:
@@ -200,6 +235,8 @@ def _side(argv: list[str]) -> None:
     side, v1, v2, repeat = argv[0], Path(argv[1]), Path(argv[2]), int(argv[3])
     if side == "engine":
         result: dict[str, Any] = run_engine(v1, v2, repeat)
+    elif side == "floors":  # a process of its own: the bare join's memory is not the engine's
+        result = duckdb_floors(v1, v2, repeat)
     else:
         result = run_pandas(v1, v2, repeat, preloaded=side == "pandas-memory")
     result["_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -234,6 +271,7 @@ def main() -> None:
     engine = _run_side("engine", v1, v2, args.repeat)
     pandas_file = _run_side("pandas-file", v1, v2, args.pandas_repeat)
     pandas_mem = _run_side("pandas-memory", v1, v2, args.pandas_repeat)
+    floors = _run_side("floors", v1, v2, args.repeat)
     for key in ("_check_page_ids", "_check_compare"):
         if not engine[key] == pandas_file[key] == pandas_mem[key]:
             print(
@@ -252,8 +290,11 @@ def main() -> None:
         print(
             f"| {label:<58} | {e:8.3f} | {pf:18.3f} | {pf / e:4.1f}x | {pm:20.3f} | {pm / e:4.1f}x |"
         )
+    floor_text = ", ".join(f"{op} {t:.3f} s" for op, t in floors.items() if op[0] != "_")
+    print(f"plain DuckDB floors (the cold engine rows cannot go below these): {floor_text}")
     print(
-        f"peak RSS: engine {engine['_maxrss_mb']:.0f} MiB, pandas reading the file "
+        f"peak RSS: engine {engine['_maxrss_mb']:.0f} MiB ({engine['_base_rss_mb']:.0f} MiB of it "
+        "before any query), pandas reading the file "
         f"{pandas_file['_maxrss_mb']:.0f} MiB, pandas in memory {pandas_mem['_maxrss_mb']:.0f} MiB; "
         f"the table in pandas takes {pandas_mem['_table_bytes'] / 2**20:.0f} MiB"
     )
