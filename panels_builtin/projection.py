@@ -144,7 +144,7 @@ class ProjectionConfig(PanelConfig):
         None,
         ge=10,
         description="fit on a random sample of this many rows and place the rest with "
-        "transform (default: 1,000,000 for PCA, 20,000 for UMAP and t-SNE)",
+        "transform (default: 1,000,000 for PCA, 200,000 for UMAP, 20,000 for t-SNE)",
     )
     colour_by: Annotated[
         str | None,

@@ -12,9 +12,14 @@ numeric columns stacked) into one 2D point per row that has every value:
 3. UMAP and t-SNE inputs with more than ``spec.pca_dims`` dimensions are first
    reduced by PCA (covariance eigendecomposition on float32: about 2 s for
    1M x 384 on 2 cores);
-4. UMAP and t-SNE fit on a seeded random sample of ``max_fit_points`` rows and
-   ``transform`` the rest (in chunks, so a cancel is noticed between chunks),
-   so every kept row gets a point in the same 2D space.
+4. UMAP and t-SNE fit on a seeded random sample of ``max_fit_points`` rows
+   (default: every row up to 200k for UMAP, 20k for t-SNE) and ``transform`` the
+   rest (in chunks, so a cancel is noticed between chunks), so every kept row gets
+   a point in the same 2D space;
+5. UMAP's fit runs umap-learn's fuzzy graph and spectral initialisation on a
+   neighbour graph from pynndescent (parallel), then our own layout optimiser
+   (``_layout``: umap's gradients, parallel and deterministic for a seed) for
+   ``umap_epochs(n)`` epochs (fewer than umap's 200 past 20k rows).
 
 Degenerate input: no or one kept row, fewer than 2 dimensions, every kept row
 identical, too few rows for UMAP/t-SNE, or a PCA component beyond the data's
@@ -36,6 +41,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,6 +73,7 @@ __all__ = [
     "project_cached",
     "shared_cache",
     "shared_projector",
+    "umap_epochs",
     "warm_up",
 ]
 
@@ -76,11 +83,12 @@ ProgressFn = Callable[[float, str], None]
 
 #: Rows a method is fitted on when ``ProjectionSpec.max_fit_points`` is not set.
 #: PCA: 1M rows give components indistinguishable from the full data's and fit in
-#: about 1.5 s (1M x 384, 2 cores); the rest is a matrix product. UMAP and t-SNE:
-#: 20k rows fit in seconds to tens of seconds on 2 cores and already resolve the
-#: clusters; every further row is placed by ``transform`` against that fit, which
-#: costs far less per row than fitting it.
-DEFAULT_MAX_FIT_POINTS: dict[str, int] = {"pca": 1_000_000, "umap": 20_000, "tsne": 20_000}
+#: about 1.5 s (1M x 384, 2 cores); the rest is a matrix product. UMAP: every row up
+#: to 200k is fitted (100k x 384 in about 13 s on 2 cores, see ``_run_umap``): fitting
+#: a 20k sample and placing the rest with ``transform`` was faster but kept only half
+#: of each point's 15 nearest neighbours that a full fit keeps. t-SNE: 20k rows fit in
+#: tens of seconds on 2 cores; every further row is placed by ``transform``.
+DEFAULT_MAX_FIT_POINTS: dict[str, int] = {"pca": 1_000_000, "umap": 200_000, "tsne": 20_000}
 
 #: Fewest kept rows UMAP and t-SNE accept (their neighbour graphs need a few rows).
 MIN_ROWS_NONLINEAR = 5
@@ -160,9 +168,12 @@ class ProjectionSpec(_Frozen):
     """What to compute: method, its parameters, seed, fit sample size and the PCA pre-reduction.
 
     ``params`` defaults to the method's defaults, and a params dict without a
-    ``method`` key is read as the spec's method. ``seed=None`` lets UMAP use every
-    core (faster on big machines) at the price of run-to-run differences; an
-    integer seed makes every method deterministic. ``max_fit_points=None`` means
+    ``method`` key is read as the spec's method. An integer ``seed`` makes every
+    method deterministic: the same input, spec and seed give the same points on
+    one machine (UMAP's neighbour search and layout run on every core either way;
+    pynndescent's search may pick other neighbours under another thread count, so
+    a machine with a different core count can give a different layout).
+    ``seed=None`` draws a fresh seed per run. ``max_fit_points=None`` means
     ``DEFAULT_MAX_FIT_POINTS[method]``.
     """
 
@@ -675,6 +686,14 @@ Placer = Callable[[np.ndarray | None], np.ndarray]
 def _run_umap(
     fit_data: np.ndarray, spec: ProjectionSpec, stages: _Stages, n_rest: int
 ) -> tuple[Placer, tuple[str, ...]]:
+    """Fit UMAP on ``fit_data``: umap-learn's graph and initial layout, our parallel layout.
+
+    Steps: the k-nearest-neighbour graph (pynndescent on every core, from 4,096 rows;
+    umap's exact search below), umap's fuzzy graph and spectral initialisation
+    (``UMAP(n_epochs=0)``), then ``umap_epochs(n)`` epochs of ``_layout`` (umap's
+    gradients and schedule, every core, deterministic for a seed). The fitted model,
+    holding that layout, places the ``n_rest`` other rows with ``_umap_transform``.
+    """
     params = spec.params
     assert isinstance(params, UMAPParams)
     notes: list[str] = []
@@ -685,28 +704,216 @@ def _run_umap(
         notes.append(f"n_neighbors lowered from {params.n_neighbors} to {n_neighbors} ({n} rows)")
     stages(0.1, "loading UMAP")
     umap = _import_umap()
-    stages(0.15, f"fitting UMAP on {n:,} rows")
+    seed = spec.seed if spec.seed is not None else _fresh_seed()
+    knn: tuple[Any, ...] = (None, None, None)
+    if n >= _UMAP_EXACT_BELOW:
+        stages(0.15, f"nearest neighbours of {n:,} rows")
+        knn = _umap_knn(fit_data, n_neighbors, seed)
+    stages(0.35, f"UMAP graph and spectral layout of {n:,} rows")
     model = umap.UMAP(
         n_components=2,
         n_neighbors=n_neighbors,
         min_dist=params.min_dist,
         spread=params.spread,
         metric="euclidean",  # cosine input was scaled to unit rows
-        random_state=spec.seed,
-        transform_seed=42 if spec.seed is None else spec.seed,
-        n_jobs=1 if spec.seed is not None else -1,
+        n_epochs=0,  # umap stops after the initial layout; _layout optimises it
+        random_state=seed,
+        transform_seed=seed,
+        n_jobs=1,
+        precomputed_knn=knn,
         verbose=False,
     )
-    embedding = np.asarray(model.fit_transform(fit_data), dtype=np.float32)
-    # umap's own rule for one transform call of every remaining row
-    epochs = 100 if n_rest <= 10_000 else 30
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*not fully connected.*", category=UserWarning)
+        model.fit(fit_data)
+    epochs = umap_epochs(n)
+    model.embedding_ = _layout(model, epochs, seed, stages)
+    model.n_epochs = None  # umap's own transform then picks its default epochs
+    embedding = np.asarray(model.embedding_, dtype=np.float32)
+    # umap's rule for one transform call of every remaining row
+    transform_epochs = 100 if n_rest <= 10_000 else 30
 
     def place(rows: np.ndarray | None) -> np.ndarray:
         if rows is None:
             return embedding
-        return _umap_transform(model, rows, epochs)
+        return _umap_transform(model, rows, transform_epochs)
 
     return place, tuple(notes)
+
+
+_UMAP_EXACT_BELOW = 4096
+"""umap-learn computes exact neighbours below this many rows; from it on we run pynndescent."""
+
+
+def umap_epochs(n: int) -> int:
+    """Layout epochs for a UMAP fit on ``n`` rows.
+
+    umap-learn uses 500 up to 10,000 rows and 200 above. Past 20,000 rows we use
+    fewer, ``4,000,000 // n`` but at least 60: measured on 100k x 384 clustered
+    embeddings (benchmarks/bench_projection.py), 60 epochs of ``_layout`` after the
+    spectral start keep 98% of umap-learn's neighbourhood preservation (0.043 vs
+    0.044) at a third of the layout time; 100 epochs give 0.047.
+    """
+    if n <= 10_000:
+        return 500
+    if n <= 20_000:
+        return 200
+    return max(60, min(200, 4_000_000 // n))
+
+
+def _fresh_seed() -> int:
+    return int(np.random.SeedSequence().entropy % (2**31))
+
+
+def _umap_knn(data: np.ndarray, n_neighbors: int, seed: int) -> tuple[Any, Any, Any]:
+    """umap-learn's approximate k-nearest-neighbour search (same NNDescent settings) on every
+    core. With a fixed ``random_state`` pynndescent's parallel search returns the same graph
+    on every run (its updates are applied in a fixed order per thread count)."""
+    from pynndescent import NNDescent
+
+    n = len(data)
+    index = NNDescent(
+        data,
+        n_neighbors=n_neighbors,
+        metric="euclidean",
+        random_state=seed,
+        n_trees=min(64, 5 + round(n**0.5 / 20.0)),
+        n_iters=max(5, round(np.log2(n))),
+        max_candidates=60,
+        low_memory=True,
+        n_jobs=-1,
+        compressed=False,
+        verbose=False,
+    )
+    indices, distances = index.neighbor_graph
+    return indices, distances, index
+
+
+_LAYOUT_CHUNK = 10  # epochs per kernel call; progress and cancel are checked between calls
+
+
+def _layout(model: Any, n_epochs: int, seed: int, stages: _Stages) -> np.ndarray:
+    """Optimise ``model.embedding_`` (umap's initial layout) against ``model.graph_``.
+
+    umap-learn's stochastic gradient descent (its attractive and repulsive forces, edge
+    sampling schedule, ``negative_sample_rate`` and linearly decaying learning rate),
+    run per point on every core: in each epoch every point moves by the forces of its
+    sampled edges and negative samples, computed from the previous epoch's positions,
+    with random numbers drawn from (seed, epoch, point). No point reads a position
+    written in the same epoch, so the result does not depend on the thread count or
+    scheduling: the same seed gives the same layout. (umap-learn itself runs one thread
+    with a seed, and threads race on shared positions without one.)
+    """
+    graph = model.graph_.tocsr().astype(np.float64)
+    graph.sum_duplicates()
+    top = float(graph.data.max()) if graph.nnz else 0.0
+    layout = np.array(model.embedding_, dtype=np.float32, copy=True, order="C")
+    if top <= 0.0 or not np.isfinite(layout).all():
+        return layout
+    graph.data[graph.data < top / float(n_epochs)] = 0.0
+    graph.eliminate_zeros()
+    graph.sort_indices()
+    epochs_per_sample = top / graph.data
+    next_sample = epochs_per_sample.copy()
+    rate = float(model.negative_sample_rate)
+    next_negative = epochs_per_sample / rate
+    kernel = _layout_kernel()
+    indptr = graph.indptr.astype(np.int64)
+    indices = graph.indices.astype(np.int64)
+    for start in range(0, n_epochs, _LAYOUT_CHUNK):
+        stop = min(start + _LAYOUT_CHUNK, n_epochs)
+        stages(0.45 + 0.25 * start / n_epochs, f"UMAP layout, epoch {start + 1} of {n_epochs}")
+        kernel(
+            layout,
+            indptr,
+            indices,
+            epochs_per_sample,
+            next_sample,
+            next_negative,
+            float(model._a),
+            float(model._b),
+            float(model.repulsion_strength),
+            float(model.learning_rate),
+            rate,
+            n_epochs,
+            start,
+            stop,
+            seed,
+        )
+    return layout
+
+
+def _layout_epochs(
+    layout, indptr, indices, epochs_per_sample, next_sample, next_negative,
+    a, b, gamma, initial_alpha, negative_rate, n_epochs, start, stop, seed,
+):  # fmt: skip
+    """Epochs ``start`` to ``stop`` of ``_layout`` (compiled by numba in ``_layout_kernel``)."""
+    n = layout.shape[0]
+    for epoch in range(start, stop):
+        alpha = initial_alpha * (1.0 - epoch / n_epochs)
+        before = layout.copy()
+        for i in _prange(n):
+            y0 = before[i, 0]
+            y1 = before[i, 1]
+            state = (
+                (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+                ^ (np.uint64(epoch + 1) * np.uint64(0xBF58476D1CE4E5B9))
+                ^ (np.uint64(i + 1) * np.uint64(0x94D049BB133111EB))
+            )
+            if state == np.uint64(0):
+                state = np.uint64(0x2545F4914F6CDD1D)
+            for e in range(indptr[i], indptr[i + 1]):
+                if next_sample[e] > epoch:
+                    continue
+                j = indices[e]
+                d0 = y0 - before[j, 0]
+                d1 = y1 - before[j, 1]
+                dist2 = d0 * d0 + d1 * d1
+                if dist2 > 0.0:
+                    coeff = -2.0 * a * b * dist2 ** (b - 1.0) / (a * dist2**b + 1.0)
+                    # umap moves both ends of an edge and holds each edge twice (i->j, j->i);
+                    # here each point moves only itself, so by twice the clipped step
+                    y0 += 2.0 * min(4.0, max(-4.0, coeff * d0)) * alpha
+                    y1 += 2.0 * min(4.0, max(-4.0, coeff * d1)) * alpha
+                next_sample[e] += epochs_per_sample[e]
+                per_negative = epochs_per_sample[e] / negative_rate
+                negatives = int((epoch - next_negative[e]) / per_negative)
+                for _ in range(negatives):
+                    state ^= state << np.uint64(13)
+                    state ^= state >> np.uint64(7)
+                    state ^= state << np.uint64(17)
+                    k = np.int64(state % np.uint64(n))
+                    if k == i:
+                        continue
+                    d0 = y0 - before[k, 0]
+                    d1 = y1 - before[k, 1]
+                    dist2 = d0 * d0 + d1 * d1
+                    if dist2 > 0.0:
+                        coeff = 2.0 * gamma * b / ((0.001 + dist2) * (a * dist2**b + 1.0))
+                        y0 += min(4.0, max(-4.0, coeff * d0)) * alpha
+                        y1 += min(4.0, max(-4.0, coeff * d1)) * alpha
+                next_negative[e] += negatives * per_negative
+            layout[i, 0] = y0
+            layout[i, 1] = y1
+
+
+_KERNELS: dict[str, Any] = {}
+_prange: Callable[[int], Any] = range
+"""The point loop of ``_layout_epochs``: ``numba.prange`` once compiled (plain ``range`` in Python)."""
+
+
+def _layout_kernel() -> Any:
+    """``_layout_epochs`` compiled by numba (parallel, cached in ``cache_dir()/numba``)."""
+    kernel = _KERNELS.get("layout")
+    if kernel is None:
+        _configure_numba_cache()
+        import numba
+
+        globals()["_prange"] = numba.prange  # read when numba compiles _layout_epochs
+        kernel = numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)(_layout_epochs)
+        _KERNELS["layout"] = kernel
+    return kernel
 
 
 def _umap_transform(model: Any, rows: np.ndarray, n_epochs: int) -> np.ndarray:

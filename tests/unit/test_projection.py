@@ -263,6 +263,43 @@ def test_umap_deterministic_with_seed_and_sample_plus_transform(blobs):
     assert first.axis_labels == ("UMAP 1", "UMAP 2")
 
 
+def test_umap_layout_is_the_same_on_one_or_two_threads_and_as_good_as_umap_learns(blobs):
+    numba = pytest.importorskip("numba")
+    umap = pytest.importorskip("umap")
+    spec = ProjectionSpec(method="umap", seed=5)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = project(blobs, spec)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = project(blobs, spec)
+    finally:
+        numba.set_num_threads(threads)
+    assert one.fit_points == 300 and one.notes == ()
+    np.testing.assert_array_equal(one.points, two.points)
+    labels = np.arange(300) % 3
+    centroids = np.stack([one.points[labels == c].mean(axis=0) for c in range(3)])
+    nearest = np.argmin(((one.points[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == labels).all()
+    plain = umap.UMAP(random_state=5, n_jobs=1).fit_transform(blobs)
+    ours_np = neighborhood_preservation(blobs, one.points, k=15, sample=None)
+    plain_np = neighborhood_preservation(blobs, plain, k=15, sample=None)
+    assert ours_np >= 0.85 * plain_np, (ours_np, plain_np)
+
+
+def test_umap_epochs_follow_umap_learn_up_to_20k_rows_then_shrink_to_60():
+    assert [projection.umap_epochs(n) for n in (300, 10_000, 15_000, 20_000)] == [
+        500,
+        500,
+        200,
+        200,
+    ]
+    assert projection.umap_epochs(25_000) == 160
+    assert projection.umap_epochs(50_000) == 80
+    assert projection.umap_epochs(100_000) == projection.umap_epochs(1_000_000) == 60
+    assert ProjectionSpec(method="umap").fit_points == DEFAULT_MAX_FIT_POINTS["umap"] == 200_000
+
+
 def test_umap_fewer_rows_than_neighbours_is_clamped(blobs):
     result = project(blobs[:12], {"method": "umap", "params": {"n_neighbors": 15}})
     assert result.points.shape == (12, 2)
