@@ -1064,7 +1064,7 @@ class Engine:
             if not rel.natural and not query.group_by:
                 # a join or comparison: the join is the cost, so the same pass also finds
                 # the first page's rows (a table card asks for both)
-                _, n = self._positions(cur, params, rel, query, 0, FIRST_PAGE)
+                _, n, _ = self._positions(cur, params, rel, query, 0, FIRST_PAGE)
                 if n is not None:
                     return n
             sql = self._rows(rel, query, params, select="1")
@@ -1095,27 +1095,47 @@ class Engine:
             return result
 
     def _positions(
-        self, cur: Any, params: Params, rel: _Rel, query: Query, offset: int, limit: int
-    ) -> tuple[list[tuple[Any, ...]], int | None]:
-        """The order tuples of a sorted page's rows, and the query's count when known.
+        self,
+        cur: Any,
+        params: Params,
+        rel: _Rel,
+        query: Query,
+        offset: int,
+        limit: int,
+        carry: Sequence[str] = (),
+    ) -> tuple[list[tuple[Any, ...]], int | None, pa.Table | None]:
+        """The order tuples of a sorted page's rows, the query's count when known, and
+        the ``carry`` columns of those rows when this pass read them.
 
         One top-N pass (``ORDER BY .. LIMIT``); over a join or comparison it also
         counts every row with a window, and both answers are kept, so a page
         after a count (or a count after a page) does not run the join again.
         The count is None over one table (its count is a cheap scan of its own)
         and when the page is empty past the first row (the total is unknown).
+        Over one table the pass also returns ``carry`` (columns the filter or sort
+        reads anyway), so the page's second pass need not read them again.
         """
         qkey = _query_key(query, "page")
         stamp = self._local.stamp
         kept = self._cache.get((stamp, "positions", qkey, offset, limit))
         if kept is not _MISS:
-            return kept, None
+            return kept, None, None
         order = ", ".join(quote_ident(o) for o in rel.order)
         if rel.natural:
-            first = self._rows(rel, query, params, order, offset, limit, ordered=True)
-            positions = [tuple(r) for r in self._fetch(cur, first, params, "page")]
+            carried = [f"{quote_ident(c)} AS __tp_c{i}" for i, c in enumerate(carry)]
+            select = ", ".join([order, *carried])
+            first = self._rows(rel, query, params, select, offset, limit, ordered=True)
+            head = self._arrow(cur, first, params, "page")
+            positions = list(
+                zip(*(head.column(i).to_pylist() for i in builtins.range(len(rel.order))))
+            )
             self._cache.put((stamp, "positions", qkey, offset, limit), positions)
-            return positions, None
+            if not carry:
+                return positions, None, None
+            head = pa.Table.from_arrays(
+                [head.column(f"__tp_c{i}") for i in builtins.range(len(carry))], names=list(carry)
+            )
+            return positions, None, head
         select = f"{order}, count(*) OVER () AS __tp_n"
         first = self._rows(rel, query, params, select, offset, limit, ordered=True)
         rows = self._fetch(cur, first, params, "page")
@@ -1128,7 +1148,7 @@ class Engine:
         if query.limit is not None:
             n = min(n, query.limit)
         self._cache.put((stamp, "count", qkey), n)
-        return positions, n
+        return positions, n, None
 
     def _page_by_position(
         self,
@@ -1141,24 +1161,35 @@ class Engine:
         limit: int,
     ) -> pa.Table:
         """A sorted page in two passes: the rows' positions first (reading only the
-        filter and sort columns), then every asked column at those positions."""
-        positions, _ = self._positions(cur, params, rel, query, offset, limit)
-        second = Params()
-        picked = query.model_copy(update={"filter": None, "sort": ()})
-        pick = _Pick(positions, second, compare=query.compare_with is not None)
-        rel2 = self._plan(picked, second, cur, pick=pick)
-        select = [
-            f"{self._resolve(rel2, n, second, 'page column')[0]} AS {quote_ident(n)}" for n in names
+        filter and sort columns, and keeping those of them the page shows), then
+        the other asked columns at those positions."""
+        carry = _read_by(query, rel.fields, names) if rel.natural else []
+        positions, _, head = self._positions(cur, params, rel, query, offset, limit, carry)
+        rest = list(dict.fromkeys(n for n in names if head is None or n not in carry))
+        table = None
+        if rest:
+            second = Params()
+            picked = query.model_copy(update={"filter": None, "sort": ()})
+            pick = _Pick(positions, second, compare=query.compare_with is not None)
+            rel2 = self._plan(picked, second, cur, pick=pick)
+            select = [
+                f"{self._resolve(rel2, n, second, 'page column')[0]} AS {quote_ident(n)}"
+                for n in rest
+            ]
+            select += [f"{quote_ident(o)} AS __tp_o{i}" for i, o in enumerate(rel.order)]
+            sql = f"SELECT {', '.join(select)} FROM ({rel2.sql}) AS __tp_q"
+            table = self._arrow(cur, sql, second, "page")
+            order_columns = (table.column(f"__tp_o{i}") for i in builtins.range(len(rel.order)))
+            where = {key: i for i, key in enumerate(zip(*(c.to_pylist() for c in order_columns)))}
+            take = pa.array([where[p] for p in positions], type=pa.int64())
+            table = table.select(rest).take(take)
+        if head is None:
+            return table.select(names)  # type: ignore[union-attr]
+        columns = [
+            head.column(n) if n in carry else table.column(n)  # type: ignore[union-attr]
+            for n in names
         ]
-        select += [f"{quote_ident(o)} AS __tp_o{i}" for i, o in enumerate(rel.order)]
-        sql = f"SELECT {', '.join(select)} FROM ({rel2.sql}) AS __tp_q"
-        table = self._arrow(cur, sql, second, "page")
-        found = list(
-            zip(*(table.column(f"__tp_o{i}").to_pylist() for i in builtins.range(len(rel.order))))
-        )
-        where = {key: i for i, key in enumerate(found)}
-        take = [where[p] for p in positions]
-        return table.select(names).take(pa.array(take, type=pa.int64()))
+        return pa.Table.from_arrays(columns, names=names)
 
     def compared(self, query: Query) -> pa.Table:
         """Every row of a comparison: keys, compared[T] structs and the ``present`` flags."""
@@ -2024,6 +2055,18 @@ def _key_range(rel_sql: str, key: str, lo: str | None, hi: str | None) -> str:
     else:
         where = f"{key} >= {lo} AND {key} < {hi}"
     return f"SELECT * FROM ({rel_sql}) AS __tp_s WHERE {where}"
+
+
+def _read_by(query: Query, fields: Mapping[str, pa.Field], names: Sequence[str]) -> list[str]:
+    """The asked columns the query's filter or sort reads whole (a top-level name)."""
+    read = {key.column for key in query.sort}
+    if query.filter is not None:
+        read |= {
+            node.path[0]
+            for node in _walk(query.filter)
+            if isinstance(node, Col) and node.source is None and len(node.path) == 1
+        }
+    return [n for n in dict.fromkeys(names) if n in read and n in fields]
 
 
 def _walk(node: Any) -> Iterator[Any]:

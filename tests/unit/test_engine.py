@@ -6,6 +6,7 @@ import threading
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -411,3 +412,37 @@ def test_engine_table_returns_the_registered_object():
     assert engine.table("t") is table
     with pytest.raises(QueryError):
         engine.table("nope")
+
+
+def test_sorted_page_keeps_the_filter_and_sort_columns_of_its_first_pass(tmp_path) -> None:
+    # a sorted page reads positions with the filter and sort columns it shows, then only
+    # the other columns; a page whose positions were kept reads every column again:
+    # the rows are the same either way, and the same as pandas'
+    rng = np.random.default_rng(4)
+    n = 4000
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "x": rng.normal(0, 1, n),
+            "y": np.where(rng.random(n) < 0.05, np.nan, rng.uniform(0, 10, n)),
+            "cat": rng.choice(["a", "b", "c"], n),
+            "text": [f"t{i}" for i in range(n)],
+        }
+    )
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = arrow.set_column(2, "y", pa.array(frame["y"], from_pandas=True))
+    path = tmp_path / "page.parquet"
+    pq.write_table(arrow, path, row_group_size=500)
+    kept = frame[(frame["x"] > 0.2) & (frame["cat"] == "b")]
+    expected = kept.sort_values("y", ascending=False, na_position="last", kind="stable")
+    query = Query(table="t", filter="x > 0.2 and cat == 'b'", sort=["-y"])
+    for engine in (Engine({"t": Table.from_parquet(path)}), Engine({"t": arrow})):
+        for columns in (None, ["text", "y", "id"], ["y", "x"], ["cat", "y", "cat"]):
+            for _ in range(2):  # the second time the positions come from the cache
+                page = engine.page(query, offset=30, limit=25, columns=columns)
+                names = list(frame.columns) if columns is None else columns
+                assert page.column_names == names
+                want = expected.iloc[30:55]
+                for i, name in enumerate(names):
+                    got = page.column(i).to_pylist()
+                    assert got == [None if v != v else v for v in want[name].tolist()], name
