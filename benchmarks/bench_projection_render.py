@@ -57,14 +57,17 @@ def make_view(rows: int, dim: int) -> Any:
 
 
 def serialise(obj: Any) -> int:
-    """Bytes of the Bokeh document JSON holding ``obj`` (a Panel object or a Bokeh model)."""
+    """Bytes sent for the Bokeh document holding ``obj`` (a Panel object or a Bokeh model):
+    its JSON plus the binary buffers (numpy arrays) that travel beside it."""
     import panel as pn
     from bokeh.document import Document
     from bokeh.model import Model
 
     doc = Document()
     doc.add_root(obj if isinstance(obj, Model) else pn.panel(obj).get_root(doc))
-    return len(json.dumps(doc.to_json(), default=str))
+    serialized = doc.to_json()
+    buffers = sum(len(buffer.to_bytes()) for buffer in serialized.buffers or [])
+    return len(json.dumps(serialized.content, default=str)) + buffers
 
 
 def median_time(fn: Callable[[], int], repeat: int) -> tuple[float, int]:

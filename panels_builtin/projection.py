@@ -32,6 +32,7 @@ import logging
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -68,6 +69,7 @@ __all__ = [
     "Projection2D",
     "ProjectionConfig",
     "ProjectionPlot",
+    "RasterLayer",
 ]
 
 MAX_SCATTER_POINTS = 50_000
@@ -85,7 +87,9 @@ NULL_LABEL = "(null)"
 OTHER_COLOUR = "#bbbbbb"
 DIM_ALPHA = 0.08
 X, Y = "x_2d", "y_2d"
-"""Raster dimension names (datashader refuses a category named like a coordinate)."""
+"""Raster coordinate column names (datashader refuses a category named like a coordinate)."""
+RASTER_WIDTH, RASTER_HEIGHT = 560, 420
+"""Pixels of the server-side raster (re-aggregated for every zoom or pan under a server)."""
 Metric = Literal["euclidean", "cosine"]
 
 _PARAM_FIELDS = {
@@ -260,8 +264,82 @@ class _Inputs:
         return int(self.values.shape[0])
 
 
+class _ViewMemo:
+    """What the panel fetched from one View, kept between renders (a colour change re-renders
+    over the same View): the input matrix with its fingerprint, and colourings and labels
+    per (column, projection result). Valid while ``token`` (the engine's table objects,
+    their Parquet files' size and modification time, the view's row count) is unchanged;
+    one input matrix per View is kept."""
+
+    def __init__(self, token: tuple[Any, ...]) -> None:
+        self.token = token
+        self.inputs: dict[tuple[str, ...], _Inputs] = {}
+        self.derived: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+
+_MEMOS: weakref.WeakKeyDictionary[Any, _ViewMemo] = weakref.WeakKeyDictionary()
+_MEMO_LOCK = threading.Lock()
+
+
+def _data_token(view: Any) -> tuple[Any, ...]:
+    engine = view.engine
+    parts: list[Any] = [view.query.model_dump_json(), view.count()]
+    for name in engine.table_names():
+        table = engine.table(name)
+        path = getattr(table, "parquet_path", None)
+        stat = os.stat(path) if path is not None and os.path.exists(path) else None
+        parts.append((name, id(table), (stat.st_size, stat.st_mtime_ns) if stat else None))
+    return tuple(parts)
+
+
+def _memo(view: Any) -> _ViewMemo | None:
+    """The View's memo (a fresh one when its data changed); None when the view cannot be
+    weakly referenced or has no engine."""
+    try:
+        token = _data_token(view)
+    except (AttributeError, TypeError, QueryError):
+        return None
+    with _MEMO_LOCK:
+        try:
+            memo = _MEMOS.get(view)
+            if memo is None or memo.token != token:
+                memo = _MEMOS[view] = _ViewMemo(token)
+        except TypeError:
+            return None
+    return memo
+
+
+def _remembered(view: Any, key: tuple[Any, ...], anchor: Any, compute: Any) -> Any:
+    """``compute()`` kept in the View's memo under ``key`` while ``anchor`` (the projection
+    result's kept mask) is the same object; the last 8 such values are kept."""
+    memo = _memo(view)
+    if memo is None:
+        return compute()
+    found = memo.derived.get(key)
+    if found is not None and found[0] is anchor:
+        return found[1]
+    value = compute()
+    memo.derived[key] = (anchor, value)
+    while len(memo.derived) > 8:
+        memo.derived.pop(next(iter(memo.derived)))
+    return value
+
+
 def _fetch_inputs(view: Any, config: ProjectionConfig) -> _Inputs:
-    """The configured columns as one float32 (n, d) matrix (bad rows keep their NaN)."""
+    """The configured columns as one float32 (n, d) matrix (bad rows keep their NaN), kept
+    between renders of the same View while its data is unchanged."""
+    memo = _memo(view)
+    columns = tuple(config.columns)
+    if memo is not None and columns in memo.inputs:
+        return memo.inputs[columns]
+    inputs = _read_inputs(view, config)
+    if memo is not None:
+        memo.inputs = {columns: inputs}
+        inputs.key  # noqa: B018 - fingerprint once, kept with the matrix
+    return inputs
+
+
+def _read_inputs(view: Any, config: ProjectionConfig) -> _Inputs:
     columns = columns_of(view.type)
     for name in config.columns:
         if name not in columns:
@@ -448,6 +526,152 @@ def _colouring(view: Any, config: ProjectionConfig, kept: np.ndarray) -> Colouri
     return Colouring("category", column, codes, factors, palette, merged)
 
 
+class RasterLayer:
+    """The points of a big projection aggregated by datashader into one RGBA image.
+
+    ``draw(x_range, y_range)`` bins the points in that window into
+    ``RASTER_WIDTH`` x ``RASTER_HEIGHT`` pixels, in one datashader pass: a count per
+    category (``by``) and the index of the last point drawn in each pixel (``max``),
+    or the mean of a number colour column, or a plain count. It shades them (the
+    category palette, Viridis over the column's full range, or Blues with
+    histogram equalisation) and returns the ``ColumnDataSource`` data of a Bokeh
+    ``image_rgba`` glyph, plus one image-shaped array per hover field holding the
+    value of the pixel's point (``row``: its view row number, -1 where the pixel is
+    empty), so the hover reports the row under the cursor without the server.
+    The last draw is kept: ``counts`` (points per category, or ``{"count": n}``),
+    ``grid`` (point index per pixel, -1 empty), ``window`` ((x0, x1), (y0, y1)).
+    """
+
+    def __init__(
+        self,
+        points: np.ndarray,
+        rows: np.ndarray,
+        colouring: Colouring,
+        hover: Sequence[tuple[str, np.ndarray]] = (),
+    ) -> None:
+        import pandas as pd
+
+        self.points = points
+        self.rows = rows
+        self.colouring = colouring
+        self.hover = list(hover)
+        frame: dict[str, Any] = {
+            X: points[:, 0],
+            Y: points[:, 1],
+            "point": np.arange(len(points), dtype=np.float64),
+        }
+        if colouring.kind == "category":
+            frame["colour"] = pd.Categorical.from_codes(colouring.values, colouring.factors)
+        elif colouring.kind == "number":
+            frame["colour"] = colouring.values
+            finite = colouring.values[np.isfinite(colouring.values)]
+            self.span = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        self.frame = pd.DataFrame(frame, copy=False)
+        self.extent = _padded_extent(points)
+        self.counts: dict[str, int] = {}
+        self.grid = np.empty((0, 0), dtype=np.int64)
+        self.window = self.extent
+
+    def _aggregator(self) -> Any:
+        import datashader as ds
+
+        last = ds.max("point")
+        if self.colouring.kind == "category":
+            return ds.summary(value=ds.by("colour", ds.count()), point=last)
+        if self.colouring.kind == "number":
+            return ds.summary(value=ds.mean("colour"), count=ds.count(), point=last)
+        return ds.summary(value=ds.count(), point=last)
+
+    def draw(
+        self, x_range: tuple[float, float] | None = None, y_range: tuple[float, float] | None = None
+    ) -> dict[str, Any]:
+        """Aggregate and shade the points inside the window (default: all of them)."""
+        import datashader as ds
+        import datashader.transfer_functions as tf
+
+        x_range = x_range or self.extent[0]
+        y_range = y_range or self.extent[1]
+        canvas = ds.Canvas(
+            plot_width=RASTER_WIDTH,
+            plot_height=RASTER_HEIGHT,
+            x_range=x_range,
+            y_range=y_range,
+        )
+        agg = canvas.points(self.frame, X, Y, agg=self._aggregator())
+        value = agg["value"]
+        colouring = self.colouring
+        if colouring.kind == "category":
+            per = value.values.sum(axis=(0, 1))
+            self.counts = {name: int(c) for name, c in zip(colouring.factors, per)}
+            image = tf.shade(value, color_key=colouring.colour_of, how="eq_hist", min_alpha=60)
+        elif colouring.kind == "number":
+            self.counts = {"count": int(agg["count"].values.sum())}
+            image = tf.shade(value, cmap=_viridis(), how="linear", span=self.span)
+        else:
+            self.counts = {"count": int(value.values.sum())}
+            image = tf.shade(value, cmap=["#c6dbef", "#08306b"], how="eq_hist", min_alpha=80)
+        point = agg["point"].values
+        empty = ~np.isfinite(point)
+        grid = np.where(empty, -1, np.nan_to_num(point, nan=-1.0)).astype(np.int64)
+        self.grid, self.window = grid, (tuple(x_range), tuple(y_range))
+        safe = np.where(empty, 0, grid)
+        data: dict[str, Any] = {
+            "image": [np.ascontiguousarray(image.data, dtype=np.uint32)],
+            "row": [np.where(empty, -1, self.rows[safe]).astype(np.int32)],
+            "x": [x_range[0]],
+            "y": [y_range[0]],
+            "dw": [x_range[1] - x_range[0]],
+            "dh": [y_range[1] - y_range[0]],
+        }
+        for i, (_, values) in enumerate(self.hover):
+            if values.dtype.kind == "f":
+                data[f"c{i}"] = [np.where(empty, np.nan, values[safe]).astype(np.float32)]
+            else:
+                data[f"c{i}"] = [np.where(empty, -1, values[safe]).astype(np.int32)]
+        return data
+
+    def pixel_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (row, column) pixel of the last draw that each (x, y) position falls in, with
+        datashader's own arithmetic (``x * sx + tx``, truncated), clipped to the image."""
+        (x0, x1), (y0, y1) = self.window
+        height, width = self.grid.shape
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        sx, sy = width / (x1 - x0), height / (y1 - y0)
+        j = np.clip(np.floor(xy[:, 0] * sx - x0 * sx), 0, width - 1).astype(np.int64)
+        i = np.clip(np.floor(xy[:, 1] * sy - y0 * sy), 0, height - 1).astype(np.int64)
+        return i, j
+
+    def point_at(self, x: float, y: float) -> int | None:
+        """The point drawn on top in the pixel at data position (x, y) of the last draw, or
+        the nearest point to it when that pixel is empty; None outside the window."""
+        (x0, x1), (y0, y1) = self.window
+        if not (x0 <= x <= x1 and y0 <= y <= y1) or not len(self.points) or not self.grid.size:
+            return None
+        i, j = self.pixel_of(np.array([[x, y]]))
+        if self.grid[i[0], j[0]] >= 0:
+            return int(self.grid[i[0], j[0]])
+        distance = (self.points[:, 0] - x) ** 2 + (self.points[:, 1] - y) ** 2
+        return int(np.argmin(distance))
+
+
+def _padded_extent(points: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The points' bounding box widened by 2% per side (datashader drops points on the far
+    edge otherwise), at least 1e-9 wide."""
+    out = []
+    for axis in (0, 1):
+        values = points[:, axis]
+        lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+        pad = max((hi - lo) * 0.02, 1e-9)
+        out.append((lo - pad, hi + pad))
+    return out[0], out[1]
+
+
+def _viridis() -> list[str]:
+    from bokeh.palettes import Viridis256
+
+    return list(Viridis256)
+
+
 def _thumbnails(view: Any, column: str, rows: np.ndarray) -> list[str]:
     """Data-URI PNG thumbnails of ``rows`` of an image column ("" where there is none)."""
     from panels_core.media import thumbnail_png
@@ -487,16 +711,6 @@ def _must_wait() -> bool:
     if os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes"):
         return True
     return not _live()
-
-
-def _load_raster_backend() -> None:
-    """Import HoloViews' Bokeh backend. Done before a page is first sent (in ``render``) when
-    the raster may be drawn later: the browser only knows the Bokeh models imported by then."""
-    import holoviews as hv
-    import holoviews.plotting.bokeh  # registers the renderer, no notebook output
-
-    if hv.Store.current_backend != "bokeh":
-        hv.Store.set_current_backend("bokeh")
 
 
 def _on_document(change: Any) -> None:
@@ -554,8 +768,6 @@ class Projection2D(Panel[ProjectionConfig]):
         if inputs.n == 0:
             return message(EMPTY_VIEW, "info")
         spec = self.config.spec()
-        if inputs.n > MAX_SCATTER_POINTS:
-            _load_raster_backend()
         plot = ProjectionPlot(self.config, view, inputs)
         result = _cached(inputs, spec)
         if result is not None:
@@ -601,7 +813,8 @@ class ProjectionPlot:
         self.selected: int | None = None
         self.error: str | None = None
         self._syncing = False
-        self._pipe: Any = None
+        self.marks: Any = None
+        self.raster_source: Any = None
         self.progress = pn.indicators.Progress(value=0, max=100, width=240)
         self.status = pn.pane.Markdown("Projecting…", margin=(0, 10))
         self.layout = pn.Column(
@@ -678,10 +891,20 @@ class ProjectionPlot:
         cfg = self.config
         self.result = result
         self.rows = result.kept_indices
-        self.colouring = _colouring(self.view, cfg, result.kept)
+        self.colouring = _remembered(
+            self.view,
+            ("colouring", cfg.colour_by),
+            result.kept,
+            lambda: _colouring(self.view, cfg, result.kept),
+        )
         column = self.search_column = cfg.search_column(self.view.type)
         if column is not None:
-            self.labels = self._labels(column, result.kept)
+            self.labels = _remembered(
+                self.view,
+                ("labels", column, self.colouring.column),
+                result.kept,
+                lambda: self._labels(column, result.kept),
+            )
         self.caption = self._caption(result)
         if result.n_kept > MAX_SCATTER_POINTS:
             plot = self._raster(result)
@@ -852,42 +1075,110 @@ class ProjectionPlot:
         return "".join(lines)
 
     def _raster(self, result: proj.ProjectionResult) -> Any:
-        import datashader as ds
-        import holoviews as hv
-        import pandas as pd
-        import panel as pn
-        from holoviews.operation.datashader import rasterize
+        from bokeh import events
+        from bokeh.models import (
+            ColorBar,
+            ColumnDataSource,
+            CustomJSHover,
+            HoverTool,
+            Legend,
+            LegendItem,
+            LinearColorMapper,
+        )
+        from bokeh.plotting import figure
 
-        _load_raster_backend()
-        frame = pd.DataFrame({X: result.points[:, 0], Y: result.points[:, 1], "row": self.rows})
-        vdims = ["row"]
         colouring = self.colouring
-        opts: dict[str, Any] = {"tools": ["hover"], "responsive": True, "height": 480}
+        hover_names = self._hover_columns()
+        hover = [
+            _remembered(
+                self.view,
+                ("hover", name, self.colouring.column),
+                result.kept,
+                lambda name=name: self._raster_hover_values(name, result.kept),
+            )
+            for name in hover_names
+        ]
+        layer = RasterLayer(result.points, self.rows, colouring, [(n, v) for n, v, _ in hover])
+        (x0, x1), (y0, y1) = layer.extent
+        fig = figure(
+            height=480,
+            sizing_mode="stretch_width",
+            x_range=(x0, x1),
+            y_range=(y0, y1),
+            x_axis_label=result.axis_labels[0],
+            y_axis_label=result.axis_labels[1],
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            toolbar_location="right",
+        )
+        source = ColumnDataSource(layer.draw(), name="raster")
+        image = fig.image_rgba(
+            image="image", x="x", y="y", dw="dw", dh="dh", source=source, name="raster"
+        )
+        no_point = "return value < 0 ? '(no point here)' : String(value)"
+        tooltips = [("row", "@row{custom}")]
+        formatters: dict[str, Any] = {"@row": CustomJSHover(code=no_point)}
+        for i, (name, _, names) in enumerate(hover):
+            if names is None:
+                tooltips.append((name, f"@c{i}{{0.[000]}}"))
+            else:
+                tooltips.append((name, f"@c{i}{{custom}}"))
+                formatters[f"@c{i}"] = CustomJSHover(
+                    code="return value >= 0 ? names[value] : ''", args={"names": names}
+                )
+        fig.add_tools(HoverTool(renderers=[image], tooltips=tooltips, formatters=formatters))
         if colouring.kind == "category":
-            frame["colour"] = pd.Categorical.from_codes(colouring.values, colouring.factors)
-            aggregator: Any = ds.count_cat("colour")
-            opts["cmap"] = colouring.colour_of
-            vdims.append("colour")
+            # an undrawn glyph (NaN positions) with one swatch per category carries the legend
+            k = len(colouring.factors)
+            swatches = ColumnDataSource(
+                {"x": np.full(k, np.nan), "y": np.full(k, np.nan), "fill": colouring.palette},
+                name="legend",
+            )
+            swatch = fig.scatter("x", "y", source=swatches, color="fill", size=8)
+            items = [
+                LegendItem(label=name, renderers=[swatch], index=i)
+                for i, name in enumerate(colouring.factors)
+            ]
+            fig.add_layout(Legend(items=items, title=colouring.column), "right")
         elif colouring.kind == "number":
-            frame["colour"] = colouring.values
-            aggregator = ds.mean("colour")
-            opts.update(cmap="viridis", colorbar=True)
-            vdims.append("colour")
-        else:
-            aggregator = ds.count()
-            opts.update(cmap="Blues", cnorm="eq_hist")
-        points = hv.Points(frame, kdims=[X, Y], vdims=vdims)
-        dynamic = _live()
-        raster = rasterize(points, aggregator=aggregator, selector=ds.first("row"), dynamic=dynamic)
-        raster = raster.opts(xlabel=result.axis_labels[0], ylabel=result.axis_labels[1], **opts)
-        self.raster = raster
-        self._pipe = hv.streams.Pipe(data=frame.iloc[:0][[X, Y, "row"]])
-        marks = hv.DynamicMap(
-            lambda data: hv.Points(data, kdims=[X, Y], vdims=["row"]), streams=[self._pipe]
-        ).opts(color="#e45756", size=3, line_alpha=0.0)
-        tap = hv.streams.Tap(source=raster, x=None, y=None)
-        tap.add_subscriber(self._on_raster_tap)
-        return pn.pane.HoloViews(raster * marks, sizing_mode="stretch_width")
+            low, high = layer.span
+            mapper = LinearColorMapper(palette=_viridis(), low=low, high=high)
+            fig.add_layout(ColorBar(color_mapper=mapper, title=colouring.column), "right")
+        marks = ColumnDataSource({"x": [], "y": [], "row": []}, name="marks")
+        fig.scatter("x", "y", source=marks, color="#e45756", size=4, line_alpha=0.0)
+        self.raster, self.marks, self.figure, self.raster_source = layer, marks, fig, source
+        if _live():
+            fig.on_event(events.RangesUpdate, self._on_ranges)
+            fig.on_event(events.Tap, self._on_raster_tap)
+        return fig
+
+    def _raster_hover_values(
+        self, name: str, kept: np.ndarray
+    ) -> tuple[str, np.ndarray, list[str] | None]:
+        """A hover field of the raster: numbers per point, else codes per point and names."""
+        if _is_number(self.view.type, name):
+            return name, np.asarray(self.view.column_numpy(name), dtype=np.float64)[kept], None
+        colouring = self.colouring
+        if name == colouring.column and colouring.kind == "category":
+            return name, colouring.values, colouring.factors
+        labels = self.labels if name == self.search_column and self.labels is not None else None
+        labels = labels or Labels.of_column(self.view, name, kept)
+        return name, labels.codes, labels.names
+
+    def _on_ranges(self, event: Any) -> None:
+        """Re-aggregate the points inside the new view window (zoom, pan, reset)."""
+        if self.raster is None or None in (event.x0, event.x1, event.y0, event.y1):
+            return
+        x_range, y_range = (event.x0, event.x1), (event.y0, event.y1)
+        if x_range[0] >= x_range[1] or y_range[0] >= y_range[1]:
+            return
+        self.raster_source.data = self.raster.draw(x_range, y_range)
+
+    def _on_raster_tap(self, event: Any) -> None:
+        if self.raster is None or event.x is None or event.y is None:
+            return
+        point = self.raster.point_at(event.x, event.y)
+        if point is not None:
+            self.select(int(self.rows[point]))
 
     # -- interaction -------------------------------------------------------------------
 
@@ -895,13 +1186,6 @@ class ProjectionPlot:
         if self._syncing or not new:
             return
         self.select(int(self.rows[new[0]]))
-
-    def _on_raster_tap(self, x: float | None = None, y: float | None = None) -> None:
-        if x is None or y is None or self.result is None:
-            return
-        points = self.result.points
-        nearest = int(np.argmin((points[:, 0] - x) ** 2 + (points[:, 1] - y) ** 2))
-        self.select(int(self.rows[nearest]))
 
     def point_of(self, row: int) -> int:
         """The point index of view row ``row``; raises ValueError when the row has no point."""
@@ -951,7 +1235,7 @@ class ProjectionPlot:
                     self._syncing = False
 
             _on_document(select_points)
-        elif self._pipe is not None:
+        elif self.marks is not None:
             chosen = np.concatenate([[point], [self.point_of(int(i)) for i in indices]])
             self._highlight(chosen)
         return self.neighbours
@@ -978,30 +1262,25 @@ class ProjectionPlot:
         if self.source is not None:
             source = self.source
             _on_document(lambda: source.data.update(alpha=alpha))
-        elif self._pipe is not None:
+        elif self.marks is not None:
             self._highlight(chosen[:MAX_SCATTER_POINTS])
         return self.matches
 
     def _highlight(self, points: np.ndarray) -> None:
-        import pandas as pd
-
+        """Mark ``points`` (search matches, a clicked point and its neighbours) over the raster."""
         assert self.result is not None
-        self._pipe.send(
-            pd.DataFrame(
-                {
-                    X: self.result.points[points, 0],
-                    Y: self.result.points[points, 1],
-                    "row": self.rows[points],
-                }
-            )
-        )
+        data = {
+            "x": self.result.points[points, 0],
+            "y": self.result.points[points, 1],
+            "row": self.rows[points],
+        }
+        marks = self.marks
+        _on_document(lambda: setattr(marks, "data", data))
 
 
 if _IN_APP:
     # Inside an app the module is imported (by the registry) before the first page is sent.
-    # Importing HoloViews' Bokeh backend and datashader here, on the importing thread, means
-    # (1) the page knows the Bokeh models a raster drawn later needs (added afterwards, the
-    # raster never shows), and (2) no worker thread imports them while another card's
-    # thread imports shared modules (Python can report a module-lock deadlock then).
-    _load_raster_backend()
+    # Importing datashader here, on the importing thread, means no worker thread imports it
+    # while another card's thread imports shared modules (Python can report a module-lock
+    # deadlock then).
     import datashader  # noqa: F401

@@ -10,14 +10,18 @@ import pandas as pd
 import panel as pn
 import pyarrow as pa
 import pytest
+from bokeh.models import ColorBar, Legend
 from sklearn.decomposition import PCA
 
 from panels_builtin import projection as panel_module
 from panels_builtin.projection import (
     MAX_CATEGORIES,
+    RASTER_HEIGHT,
+    RASTER_WIDTH,
     Projection2D,
     ProjectionConfig,
     ProjectionPlot,
+    RasterLayer,
 )
 from panels_core import projection as proj
 from panels_core.demo import digits_table, hello_table
@@ -341,35 +345,102 @@ def test_search_highlights_exactly_the_matching_rows() -> None:
 # --------------------------------------------------------------------------- > 50k points
 
 
-def test_more_than_50k_points_are_rasterised() -> None:
-    import holoviews as hv
-
+@pytest.fixture(scope="module")
+def big() -> tuple[View, pd.DataFrame]:
+    """60,000 rows (over MAX_SCATTER_POINTS): three numbers, a category and a score."""
     rng = np.random.default_rng(5)
     n = 60_000
     frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
     frame["kind"] = rng.choice(["x", "y", "z"], n)
-    view = View.of(Table(dataframe=frame, dtypes={"kind": "category"}))
+    frame["score"] = rng.random(n)
+    table = Table(dataframe=frame, dtypes={"kind": "category"})
+    return View.of(table), frame
+
+
+def test_more_than_50k_points_are_rasterised(big) -> None:
+    view, frame = big
+    n = len(frame)
     config = Projection2D.default_config(view.type)
-    assert (config.columns, config.colour_by) == (["a", "b", "c"], "kind")
+    assert (config.columns, config.colour_by) == (["a", "b", "c", "score"], "kind")
+    config = config.model_copy(update={"columns": ["a", "b", "c"]})
     plot = Projection2D(config).render(view)
-    assert plot.source is None and isinstance(plot.raster, hv.ImageStack)
-    counts = plot.raster.data
-    assert {"x", "y", "z"} <= set(counts.data_vars)
-    assert sum(int(counts[k].sum()) for k in ("x", "y", "z")) == n
-    for kind in ("x", "y", "z"):
-        assert int(counts[kind].sum()) == int((frame["kind"] == kind).sum())
+    layer = plot.raster
+    assert plot.source is None and isinstance(layer, RasterLayer)
+    data = plot.raster_source.data
+    assert data["image"][0].shape == data["row"][0].shape == (RASTER_HEIGHT, RASTER_WIDTH)
+    # every point is counted once, in its own category
+    assert layer.counts == {k: int((frame["kind"] == k).sum()) for k in ("x", "y", "z")}
+    assert sum(layer.counts.values()) == n
+    # the legend lists every category with its colour
+    (legend,) = plot.figure.select(type=Legend)
+    labels = [item.label["value"] for item in legend.items]
+    assert labels == plot.colouring.factors == ["x", "y", "z"]
+    colours = [item.renderers[0].data_source.data["fill"][item.index] for item in legend.items]
+    assert colours == plot.colouring.palette
+    # hover: each non-empty pixel holds the row of the last point drawn there, and its kind
+    i, j = layer.pixel_of(plot.result.points)
+    last = np.full(layer.grid.shape, -1)
+    np.maximum.at(last, (i, j), np.arange(n))
+    np.testing.assert_array_equal(layer.grid, last)
+    rows = data["row"][0]
+    filled = last >= 0
+    np.testing.assert_array_equal(rows[filled], plot.rows[last[filled]])
+    assert (rows[~filled] == -1).all() and filled.sum() > 1000
+    kinds = np.asarray(plot.colouring.factors)[data["c0"][0][filled]]
+    np.testing.assert_array_equal(kinds, frame["kind"].to_numpy()[plot.rows[last[filled]]])
+    # a tap at a point's position selects the point drawn on top in that pixel
+    target = 1234
+    x, y = plot.result.points[target]
+    assert layer.point_at(float(x), float(y)) == last[i[target], j[target]]
     assert "rasterised on the server" in plot.caption
+    # search and neighbours mark their points over the raster
     assert plot.search("x").sum() == (frame["kind"] == "x").sum()
+    assert len(plot.marks.data["row"]) == (frame["kind"] == "x").sum()
     neighbours = plot.select(10)
     X = frame[["a", "b", "c"]].to_numpy()
     unit = X / np.linalg.norm(X, axis=1, keepdims=True)
     dist = 1 - unit @ unit[10]
     dist[10] = np.inf
     assert neighbours["row"].tolist() == np.argsort(dist, kind="stable")[:10].tolist()
-    plain = Projection2D(config.model_copy(update={"colour_by": None})).render(view)
-    assert (
-        isinstance(plain.raster, hv.Image) and int(plain.raster.data["x_2d_y_2d Count"].sum()) == n
+    assert plot.marks.data["row"].tolist() == [10, *neighbours["row"].tolist()]
+
+
+def test_zooming_the_raster_re_aggregates_the_window(big) -> None:
+    view, frame = big
+    config = ProjectionConfig(columns=["a", "b", "c"], colour_by="score")
+    plot = Projection2D(config).render(view)
+    layer = plot.raster
+    assert layer.counts == {"count": len(frame)}
+    (bar,) = plot.figure.select(type=ColorBar)
+    assert (bar.color_mapper.low, bar.color_mapper.high) == pytest.approx(
+        (frame["score"].min(), frame["score"].max())
     )
+    points = plot.result.points
+    window = ((-0.5, 0.5), (-0.25, 0.75))
+
+    class Ranges:
+        x0, x1 = window[0]
+        y0, y1 = window[1]
+
+    plot._on_ranges(Ranges())
+    inside = (
+        (points[:, 0] >= -0.5)
+        & (points[:, 0] < 0.5)
+        & (points[:, 1] >= -0.25)
+        & (points[:, 1] < 0.75)
+    )
+    assert layer.window == window and layer.counts == {"count": int(inside.sum())}
+    assert plot.raster_source.data["x"] == [-0.5] and plot.raster_source.data["dh"] == [1.0]
+    # hover value: the score of the pixel's row
+    grid = layer.grid
+    filled = grid >= 0
+    scores = plot.raster_source.data["c0"][0]
+    np.testing.assert_allclose(
+        scores[filled], frame["score"].to_numpy()[plot.rows[grid[filled]]], rtol=1e-6
+    )
+    plain = Projection2D(config.model_copy(update={"colour_by": None})).render(view)
+    assert plain.raster.counts == {"count": len(frame)}
+    assert not plain.figure.select(type=Legend) and not plain.figure.select(type=ColorBar)
 
 
 # --------------------------------------------------------------------------- background runs
