@@ -1,0 +1,668 @@
+"""Projections computed in a separate, low-priority worker process.
+
+A UMAP or t-SNE on a thread of the server process holds the GIL for long
+stretches (numba and numpy code), so the server's event loop stalls and every
+other session slows down; its cancel is only cooperative (umap's fit cannot be
+interrupted) and a crash in native code (numba, an out-of-memory kill) would
+take the server down. ``ProcessProjector`` keeps the ``Projector`` interface
+and everything cheap in the server process (the cache, the keys, fetching the
+rows) and sends only cache misses to one persistent worker process:
+
+- the worker is started with the "spawn" method (lazily, or by ``start()``),
+  runs at a lower CPU priority (``os.nice``), ignores Ctrl-C (the server stops
+  it) and exits when the server process disappears; it can compile UMAP's
+  numba kernels once at start (``warm_up``), so only it pays for compilation;
+- one job runs in it at a time, the others wait in submission order; a job
+  cancelled (or superseded) while it waits never reaches the worker;
+- the rows travel through a ``multiprocessing.shared_memory`` segment named
+  ``panels-proj-<pid>-...`` (through the pipe when /dev/shm has no room), the
+  spec as JSON; the result's fields come back pickled over the pipe between the
+  two processes and are rebuilt into a ``ProjectionResult``;
+- progress messages from the worker are passed to the job's progress callback;
+  an error raised in the worker comes back with its type and message (types
+  outside ``KEPT_ERRORS`` become a ``ProjectionError`` naming the type);
+- cancelling a running job terminates the worker (SIGTERM, then SIGKILL) and
+  the next job gets a new one; a worker that dies (segfault, out-of-memory
+  kill) fails only the job it was running, with a ``ProjectionError`` saying so;
+- ``shutdown()`` and an exit hook stop the worker and unlink every segment.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import itertools
+import logging
+import multiprocessing
+import os
+import re
+import secrets
+import signal
+import threading
+import traceback
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from multiprocessing import connection, shared_memory
+from typing import Any
+
+import numpy as np
+
+from panels_core import projection as proj
+from panels_core.projection import (
+    ProjectionCache,
+    ProjectionCancelled,
+    ProjectionError,
+    ProjectionResult,
+    ProjectionSpec,
+    Projector,
+)
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "DEFAULT_WARM_UP",
+    "KEPT_ERRORS",
+    "SEGMENT_PREFIX",
+    "ProcessProjector",
+]
+
+_log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]
+
+#: What the worker calls for a job, as "module:function" (``project``'s signature).
+DEFAULT_TARGET = "panels_core.projection:project"
+#: What the worker calls once at start when ``warm_up`` is on (compiles UMAP's kernels).
+DEFAULT_WARM_UP = "panels_core.projection:warm_up"
+#: Every shared memory segment this module creates is named with this prefix.
+SEGMENT_PREFIX = "panels-proj-"
+
+#: Exception types that keep their type (and arguments) when raised in the worker.
+KEPT_ERRORS: tuple[type[BaseException], ...] = (
+    ProjectionError,
+    ProjectionCancelled,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    LookupError,
+    ArithmeticError,
+    ZeroDivisionError,
+    OverflowError,
+    FloatingPointError,
+    MemoryError,
+    RuntimeError,
+    AssertionError,
+)
+_KEPT_BY_NAME = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in KEPT_ERRORS}
+
+_METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+_TARGET_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+_POLL_SECONDS = 0.05  # how often a waiting job looks at its cancel event
+_TERM_GRACE_SECONDS = 1.0  # SIGTERM, then SIGKILL after this long
+_SEGMENT_COUNTER = itertools.count()
+
+
+# ----------------------------------------------------------------------------- the worker process
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    """The function named by ``"module:function"`` (checked by ``_check_target`` in the server)."""
+    module_name, _, name = target.partition(":")
+    function = getattr(importlib.import_module(module_name), name)
+    if not callable(function):
+        raise TypeError(f"{target} is not a function")
+    return function
+
+
+def _worker_main(conn: Any, target: str, warm_target: str | None, niceness: int) -> None:
+    """The worker process: optional warm-up, then one job per message until the pipe closes."""
+    # Ctrl-C reaches the whole process group; the server stops the worker itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(niceness)
+    _exit_with_parent()
+    try:
+        compute = _resolve(target)
+        warm = _resolve(warm_target) if warm_target else None
+    except Exception as error:
+        conn.send(("fatal", f"{type(error).__name__}: {error}"))
+        return
+    if warm is None:
+        conn.send(("ready", False))
+    else:
+        conn.send(("warming",))
+        try:
+            warm()
+        except Exception as error:
+            conn.send(("warm-failed", f"{type(error).__name__}: {error}"))
+        else:
+            conn.send(("ready", True))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] != "job":
+            return
+        _serve_job(conn, compute, target, message[1])
+
+
+def _exit_with_parent() -> None:
+    """End this process as soon as the server process is gone (even if it was killed)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="panels-parent-watch", daemon=True).start()
+
+
+def _serve_job(conn: Any, compute: Callable[..., Any], target: str, job: dict[str, Any]) -> None:
+    """Run one job and send back its result or error; the rows' segment is closed afterwards."""
+    segment = None
+    try:
+        if job["segment"] is not None:
+            segment = shared_memory.SharedMemory(name=job["segment"])
+            rows = _rows_view(segment.buf, job)
+        else:
+            rows = _rows_from_pipe(conn, job)
+        reply = _compute_reply(conn, compute, target, rows, job)
+        del rows
+        conn.send(reply)
+        del reply
+    finally:
+        if segment is not None:
+            with contextlib.suppress(BufferError):  # a result still viewing the rows: freed at exit
+                segment.close()
+
+
+def _compute_reply(
+    conn: Any, compute: Callable[..., Any], target: str, rows: Any, job: dict[str, Any]
+) -> tuple[str, Any]:
+    """("result", the result's fields) or ("error", the exception described)."""
+    spec = ProjectionSpec.model_validate_json(job["spec"])
+
+    def progress(fraction: float, message: str) -> None:
+        conn.send(("progress", float(fraction), str(message)))
+
+    try:
+        result = compute(rows, spec, progress=progress, cancel=None)
+        if not isinstance(result, ProjectionResult):
+            raise TypeError(f"{target} returned {type(result).__name__}, not a ProjectionResult")
+        return (
+            "result",
+            {f.name: getattr(result, f.name) for f in fields(ProjectionResult) if f.name != "spec"},
+        )
+    except Exception as error:
+        return ("error", _describe(error))
+
+
+def _rows_view(buffer: Any, job: dict[str, Any]) -> Any:
+    """The job's rows (values, missing and ragged flags) as views of one buffer."""
+    n, d = job["n"], job["d"]
+    size = n * d * 4
+    values = np.ndarray((n, d), dtype=np.float32, buffer=buffer)
+    missing = np.ndarray((n,), dtype=np.bool_, buffer=buffer, offset=size)
+    ragged = np.ndarray((n,), dtype=np.bool_, buffer=buffer, offset=size + n)
+    return proj._Rows(values, missing, ragged, job["expected_dim"])
+
+
+def _rows_from_pipe(conn: Any, job: dict[str, Any]) -> Any:
+    n, d = job["n"], job["d"]
+    values = np.empty((n, d), dtype=np.float32)
+    missing = np.empty(n, dtype=np.bool_)
+    ragged = np.empty(n, dtype=np.bool_)
+    for array in (values, missing, ragged):
+        conn.recv_bytes_into(memoryview(array).cast("B"))
+    return proj._Rows(values, missing, ragged, job["expected_dim"])
+
+
+def _describe(error: BaseException) -> dict[str, Any]:
+    """An exception as plain data: its type's name, plain arguments, message and traceback."""
+    cls = type(error)
+    plain = all(isinstance(arg, str | int | float | bool | type(None)) for arg in error.args)
+    return {
+        "type": f"{cls.__module__}.{cls.__qualname__}",
+        "name": cls.__name__,
+        "args": tuple(error.args) if plain else None,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+# ----------------------------------------------------------------------------- server side
+
+
+class _RemoteTraceback(Exception):
+    """The worker's traceback, attached as ``__cause__`` of an error it raised."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n(in the projection worker)\n{self.text}"
+
+
+def _rebuild_error(info: dict[str, Any], method: str) -> BaseException:
+    cls = _KEPT_BY_NAME.get(info["type"])
+    if cls is None:
+        return ProjectionError(
+            f"{method} failed in the projection worker ({info['name']}: {info['message']})"
+        )
+    args = info["args"] if info["args"] is not None else (info["message"],)
+    try:
+        return cls(*args)
+    except Exception:  # a constructor that wants other arguments
+        return ProjectionError(f"{method} failed in the projection worker ({info['message']})")
+
+
+class _WorkerGone(Exception):
+    """The worker process ended (or its pipe broke)."""
+
+
+class _Worker:
+    """One worker process and the server's end of its pipe."""
+
+    def __init__(self, target: str, warm_target: str | None, niceness: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child_conn = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_worker_main,
+            args=(child_conn, target, warm_target, niceness),
+            name="panels-projection-worker",
+            daemon=True,
+        )
+        self.process.start()
+        child_conn.close()
+        self.ready = False  # started and warmed up (or not asked to)
+        self.warmed = False  # finished warming up
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def receive(self) -> tuple[Any, ...] | None:
+        """The next message, None after a short wait without one; ``_WorkerGone`` once it died."""
+        try:
+            ready = connection.wait([self.conn, self.process.sentinel], timeout=_POLL_SECONDS)
+            if not ready:
+                return None
+            if self.conn.poll():
+                return self.conn.recv()
+        except (EOFError, OSError) as error:
+            raise _WorkerGone from error
+        raise _WorkerGone  # the process ended with nothing left to read
+
+    def exit_status(self) -> str:
+        """How the process ended: "exit code N" or "signal NAME"."""
+        self.process.join(_TERM_GRACE_SECONDS)
+        code = self.process.exitcode
+        if code is None:
+            return "its pipe closed"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            hint = ", perhaps out of memory" if -code == signal.SIGKILL else ""
+            return f"signal {name}{hint}"
+        return f"exit code {code}"
+
+    def stop(self) -> None:
+        """End the process: SIGTERM, then SIGKILL if it is still there after a short wait."""
+        if self.process.exitcode is None:
+            self.process.terminate()
+            self.process.join(_TERM_GRACE_SECONDS)
+            if self.process.exitcode is None:
+                self.process.kill()
+                self.process.join()
+
+    def close(self) -> None:
+        """Stop the process and close the pipe."""
+        self.stop()
+        self.conn.close()
+
+
+def _check_target(target: str, what: str) -> str:
+    if not isinstance(target, str) or not _TARGET_PATTERN.fullmatch(target):
+        raise ValueError(
+            f"{what} must name a module-level function as 'package.module:function', got {target!r}"
+        )
+    return target
+
+
+class ProcessProjector(Projector):
+    """A ``Projector`` whose cache misses are computed in one low-priority worker process.
+
+    Same interface as ``Projector`` (``submit``, ``cancel``, ``shutdown``); see the
+    module docstring for how jobs reach the worker. ``max_workers`` threads of the
+    server wait for results, check the cache and fetch rows (they do not compute).
+    ``warm_up`` compiles UMAP's kernels in each new worker at start (a worker
+    replacing one that never finished warming up does not warm up again).
+    ``target`` and ``warm_up_target`` name the functions the worker calls, as
+    ``"package.module:function"``; they are for tests and are never read from
+    user input. ``niceness`` is added to the worker's CPU niceness.
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 4,
+        cache: ProjectionCache | None = None,
+        *,
+        warm_up: bool = True,
+        target: str = DEFAULT_TARGET,
+        warm_up_target: str = DEFAULT_WARM_UP,
+        niceness: int = 10,
+    ) -> None:
+        self._target = _check_target(target, "target")
+        self._warm_target = _check_target(warm_up_target, "warm_up_target") if warm_up else None
+        self._warm_next = warm_up
+        self._niceness = niceness
+        self._worker: _Worker | None = None
+        self._worker_lock = threading.Lock()
+        self._turns = threading.Condition()
+        self._queue: deque[object] = deque()  # jobs waiting for the worker; the head owns it
+        self._closed = False
+        self.jobs_sent = 0  # jobs that reached a worker process
+        super().__init__(max_workers, cache, compute=self._compute_in_worker)
+        _LIVE_PROJECTORS.add(self)
+
+    # -- public ---------------------------------------------------------------------------
+
+    def start(self) -> int | None:
+        """Start the worker now (it warms up in the background); returns its pid."""
+        with self._worker_lock:
+            worker = self._ensure_worker()
+        return worker.pid
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The running worker process's pid, or None when there is none."""
+        worker = self._worker
+        return worker.pid if worker is not None and worker.process.is_alive() else None
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Cancel every request, stop the worker process and free the shared memory."""
+        self._close()
+        super().shutdown(wait=wait)
+
+    # -- one job ---------------------------------------------------------------------------
+
+    def _compute_in_worker(
+        self,
+        rows: Any,
+        spec: ProjectionSpec | dict[str, Any],
+        *,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ProjectionResult:
+        """``project``'s signature; runs the job in the worker when it is this job's turn."""
+        spec = proj._as_spec(spec)
+        data = proj._coerce(rows)
+        cancel = cancel if cancel is not None else threading.Event()
+        report = progress if progress is not None else _ignore_progress
+        with self._turn(cancel, report):
+            return self._run_in_worker(data, spec, report, cancel)
+
+    @contextlib.contextmanager
+    def _turn(self, cancel: threading.Event, progress: ProgressFn) -> Iterator[None]:
+        """Wait (in submission order) until this job may use the worker."""
+        ticket = object()
+        with self._turns:
+            self._check_open(cancel)
+            self._queue.append(ticket)
+            ahead = len(self._queue) - 1
+        try:
+            if ahead:
+                progress(0.0, f"waiting for {ahead} earlier projection{'s' if ahead > 1 else ''}")
+            with self._turns:
+                while self._queue[0] is not ticket:
+                    self._check_open(cancel)
+                    self._turns.wait(_POLL_SECONDS)
+            yield
+        finally:
+            with self._turns:
+                self._queue.remove(ticket)
+                self._turns.notify_all()
+
+    def _check_open(self, cancel: threading.Event) -> None:
+        if self._closed:
+            raise ProjectionCancelled("the projector was shut down")
+        if cancel.is_set():
+            raise ProjectionCancelled("the projection was cancelled")
+
+    def _run_in_worker(
+        self, data: Any, spec: ProjectionSpec, progress: ProgressFn, cancel: threading.Event
+    ) -> ProjectionResult:
+        method = _METHOD_NAMES.get(spec.method, spec.method)
+        n, d = data.values.shape
+        self._check_open(cancel)
+        segment = _share(data)
+        try:
+            worker = self._ready_worker(cancel, progress)
+            job = {
+                "spec": spec.model_dump_json(),
+                "segment": None if segment is None else segment.name,
+                "n": n,
+                "d": d,
+                "expected_dim": data.expected_dim,
+            }
+            try:
+                worker.conn.send(("job", job))
+                if segment is None:
+                    for array in (data.values, data.missing, data.ragged):
+                        worker.conn.send_bytes(memoryview(np.ascontiguousarray(array)).cast("B"))
+            except OSError:
+                pass  # it died: the wait below says so
+            self.jobs_sent += 1
+            return self._wait_for_result(worker, spec, progress, cancel, method, n)
+        finally:
+            if segment is not None:
+                _release(segment)
+
+    def _ready_worker(self, cancel: threading.Event, progress: ProgressFn) -> _Worker:
+        """The worker once it has started (and warmed up); a job cancelled meanwhile leaves it be."""
+        restarted = False
+        while True:
+            with self._worker_lock:
+                self._check_open(cancel)
+                worker = self._ensure_worker()
+            told = False
+            try:
+                while not worker.ready:
+                    self._check_open(cancel)
+                    message = worker.receive()
+                    if message is None:
+                        continue
+                    if message[0] == "warming" and not told:
+                        told = True
+                        progress(0.0, "starting the projection worker (compiling UMAP's kernels)")
+                    elif message[0] == "warm-failed":
+                        _log.warning("the projection worker's warm-up failed: %s", message[1])
+                        worker.ready = True
+                    elif message[0] == "ready":
+                        worker.ready, worker.warmed = True, bool(message[1])
+                    elif message[0] == "fatal":
+                        self._retire(worker)
+                        raise ProjectionError(
+                            f"the projection worker could not start ({message[1]})"
+                        )
+                return worker
+            except _WorkerGone:
+                status = worker.exit_status()
+                warming = self._warm_next
+                self._retire(worker)
+                self._check_open(cancel)
+                if restarted or not warming:
+                    raise ProjectionError(
+                        f"the projection worker stopped ({status}) while starting; "
+                        "see the server's log"
+                    ) from None
+                restarted = True  # the warm-up died: the next worker starts without one
+
+    def _wait_for_result(
+        self,
+        worker: _Worker,
+        spec: ProjectionSpec,
+        progress: ProgressFn,
+        cancel: threading.Event,
+        method: str,
+        n: int,
+    ) -> ProjectionResult:
+        while True:
+            if cancel.is_set():
+                self._retire(worker)
+                raise ProjectionCancelled("the projection was cancelled")
+            try:
+                message = worker.receive()
+            except _WorkerGone:
+                status = worker.exit_status()
+                self._retire(worker)
+                self._check_open(cancel)
+                raise ProjectionError(
+                    f"the projection worker stopped ({status}) while running {method} on "
+                    f"{n:,} rows; try PCA, fewer rows (max_fit_points, or a filter) or a "
+                    "smaller n_neighbors / perplexity"
+                ) from None
+            if message is None:
+                continue
+            kind = message[0]
+            if kind == "progress":
+                if not cancel.is_set():
+                    progress(message[1], message[2])
+            elif kind == "result":
+                return _rebuild_result(message[1], spec)
+            elif kind == "error":
+                error = _rebuild_error(message[1], method)
+                raise error from _RemoteTraceback(message[1]["traceback"])
+
+    # -- the worker's life -------------------------------------------------------------------
+
+    def _ensure_worker(self) -> _Worker:
+        """The current worker, started if there is none (call with ``_worker_lock`` held)."""
+        if self._closed:
+            raise ProjectionCancelled("the projector was shut down")
+        if self._worker is None:
+            warm = self._warm_target if self._warm_next else None
+            self._worker = _Worker(self._target, warm, self._niceness)
+        return self._worker
+
+    def _retire(self, worker: _Worker) -> None:
+        """Stop ``worker``; if it had warmed up, start (and warm up) its successor right away."""
+        with self._worker_lock:
+            if self._worker is worker:
+                self._worker = None
+            self._warm_next = self._warm_target is not None and worker.warmed
+        worker.close()
+        if self._warm_next:
+            with self._worker_lock, contextlib.suppress(ProjectionCancelled):
+                self._ensure_worker()
+
+    def _close(self) -> None:
+        """No more jobs; stop the worker (a job using it notices and closes its pipe)."""
+        with self._turns:
+            self._closed = True
+            busy = bool(self._queue)
+            self._turns.notify_all()
+        with self._worker_lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            if busy:
+                worker.stop()
+            else:
+                worker.close()
+
+
+def _ignore_progress(fraction: float, message: str) -> None:
+    """Progress sink for jobs without a callback."""
+
+
+def _rebuild_result(values: dict[str, Any], spec: ProjectionSpec) -> ProjectionResult:
+    """A ProjectionResult from the worker's fields; arrays read-only, as the cache shares them."""
+    for value in values.values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return ProjectionResult(spec=spec, **values)
+
+
+# ----------------------------------------------------------------------------- shared memory
+
+_SEGMENTS: dict[str, shared_memory.SharedMemory] = {}  # live segments, unlinked at exit
+_SEGMENTS_LOCK = threading.Lock()
+
+
+def _share(data: Any) -> shared_memory.SharedMemory | None:
+    """The rows copied into a new shared memory segment; None when /dev/shm has no room."""
+    n, d = data.values.shape
+    size = n * d * 4 + 2 * n
+    name = f"{SEGMENT_PREFIX}{os.getpid()}-{next(_SEGMENT_COUNTER)}-{secrets.token_hex(4)}"
+    try:
+        segment = shared_memory.SharedMemory(name=name, create=True, size=max(size, 1))
+    except OSError as error:
+        _log.info("no shared memory for the projection rows (%s); sending them by pipe", error)
+        return None
+    with _SEGMENTS_LOCK:
+        _SEGMENTS[segment.name] = segment
+    try:
+        _reserve(segment, max(size, 1))
+        view = _rows_view(segment.buf, {"n": n, "d": d, "expected_dim": data.expected_dim})
+        np.copyto(view.values, data.values)
+        np.copyto(view.missing, data.missing)
+        np.copyto(view.ragged, data.ragged)
+        del view
+    except OSError as error:
+        _release(segment)
+        _log.info("no room in shared memory for the projection rows (%s); using the pipe", error)
+        return None
+    return segment
+
+
+def _reserve(segment: shared_memory.SharedMemory, size: int) -> None:
+    """Allocate the segment's pages now: a full /dev/shm raises OSError here instead of
+    killing the server with SIGBUS when the rows are written."""
+    fd = getattr(segment, "_fd", -1)
+    if fd >= 0 and hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+
+
+def _release(segment: shared_memory.SharedMemory) -> None:
+    """Close and unlink a segment (unless the exit hook unlinked it already)."""
+    with _SEGMENTS_LOCK:
+        owned = _SEGMENTS.pop(segment.name, None) is not None
+    with contextlib.suppress(BufferError):
+        segment.close()
+    if owned:
+        with contextlib.suppress(FileNotFoundError):
+            segment.unlink()
+
+
+# ----------------------------------------------------------------------------- exit
+
+_LIVE_PROJECTORS: weakref.WeakSet[ProcessProjector] = weakref.WeakSet()
+
+
+def _stop_everything() -> None:
+    """At exit: stop every worker process and unlink every segment still there."""
+    for projector in list(_LIVE_PROJECTORS):
+        with contextlib.suppress(Exception):
+            projector._close()
+    with _SEGMENTS_LOCK:
+        segments = list(_SEGMENTS.values())
+        _SEGMENTS.clear()
+    for segment in segments:
+        with contextlib.suppress(OSError):
+            segment.unlink()  # not closed: a job thread may still be writing to it
+
+
+atexit.register(_stop_everything)
+# Runs before the interpreter joins the thread pools' threads (which would otherwise wait
+# for a running projection to finish); the same hook concurrent.futures uses.
+with contextlib.suppress(AttributeError, RuntimeError):
+    threading._register_atexit(_stop_everything)  # type: ignore[attr-defined]

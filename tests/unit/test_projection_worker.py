@@ -1,0 +1,346 @@
+"""ProcessProjector: same points as in-process ``project``, progress, cache, cancel and supersede
+(the worker is replaced), crashes and errors in the worker, shared memory and shutdown."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from panels_core import projection_worker as pw
+from panels_core.projection import (
+    ProjectionCache,
+    ProjectionCancelled,
+    ProjectionError,
+    ProjectionResult,
+    project,
+)
+from panels_core.projection_worker import ProcessProjector
+
+# What the worker calls instead of ``project`` in these tests: the first value of the first
+# row picks a behaviour; any other input is projected for real.
+CRASH, SLOW, PROJECTION_ERROR, KEY_ERROR, OTHER_ERROR = 1001.0, 1002.0, 1003.0, 1004.0, 1005.0
+TARGET = f"{__name__}:scripted"
+WAIT = 60  # seconds a test waits at most for a future (a bound, not a timing assertion)
+
+
+class WeirdError(Exception):
+    """An exception type the worker does not pass through as is."""
+
+
+def scripted(rows: Any, spec: Any, *, progress: Any = None, cancel: Any = None) -> Any:
+    """The test worker's compute function (runs in the worker process)."""
+    command = float(rows.values[0, 0]) if rows.values.size else 0.0
+    if command == CRASH:
+        progress(0.5, "about to crash")
+        os._exit(3)
+    if command == SLOW:
+        progress(0.2, "sleeping")
+        time.sleep(300)
+    if command == PROJECTION_ERROR:
+        raise ProjectionError("no good: the worker says so")
+    if command == KEY_ERROR:
+        raise KeyError("missing thing")
+    if command == OTHER_ERROR:
+        raise WeirdError("strange state")
+    return project(rows, spec, progress=progress, cancel=cancel)
+
+
+def quick_warm_up() -> float:
+    """Stands in for UMAP's warm-up (tens of seconds) in the worker."""
+    time.sleep(0.5)
+    return 0.5
+
+
+def crashing_warm_up() -> float:
+    os._exit(5)
+
+
+def command(code: float, rows: int = 50) -> np.ndarray:
+    data = np.random.default_rng(int(code)).normal(size=(rows, 4)).astype(np.float32)
+    data[0, 0] = code
+    return data
+
+
+def own_segments() -> list[str]:
+    prefix = f"{pw.SEGMENT_PREFIX}{os.getpid()}-"
+    return sorted(p.name for p in Path("/dev/shm").glob(f"{prefix}*"))
+
+
+def worker_children() -> list[multiprocessing.Process]:
+    return [p for p in multiprocessing.active_children() if p.name == "panels-projection-worker"]
+
+
+def assert_stopped(pid: int | None) -> None:
+    """The process ``pid`` was ended and reaped (no zombie, no orphan)."""
+    assert pid is not None
+    assert pid not in [p.pid for p in multiprocessing.active_children()]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.fixture(scope="module")
+def projector() -> Iterator[ProcessProjector]:
+    """One projector for the module (its worker is replaced only where a test kills it)."""
+    projector = ProcessProjector(cache=ProjectionCache(), warm_up=False, target=TARGET)
+    projector.start()
+    yield projector
+    projector.shutdown()
+    assert worker_children() == []
+    assert own_segments() == []
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    """300 x 12, three clusters, with a row of NaN, an all-NaN row and an infinite value."""
+    rng = np.random.default_rng(3)
+    centers = rng.normal(0, 8, size=(3, 12))
+    values = (centers[np.arange(300) % 3] + rng.normal(0, 1, size=(300, 12))).astype(np.float32)
+    values[5, 3] = np.nan
+    values[7] = np.nan
+    values[11, 0] = np.inf
+    return values
+
+
+class Progress:
+    """Collects (fraction, message) and signals when a message containing ``until`` arrives."""
+
+    def __init__(self, until: str = "") -> None:
+        self.messages: list[tuple[float, str]] = []
+        self.until = until
+        self.seen = threading.Event()
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.messages.append((fraction, message))
+        if self.until and self.until in message:
+            self.seen.set()
+
+
+def assert_same_result(got: ProjectionResult, want: ProjectionResult) -> None:
+    np.testing.assert_array_equal(got.points, want.points)
+    np.testing.assert_array_equal(got.kept, want.kept)
+    assert got.points.dtype == np.float32 and got.kept.dtype == bool
+    assert not got.points.flags.writeable and not got.kept.flags.writeable
+    assert (got.spec, got.dropped, got.message) == (want.spec, want.dropped, want.message)
+    assert (got.notes, got.axis_labels, got.fit_points) == (
+        want.notes,
+        want.axis_labels,
+        want.fit_points,
+    )
+
+
+# ----------------------------------------------------------------------------- same results
+
+
+def test_umap_in_the_worker_gives_the_in_process_points_and_progress(projector, data):
+    spec = {"method": "umap", "seed": 7, "params": {"n_neighbors": 10}}
+    local, remote = Progress(), Progress()
+    future = projector.submit("umap", data, spec, remote, key="umap-data")
+    want = project(data, spec, progress=local)  # compiles here while the worker compiles there
+    got = future.result(WAIT)
+    assert_same_result(got, want)
+    assert got.n_kept == 297 and got.dropped == 3
+    assert remote.messages == local.messages
+    assert remote.messages[-1] == (1.0, "297 points")
+
+
+def test_pca_in_the_worker_gives_the_in_process_points_and_progress(projector, data):
+    spec = {"method": "pca", "params": {"components": [2, 3], "whiten": True}}
+    local, remote = Progress(), Progress()
+    want = project(data, spec, progress=local)
+    got = projector.submit("pca", data, spec, remote, key="pca-data").result(WAIT)
+    assert_same_result(got, want)
+    assert remote.messages == local.messages
+    assert got.dropped == 3 and "1 row without an embedding" in got.message
+
+
+def test_ragged_and_missing_rows_reach_the_worker(projector):
+    rows: list[Any] = [[float(i), float(i % 7), float(i % 5)] for i in range(40)]
+    rows[3] = None
+    rows[9] = [1.0, 2.0]  # wrong length
+    got = projector.submit("ragged", rows, {}, key="ragged").result(WAIT)
+    assert_same_result(got, project(rows, {}))
+    assert got.dropped == 2 and "1 row without an embedding" in got.message
+
+
+def test_cache_hit_does_not_reach_the_worker(projector, data):
+    spec = {"method": "pca", "seed": 1}
+    before = projector.jobs_sent
+    first = projector.submit("cached", data, spec, key="cache-me").result(WAIT)
+    progress = Progress()
+    second = projector.submit("cached", data, spec, progress, key="cache-me").result(WAIT)
+    assert second is first
+    assert projector.jobs_sent == before + 1
+    assert progress.messages == [(1.0, "from cache")]
+
+
+def test_rows_go_through_the_pipe_when_shared_memory_has_no_room(projector, data, monkeypatch):
+    def full(segment: Any, size: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pw, "_reserve", full)
+    got = projector.submit("pipe", data, {"method": "pca"}, key="pipe").result(WAIT)
+    assert_same_result(got, project(data, {"method": "pca"}))
+    assert own_segments() == []
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_errors_in_the_worker_keep_their_type_and_message(projector):
+    pid = projector.worker_pid
+    future = projector.submit("err", command(PROJECTION_ERROR), {}, key="e1")
+    error = future.exception(WAIT)
+    assert type(error) is ProjectionError
+    assert str(error) == "no good: the worker says so"
+    assert "in scripted" in str(error.__cause__)  # the worker's traceback
+
+    error = projector.submit("err", command(KEY_ERROR), {}, key="e2").exception(WAIT)
+    assert type(error) is KeyError and error.args == ("missing thing",)
+
+    error = projector.submit("err", command(OTHER_ERROR), {}, key="e3").exception(WAIT)
+    assert type(error) is ProjectionError
+    assert str(error) == "PCA failed in the projection worker (WeirdError: strange state)"
+    assert projector.worker_pid == pid  # an exception does not cost the worker
+
+
+def test_bad_input_fails_in_the_worker_as_in_process(projector):
+    error = projector.submit("bad", np.ones((10, 1)), {}, key="one-dim").exception(WAIT)
+    with pytest.raises(ProjectionError) as local:
+        project(np.ones((10, 1)), {})
+    assert type(error) is ProjectionError and str(error) == str(local.value)
+
+
+def test_a_crash_fails_only_its_own_job(projector, data):
+    pid = projector.worker_pid
+    error = projector.submit("crash", command(CRASH), {}, key="crash").exception(WAIT)
+    assert isinstance(error, ProjectionError)
+    assert str(error).startswith(
+        "the projection worker stopped (exit code 3) while running PCA on 50 rows; try "
+    )
+    got = projector.submit("after", data, {}, key="after-crash").result(WAIT)
+    assert_same_result(got, project(data, {}))
+    assert projector.worker_pid not in (None, pid)
+    assert own_segments() == []
+
+
+# ----------------------------------------------------------------------------- cancel
+
+
+def start_slow(projector: ProcessProjector, slot: str, key: str) -> Any:
+    progress = Progress(until="sleeping")
+    future = projector.submit(slot, command(SLOW), {}, progress, key=key)
+    assert progress.seen.wait(WAIT), progress.messages
+    return future
+
+
+def test_cancel_of_a_running_job_replaces_the_worker(projector, data):
+    future = start_slow(projector, "slow", "slow-1")
+    pid = projector.worker_pid
+    assert projector.cancel("slow") is True
+    assert isinstance(future.exception(WAIT), ProjectionCancelled)
+    assert_stopped(pid)
+    got = projector.submit("slow", data, {}, key="after-cancel").result(WAIT)
+    assert_same_result(got, project(data, {}))
+    assert projector.worker_pid not in (None, pid)
+
+
+def test_a_newer_request_supersedes_a_running_one(projector, data):
+    old = start_slow(projector, "card", "slow-2")
+    pid = projector.worker_pid
+    new = projector.submit("card", data, {"method": "pca", "seed": 3}, key="newer")
+    error = old.exception(WAIT)
+    assert isinstance(error, ProjectionCancelled) and "superseded" in str(error)
+    assert_same_result(new.result(WAIT), project(data, {"method": "pca", "seed": 3}))
+    assert projector.worker_pid != pid
+
+
+def test_a_job_cancelled_while_queued_never_reaches_the_worker(projector, data):
+    running = start_slow(projector, "first", "slow-3")
+    sent = projector.jobs_sent
+    waiting = Progress(until="waiting for 1 earlier projection")
+    queued = projector.submit("second", data, {"seed": 9}, waiting, key="queued")
+    assert waiting.seen.wait(WAIT)
+    assert projector.cancel("second") is True
+    assert isinstance(queued.exception(WAIT), ProjectionCancelled)
+    assert projector.cancel("first") is True
+    assert isinstance(running.exception(WAIT), ProjectionCancelled)
+    assert projector.jobs_sent == sent
+
+
+# ----------------------------------------------------------------------------- worker life
+
+
+def test_warm_up_runs_in_each_new_worker_that_follows_a_warmed_one(data):
+    projector = ProcessProjector(
+        cache=ProjectionCache(), target=TARGET, warm_up_target=f"{__name__}:quick_warm_up"
+    )
+    try:
+        progress = Progress()
+        got = projector.submit("a", data, {}, progress, key="w1").result(WAIT)
+        assert_same_result(got, project(data, {}))
+        assert progress.messages[0] == (
+            0.0,
+            "starting the projection worker (compiling UMAP's kernels)",
+        )
+        pid = projector.worker_pid
+        assert isinstance(
+            projector.submit("a", command(CRASH), {}).exception(WAIT), ProjectionError
+        )
+        # the warmed worker's successor starts (and warms up) at once, before the next job
+        assert projector.worker_pid not in (None, pid)
+        progress = Progress()
+        projector.submit("a", data, {"seed": 2}, progress, key="w2").result(WAIT)
+        assert "compiling" in progress.messages[0][1]
+        pid = projector.worker_pid
+    finally:
+        projector.shutdown()
+    assert_stopped(pid)
+
+
+def test_a_warm_up_that_kills_the_worker_costs_no_job(data):
+    projector = ProcessProjector(
+        cache=ProjectionCache(), target=TARGET, warm_up_target=f"{__name__}:crashing_warm_up"
+    )
+    try:
+        got = projector.submit("a", data, {}, key="w").result(WAIT)
+        assert_same_result(got, project(data, {}))
+    finally:
+        projector.shutdown()
+
+
+def test_a_worker_that_cannot_start_fails_the_job_with_the_reason(data):
+    projector = ProcessProjector(
+        cache=ProjectionCache(), warm_up=False, target="panels_no_such_module:project"
+    )
+    try:
+        error = projector.submit("a", data, {}, key="x").exception(WAIT)
+        assert isinstance(error, ProjectionError)
+        assert "could not start (ModuleNotFoundError" in str(error)
+    finally:
+        projector.shutdown()
+
+
+@pytest.mark.parametrize("target", ["os.system('ls')", "panels_core.projection", ":project", ""])
+def test_target_must_name_a_module_function(target):
+    with pytest.raises(ValueError, match="module-level function"):
+        ProcessProjector(target=target)
+
+
+def test_shutdown_during_a_job_stops_the_worker_and_frees_memory():
+    projector = ProcessProjector(cache=ProjectionCache(), warm_up=False, target=TARGET)
+    future = start_slow(projector, "slow", "slow-4")
+    pid = projector.worker_pid
+    assert len(own_segments()) == 1
+    projector.shutdown()
+    assert isinstance(future.exception(WAIT), ProjectionCancelled)
+    assert projector.worker_pid is None
+    assert_stopped(pid)
+    assert own_segments() == []
