@@ -8,18 +8,22 @@ once (warm-up, which also compiles datashader's kernels), so every measured rend
 finds it in the projection cache.
 
 Ours: a re-render after changing ``colour_by`` (category -> number -> category),
-i.e. ``Projection2D(config).render(view)`` (fetch the embedding, fingerprint it,
-cache hit, fetch the colour column, rasterise with datashader) plus building the
-Bokeh models (``get_root``) and serialising the document to JSON (what is sent to the
-browser). Baseline, in the same run: a plain Bokeh WebGL scatter of the same 1M
-points coloured by the category (ColumnDataSource + ``factor_cmap``), built and
-serialised the same way. Printed: median seconds, document JSON size, and the
-ratio baseline / ours. Target: a cached re-render under 1 s.
+i.e. ``Projection2D(config).render(view)`` over the same View (the input matrix and
+its fingerprint are kept per View, so: projection cache hit, the colour column's
+codes or values (kept per View and result after their first fetch), datashader
+aggregation and shading into one RGBA image plus the per-pixel row and hover arrays)
+plus building the Bokeh models (``get_root``) and serialising the document (JSON
+plus binary buffers: what is sent to the browser). Baseline, in the same run: a
+plain Bokeh WebGL scatter of the same 1M points coloured by the category
+(ColumnDataSource + ``factor_cmap``), built and serialised the same way. Printed:
+median seconds, bytes sent, and the ratio baseline / ours. Target: a cached
+re-render under 1 s.
 
 The baseline's server-side time is only part of its cost: it also ships every point
-to the browser (the JSON size column), where WebGL has to draw 1M markers on each pan
+to the browser (the size column), where WebGL has to draw 1M markers on each pan
 and zoom (3-4 s per interaction reported in Bokeh issue 14843); this script does not
-time the browser. The rasterised update ships one image (tens of kB) whatever N is.
+time the browser. The rasterised update ships one 560 x 420 image and its per-pixel
+row and hover arrays (about 2-3 MB) whatever N is.
 """
 
 from __future__ import annotations
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ours_s, ours_bytes = median_time(ours, args.repeat)
     base_s, base_bytes = median_time(baseline, args.repeat)
-    print(f"{'':44s} {'median s':>9s} {'doc MB':>8s}")
+    print(f"{'':44s} {'median s':>9s} {'sent MB':>8s}")
     print(f"{'2D Projection re-render (cached, raster)':44s} {ours_s:9.3f} {ours_bytes / 1e6:8.2f}")
     print(f"{'plain Bokeh WebGL scatter (baseline)':44s} {base_s:9.3f} {base_bytes / 1e6:8.2f}")
     print(

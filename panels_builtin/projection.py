@@ -9,10 +9,18 @@ spec, so re-rendering the same config is instant) and drawn:
   ColumnDataSource holds x, y, the view row number, the colour field, the
   hover columns and (up to ``MAX_INLINE_THUMBNAILS`` rows) each row's
   thumbnail as a data URI for the hover tooltip;
-- above that: a server-side raster (datashader through HoloViews
-  ``rasterize``, hover reporting the first row under the cursor), dynamic
-  (re-aggregated on zoom) when a Bokeh server runs, a precomputed image in
-  static output.
+- above that: a server-side raster (``RasterLayer``: datashader aggregates the
+  points straight into an RGBA image shown by a Bokeh ``image_rgba`` glyph, no
+  HoloViews), with image-shaped arrays beside it holding, per pixel, the row
+  drawn on top and its hover values, so the hover reports the row under the
+  cursor in the browser; re-aggregated for every zoom or pan (Bokeh
+  ``RangesUpdate``) when a Bokeh server runs, a precomputed image in static
+  output.
+
+The input matrix, colourings, labels and hover values fetched for a View are
+kept between renders of that View while its data is unchanged (``_ViewMemo``),
+so changing the colour of a cached 1M-point projection re-draws in a fraction
+of a second.
 
 Clicking a point lists its ``knn_k`` nearest neighbours in the ORIGINAL space
 (``projection.nearest_neighbors``); the search box highlights the points whose
@@ -627,7 +635,8 @@ class RasterLayer:
             if values.dtype.kind == "f":
                 data[f"c{i}"] = [np.where(empty, np.nan, values[safe]).astype(np.float32)]
             else:
-                data[f"c{i}"] = [np.where(empty, -1, values[safe]).astype(np.int32)]
+                codes = np.int16 if values.max(initial=0) < 32_767 else np.int32
+                data[f"c{i}"] = [np.where(empty, -1, values[safe]).astype(codes)]
         return data
 
     def pixel_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -787,7 +796,8 @@ class ProjectionPlot:
 
     After ``show``: ``result`` (the ProjectionResult), ``rows`` (view row number of
     each point), ``source`` (the Bokeh ColumnDataSource, scatter mode) or
-    ``raster`` (the HoloViews rasterised object, above ``MAX_SCATTER_POINTS``),
+    ``raster`` (the ``RasterLayer``, above ``MAX_SCATTER_POINTS``; ``raster_source``
+    is its Bokeh ColumnDataSource and ``marks`` the source of the highlighted points),
     ``colouring``, ``caption``; ``select(row)`` fills ``neighbours`` (a
     DataFrame also shown in ``neighbour_table``); ``search(text)`` sets
     ``matches`` (a bool per point) and dims the others.
