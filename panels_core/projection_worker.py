@@ -281,6 +281,7 @@ class _Worker:
         )
         self.process.start()
         child_conn.close()
+        self.warms = warm_target is not None  # asked to warm up
         self.ready = False  # started and warmed up (or not asked to)
         self.warmed = False  # finished warming up
 
@@ -455,21 +456,28 @@ class ProcessProjector(Projector):
                 "expected_dim": data.expected_dim,
             }
             try:
-                worker.conn.send(("job", job))
-                if segment is None:
-                    for array in (data.values, data.missing, data.ragged):
-                        worker.conn.send_bytes(memoryview(np.ascontiguousarray(array)).cast("B"))
-            except OSError:
-                pass  # it died: the wait below says so
-            self.jobs_sent += 1
-            return self._wait_for_result(worker, spec, progress, cancel, method, n)
+                self.jobs_sent += 1
+                with contextlib.suppress(OSError):  # it died: the wait below says how
+                    worker.conn.send(("job", job))
+                    if segment is None:
+                        for array in (data.values, data.missing, data.ragged):
+                            view = memoryview(np.ascontiguousarray(array)).cast("B")
+                            worker.conn.send_bytes(view)
+                kind, payload = self._wait_for_reply(worker, progress, cancel, method, n)
+            except BaseException:
+                # cancelled, crashed, or the progress callback failed: the worker may still be
+                # busy with this job, so it must not get the next one
+                self._retire(worker)
+                raise
         finally:
             if segment is not None:
                 _release(segment)
+        if kind == "error":
+            raise _rebuild_error(payload, method) from _RemoteTraceback(payload["traceback"])
+        return _rebuild_result(payload, spec)
 
     def _ready_worker(self, cancel: threading.Event, progress: ProgressFn) -> _Worker:
         """The worker once it has started (and warmed up); a job cancelled meanwhile leaves it be."""
-        restarted = False
         while True:
             with self._worker_lock:
                 self._check_open(cancel)
@@ -497,51 +505,44 @@ class ProcessProjector(Projector):
                 return worker
             except _WorkerGone:
                 status = worker.exit_status()
-                warming = self._warm_next
-                self._retire(worker)
+                self._retire(worker)  # its successor does not warm up
                 self._check_open(cancel)
-                if restarted or not warming:
+                if not worker.warms:
                     raise ProjectionError(
                         f"the projection worker stopped ({status}) while starting; "
                         "see the server's log"
                     ) from None
-                restarted = True  # the warm-up died: the next worker starts without one
+                _log.warning("the projection worker stopped (%s) while warming up", status)
 
-    def _wait_for_result(
-        self,
-        worker: _Worker,
-        spec: ProjectionSpec,
-        progress: ProgressFn,
-        cancel: threading.Event,
-        method: str,
-        n: int,
-    ) -> ProjectionResult:
+    def _wait_for_reply(
+        self, worker: _Worker, progress: ProgressFn, cancel: threading.Event, method: str, n: int
+    ) -> tuple[str, Any]:
+        """Pass on the job's progress until its ("result", fields) or ("error", description)."""
         while True:
             if cancel.is_set():
-                self._retire(worker)
                 raise ProjectionCancelled("the projection was cancelled")
             try:
                 message = worker.receive()
             except _WorkerGone:
                 status = worker.exit_status()
-                self._retire(worker)
                 self._check_open(cancel)
+                hint = (
+                    "fewer rows (a filter) or fewer columns"
+                    if method == "PCA"
+                    else "PCA, fewer rows (max_fit_points, or a filter) or a smaller "
+                    "n_neighbors / perplexity"
+                )
                 raise ProjectionError(
                     f"the projection worker stopped ({status}) while running {method} on "
-                    f"{n:,} rows; try PCA, fewer rows (max_fit_points, or a filter) or a "
-                    "smaller n_neighbors / perplexity"
+                    f"{n:,} rows; try {hint}"
                 ) from None
             if message is None:
                 continue
-            kind = message[0]
-            if kind == "progress":
+            if message[0] == "progress":
                 if not cancel.is_set():
                     progress(message[1], message[2])
-            elif kind == "result":
-                return _rebuild_result(message[1], spec)
-            elif kind == "error":
-                error = _rebuild_error(message[1], method)
-                raise error from _RemoteTraceback(message[1]["traceback"])
+            elif message[0] in ("result", "error"):
+                return message[0], message[1]
 
     # -- the worker's life -------------------------------------------------------------------
 

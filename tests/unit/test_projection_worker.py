@@ -88,8 +88,9 @@ def assert_stopped(pid: int | None) -> None:
 
 @pytest.fixture(scope="module")
 def projector() -> Iterator[ProcessProjector]:
-    """One projector for the module (its worker is replaced only where a test kills it)."""
-    projector = ProcessProjector(cache=ProjectionCache(), warm_up=False, target=TARGET)
+    """One projector for the module (its worker is replaced only where a test kills it); at
+    normal priority, as the tests wait for it (the default niceness is checked below)."""
+    projector = ProcessProjector(cache=ProjectionCache(), warm_up=False, target=TARGET, niceness=0)
     projector.start()
     yield projector
     projector.shutdown()
@@ -260,6 +261,20 @@ def test_a_newer_request_supersedes_a_running_one(projector, data):
     assert isinstance(error, ProjectionCancelled) and "superseded" in str(error)
     assert_same_result(new.result(WAIT), project(data, {"method": "pca", "seed": 3}))
     assert projector.worker_pid != pid
+
+
+def test_a_failing_progress_callback_fails_the_job_and_frees_the_worker(projector, data):
+    def broken(fraction: float, message: str) -> None:
+        if message == "sleeping":
+            raise RuntimeError("the card is gone")
+
+    pid = projector.worker_pid
+    error = projector.submit("cb", command(SLOW), {}, broken, key="slow-cb").exception(WAIT)
+    assert type(error) is RuntimeError and str(error) == "the card is gone"
+    # the worker was still sleeping on that job: it was replaced, so this one does not wait
+    got = projector.submit("cb", data, {"seed": 4}, key="after-cb").result(WAIT)
+    assert_same_result(got, project(data, {"seed": 4}))
+    assert_stopped(pid)
 
 
 def test_a_job_cancelled_while_queued_never_reaches_the_worker(projector, data):
