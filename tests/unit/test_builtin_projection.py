@@ -443,6 +443,28 @@ def test_zooming_the_raster_re_aggregates_the_window(big) -> None:
     assert not plain.figure.select(type=Legend) and not plain.figure.select(type=ColorBar)
 
 
+def test_renders_over_one_view_reuse_the_fetched_inputs_until_its_data_changes(
+    monkeypatch,
+) -> None:
+    values, labels = blobs(60, dim=4)
+    kinds = pa.array([f"k{label}" for label in labels])
+    view = View.of(embedding_table(values, kind=kinds))
+    fetched: list[str] = []
+    original = view.column_numpy
+    monkeypatch.setattr(view, "column_numpy", lambda c: fetched.append(c) or original(c))
+    first = Projection2D(columns=["embedding"], colour_by="kind").render(view)
+    second = Projection2D(columns=["embedding"], colour_by=None).render(view)
+    third = Projection2D(columns=["embedding"], colour_by="kind").render(view)
+    assert fetched.count("embedding") == 1 and second.inputs is first.inputs
+    assert third.colouring is first.colouring and third.colouring.factors == ["k0", "k1", "k2"]
+    # other data under the same table name: fetched again
+    view.engine.add_table("table", embedding_table(values * 2, kind=kinds))
+    fourth = Projection2D(columns=["embedding"], colour_by="kind").render(view)
+    assert fetched.count("embedding") == 2
+    np.testing.assert_allclose(fourth.inputs.values, values * 2)
+    assert fourth.result is not first.result
+
+
 # --------------------------------------------------------------------------- background runs
 
 
