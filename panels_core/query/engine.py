@@ -76,9 +76,8 @@ _PREFIX_START, _PREFIX_MAX = 1 << 16, 1 << 22  # grouped(): rows read to find th
 _RESERVED = "__tp_"
 _ROW = "__tp_row"
 _FAR = 1 << 40  # right-only rows of a comparison sort after every left row
-_PART_ROWS = (
-    1_000_000  # a comparison of large key-ordered files joins parts of about this many rows
-)
+# a comparison of two large key-ordered Parquet files joins parts of about this many rows
+_PART_ROWS = 1_000_000
 _MAX_PARTS = 64
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -688,10 +687,10 @@ class Engine:
     def _splits(self, a: _Source, b: _Source, spec: CompareWith) -> list[int] | None:
         """Key values splitting a comparison of two large Parquet files into parts.
 
-        Only when both files keep an integer key in ascending, non-overlapping
-        row groups (their statistics say so): then each part's range filter
-        reads a few row groups of each file. Parts end at row-group starts of
-        this table and hold at least ``_PART_ROWS`` of its rows. None: one join.
+        Only when both files keep an integer key in row groups of ascending key
+        ranges (their statistics say so): then each part's range filter reads a
+        few row groups of each file. Parts start at row-group starts of this
+        table and hold at least ``_PART_ROWS`` of its rows. None: one join.
         """
         if not (a.parquet and b.parquet) or spec.on is None:
             return None
@@ -718,8 +717,8 @@ class Engine:
 
     def _row_groups(self, source: _Source, key: str) -> list[tuple[int, int, int]] | None:
         """(min, max, rows) of ``key`` per row group of a Parquet source, when the row
-        groups are in ascending key order, apart from a shared boundary value (None otherwise, or when
-        statistics are missing). Kept until ``clear_cache``."""
+        groups' key ranges ascend (touching at most at one value); None when they do
+        not or statistics are missing. Kept until ``clear_cache``."""
         cache_key = ("row_groups", str(source.path), _file_stamp(source.path), key)
         kept = self._cache.get(cache_key)
         if kept is not _MISS:
