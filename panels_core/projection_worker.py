@@ -40,6 +40,7 @@ import re
 import secrets
 import signal
 import threading
+import time
 import traceback
 import weakref
 from collections import deque
@@ -118,28 +119,25 @@ def _resolve(target: str) -> Callable[..., Any]:
 
 
 def _worker_main(conn: Any, target: str, warm_target: str | None, niceness: int) -> None:
-    """The worker process: optional warm-up, then one job per message until the pipe closes."""
+    """The worker process: one job per message until the pipe closes; the warm-up, if any,
+    runs on a thread beside the jobs (a PCA need not wait for UMAP's compilation)."""
     # Ctrl-C reaches the whole process group; the server stops the worker itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(AttributeError, OSError):
         os.nice(niceness)
     _exit_with_parent()
+    send = _locked_sender(conn)
     try:
         compute = _resolve(target)
         warm = _resolve(warm_target) if warm_target else None
     except Exception as error:
-        conn.send(("fatal", f"{type(error).__name__}: {error}"))
+        send(("fatal", f"{type(error).__name__}: {error}"))
         return
-    if warm is None:
-        conn.send(("ready", False))
-    else:
-        conn.send(("warming",))
-        try:
-            warm()
-        except Exception as error:
-            conn.send(("warm-failed", f"{type(error).__name__}: {error}"))
-        else:
-            conn.send(("ready", True))
+    send(("ready",))
+    if warm is not None:
+        threading.Thread(
+            target=_warm_up, args=(warm, send), name="panels-warm-up", daemon=True
+        ).start()
     while True:
         try:
             message = conn.recv()
@@ -147,7 +145,30 @@ def _worker_main(conn: Any, target: str, warm_target: str | None, niceness: int)
             return
         if message[0] != "job":
             return
-        _serve_job(conn, compute, target, message[1])
+        _serve_job(conn, send, compute, target, message[1])
+
+
+def _locked_sender(conn: Any) -> Callable[[tuple[Any, ...]], None]:
+    """``conn.send`` for two threads (the job's and the warm-up's)."""
+    lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with lock:
+            conn.send(message)
+
+    return send
+
+
+def _warm_up(warm: Callable[[], Any], send: Callable[[tuple[Any, ...]], None]) -> None:
+    """Run the warm-up and tell the server how it went."""
+    try:
+        warm()
+    except Exception as error:
+        outcome: tuple[Any, ...] = ("warmed", False, f"{type(error).__name__}: {error}")
+    else:
+        outcome = ("warmed", True, "")
+    with contextlib.suppress(OSError):
+        send(outcome)
 
 
 def _exit_with_parent() -> None:
@@ -163,7 +184,13 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="panels-parent-watch", daemon=True).start()
 
 
-def _serve_job(conn: Any, compute: Callable[..., Any], target: str, job: dict[str, Any]) -> None:
+def _serve_job(
+    conn: Any,
+    send: Callable[[tuple[Any, ...]], None],
+    compute: Callable[..., Any],
+    target: str,
+    job: dict[str, Any],
+) -> None:
     """Run one job and send back its result or error; the rows' segment is closed afterwards."""
     segment = None
     try:
@@ -172,9 +199,9 @@ def _serve_job(conn: Any, compute: Callable[..., Any], target: str, job: dict[st
             rows = _rows_view(segment.buf, job)
         else:
             rows = _rows_from_pipe(conn, job)
-        reply = _compute_reply(conn, compute, target, rows, job)
+        reply = _compute_reply(send, compute, target, rows, job)
         del rows
-        conn.send(reply)
+        send(reply)
         del reply
     finally:
         if segment is not None:
@@ -183,13 +210,17 @@ def _serve_job(conn: Any, compute: Callable[..., Any], target: str, job: dict[st
 
 
 def _compute_reply(
-    conn: Any, compute: Callable[..., Any], target: str, rows: Any, job: dict[str, Any]
+    send: Callable[[tuple[Any, ...]], None],
+    compute: Callable[..., Any],
+    target: str,
+    rows: Any,
+    job: dict[str, Any],
 ) -> tuple[str, Any]:
     """("result", the result's fields) or ("error", the exception described)."""
     spec = ProjectionSpec.model_validate_json(job["spec"])
 
     def progress(fraction: float, message: str) -> None:
-        conn.send(("progress", float(fraction), str(message)))
+        send(("progress", float(fraction), str(message)))
 
     try:
         result = compute(rows, spec, progress=progress, cancel=None)
@@ -281,18 +312,19 @@ class _Worker:
         )
         self.process.start()
         child_conn.close()
-        self.warms = warm_target is not None  # asked to warm up
-        self.ready = False  # started and warmed up (or not asked to)
-        self.warmed = False  # finished warming up
+        self.ready = False  # imported its functions; takes jobs
+        # the warm-up: "off" (not asked), "running", "done" or "failed"
+        self.warm_state = "running" if warm_target is not None else "off"
+        self.crashed = False  # ended by itself (not by us)
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
-    def receive(self) -> tuple[Any, ...] | None:
-        """The next message, None after a short wait without one; ``_WorkerGone`` once it died."""
+    def receive(self, timeout: float = _POLL_SECONDS) -> tuple[Any, ...] | None:
+        """The next message, None after ``timeout`` without one; ``_WorkerGone`` once it died."""
         try:
-            ready = connection.wait([self.conn, self.process.sentinel], timeout=_POLL_SECONDS)
+            ready = connection.wait([self.conn, self.process.sentinel], timeout=timeout)
             if not ready:
                 return None
             if self.conn.poll():
@@ -300,6 +332,18 @@ class _Worker:
         except (EOFError, OSError) as error:
             raise _WorkerGone from error
         raise _WorkerGone  # the process ended with nothing left to read
+
+    def note(self, message: tuple[Any, ...]) -> bool:
+        """Take in a status message ("ready", "warmed"); False for any other message."""
+        if message[0] == "ready":
+            self.ready = True
+        elif message[0] == "warmed":
+            self.warm_state = "done" if message[1] else "failed"
+            if not message[1]:
+                _log.warning("the projection worker's warm-up failed: %s", message[2])
+        else:
+            return False
+        return True
 
     def exit_status(self) -> str:
         """How the process ended: "exit code N" or "signal NAME"."""
@@ -345,8 +389,9 @@ class ProcessProjector(Projector):
     Same interface as ``Projector`` (``submit``, ``cancel``, ``shutdown``); see the
     module docstring for how jobs reach the worker. ``max_workers`` threads of the
     server wait for results, check the cache and fetch rows (they do not compute).
-    ``warm_up`` compiles UMAP's kernels in each new worker at start (a worker
-    replacing one that never finished warming up does not warm up again).
+    ``warm_up`` compiles UMAP's kernels in each new worker, on a thread beside the
+    jobs; a worker that replaces one whose warm-up failed, or that died by itself
+    before its warm-up finished, does not warm up.
     ``target`` and ``warm_up_target`` name the functions the worker calls, as
     ``"package.module:function"``; they are for tests and are never read from
     user input. ``niceness`` is added to the worker's CPU niceness.
@@ -382,6 +427,29 @@ class ProcessProjector(Projector):
         with self._worker_lock:
             worker = self._ensure_worker()
         return worker.pid
+
+    def wait_until_warm(self, timeout: float | None = None) -> bool:
+        """Start the worker if needed and wait until its warm-up ends; True if it succeeded.
+
+        False at once when the worker does not warm up, and after ``timeout``
+        seconds. Jobs submitted meanwhile wait (for benchmarks and tests).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cancel = threading.Event()
+        with self._turn(cancel, _ignore_progress):
+            worker = self._ready_worker(cancel, _ignore_progress)
+            try:
+                while worker.warm_state == "running":
+                    if deadline is not None and time.monotonic() > deadline:
+                        return False
+                    message = worker.receive()
+                    if message is not None:
+                        worker.note(message)
+            except _WorkerGone:
+                worker.crashed = True
+                self._retire(worker)
+                return False
+            return worker.warm_state == "done"
 
     @property
     def worker_pid(self) -> int | None:
@@ -448,6 +516,8 @@ class ProcessProjector(Projector):
         segment = _share(data)
         try:
             worker = self._ready_worker(cancel, progress)
+            if spec.method == "umap" and worker.warm_state == "running":
+                progress(0.0, "waiting for UMAP's kernels to compile (once per server)")
             job = {
                 "spec": spec.model_dump_json(),
                 "segment": None if segment is None else segment.name,
@@ -477,42 +547,34 @@ class ProcessProjector(Projector):
         return _rebuild_result(payload, spec)
 
     def _ready_worker(self, cancel: threading.Event, progress: ProgressFn) -> _Worker:
-        """The worker once it has started (and warmed up); a job cancelled meanwhile leaves it be."""
-        while True:
-            with self._worker_lock:
+        """The worker once it has imported its functions (a job cancelled meanwhile leaves it be),
+        with the status messages it sent while idle taken in."""
+        with self._worker_lock:
+            self._check_open(cancel)
+            worker = self._ensure_worker()
+        try:
+            if not worker.ready:
+                progress(0.0, "starting the projection worker")
+            while not worker.ready:
                 self._check_open(cancel)
-                worker = self._ensure_worker()
-            told = False
-            try:
-                while not worker.ready:
-                    self._check_open(cancel)
-                    message = worker.receive()
-                    if message is None:
-                        continue
-                    if message[0] == "warming" and not told:
-                        told = True
-                        progress(0.0, "starting the projection worker (compiling UMAP's kernels)")
-                    elif message[0] == "warm-failed":
-                        _log.warning("the projection worker's warm-up failed: %s", message[1])
-                        worker.ready = True
-                    elif message[0] == "ready":
-                        worker.ready, worker.warmed = True, bool(message[1])
-                    elif message[0] == "fatal":
-                        self._retire(worker)
-                        raise ProjectionError(
-                            f"the projection worker could not start ({message[1]})"
-                        )
-                return worker
-            except _WorkerGone:
-                status = worker.exit_status()
-                self._retire(worker)  # its successor does not warm up
-                self._check_open(cancel)
-                if not worker.warms:
-                    raise ProjectionError(
-                        f"the projection worker stopped ({status}) while starting; "
-                        "see the server's log"
-                    ) from None
-                _log.warning("the projection worker stopped (%s) while warming up", status)
+                message = worker.receive()
+                if message is None or worker.note(message):
+                    continue
+                if message[0] == "fatal":
+                    worker.crashed = True  # no eager successor: it would fail the same way
+                    self._retire(worker)
+                    raise ProjectionError(f"the projection worker could not start ({message[1]})")
+            while (message := worker.receive(0.0)) is not None:
+                worker.note(message)
+        except _WorkerGone:
+            status = worker.exit_status()
+            worker.crashed = True
+            self._retire(worker)
+            self._check_open(cancel)
+            raise ProjectionError(
+                f"the projection worker stopped ({status}) while starting; see the server's log"
+            ) from None
+        return worker
 
     def _wait_for_reply(
         self, worker: _Worker, progress: ProgressFn, cancel: threading.Event, method: str, n: int
@@ -524,6 +586,7 @@ class ProcessProjector(Projector):
             try:
                 message = worker.receive()
             except _WorkerGone:
+                worker.crashed = True
                 status = worker.exit_status()
                 self._check_open(cancel)
                 hint = (
@@ -536,7 +599,7 @@ class ProcessProjector(Projector):
                     f"the projection worker stopped ({status}) while running {method} on "
                     f"{n:,} rows; try {hint}"
                 ) from None
-            if message is None:
+            if message is None or worker.note(message):
                 continue
             if message[0] == "progress":
                 if not cancel.is_set():
@@ -556,13 +619,21 @@ class ProcessProjector(Projector):
         return self._worker
 
     def _retire(self, worker: _Worker) -> None:
-        """Stop ``worker``; if it had warmed up, start (and warm up) its successor right away."""
+        """Stop ``worker``; start a successor at once if it is to warm up.
+
+        The successor warms up when the worker's warm-up had succeeded, or was still
+        running when we stopped it (a cancel); not after a failed warm-up, nor when
+        the worker died by itself during its warm-up (which may be what killed it).
+        """
         with self._worker_lock:
             if self._worker is worker:
                 self._worker = None
-            self._warm_next = self._warm_target is not None and worker.warmed
+            if worker.warm_state != "off":
+                self._warm_next = worker.warm_state == "done" or (
+                    worker.warm_state == "running" and not worker.crashed
+                )
         worker.close()
-        if self._warm_next:
+        if self._warm_next and self._warm_target is not None:
             with self._worker_lock, contextlib.suppress(ProjectionCancelled):
                 self._ensure_worker()
 
