@@ -275,43 +275,53 @@ class _Inputs:
 class _ViewMemo:
     """What the panel fetched from one View, kept between renders (a colour change re-renders
     over the same View): the input matrix with its fingerprint, and colourings and labels
-    per (column, projection result). Valid while ``token`` (the engine's table objects,
-    their Parquet files' size and modification time, the view's row count) is unchanged;
-    one input matrix per View is kept."""
+    per (column, projection result). Valid while the engine holds the same table objects,
+    their Parquet files keep their size and modification time, and the view its row
+    count; one input matrix per View is kept."""
 
-    def __init__(self, token: tuple[Any, ...]) -> None:
+    def __init__(self, token: tuple[Any, ...], tables: tuple[Any, ...]) -> None:
         self.token = token
+        self.tables = tables  # held, so a replaced table is never mistaken for a new one
         self.inputs: dict[tuple[str, ...], _Inputs] = {}
         self.derived: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+    def matches(self, token: tuple[Any, ...], tables: tuple[Any, ...]) -> bool:
+        """Same token and the very same table objects."""
+        same = len(tables) == len(self.tables) and all(a is b for a, b in zip(tables, self.tables))
+        return same and token == self.token
 
 
 _MEMOS: weakref.WeakKeyDictionary[Any, _ViewMemo] = weakref.WeakKeyDictionary()
 _MEMO_LOCK = threading.Lock()
 
 
-def _data_token(view: Any) -> tuple[Any, ...]:
+def _data_token(view: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """What a View's rows depend on: (query, row count, each table's name and Parquet file
+    size and modification time), and the registered table objects."""
     engine = view.engine
     parts: list[Any] = [view.query.model_dump_json(), view.count()]
+    tables = []
     for name in engine.table_names():
         table = engine.table(name)
         path = getattr(table, "parquet_path", None)
         stat = os.stat(path) if path is not None and os.path.exists(path) else None
-        parts.append((name, id(table), (stat.st_size, stat.st_mtime_ns) if stat else None))
-    return tuple(parts)
+        parts.append((name, (stat.st_size, stat.st_mtime_ns) if stat else None))
+        tables.append(table)
+    return tuple(parts), tuple(tables)
 
 
 def _memo(view: Any) -> _ViewMemo | None:
     """The View's memo (a fresh one when its data changed); None when the view cannot be
     weakly referenced or has no engine."""
     try:
-        token = _data_token(view)
+        token, tables = _data_token(view)
     except (AttributeError, TypeError, QueryError):
         return None
     with _MEMO_LOCK:
         try:
             memo = _MEMOS.get(view)
-            if memo is None or memo.token != token:
-                memo = _MEMOS[view] = _ViewMemo(token)
+            if memo is None or not memo.matches(token, tables):
+                memo = _MEMOS[view] = _ViewMemo(token, tables)
         except TypeError:
             return None
     return memo
