@@ -223,7 +223,8 @@ def _compute_reply(
         send(("progress", float(fraction), str(message)))
 
     try:
-        result = compute(rows, spec, progress=progress, cancel=None)
+        with _joblib_threads():
+            result = compute(rows, spec, progress=progress, cancel=None)
         if not isinstance(result, ProjectionResult):
             raise TypeError(f"{target} returned {type(result).__name__}, not a ProjectionResult")
         return (
@@ -232,6 +233,16 @@ def _compute_reply(
         )
     except Exception as error:
         return ("error", _describe(error))
+
+
+def _joblib_threads() -> contextlib.AbstractContextManager[Any]:
+    """joblib on threads: its default (loky) cannot start processes from this daemon process,
+    and scikit-learn would warn and fall back to one job on each neighbour search."""
+    try:
+        from joblib import parallel_config
+    except ImportError:
+        return contextlib.nullcontext()
+    return parallel_config(backend="threading")
 
 
 def _rows_view(buffer: Any, job: dict[str, Any]) -> Any:
@@ -370,9 +381,15 @@ class _Worker:
                 self.process.join()
 
     def close(self) -> None:
-        """Stop the process and close the pipe."""
+        """Stop the process (busy with a job) and close the pipe."""
         self.stop()
         self.conn.close()
+
+    def close_idle(self) -> None:
+        """Let an idle worker end by itself (it exits when its pipe closes), else stop it."""
+        self.conn.close()
+        self.process.join(_TERM_GRACE_SECONDS)
+        self.stop()
 
 
 def _check_target(target: str, what: str) -> str:
@@ -649,7 +666,7 @@ class ProcessProjector(Projector):
             if busy:
                 worker.stop()
             else:
-                worker.close()
+                worker.close_idle()
 
 
 def _ignore_progress(fraction: float, message: str) -> None:
