@@ -469,6 +469,13 @@ class ProcessProjector(Projector):
             return worker.warm_state == "done"
 
     @property
+    def warm_up_state(self) -> str | None:
+        """The current worker's warm-up as last heard: "off" (none), "running", "done" or
+        "failed"; None when there is no worker."""
+        worker = self._worker
+        return None if worker is None else worker.warm_state
+
+    @property
     def worker_pid(self) -> int | None:
         """The running worker process's pid, or None when there is none."""
         worker = self._worker

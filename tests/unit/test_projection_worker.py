@@ -329,7 +329,9 @@ def test_the_warm_up_runs_again_in_the_worker_that_follows_a_warmed_one(data):
         )
         # the warmed worker's successor starts (and warms up) at once, before the next job
         assert projector.worker_pid not in (None, pid)
+        assert projector.warm_up_state == "running"
         assert projector.wait_until_warm(WAIT) is True
+        assert projector.warm_up_state == "done"
         pid = projector.worker_pid
     finally:
         projector.shutdown()
@@ -356,7 +358,7 @@ def test_jobs_run_beside_the_warm_up_and_a_cancel_does_not_end_warming(data):
         assert isinstance(future.exception(WAIT), ProjectionCancelled)
         # stopped by us while warming: its successor starts at once and warms up again
         assert projector.worker_pid not in (None, pid)
-        assert projector.wait_until_warm(0.5) is False
+        assert projector.warm_up_state == "running"
     finally:
         projector.shutdown()
 
@@ -370,7 +372,8 @@ def test_a_warm_up_that_kills_the_worker_is_not_tried_again(data):
         assert projector.worker_pid is None  # no successor started for a warm-up
         got = projector.submit("a", data, {}, key="w").result(WAIT)
         assert_same_result(got, project(data, {}))
-        assert projector.wait_until_warm(WAIT) is False  # this worker does not warm up
+        assert projector.warm_up_state == "off"  # this worker does not warm up
+        assert projector.wait_until_warm(WAIT) is False
         pid = projector.worker_pid
         assert pid is not None
     finally:
