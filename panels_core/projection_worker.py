@@ -11,7 +11,8 @@ rows) and sends only cache misses to one persistent worker process:
 - the worker is started with the "spawn" method (lazily, or by ``start()``),
   runs at a lower CPU priority (``os.nice``), ignores Ctrl-C (the server stops
   it) and exits when the server process disappears; it can compile UMAP's
-  numba kernels once at start (``warm_up``), so only it pays for compilation;
+  numba kernels (``warm_up``) on a thread of its own, beside the jobs, so only
+  it pays for compilation and a PCA does not wait for it;
 - one job runs in it at a time, the others wait in submission order; a job
   cancelled (or superseded) while it waits never reaches the worker;
 - the rows travel through a ``multiprocessing.shared_memory`` segment named
@@ -25,6 +26,10 @@ rows) and sends only cache misses to one persistent worker process:
   the next job gets a new one; a worker that dies (segfault, out-of-memory
   kill) fails only the job it was running, with a ``ProjectionError`` saying so;
 - ``shutdown()`` and an exit hook stop the worker and unlink every segment.
+
+As with any "spawn" child, the worker imports the server's main module under
+another name: a script that starts a server must do so under
+``if __name__ == "__main__":`` (the ``panels`` command and ``panel serve`` do).
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ ProgressFn = Callable[[float, str], None]
 
 #: What the worker calls for a job, as "module:function" (``project``'s signature).
 DEFAULT_TARGET = "panels_core.projection:project"
-#: What the worker calls once at start when ``warm_up`` is on (compiles UMAP's kernels).
+#: What the worker runs on a thread at start when ``warm_up`` is on (compiles UMAP's kernels).
 DEFAULT_WARM_UP = "panels_core.projection:warm_up"
 #: Every shared memory segment this module creates is named with this prefix.
 SEGMENT_PREFIX = "panels-proj-"
@@ -256,6 +261,7 @@ def _rows_view(buffer: Any, job: dict[str, Any]) -> Any:
 
 
 def _rows_from_pipe(conn: Any, job: dict[str, Any]) -> Any:
+    """The job's rows read from the pipe (when the server had no room in /dev/shm)."""
     n, d = job["n"], job["d"]
     values = np.empty((n, d), dtype=np.float32)
     missing = np.empty(n, dtype=np.bool_)
@@ -293,6 +299,7 @@ class _RemoteTraceback(Exception):
 
 
 def _rebuild_error(info: dict[str, Any], method: str) -> BaseException:
+    """The worker's exception as the same type (``KEPT_ERRORS``), else a ProjectionError."""
     cls = _KEPT_BY_NAME.get(info["type"])
     if cls is None:
         return ProjectionError(
