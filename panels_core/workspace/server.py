@@ -107,16 +107,24 @@ def lower_thread_priority(niceness: int = 10) -> None:
 
 
 def start_warm_up(cards: Sequence[Any]) -> threading.Thread | None:
-    """Compile UMAP's kernels on a low-priority daemon thread if a card is a projection.
+    """Compile UMAP's kernels at low priority, early, if a card is a projection.
 
     The first UMAP a user asks for then does not wait for compilation (tens of
-    seconds on 2 cores, in each new process). Skipped when ``PANELS_WARM_UP=0``.
+    seconds on 2 cores, in each new process). With the projection worker process
+    (the default) that process is started and compiles them; otherwise a daemon
+    thread of this process does (returned). Skipped when ``PANELS_WARM_UP=0``.
     """
     from panels_core.workspace.app import PROJECTION_KIND
 
     if os.environ.get(WARM_UP_ENV, "1") == "0":
         return None
     if not any(card.kind == PROJECTION_KIND for card in cards):
+        return None
+    from panels_core import projection
+
+    projector = projection.shared_projector()
+    if hasattr(projector, "wait_until_warm"):  # a worker process: it compiles them there
+        projector.start()
         return None
 
     def run() -> None:

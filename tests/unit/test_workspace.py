@@ -346,6 +346,9 @@ def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
 
     monkeypatch.setattr(projection, "warm_up", fake_warm_up)
     monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
+    # projections on threads of this process: the warm-up runs on one of ours
+    monkeypatch.setenv("PANELS_PROJECTION_WORKER", "0")
+    monkeypatch.setattr(projection, "_SHARED_PROJECTOR", None)
     table_only = [CardSpec(kind="table", input=Query(table="t"))]
     with_projection = [*table_only, CardSpec(kind="projection", input=Query(table="t"))]
     assert server.start_warm_up(table_only) is None
@@ -357,3 +360,24 @@ def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
     assert seen == [("panels-umap-warm-up", min(19, base + 10))]
     monkeypatch.setenv(server.WARM_UP_ENV, "0")
     assert server.start_warm_up(with_projection) is None
+
+
+def test_with_the_projection_worker_the_warm_up_starts_that_process(monkeypatch) -> None:
+    from panels_core import projection
+    from panels_core.workspace import server
+
+    class FakeWorker:
+        started = 0
+
+        def wait_until_warm(self, timeout: float | None = None) -> bool:
+            return True
+
+        def start(self) -> None:
+            self.started += 1
+
+    fake = FakeWorker()
+    monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
+    monkeypatch.setattr(projection, "_SHARED_PROJECTOR", fake)
+    cards = [CardSpec(kind="projection", input=Query(table="t"))]
+    assert server.start_warm_up(cards) is None  # no thread here: the worker compiles
+    assert fake.started == 1
