@@ -926,10 +926,9 @@ class ProjectionPlot:
                 lambda: self._labels(column, result.kept),
             )
         self.caption = self._caption(result)
-        if result.n_kept > MAX_SCATTER_POINTS:
-            plot = self._raster(result)
-        else:
-            plot = pn.pane.Bokeh(self._scatter(result), sizing_mode="stretch_width")
+        big = result.n_kept > MAX_SCATTER_POINTS
+        figure = self._raster(result) if big else self._scatter(result)
+        plot = pn.pane.Bokeh(figure, sizing_mode="stretch_width")
         self.search_box = pn.widgets.TextInput(
             placeholder=f"search {column}" if column else "choose a label column to search",
             value=cfg.search,
@@ -953,7 +952,9 @@ class ProjectionPlot:
         self.layout.objects = [
             pn.pane.Markdown(self.caption, margin=(0, 10)),
             pn.Row(self.search_box, self.search_info),
-            pn.Row(plot, side, sizing_mode="stretch_width"),
+            # the neighbour list goes below the plot, so a narrow card keeps a usable plot
+            plot,
+            side,
         ]
         if cfg.search:
             self.search(cfg.search)
