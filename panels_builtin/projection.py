@@ -15,7 +15,8 @@ spec, so re-rendering the same config is instant) and drawn:
   drawn on top and its hover values, so the hover reports the row under the
   cursor in the browser; re-aggregated for every zoom or pan (Bokeh
   ``RangesUpdate``) when a Bokeh server runs, a precomputed image in static
-  output.
+  output. Under a server the hovered row's image thumbnail is shown below the
+  plot (``show_hovered``).
 
 The input matrix, colourings, labels and hover values fetched for a View are
 kept between renders of that View while its data is unchanged (``_ViewMemo``),
@@ -835,6 +836,7 @@ class ProjectionPlot:
         self._syncing = False
         self.marks: Any = None
         self.raster_source: Any = None
+        self.hover_image = pn.pane.HTML("", margin=(0, 10))
         self.progress = pn.indicators.Progress(value=0, max=100, width=240)
         self.status = pn.pane.Markdown("Projecting…", margin=(0, 10))
         self.layout = pn.Column(
@@ -947,7 +949,11 @@ class ProjectionPlot:
             None, show_index=False, disabled=True, height=300, width=320, visible=False
         )
         side = pn.Column(
-            self.neighbour_title, self.neighbour_image, self.neighbour_table, width=340
+            self.hover_image,
+            self.neighbour_title,
+            self.neighbour_image,
+            self.neighbour_table,
+            width=340,
         )
         self.layout.objects = [
             pn.pane.Markdown(self.caption, margin=(0, 10)),
@@ -1146,7 +1152,10 @@ class ProjectionPlot:
                 formatters[f"@c{i}"] = CustomJSHover(
                     code="return value >= 0 ? names[value] : ''", args={"names": names}
                 )
-        fig.add_tools(HoverTool(renderers=[image], tooltips=tooltips, formatters=formatters))
+        hover_tool = HoverTool(renderers=[image], tooltips=tooltips, formatters=formatters)
+        fig.add_tools(hover_tool)
+        if self.config.image is not None and _live():
+            self._hover_thumbnails(hover_tool, source)
         if colouring.kind == "category":
             # an undrawn glyph (NaN positions) with one swatch per category carries the legend
             k = len(colouring.factors)
@@ -1171,6 +1180,37 @@ class ProjectionPlot:
             fig.on_event(events.RangesUpdate, self._on_ranges)
             fig.on_event(events.Tap, self._on_raster_tap)
         return fig
+
+    def _hover_thumbnails(self, hover_tool: Any, source: Any) -> None:
+        """Under a server: the browser reports the row under the cursor (a HoverTool callback
+        writing to a one-row source) and the server shows that row's image beside the plot."""
+        from bokeh.models import ColumnDataSource, CustomJS
+
+        hovered = ColumnDataSource({"row": [-1]}, name="hovered")
+        hover_tool.callback = CustomJS(
+            args={"source": source, "hovered": hovered},
+            code="""
+            const hits = (cb_data.index && cb_data.index.image_indices) || [];
+            if (hits.length == 0) return;
+            const row = source.data.row[0][hits[0].flat_index];
+            if (row >= 0 && hovered.data.row[0] !== row) hovered.data = {row: [row]};
+            """,
+        )
+        hovered.on_change("data", lambda attr, old, new: self.show_hovered(int(new["row"][0])))
+
+    def show_hovered(self, row: int) -> str:
+        """Show view row ``row``'s image thumbnail beside the raster (the hover of big plots)."""
+        image = self.config.image
+        if image is None or row < 0:
+            return ""
+        uri = _thumbnails(self.view, image, np.array([row]))[0]
+        text = f"<b>row {row}</b>" + (
+            f'<br><img src="{uri}" style="width:64px;height:64px;image-rendering:pixelated">'
+            if uri
+            else " (no image)"
+        )
+        self.hover_image.object = text
+        return text
 
     def _raster_hover_values(
         self, name: str, kept: np.ndarray

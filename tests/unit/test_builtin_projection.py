@@ -291,6 +291,10 @@ def test_hover_thumbnails_are_the_rows_images(digits_plot: ProjectionPlot) -> No
     pixels = np.asarray(image.convert("L"), dtype=np.float64)
     expected = digits_table().to_pandas().iloc[5, 2:66].to_numpy(dtype=np.float64).reshape(8, 8)
     assert np.corrcoef(pixels.ravel(), expected.ravel())[0, 1] > 0.95
+    # the rasterised path's hover shows the hovered row's image beside the plot: the same one
+    text = digits_plot.show_hovered(5)
+    assert text.startswith("<b>row 5</b>") and f'src="{thumbs[5]}"' in text
+    assert digits_plot.hover_image.object == text and digits_plot.show_hovered(-1) == ""
 
 
 # --------------------------------------------------------------------------- neighbours, search
