@@ -488,6 +488,9 @@ def test_under_a_server_the_projection_runs_in_the_background(monkeypatch) -> No
 
     monkeypatch.setattr(panel_module, "_must_wait", lambda: False)
     monkeypatch.setattr(pn.state, "add_periodic_callback", add_periodic_callback)
+    # a projector on threads of this process (the shared one may be a worker process)
+    projector = proj.Projector(max_workers=1)
+    monkeypatch.setattr(proj, "shared_projector", lambda: projector)
     values, _ = blobs(50, dim=8, seed=9)
     view = View.of(embedding_table(values))
     plot = Projection2D(columns=["embedding"], pca_y=3).render(view)
@@ -506,6 +509,7 @@ def test_under_a_server_the_projection_runs_in_the_background(monkeypatch) -> No
     # the result is now cached: the next render draws at once, with no background job
     again = Projection2D(columns=["embedding"], pca_y=3).render(view)
     assert again.result is plot.result and len(callbacks) == 1
+    projector.shutdown()
 
 
 def test_boolean_colour_and_values_only_on_left_out_rows() -> None:
