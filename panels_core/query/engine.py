@@ -79,6 +79,8 @@ _FAR = 1 << 40  # right-only rows of a comparison sort after every left row
 # a comparison of two large key-ordered Parquet files joins parts of about this many rows
 _PART_ROWS = 1_000_000
 _MAX_PARTS = 64
+_PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough, no gathering)
+_PAIRINGS_KEPT = 2  # pairings of row positions kept (two int64 arrays of the output's length)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -348,8 +350,9 @@ class Engine:
         self._sources: dict[str, _Source] = {}
         self._hidden: dict[str, _Source] = {}
         self._lock = threading.RLock()
-        self._counter = 0
+        self._views = itertools.count(1)
         self._cache = _Cache(cache_size)
+        self._pairings = _Cache(_PAIRINGS_KEPT)
         self._local = threading.local()  # the tables' stamp seen by this thread's call
         for name, table in (tables or {}).items():
             self.add_table(name, table)
@@ -397,10 +400,12 @@ class Engine:
         with self._lock:
             self._con.close()
             self._cache.clear()
+            self._pairings.clear()
 
     def clear_cache(self) -> None:
         """Forget every kept answer (the next calls compute from the data again)."""
         self._cache.clear()
+        self._pairings.clear()
 
     def _stamp(self) -> tuple[Any, ...]:
         """What the kept answers depend on: every registration and every Parquet file's state.
@@ -426,8 +431,7 @@ class Engine:
         return _fresh(value)
 
     def _new_view(self) -> str:
-        self._counter += 1
-        return f"{_RESERVED}t{self._counter}"
+        return f"{_RESERVED}t{next(self._views)}"
 
     def _register(self, name: str, table: Any) -> _Source:
         view = self._new_view()
@@ -490,6 +494,8 @@ class Engine:
             cur = self._con.cursor()
             arrows = [(s.view, s.arrow) for s in (*self._sources.values(), *self._hidden.values())]
             self._local.stamp = self._stamp()
+        outer_lazy = getattr(self._local, "lazy", None)
+        self._local.lazy = {}  # views this cursor builds on first use: quoted name -> builder
         try:
             for view, arrow in arrows:
                 if arrow is not None:
@@ -497,6 +503,17 @@ class Engine:
             yield cur
         finally:
             cur.close()
+            self._local.lazy = outer_lazy
+
+    def _ready(self, cur: Any, sql: str) -> None:
+        """Build the lazy views ``sql`` reads (e.g. a comparison's gathered columns)."""
+        lazy = self._local.lazy
+        for name in [n for n in lazy if n in sql]:
+            build = lazy.pop(name, None)
+            if build is not None:
+                for other in [n for n, b in lazy.items() if b is build]:
+                    del lazy[other]
+                build(cur)
 
     # ------------------------------------------------------------- plan building
 
@@ -578,9 +595,13 @@ class Engine:
         pick: _Pick | None = None,
         splits: list[int] | None = None,
         params: Params | None = None,
+        positional: bool = False,
     ) -> _Rel:
         """Full outer join of two tables; ``required`` sources (the filter demands
         ``N.present``) turn it into a left, right or inner join, which is faster.
+
+        ``positional``: ``a`` and ``b`` are already paired row by row (see
+        ``_paired``), so they are glued with a POSITIONAL JOIN instead.
 
         With ``splits`` (integer key values, ascending) the join runs as one join
         per key range (and one for null keys), glued by UNION ALL: each range
@@ -656,6 +677,11 @@ class Engine:
         }.get(required, "INNER")
         if pick is not None:
             sql = f"SELECT {', '.join(select)} {pick.join(a.sql, b.sql)}"
+        elif positional:
+            sql = (
+                f"SELECT {', '.join(select)} "
+                f"FROM ({a.sql}) AS __tp_a POSITIONAL JOIN ({b.sql}) AS __tp_b"
+            )
         elif splits and params is not None and left_key is not None and right_key is not None:
             bounds = [None, *(params.add(int(v), "BIGINT") for v in splits), None]
             parts = []
@@ -683,6 +709,127 @@ class Engine:
             sources=names,
             plain=False,
         )
+
+    def _paired(
+        self,
+        cur: Any,
+        a: _Source,
+        b: _Source,
+        spec: CompareWith,
+        required: frozenset[int],
+        heads: set[str],
+    ) -> tuple[_Rel, _Rel, CompareWith] | None:
+        """The ``heads`` columns of both tables, gathered row by row in pair order,
+        and the comparison to glue them with.
+
+        When both tables hold the compare key as an integer column without
+        nulls, sorted ascending (or the comparison is by row position), one
+        merge pass pairs their rows (``pairing.pair_sorted``): no hash table.
+        The columns a query reads are taken in that order and registered on
+        ``cur``, ready for a POSITIONAL JOIN. None: not possible, or small
+        enough for DuckDB's hash join.
+        """
+        if a.length + b.length < _PAIR_MIN_ROWS:
+            return None
+        keys = (spec.on, spec.on) if isinstance(spec.on, str) else spec.on
+        keep = (1 not in required, 0 not in required)  # rows without a partner, per side
+        if keys is not None:
+            for source, key in ((a, keys[0]), (b, keys[1])):
+                if not pa.types.is_integer(source.fields[key].type):
+                    return None
+                if source.parquet and self._row_groups(source, key) is None:
+                    return None  # the file's statistics already say it is not sorted
+        cache_key = (self._local.stamp, a.view, b.view, keys, keep)
+        pairs = self._pairings.get(cache_key)
+        # the key is carried only when the query reads it (otherwise the sides are glued by
+        # position alone), and from one side only when the other has no partnerless rows:
+        # the comparison's key is coalesce(key of 0, key of 1)
+        with_key = keys is not None and keys[0] in heads
+        spare = 1 if not keep[1] else 0 if not keep[0] else None  # that side's key is not needed
+        shown = [
+            [
+                c
+                for c in source.fields
+                if (c == keys[i] and with_key and i != spare) or (c != keys[i] and c in heads)
+            ]
+            if keys is not None
+            else [c for c in source.fields if c in heads]
+            for i, source in enumerate((a, b))
+        ]
+        read: list[pa.Table | None] | None = None
+        if pairs is _MISS:
+            # one scan per side reads the key and the shown columns together
+            read = [
+                self._read_columns(
+                    cur, s, list(dict.fromkeys([*shown[i], *(keys or ())[i : i + 1]]))
+                )
+                for i, s in enumerate((a, b))
+            ]
+            pairs = self._pair(read, keys, keep, (a.length, b.length))
+            if pairs is None:
+                return None
+            self._pairings.put(cache_key, pairs)
+        views = (self._new_view(), self._new_view())
+
+        def gather(cur: Any) -> None:
+            from panels_core.query.pairing import index_array, take
+
+            tables = read or [self._read_columns(cur, s, shown[i]) for i, s in enumerate((a, b))]
+            # a side has no-partner (-1) slots only where the other side keeps its own rows
+            for view, table, columns, rows, partnerless in zip(
+                views, tables, shown, pairs, reversed(keep)
+            ):
+                index = index_array(rows, partnerless)
+                gathered = [take(table.column(c), rows, index) for c in columns]  # type: ignore[union-attr]
+                cur.register(view, pa.table([*gathered, index], names=[*columns, _ROW]))
+
+        for view in views:  # gathered when a statement first reads them (see ``_ready``)
+            self._local.lazy[quote_ident(view)] = gather
+        out = []
+        for i, (source, view, columns) in enumerate(zip((a, b), views, shown)):
+            select = [quote_ident(c) for c in [*columns, _ROW]]
+            fields = {c: source.fields[c] for c in columns}
+            if keys is not None and with_key and i == spare:
+                select.append(f"NULL AS {quote_ident(keys[i])}")
+                fields[keys[i]] = source.fields[keys[i]]
+            sql = f"SELECT {', '.join(select)} FROM {quote_ident(view)}"
+            out.append(_Rel(sql, fields, source.type, (_ROW,)))
+        glue = spec if with_key else spec.model_copy(update={"on": None})
+        return out[0], out[1], glue
+
+    def _read_columns(self, cur: Any, source: _Source, columns: list[str]) -> pa.Table | None:
+        """Whole columns of a table in row order (of a Parquet file, just those columns)."""
+        if not columns:
+            return None
+        if not source.parquet:
+            return source.arrow.select(columns)  # type: ignore[union-attr]
+        select = ", ".join(quote_ident(c) for c in columns)
+        sql = f"SELECT {select} FROM {quote_ident(source.view)}"
+        return self._arrow(cur, sql, Params(), "compare", batch=max(source.length, 1))
+
+    @staticmethod
+    def _pair(
+        sides: list[pa.Table | None],
+        keys: tuple[str, str] | None,
+        keep: tuple[bool, bool],
+        lengths: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Row positions pairing the two sides (by key, or by position when ``keys`` is None)."""
+        from panels_core.query.pairing import pair_positions, pair_sorted
+
+        if keys is None:
+            return pair_positions(*lengths, *keep)
+        arrays = []
+        for table, key in zip(sides, keys):
+            column = table.column(key)  # type: ignore[union-attr]
+            if column.null_count:
+                return None
+            try:
+                column = column.cast(pa.int64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None  # e.g. uint64 past the int64 range
+            arrays.append(column.combine_chunks().to_numpy())
+        return pair_sorted(arrays[0], arrays[1], *keep)
 
     def _splits(self, a: _Source, b: _Source, spec: CompareWith) -> list[int] | None:
         """Key values splitting a comparison of two large Parquet files into parts.
@@ -917,11 +1064,16 @@ class Engine:
         sample: int | None = None,
         group: bool = True,
         pick: _Pick | None = None,
+        needs: Sequence[str] | None = None,
     ) -> _Rel:
         """The relation of ``query`` before sort and offset/limit.
 
         With ``pick`` (rows chosen by a first pass) the tables are read at
         those row positions only, and the filter is not applied again.
+        ``needs``: the only columns the caller reads besides the query's own
+        (filter, sort, group keys); then a comparison of two tables sorted by
+        an integer key may pair rows by a merge (``_paired``) and carry just
+        those columns. None: every column stays readable.
         """
         source = self._source(query.table)
         two = query.compare_with is not None or query.join is not None
@@ -936,10 +1088,24 @@ class Engine:
                 raise QueryError(
                     f"compare_with: `{other.name}` is a joined table; compare plain tables"
                 )
-            required = _required_sources(query.filter, query.compare_with.names)
+            spec = query.compare_with
+            required = _required_sources(query.filter, spec.names)
             other_rel = self._base(other, None if pick is None else pick.side(1))
-            splits = None if pick is not None else self._splits(source, other, query.compare_with)
-            rel = self._compare(rel, other_rel, query.compare_with, required, pick, splits, params)
+            grouping = bool(query.group_by) and group
+            whole = self._compare(rel, other_rel, spec, required, pick)  # checks, fields, types
+            paired = None
+            if pick is None and needs is not None and not grouping:
+                heads = _heads(query, whole.fields, needs)
+                paired = self._paired(cur, source, other, spec, required, heads)
+            if paired is not None:
+                a_side, b_side, glue = paired
+                glued = self._compare(a_side, b_side, glue, required, positional=True)
+                rel = dataclasses.replace(whole, sql=glued.sql)
+            elif pick is not None:
+                rel = whole
+            else:
+                splits = self._splits(source, other, spec)
+                rel = self._compare(rel, other_rel, spec, required, None, splits, params)
         if query.join is not None:
             rel = self._join_spec(query, source, rel, pick)
         if query.filter is not None and pick is None:
@@ -1024,14 +1190,18 @@ class Engine:
 
     def _fetch(self, cur: Any, sql: str, params: Params, what: str) -> list[tuple[Any, ...]]:
         try:
+            self._ready(cur, sql)
             return cur.execute(sql, params.bind(sql)).fetchall()
         except duckdb.Error as exc:
             raise _wrap(exc, what) from None
 
-    def _arrow(self, cur: Any, sql: str, params: Params, what: str) -> pa.Table:
+    def _arrow(
+        self, cur: Any, sql: str, params: Params, what: str, batch: int = 1_000_000
+    ) -> pa.Table:
         try:
+            self._ready(cur, sql)
             bound = params.bind(sql)
-            return cur.sql(sql, params=bound or None).to_arrow_table()
+            return cur.sql(sql, params=bound or None).to_arrow_table(batch)
         except duckdb.Error as exc:
             raise _wrap(exc, what) from None
 
@@ -1059,7 +1229,7 @@ class Engine:
         return self._cached(("count", _query_key(query, "count")), lambda: self._count(query))
 
     def _count(self, query: Query) -> int:
-        with self._session(query, "count") as (cur, params, rel):
+        with self._session(query, "count", needs=()) as (cur, params, rel):
             if not rel.natural and not query.group_by:
                 # a join or comparison: the join is the cost, so the same pass also finds
                 # the first page's rows (a table card asks for both)
@@ -1076,7 +1246,7 @@ class Engine:
         """Rows ``offset .. offset+limit`` of the query's rows (within its own offset/limit)."""
         if offset < 0 or limit < 0:
             raise QueryError(f"page(): offset and limit must be >= 0, got {offset} and {limit}")
-        with self._session(query, "page") as (cur, params, rel):
+        with self._session(query, "page", needs=()) as (cur, params, rel):
             names = list(rel.fields) if columns is None else list(columns)
             if not names:
                 raise QueryError("page(): columns=[] selects nothing; name at least one column")
@@ -1237,7 +1407,7 @@ class Engine:
         return self._cached(key, lambda: self._value_counts(query, names, top))
 
     def _value_counts(self, query: Query, names: list[str], top: int) -> ValueCounts:
-        with self._session(query, "value_counts") as (cur, params, rel):
+        with self._session(query, "value_counts", needs=names) as (cur, params, rel):
             if len(names) == 1 and names[0] in rel.compared:
                 return self._compared_counts(cur, params, rel, query, names[0], top)
             exprs = [self._resolve(rel, n, params, "value_counts column")[0] for n in names]
@@ -1303,7 +1473,7 @@ class Engine:
         Strings, categories, booleans and timestamps come back as numpy object or
         datetime arrays; image columns are refused (they are never decoded here).
         """
-        with self._session(query, "column_numpy") as (cur, params, rel):
+        with self._session(query, "column_numpy", needs=(column,)) as (cur, params, rel):
             sql, arrow_type = self._resolve(rel, column, params, "column")
             if _is_list(arrow_type):
                 return self._embedding(cur, rel, query, params, sql, arrow_type, column)
@@ -1395,7 +1565,9 @@ class Engine:
         width: float | None,
         by: str | None,
     ) -> Histogram:
-        with self._session(query, "histogram", group=False) as (cur, params, pre):
+        with self._session(
+            query, "histogram", group=False, needs=(column,) if by is None else (column, by)
+        ) as (cur, params, pre):
             if query.group_by:
                 if by is not None:
                     raise QueryError("histogram(): `by` cannot be combined with a grouped query")
@@ -2040,6 +2212,22 @@ def _required_sources(expr: Any, names: Sequence[str]) -> frozenset[int]:
         if expr.source is None and len(expr.path) == 2 and expr.path[1] in names:
             return frozenset({list(names).index(expr.path[1])})
     return frozenset()
+
+
+def _heads(query: Query, fields: Mapping[str, Any], needs: Sequence[str]) -> set[str]:
+    """The top-level columns a query (filter, sort, group keys) and ``needs`` read."""
+    heads = set()
+    for name in [*(key.column for key in query.sort), *query.group_by, *needs]:
+        if name in fields:
+            heads.add(name)
+            continue
+        parts = name.split(".")
+        if len(parts) > 1 and parts[0].isdigit():
+            parts = parts[1:]
+        heads.add(parts[0])
+    if query.filter is not None:
+        heads |= {node.path[0] for node in _walk(query.filter) if isinstance(node, Col)}
+    return heads
 
 
 def _key_range(rel_sql: str, key: str, lo: str | None, hi: str | None) -> str:

@@ -1,0 +1,254 @@
+"""Comparisons of tables sorted by an integer key pair rows by a merge, not a hash join.
+
+The merge (``panels_core.query.pairing``) is checked against a brute-force
+pairing; the engine's merged comparisons against its hash-join answers for
+the same queries, over Arrow tables and Parquet files.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import panels_core.query.engine as engine_module
+import panels_core.query.pairing as pairing
+from panels_core.query.engine import Engine
+from panels_core.query.model import Query
+from panels_core.table import Table
+
+# ------------------------------------------------------------------ the merge itself
+
+
+def brute_pairs(a: np.ndarray, b: np.ndarray, keep_left: bool, keep_right: bool) -> list:
+    pairs = [(i, j) for i in range(a.size) for j in range(b.size) if a[i] == b[j]]
+    if keep_left:
+        pairs += [(i, -1) for i in range(a.size) if a[i] not in b]
+    if keep_right:
+        pairs += [(-1, j) for j in range(b.size) if b[j] not in a]
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize(
+    ("keep_left", "keep_right"), list(itertools.product([False, True], repeat=2))
+)
+def test_pair_sorted_matches_brute_force(keep_left: bool, keep_right: bool) -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        a = np.sort(rng.integers(-5, 25, rng.integers(0, 40)))  # duplicates and gaps
+        b = np.sort(rng.integers(0, 30, rng.integers(0, 40)))
+        pairs = pairing.pair_sorted(a, b, keep_left, keep_right)
+        assert pairs is not None
+        left, right = pairs
+        assert sorted(zip(left.tolist(), right.tolist())) == brute_pairs(
+            a, b, keep_left, keep_right
+        )
+        # in key order: the key of each pair never steps down
+        keys = np.where(left >= 0, a[np.maximum(left, 0)] if a.size else 0, 0)
+        keys = np.where(left >= 0, keys, b[np.maximum(right, 0)] if b.size else 0)
+        assert np.all(np.diff(keys) >= 0)
+
+
+def test_pair_sorted_refuses_unsorted_keys() -> None:
+    ordered = np.arange(1000)
+    for broken in (
+        np.r_[5, np.arange(999)],  # the first step
+        np.r_[np.arange(500), 3, np.arange(500, 999)],  # in the middle of a part
+        np.r_[np.arange(999), 0],  # the last step
+    ):
+        assert pairing.pair_sorted(broken, ordered, True, True) is None
+        assert pairing.pair_sorted(ordered, broken, False, False) is None
+
+
+def test_pair_positions() -> None:
+    left, right = pairing.pair_positions(4, 2, keep_left=True, keep_right=True)
+    assert left.tolist() == [0, 1, 2, 3] and right.tolist() == [0, 1, -1, -1]
+    left, right = pairing.pair_positions(2, 3, keep_left=True, keep_right=False)
+    assert left.tolist() == [0, 1] and right.tolist() == [0, 1]
+    left, right = pairing.pair_positions(2, 3, keep_left=False, keep_right=True)
+    assert left.tolist() == [0, 1, -1] and right.tolist() == [0, 1, 2]
+
+
+def test_take_gathers_numbers_and_any_other_type() -> None:
+    rows = np.array([2, -1, 0], dtype=np.int32)
+    index = pairing.index_array(rows, partnerless=True)
+    assert index.to_pylist() == [2, None, 0]
+    assert pairing.take(pa.chunked_array([[1.5, 2.5], [3.5]]), rows, index).to_pylist() == [
+        3.5,
+        None,
+        1.5,
+    ]
+    assert pairing.take(pa.array(["a", "b", "c"]), rows, index).to_pylist() == ["c", None, "a"]
+    assert pairing.take(pa.array([1, None, 3]), rows, index).to_pylist() == [3, None, 1]
+    full = pairing.index_array(np.array([1, 0], dtype=np.int64), partnerless=False)
+    assert pairing.take(
+        pa.array(np.array([7, 8], dtype=np.int16)), np.array([1, 0]), full
+    ).to_pylist() == [8, 7]
+
+
+# ------------------------------------------------------------------ the engine
+
+
+def version(ids: np.ndarray, seed: int, key: str = "id") -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n = ids.size
+    return pa.table(
+        {
+            key: pa.array(ids, pa.int32()),
+            "x": rng.normal(size=n),
+            "y": pa.array(rng.normal(size=n), mask=rng.random(n) < 0.2),
+            "label": pa.array(np.array(["cat", "dog", "emu"])[rng.integers(0, 3, n)]),
+            "tags": [[f"t{i % 4}"] * (i % 3) for i in range(n)],
+        }
+    )
+
+
+RNG = np.random.default_rng(11)
+A = version(np.sort(RNG.integers(0, 300, 400)), 1)  # duplicate keys on both sides
+B = version(np.sort(RNG.integers(100, 420, 350)), 2)
+FILTERS = [
+    None,
+    "0.present and 1.present",
+    "0.present",
+    "1.present",
+    "abs(0.x - 1.x) > 0.5",
+    "0.present and 1.label == 'cat'",
+    "0.x > 0 or 1.y is null",
+    "len(0.tags) == 2",
+]
+SORTS = [(), ("id",), ("-0.x",), ("1.label", "-id")]
+
+
+def answers(engine: Engine, on: object) -> list:
+    out = []
+    for text, sort in itertools.product(FILTERS, SORTS):
+        query = Query(
+            table="a", compare_with={"table": "b", "on": on}, filter=text, sort=list(sort)
+        )
+        out.append(
+            (
+                engine.count(query),
+                engine.page(query, limit=40).to_pylist(),
+                engine.page(query, offset=13, limit=7, columns=["x", "present"]).to_pylist(),
+                engine.histogram(query, "x", bins=9).counts.tolist(),
+                engine.value_counts(query, "label").counts.tolist(),
+                np.nan_to_num(engine.column_numpy(query, "1.y")).tolist(),
+            )
+        )
+    return out
+
+
+@pytest.fixture
+def merged_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Every comparison of any size may merge; records whether each one did."""
+    calls: list[bool] = []
+    paired = Engine._paired
+
+    def spy(self: Engine, *args: object, **kwargs: object) -> object:
+        result = paired(self, *args, **kwargs)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(Engine, "_paired", spy)
+    monkeypatch.setattr(engine_module, "_PAIR_MIN_ROWS", 0)
+    return calls
+
+
+def hash_answers(tables: dict, on: object, monkeypatch: pytest.MonkeyPatch) -> list:
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_module, "_PAIR_MIN_ROWS", 10**18)
+        return answers(Engine(tables), on)
+
+
+@pytest.mark.parametrize("on", ["id", None])
+def test_merged_comparison_of_arrow_tables_equals_the_hash_join(
+    merged_calls: list[bool], monkeypatch: pytest.MonkeyPatch, on: object
+) -> None:
+    tables = {"a": A, "b": B}
+    merged = answers(Engine(tables), on)
+    assert merged_calls and all(merged_calls)
+    assert merged == hash_answers(tables, on, monkeypatch)
+
+
+def test_merged_comparison_of_parquet_files_equals_the_hash_join(
+    merged_calls: list[bool], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    for name, table in (("a", A), ("b", B)):
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=64)
+    tables = {name: Table.from_parquet(tmp_path / f"{name}.parquet") for name in "ab"}
+    merged = answers(Engine(tables), "id")
+    assert merged_calls and all(merged_calls)
+    assert merged == hash_answers(tables, "id", monkeypatch)
+    # and the rows are the ones the Arrow tables give
+    assert merged == answers(Engine({"a": A, "b": B}), "id")
+
+
+def test_keys_with_different_names(merged_calls: list[bool], monkeypatch) -> None:
+    b = version(np.arange(50, 150), 3, key="uid")
+    tables = {"a": version(np.arange(100), 4), "b": b}
+    query = Query(
+        table="a", compare_with={"table": "b", "on": ["id", "uid"]}, filter="1.x > 0", sort=["-id"]
+    )
+    merged = (Engine(tables).count(query), Engine(tables).page(query, limit=20).to_pylist())
+    assert all(merged_calls)
+    monkeypatch.setattr(engine_module, "_PAIR_MIN_ROWS", 10**18)
+    assert merged == (Engine(tables).count(query), Engine(tables).page(query, limit=20).to_pylist())
+    assert merged[1][0]["id"] == 149 and merged[1][0]["present"] == {"0": False, "1": True}
+
+
+@pytest.mark.parametrize(
+    "b_ids",
+    [
+        np.r_[np.arange(50), 3, np.arange(50, 99)],  # not sorted
+        None,  # a null key
+    ],
+)
+def test_unsorted_or_null_keys_fall_back_to_the_hash_join(
+    merged_calls: list[bool], monkeypatch, b_ids
+) -> None:
+    a = version(np.arange(100), 5)
+    b = version(np.arange(100), 6)
+    if b_ids is None:
+        b = b.set_column(0, "id", pa.array([None, *range(1, 100)], pa.int32()))
+    else:
+        b = b.set_column(0, "id", pa.array(b_ids, pa.int32()))
+    query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x < 1.x")
+    got = (Engine({"a": a, "b": b}).count(query), Engine({"a": a, "b": b}).page(query).to_pylist())
+    assert merged_calls == [False, False]
+    monkeypatch.setattr(engine_module, "_PAIR_MIN_ROWS", 10**18)
+    assert got == (
+        Engine({"a": a, "b": b}).count(query),
+        Engine({"a": a, "b": b}).page(query).to_pylist(),
+    )
+
+
+def test_text_keys_keep_the_hash_join(merged_calls: list[bool]) -> None:
+    a = pa.table({"name": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]})
+    b = pa.table({"name": ["b", "c", "d"], "x": [2.0, 5.0, 1.0]})
+    query = Query(table="a", compare_with={"table": "b", "on": "name"}, filter="0.x != 1.x")
+    engine = Engine({"a": a, "b": b})
+    assert engine.page(query).column("name").to_pylist() == ["c"]  # null != 1.0 is null
+    assert merged_calls == [False]
+
+
+def test_a_page_after_the_count_gathers_nothing_again(merged_calls, monkeypatch) -> None:
+    gathered: list[int] = []
+    take = pairing.take
+
+    def counting_take(column: object, rows: np.ndarray, index: pa.Array) -> pa.Array:
+        gathered.append(rows.size)
+        return take(column, rows, index)
+
+    monkeypatch.setattr(pairing, "take", counting_take)
+    engine = Engine({"a": A, "b": B})
+    query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x > 1.x")
+    total = engine.count(query)
+    after_count = len(gathered)
+    assert after_count == 2  # x of each side (the key is not read: no sort, no filter on it)
+    page = engine.page(query, limit=50)  # the count kept the first page's positions
+    assert len(gathered) == after_count
+    assert page.num_rows == 50 and total > 50
+    assert all(r["x"]["0"] > r["x"]["1"] for r in page.to_pylist())
