@@ -80,7 +80,18 @@ _FAR = 1 << 40  # right-only rows of a comparison sort after every left row
 _PART_ROWS = 1_000_000
 _MAX_PARTS = 64
 _PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough, no gathering)
-_PAIRINGS_KEPT = 2  # pairings of row positions kept (two int64 arrays of the output's length)
+_PAIRINGS_KEPT = 2  # pairings of row positions kept (two arrays of the output's length)
+_STREAM_BATCH = 1 << 20  # rows per batch when a column is streamed into its gathered order
+_SQL_NUMBERS = {
+    **{pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT"},
+    **{pa.uint8(): "UTINYINT", pa.uint16(): "USMALLINT", pa.uint32(): "UINTEGER"},
+    **{
+        pa.uint64(): "UBIGINT",
+        pa.float16(): "FLOAT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+    },
+}
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -504,6 +515,8 @@ class Engine:
         finally:
             cur.close()
             self._local.lazy = outer_lazy
+            if os.environ.get("TP_RELEASE"):
+                pa.default_memory_pool().release_unused()
 
     def _ready(self, cur: Any, sql: str) -> None:
         """Build the lazy views ``sql`` reads (e.g. a comparison's gathered columns)."""
@@ -595,13 +608,14 @@ class Engine:
         pick: _Pick | None = None,
         splits: list[int] | None = None,
         params: Params | None = None,
-        positional: bool = False,
+        glued: str | None = None,
     ) -> _Rel:
         """Full outer join of two tables; ``required`` sources (the filter demands
         ``N.present``) turn it into a left, right or inner join, which is faster.
 
-        ``positional``: ``a`` and ``b`` are already paired row by row (see
-        ``_paired``), so they are glued with a POSITIONAL JOIN instead.
+        ``glued``: a view already holding both sides paired row by row, as
+        columns named ``__tp_a.<column>`` and ``__tp_b.<column>`` (see
+        ``_paired``); no join.
 
         With ``splits`` (integer key values, ascending) the join runs as one join
         per key range (and one for null keys), glued by UNION ALL: each range
@@ -609,6 +623,13 @@ class Engine:
         whole, so peak memory drops; the rows are the same.
         """
         names = tuple(spec.names)
+
+        def ref(alias: str, column: str) -> str:
+            """A side's column: ``alias.column``, or the glued view's flat column of that name."""
+            if glued is not None:
+                return quote_ident(f"{alias}.{column}")
+            return f"{alias}.{quote_ident(column)}"
+
         if len(set(names)) != len(names):
             raise QueryError(f"compare_with: the two sources need different names, got {names}")
         if isinstance(spec.on, str):
@@ -629,7 +650,7 @@ class Engine:
         select, fields, types, compared = [], {}, {}, set()
         if left_key is not None:
             select.append(
-                f"coalesce(__tp_a.{quote_ident(left_key)}, __tp_b.{quote_ident(right_key)}) "
+                f"coalesce({ref('__tp_a', left_key)}, {ref('__tp_b', right_key)}) "
                 f"AS {quote_ident(left_key)}"
             )
             fields[left_key] = a.fields[left_key]
@@ -639,7 +660,7 @@ class Engine:
                 continue
             if col in b.fields and col != right_key:
                 packed = ", ".join(
-                    f"{quote_ident(n)} := {alias}.{quote_ident(col)}"
+                    f"{quote_ident(n)} := {ref(alias, col)}"
                     for n, alias in zip(names, ("__tp_a", "__tp_b"))
                 )
                 select.append(f"struct_pack({packed}) AS {quote_ident(col)}")
@@ -649,21 +670,21 @@ class Engine:
                 types[col] = ComparedType(item=_merge(ta[col], tb[col]), sources=names)
                 compared.add(col)
             else:
-                select.append(f"__tp_a.{quote_ident(col)} AS {quote_ident(col)}")
+                select.append(f"{ref('__tp_a', col)} AS {quote_ident(col)}")
                 fields[col], types[col] = f, _optional(ta[col])
         for col, f in b.fields.items():
             if col not in fields and col != right_key:
-                select.append(f"__tp_b.{quote_ident(col)} AS {quote_ident(col)}")
+                select.append(f"{ref('__tp_b', col)} AS {quote_ident(col)}")
                 fields[col], types[col] = f, _optional(tb[col])
         present = ", ".join(
-            f"{quote_ident(n)} := ({alias}.{quote_ident(_ROW)} IS NOT NULL)"
+            f"{quote_ident(n)} := ({ref(alias, _ROW)} IS NOT NULL)"
             for n, alias in zip(names, ("__tp_a", "__tp_b"))
         )
         select.append(f"struct_pack({present}) AS present")
         fields["present"] = pa.field("present", pa.struct([pa.field(n, pa.bool_()) for n in names]))
         types["present"] = ComparedType(item=BooleanType(), sources=names)
         compared.add("present")
-        row_a, row_b = f"__tp_a.{quote_ident(_ROW)}", f"__tp_b.{quote_ident(_ROW)}"
+        row_a, row_b = ref("__tp_a", _ROW), ref("__tp_b", _ROW)
         select.append(f"coalesce({row_a}, {_FAR} + {row_b}) AS __tp_row0")
         select.append(f"{row_b} AS __tp_row1")
         if left_key is None:
@@ -677,11 +698,8 @@ class Engine:
         }.get(required, "INNER")
         if pick is not None:
             sql = f"SELECT {', '.join(select)} {pick.join(a.sql, b.sql)}"
-        elif positional:
-            sql = (
-                f"SELECT {', '.join(select)} "
-                f"FROM ({a.sql}) AS __tp_a POSITIONAL JOIN ({b.sql}) AS __tp_b"
-            )
+        elif glued is not None:
+            sql = f"SELECT {', '.join(select)} FROM {quote_ident(glued)}"
         elif splits and params is not None and left_key is not None and right_key is not None:
             bounds = [None, *(params.add(int(v), "BIGINT") for v in splits), None]
             parts = []
@@ -718,16 +736,17 @@ class Engine:
         spec: CompareWith,
         required: frozenset[int],
         heads: set[str],
-    ) -> tuple[_Rel, _Rel, CompareWith] | None:
-        """The ``heads`` columns of both tables, gathered row by row in pair order,
-        and the comparison to glue them with.
+    ) -> tuple[_Rel, _Rel, CompareWith, str] | None:
+        """The ``heads`` columns of both tables, gathered row by row in pair order:
+        the two sides (their fields), the comparison to glue them with, and the
+        view holding them (columns named ``__tp_a.<column>``, ``__tp_b.<column>``).
 
         When both tables hold the compare key as an integer column without
         nulls, sorted ascending (or the comparison is by row position), one
         merge pass pairs their rows (``pairing.pair_sorted``): no hash table.
-        The columns a query reads are taken in that order and registered on
-        ``cur``, ready for a POSITIONAL JOIN. None: not possible, or small
-        enough for DuckDB's hash join.
+        The columns a query reads are taken in that order into one Arrow table,
+        registered on ``cur`` when a statement first reads it. None: not
+        possible, or small enough for DuckDB's hash join.
         """
         if a.length + b.length < _PAIR_MIN_ROWS:
             return None
@@ -756,80 +775,103 @@ class Engine:
             else [c for c in source.fields if c in heads]
             for i, source in enumerate((a, b))
         ]
-        read: list[pa.Table | None] | None = None
         if pairs is _MISS:
-            # one scan per side reads the key and the shown columns together
-            read = [
-                self._read_columns(
-                    cur, s, list(dict.fromkeys([*shown[i], *(keys or ())[i : i + 1]]))
-                )
-                for i, s in enumerate((a, b))
-            ]
-            pairs = self._pair(read, keys, keep, (a.length, b.length))
-            if pairs is None:
-                return None
+            from panels_core.query.pairing import pair_positions, pair_sorted
+
+            if keys is None:
+                pairs = pair_positions(a.length, b.length, *keep)
+            else:
+                key_a = self._read_key(cur, a, keys[0])
+                key_b = None if key_a is None else self._read_key(cur, b, keys[1])
+                if key_a is None or key_b is None:
+                    return None
+                pairs = pair_sorted(key_a, key_b, *keep)
+                del key_a, key_b  # freed before any column is gathered
+                if pairs is None:
+                    return None
             self._pairings.put(cache_key, pairs)
-        views = (self._new_view(), self._new_view())
-
-        def gather(cur: Any) -> None:
-            from panels_core.query.pairing import index_array, take
-
-            tables = read or [self._read_columns(cur, s, shown[i]) for i, s in enumerate((a, b))]
-            # a side has no-partner (-1) slots only where the other side keeps its own rows
-            for view, table, columns, rows, partnerless in zip(
-                views, tables, shown, pairs, reversed(keep)
-            ):
-                index = index_array(rows, partnerless)
-                gathered = [take(table.column(c), rows, index) for c in columns]  # type: ignore[union-attr]
-                cur.register(view, pa.table([*gathered, index], names=[*columns, _ROW]))
-
-        for view in views:  # gathered when a statement first reads them (see ``_ready``)
-            self._local.lazy[quote_ident(view)] = gather
-        out = []
-        for i, (source, view, columns) in enumerate(zip((a, b), views, shown)):
-            select = [quote_ident(c) for c in [*columns, _ROW]]
+        view = self._new_view()
+        sides = []
+        for i, (source, columns) in enumerate(zip((a, b), shown)):
             fields = {c: source.fields[c] for c in columns}
             if keys is not None and with_key and i == spare:
-                select.append(f"NULL AS {quote_ident(keys[i])}")
-                fields[keys[i]] = source.fields[keys[i]]
-            sql = f"SELECT {', '.join(select)} FROM {quote_ident(view)}"
-            out.append(_Rel(sql, fields, source.type, (_ROW,)))
+                fields[keys[i]] = source.fields[keys[i]]  # an all-null child (see gather)
+            sides.append(_Rel("", fields, source.type, (_ROW,)))
+
+        def gather(cur: Any) -> None:
+            from panels_core.query.pairing import index_array, monotone
+
+            flat: dict[str, pa.Array] = {}
+            # a side has no-partner (-1) slots only where the other side keeps its rows
+            for alias, source, side, columns, rows, partnerless in zip(
+                ("__tp_a", "__tp_b"), (a, b), sides, shown, pairs, reversed(keep)
+            ):
+                index = index_array(rows, partnerless)
+                streamable = source.parquet and monotone(rows)
+                children = {
+                    c: self._gather(cur, source, c, rows, index, streamable) for c in columns
+                }
+                children |= {c: pa.nulls(len(rows)) for c in side.fields if c not in children}
+                children[_ROW] = index
+                flat |= {f"{alias}.{c}": values for c, values in children.items()}
+            cur.register(view, pa.table(flat))
+
+        self._local.lazy[quote_ident(view)] = gather  # built when a statement reads it
         glue = spec if with_key else spec.model_copy(update={"on": None})
-        return out[0], out[1], glue
+        return sides[0], sides[1], glue, view
 
-    def _read_columns(self, cur: Any, source: _Source, columns: list[str]) -> pa.Table | None:
-        """Whole columns of a table in row order (of a Parquet file, just those columns)."""
-        if not columns:
-            return None
+    def _read_column(self, cur: Any, source: _Source, column: str) -> pa.ChunkedArray:
+        """A whole column in row order (of a Parquet file, just that column)."""
         if not source.parquet:
-            return source.arrow.select(columns)  # type: ignore[union-attr]
-        select = ", ".join(quote_ident(c) for c in columns)
-        sql = f"SELECT {select} FROM {quote_ident(source.view)}"
-        return self._arrow(cur, sql, Params(), "compare", batch=max(source.length, 1))
+            return source.arrow.column(column)  # type: ignore[union-attr]
+        sql = f"SELECT {quote_ident(column)} FROM {quote_ident(source.view)}"
+        return self._arrow(cur, sql, Params(), "compare", batch=max(source.length, 1)).column(0)
 
-    @staticmethod
-    def _pair(
-        sides: list[pa.Table | None],
-        keys: tuple[str, str] | None,
-        keep: tuple[bool, bool],
-        lengths: tuple[int, int],
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Row positions pairing the two sides (by key, or by position when ``keys`` is None)."""
-        from panels_core.query.pairing import pair_positions, pair_sorted
+    def _read_key(self, cur: Any, source: _Source, key: str) -> np.ndarray | None:
+        """An integer key column as int64 numpy; None when it has nulls or does not fit."""
+        from panels_core.query.pairing import collect_keys
 
-        if keys is None:
-            return pair_positions(*lengths, *keep)
-        arrays = []
-        for table, key in zip(sides, keys):
-            column = table.column(key)  # type: ignore[union-attr]
-            if column.null_count:
-                return None
-            try:
-                column = column.cast(pa.int64())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                return None  # e.g. uint64 past the int64 range
-            arrays.append(column.combine_chunks().to_numpy())
-        return pair_sorted(arrays[0], arrays[1], *keep)
+        if source.parquet:
+            sql = f"SELECT TRY_CAST({quote_ident(key)} AS BIGINT) FROM {quote_ident(source.view)}"
+            batches = cur.sql(sql).to_arrow_reader(_STREAM_BATCH)
+            return collect_keys(batches, source.length)
+        column = source.arrow.column(key)  # type: ignore[union-attr]
+        if column.null_count:
+            return None
+        try:
+            column = column.cast(pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None  # e.g. uint64 past the int64 range
+        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        return chunk.to_numpy()
+
+    def _gather(
+        self,
+        cur: Any,
+        source: _Source,
+        column: str,
+        rows: np.ndarray,
+        index: pa.Array,
+        streamable: bool,
+    ) -> pa.Array:
+        """One column of a table at row positions ``rows`` (``index``: the same as Arrow).
+
+        A number column of a Parquet file is streamed batch by batch when the
+        positions ascend (``pairing.gather_stream``), so the whole column is
+        never in memory next to its gathered copy; anything else is read whole
+        and taken.
+        """
+        from panels_core.query.pairing import gather_stream, take
+
+        kind = source.fields[column].type
+        if streamable and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            sql = f"SELECT CAST({quote_ident(column)} AS {_SQL_NUMBERS[kind]}) FROM {quote_ident(source.view)}"
+            batches = cur.sql(sql).to_arrow_reader(_STREAM_BATCH)
+            return gather_stream(batches, rows, kind)
+        values = self._read_column(cur, source, column)
+        if values.type != kind:
+            values = values.cast(kind)
+        return take(values, rows, index)
 
     def _splits(self, a: _Source, b: _Source, spec: CompareWith) -> list[int] | None:
         """Key values splitting a comparison of two large Parquet files into parts.
@@ -1098,8 +1140,8 @@ class Engine:
                 heads = _heads(query, whole.fields, needs)
                 paired = self._paired(cur, source, other, spec, required, heads)
             if paired is not None:
-                a_side, b_side, glue = paired
-                glued = self._compare(a_side, b_side, glue, required, positional=True)
+                a_side, b_side, glue, view = paired
+                glued = self._compare(a_side, b_side, glue, required, glued=view)
                 rel = dataclasses.replace(whole, sql=glued.sql)
             elif pick is not None:
                 rel = whole

@@ -242,3 +242,75 @@ def take(column: pa.ChunkedArray | pa.Array, rows: np.ndarray, index: pa.Array) 
     out = empty(rows.size, values.dtype)
     _take(values, rows, out)
     return as_arrow(out, kind, None if index.null_count == 0 else rows < 0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _monotone(rows):
+    last = -1
+    for r in rows:
+        if r >= 0:
+            if r < last:
+                return False
+            last = r
+    return True
+
+
+def monotone(rows: np.ndarray) -> bool:
+    """Whether the row positions (``-1`` aside) never step back: the side can be streamed."""
+    return bool(_monotone(rows))
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_batch(values, valid, start, rows, out, out_valid, k):
+    """Copy the rows of one batch (positions start .. start+len) to their slots from k;
+    the next slot. (One thread: DuckDB's threads read the next batch meanwhile.)"""
+    stop = start + values.size
+    while k < rows.size:
+        r = rows[k]
+        if r >= stop:
+            break
+        if r >= 0:
+            out[k] = values[r - start]
+            out_valid[k] = valid[r - start]
+        else:
+            out[k] = 0
+            out_valid[k] = False
+        k += 1
+    return k
+
+
+def gather_stream(batches: Any, rows: np.ndarray, kind: pa.DataType) -> pa.Array:
+    """A number column at row positions ``rows`` (ascending, ``-1``: null), read batch by
+    batch in row order: only one batch of the column is in memory at a time."""
+    dtype = kind.to_pandas_dtype()
+    out = empty(rows.size, dtype)
+    out_valid = np.zeros(rows.size, np.bool_)
+    k, start = 0, 0
+    all_valid = np.ones(0, np.bool_)
+    for batch in batches:
+        column = batch.column(0) if isinstance(batch, pa.RecordBatch) else batch
+        if column.null_count:
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            column = column.fill_null(0)
+        else:
+            if all_valid.size < len(column):
+                all_valid = np.ones(len(column), np.bool_)
+            valid = all_valid
+        values = column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        k = _fill_batch(values, valid, start, rows, out, out_valid, k)
+        start += len(column)
+    return as_arrow(out, kind, ~out_valid)
+
+
+def collect_keys(batches: Any, length: int) -> np.ndarray | None:
+    """An int64 key column from batches read in row order, into one array of Arrow's pool;
+    None when a key is null (a null key pairs with nothing: the hash join handles it)."""
+    out = empty(length, np.int64)
+    filled = 0
+    for batch in batches:
+        column = batch.column(0) if isinstance(batch, pa.RecordBatch) else batch
+        if column.null_count or filled + len(column) > length:
+            return None
+        out[filled : filled + len(column)] = column.to_numpy(zero_copy_only=False)
+        filled += len(column)
+    return out if filled == length else None

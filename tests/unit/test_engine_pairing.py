@@ -179,8 +179,19 @@ def test_merged_comparison_of_parquet_files_equals_the_hash_join(
     for name, table in (("a", A), ("b", B)):
         pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=64)
     tables = {name: Table.from_parquet(tmp_path / f"{name}.parquet") for name in "ab"}
+    streamed: list[str] = []
+    stream = pairing.gather_stream
+
+    def counting_stream(batches: object, rows: np.ndarray, kind: pa.DataType) -> pa.Array:
+        streamed.append(str(kind))
+        return stream(batches, rows, kind)
+
+    monkeypatch.setattr(pairing, "gather_stream", counting_stream)
+    monkeypatch.setattr(engine_module, "_STREAM_BATCH", 37)  # many batches, cut anywhere
     merged = answers(Engine(tables), "id")
     assert merged_calls and all(merged_calls)
+    # numbers of a side whose positions ascend are streamed from the file in batches
+    assert "double" in streamed and "int32" in streamed
     assert merged == hash_answers(tables, "id", monkeypatch)
     # and the rows are the ones the Arrow tables give
     assert merged == answers(Engine({"a": A, "b": B}), "id")
