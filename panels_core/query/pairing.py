@@ -314,3 +314,17 @@ def collect_keys(batches: Any, length: int) -> np.ndarray | None:
         out[filled : filled + len(column)] = column.to_numpy(zero_copy_only=False)
         filled += len(column)
     return out if filled == length else None
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) the kernels on tiny inputs."""
+    keys = np.arange(4, dtype=np.int64)
+    for keep in (False, True):
+        pairs = pair_sorted(keys, keys, keep, keep)
+        assert pairs is not None
+        rows = pairs[0]
+        index = index_array(rows, partnerless=keep)
+        monotone(rows)
+        take(pa.array(keys.astype(np.float64)), rows, index)
+        gather_stream([pa.array(keys.astype(np.float64))], rows, pa.float64())
+    collect_keys([pa.array(keys)], len(keys))

@@ -263,3 +263,9 @@ def test_a_page_after_the_count_gathers_nothing_again(merged_calls, monkeypatch)
     assert len(gathered) == after_count
     assert page.num_rows == 50 and total > 50
     assert all(r["x"]["0"] > r["x"]["1"] for r in page.to_pylist())
+
+
+def test_warm_up_loads_the_kernels() -> None:
+    pairing.warm_up()  # raises if a kernel does not compile or gives a wrong pairing
+    assert pairing.collect_keys([pa.array([1, 2]), pa.array([3])], 3).tolist() == [1, 2, 3]
+    assert pairing.collect_keys([pa.array([1, None, 3])], 3) is None
