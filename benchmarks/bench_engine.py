@@ -12,8 +12,11 @@ measured cold (its answer cache emptied before each run) and warm (the same
 call again, answered from the cache where the engine keeps the answer), in
 separate, labelled rows; the ratios of both are against the same pandas runs.
 A last subprocess times plain DuckDB on the core of some operations (one scan
-of the histogram's column, the page's filter scan, the bare hash join of the
-comparison): the floors the cold engine rows cannot go below.
+of the histogram's column, the page's filter scan, the scan of both files'
+key and compared column): the floors the cold engine rows cannot go below;
+DuckDB's bare hash join of the comparison is printed beside them. A last
+line times the comparison under a new filter with the two files' pairing
+kept (as when a user edits the filter), against the hash join.
 """
 
 from __future__ import annotations
@@ -122,10 +125,42 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     for name, fn in ops.items():
         fn()
         out[f"warm: {name}"] = median_seconds(fn, repeat)
+    out.update(refilter(engine, repeat))
     # the answers, so the two sides can be checked against each other
     out["_check_page_ids"] = engine.page(page_q, limit=5).column("id").to_pylist()
     out["_check_compare"] = engine.count(compare_q)
     out["_base_rss_mb"] = base_rss
+    return out
+
+
+def refilter(engine: Any, repeat: int) -> dict[str, float]:
+    """Count + page of the comparison under a new filter each run, the two files' pairing
+    kept from a first run (as when a user edits the filter of a compared table), then
+    the same with the merge switched off (DuckDB's hash join every time)."""
+    import panels_core.query.engine as engine_module
+    from panels_core.query.model import Query
+
+    thresholds = iter(np.linspace(0.2, 0.9, 4 * repeat + 2))
+
+    def run() -> None:
+        query = Query(
+            table="t",
+            compare_with={"table": "t2", "on": "id"},
+            filter=f"0.present and 1.present and abs(0.x - 1.x) > {next(thresholds):.4f}",
+            sort=["id"],
+        )
+        engine.count(query)
+        engine.page(query, limit=50)
+
+    engine.clear_cache()
+    run()  # pairs the rows
+    out = {"_refilter": median_seconds(run, repeat)}
+    kept = engine_module._PAIR_MIN_ROWS
+    engine_module._PAIR_MIN_ROWS = sys.maxsize
+    try:
+        out["_refilter_hash"] = median_seconds(run, repeat)
+    finally:
+        engine_module._PAIR_MIN_ROWS = kept
     return out
 
 
@@ -304,6 +339,10 @@ def main() -> None:
     print(f"plain DuckDB floors (the cold engine rows cannot go below these): {floor_text}")
     print(
         f"plain DuckDB hash join of the comparison (with its filter): {floors['_hash join']:.3f} s"
+    )
+    print(
+        "compare, count + page under a new filter (the pairing kept): "
+        f"{engine['_refilter']:.3f} s; with the hash join instead: {engine['_refilter_hash']:.3f} s"
     )
     print(
         f"peak RSS: engine {engine['_maxrss_mb']:.0f} MiB ({engine['_base_rss_mb']:.0f} MiB of it "
