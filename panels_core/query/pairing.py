@@ -15,6 +15,7 @@ back to a hash join.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numba
@@ -22,6 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 _PARTS_PER_THREAD = 8
+# one parallel kernel at a time: numba's fallback threading layer (workqueue) aborts the
+# process when two threads launch parallel kernels at once, and each uses every core anyway
+_PARALLEL = threading.Lock()
 
 
 @numba.njit(nogil=True, cache=True)
@@ -164,13 +168,14 @@ def pair_sorted(
     b = np.ascontiguousarray(b, dtype=np.int64)
     keep_left, keep_right = bool(keep_left), bool(keep_right)
     parts = max(1, numba.get_num_threads() * _PARTS_PER_THREAD)
-    starts_a, starts_b, offsets, ok = _plan_parts(a, b, keep_left, keep_right, parts)
-    if not ok:
-        return None
-    dtype = _position_type(a.size, b.size)
-    left = empty(int(offsets[-1]), dtype)
-    right = empty(int(offsets[-1]), dtype)
-    _fill_parts(a, b, keep_left, keep_right, starts_a, starts_b, offsets, left, right)
+    with _PARALLEL:
+        starts_a, starts_b, offsets, ok = _plan_parts(a, b, keep_left, keep_right, parts)
+        if not ok:
+            return None
+        dtype = _position_type(a.size, b.size)
+        left = empty(int(offsets[-1]), dtype)
+        right = empty(int(offsets[-1]), dtype)
+        _fill_parts(a, b, keep_left, keep_right, starts_a, starts_b, offsets, left, right)
     return left, right
 
 
@@ -240,7 +245,8 @@ def take(column: pa.ChunkedArray | pa.Array, rows: np.ndarray, index: pa.Array) 
         return column.take(index)
     values = column.to_numpy()
     out = empty(rows.size, values.dtype)
-    _take(values, rows, out)
+    with _PARALLEL:
+        _take(values, rows, out)
     return as_arrow(out, kind, None if index.null_count == 0 else rows < 0)
 
 

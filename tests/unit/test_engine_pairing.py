@@ -269,3 +269,24 @@ def test_warm_up_loads_the_kernels() -> None:
     pairing.warm_up()  # raises if a kernel does not compile or gives a wrong pairing
     assert pairing.collect_keys([pa.array([1, 2]), pa.array([3])], 3).tolist() == [1, 2, 3]
     assert pairing.collect_keys([pa.array([1, None, 3])], 3) is None
+
+
+def test_merged_comparisons_from_many_threads_at_once(merged_calls: list[bool]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(threshold: float) -> tuple[int, list]:
+        engine = Engine({"a": A, "b": B})  # each its own pairing: every thread merges
+        query = Query(
+            table="a",
+            compare_with={"table": "b", "on": "id"},
+            filter=f"abs(0.x - 1.x) > {threshold}",
+            sort=["id"],
+        )
+        return engine.count(query), engine.page(query, limit=5).column("id").to_pylist()
+
+    thresholds = [0.1 * i for i in range(8)]
+    expected = [run(t) for t in thresholds]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(run, thresholds)) == expected
+    assert all(merged_calls)
+    assert [n for n, _ in expected] == sorted((n for n, _ in expected), reverse=True)
