@@ -775,6 +775,7 @@ class Engine:
             else [c for c in source.fields if c in heads]
             for i, source in enumerate((a, b))
         ]
+        taken: dict[int, pa.Array] = {}  # a side's key column, already in pair order
         if pairs is _MISS:
             from panels_core.query.pairing import pair_positions, pair_sorted
 
@@ -786,9 +787,15 @@ class Engine:
                 if key_a is None or key_b is None:
                     return None
                 pairs = pair_sorted(key_a, key_b, *keep)
-                del key_a, key_b  # freed before any column is gathered
                 if pairs is None:
                     return None
+                if with_key:  # the key the query reads, taken now: the read keys are freed
+                    i = 0 if spare != 0 else 1
+                    source = (a, b)[i]
+                    taken[i] = self._take_key(
+                        (key_a, key_b)[i], source.fields[keys[i]].type, pairs[i], keep[1 - i]
+                    )
+                del key_a, key_b
             self._pairings.put(cache_key, pairs)
         view = self._new_view()
         sides = []
@@ -803,13 +810,16 @@ class Engine:
 
             flat: dict[str, pa.Array] = {}
             # a side has no-partner (-1) slots only where the other side keeps its rows
-            for alias, source, side, columns, rows, partnerless in zip(
-                ("__tp_a", "__tp_b"), (a, b), sides, shown, pairs, reversed(keep)
+            for i, (alias, source, side, columns, rows, partnerless) in enumerate(
+                zip(("__tp_a", "__tp_b"), (a, b), sides, shown, pairs, reversed(keep))
             ):
                 index = index_array(rows, partnerless)
                 streamable = source.parquet and monotone(rows)
                 children = {
-                    c: self._gather(cur, source, c, rows, index, streamable) for c in columns
+                    c: taken.pop(i)
+                    if i in taken and c == keys[i]  # type: ignore[index]
+                    else self._gather(cur, source, c, rows, index, streamable)
+                    for c in columns
                 }
                 children |= {c: pa.nulls(len(rows)) for c in side.fields if c not in children}
                 children[_ROW] = index
@@ -819,6 +829,16 @@ class Engine:
         self._local.lazy[quote_ident(view)] = gather  # built when a statement reads it
         glue = spec if with_key else spec.model_copy(update={"on": None})
         return sides[0], sides[1], glue, view
+
+    @staticmethod
+    def _take_key(
+        values: np.ndarray, kind: pa.DataType, rows: np.ndarray, partnerless: bool
+    ) -> pa.Array:
+        """A key column read as int64 for the pairing, at positions ``rows``, in its own type."""
+        from panels_core.query.pairing import index_array, take
+
+        taken = take(pa.array(values), rows, index_array(rows, partnerless))
+        return taken if taken.type == kind else taken.cast(kind)
 
     def _read_column(self, cur: Any, source: _Source, column: str) -> pa.ChunkedArray:
         """A whole column in row order (of a Parquet file, just that column)."""

@@ -285,27 +285,50 @@ def _fill_batch(values, valid, start, rows, out, out_valid, k):
     return k
 
 
+@numba.njit(nogil=True, cache=True)
+def _fill_dense(values, start, rows, out, k):
+    """``_fill_batch`` for a batch without nulls: only the values are written."""
+    stop = start + values.size
+    while k < rows.size:
+        r = rows[k]
+        if r >= stop:
+            break
+        out[k] = values[r - start] if r >= 0 else 0
+        k += 1
+    return k
+
+
 def gather_stream(batches: Any, rows: np.ndarray, kind: pa.DataType) -> pa.Array:
     """A number column at row positions ``rows`` (ascending, ``-1``: null), read batch by
     batch in row order: only one batch of the column is in memory at a time."""
     dtype = kind.to_pandas_dtype()
     out = empty(rows.size, dtype)
-    out_valid = np.zeros(rows.size, np.bool_)
+    out_valid = None  # made at the first batch with a null: until then, valid where rows >= 0
     k, start = 0, 0
-    all_valid = np.ones(0, np.bool_)
     for batch in batches:
         column = batch.column(0) if isinstance(batch, pa.RecordBatch) else batch
-        if column.null_count:
-            valid = column.is_valid().to_numpy(zero_copy_only=False)
-            column = column.fill_null(0)
+        if column.null_count and out_valid is None:
+            out_valid = rows >= 0
+            out_valid[k:] = False
+        if out_valid is None:
+            values = column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+            k = _fill_dense(values, start, rows, out, k)
         else:
-            if all_valid.size < len(column):
-                all_valid = np.ones(len(column), np.bool_)
-            valid = all_valid
-        values = column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-        k = _fill_batch(values, valid, start, rows, out, out_valid, k)
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            values = column.fill_null(0).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+            k = _fill_batch(values, valid, start, rows, out, out_valid, k)
         start += len(column)
+    if out_valid is None:
+        return as_arrow(out, kind, rows < 0 if k == rows.size else _missing(rows, k))
+    out_valid[k:] = False
     return as_arrow(out, kind, ~out_valid)
+
+
+def _missing(rows: np.ndarray, filled: int) -> np.ndarray:
+    """Null slots: partnerless rows, and slots past the last batch (rows beyond the data)."""
+    missing = rows < 0
+    missing[filled:] = True
+    return missing
 
 
 def collect_keys(batches: Any, length: int) -> np.ndarray | None:

@@ -290,3 +290,30 @@ def test_merged_comparisons_from_many_threads_at_once(merged_calls: list[bool]) 
         assert list(pool.map(run, thresholds)) == expected
     assert all(merged_calls)
     assert [n for n, _ in expected] == sorted((n for n, _ in expected), reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("batches", "expected"),
+    [
+        (
+            [[10.0, 11.0, 12.0], [13.0, 14.0, 15.0], [16.0, 17.0]],
+            [None, 10, 10, 12, None, 15, 17, None],
+        ),
+        (
+            [[10.0, 11.0, 12.0], [13.0, None, 15.0], [16.0, 17.0]],
+            [None, 10, 10, 12, None, 15, 17, None],
+        ),
+        (
+            [[10.0, 11.0, 12.0], [13.0, 14.0, None], [16.0, 17.0]],
+            [None, 10, 10, 12, None, None, 17, None],
+        ),
+        (
+            [[10.0, 11.0, 12.0], [13.0, 14.0, 15.0]],
+            [None, 10, 10, 12, None, 15, None, None],
+        ),  # short
+    ],
+)
+def test_gather_stream_places_each_batch(batches: list, expected: list) -> None:
+    rows = np.array([-1, 0, 0, 2, -1, 5, 7, -1], dtype=np.int32)
+    got = pairing.gather_stream([pa.array(b) for b in batches], rows, pa.float64())
+    assert got.to_pylist() == expected
