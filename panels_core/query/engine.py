@@ -550,7 +550,11 @@ class Engine:
         row = "file_row_number" if source.parquet else quote_ident(_ROW)
         sql = f"SELECT {cols}, {row} AS {quote_ident(_ROW)} FROM {quote_ident(source.view)}"
         if pick is not None:
-            sql += f" WHERE list_contains({pick.params.add(pick.rows(0), 'BIGINT[]')}, {row})"
+            rows = pick.rows(0)
+            sql += f" WHERE list_contains({pick.params.add(rows, 'BIGINT[]')}, {row})"
+            if rows:  # lets a Parquet scan skip the row groups outside the picked rows
+                low, high = pick.params.add(rows[0], "BIGINT"), pick.params.add(rows[-1], "BIGINT")
+                sql += f" AND {row} BETWEEN {low} AND {high}"
         return _Rel(sql, dict(source.fields), source.type, (_ROW,))
 
     def _join_rels(
