@@ -57,6 +57,7 @@ __all__ = [
     "FIRST_PAGE",
     "GROUP_SAMPLE",
     "MAX_AUTO_BINS",
+    "PAIR_MIN_ROWS",
     "Engine",
     "Histogram",
     "ValueCounts",
@@ -79,7 +80,7 @@ _FAR = 1 << 40  # right-only rows of a comparison sort after every left row
 # a comparison of two large key-ordered Parquet files joins parts of about this many rows
 _PART_ROWS = 1_000_000
 _MAX_PARTS = 64
-_PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough, no gathering)
+PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough, no gathering)
 _PAIRINGS_KEPT = 2  # pairings of row positions kept (two arrays of the output's length)
 _STREAM_BATCH = 1 << 20  # rows per batch when a column is streamed into its gathered order
 _SQL_NUMBERS = {
@@ -752,7 +753,7 @@ class Engine:
         registered on ``cur`` when a statement first reads it. None: not
         possible, or small enough for DuckDB's hash join.
         """
-        if a.length + b.length < _PAIR_MIN_ROWS:
+        if a.length + b.length < PAIR_MIN_ROWS:
             return None
         keys = (spec.on, spec.on) if isinstance(spec.on, str) else spec.on
         keep = (1 not in required, 0 not in required)  # rows without a partner, per side

@@ -21,6 +21,7 @@ __all__ = [
     "prepare",
     "serve_paths",
     "serve_tables",
+    "start_merge_warm_up",
     "start_warm_up",
 ]
 
@@ -141,6 +142,34 @@ def start_warm_up(cards: Sequence[Any]) -> threading.Thread | None:
     return thread
 
 
+def start_merge_warm_up(engine: Any) -> threading.Thread | None:
+    """Load the comparison merge's kernels on a low-priority thread, if a table is
+    big enough for a comparison to use them (compiled once per machine, then
+    loaded in each process: about a second, and 8-10 s the first time).
+    Skipped when ``PANELS_WARM_UP=0``."""
+    from panels_core.query import Query
+    from panels_core.query import engine as engine_module
+
+    if os.environ.get(WARM_UP_ENV, "1") == "0":
+        return None
+    sizes = [engine.count(Query(table=name)) for name in engine.table_names()]
+    if not sizes or max(sizes) * 2 < engine_module.PAIR_MIN_ROWS:
+        return None
+
+    def run() -> None:
+        from panels_core.query import pairing
+
+        lower_thread_priority()
+        try:
+            pairing.warm_up()
+        except Exception as exc:  # the first large comparison compiles instead
+            print(f"typed-panels: merge warm-up failed: {exc}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=run, name="panels-merge-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve_tables(
     tables: Mapping[str, Any],
     *,
@@ -165,6 +194,7 @@ def serve_tables(
     if workspace.get("cards") is None:  # the smart default, worked out once for every session
         workspace["cards"] = default_cards(engine)
     start_warm_up(workspace["cards"])
+    start_merge_warm_up(engine)
 
     def app() -> Any:
         return Workspace(engine=engine, title=title, **workspace).template()

@@ -153,13 +153,13 @@ def merged_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
         return result
 
     monkeypatch.setattr(Engine, "_paired", spy)
-    monkeypatch.setattr(engine_module, "_PAIR_MIN_ROWS", 0)
+    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 0)
     return calls
 
 
 def hash_answers(tables: dict, on: object, monkeypatch: pytest.MonkeyPatch) -> list:
     with monkeypatch.context() as patch:
-        patch.setattr(engine_module, "_PAIR_MIN_ROWS", 10**18)
+        patch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
         return answers(Engine(tables), on)
 
 
@@ -205,7 +205,7 @@ def test_keys_with_different_names(merged_calls: list[bool], monkeypatch) -> Non
     )
     merged = (Engine(tables).count(query), Engine(tables).page(query, limit=20).to_pylist())
     assert all(merged_calls)
-    monkeypatch.setattr(engine_module, "_PAIR_MIN_ROWS", 10**18)
+    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
     assert merged == (Engine(tables).count(query), Engine(tables).page(query, limit=20).to_pylist())
     assert merged[1][0]["id"] == 149 and merged[1][0]["present"] == {"0": False, "1": True}
 
@@ -229,7 +229,7 @@ def test_unsorted_or_null_keys_fall_back_to_the_hash_join(
     query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x < 1.x")
     got = (Engine({"a": a, "b": b}).count(query), Engine({"a": a, "b": b}).page(query).to_pylist())
     assert merged_calls == [False, False]
-    monkeypatch.setattr(engine_module, "_PAIR_MIN_ROWS", 10**18)
+    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
     assert got == (
         Engine({"a": a, "b": b}).count(query),
         Engine({"a": a, "b": b}).page(query).to_pylist(),

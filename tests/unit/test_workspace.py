@@ -381,3 +381,26 @@ def test_with_the_projection_worker_the_warm_up_starts_that_process(monkeypatch)
     cards = [CardSpec(kind="projection", input=Query(table="t"))]
     assert server.start_warm_up(cards) is None  # no thread here: the worker compiles
     assert fake.started == 1
+
+
+def test_the_merge_kernels_load_early_when_a_table_is_big_enough(monkeypatch) -> None:
+    import threading
+
+    import pyarrow as pa
+
+    from panels_core.query import pairing
+    from panels_core.query.engine import Engine
+    from panels_core.workspace import server
+
+    loaded: list[str] = []
+    monkeypatch.setattr(pairing, "warm_up", lambda: loaded.append(threading.current_thread().name))
+    monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
+    small = Engine({"t": pa.table({"id": list(range(10))})})
+    assert server.start_merge_warm_up(small) is None  # a hash join is as fast there
+    big = Engine({"t": pa.table({"id": list(range(60_000))})})
+    thread = server.start_merge_warm_up(big)
+    assert thread is not None
+    thread.join(10)
+    assert loaded == ["panels-merge-warm-up"]
+    monkeypatch.setenv(server.WARM_UP_ENV, "0")
+    assert server.start_merge_warm_up(big) is None
