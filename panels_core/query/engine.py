@@ -83,15 +83,18 @@ _MAX_PARTS = 64
 PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough, no gathering)
 _PAIRINGS_KEPT = 2  # pairings of row positions kept (two arrays of the output's length)
 _STREAM_BATCH = 1 << 20  # rows per batch when a column is streamed into its gathered order
-_SQL_NUMBERS = {
-    **{pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT"},
-    **{pa.uint8(): "UTINYINT", pa.uint16(): "USMALLINT", pa.uint32(): "UINTEGER"},
-    **{
-        pa.uint64(): "UBIGINT",
-        pa.float16(): "FLOAT",
-        pa.float32(): "FLOAT",
-        pa.float64(): "DOUBLE",
-    },
+_SQL_NUMBERS = {  # the DuckDB type a streamed number column is read as
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+    pa.float16(): "FLOAT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
 }
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -516,18 +519,12 @@ class Engine:
         finally:
             cur.close()
             self._local.lazy = outer_lazy
-            if os.environ.get("TP_RELEASE"):
-                pa.default_memory_pool().release_unused()
 
     def _ready(self, cur: Any, sql: str) -> None:
         """Build the lazy views ``sql`` reads (e.g. a comparison's gathered columns)."""
         lazy = self._local.lazy
         for name in [n for n in lazy if n in sql]:
-            build = lazy.pop(name, None)
-            if build is not None:
-                for other in [n for n, b in lazy.items() if b is build]:
-                    del lazy[other]
-                build(cur)
+            lazy.pop(name)(cur)
 
     # ------------------------------------------------------------- plan building
 
@@ -890,7 +887,8 @@ class Engine:
 
         kind = source.fields[column].type
         if streamable and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            sql = f"SELECT CAST({quote_ident(column)} AS {_SQL_NUMBERS[kind]}) FROM {quote_ident(source.view)}"
+            cast = f"CAST({quote_ident(column)} AS {_SQL_NUMBERS[kind]})"
+            sql = f"SELECT {cast} FROM {quote_ident(source.view)}"
             batches = cur.sql(sql).to_arrow_reader(_STREAM_BATCH)
             return gather_stream(batches, rows, kind)
         values = self._read_column(cur, source, column)

@@ -317,3 +317,23 @@ def test_gather_stream_places_each_batch(batches: list, expected: list) -> None:
     rows = np.array([-1, 0, 0, 2, -1, 5, 7, -1], dtype=np.int32)
     got = pairing.gather_stream([pa.array(b) for b in batches], rows, pa.float64())
     assert got.to_pylist() == expected
+
+
+def test_merged_grouped_and_split_histograms_equal_the_hash_join(merged_calls, monkeypatch) -> None:
+    def histograms(engine: Engine) -> list:
+        out = []
+        for text in (None, "0.present", "0.x > 1.x"):
+            compare = {"table": "b", "on": "id"}
+            grouped = Query(table="a", compare_with=compare, filter=text, group_by=["1.label"])
+            per_group = engine.histogram(grouped, "x", bins=5)
+            split = engine.histogram(
+                Query(table="a", compare_with=compare, filter=text), "0.x", bins=5, by="1.label"
+            )
+            out.append((per_group.counts.tolist(), per_group.groups, split.counts.tolist()))
+            out.append((split.groups, engine.count(grouped)))
+        return out
+
+    merged = histograms(Engine({"a": A, "b": B}))
+    assert any(merged_calls)
+    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    assert merged == histograms(Engine({"a": A, "b": B}))
