@@ -337,3 +337,56 @@ def test_merged_grouped_and_split_histograms_equal_the_hash_join(merged_calls, m
     assert any(merged_calls)
     monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
     assert merged == histograms(Engine({"a": A, "b": B}))
+
+
+@pytest.mark.parametrize(
+    ("a_ids", "b_ids"),
+    [
+        ([], [1, 2, 3]),  # one side empty
+        ([1, 2, 3], []),
+        ([1, 2, 3], [4, 5, 6]),  # no key in common
+        ([5, 5, 5], [5, 5]),  # one key, every pair
+    ],
+)
+def test_edge_cases_equal_the_hash_join(merged_calls, monkeypatch, a_ids, b_ids) -> None:
+    a = pa.table({"id": pa.array(a_ids, pa.int64()), "x": pa.array([0.5] * len(a_ids))})
+    b = pa.table({"id": pa.array(b_ids, pa.int64()), "x": pa.array([1.5] * len(b_ids))})
+    queries = [
+        Query(table="a", compare_with={"table": "b", "on": "id"}, filter=text, sort=["-id"])
+        for text in (None, "0.present and 1.present", "1.present")
+    ]
+
+    def run() -> list:
+        engine = Engine({"a": a, "b": b})
+        return [(engine.count(q), engine.page(q).to_pylist()) for q in queries]
+
+    merged = run()
+    assert merged_calls and all(merged_calls)
+    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    assert merged == run()
+
+
+def test_a_file_unsorted_inside_a_row_group_falls_back(merged_calls, tmp_path) -> None:
+    # row groups ascend ([0, 9], [10, 19]) but the rows inside the first do not
+    ids = [3, 1, 2, 0, 4, 5, 6, 7, 8, 9, *range(10, 20)]
+    pq.write_table(
+        pa.table({"id": ids, "x": [float(i) for i in ids]}),
+        tmp_path / "a.parquet",
+        row_group_size=10,
+    )
+    pq.write_table(pa.table({"id": list(range(20)), "x": [0.0] * 20}), tmp_path / "b.parquet")
+    engine = Engine({n: Table.from_parquet(tmp_path / f"{n}.parquet") for n in "ab"})
+    query = Query(
+        table="a", compare_with={"table": "b", "on": "id"}, filter="0.x > 1.x", sort=["id"]
+    )
+    assert engine.page(query).column("id").to_pylist() == list(range(1, 20))
+    assert merged_calls == [False]  # the pass found the rows unsorted: the hash join answered
+
+
+def test_unsigned_keys_past_int64_fall_back(merged_calls) -> None:
+    big = 2**63 + 5
+    a = pa.table({"id": pa.array([1, big], pa.uint64()), "x": [1.0, 2.0]})
+    b = pa.table({"id": pa.array([1, big], pa.uint64()), "x": [1.0, 3.0]})
+    query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x != 1.x")
+    assert Engine({"a": a, "b": b}).page(query).column("id").to_pylist() == [big]
+    assert merged_calls == [False]
