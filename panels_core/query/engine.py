@@ -83,19 +83,6 @@ _MAX_PARTS = 64
 PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough, no gathering)
 _PAIRINGS_KEPT = 2  # pairings of row positions kept (two arrays of the output's length)
 _STREAM_BATCH = 1 << 20  # rows per batch when a column is streamed into its gathered order
-_SQL_NUMBERS = {  # the DuckDB type a streamed number column is read as
-    pa.int8(): "TINYINT",
-    pa.int16(): "SMALLINT",
-    pa.int32(): "INTEGER",
-    pa.int64(): "BIGINT",
-    pa.uint8(): "UTINYINT",
-    pa.uint16(): "USMALLINT",
-    pa.uint32(): "UINTEGER",
-    pa.uint64(): "UBIGINT",
-    pa.float16(): "FLOAT",
-    pa.float32(): "FLOAT",
-    pa.float64(): "DOUBLE",
-}
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -887,8 +874,7 @@ class Engine:
 
         kind = source.fields[column].type
         if streamable and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            cast = f"CAST({quote_ident(column)} AS {_SQL_NUMBERS[kind]})"
-            sql = f"SELECT {cast} FROM {quote_ident(source.view)}"
+            sql = f"SELECT {quote_ident(column)} FROM {quote_ident(source.view)}"
             batches = cur.sql(sql).to_arrow_reader(_STREAM_BATCH)
             return gather_stream(batches, rows, kind)
         values = self._read_column(cur, source, column)
