@@ -120,8 +120,11 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     # cache and DuckDB's own buffers are warm); warm: the same call again, as when a
     # card is drawn again, answered from the cache where the engine keeps the answer
     out = {"open + type": median_seconds(open_type, repeat)}
+    peaks = {}  # the process's peak RSS after each cold operation: where the peak is reached
     for name, fn in ops.items():
         out[name] = median_seconds(fn, repeat, before=engine.clear_cache)
+        peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["_peaks"] = peaks
     for name, fn in ops.items():
         fn()
         out[f"warm: {name}"] = median_seconds(fn, repeat)
@@ -344,6 +347,8 @@ def main() -> None:
         "compare, count + page under a new filter (the pairing kept): "
         f"{engine['_refilter']:.3f} s; with the hash join instead: {engine['_refilter_hash']:.3f} s"
     )
+    peaks = ", ".join(f"{op.split(' (')[0]} {mb:.0f}" for op, mb in engine["_peaks"].items())
+    print(f"engine peak RSS (MiB) after each cold operation: {peaks}")
     print(
         f"peak RSS: engine {engine['_maxrss_mb']:.0f} MiB ({engine['_base_rss_mb']:.0f} MiB of it "
         "before any query, with numba's kernels loaded), pandas reading the file "
