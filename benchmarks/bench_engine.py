@@ -120,7 +120,7 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     # cache and DuckDB's own buffers are warm); warm: the same call again, as when a
     # card is drawn again, answered from the cache where the engine keeps the answer
     out = {"open + type": median_seconds(open_type, repeat)}
-    peaks = {}  # the process's peak RSS after each cold operation: where the peak is reached
+    peaks = {}  # the process's peak RSS after each step: where the peak is reached
     for name, fn in ops.items():
         out[name] = median_seconds(fn, repeat, before=engine.clear_cache)
         peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -128,7 +128,8 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     for name, fn in ops.items():
         fn()
         out[f"warm: {name}"] = median_seconds(fn, repeat)
-    out.update(refilter(engine, repeat))
+    peaks["warm runs"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.update(refilter(engine, repeat, peaks))
     # the answers, so the two sides can be checked against each other
     out["_check_page_ids"] = engine.page(page_q, limit=5).column("id").to_pylist()
     out["_check_compare"] = engine.count(compare_q)
@@ -136,7 +137,7 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     return out
 
 
-def refilter(engine: Any, repeat: int) -> dict[str, float]:
+def refilter(engine: Any, repeat: int, peaks: dict[str, float]) -> dict[str, float]:
     """Count + page of the comparison under a new filter each run, the two files' pairing
     kept from a first run (as when a user edits the filter of a compared table), then
     the same with the merge switched off (DuckDB's hash join every time)."""
@@ -158,12 +159,14 @@ def refilter(engine: Any, repeat: int) -> dict[str, float]:
     engine.clear_cache()
     run()  # pairs the rows
     out = {"_refilter": median_seconds(run, repeat)}
+    peaks["new filters"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kept = engine_module.PAIR_MIN_ROWS
     engine_module.PAIR_MIN_ROWS = sys.maxsize
     try:
         out["_refilter_hash"] = median_seconds(run, repeat)
     finally:
         engine_module.PAIR_MIN_ROWS = kept
+    peaks["new filters, hash join"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
@@ -348,7 +351,7 @@ def main() -> None:
         f"{engine['_refilter']:.3f} s; with the hash join instead: {engine['_refilter_hash']:.3f} s"
     )
     peaks = ", ".join(f"{op.split(' (')[0]} {mb:.0f}" for op, mb in engine["_peaks"].items())
-    print(f"engine peak RSS (MiB) after each cold operation: {peaks}")
+    print(f"engine peak RSS (MiB) after each step: {peaks}")
     print(
         f"peak RSS: engine {engine['_maxrss_mb']:.0f} MiB ({engine['_base_rss_mb']:.0f} MiB of it "
         "before any query, with numba's kernels loaded), pandas reading the file "
