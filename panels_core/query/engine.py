@@ -506,6 +506,12 @@ class Engine:
         finally:
             cur.close()
             self._local.lazy = outer_lazy
+            if getattr(self._local, "gathered", False):
+                # a merged comparison gathered columns from Arrow's pool, which keeps
+                # freed memory for reuse: hand it back, so the next call (of any kind)
+                # does not stack its own peak on top (measured: 995 -> ~800 MiB peak)
+                self._local.gathered = False
+                pa.default_memory_pool().release_unused()
 
     def _ready(self, cur: Any, sql: str) -> None:
         """Build the lazy views ``sql`` reads (e.g. a comparison's gathered columns)."""
@@ -814,6 +820,7 @@ class Engine:
                 children[_ROW] = index
                 flat |= {f"{alias}.{c}": values for c, values in children.items()}
             cur.register(view, pa.table(flat))
+            self._local.gathered = True
 
         self._local.lazy[quote_ident(view)] = gather  # built when a statement reads it
         glue = spec if with_key else spec.model_copy(update={"on": None})
