@@ -791,7 +791,13 @@ class Engine:
                         (key_a, key_b)[i], source.fields[keys[i]].type, pairs[i], keep[1 - i]
                     )
                 del key_a, key_b
-            self._pairings.put(cache_key, pairs)
+            from panels_core.query.pairing import monotone
+
+            # whether each side's positions ascend (then its number columns can stream)
+            ascending = (monotone(pairs[0]), monotone(pairs[1]))
+            self._pairings.put(cache_key, (pairs, ascending))
+        else:
+            pairs, ascending = pairs
         view = self._new_view()
         sides = []
         for i, (source, columns) in enumerate(zip((a, b), shown)):
@@ -801,7 +807,7 @@ class Engine:
             sides.append(_Rel("", fields, source.type, (_ROW,)))
 
         def gather(cur: Any) -> None:
-            from panels_core.query.pairing import index_array, monotone
+            from panels_core.query.pairing import index_array
 
             flat: dict[str, pa.Array] = {}
             # a side has no-partner (-1) slots only where the other side keeps its rows
@@ -809,7 +815,7 @@ class Engine:
                 zip(("__tp_a", "__tp_b"), (a, b), sides, shown, pairs, reversed(keep))
             ):
                 index = index_array(rows, partnerless)
-                streamable = source.parquet and monotone(rows)
+                streamable = source.parquet and ascending[i]
                 children = {
                     c: taken.pop(i)
                     if i in taken and c == keys[i]  # type: ignore[index]
