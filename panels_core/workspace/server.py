@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,18 +128,8 @@ def start_warm_up(cards: Sequence[Any]) -> threading.Thread | None:
         projector.start()
         return None
 
-    def run() -> None:
-        from panels_core import projection
-
-        lower_thread_priority()
-        try:
-            projection.warm_up()
-        except Exception as exc:  # the first UMAP compiles instead, and shows any error
-            print(f"typed-panels: UMAP warm-up failed: {exc}", file=sys.stderr, flush=True)
-
-    thread = threading.Thread(target=run, name="panels-umap-warm-up", daemon=True)
-    thread.start()
-    return thread
+    # the first UMAP compiles instead if this fails, and shows any error
+    return _warm_up_thread("panels-umap-warm-up", "UMAP", lambda: projection.warm_up())
 
 
 def start_merge_warm_up(engine: Any) -> threading.Thread | None:
@@ -159,16 +149,23 @@ def start_merge_warm_up(engine: Any) -> threading.Thread | None:
     if not sizes or max(sizes) * 2 < engine_module.PAIR_MIN_ROWS:
         return None
 
-    def run() -> None:
-        from panels_core.query import pairing
+    from panels_core.query import pairing
 
+    # the first large comparison compiles instead if this fails
+    return _warm_up_thread("panels-merge-warm-up", "merge", lambda: pairing.warm_up())
+
+
+def _warm_up_thread(name: str, label: str, job: Callable[[], Any]) -> threading.Thread:
+    """Run ``job`` on a started low-priority daemon thread; a failure is printed, not raised."""
+
+    def run() -> None:
         lower_thread_priority()
         try:
-            pairing.warm_up()
-        except Exception as exc:  # the first large comparison compiles instead
-            print(f"typed-panels: merge warm-up failed: {exc}", file=sys.stderr, flush=True)
+            job()
+        except Exception as exc:
+            print(f"typed-panels: {label} warm-up failed: {exc}", file=sys.stderr, flush=True)
 
-    thread = threading.Thread(target=run, name="panels-merge-warm-up", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
 
