@@ -269,31 +269,17 @@ def monotone(rows: np.ndarray) -> bool:
 @numba.njit(nogil=True, cache=True)
 def _fill_batch(values, valid, start, rows, out, out_valid, k):
     """Copy the rows of one batch (positions start .. start+len) to their slots from k;
-    the next slot. (One thread: DuckDB's threads read the next batch meanwhile.)"""
-    stop = start + values.size
-    while k < rows.size:
-        r = rows[k]
-        if r >= stop:
-            break
-        if r >= 0:
-            out[k] = values[r - start]
-            out_valid[k] = valid[r - start]
-        else:
-            out[k] = 0
-            out_valid[k] = False
-        k += 1
-    return k
-
-
-@numba.njit(nogil=True, cache=True)
-def _fill_dense(values, start, rows, out, k):
-    """``_fill_batch`` for a batch without nulls: only the values are written."""
+    the next slot. ``valid`` and ``out_valid`` are None for a column without nulls
+    (numba compiles that case without them). One thread: DuckDB's threads read the
+    next batch meanwhile."""
     stop = start + values.size
     while k < rows.size:
         r = rows[k]
         if r >= stop:
             break
         out[k] = values[r - start] if r >= 0 else 0
+        if out_valid is not None:
+            out_valid[k] = valid[r - start] if r >= 0 else False
         k += 1
     return k
 
@@ -310,13 +296,11 @@ def gather_stream(batches: Any, rows: np.ndarray, kind: pa.DataType) -> pa.Array
         if column.null_count and out_valid is None:
             out_valid = rows >= 0
             out_valid[k:] = False
-        if out_valid is None:
-            values = column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-            k = _fill_dense(values, start, rows, out, k)
-        else:
-            valid = column.is_valid().to_numpy(zero_copy_only=False)
-            values = column.fill_null(0).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-            k = _fill_batch(values, valid, start, rows, out, out_valid, k)
+        valid = None if out_valid is None else column.is_valid().to_numpy(zero_copy_only=False)
+        if column.null_count:
+            column = column.fill_null(0)
+        values = column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        k = _fill_batch(values, valid, start, rows, out, out_valid, k)
         start += len(column)
     if out_valid is None:
         return as_arrow(out, kind, rows < 0 if k == rows.size else _missing(rows, k))
