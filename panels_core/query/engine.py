@@ -851,7 +851,7 @@ class Engine:
 
     def _read_key(self, cur: Any, source: _Source, key: str) -> np.ndarray | None:
         """An integer key column as int64 numpy; None when it has nulls or does not fit."""
-        from panels_core.query.pairing import collect_keys
+        from panels_core.query.pairing import collect_keys, one_chunk
 
         if source.parquet:
             sql = f"SELECT TRY_CAST({quote_ident(key)} AS BIGINT) FROM {quote_ident(source.view)}"
@@ -864,8 +864,7 @@ class Engine:
             column = column.cast(pa.int64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None  # e.g. uint64 past the int64 range
-        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-        return chunk.to_numpy()
+        return one_chunk(column).to_numpy()
 
     def _gather(
         self,

@@ -227,6 +227,17 @@ def pair_positions(
     return left, right
 
 
+def one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as one Arrow array (no copy when it already is one chunk)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _first_column(batch: pa.RecordBatch | pa.Array) -> pa.Array:
+    return batch.column(0) if isinstance(batch, pa.RecordBatch) else batch
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _take(values, rows, out):
     for k in numba.prange(rows.size):
@@ -238,8 +249,7 @@ def take(column: pa.ChunkedArray | pa.Array, rows: np.ndarray, index: pa.Array) 
     """``column`` at row positions ``rows`` (``-1``: null); ``index`` is ``rows`` as Arrow
     (nulls at -1). Plain numbers without nulls are gathered on every core; any other
     type goes through Arrow's ``take``."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    column = one_chunk(column)
     kind = column.type
     if column.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
         return column.take(index)
@@ -292,7 +302,7 @@ def gather_stream(batches: Any, rows: np.ndarray, kind: pa.DataType) -> pa.Array
     out_valid = None  # made at the first batch with a null: until then, valid where rows >= 0
     k, start = 0, 0
     for batch in batches:
-        column = batch.column(0) if isinstance(batch, pa.RecordBatch) else batch
+        column = _first_column(batch)
         if column.null_count and out_valid is None:
             out_valid = rows >= 0
             out_valid[k:] = False
@@ -321,7 +331,7 @@ def collect_keys(batches: Any, length: int) -> np.ndarray | None:
     out = empty(length, np.int64)
     filled = 0
     for batch in batches:
-        column = batch.column(0) if isinstance(batch, pa.RecordBatch) else batch
+        column = _first_column(batch)
         if column.null_count or filled + len(column) > length:
             return None
         out[filled : filled + len(column)] = column.to_numpy(zero_copy_only=False)
