@@ -296,6 +296,20 @@ def test_parquet_filters_push_down_into_the_scan(tmp_path) -> None:
     ]
 
 
+def test_every_cursor_reads_parquet_without_prefetching_whole_column_chunks() -> None:
+    """The switch is global: a per-connection SET would leave the call cursors prefetching
+    (a sorted page of a 10M-row file then held 300 MiB more)."""
+    engine = Engine({"t": pa.table({"a": [1]})})
+    known = engine._con.execute(
+        "SELECT count(*) FROM duckdb_settings() WHERE name = 'disable_parquet_prefetching'"
+    ).fetchone()[0]
+    if not known:
+        pytest.skip("this DuckDB has no prefetch switch (it reads as it needs)")
+    with engine._cursor() as cur:
+        setting = "SELECT current_setting('disable_parquet_prefetching')"
+        assert cur.execute(setting).fetchone()[0] is True
+
+
 def test_image_columns_filter_on_boxes_without_decoding() -> None:
     from panels_core.media import Image
 
