@@ -4,8 +4,8 @@ Run: ``.venv/bin/python benchmarks/bench_engine.py [--rows N] [--repeat R]``.
 
 The data (two versions of one table, ``id`` shared) is generated once and
 cached under ``benchmarks/data/``. Each side runs in its own subprocess so the
-peak resident memory (``ru_maxrss``) belongs to that side alone. pandas is
-measured twice: reading the needed columns of the same Parquet file and then
+peak resident memory (``VmHWM``, counted from the side's own start) belongs to
+that side alone. pandas is measured twice: reading the needed columns of the same Parquet file and then
 doing the operation (the like-for-like case: the engine reads the file too),
 and doing the operation on a DataFrame already in memory. The engine is
 measured cold (its answer cache emptied before each run) and warm (the same
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from timing import median_seconds
+from timing import median_seconds, peak_mib
 
 DATA = Path(__file__).resolve().parent / "data"
 CATEGORIES = [f"class_{i:02d}" for i in range(20)]
@@ -97,7 +96,7 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     warm_up()
     # the process before any query: Python, pyarrow, DuckDB, the two registrations and
     # the comparison's merge kernels (numba's runtime: a fixed cost, not the data's)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_rss = peak_mib()
     page_q = Query(table="t", filter=FILTER, sort=["-y"])
     group_q = Query(table="t", group_by=["category"])
     compare_q = Query(
@@ -123,12 +122,12 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
     peaks = {}  # the process's peak RSS after each step: where the peak is reached
     for name, fn in ops.items():
         out[name] = median_seconds(fn, repeat, before=engine.clear_cache)
-        peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peaks[name] = peak_mib()
     out["_peaks"] = peaks
     for name, fn in ops.items():
         fn()
         out[f"warm: {name}"] = median_seconds(fn, repeat)
-    peaks["warm runs"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peaks["warm runs"] = peak_mib()
     out.update(refilter(engine, repeat, peaks))
     # the answers, so the two sides can be checked against each other
     out["_check_page_ids"] = engine.page(page_q, limit=5).column("id").to_pylist()
@@ -159,14 +158,14 @@ def refilter(engine: Any, repeat: int, peaks: dict[str, float]) -> dict[str, flo
     engine.clear_cache()
     run()  # pairs the rows
     out = {"_refilter": median_seconds(run, repeat)}
-    peaks["new filters"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peaks["new filters"] = peak_mib()
     kept = engine_module.PAIR_MIN_ROWS
     engine_module.PAIR_MIN_ROWS = sys.maxsize
     try:
         out["_refilter_hash"] = median_seconds(run, repeat)
     finally:
         engine_module.PAIR_MIN_ROWS = kept
-    peaks["new filters, hash join"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peaks["new filters, hash join"] = peak_mib()
     return out
 
 
@@ -290,7 +289,7 @@ def _side(argv: list[str]) -> None:
         result = duckdb_floors(v1, v2, repeat)
     else:
         result = run_pandas(v1, v2, repeat, preloaded=side == "pandas-memory")
-    result["_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["_maxrss_mb"] = peak_mib()
     print(json.dumps(result))
 
 
