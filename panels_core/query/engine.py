@@ -158,6 +158,9 @@ class _Rel:
     pre: _Rel | None = None  # the filtered rows before grouping
     pre_keys: tuple[str, ...] = ()  # the key expressions over ``pre``
     joined: bool = False
+    # the query's sort is already the order of ``order`` (a merged comparison sorted by
+    # its key): ORDER BY then names just ``order``
+    presorted: bool = False
 
 
 class _Pick:
@@ -1173,13 +1176,14 @@ class Engine:
             grouping = bool(query.group_by) and group
             whole = self._compare(rel, other_rel, spec, required, pick)  # checks, fields, types
             paired = None
+            by_key = _sorted_by_key(query, spec, required)
             if pick is None and needs is not None and not grouping:
-                heads = _heads(query, whole.fields, needs)
+                heads = _heads(query, whole.fields, needs, sort=not by_key)
                 paired = self._paired(cur, source, other, spec, required, heads)
             if paired is not None:
                 a_side, b_side, glue, view = paired
                 glued = self._compare(a_side, b_side, glue, required, glued=view)
-                rel = dataclasses.replace(whole, sql=glued.sql)
+                rel = dataclasses.replace(whole, sql=glued.sql, presorted=by_key)
             elif pick is not None:
                 rel = whole
             else:
@@ -1233,7 +1237,7 @@ class Engine:
 
     def _order_by(self, rel: _Rel, query: Query, params: Params) -> str:
         terms = []
-        for key in query.sort:
+        for key in () if rel.presorted else query.sort:
             sql, _ = self._resolve(rel, key.column, params, "sort column")
             terms.append(f"{sql} {'DESC' if key.descending else 'ASC'} NULLS LAST")
         terms += [f"{quote_ident(o)} ASC NULLS LAST" for o in rel.order]
@@ -1257,7 +1261,7 @@ class Engine:
             limit = max(limit, 0)
         need_order = ordered or start > 0 or limit is not None
         sql = f"SELECT {select} FROM ({rel.sql}) AS __tp_q"
-        if need_order and (query.sort or not rel.natural):
+        if need_order and ((query.sort and not rel.presorted) or not rel.natural):
             sql += f" ORDER BY {self._order_by(rel, query, params)}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -2293,10 +2297,28 @@ def _required_sources(expr: Any, names: Sequence[str]) -> frozenset[int]:
     return frozenset()
 
 
-def _heads(query: Query, fields: Mapping[str, Any], needs: Sequence[str]) -> set[str]:
-    """The top-level columns a query (filter, sort, group keys) and ``needs`` read."""
+def _sorted_by_key(query: Query, spec: CompareWith, required: frozenset[int]) -> bool:
+    """Whether a merged comparison's pair order already is the query's sort.
+
+    The merge gives its pairs in key order, ties in (row of 0, row of 1) order:
+    exactly ``ORDER BY key, row of 0, row of 1`` when every row has a row of
+    source 0 (the filter requires it: no row of 1 alone to slot in) and the
+    sort is the key ascending. Then the key need not be gathered nor sorted.
+    """
+    if spec.on is None or len(query.sort) != 1 or 0 not in required:
+        return False
+    key = spec.on if isinstance(spec.on, str) else spec.on[0]
+    return query.sort[0].column == key and not query.sort[0].descending
+
+
+def _heads(
+    query: Query, fields: Mapping[str, Any], needs: Sequence[str], sort: bool = True
+) -> set[str]:
+    """The top-level columns a query (filter, ``sort`` unless False, group keys) and
+    ``needs`` read."""
     heads = set()
-    for name in [*(key.column for key in query.sort), *query.group_by, *needs]:
+    sorted_by = [key.column for key in query.sort] if sort else []
+    for name in [*sorted_by, *query.group_by, *needs]:
         if name in fields:
             heads.add(name)
             continue

@@ -265,6 +265,40 @@ def test_a_page_after_the_count_gathers_nothing_again(merged_calls, monkeypatch)
     assert all(r["x"]["0"] > r["x"]["1"] for r in page.to_pylist())
 
 
+@pytest.mark.parametrize(
+    ("text", "sort", "key_gathered"),
+    [
+        ("0.present and 1.x > 0", ["id"], False),  # pair order is key order: no key, no sort
+        ("0.present", ["id"], False),  # rows of 0 alone keep their place in key order
+        ("1.present", ["id"], True),  # rows of 1 alone would slot in between: sort by key
+        ("0.present", ["-id"], True),  # descending: sorted by DuckDB
+        ("0.present and id > 150", ["id"], True),  # the filter reads the key
+    ],
+)
+def test_a_comparison_sorted_by_its_key_needs_no_key_column(
+    merged_calls: list[bool], monkeypatch, text: str, sort: list[str], key_gathered: bool
+) -> None:
+    taken: list[int] = []
+    take_key = Engine._take_key
+
+    def counting(*args: object) -> pa.Array:
+        taken.append(1)
+        return take_key(*args)
+
+    monkeypatch.setattr(Engine, "_take_key", staticmethod(counting))
+    query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter=text, sort=sort)
+    engine = Engine({"a": A, "b": B})  # duplicate keys on both sides: ties by row
+    merged = (engine.count(query), engine.page(query, limit=60).to_pylist())
+    merged_tail = engine.page(query, offset=40, limit=30, columns=["id", "x"]).to_pylist()
+    assert all(merged_calls) and bool(taken) == key_gathered
+    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    plain = Engine({"a": A, "b": B})
+    assert merged == (plain.count(query), plain.page(query, limit=60).to_pylist())
+    assert merged_tail == plain.page(query, offset=40, limit=30, columns=["id", "x"]).to_pylist()
+    ids = [row["id"] for row in merged[1]]
+    assert ids == sorted(ids, reverse=sort[0].startswith("-")) and len(set(ids)) < len(ids)
+
+
 def test_warm_up_loads_the_kernels() -> None:
     pairing.warm_up()  # raises if a kernel does not compile or gives a wrong pairing
     assert pairing.collect_keys([pa.array([1, 2]), pa.array([3])], 3).tolist() == [1, 2, 3]
