@@ -32,6 +32,7 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from panels_core.query.errors import QueryError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, Lit
@@ -84,6 +85,7 @@ PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast eno
 _PAIRINGS_KEPT = 2  # pairings of row positions kept (two arrays of the output's length)
 _STREAM_BATCH = 1 << 20  # rows per batch when a column is streamed into its gathered order
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -796,8 +798,10 @@ class Engine:
             if keys is None:
                 pairs = pair_positions(a.length, b.length, *keep)
             else:
-                key_a = self._read_key(cur, a, keys[0])
-                key_b = None if key_a is None else self._read_key(cur, b, keys[1])
+                # keys that all fit int32 are read and merged at half the bytes
+                narrow = self._fits_int32(a, keys[0]) and self._fits_int32(b, keys[1])
+                key_a = self._read_key(cur, a, keys[0], narrow)
+                key_b = None if key_a is None else self._read_key(cur, b, keys[1], narrow)
                 if key_a is None or key_b is None:
                     return None
                 pairs = pair_sorted(key_a, key_b, *keep)
@@ -868,19 +872,41 @@ class Engine:
         sql = f"SELECT {quote_ident(column)} FROM {quote_ident(source.view)}"
         return self._arrow(cur, sql, Params(), "compare", batch=max(source.length, 1)).column(0)
 
-    def _read_key(self, cur: Any, source: _Source, key: str) -> np.ndarray | None:
-        """An integer key column as int64 numpy; None when it has nulls or does not fit."""
+    def _fits_int32(self, source: _Source, key: str) -> bool:
+        """Whether every value of an integer key column fits int32: by its type, a Parquet
+        file's statistics, or one min/max pass over an Arrow column."""
+        kind = source.fields[key].type
+        if kind.bit_width < 32 or kind == pa.int32():
+            return True
+        if source.parquet:
+            groups = self._row_groups(source, key)  # ascending: the first low, the last high
+            return groups is not None and (
+                not groups or (_INT32[0] <= groups[0][0] and groups[-1][1] <= _INT32[1])
+            )
+        bounds = pc.min_max(source.arrow.column(key))  # type: ignore[union-attr]
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        return low is None or (_INT32[0] <= low and high <= _INT32[1])
+
+    def _read_key(
+        self, cur: Any, source: _Source, key: str, narrow: bool = False
+    ) -> np.ndarray | None:
+        """An integer key column as int64 numpy (int32 when ``narrow``); None when it has
+        nulls or does not fit."""
         from panels_core.query.pairing import collect_keys, one_chunk
 
+        kind = pa.int32() if narrow else pa.int64()
         if source.parquet:
-            sql = f"SELECT TRY_CAST({quote_ident(key)} AS BIGINT) FROM {quote_ident(source.view)}"
+            sql_type = "INTEGER" if narrow else "BIGINT"
+            sql = (
+                f"SELECT TRY_CAST({quote_ident(key)} AS {sql_type}) FROM {quote_ident(source.view)}"
+            )
             batches = cur.sql(sql).to_arrow_reader(_STREAM_BATCH)
-            return collect_keys(batches, source.length)
+            return collect_keys(batches, source.length, kind.to_pandas_dtype())
         column = source.arrow.column(key)  # type: ignore[union-attr]
         if column.null_count:
             return None
         try:
-            column = column.cast(pa.int64())
+            column = column.cast(kind)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None  # e.g. uint64 past the int64 range
         return one_chunk(column).to_numpy()

@@ -157,15 +157,17 @@ def _fill_parts(a, b, keep_left, keep_right, starts_a, starts_b, offsets, left, 
 def pair_sorted(
     a: np.ndarray, b: np.ndarray, keep_left: bool, keep_right: bool
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Row positions pairing equal keys of ``a`` and ``b`` (both int64, ascending).
+    """Row positions pairing equal keys of ``a`` and ``b`` (ascending; both int32, else
+    both as int64).
 
     ``keep_left`` / ``keep_right`` also keep the rows of that side without a
     partner (a left, right or full outer join); their partner is ``-1``. The
     pairs come in key order, as int32 when every position fits (half the
     memory), else int64. None when ``a`` or ``b`` is not sorted ascending.
     """
-    a = np.ascontiguousarray(a, dtype=np.int64)
-    b = np.ascontiguousarray(b, dtype=np.int64)
+    kind = np.int32 if a.dtype == b.dtype == np.int32 else np.int64
+    a = np.ascontiguousarray(a, dtype=kind)
+    b = np.ascontiguousarray(b, dtype=kind)
     keep_left, keep_right = bool(keep_left), bool(keep_right)
     parts = max(1, numba.get_num_threads() * _PARTS_PER_THREAD)
     with _PARALLEL:
@@ -325,10 +327,11 @@ def _missing(rows: np.ndarray, filled: int) -> np.ndarray:
     return missing
 
 
-def collect_keys(batches: Any, length: int) -> np.ndarray | None:
-    """An int64 key column from batches read in row order, into one array of Arrow's pool;
-    None when a key is null (a null key pairs with nothing: the hash join handles it)."""
-    out = empty(length, np.int64)
+def collect_keys(batches: Any, length: int, dtype: Any = np.int64) -> np.ndarray | None:
+    """An integer key column (``dtype``) from batches read in row order, into one array of
+    Arrow's pool; None when a key is null (a null key pairs with nothing: the hash join
+    handles it)."""
+    out = empty(length, dtype)
     filled = 0
     for batch in batches:
         column = _first_column(batch)
@@ -341,13 +344,15 @@ def collect_keys(batches: Any, length: int) -> np.ndarray | None:
 
 def warm_up() -> None:
     """Load (or compile, the first time on a machine) the kernels on tiny inputs."""
-    keys = np.arange(4, dtype=np.int64)
-    for keep in (False, True):
-        pairs = pair_sorted(keys, keys, keep, keep)
-        assert pairs is not None
-        rows = pairs[0]
-        index = index_array(rows, partnerless=keep)
-        monotone(rows)
-        take(pa.array(keys.astype(np.float64)), rows, index)
-        gather_stream([pa.array(keys.astype(np.float64))], rows, pa.float64())
-    collect_keys([pa.array(keys)], len(keys))
+    for dtype in (np.int64, np.int32):
+        keys = np.arange(4, dtype=dtype)
+        for keep in (False, True):
+            pairs = pair_sorted(keys, keys, keep, keep)
+            assert pairs is not None
+            rows = pairs[0]
+            index = index_array(rows, partnerless=keep)
+            monotone(rows)
+            take(pa.array(keys), rows, index)
+            take(pa.array(keys.astype(np.float64)), rows, index)
+            gather_stream([pa.array(keys.astype(np.float64))], rows, pa.float64())
+        collect_keys([pa.array(keys)], len(keys), dtype)

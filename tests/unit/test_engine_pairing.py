@@ -424,3 +424,44 @@ def test_unsigned_keys_past_int64_fall_back(merged_calls) -> None:
     query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x != 1.x")
     assert Engine({"a": a, "b": b}).page(query).column("id").to_pylist() == [big]
     assert merged_calls == [False]
+
+
+@pytest.mark.parametrize("parquet", [False, True])
+@pytest.mark.parametrize(
+    ("offset", "narrow"),
+    [(0, True), (2**31 - 150, False), (-(2**31), True), (2**40, False)],
+)
+def test_int64_keys_merge_as_int32_when_every_key_fits(
+    merged_calls, monkeypatch, tmp_path, parquet: bool, offset: int, narrow: bool
+) -> None:
+    """int64 keys within int32 (by the file's statistics, or a min/max of the column)
+    are read and merged at half the bytes; the answers stay those of the hash join."""
+    tables = {
+        name: table.set_column(
+            0, "id", pa.array(table.column("id").to_numpy().astype(np.int64) + offset, pa.int64())
+        )
+        for name, table in (("a", A), ("b", B))
+    }
+    if parquet:
+        for name, table in tables.items():
+            pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=100)
+        tables = {n: Table.from_parquet(tmp_path / f"{n}.parquet") for n in "ab"}
+    seen: list[str] = []
+    pair_sorted = pairing.pair_sorted
+
+    def spy(a: np.ndarray, b: np.ndarray, *keep: bool) -> object:
+        seen.append(f"{a.dtype}/{b.dtype}")
+        return pair_sorted(a, b, *keep)
+
+    monkeypatch.setattr(pairing, "pair_sorted", spy)
+    query = Query(
+        table="a", compare_with={"table": "b", "on": "id"}, filter="1.x > 0", sort=["-id"]
+    )
+    engine = Engine(tables)
+    merged = (engine.count(query), engine.page(query, limit=30).to_pylist())
+    assert all(merged_calls) and seen == ["int32/int32" if narrow else "int64/int64"]
+    ids = [row["id"] for row in merged[1]]
+    assert ids == sorted(ids, reverse=True) and min(ids) >= offset + 100
+    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    plain = Engine(tables)
+    assert merged == (plain.count(query), plain.page(query, limit=30).to_pylist())
