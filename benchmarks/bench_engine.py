@@ -5,8 +5,9 @@ Run: ``.venv/bin/python benchmarks/bench_engine.py [--rows N] [--repeat R]``.
 The data (two versions of one table, ``id`` shared) is generated once and
 cached under ``benchmarks/data/``. Each side runs in its own subprocess so the
 peak resident memory (``VmHWM``, counted from the side's own start) belongs to
-that side alone. pandas is measured twice: reading the needed columns of the same Parquet file and then
-doing the operation (the like-for-like case: the engine reads the file too),
+that side alone. pandas is measured twice: reading the needed columns of the
+same Parquet file and then doing the operation (the like-for-like case: the
+engine reads the file too),
 and doing the operation on a DataFrame already in memory. The engine is
 measured cold (its answer cache emptied before each run) and warm (the same
 call again, answered from the cache where the engine keeps the answer), in
