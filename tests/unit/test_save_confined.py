@@ -77,7 +77,9 @@ def test_a_symlink_that_leads_out_is_refused(folders) -> None:
     (root / "link_dir").symlink_to(outside, target_is_directory=True)
     (root / "link.json").symlink_to(outside / "target.json")  # dangling: would be created
     for text in ("link_dir/x.json", "link_dir/new/x.json", "link.json"):
-        with pytest.raises(SaveRefused, match="leads out of the workspace folder through a symlink"):
+        with pytest.raises(
+            SaveRefused, match="leads out of the workspace folder through a symlink"
+        ):
             confined_target(text, root)
     (root / "inner").mkdir()
     (root / "link_in").symlink_to(root / "inner", target_is_directory=True)

@@ -76,7 +76,9 @@ def test_the_cli_refuses_before_reading_any_table(tmp_path: Path, capsys) -> Non
     status = main(["serve", str(missing_ok), "--address", "0.0.0.0"])
     err = capsys.readouterr().err
     assert status == 2
-    assert "panels: error: --address 0.0.0.0 listens beyond this machine: give --allow-origin" in err
+    assert (
+        "panels: error: --address 0.0.0.0 listens beyond this machine: give --allow-origin" in err
+    )
     status = main(["serve", str(missing_ok), "--allow-origin", "a:b:c"])
     assert status == 2
     assert "`a:b:c`" in capsys.readouterr().err
