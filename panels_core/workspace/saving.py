@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from panels_core.paths import OutsideFolder, is_inside, resolve_inside
 from panels_core.workspace.spec import TableSource, WorkspaceSpec
 
 __all__ = [
@@ -85,27 +86,25 @@ def confined_target(text: str, root: str | os.PathLike[str]) -> Path:
     file; ``..`` is refused, and so is any symlink (the file or a folder on the
     way) that leads out of ``root``.
     """
-    given_root, root = Path(os.path.abspath(root)), Path(root).resolve()
+    real_root = Path(root).resolve()
     text = text.strip()
-    hint = f"give a .json file name inside the workspace folder {root}"
+    hint = f"give a .json file name inside the workspace folder {real_root}"
     if not text or "\0" in text:
         raise SaveRefused(f"no file name given; {hint}")
     given = Path(text)
     if given.suffix.lower() != ".json" or not given.stem:
         raise SaveRefused(f"`{text}` is not a .json file; {hint}")
-    if ".." in given.parts:
-        raise SaveRefused(f"`{text}` contains `..`; {hint}")
-    target = given if given.is_absolute() else root / given
-    if not (target.is_relative_to(root) or target.is_relative_to(given_root)):
-        raise SaveRefused(f"`{text}` is outside the workspace folder; {hint}")
-    if not _inside(target, root):
-        raise SaveRefused(f"`{text}` leads out of the workspace folder through a symlink; {hint}")
-    return target
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` (resolved) is ``root`` or below it."""
-    return path.resolve().is_relative_to(root)
+    relative = text
+    if given.is_absolute() and ".." not in given.parts:
+        bases = (real_root, Path(os.path.abspath(root)))
+        base = next((b for b in bases if given.is_relative_to(b)), None)
+        if base is None:
+            raise SaveRefused(f"`{text}` is outside the workspace folder; {hint}")
+        relative = str(given.relative_to(base))
+    try:
+        return resolve_inside(real_root, relative, "the workspace folder")
+    except OutsideFolder as exc:
+        raise SaveRefused(f"{exc}; {hint}") from exc
 
 
 def write_spec(
@@ -121,7 +120,7 @@ def write_spec(
     path = Path(path) if root is None else confined_target(str(path), root)
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
-    if root is not None and not _inside(folder, Path(root).resolve()):  # changed meanwhile
+    if root is not None and not is_inside(folder, root):  # changed since the check
         raise SaveRefused(f"`{path}` leads out of the workspace folder {root}")
     spec = relative_sources(spec, folder.resolve())
     text = json.dumps(spec.to_dict(), indent=2) + "\n"
