@@ -90,6 +90,20 @@ def test_allow_origin_adds_a_name(run_cli, data):
     assert request(url, f"evil.example:{port}")[0] == 403
 
 
+def test_basic_auth_asks_for_a_login_and_host_checking_still_holds(run_cli, data):
+    url = run_cli("serve", str(data), "--basic-auth", "a-long-test-password")
+    port = urlsplit(url).port
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    try:
+        connection.request("GET", "/", headers={"Host": f"localhost:{port}"})
+        response = connection.getresponse()
+        response.read()
+        assert (response.status, response.getheader("Location")) == (302, "./login?next=%2F")
+    finally:
+        connection.close()
+    assert request(url, f"evil.example:{port}")[0] == 403
+
+
 def save_as(page, text: str) -> None:
     page.locator(".save-path input").fill(text)
     page.locator(".save-workspace button").click()
