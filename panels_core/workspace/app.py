@@ -441,7 +441,8 @@ class Workspace(pn.viewable.Viewer):
     says where each table comes from (what ``save`` writes).
 
     The page's Save writes only a ``*.json`` file inside ``save_root`` (default:
-    the current folder); ``read_only`` leaves the Save controls out altogether.
+    the folder of ``save_path``, else the current folder); ``read_only`` leaves the
+    Save controls out altogether.
     ``save`` itself, called from Python, writes wherever it is told.
     """
 
@@ -474,7 +475,9 @@ class Workspace(pn.viewable.Viewer):
         self.layout = layout or LayoutSpec()
         self.plugins = dict(plugins or {})
         self.save_path = Path(save_path) if save_path is not None else None
-        self.save_root = Path(save_root if save_root is not None else os.getcwd()).resolve()
+        if save_root is None:  # as `panels serve`: the workspace file's folder, else this one
+            save_root = self.save_path.parent if self.save_path is not None else os.getcwd()
+        self.save_root = Path(save_root).resolve()
         self.read_only = read_only
         specs = list(cards) if cards is not None else default_cards(self.engine, panels)
         self.cards: list[CardView] = []

@@ -158,12 +158,15 @@ def test_read_only_has_no_save_controls_and_refuses(folders) -> None:
     assert not (root / "my.json").exists()
 
 
-def test_the_page_save_folder_defaults_to_the_current_folder(folders, monkeypatch) -> None:
+def test_the_page_save_folder_defaults_to_the_files_folder_else_the_current_one(folders, monkeypatch) -> None:
     root, _ = folders
     monkeypatch.chdir(root)
     ws = Workspace({"runs": Table.from_parquet(root / "runs.parquet")})
     assert ws.save_root == root.resolve()
     assert ws.save_input.value == "workspace.json"
+    ws = Workspace({"runs": ws.engine.table("runs")}, save_path=root / "views" / "ws.json")
+    assert ws.save_root == (root / "views").resolve()
+    assert ws.save_input.value == "ws.json"
 
 
 def test_serve_saves_in_the_workspace_files_folder_else_the_current_one(
