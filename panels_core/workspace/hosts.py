@@ -117,6 +117,7 @@ class _RefusedHandler(RequestHandler):
     def prepare(self) -> None:
         self.set_status(403)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
         self.finish(f"typed-panels: {self.hosts.refusal(self.request) or 'refused'}\n")
 
 

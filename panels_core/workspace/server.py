@@ -18,7 +18,10 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from panels_core.workspace.hosts import HostList
 
 __all__ = [
     "demo_paths",
@@ -179,7 +182,7 @@ def _warm_up_thread(name: str, label: str, job: Callable[[], Any]) -> threading.
     return thread
 
 
-def listening_hosts(address: str, port: int, allow_origin: Sequence[str] = ()) -> Any:
+def listening_hosts(address: str, port: int, allow_origin: Sequence[str] = ()) -> HostList:
     """The HostList the server answers; ValueError for a bad name, or for a non-loopback
     ``address`` without ``allow_origin``."""
     from panels_core.workspace.hosts import HostList, is_loopback
@@ -223,9 +226,12 @@ def serve_tables(
     hosts = listening_hosts(address, port, allow_origin)
     if not is_loopback(address):
         who = "anyone who logs in" if basic_auth or oauth_provider else "anyone who reaches it"
+        can = "read every table this server opened" + (
+            "" if workspace.get("read_only") else ", save in its folder"
+        )
         print(
             f"typed-panels: WARNING: listening on {address}:{port}: {who} can use this "
-            "workspace (read every table this server opened, save in its folder)",
+            f"workspace ({can})",
             file=sys.stderr,
             flush=True,
         )
@@ -242,7 +248,7 @@ def serve_tables(
     auth: dict[str, Any] = {}
     if basic_auth or oauth_provider:
         auth = {"basic_auth": basic_auth, "oauth_provider": oauth_provider}
-        if not os.environ.get("PANEL_COOKIE_SECRET"):  # logins last as long as this process
+        if not pn.config.cookie_secret:  # logins last as long as this process
             auth["cookie_secret"] = secrets.token_urlsafe(32)
     print(f"typed-panels: serving {len(tables)} tables on http://{address}:{port}", flush=True)
     server = pn.serve(
