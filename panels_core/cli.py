@@ -231,6 +231,30 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
         "--demo", action="store_true", help="add the demo data (written once to ./demo_data)"
     )
     parser.add_argument("--title", default="typed-panels", help="the page title")
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="no Save in the page (the server refuses to write workspace files)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="also answer to this host name (repeatable; required with a non-loopback "
+        "--address); only localhost:PORT and 127.0.0.1:PORT otherwise",
+    )
+    parser.add_argument(
+        "--basic-auth",
+        metavar="PASSWORD|FILE",
+        help="require a login (Panel's basic auth: one password, or a JSON file of user: password)",
+    )
+    parser.add_argument(
+        "--oauth-provider",
+        metavar="NAME",
+        help="require a login through Panel's OAuth provider NAME (e.g. github); its "
+        "key and secret come from PANEL_OAUTH_KEY and PANEL_OAUTH_SECRET",
+    )
 
 
 def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
@@ -247,6 +271,10 @@ def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
         address=args.address,
         show=args.show,
         title=args.title,
+        read_only=args.read_only,
+        allow_origin=args.allow_origin,
+        basic_auth=args.basic_auth,
+        oauth_provider=args.oauth_provider,
     )
     return 0
 

@@ -16,9 +16,10 @@ import datetime as _dt
 import json
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +29,7 @@ import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 
 from panels_core.media import Classes, Image
+from panels_core.paths import OutsideFolder, resolve_inside
 from panels_core.table import JoinedTable, Table, build_column, column_type
 from panels_core.types import (
     AnyType,
@@ -413,7 +415,14 @@ def _load_json(path: Path) -> Any:
 
 
 class _MediaResolver:
-    """Finds the files a W&B export references, relative to the export's folder or its parents."""
+    """Finds the files a W&B export references, relative to the export's folder or its parents.
+
+    Only a ``media/...`` reference is looked for in the parents (up to 3: run files
+    and partitioned tables keep media at their root). A reference that would leave
+    its folder (absolute, ``..``, a symlink out) is never read: ``find`` raises
+    OutsideFolder; an image cell with one is left empty and its row kept in
+    ``refused`` (read_wandb warns, naming the rows).
+    """
 
     def __init__(self, json_path: Path, missing: str) -> None:
         if missing not in ("error", "null"):
@@ -422,14 +431,30 @@ class _MediaResolver:
         self.roots = [json_path.parent, *list(json_path.parent.parents)[:3]]
         self.missing = missing
         self.missing_count = 0
+        self.refused: list[tuple[str, int, str]] = []  # (column, row, why)
         self._json_cache: dict[Path, Any] = {}
 
     def find(self, relative: str) -> Path | None:
-        for root in self.roots:
-            candidate = root / relative
+        """The file ``relative`` names in the first folder that has it; None if none does."""
+        media = PurePath(relative).parts[:1] == ("media",)
+        for root in self.roots if media else self.roots[:1]:
+            candidate = resolve_inside(root, relative, "the export's folder")
             if candidate.is_file():
                 return candidate
         return None
+
+    def warn_refused(self) -> None:
+        """One warning naming the rows whose image cells were left empty, and why."""
+        if not self.refused:
+            return
+        rows = ", ".join(f"`{column}` row {row}" for column, row, _ in self.refused[:10])
+        more = f" and {len(self.refused) - 10} more" if len(self.refused) > 10 else ""
+        warnings.warn(
+            f"`{self.json_path}`: {len(self.refused)} image cells left empty ({rows}{more}): "
+            f"{self.refused[0][2]}; media files are read only inside the export's folder",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def json_file(self, relative: str, where: str) -> Any:
         found = self.find(relative)
@@ -443,6 +468,14 @@ class _MediaResolver:
         return self._json_cache[found]
 
     def image(self, cell: Mapping[str, Any], column: str, row: int, classes: dict[int, str]):
+        """The Image of one image-file cell; None (and the row kept) if it names a file outside."""
+        try:
+            return self._image(cell, column, row, classes)
+        except OutsideFolder as exc:
+            self.refused.append((column, row, str(exc)))
+            return None
+
+    def _image(self, cell: Mapping[str, Any], column: str, row: int, classes: dict[int, str]):
         where = f"column `{column}`, row {row}"
         relative = cell.get("path")
         found = self.find(relative) if isinstance(relative, str) else None
@@ -542,6 +575,7 @@ def read_wandb(
             raise type(exc)(f"`{path}`: {_message(exc)}") from exc
         fields.append(field)
         arrays.append(array)
+    resolver.warn_refused()
     arrow = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     try:
         return Table.from_arrow(arrow, dtypes=dtypes)

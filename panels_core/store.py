@@ -12,7 +12,9 @@ Layout of a store folder::
 A version is written into a hidden temporary folder and renamed into place
 under the lock, so readers never see half a version and two writers never get
 the same number. Image cells keep their struct with ``data`` nulled and
-``sha256`` kept; ``get`` puts the bytes back from ``media/``.
+``sha256`` kept; ``get`` puts the bytes back from ``media/``, and only from
+there: a reference that is not a sha256 or leads out of ``media/`` (a symlink)
+leaves its cell empty, with a warning naming the rows.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import re
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -36,13 +39,15 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from panels_core.media import is_image_field
+from panels_core.paths import OutsideFolder, resolve_inside
 from panels_core.table import FORMAT_KEY, FORMAT_VERSION, TYPES_KEY, JoinedTable, Table
-from panels_core.types import JoinedTableType, TableType
+from panels_core.types import JoinedTableType, OptionalType, TableType, strip_optional
 
 __all__ = ["Store", "StoreEntry", "StoreError", "StoreKeyError", "VersionManifest"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION_DIR = re.compile(r"^v(\d+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -351,9 +356,14 @@ class Store:
         if not image_columns:
             return lazy  # rows stay on disk until asked for; engines scan the file
         arrow = lazy.to_arrow()
+        columns = dict(table_type.columns)
         for field in image_columns:
             index = arrow.schema.get_field_index(field.name)
-            arrow = arrow.set_column(index, field, self._rehydrate(arrow.column(index), path))
+            array, emptied = self._rehydrate(arrow.column(index), path)
+            arrow = arrow.set_column(index, field, array)
+            if emptied and field.name in columns:  # refused cells: the column has nulls now
+                columns[field.name] = OptionalType(inner=strip_optional(columns[field.name]))
+        table_type = TableType(columns=columns)
         arrow = arrow.replace_schema_metadata(
             {k: v for k, v in (arrow.schema.metadata or {}).items() if k != TYPES_KEY}
         )
@@ -365,8 +375,9 @@ class Store:
             )
         return table
 
-    def _rehydrate(self, column: pa.ChunkedArray, path: Path) -> pa.Array:
-        """The image struct with ``data`` read back from media/ by sha256."""
+    def _rehydrate(self, column: pa.ChunkedArray, path: Path) -> tuple[pa.Array, bool]:
+        """The image struct with ``data`` read back from media/ by sha256, and whether a
+        cell was left empty (its reference would read outside media/; with a warning)."""
         struct = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
         names = [struct.type.field(i).name for i in range(struct.type.num_fields)]
         children = struct.flatten()
@@ -375,12 +386,16 @@ class Store:
         valid = pc.is_valid(struct).to_pylist()
         cache: dict[str, bytes] = {}
         blobs: list[bytes | None] = []
+        refused: list[tuple[int, str]] = []
         for row, (digest, fmt, present) in enumerate(zip(hashes, formats, valid)):
-            if not present or digest is None:
+            media = self._stored_media(digest, fmt) if present and digest is not None else None
+            if isinstance(media, str):  # why it is refused
+                refused.append((row, media))
+                valid[row] = False
+            if not isinstance(media, Path):
                 blobs.append(None)
                 continue
             if digest not in cache:
-                media = self._media_path(digest, fmt)
                 try:
                     cache[digest] = media.read_bytes()
                 except OSError as exc:
@@ -389,11 +404,29 @@ class Store:
                         f"`{self.media_dir}`; the store's media folder was changed by hand"
                     ) from exc
             blobs.append(cache[digest])
+        if refused:
+            rows = ", ".join(str(row) for row, _ in refused[:10])
+            warnings.warn(
+                f"`{path}`: {len(refused)} image cells left empty (rows {rows}"
+                f"{' ...' if len(refused) > 10 else ''}): {refused[0][1]}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         children[names.index("data")] = pa.array(blobs, pa.binary())
-        mask = pc.invert(pc.is_valid(struct)) if struct.null_count else None
-        return pa.StructArray.from_arrays(
-            children, fields=[struct.type.field(i) for i in range(len(names))], mask=mask
-        )
+        mask = pc.invert(pa.array(valid, pa.bool_())) if not all(valid) else None
+        fields = [struct.type.field(i) for i in range(len(names))]
+        return pa.StructArray.from_arrays(children, fields=fields, mask=mask), bool(refused)
+
+    def _stored_media(self, digest: str, fmt: str | None) -> Path | str:
+        """The media file of ``digest``, or why it is not read (not a sha256, a symlink out)."""
+        if not _SHA256.match(str(digest)):
+            return f"`{str(digest)[:80]}` is not a sha256 of the store's media"
+        try:
+            return resolve_inside(
+                self.media_dir, self._media_path(digest, fmt).name, "the store's media folder"
+            )
+        except OutsideFolder as exc:
+            return str(exc)
 
     def list(self) -> list[StoreEntry]:
         """Every table name with its versions and latest manifest, sorted by name."""

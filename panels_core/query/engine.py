@@ -24,7 +24,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -344,8 +344,14 @@ def _label(value: Any) -> str:
 # --------------------------------------------------------------------------- the engine
 
 
-def _connect(threads: int) -> Any:
-    """An in-memory DuckDB connection that reads local Parquet files as it needs them.
+def _connect(threads: int, files: Sequence[str] = ()) -> Any:
+    """An in-memory DuckDB connection, locked down, that reads only the Parquet ``files``.
+
+    Defence in depth (no user text reaches SQL but bound values and checked
+    names): no extension is installed or loaded on demand, no file but
+    ``files`` can be read or written (``enable_external_access`` off, the files
+    in ``allowed_paths``), and the configuration is locked, so no statement can
+    undo any of it. Another file needs a new connection (``Engine._allow``).
 
     DuckDB's Parquet reader prefetches whole column chunks by default: on a
     local file that buys no speed and costs memory (a filtered, sorted page of a
@@ -353,11 +359,31 @@ def _connect(threads: int) -> Any:
     ``benchmarks/bench_engine.py``). The switch is set GLOBAL, so the cursors
     of every call see it. DuckDB releases without the switch are left as they are.
     """
-    con = duckdb.connect(":memory:", config={"threads": threads})
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "threads": threads,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+        },
+    )
     known = {name for (name,) in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
     if "disable_parquet_prefetching" in known:
         con.execute("SET GLOBAL disable_parquet_prefetching = true")
+    con.execute("SET GLOBAL allowed_paths = $1", [sorted(files)])
+    con.execute("SET GLOBAL enable_external_access = false")
+    con.execute("SET GLOBAL lock_configuration = true")
     return con
+
+
+def _parquet_files(tables: Sequence[Any]) -> list[str]:
+    """The Parquet files behind ``tables`` (both sides of a joined table)."""
+    from panels_core.table import JoinedTable
+
+    parts = [p for t in tables for p in ((t.left, t.right) if isinstance(t, JoinedTable) else (t,))]
+    paths = (getattr(p, "parquet_path", None) for p in parts)
+    return [str(path) for path in paths if path is not None]
 
 
 class Engine:
@@ -369,7 +395,9 @@ class Engine:
         threads: int = 2,
         cache_size: int = CACHE_SIZE,
     ) -> None:
-        self._con = _connect(threads)
+        self._threads = threads
+        self._files = set(_parquet_files(list((tables or {}).values())))
+        self._con = _connect(threads, sorted(self._files))
         self._sources: dict[str, _Source] = {}
         self._hidden: dict[str, _Source] = {}
         self._lock = threading.RLock()
@@ -466,6 +494,7 @@ class Engine:
         )
         path = getattr(table, "parquet_path", None)
         if path is not None:
+            self._allow(str(path))
             try:
                 rel = self._con.read_parquet(str(path), file_row_number=True)
                 rel.create_view(view, replace=True)
@@ -481,6 +510,22 @@ class Engine:
                 _ROW, pa.array(np.arange(arrow.num_rows, dtype=np.int64))
             )
         return source
+
+    def _allow(self, path: str) -> None:
+        """Let the connection read ``path``: a new connection (the old one is locked)
+        that also reads it, with the Parquet views of the tables registered so far.
+
+        Calls running on the old connection finish there; it closes when they do."""
+        if path in self._files:
+            return
+        con = _connect(self._threads, sorted({*self._files, path}))
+        for source in (*self._sources.values(), *self._hidden.values()):
+            if source.parquet:
+                # a file that became unreadable fails its own queries, not this table's
+                with suppress(duckdb.Error):
+                    rel = con.read_parquet(str(source.path), file_row_number=True)
+                    rel.create_view(source.view, replace=True)
+        self._con, self._files = con, {*self._files, path}
 
     def table_names(self) -> list[str]:
         """The names of the registered tables."""

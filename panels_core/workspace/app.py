@@ -10,6 +10,7 @@ that card.
 
 from __future__ import annotations
 
+import html
 import os
 import threading
 from collections import OrderedDict
@@ -438,6 +439,11 @@ class Workspace(pn.viewable.Viewer):
     ``cards`` (CardSpecs) to choose them, or use ``Workspace.from_spec``.
     Tables may be Tables, JoinedTables, pandas or Arrow tables. ``sources``
     says where each table comes from (what ``save`` writes).
+
+    The page's Save writes only a ``*.json`` file inside ``save_root`` (default:
+    the folder of ``save_path``, else the current folder); ``read_only`` leaves the
+    Save controls out altogether.
+    ``save`` itself, called from Python, writes wherever it is told.
     """
 
     def __init__(
@@ -453,6 +459,8 @@ class Workspace(pn.viewable.Viewer):
         plugins: Mapping[str, str] | None = None,
         save_path: str | os.PathLike[str] | None = None,
         unavailable: Mapping[str, str] | None = None,
+        save_root: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
     ) -> None:
         super().__init__()
         self.unavailable = dict(unavailable or {})
@@ -467,6 +475,10 @@ class Workspace(pn.viewable.Viewer):
         self.layout = layout or LayoutSpec()
         self.plugins = dict(plugins or {})
         self.save_path = Path(save_path) if save_path is not None else None
+        if save_root is None:  # as `panels serve`: the workspace file's folder, else this one
+            save_root = self.save_path.parent if self.save_path is not None else os.getcwd()
+        self.save_root = Path(save_root).resolve()
+        self.read_only = read_only
         specs = list(cards) if cards is not None else default_cards(self.engine, panels)
         self.cards: list[CardView] = []
         self.grid = pn.Column(
@@ -702,7 +714,7 @@ class Workspace(pn.viewable.Viewer):
         )
         self.save_input = pn.widgets.TextInput(
             label="Save to",
-            value=str(self.save_path or "workspace.json"),
+            value=self._shown_save_path(),
             sizing_mode="stretch_width",
             css_classes=["save-path"],
         )
@@ -712,7 +724,7 @@ class Workspace(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["save-workspace"],
         )
-        self.save_status = pn.pane.Markdown("", css_classes=["save-status"], margin=(0, 10))
+        self.save_status = pn.pane.HTML("", css_classes=["save-status"], margin=(0, 10))
         self.add_button.on_click(self._add_clicked)
         self.save_button.on_click(self._save_clicked)
 
@@ -721,15 +733,31 @@ class Workspace(pn.viewable.Viewer):
             try:
                 self.add_card(self.add_table.value)
             except Exception as exc:
-                self.save_status.object = f"Cannot add a card: {exc}"
+                self._status("Cannot add a card:", str(exc))
+
+    def _status(self, lead: str, text: str) -> None:
+        """Show ``lead`` (bold) and ``text`` (plain text, never markup) under the Save button."""
+        self.save_status.object = f"<b>{html.escape(lead)}</b> {html.escape(text)}"
+
+    def _shown_save_path(self) -> str:
+        """The Save box's first value: the workspace file, relative to the save folder."""
+        if self.save_path is None:
+            return "workspace.json"
+        path = Path(os.path.abspath(self.save_path))
+        return str(path.relative_to(self.save_root)) if path.is_relative_to(self.save_root) else ""
 
     def _save_clicked(self, _event: Any) -> None:
-        try:
-            path = self.save(self.save_input.value.strip() or None)
-        except Exception as exc:
-            self.save_status.object = f"**Not saved:** {exc}"
+        """The page's Save: only a .json file inside ``save_root``, never when read-only."""
+        if self.read_only:
+            self._status("Not saved:", "this workspace is served read-only")
             return
-        self.save_status.object = f"Saved {len(self.cards)} cards to `{path}`"
+        try:
+            path = write_spec(self.to_spec(), self.save_input.value, root=self.save_root)
+        except Exception as exc:  # refused (SaveRefused), or the disk said no
+            self._status("Not saved:", str(exc))
+            return
+        self.save_path = path
+        self._status("Saved", f"{len(self.cards)} cards to {path}")
 
     def _table_entry(self, name: str, versions: list[str]) -> pn.viewable.Viewable:
         try:
@@ -787,15 +815,23 @@ class Workspace(pn.viewable.Viewer):
             pn.pane.Markdown("### Add a card", margin=(0, 10)),
             self.add_table,
             self.add_button,
-            pn.pane.Markdown("### Save", margin=(10, 10, 0, 10)),
-            self.save_input,
-            self.save_button,
-            self.save_status,
+            *self._save_controls(),
             pn.pane.Markdown("### Tables", margin=(10, 10, 0, 10)),
             *entries,
             sizing_mode="stretch_width",
             css_classes=["workspace-sidebar"],
         )
+
+    def _save_controls(self) -> list[pn.viewable.Viewable]:
+        """The sidebar's Save area; only its status line (add-card errors) when read-only."""
+        if self.read_only:
+            return [self.save_status]
+        return [
+            pn.pane.Markdown("### Save", margin=(10, 10, 0, 10)),
+            self.save_input,
+            self.save_button,
+            self.save_status,
+        ]
 
     def main(self) -> pn.viewable.Viewable:
         """The cards, in a grid."""

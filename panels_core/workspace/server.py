@@ -3,20 +3,29 @@
 Tables are opened once and shared by every session through one Engine; each
 browser session gets its own Workspace (cards, queries, widgets), so nothing
 typed in one session shows in another.
+
+The server answers only the host names it is given (``hosts``), saves only in
+its workspace folder (the ``--workspace`` file's, else the current one), and
+listens beyond this machine only when told which names browsers use for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from panels_core.workspace.hosts import HostList
 
 __all__ = [
     "demo_paths",
+    "listening_hosts",
     "lower_thread_priority",
     "prepare",
     "serve_paths",
@@ -66,7 +75,10 @@ def prepare(
     loaded = load_sources(all_paths)
     tables = {name: item.table for name, item in loaded.items()}
     sources = {name: item.source for name, item in loaded.items()}
-    options: dict[str, Any] = {"save_path": spec_path}
+    options: dict[str, Any] = {
+        "save_path": spec_path,
+        "save_root": (spec_path.parent if spec_path is not None else Path.cwd()).resolve(),
+    }
     if spec_path is not None and spec_path.exists():
         spec = read_spec(spec_path)
         stores = [p for p in all_paths if is_store_folder(Path(p))]
@@ -170,6 +182,20 @@ def _warm_up_thread(name: str, label: str, job: Callable[[], Any]) -> threading.
     return thread
 
 
+def listening_hosts(address: str, port: int, allow_origin: Sequence[str] = ()) -> HostList:
+    """The HostList the server answers; ValueError for a bad name, or for a non-loopback
+    ``address`` without ``allow_origin``."""
+    from panels_core.workspace.hosts import HostList, is_loopback
+
+    hosts = HostList(port, allow_origin)
+    if not is_loopback(address) and not allow_origin:
+        raise ValueError(
+            f"--address {address} listens beyond this machine: give --allow-origin "
+            "HOST[:PORT] (the name browsers use to reach it), and --basic-auth"
+        )
+    return hosts
+
+
 def serve_tables(
     tables: Mapping[str, Any],
     *,
@@ -177,18 +203,38 @@ def serve_tables(
     address: str = "127.0.0.1",
     show: bool = False,
     title: str = "typed-panels",
+    allow_origin: Sequence[str] = (),
+    basic_auth: str | None = None,
+    oauth_provider: str | None = None,
     **workspace: Any,
 ) -> None:
     """Serve a workspace over ``tables`` until interrupted; every session shares one engine.
 
+    Only ``localhost:PORT``, ``127.0.0.1:PORT`` and the ``allow_origin`` names
+    (``HOST`` or ``HOST:PORT``) are answered; a non-loopback ``address`` needs
+    ``allow_origin``. ``basic_auth`` and ``oauth_provider`` go to Panel (the
+    OAuth key and secret from Panel's ``PANEL_OAUTH_*`` variables).
     ``workspace`` options (``cards``, ``sources``, ``layout``, ``plugins``,
-    ``save_path``) go to each session's ``Workspace``.
+    ``save_path``, ``save_root``, ``read_only``) go to each session's ``Workspace``.
     """
     import panel as pn
 
     from panels_core.query.engine import Engine
     from panels_core.workspace.app import Workspace, default_cards
+    from panels_core.workspace.hosts import install_host_check, is_loopback
 
+    hosts = listening_hosts(address, port, allow_origin)
+    if not is_loopback(address):
+        who = "anyone who logs in" if basic_auth or oauth_provider else "anyone who reaches it"
+        can = "read every table this server opened" + (
+            "" if workspace.get("read_only") else ", save in its folder"
+        )
+        print(
+            f"typed-panels: WARNING: listening on {address}:{port}: {who} can use this "
+            f"workspace ({can})",
+            file=sys.stderr,
+            flush=True,
+        )
     _register_models()
     engine = Engine(dict(tables))
     if workspace.get("cards") is None:  # the smart default, worked out once for every session
@@ -199,18 +245,27 @@ def serve_tables(
     def app() -> Any:
         return Workspace(engine=engine, title=title, **workspace).template()
 
-    origins = [f"{host}:{port}" for host in ("localhost", "127.0.0.1", address)]
+    auth: dict[str, Any] = {}
+    if basic_auth or oauth_provider:
+        auth = {"basic_auth": basic_auth, "oauth_provider": oauth_provider}
+        if not pn.config.cookie_secret:  # logins last as long as this process
+            auth["cookie_secret"] = secrets.token_urlsafe(32)
     print(f"typed-panels: serving {len(tables)} tables on http://{address}:{port}", flush=True)
-    pn.serve(
+    server = pn.serve(
         app,
         port=port,
         address=address,
         show=show,
+        start=False,
         title=title,
-        websocket_origin=list(dict.fromkeys(origins)),
+        websocket_origin=hosts.websocket_origins(),
         threaded=False,
         admin=False,
+        **auth,
     )
+    install_host_check(server, hosts)
+    server.start()
+    server.io_loop.start()
 
 
 def serve_paths(
@@ -221,5 +276,10 @@ def serve_paths(
     **options: Any,
 ) -> None:
     """Open ``paths`` (files, projector folders, stores; plus the demo data) and serve them."""
+    listening_hosts(  # a bad --address / --allow-origin fails before any table is read
+        options.get("address", "127.0.0.1"),
+        options.get("port", 5006),
+        options.get("allow_origin", ()),
+    )
     tables, ws_options = prepare(paths, demo=demo, workspace=workspace)
     serve_tables(tables, **options, **ws_options)

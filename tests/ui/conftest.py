@@ -87,9 +87,8 @@ def run_cli(tmp_path):
     def start(*args: str, timeout: float = 180) -> str:
         port = free_port()
         command = [sys.executable, "-m", "panels_core.cli", *args, "--port", str(port)]
-        env = {
+        env = {  # the server itself allows 127.0.0.1:PORT and localhost:PORT only
             **os.environ,
-            "BOKEH_ALLOW_WS_ORIGIN": f"127.0.0.1:{port},localhost:{port}",
             "PANELS_WARM_UP": os.environ.get("PANELS_WARM_UP", "0"),  # tests need no UMAP
         }
         process = subprocess.Popen(
