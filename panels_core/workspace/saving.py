@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -124,7 +124,9 @@ def write_spec(
         raise SaveRefused(f"`{path}` leads out of the workspace folder {root}")
     spec = relative_sources(spec, folder.resolve())
     text = json.dumps(spec.to_dict(), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    tmp = folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # O_EXCL: never through a planted file or link; 0o666 less the umask, as open() gives
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

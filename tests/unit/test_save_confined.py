@@ -119,6 +119,17 @@ def test_overwriting_keeps_the_files_mode(folders, workspace) -> None:
     assert json.loads(target.read_text())["cards"]
 
 
+def test_a_new_file_gets_the_mode_open_would_give_it(folders, workspace) -> None:
+    root, _ = folders
+    old = os.umask(0o022)
+    try:
+        path = write_spec(workspace.to_spec(), "fresh.json", root=root)
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)  # not mkstemp's 0600
+    assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_the_page_save_refuses_and_says_why(folders, workspace) -> None:
     root, outside = folders
     before = files_in(root.parent)
