@@ -111,7 +111,7 @@ class Lit(_Node):
             raise ValueError("a filter number must be finite (no inf or nan)")
         problem = text_problem(value) if isinstance(value, str) else None
         if problem:
-            raise ValueError(f"the string {ascii(value[:40])} {problem}")
+            raise ValueError(f"the string {value[:40]!a} {problem}")
         return value
 
     def to_text(self) -> str:
