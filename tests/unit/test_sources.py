@@ -633,3 +633,68 @@ def test_unknown_option_and_forced_format(tmp_path):
     assert open_table(path, format="csv").to_arrow().to_pydict() == {"a": [1], "b": [2]}
     with pytest.raises(TypeError, match="the csv reader does not take sheet; it takes delimiter"):
         open_table(path, format="csv", sheet=1)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def test_binary_garbage_csv_is_refused_as_not_text(tmp_path):
+    rng = np.random.default_rng(7)
+    path = tmp_path / "garbage.csv"
+    for head in (b"\x88\x01garbage", b"ab\x00cd"):
+        path.write_bytes(head + rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+        with pytest.raises(ValueError, match=r"`.*garbage\.csv`: it is (not UTF-8 text|binary data)"):
+            open_table(path)
+
+
+def test_csv_in_another_encoding_names_the_column(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("name,x\ncafé,1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"`.*latin\.csv`: it is not UTF-8 text \(byte 10.*UTF-8"):
+        open_table(latin)
+    late = tmp_path / "late.csv"  # the first 64 KiB are fine: the column says it
+    late.write_bytes(b"name,x\n" + b"abc,1\n" * 20_000 + "café,2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"`.*late\.csv`: column `name` holds text that is not UTF-8"):
+        open_table(late)
+
+
+@pytest.mark.parametrize(
+    ("column_types", "where", "kind"),
+    [
+        ([1, 2], "column_types", "a list"),
+        ("typedDict", "column_types", "text"),
+        ({"params": [1]}, "column_types.params", "a list"),
+        ({"params": {"type_map": 3}}, "column_types.params.type_map", "a number"),
+    ],
+)
+def test_wandb_malformed_column_types_names_the_file_and_key(tmp_path, column_types, where, kind):
+    path = tmp_path / "t.table.json"
+    path.write_text(json.dumps({"columns": ["a"], "data": [[1]], "column_types": column_types}))
+    with pytest.raises(ValueError) as info:
+        open_table(path)
+    assert str(info.value).startswith(f"`{path}`: `{where}` is {kind}, but `column_types` must be")
+    assert "delete `column_types`" in str(info.value)
+
+
+def test_wandb_malformed_column_type_entries_fall_back_to_the_values(tmp_path):
+    path = tmp_path / "t.table.json"
+    type_map = {
+        "a": {"wb_type": "union", "params": {"allowed_types": 3}},
+        "b": {"wb_type": "ndarray", "params": {"shape": 5}},
+        "c": {"wb_type": "image-file", "params": {"box_layers": 1}},
+        "d": [1],
+    }
+    column_types = {"wb_type": "typedDict", "params": {"type_map": type_map}}
+    data = {"columns": ["a", "b", "c", "d"], "data": [[1, 2.5, "x", True]]}
+    path.write_text(json.dumps({**data, "column_types": column_types}))
+    table = open_table(path)
+    assert table.to_arrow().to_pylist() == [{"a": 1, "b": 2.5, "c": "x", "d": True}]
+    assert wandb_type_to_datatype(type_map["b"]) == ListType(item=NumberType())
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_wandb_json_nested_deep_names_the_file(tmp_path, depth):
+    path = tmp_path / "deep.table.json"
+    path.write_text('{"columns": ["a"], "data": [[' + "[" * depth + "]" * depth + "]]}")
+    with pytest.raises(ValueError, match=r"cannot read `.*deep\.table\.json`: it is nested too deeply"):
+        open_table(path)

@@ -227,6 +227,23 @@ def test_specs_are_data_newer_versions_refused(tmp_path: Path) -> None:
     assert read_spec(path) == spec
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"cards": [], "tables": {"t": "caf\xe9.parquet"}}', r"is not UTF-8 text \(byte 34: invalid"),
+        (b'{"cards": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "is nested too deeply to read"),
+    ],
+)
+def test_a_workspace_file_that_is_not_text_or_too_deep_names_the_file(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "ws.json"
+    path.write_bytes(content)
+    for read in (read_spec, Workspace.from_spec):
+        with pytest.raises(SpecError, match=rf"^workspace {path} {problem}"):
+            read(path)
+
+
 def test_an_unreadable_table_shows_in_its_cards_only(tmp_path: Path, files) -> None:
     spec = WorkspaceSpec(
         tables={"runs": str(files["runs"]), "gone": "gone.parquet"},
