@@ -252,7 +252,7 @@ def read_csv(
                 f"{_SAVE_UTF8}"
             )
     try:
-        return Table.from_arrow(arrow, dtypes=dtypes)
+        return Table.from_arrow(arrow, dtypes=dtypes, rename=True)
     except (KeyError, TypeError, ValueError) as exc:
         raise type(exc)(f"`{path}`: {_message(exc)}") from exc
 
@@ -361,7 +361,7 @@ def read_arrow_ipc(
             "another format: write it again (pyarrow.feather.write_feather), or open it with the "
             "reader for its format"
         ) from exc
-    return Table.from_arrow(arrow, dtypes=dtypes)
+    return Table.from_arrow(arrow, dtypes=dtypes, rename=True)
 
 
 # --------------------------------------------------------------------------- W&B exports
@@ -600,7 +600,7 @@ def _read_wandb(
         arrays.append(array)
     arrow = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     try:
-        return Table.from_arrow(arrow, dtypes=dtypes)
+        return Table.from_arrow(arrow, dtypes=dtypes, rename=True)
     except (KeyError, TypeError, ValueError) as exc:
         raise type(exc)(f"`{path}`: {_message(exc)}") from exc
 
@@ -979,4 +979,4 @@ def read_tensorboard(
         fields.append(field)
         arrays.append(array)
     arrow = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-    return Table.from_arrow(arrow, dtypes=dtypes)
+    return Table.from_arrow(arrow, dtypes=dtypes, rename=True)

@@ -467,8 +467,7 @@ class Engine:
         path = getattr(table, "parquet_path", None)
         if path is not None:
             try:
-                rel = self._con.read_parquet(str(path), file_row_number=True)
-                rel.create_view(view, replace=True)
+                self._scan(path, schema.names).create_view(view, replace=True)
             except duckdb.Error as exc:
                 raise QueryError(
                     f"table `{name}`: cannot scan `{path}`: {_first_line(exc)}"
@@ -481,6 +480,18 @@ class Engine:
                 _ROW, pa.array(np.arange(arrow.num_rows, dtype=np.int64))
             )
         return source
+
+    def _scan(self, path: Path, names: Sequence[str]) -> Any:
+        """A lazy scan of a Parquet file: its columns under the table's ``names`` (by
+        position: a file may repeat a name or leave one empty) and its row numbers as
+        ``_ROW``. Renamed so, a column of the file called ``file_row_number`` does not
+        hide DuckDB's row numbers."""
+        columns = ", ".join(quote_ident(n) for n in names)
+        sql = (
+            f"SELECT *, file_row_number AS {quote_ident(_ROW)} "
+            f"FROM read_parquet($path) AS __tp_file({columns})"
+        )
+        return self._con.sql(sql, params={"path": str(path)})
 
     def table_names(self) -> list[str]:
         """The names of the registered tables."""
@@ -559,8 +570,8 @@ class Engine:
                 source.type,
                 pick,
             )
-        row = "file_row_number" if source.parquet else quote_ident(_ROW)
-        sql = f"SELECT {cols}, {row} AS {quote_ident(_ROW)} FROM {quote_ident(source.view)}"
+        row = quote_ident(_ROW)
+        sql = f"SELECT {cols}, {row} FROM {quote_ident(source.view)}"
         if pick is not None:
             rows = pick.rows(0)
             sql += f" WHERE list_contains({pick.params.add(rows, 'BIGINT[]')}, {row})"

@@ -241,3 +241,18 @@ def test_info_on_binary_garbage_is_one_clean_line(tmp_path: Path) -> None:
         f"panels: error: cannot read CSV `{garbage}`: it is binary data, not text (byte "
     )
     assert result.stderr.count("\n") == 1
+
+
+def test_info_says_which_columns_show_under_another_name(reg: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "named.parquet"
+    arrays = [pa.array([1]), pa.array([2]), pa.array([3])]
+    pq.write_table(pa.Table.from_arrays(arrays, ["a", "a", ""]), path)
+    status, text = run("info", str(path))
+    assert status == 0
+    assert "a (2)    integer\n(empty)  integer\n" in text
+    assert text.endswith(
+        "note: the file repeats a column name or leaves one empty; shown as "
+        "`a (2)` (`a` in the file), `(empty)` (no name in the file)\n"
+    )
+    status, text = run("info", str(path), "--json")
+    assert json.loads(text)["renamed"] == {"a (2)": "a", "(empty)": ""}

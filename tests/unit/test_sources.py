@@ -698,3 +698,62 @@ def test_wandb_json_nested_deep_names_the_file(tmp_path, depth):
     path.write_text('{"columns": ["a"], "data": [[' + "[" * depth + "]" * depth + "]]}")
     with pytest.raises(ValueError, match=r"cannot read `.*deep\.table\.json`: it is nested too deeply"):
         open_table(path)
+
+
+# --------------------------------------------------------------------------- column names a file gets wrong
+
+
+def _write_named(path, names, fmt):
+    arrays = [pa.array([10 * i + 1, 10 * i + 2, 10 * i + 3]) for i in range(len(names))]
+    arrow = pa.Table.from_arrays(arrays, names=names)
+    if fmt == "parquet":
+        pq.write_table(arrow, path)
+    elif fmt == "arrow":
+        feather.write_feather(arrow, path)
+    else:
+        lines = [",".join(names)] + [",".join(str(a[r]) for a in arrays) for r in range(3)]
+        path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow", "csv"])
+def test_repeated_and_empty_column_names_work_under_shown_names(tmp_path, fmt):
+    from panels_core.query.engine import Engine
+    from panels_core.query.model import Query
+
+    path = tmp_path / f"named.{'feather' if fmt == 'arrow' else fmt}"
+    # the file already has `x (2)`: the second `x` shows as `x (3)`
+    _write_named(path, ["x", "x", "x (2)", "", "y"], fmt)
+    table = open_table(path)
+    assert table.columns == ["x", "x (3)", "x (2)", "(empty)", "y"]
+    assert table.renamed == {"x (3)": "x", "(empty)": ""}
+    assert list(table.type.columns) == table.columns
+    engine = Engine({"t": table})
+    page = engine.page(Query(table="t", filter="`x (3)` > 11 and `(empty)` < 33", sort=["-y"]))
+    assert page.to_pydict() == {
+        "x": [2],
+        "x (3)": [12],
+        "x (2)": [22],
+        "(empty)": [32],
+        "y": [42],
+    }
+    assert engine.histogram(Query(table="t"), "(empty)", bins=3).counts.tolist() == [1, 1, 1]
+    assert table.to_arrow().column_names == table.columns
+
+
+def test_a_column_named_file_row_number_simply_works(tmp_path):
+    from panels_core.query.engine import Engine
+    from panels_core.query.model import Query
+
+    path = tmp_path / "rows.parquet"
+    arrow = pa.table({"file_row_number": [30, 10, 20, 40], "y": [0.5, 1.5, 2.5, 3.5]})
+    pq.write_table(arrow, path, row_group_size=2)
+    table = open_table(path)
+    assert table.renamed == {}
+    engine = Engine({"t": table})
+    assert engine.page(Query(table="t")).to_pydict() == arrow.to_pydict()
+    sorted_page = engine.page(Query(table="t", filter="file_row_number > 15", sort=["y"]))
+    assert sorted_page.column("file_row_number").to_pylist() == [30, 20, 40]
+    assert engine.page(Query(table="t"), offset=2, limit=1).to_pylist() == [
+        {"file_row_number": 20, "y": 2.5}
+    ]
+    assert engine.count(Query(table="t", filter="file_row_number < 25")) == 2
