@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from panels_core.damage import READ_ERRORS, damage_message, sample_around_damage
 from panels_core.infer import KIND_KEY, SAMPLE_ROWS, infer_from_arrow, sample_rows
 from panels_core.media import (
     Image,
@@ -548,8 +549,11 @@ class Table:
     def to_arrow(self) -> pa.Table:
         """The whole table as Arrow (reads a Parquet-backed table; converts buffered rows)."""
         if self._parquet_path is not None and self._arrow is None:
-            with pq.ParquetFile(self._parquet_path) as file:  # not read_table: it refuses
-                self._arrow = file.read().rename_columns(self._columns)  # a repeated name
+            try:  # not pq.read_table: it refuses a file that repeats a column name
+                with pq.ParquetFile(self._parquet_path) as file:
+                    self._arrow = file.read().rename_columns(self._columns)
+            except READ_ERRORS as exc:
+                raise ValueError(damage_message(self._parquet_path, exc)) from exc
         if self._pending:
             self._flush_pending()
         return self._arrow if self._arrow is not None else pa.table({})
@@ -610,10 +614,16 @@ class Table:
         return infer_from_arrow(arrow.schema, sample_rows(arrow), null_counts, self._dtypes)
 
     def _parquet_sample(self) -> pa.Table:
-        """The first rows of a Parquet file (one read of its first pages)."""
-        file = pq.ParquetFile(self._parquet_path)
-        for batch in file.iter_batches(batch_size=SAMPLE_ROWS):
-            return pa.Table.from_arrays(batch.columns, schema=self._parquet_schema)
+        """The first rows of a Parquet file (one read of its first pages); when a page is
+        damaged, the columns that read (so only the reads of a damaged column fail)."""
+        with pq.ParquetFile(self._parquet_path) as file:
+            try:
+                for batch in file.iter_batches(batch_size=SAMPLE_ROWS):
+                    return pa.Table.from_arrays(batch.columns, schema=self._parquet_schema)
+            except READ_ERRORS:
+                return sample_around_damage(
+                    file, self._parquet_schema, self._file_names, SAMPLE_ROWS
+                )
         return self._parquet_schema.empty_table()
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:

@@ -86,6 +86,13 @@ _PAIRINGS_KEPT = 2  # pairings of row positions kept (two arrays of the output's
 _STREAM_BATCH = 1 << 20  # rows per batch when a column is streamed into its gathered order
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _INT32 = (-(1 << 31), (1 << 31) - 1)
+# what DuckDB raises when a file's data does not read (besides a bare duckdb.Error)
+_READ_ERRORS = (
+    duckdb.IOException,
+    duckdb.InvalidInputException,
+    duckdb.InternalException,
+    duckdb.SerializationException,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -1313,7 +1320,7 @@ class Engine:
             self._ready(cur, sql)
             return cur.execute(sql, params.bind(sql)).fetchall()
         except duckdb.Error as exc:
-            raise _wrap(exc, what) from None
+            raise self._error(exc, what) from None
 
     def _arrow(
         self, cur: Any, sql: str, params: Params, what: str, batch: int = 1_000_000
@@ -1323,7 +1330,7 @@ class Engine:
             bound = params.bind(sql)
             return cur.sql(sql, params=bound or None).to_arrow_table(batch)
         except duckdb.Error as exc:
-            raise _wrap(exc, what) from None
+            raise self._error(exc, what) from None
 
     @contextmanager
     def _session(self, query: Query, what: str, **plan: Any) -> Iterator[tuple[Any, Params, _Rel]]:
@@ -1334,8 +1341,21 @@ class Engine:
             try:
                 rel = self._plan(query, params, cur, **plan)
             except duckdb.Error as exc:
-                raise _wrap(exc, what) from None
+                raise self._error(exc, what) from None
             yield cur, params, rel
+
+    def _error(self, exc: duckdb.Error, what: str) -> QueryError:
+        """The QueryError for a statement that failed: a damaged Parquet file named (the
+        file, column and row group), else what DuckDB said with a hint."""
+        if isinstance(exc, _READ_ERRORS) or type(exc) is duckdb.Error:
+            from panels_core.damage import damage_message, find_damage
+
+            sources = (*self._sources.values(), *self._hidden.values())
+            paths = [s.path for s in sources if s.path is not None]
+            damaged = [p for p in paths if find_damage(p)] or [p for p in paths if str(p) in str(exc)]
+            if damaged:
+                return QueryError(f"{what}: {damage_message(damaged[0], exc)}")
+        return _wrap(exc, what)
 
     # ------------------------------------------------------------- public calls
 

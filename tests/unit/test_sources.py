@@ -757,3 +757,73 @@ def test_a_column_named_file_row_number_simply_works(tmp_path):
         {"file_row_number": 20, "y": 2.5}
     ]
     assert engine.count(Query(table="t", filter="file_row_number < 25")) == 2
+
+
+# --------------------------------------------------------------------------- damaged Parquet data
+
+
+def write_damaged_parquet(path, compression, row_group=1, column=0):
+    """Ten thousand rows in two row groups; 64 bytes of one column chunk overwritten, the
+    footer intact (uncompressed: the page header; snappy: the middle of the chunk)."""
+    n = 10_000
+    arrow = pa.table(
+        {"x": np.arange(n, dtype=np.float64), "s": [f"s{i % 7}" for i in range(n)], "k": np.arange(n)}
+    )
+    pq.write_table(arrow, path, compression=compression, row_group_size=n // 2)
+    chunk = pq.read_metadata(path).row_group(row_group).column(column)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    offset = start + (3 if compression == "none" else chunk.total_compressed_size // 2)
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("compression", "why"), [("none", "thrift"), ("snappy", "snappy")])
+def test_a_damaged_data_page_names_the_file_column_and_row_group(tmp_path, compression, why):
+    from panels_core.query.engine import Engine
+    from panels_core.query.errors import QueryError
+    from panels_core.query.model import Query
+
+    path = tmp_path / "data.parquet"
+    write_damaged_parquet(path, compression)
+    table = open_table(path)  # the footer reads: the table opens, typed from its first rows
+    assert table.type.columns["k"] == NumberType(integer=True)
+    engine = Engine({"t": table})
+    assert engine.page(Query(table="t"), limit=3).column("k").to_pylist() == [0, 1, 2]
+    assert engine.histogram(Query(table="t"), "k", bins=2).counts.tolist() == [5000, 5000]
+    expected = (
+        rf"^histogram: `{path}`: corrupt data in column `x` \(row group 1\): .*{why}.*; "
+        "the file may be truncated or damaged: write it again, or get another copy$"
+    )
+    with pytest.raises(QueryError, match=expected):
+        engine.histogram(Query(table="t"), "x")
+    with pytest.raises(QueryError, match=r"^count: .*corrupt data in column `x` \(row group 1\)"):
+        engine.count(Query(table="t", filter="x > 3"))
+    with pytest.raises(ValueError, match=rf"^`{path}`: corrupt data in column `x` \(row group 1\)"):
+        table.to_arrow()
+
+
+def test_a_damaged_first_page_still_opens_and_types_the_other_columns(tmp_path):
+    path = tmp_path / "data.parquet"
+    write_damaged_parquet(path, "none", row_group=0, column=1)
+    table = open_table(path)
+    assert table.type.columns["x"] == NumberType()
+    assert table.type.columns["k"] == NumberType(integer=True)
+
+
+def test_a_damaged_page_shows_in_the_workspace_cards_that_read_it(tmp_path):
+    from panels_core.query.model import Query
+    from panels_core.workspace import CardSpec
+    from panels_core.workspace.app import Workspace
+
+    path = tmp_path / "data.parquet"
+    write_damaged_parquet(path, "snappy")
+    cards = [
+        CardSpec(kind="histogram", input=Query(table="data"), config={"column": "x"}),
+        CardSpec(kind="histogram", input=Query(table="data"), config={"column": "k"}),
+    ]
+    damaged, fine = Workspace({"data": open_table(path)}, cards).cards
+    message = damaged.body[0].object
+    assert f"`{path}`: corrupt data in column `x` (row group 1)" in message
+    assert "the file may be truncated or damaged" in message
+    assert type(fine.body[0]).__name__ != "Alert" and fine.count.object == "10,000 of 10,000 rows"
