@@ -1346,15 +1346,21 @@ class Engine:
 
     def _error(self, exc: duckdb.Error, what: str) -> QueryError:
         """The QueryError for a statement that failed: a damaged Parquet file named (the
-        file, column and row group), else what DuckDB said with a hint."""
-        if isinstance(exc, _READ_ERRORS) or type(exc) is duckdb.Error:
-            from panels_core.damage import damage_message, find_damage
+        file, and the column and row group when pyarrow finds them), else ``_wrap``.
 
-            sources = (*self._sources.values(), *self._hidden.values())
-            paths = [s.path for s in sources if s.path is not None]
-            damaged = [p for p in paths if find_damage(p)] or [p for p in paths if str(p) in str(exc)]
-            if damaged:
-                return QueryError(f"{what}: {damage_message(damaged[0], exc)}")
+        Only a read error is looked into: the file its message names, or, when it names
+        none (a bare page-header error), every Parquet file of the engine."""
+        if not (isinstance(exc, _READ_ERRORS) or type(exc) is duckdb.Error):
+            return _wrap(exc, what)
+        from panels_core.damage import damage_message, find_damage
+
+        sources = (*self._sources.values(), *self._hidden.values())
+        paths = [s.path for s in sources if s.path is not None]
+        named = [p for p in paths if str(p) in str(exc)]
+        suspects = named or ([] if isinstance(exc, duckdb.InvalidInputException) else paths)
+        for path in suspects:
+            if path in named or find_damage(path):
+                return QueryError(f"{what}: {damage_message(path, exc)}")
         return _wrap(exc, what)
 
     # ------------------------------------------------------------- public calls
