@@ -367,6 +367,19 @@ def _connect(threads: int) -> Any:
     return con
 
 
+def _scan(con: Any, path: str | os.PathLike[str], names: Sequence[str]) -> Any:
+    """A lazy scan of a Parquet file on ``con``: its columns under the table's ``names``
+    (by position: a file may repeat a name or leave one empty) and its row numbers as
+    ``_ROW``. Renamed so, a column of the file called ``file_row_number`` does not hide
+    DuckDB's row numbers."""
+    columns = ", ".join(quote_ident(n) for n in names)
+    sql = (
+        f"SELECT *, file_row_number AS {quote_ident(_ROW)} "
+        f"FROM read_parquet($path) AS __tp_file({columns})"
+    )
+    return con.sql(sql, params={"path": str(path)})
+
+
 class Engine:
     """Runs Queries over named tables with DuckDB; safe to call from many threads."""
 
@@ -474,7 +487,7 @@ class Engine:
         path = getattr(table, "parquet_path", None)
         if path is not None:
             try:
-                self._scan(path, schema.names).create_view(view, replace=True)
+                _scan(self._con, path, schema.names).create_view(view, replace=True)
             except duckdb.Error as exc:
                 raise QueryError(
                     f"table `{name}`: cannot scan `{path}`: {_first_line(exc)}"
@@ -487,18 +500,6 @@ class Engine:
                 _ROW, pa.array(np.arange(arrow.num_rows, dtype=np.int64))
             )
         return source
-
-    def _scan(self, path: Path, names: Sequence[str]) -> Any:
-        """A lazy scan of a Parquet file: its columns under the table's ``names`` (by
-        position: a file may repeat a name or leave one empty) and its row numbers as
-        ``_ROW``. Renamed so, a column of the file called ``file_row_number`` does not
-        hide DuckDB's row numbers."""
-        columns = ", ".join(quote_ident(n) for n in names)
-        sql = (
-            f"SELECT *, file_row_number AS {quote_ident(_ROW)} "
-            f"FROM read_parquet($path) AS __tp_file({columns})"
-        )
-        return self._con.sql(sql, params={"path": str(path)})
 
     def table_names(self) -> list[str]:
         """The names of the registered tables."""
