@@ -116,6 +116,7 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
         matches = registry.compatible(table_type)
         broken = [s for s in registry.statuses() if s.state == "failed"]
     columns = columns_of(table_type)
+    renamed = dict(getattr(table, "renamed", {}))
     if args.json:
         _dump_json(
             {
@@ -123,6 +124,7 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
                 "rows": rows,
                 "type": table_type.model_dump(mode="json"),
                 "columns": [{"name": n, "type": describe(t)} for n, t in columns.items()],
+                "renamed": renamed,
                 "panels": [
                     {
                         "kind": m.kind,
@@ -145,6 +147,11 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
     for i, m in enumerate(matches, 1):
         config = json.dumps(m.config.model_dump(mode="json"))
         out.write(f"  {i}. {m.kind} ({m.panel.title}, score {m.score:g})  {config}\n")
+    if renamed:
+        shown = ", ".join(
+            f"`{n}` ({f'`{o}`' if o else 'no name'} in the file)" for n, o in renamed.items()
+        )
+        out.write(f"\nnote: the file repeats a column name or leaves one empty; shown as {shown}\n")
     if broken:
         kinds = ", ".join(s.kind for s in broken)
         out.write(f"\nnote: plugins that failed to load: {kinds} (see `panels plugins`)\n")

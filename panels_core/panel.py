@@ -68,6 +68,7 @@ __all__ = [
     "Prefer",
     "Slot",
     "columns_of",
+    "is_kind_name",
     "slots_of",
     "specificity",
 ]
@@ -81,6 +82,11 @@ _KIND_RE = re.compile(r"^[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*$")
 
 class PanelDefinitionError(TypeError):
     """A Panel class or its config model breaks the Panel contract."""
+
+
+def is_kind_name(kind: Any) -> bool:
+    """Whether ``kind`` can name a panel: lower-case words joined by ``_``, ``.`` or ``-``."""
+    return isinstance(kind, str) and _KIND_RE.match(kind) is not None
 
 
 # --------------------------------------------------------------------------- specificity
@@ -595,7 +601,7 @@ def check_panel_class(cls: Any) -> None:
     """Raise PanelDefinitionError when ``cls`` breaks the Panel contract."""
     if not isinstance(cls, type) or not issubclass(cls, Panel):
         raise PanelDefinitionError(f"{cls!r} is not a subclass of panels_core.Panel")
-    if not isinstance(cls.kind, str) or not _KIND_RE.match(cls.kind):
+    if not is_kind_name(cls.kind):
         raise PanelDefinitionError(
             f"{cls.__name__}.kind must be a lower-case name like 'my_panel', got {cls.kind!r}"
         )

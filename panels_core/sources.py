@@ -240,16 +240,48 @@ def read_csv(
     path = Path(path)
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    _check_text(path)
     convert = pacsv.ConvertOptions(column_types=_dtypes_to_csv_types(dtypes))
     parse = pacsv.ParseOptions(delimiter=delimiter)
     try:
         arrow = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
         raise _csv_error(path, exc, parse, convert) from exc
+    for field in arrow.schema:
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            raise ValueError(
+                f"cannot read CSV `{path}`: column `{field.name}` holds text that is not UTF-8; "
+                f"{_SAVE_UTF8}"
+            )
     try:
-        return Table.from_arrow(arrow, dtypes=dtypes)
+        return Table.from_arrow(arrow, dtypes=dtypes, rename=True)
     except (KeyError, TypeError, ValueError) as exc:
         raise type(exc)(f"`{path}`: {_message(exc)}") from exc
+
+
+_SNIFF_BYTES = 1 << 16
+_SAVE_UTF8 = "save the file as UTF-8 (a spreadsheet's \"CSV UTF-8\") and open it again"
+
+
+def _check_text(path: Path) -> None:
+    """Refuse a file whose first bytes are not UTF-8 text (binary data, another encoding)."""
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if b"\0" in head:
+        raise ValueError(
+            f"cannot read CSV `{path}`: it is binary data, not text (byte {head.index(0)} is "
+            "NUL); open it with the reader for its format (format=...), or export it as CSV again"
+        )
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        cut = len(head) == _SNIFF_BYTES and exc.start >= len(head) - 3
+        if not (cut and exc.reason == "unexpected end of data"):
+            raise ValueError(
+                f"cannot read CSV `{path}`: it is not UTF-8 text (byte {exc.start}: "
+                f"{exc.reason}); {_SAVE_UTF8}, or open a binary file with the reader for its "
+                "format (format=...)"
+            ) from None
 
 
 def _csv_error(
@@ -331,18 +363,30 @@ def read_arrow_ipc(
             "another format: write it again (pyarrow.feather.write_feather), or open it with the "
             "reader for its format"
         ) from exc
-    return Table.from_arrow(arrow, dtypes=dtypes)
+    return Table.from_arrow(arrow, dtypes=dtypes, rename=True)
 
 
 # --------------------------------------------------------------------------- W&B exports
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (malformed parts of a type)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    """``value`` when it is a JSON list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def wandb_type_to_datatype(wb_type: Mapping[str, Any] | None) -> Any:
-    """Our DataType for a W&B ``wb_type`` dict (``{"wb_type": "number"}`` -> NumberType())."""
+    """Our DataType for a W&B ``wb_type`` dict (``{"wb_type": "number"}`` -> NumberType()).
+
+    Malformed parts (a list where an object belongs, ...) give ``unknown``, not an error."""
     if not isinstance(wb_type, Mapping):
         return UnknownType()
     name = wb_type.get("wb_type")
-    params = wb_type.get("params") or {}
+    params = _mapping(wb_type.get("params"))
     if name == "number":
         return NumberType()
     if name == "string":
@@ -356,7 +400,7 @@ def wandb_type_to_datatype(wb_type: Mapping[str, Any] | None) -> Any:
     if name == "any":
         return AnyType()
     if name == "union":
-        members = [wandb_type_to_datatype(m) for m in params.get("allowed_types", [])]
+        members = [wandb_type_to_datatype(m) for m in _items(params.get("allowed_types"))]
         nullable = any(isinstance(m, OptionalType) for m in members)
         others = [m for m in members if not isinstance(m, OptionalType)]
         inner: Any = others[0] if len(others) == 1 else (AnyType() if others else UnknownType())
@@ -368,17 +412,17 @@ def wandb_type_to_datatype(wb_type: Mapping[str, Any] | None) -> Any:
             return EmbeddingType(dim=length)
         return ListType(item=item)
     if name == "ndarray":
-        shape = params.get("shape") or []
+        shape = _items(params.get("shape"))
         if len(shape) == 1 and isinstance(shape[0], int):
             return EmbeddingType(dim=shape[0])
         return ListType(item=NumberType())
     if name == "typedDict":
-        type_map = params.get("type_map") or {}
+        type_map = _mapping(params.get("type_map"))
         return StructType(fields={str(k): wandb_type_to_datatype(v) for k, v in type_map.items()})
     if name == "image-file":
         return ImageType(
-            box_layers=tuple(params.get("box_layers") or {}),
-            mask_layers=tuple(params.get("mask_layers") or {}),
+            box_layers=tuple(str(k) for k in _mapping(params.get("box_layers"))),
+            mask_layers=tuple(str(k) for k in _mapping(params.get("mask_layers"))),
             classes=tuple(
                 ClassLabel(id=int(k), name=str(v)) for k, v in _class_map(params).items()
             ),
@@ -548,6 +592,18 @@ def read_wandb(
     incremental tables (``<n>.table.json`` increments) are read whole.
     """
     path = Path(path)
+    try:
+        return _read_wandb(path, dtypes, missing_media)
+    except RecursionError:
+        raise ValueError(
+            f"cannot read `{path}`: it is nested too deeply (lists or objects inside each "
+            "other hundreds of levels deep); it is not a W&B table export typed-panels reads"
+        ) from None
+
+
+def _read_wandb(
+    path: Path, dtypes: Mapping[str, Any] | None, missing_media: str
+) -> Table | JoinedTable:
     obj = _load_json(path)
     if not isinstance(obj, Mapping):
         raise ValueError(
@@ -578,7 +634,7 @@ def read_wandb(
     resolver.warn_refused()
     arrow = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     try:
-        return Table.from_arrow(arrow, dtypes=dtypes)
+        return Table.from_arrow(arrow, dtypes=dtypes, rename=True)
     except (KeyError, TypeError, ValueError) as exc:
         raise type(exc)(f"`{path}`: {_message(exc)}") from exc
 
@@ -628,6 +684,11 @@ def _wandb_rows(
             f"(its keys are {sorted(obj)[:10]}); export the table with wandb, or pass format=... "
             "for another reader"
         )
+    if not isinstance(obj["columns"], list):
+        raise ValueError(
+            f"`{path}`: `columns` must be a list of column names, got a JSON "
+            f"{type(obj['columns']).__name__}; fix or re-export the table"
+        )
     columns = [str(c) for c in obj["columns"]]
     rows = list(_check_rows(path, columns, obj["data"]))
     if obj.get("log_mode") == "INCREMENTAL":
@@ -639,8 +700,26 @@ def _wandb_rows(
         for _, increment in increments:
             data = _load_json(increment)
             rows.extend(_check_rows(increment, columns, data.get("data", []), len(rows)))
-    type_map = ((obj.get("column_types") or {}).get("params") or {}).get("type_map") or {}
-    return columns, rows, dict(type_map)
+    return columns, rows, _type_map(path, obj.get("column_types"))
+
+
+def _type_map(path: Path, column_types: Any) -> dict[str, Any]:
+    """The per-column W&B types of an export's ``column_types`` (a typedDict), if any."""
+    value, where = column_types, "column_types"
+    for key in ("params", "type_map"):
+        if value is None or not isinstance(value, Mapping):
+            break
+        value, where = value.get(key), f"{where}.{key}"
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        kind = {list: "a list", str: "text", bool: "a boolean"}.get(type(value), "a number")
+        raise ValueError(
+            f"`{path}`: `{where}` is {kind}, but `column_types` must be an object like "
+            '{"wb_type": "typedDict", "params": {"type_map": {"column": {...}}}}; re-export '
+            "the table, or delete `column_types` to type the columns from their values"
+        )
+    return {str(k): v for k, v in value.items()}
 
 
 def _wandb_column(
@@ -679,13 +758,13 @@ def _serialization_path(wb_json: Any) -> Mapping[str, Any] | None:
     """Where W&B put a numpy column (``media/serialized_data/*.npz``), if it did."""
     if not isinstance(wb_json, Mapping):
         return None
-    params = wb_json.get("params") or {}
+    params = _mapping(wb_json.get("params"))
     if wb_json.get("wb_type") == "ndarray" and isinstance(
         params.get("serialization_path"), Mapping
     ):
         return params["serialization_path"]
     if wb_json.get("wb_type") == "union":
-        for member in params.get("allowed_types", []):
+        for member in _items(params.get("allowed_types")):
             found = _serialization_path(member)
             if found is not None:
                 return found
@@ -934,4 +1013,4 @@ def read_tensorboard(
         fields.append(field)
         arrays.append(array)
     arrow = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-    return Table.from_arrow(arrow, dtypes=dtypes)
+    return Table.from_arrow(arrow, dtypes=dtypes, rename=True)

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from panels_core.damage import READ_ERRORS, damage_message, sample_around_damage
 from panels_core.infer import KIND_KEY, SAMPLE_ROWS, infer_from_arrow, sample_rows
 from panels_core.media import (
     Image,
@@ -50,11 +51,13 @@ from panels_core.types import (
     unify,
 )
 
-__all__ = ["JoinedTable", "Table", "build_column"]
+__all__ = ["EMPTY_NAME", "JoinedTable", "Table", "build_column", "shown_names"]
 
 TYPES_KEY = b"typed_panels.types"
 FORMAT_KEY = b"typed_panels.format"
 FORMAT_VERSION = b"1"
+EMPTY_NAME = "(empty)"
+"""The name a column shows under when its file gives it none."""
 
 
 # --------------------------------------------------------------------------- Python values -> Arrow
@@ -225,6 +228,26 @@ def _check_names(names: Iterable[Any]) -> list[str]:
     return result
 
 
+def shown_names(names: Sequence[str]) -> list[str]:
+    """Names for a file's columns that a table can use: each one non-empty and unique.
+
+    A column with no name shows as ``(empty)``; the second and later columns of
+    one name as ``x (2)``, ``x (3)`` (skipping names the file has already), so
+    every column can be named in a filter, a sort or a card.
+    """
+    taken = set(names)
+    seen: set[str] = set()
+    shown = []
+    for name in names:
+        base = name or EMPTY_NAME
+        candidate, n = base, 2
+        while candidate in seen or (candidate != name and candidate in taken):
+            candidate, n = f"{base} ({n})", n + 1
+        seen.add(candidate)
+        shown.append(candidate)
+    return shown
+
+
 def _from_dataframe(df: Any, allow_mixed: bool) -> pa.Table:
     """Arrow from pandas, keeping Image/array/mixed object columns typed and checked."""
     import pandas as pd
@@ -257,19 +280,23 @@ def _scalar_missing(value: Any) -> bool:
     return isinstance(value, float | np.floating) and bool(np.isnan(value))
 
 
-def _parquet_null_counts(meta: pq.FileMetaData, names: Sequence[str]) -> dict[str, int | None]:
-    """Per-column null counts from the row-group statistics (None where a group lacks them)."""
+def _parquet_null_counts(
+    meta: pq.FileMetaData, names: Sequence[str], shown: Sequence[str]
+) -> dict[str, int | None]:
+    """Null counts by shown name of a file's columns ``names``, from the row-group
+    statistics (None where a group lacks them)."""
     counts: dict[str, int | None] = {}
-    top_level = {}
+    top_level: dict[str, list[int]] = {}  # a name the file repeats has one entry per column
     for i in range(meta.num_columns):
         path = meta.schema.column(i).path
         if "." not in path:
-            top_level[path] = i
-    for name in names:
-        index = top_level.get(name)
-        if index is None:
-            counts[name] = None
+            top_level.setdefault(path, []).append(i)
+    for name, key in zip(names, shown, strict=True):
+        indexes = top_level.get(name)
+        if not indexes:
+            counts[key] = None
             continue
+        index = indexes.pop(0)
         total: int | None = 0
         for rg in range(meta.num_row_groups):
             stats = meta.row_group(rg).column(index).statistics
@@ -277,7 +304,7 @@ def _parquet_null_counts(meta: pq.FileMetaData, names: Sequence[str]) -> dict[st
                 total = None
                 break
             total += stats.null_count
-        counts[name] = total
+        counts[key] = total
     return counts
 
 
@@ -307,6 +334,7 @@ class Table:
         self._pending: list[list[Any]] = []
         self._pending_types: list[Any] = []
         self._type: TableType | None = None
+        self.renamed: dict[str, str] = {}
         if dataframe is None and data is not None and hasattr(data, "columns") and columns is None:
             dataframe, data = data, None
         if dataframe is not None:
@@ -327,14 +355,28 @@ class Table:
 
     @classmethod
     def from_arrow(
-        cls, table: pa.Table | pa.RecordBatch, dtypes: Mapping[str, Any] | None = None
+        cls,
+        table: pa.Table | pa.RecordBatch,
+        dtypes: Mapping[str, Any] | None = None,
+        *,
+        rename: bool = False,
     ) -> Table:
-        """A Table over an Arrow table (no copy)."""
+        """A Table over an Arrow table (no copy).
+
+        A column without a name or with a repeated one is refused, or with
+        ``rename=True`` (a file's columns) shown under a name of its own
+        (``shown_names``), kept in ``renamed``.
+        """
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
+        names = shown_names(table.column_names) if rename else table.column_names
+        renamed = {n: o for n, o in zip(names, table.column_names, strict=True) if n != o}
+        if renamed:
+            table = table.rename_columns(names)
         _check_names(table.column_names)
         obj = cls.__new__(cls)
         obj._init_empty(dtypes)
+        obj.renamed = renamed
         obj._arrow = table
         obj._columns = list(table.column_names)
         obj._check_dtype_names()
@@ -360,8 +402,13 @@ class Table:
         obj._init_empty(dtypes)
         obj._parquet_path = path.resolve()
         obj._parquet_meta = meta
-        obj._parquet_schema = schema
-        obj._columns = list(schema.names)
+        obj._file_names = list(schema.names)
+        names = shown_names(schema.names)
+        obj.renamed = {n: o for n, o in zip(names, schema.names, strict=True) if n != o}
+        obj._parquet_schema = pa.schema(
+            [f.with_name(n) for f, n in zip(schema, names, strict=True)], metadata=schema.metadata
+        )
+        obj._columns = names
         obj._check_dtype_names()
         return obj
 
@@ -374,6 +421,8 @@ class Table:
         self._pending = []
         self._pending_types = []
         self._type = None
+        self.renamed: dict[str, str] = {}
+        """Columns shown under another name than their file's (``{"x (2)": "x"}``)."""
 
     def with_dtypes(self, dtypes: Mapping[str, Any]) -> Table:
         """The same data with more column type overrides."""
@@ -500,7 +549,11 @@ class Table:
     def to_arrow(self) -> pa.Table:
         """The whole table as Arrow (reads a Parquet-backed table; converts buffered rows)."""
         if self._parquet_path is not None and self._arrow is None:
-            self._arrow = pq.read_table(self._parquet_path)
+            try:  # not pq.read_table: it refuses a file that repeats a column name
+                with pq.ParquetFile(self._parquet_path) as file:
+                    self._arrow = file.read().rename_columns(self._columns)
+            except READ_ERRORS as exc:
+                raise ValueError(damage_message(self._parquet_path, exc)) from exc
         if self._pending:
             self._flush_pending()
         return self._arrow if self._arrow is not None else pa.table({})
@@ -554,17 +607,23 @@ class Table:
                 if not self._dtypes:
                     return base
             sample = self._parquet_sample()
-            null_counts = _parquet_null_counts(self._parquet_meta, schema.names)
+            null_counts = _parquet_null_counts(self._parquet_meta, self._file_names, schema.names)
             return infer_from_arrow(schema, sample, null_counts, self._dtypes)
         arrow = self.to_arrow()
         null_counts = {name: arrow.column(name).null_count for name in arrow.column_names}
         return infer_from_arrow(arrow.schema, sample_rows(arrow), null_counts, self._dtypes)
 
     def _parquet_sample(self) -> pa.Table:
-        """The first rows of a Parquet file (one read of its first pages)."""
-        file = pq.ParquetFile(self._parquet_path)
-        for batch in file.iter_batches(batch_size=SAMPLE_ROWS):
-            return pa.Table.from_batches([batch], schema=self._parquet_schema)
+        """The first rows of a Parquet file (one read of its first pages); when a page is
+        damaged, the columns that read (so only the reads of a damaged column fail)."""
+        with pq.ParquetFile(self._parquet_path) as file:
+            try:
+                for batch in file.iter_batches(batch_size=SAMPLE_ROWS):
+                    return pa.Table.from_arrays(batch.columns, schema=self._parquet_schema)
+            except READ_ERRORS:
+                return sample_around_damage(
+                    file, self._parquet_schema, self._file_names, SAMPLE_ROWS
+                )
         return self._parquet_schema.empty_table()
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:

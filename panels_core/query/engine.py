@@ -86,6 +86,13 @@ _PAIRINGS_KEPT = 2  # pairings of row positions kept (two arrays of the output's
 _STREAM_BATCH = 1 << 20  # rows per batch when a column is streamed into its gathered order
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _INT32 = (-(1 << 31), (1 << 31) - 1)
+# what DuckDB raises when a file's data does not read (besides a bare duckdb.Error)
+_READ_ERRORS = (
+    duckdb.IOException,
+    duckdb.InvalidInputException,
+    duckdb.InternalException,
+    duckdb.SerializationException,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -386,6 +393,19 @@ def _parquet_files(tables: Sequence[Any]) -> list[str]:
     return [str(path) for path in paths if path is not None]
 
 
+def _scan(con: Any, path: str | os.PathLike[str], names: Sequence[str]) -> Any:
+    """A lazy scan of a Parquet file on ``con``: its columns under the table's ``names``
+    (by position: a file may repeat a name or leave one empty) and its row numbers as
+    ``_ROW``. Renamed so, a column of the file called ``file_row_number`` does not hide
+    DuckDB's row numbers."""
+    columns = ", ".join(quote_ident(n) for n in names)
+    sql = (
+        f"SELECT *, file_row_number AS {quote_ident(_ROW)} "
+        f"FROM read_parquet($path) AS __tp_file({columns})"
+    )
+    return con.sql(sql, params={"path": str(path)})
+
+
 class Engine:
     """Runs Queries over named tables with DuckDB; safe to call from many threads."""
 
@@ -496,8 +516,7 @@ class Engine:
         if path is not None:
             self._allow(str(path))
             try:
-                rel = self._con.read_parquet(str(path), file_row_number=True)
-                rel.create_view(view, replace=True)
+                _scan(self._con, path, schema.names).create_view(view, replace=True)
             except duckdb.Error as exc:
                 raise QueryError(
                     f"table `{name}`: cannot scan `{path}`: {_first_line(exc)}"
@@ -523,8 +542,7 @@ class Engine:
             if source.parquet:
                 # a file that became unreadable fails its own queries, not this table's
                 with suppress(duckdb.Error):
-                    rel = con.read_parquet(str(source.path), file_row_number=True)
-                    rel.create_view(source.view, replace=True)
+                    _scan(con, source.path, source.columns).create_view(source.view, replace=True)
         self._con, self._files = con, {*self._files, path}
 
     def table_names(self) -> list[str]:
@@ -604,8 +622,8 @@ class Engine:
                 source.type,
                 pick,
             )
-        row = "file_row_number" if source.parquet else quote_ident(_ROW)
-        sql = f"SELECT {cols}, {row} AS {quote_ident(_ROW)} FROM {quote_ident(source.view)}"
+        row = quote_ident(_ROW)
+        sql = f"SELECT {cols}, {row} FROM {quote_ident(source.view)}"
         if pick is not None:
             rows = pick.rows(0)
             sql += f" WHERE list_contains({pick.params.add(rows, 'BIGINT[]')}, {row})"
@@ -1347,7 +1365,7 @@ class Engine:
             self._ready(cur, sql)
             return cur.execute(sql, params.bind(sql)).fetchall()
         except duckdb.Error as exc:
-            raise _wrap(exc, what) from None
+            raise self._error(exc, what) from None
 
     def _arrow(
         self, cur: Any, sql: str, params: Params, what: str, batch: int = 1_000_000
@@ -1357,7 +1375,7 @@ class Engine:
             bound = params.bind(sql)
             return cur.sql(sql, params=bound or None).to_arrow_table(batch)
         except duckdb.Error as exc:
-            raise _wrap(exc, what) from None
+            raise self._error(exc, what) from None
 
     @contextmanager
     def _session(self, query: Query, what: str, **plan: Any) -> Iterator[tuple[Any, Params, _Rel]]:
@@ -1368,8 +1386,27 @@ class Engine:
             try:
                 rel = self._plan(query, params, cur, **plan)
             except duckdb.Error as exc:
-                raise _wrap(exc, what) from None
+                raise self._error(exc, what) from None
             yield cur, params, rel
+
+    def _error(self, exc: duckdb.Error, what: str) -> QueryError:
+        """The QueryError for a statement that failed: a damaged Parquet file named (the
+        file, and the column and row group when pyarrow finds them), else ``_wrap``.
+
+        Only a read error is looked into: the file its message names, or, when it names
+        none (a bare page-header error), every Parquet file of the engine."""
+        if not (isinstance(exc, _READ_ERRORS) or type(exc) is duckdb.Error):
+            return _wrap(exc, what)
+        from panels_core.damage import damage_message, find_damage
+
+        sources = (*self._sources.values(), *self._hidden.values())
+        paths = [s.path for s in sources if s.path is not None]
+        named = [p for p in paths if str(p) in str(exc)]
+        suspects = named or ([] if isinstance(exc, duckdb.InvalidInputException) else paths)
+        for path in suspects:
+            if path in named or find_damage(path):
+                return QueryError(f"{what}: {damage_message(path, exc)}")
+        return _wrap(exc, what)
 
     # ------------------------------------------------------------- public calls
 

@@ -31,6 +31,7 @@ __all__ = [
     "Lit",
     "Unary",
     "quote_name",
+    "text_problem",
 ]
 
 BINARY_OPS = ("or", "and", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%")
@@ -59,6 +60,20 @@ LIST_FUNCTIONS = ("any", "all", "count")
 KEYWORDS = ("and", "or", "not", "in", "is", "null", "true", "false", *FUNCTIONS, *LIST_FUNCTIONS)
 
 _BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be in a filter (it holds a lone surrogate), or None.
+
+    The answer reads after the thing's name: "the string 'a' holds ..."."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (
+        f"holds \\u{ord(found.group()):04x}, half of a UTF-16 surrogate pair, which is not "
+        "text; remove it, or write the whole character"
+    )
 
 
 def quote_name(name: str) -> str:
@@ -94,6 +109,9 @@ class Lit(_Node):
     def _finite(cls, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("a filter number must be finite (no inf or nan)")
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(f"the string {value[:40]!a} {problem}")
         return value
 
     def to_text(self) -> str:

@@ -43,6 +43,7 @@ from panels_core.query.expr import (
     Lit,
     Unary,
     _Node,
+    text_problem,
 )
 
 __all__ = ["MAX_DEPTH", "expr_depth", "parse_filter"]
@@ -192,27 +193,49 @@ def parse_filter(source: Any) -> Any:
 
     Raises ``FilterSyntaxError`` (a ``QueryError``) for anything that does not parse.
     """
+    try:
+        return _check_depth(_parse(source))
+    except ValidationError as exc:  # a node refused its value, e.g. a string that is not text
+        raise FilterSyntaxError(f"not a valid filter: {_validation_text(exc)}") from None
+
+
+def _parse(source: Any) -> Any:
     if isinstance(source, _Node):
-        return _check_depth(source)
+        return source
     if isinstance(source, Mapping) and source.get("node") in _AST_NODES:
-        return _check_depth(_from_ast_dict(source))
+        return _from_ast_dict(source)
     if isinstance(source, Mapping | list | tuple):
-        return _check_depth(_MongoConverter(None, {}).convert_top(source))
+        return _MongoConverter(None, {}).convert_top(source)
     if not isinstance(source, str):
         raise FilterSyntaxError(
             f"a filter is text or Mongo-style JSON, not {type(source).__name__}"
         )
+    problem = text_problem(source)
+    if problem:
+        found = next(i for i, ch in enumerate(source) if text_problem(ch))
+        shown = "".join("\ufffd" if text_problem(ch) else ch for ch in source)
+        raise _error(f"the filter {problem}", shown, found)
     stripped = source.lstrip()
     if stripped.startswith(("{", "[")):
         value, positions = _RelaxedJson(source).parse()
-        return _check_depth(_MongoConverter(source, positions).convert_top(value))
-    return _check_depth(_TextParser(source).parse())
+        return _MongoConverter(source, positions).convert_top(value)
+    return _TextParser(source).parse()
+
+
+def _validation_text(exc: ValidationError) -> str:
+    """The first problem pydantic found, as ``where: what``."""
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    what = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {what}" if where else what
 
 
 def _from_ast_dict(data: Mapping[str, Any]) -> Any:
     try:
         return ExprAdapter.validate_python(data)
-    except (ValidationError, RecursionError, ValueError, TypeError) as exc:
+    except ValidationError as exc:
+        raise FilterSyntaxError(f"not a valid filter AST: {_validation_text(exc)}") from None
+    except (RecursionError, ValueError, TypeError) as exc:
         first = str(exc).splitlines()
         detail = first[1] if len(first) > 1 else (first[0] if first else "")
         raise FilterSyntaxError(f"not a valid filter AST: {detail.strip()}") from None
@@ -291,6 +314,13 @@ def _read_string(text: str, pos: int) -> tuple[str, int]:
                 if low is not None and 0xDC00 <= low < 0xE000:
                     code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                     i += 6
+            if 0xD800 <= code < 0xE000:
+                raise _error(
+                    f"`\\u{code:04x}` is half of a UTF-16 surrogate pair, which is not text; "
+                    "write the whole pair (`\\ud83d\\ude00`) or the character itself",
+                    text,
+                    i - 6,
+                )
             out.append(chr(code))
         else:
             raise _error(

@@ -86,6 +86,7 @@ class Compiled:
 
     sql: str
     type: pa.DataType | None
+    literal: bool = False
 
 
 def _is_list(t: pa.DataType | None) -> bool:
@@ -179,7 +180,7 @@ def _literal(value: Any, params: Params, against: pa.DataType | None = None) -> 
     arrow = {"BOOLEAN": pa.bool_(), "BIGINT": pa.int64(), "DOUBLE": pa.float64()}.get(
         sql_type or "", pa.string()
     )
-    return Compiled(params.add(value, sql_type), arrow)
+    return Compiled(params.add(value, sql_type), arrow, literal=True)
 
 
 def _compile(
@@ -228,7 +229,7 @@ def _binary(node: Binary, scope: Scope, params: Params) -> Compiled:
                 middle = "IS NULL" if op == "==" else "IS NOT NULL"
                 return Compiled(f"(({operand.sql}) {middle})", pa.bool_())
         left, right = _pair(node, scope, params)
-        return Compiled(f"(({left.sql}) {_COMPARE_SQL[op]} ({right.sql}))", pa.bool_())
+        return _comparison(op, left, right)
     left, right = _pair(node, scope, params)
     result_type = pa.float64()
     if op in _ARITH_SQL:
@@ -236,6 +237,23 @@ def _binary(node: Binary, scope: Scope, params: Params) -> Compiled:
     if op == "/":  # division by zero gives null, not an error or infinity
         return Compiled(f"(({left.sql}) / NULLIF(({right.sql}), 0))", result_type)
     return Compiled(f"(({left.sql}) % NULLIF(({right.sql}), 0))", left.type or right.type)
+
+
+def _comparison(op: str, left: Compiled, right: Compiled) -> Compiled:
+    """``left op right`` where NaN compares as numpy and pandas do: every comparison
+    with NaN is false except ``!=``, which is true (DuckDB orders NaN above every
+    number and calls it equal to itself, so float operands are checked for NaN)."""
+    sql = f"(({left.sql}) {_COMPARE_SQL[op]} ({right.sql}))"
+    nans = [
+        f"isnan({side.sql})"
+        for side in (left, right)
+        if not side.literal and side.type is not None and pa.types.is_floating(side.type)
+    ]
+    if not nans:
+        return Compiled(sql, pa.bool_())
+    if op == "!=":
+        return Compiled(f"({sql} OR {' OR '.join(nans)})", pa.bool_())
+    return Compiled(f"({sql} AND NOT ({' OR '.join(nans)}))", pa.bool_())
 
 
 def _pair(node: Binary, scope: Scope, params: Params) -> tuple[Compiled, Compiled]:

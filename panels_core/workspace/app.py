@@ -20,6 +20,7 @@ from typing import Any
 
 import panel as pn
 
+from panels_core.panel import is_kind_name
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
 from panels_core.registry import Registry, error_card, registry
@@ -607,6 +608,11 @@ class Workspace(pn.viewable.Viewer):
 
     def _build_card(self, spec: CardSpec) -> CardView:
         try:
+            if not is_kind_name(spec.kind):
+                raise ValueError(
+                    f"the card's kind {spec.kind!r} cannot name a panel (a kind is a lower-case "
+                    "name like `histogram`); fix `kind` in the workspace file, or remove the card"
+                )
             q = spec.input
             for name in (q.table, *(t.table for t in (q.compare_with, q.join) if t is not None)):
                 if name in self.unavailable:

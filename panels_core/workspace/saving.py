@@ -50,10 +50,20 @@ def read_spec(path: str | os.PathLike[str]) -> WorkspaceSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"cannot read workspace {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"workspace {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "a workspace file is JSON written by `panels serve` or Workspace.save"
+        ) from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"workspace {path} is not JSON: {exc}") from exc
+    except RecursionError:
+        raise SpecError(
+            f"workspace {path} is nested too deeply to read (lists or objects inside each "
+            "other hundreds of levels deep); it is not a workspace file"
+        ) from None
     if not isinstance(data, dict):
         raise SpecError(f"workspace {path} must hold a JSON object, not {type(data).__name__}")
     try:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -224,3 +225,34 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         "panels info: error: the following arguments are required: path "
         "(see `panels info --help`)\n"
     )
+
+
+@pytest.mark.skipif(not BIN.exists(), reason="the console script is not installed")
+def test_info_on_binary_garbage_is_one_clean_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.csv"
+    # random bytes: before, pyarrow's row handler failed to decode them ("Exception ignored")
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    result = subprocess.run(
+        [str(BIN), "info", str(garbage)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 2
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        f"panels: error: cannot read CSV `{garbage}`: it is binary data, not text (byte "
+    )
+    assert result.stderr.count("\n") == 1
+
+
+def test_info_says_which_columns_show_under_another_name(reg: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "named.parquet"
+    arrays = [pa.array([1]), pa.array([2]), pa.array([3])]
+    pq.write_table(pa.Table.from_arrays(arrays, ["a", "a", ""]), path)
+    status, text = run("info", str(path))
+    assert status == 0
+    assert "a (2)    integer\n(empty)  integer\n" in text
+    assert text.endswith(
+        "note: the file repeats a column name or leaves one empty; shown as "
+        "`a (2)` (`a` in the file), `(empty)` (no name in the file)\n"
+    )
+    status, text = run("info", str(path), "--json")
+    assert json.loads(text)["renamed"] == {"a (2)": "a", "(empty)": ""}

@@ -460,3 +460,51 @@ def test_sorted_page_keeps_the_filter_and_sort_columns_of_its_first_pass(tmp_pat
                 for i, name in enumerate(names):
                     got = page.column(i).to_pylist()
                     assert got == [None if v != v else v for v in want[name].tolist()], name
+
+
+# --------------------------------------------------------------------------- NaN in comparisons
+
+NAN_VALUES = [0.1, float("nan"), 0.9, None]
+NAN_OPS = {
+    "==": np.equal,
+    "!=": np.not_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+}
+
+
+@pytest.fixture(params=["arrow", "parquet"])
+def nan_engine(request: pytest.FixtureRequest, tmp_path) -> Engine:
+    arrow = pa.table({"id": [0, 1, 2, 3], "x": pa.array(NAN_VALUES, pa.float64())})
+    if request.param == "arrow":
+        return Engine({"t": arrow})
+    pq.write_table(arrow, tmp_path / "nan.parquet")
+    return Engine({"t": Table.from_parquet(tmp_path / "nan.parquet")})
+
+
+@pytest.mark.parametrize("op", list(NAN_OPS))
+def test_nan_compares_as_numpy_does(nan_engine: Engine, op: str) -> None:
+    """Every comparison with NaN is false except `!=`; a null row is never kept."""
+    x = np.array([np.nan if v is None else v for v in NAN_VALUES])
+    for value in (0.5, 0.1):
+        answer = NAN_OPS[op](x, value)
+        kept = [i for i, v in enumerate(NAN_VALUES) if v is not None and answer[i]]
+        assert ids_of(nan_engine, f"x {op} {value}") == kept
+        # the negation keeps NaN where numpy's answer is false (pandas: ~(s > 0.5) is
+        # True for NaN); a null stays out of both
+        negated = [i for i, v in enumerate(NAN_VALUES) if v is not None and not answer[i]]
+        assert ids_of(nan_engine, f"not (x {op} {value})") == negated
+
+
+def test_nan_against_a_float_column_and_sort_order(nan_engine: Engine) -> None:
+    assert ids_of(nan_engine, "x == x") == [0, 2]  # NaN == NaN is false
+    assert ids_of(nan_engine, "x != x") == [1]
+    assert ids_of(nan_engine, "x * 2 > 1") == [2]
+    page = nan_engine.page(Query(table="t", sort=["x"]), limit=10)
+    assert page.column("id").to_pylist() == [0, 2, 1, 3]  # sort order: NaN after numbers, null last
+
+
+def ids_of(engine: Engine, text: str) -> list[int]:
+    return engine.page(Query(table="t", filter=text), limit=10).column("id").to_pylist()

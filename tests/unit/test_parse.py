@@ -656,4 +656,33 @@ def test_query_doc_error_table_matches_the_parser():
         first_line = str(syntax_error(text)).splitlines()[0]
         assert first_line.startswith(message.split("...")[0]), (text, first_line)
         checked += 1
-    assert checked == 14
+    assert checked == 15
+
+
+# --------------------------------------------------------------------------- strings that are not text
+
+
+@pytest.mark.parametrize(
+    ("source", "where"),
+    [
+        ('label == "\ud800"', "the filter holds \\ud800"),  # the character itself
+        ('label == "\\udc00"', "`\\udc00` is half of a UTF-16 surrogate pair"),  # an escape
+        ('label == "\\ud83d x"', "`\\ud83d` is half of a UTF-16 surrogate pair"),  # half a pair
+        ("{label: '\ud800'}", "the filter holds \\ud800"),
+        ({"label": "\udfff"}, "the string '\\udfff' holds \\udfff"),
+        ({"node": "lit", "value": "a\ud800"}, "lit.value: the string 'a\\ud800' holds \\ud800"),
+    ],
+)
+def test_a_lone_surrogate_is_a_filter_error(source: object, where: str) -> None:
+    with pytest.raises(FilterSyntaxError) as info:
+        parse_filter(source)
+    message = str(info.value)
+    assert where in message
+    assert "surrogate pair, which is not text" in message
+    message.encode("utf-8")  # the message itself is text: it can be shown and saved
+
+
+def test_a_whole_surrogate_pair_escape_is_one_character() -> None:
+    assert parse_filter('label == "\\ud83d\\ude00"') == Binary(
+        op="==", left=Col(path=("label",)), right=Lit(value="\U0001f600")
+    )

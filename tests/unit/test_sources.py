@@ -633,3 +633,197 @@ def test_unknown_option_and_forced_format(tmp_path):
     assert open_table(path, format="csv").to_arrow().to_pydict() == {"a": [1], "b": [2]}
     with pytest.raises(TypeError, match="the csv reader does not take sheet; it takes delimiter"):
         open_table(path, format="csv", sheet=1)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def test_binary_garbage_csv_is_refused_as_not_text(tmp_path):
+    rng = np.random.default_rng(7)
+    path = tmp_path / "garbage.csv"
+    for head in (b"\x88\x01garbage", b"ab\x00cd"):
+        path.write_bytes(head + rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+        with pytest.raises(ValueError, match=r"`.*garbage\.csv`: it is (not UTF-8 text|binary data)"):
+            open_table(path)
+
+
+def test_csv_in_another_encoding_names_the_column(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("name,x\ncafé,1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"`.*latin\.csv`: it is not UTF-8 text \(byte 10.*UTF-8"):
+        open_table(latin)
+    late = tmp_path / "late.csv"  # the first 64 KiB are fine: the column says it
+    late.write_bytes(b"name,x\n" + b"abc,1\n" * 20_000 + "café,2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"`.*late\.csv`: column `name` holds text that is not UTF-8"):
+        open_table(late)
+
+
+@pytest.mark.parametrize(
+    ("column_types", "where", "kind"),
+    [
+        ([1, 2], "column_types", "a list"),
+        ("typedDict", "column_types", "text"),
+        ({"params": [1]}, "column_types.params", "a list"),
+        ({"params": {"type_map": 3}}, "column_types.params.type_map", "a number"),
+    ],
+)
+def test_wandb_malformed_column_types_names_the_file_and_key(tmp_path, column_types, where, kind):
+    path = tmp_path / "t.table.json"
+    path.write_text(json.dumps({"columns": ["a"], "data": [[1]], "column_types": column_types}))
+    with pytest.raises(ValueError) as info:
+        open_table(path)
+    assert str(info.value).startswith(f"`{path}`: `{where}` is {kind}, but `column_types` must be")
+    assert "delete `column_types`" in str(info.value)
+
+
+def test_wandb_malformed_column_type_entries_fall_back_to_the_values(tmp_path):
+    path = tmp_path / "t.table.json"
+    type_map = {
+        "a": {"wb_type": "union", "params": {"allowed_types": 3}},
+        "b": {"wb_type": "ndarray", "params": {"shape": 5}},
+        "c": {"wb_type": "image-file", "params": {"box_layers": 1}},
+        "d": [1],
+    }
+    column_types = {"wb_type": "typedDict", "params": {"type_map": type_map}}
+    data = {"columns": ["a", "b", "c", "d"], "data": [[1, 2.5, "x", True]]}
+    path.write_text(json.dumps({**data, "column_types": column_types}))
+    table = open_table(path)
+    assert table.to_arrow().to_pylist() == [{"a": 1, "b": 2.5, "c": "x", "d": True}]
+    assert wandb_type_to_datatype(type_map["b"]) == ListType(item=NumberType())
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_wandb_json_nested_deep_names_the_file(tmp_path, depth):
+    path = tmp_path / "deep.table.json"
+    path.write_text('{"columns": ["a"], "data": [[' + "[" * depth + "]" * depth + "]]}")
+    with pytest.raises(ValueError, match=r"cannot read `.*deep\.table\.json`: it is nested too deeply"):
+        open_table(path)
+
+
+# --------------------------------------------------------------------------- column names a file gets wrong
+
+
+def _write_named(path, names, fmt):
+    arrays = [pa.array([10 * i + 1, 10 * i + 2, 10 * i + 3]) for i in range(len(names))]
+    arrow = pa.Table.from_arrays(arrays, names=names)
+    if fmt == "parquet":
+        pq.write_table(arrow, path)
+    elif fmt == "arrow":
+        feather.write_feather(arrow, path)
+    else:
+        lines = [",".join(names)] + [",".join(str(a[r]) for a in arrays) for r in range(3)]
+        path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow", "csv"])
+def test_repeated_and_empty_column_names_work_under_shown_names(tmp_path, fmt):
+    from panels_core.query.engine import Engine
+    from panels_core.query.model import Query
+
+    path = tmp_path / f"named.{'feather' if fmt == 'arrow' else fmt}"
+    # the file already has `x (2)`: the second `x` shows as `x (3)`
+    _write_named(path, ["x", "x", "x (2)", "", "y"], fmt)
+    table = open_table(path)
+    assert table.columns == ["x", "x (3)", "x (2)", "(empty)", "y"]
+    assert table.renamed == {"x (3)": "x", "(empty)": ""}
+    assert list(table.type.columns) == table.columns
+    engine = Engine({"t": table})
+    page = engine.page(Query(table="t", filter="`x (3)` > 11 and `(empty)` < 33", sort=["-y"]))
+    assert page.to_pydict() == {
+        "x": [2],
+        "x (3)": [12],
+        "x (2)": [22],
+        "(empty)": [32],
+        "y": [42],
+    }
+    assert engine.histogram(Query(table="t"), "(empty)", bins=3).counts.tolist() == [1, 1, 1]
+    assert table.to_arrow().column_names == table.columns
+
+
+def test_a_column_named_file_row_number_simply_works(tmp_path):
+    from panels_core.query.engine import Engine
+    from panels_core.query.model import Query
+
+    path = tmp_path / "rows.parquet"
+    arrow = pa.table({"file_row_number": [30, 10, 20, 40], "y": [0.5, 1.5, 2.5, 3.5]})
+    pq.write_table(arrow, path, row_group_size=2)
+    table = open_table(path)
+    assert table.renamed == {}
+    engine = Engine({"t": table})
+    assert engine.page(Query(table="t")).to_pydict() == arrow.to_pydict()
+    sorted_page = engine.page(Query(table="t", filter="file_row_number > 15", sort=["y"]))
+    assert sorted_page.column("file_row_number").to_pylist() == [30, 20, 40]
+    assert engine.page(Query(table="t"), offset=2, limit=1).to_pylist() == [
+        {"file_row_number": 20, "y": 2.5}
+    ]
+    assert engine.count(Query(table="t", filter="file_row_number < 25")) == 2
+
+
+# --------------------------------------------------------------------------- damaged Parquet data
+
+
+def write_damaged_parquet(path, compression, row_group=1, column=0):
+    """Ten thousand rows in two row groups; 64 bytes of one column chunk overwritten, the
+    footer intact (uncompressed: the page header; snappy: the middle of the chunk)."""
+    n = 10_000
+    arrow = pa.table(
+        {"x": np.arange(n, dtype=np.float64), "s": [f"s{i % 7}" for i in range(n)], "k": np.arange(n)}
+    )
+    pq.write_table(arrow, path, compression=compression, row_group_size=n // 2)
+    chunk = pq.read_metadata(path).row_group(row_group).column(column)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    offset = start + (3 if compression == "none" else chunk.total_compressed_size // 2)
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("compression", "why"), [("none", "thrift"), ("snappy", "snappy")])
+def test_a_damaged_data_page_names_the_file_column_and_row_group(tmp_path, compression, why):
+    from panels_core.query.engine import Engine
+    from panels_core.query.errors import QueryError
+    from panels_core.query.model import Query
+
+    path = tmp_path / "data.parquet"
+    write_damaged_parquet(path, compression)
+    table = open_table(path)  # the footer reads: the table opens, typed from its first rows
+    assert table.type.columns["k"] == NumberType(integer=True)
+    engine = Engine({"t": table})
+    assert engine.page(Query(table="t"), limit=3).column("k").to_pylist() == [0, 1, 2]
+    assert engine.histogram(Query(table="t"), "k", bins=2).counts.tolist() == [5000, 5000]
+    expected = (
+        rf"^histogram: `{path}`: corrupt data in column `x` \(row group 1\): .*{why}.*; "
+        "the file may be truncated or damaged: write it again, or get another copy$"
+    )
+    with pytest.raises(QueryError, match=expected):
+        engine.histogram(Query(table="t"), "x")
+    with pytest.raises(QueryError, match=r"^count: .*corrupt data in column `x` \(row group 1\)"):
+        engine.count(Query(table="t", filter="x > 3"))
+    with pytest.raises(ValueError, match=rf"^`{path}`: corrupt data in column `x` \(row group 1\)"):
+        table.to_arrow()
+
+
+def test_a_damaged_first_page_still_opens_and_types_the_other_columns(tmp_path):
+    path = tmp_path / "data.parquet"
+    write_damaged_parquet(path, "none", row_group=0, column=1)
+    table = open_table(path)
+    assert table.type.columns["x"] == NumberType()
+    assert table.type.columns["k"] == NumberType(integer=True)
+
+
+def test_a_damaged_page_shows_in_the_workspace_cards_that_read_it(tmp_path):
+    from panels_core.query.model import Query
+    from panels_core.workspace import CardSpec
+    from panels_core.workspace.app import Workspace
+
+    path = tmp_path / "data.parquet"
+    write_damaged_parquet(path, "snappy")
+    cards = [
+        CardSpec(kind="histogram", input=Query(table="data"), config={"column": "x"}),
+        CardSpec(kind="histogram", input=Query(table="data"), config={"column": "k"}),
+    ]
+    damaged, fine = Workspace({"data": open_table(path)}, cards).cards
+    message = damaged.body[0].object
+    assert f"`{path}`: corrupt data in column `x` (row group 1)" in message
+    assert "the file may be truncated or damaged" in message
+    assert type(fine.body[0]).__name__ != "Alert" and fine.count.object == "10,000 of 10,000 rows"

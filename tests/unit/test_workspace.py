@@ -227,6 +227,23 @@ def test_specs_are_data_newer_versions_refused(tmp_path: Path) -> None:
     assert read_spec(path) == spec
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"cards": [], "tables": {"t": "caf\xe9.parquet"}}', r"is not UTF-8 text \(byte 34: invalid"),
+        (b'{"cards": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "is nested too deeply to read"),
+    ],
+)
+def test_a_workspace_file_that_is_not_text_or_too_deep_names_the_file(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "ws.json"
+    path.write_bytes(content)
+    for read in (read_spec, Workspace.from_spec):
+        with pytest.raises(SpecError, match=rf"^workspace {path} {problem}"):
+            read(path)
+
+
 def test_an_unreadable_table_shows_in_its_cards_only(tmp_path: Path, files) -> None:
     spec = WorkspaceSpec(
         tables={"runs": str(files["runs"]), "gone": "gone.parquet"},
@@ -404,3 +421,14 @@ def test_the_merge_kernels_load_early_when_a_table_is_big_enough(monkeypatch) ->
     assert loaded == ["panels-merge-warm-up"]
     monkeypatch.setenv(server.WARM_UP_ENV, "0")
     assert server.start_merge_warm_up(big) is None
+
+
+def test_a_card_kind_that_cannot_name_a_panel_is_an_error_card(tmp_path: Path, files) -> None:
+    bad = CardSpec(kind="bad kind", input=Query(table="runs"), config={"column": "score"})
+    good = CardSpec(kind="histogram", input=Query(table="runs"), config={"column": "score"})
+    ws = Workspace.from_spec(WorkspaceSpec(tables={"runs": str(files["runs"])}, cards=[bad, good]))
+    shown, fine = ws.cards
+    assert "the card's kind 'bad kind' cannot name a panel" in shown._layout[0].object
+    assert "card-kind-bad kind" not in " ".join(shown._layout.css_classes)
+    assert fine.count.object == "90 of 90 rows" and fine._classes()[-1] == "card-kind-histogram"
+    assert ws.save(tmp_path / "ws.json") and read_spec(tmp_path / "ws.json").cards == (bad, good)
