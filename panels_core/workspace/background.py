@@ -4,7 +4,8 @@ In a served session ``run_off_loop(work, apply)`` runs ``work()`` on a thread of
 its own (so a long render never blocks other cards or other sessions) and then
 calls ``apply(result)`` through the session document's next-tick callback, the
 one safe way to change a Bokeh document from another thread. Outside a server
-(a notebook, a script, a test) both run at once, in order.
+(a notebook, a script, a test, a static report) both run at once, in order, with
+the same deadline (``run_with_deadline``).
 
 Work waits its turn in one of two lanes: typed-panels' own panels and plugin
 panels, each with a limit on jobs running at once, in all and per session, so
@@ -18,6 +19,7 @@ and what it returns is dropped.
 from __future__ import annotations
 
 import collections
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -37,6 +39,7 @@ __all__ = [
     "parse_timeout",
     "render_timeout",
     "run_off_loop",
+    "run_with_deadline",
 ]
 
 T = TypeVar("T")
@@ -66,8 +69,8 @@ class RenderTimeout(Exception):
         super().__init__(
             f"This panel did not finish within {seconds:g} s, so the card stopped waiting "
             "for it (it may still be running in the background). Narrow the query (a "
-            "filter, fewer rows, fewer columns) or allow more time with `panels serve "
-            f"--render-timeout SECONDS` ({RENDER_TIMEOUT_ENV})."
+            "filter, fewer rows, fewer columns) or allow more time: `panels serve "
+            f"--render-timeout SECONDS`, or the environment variable {RENDER_TIMEOUT_ENV}."
         )
 
 
@@ -213,6 +216,36 @@ PLUGINS = Lane("plugin-card", limit=16, per_session=4)
 """Work of plugin panels: a hung plugin holds these slots only, until its deadline."""
 
 
+def _call_with_deadline(work: Callable[[], T]) -> T | Failed:
+    """``work()`` on a daemon thread (in this thread's context), waited for
+    ``render_timeout()`` seconds: its result, ``Failed(what it raised)``, or past the
+    deadline ``Failed(RenderTimeout)`` (the thread is abandoned)."""
+    results: list[Any] = []
+    done = threading.Event()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            results.append(context.run(_call, work))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="panels-render", daemon=True).start()
+    seconds = render_timeout()
+    if not done.wait(seconds):
+        return Failed(RenderTimeout(seconds))
+    return results[0] if results else Failed(RuntimeError("the render was interrupted"))
+
+
+def run_with_deadline(work: Callable[[], T]) -> T:
+    """``work()`` with the render deadline, as ``_call_with_deadline``, raising what it
+    raised or RenderTimeout."""
+    result = _call_with_deadline(work)
+    if isinstance(result, Failed):
+        raise result.error
+    return result
+
+
 def _apply_on(doc: Any, apply: Callable[[Any], None], result: Any) -> None:
     from panel.io.state import set_curdoc
 
@@ -239,7 +272,7 @@ def run_off_loop(
     so a result never lands before the page can take it."""
     doc = doc if doc is not None else current_document()
     if doc is None:
-        apply(_call(work))
+        apply(_call_with_deadline(work))
         return
 
     def in_session() -> T:
