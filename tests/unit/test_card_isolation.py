@@ -78,6 +78,18 @@ class NestsBadHtml(Panel[PanelConfig]):
         return pn.Column(pn.pane.Markdown("before"), BadHtml())
 
 
+class NotConvertible:
+    def __panel__(self) -> Any:
+        raise RuntimeError("cannot become a pane")
+
+
+class ReturnsNotConvertible(Panel[PanelConfig]):
+    kind = "test_not_convertible"
+
+    def render(self, view: Any) -> Any:
+        return NotConvertible()
+
+
 class Interrupted(Panel[PanelConfig]):
     kind = "test_interrupted"
 
@@ -93,7 +105,16 @@ class ExitsInMatch(Quick):
         raise SystemExit("leaving")
 
 
-PLUGINS = (Hangs, Quick, Exits, ReturnsBadHtml, NestsBadHtml, Interrupted, ExitsInMatch)
+PLUGINS = (
+    Hangs,
+    Quick,
+    Exits,
+    ReturnsBadHtml,
+    NestsBadHtml,
+    ReturnsNotConvertible,
+    Interrupted,
+    ExitsInMatch,
+)
 
 
 class Session:
@@ -240,6 +261,12 @@ def test_a_raising_repr_html_gives_an_error_card(reg: Registry, view: View, kind
         card = reg.render(kind, view)
     text = error_text(card)
     assert f"`{kind}`" in text and "render raised ValueError: no html today" in text
+
+
+def test_an_object_that_cannot_become_a_pane_gives_an_error_card(reg: Registry, view: View) -> None:
+    with pytest.warns(RuntimeWarning, match="render raised RuntimeError"):
+        card = reg.render("test_not_convertible", view)
+    assert "render raised RuntimeError: cannot become a pane" in error_text(card)
 
 
 def test_html_that_works_is_kept(reg: Registry, view: View) -> None:
