@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, Field
 
+from panels_core.query.bins import MAX_BINS, bin_span, width_bins
 from panels_core.types import ComparedType, ListType, NumberType, strip_optional
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "NothingToShow",
     "bar_span",
     "category_palette",
+    "check_binning",
     "engine_histogram",
     "format_count",
     "format_number",
@@ -119,11 +121,17 @@ def _check_range(value: tuple[float, float] | None) -> tuple[float, float] | Non
     lo, hi = value
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
         raise ValueError(f"range must be two finite numbers with min < max, got [{lo}, {hi}]")
+    bin_span(lo, hi)
     return (lo, hi)
 
 
-MAX_BINS = 1000
-"""The most bins a config may ask for."""
+def check_binning(bin_width: float | None, range: tuple[float, float] | None) -> None:
+    """Raise a ValueError when ``bin_width`` over ``range`` (both set) makes more than
+    ``MAX_BINS`` bins; a config's model validator calls it (without a range it depends
+    on the data, and the engine checks it when drawing)."""
+    if bin_width is not None and range is not None:
+        width_bins(range[0], range[1], bin_width)
+
 
 Bins = Annotated[
     Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BINS, strict=True)],

@@ -17,7 +17,7 @@ import dataclasses
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from panels_builtin._common import (
     EMPTY_VIEW,
@@ -27,6 +27,7 @@ from panels_builtin._common import (
     BinWidth,
     NothingToShow,
     bar_span,
+    check_binning,
     engine_histogram,
     format_count,
     format_number,
@@ -84,6 +85,11 @@ class HistogramConfig(PanelConfig):
         None,
         description="grouped views: the label of the one group to show (default: all together)",
     )
+
+    @model_validator(mode="after")
+    def _few_enough_bins(self) -> HistogramConfig:
+        check_binning(self.bin_width, self.range)
+        return self
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

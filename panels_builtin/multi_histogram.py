@@ -21,7 +21,7 @@ import dataclasses
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from panels_builtin._common import (
     EMPTY_VIEW,
@@ -31,6 +31,7 @@ from panels_builtin._common import (
     BinWidth,
     NothingToShow,
     category_palette,
+    check_binning,
     engine_histogram,
     format_count,
     format_number,
@@ -104,6 +105,11 @@ class MultiHistogramConfig(PanelConfig):
     max_series: int = Field(
         10, ge=2, le=40, description="the largest series shown; the rest are merged into (other)"
     )
+
+    @model_validator(mode="after")
+    def _few_enough_bins(self) -> MultiHistogramConfig:
+        check_binning(self.bin_width, self.range)
+        return self
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -262,14 +262,27 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
         help="require a login through Panel's OAuth provider NAME (e.g. github); its "
         "key and secret come from PANEL_OAUTH_KEY and PANEL_OAUTH_SECRET",
     )
+    parser.add_argument(
+        "--render-timeout",
+        metavar="SECONDS",
+        help="seconds a card may take to draw before it shows a message instead "
+        "(default: $PANELS_RENDER_TIMEOUT, else 180)",
+    )
 
 
 def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from panels_core.workspace.background import RENDER_TIMEOUT_ENV, parse_timeout
     from panels_core.workspace.server import serve_paths
 
     for path in args.paths:
         if not path.exists():
             raise CliError(f"no such file or folder: {path}")
+    if args.render_timeout is not None:
+        try:
+            seconds = parse_timeout(args.render_timeout)
+        except ValueError as exc:
+            raise CliError(f"--render-timeout: {exc}") from None
+        os.environ[RENDER_TIMEOUT_ENV] = repr(seconds)
     serve_paths(
         args.paths,
         demo=args.demo,

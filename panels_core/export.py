@@ -241,7 +241,8 @@ def _cell(text: str) -> str:
 
 def _card_parts(workspace: Any, spec: Any) -> pn.Column:
     """One card for the report: its title, the panel's title, and a fresh rendering."""
-    from panels_core.registry import error_card, registry
+    from panels_core.registry import PLUGIN_FAULTS, error_card, registry
+    from panels_core.workspace.background import run_with_deadline
 
     panels = getattr(workspace, "panels", registry)
     view = View(workspace.engine, spec.input)
@@ -249,9 +250,9 @@ def _card_parts(workspace: Any, spec: Any) -> pn.Column:
         shown_kind = panels.get(spec.kind).title or spec.kind
     except Exception:
         shown_kind = spec.kind
-    try:
-        obj = panels.render(spec.kind, view, spec.config or None)
-    except Exception as exc:  # registry.render isolates panels; this guards the rest
+    try:  # a hung panel gets the render deadline, then an error card
+        obj = run_with_deadline(lambda: panels.render(spec.kind, view, spec.config or None))
+    except PLUGIN_FAULTS as exc:  # registry.render isolates panels; this guards the rest
         obj = error_card(spec.kind, str(exc))
     title = spec.title or spec.input.table
     query = spec.input

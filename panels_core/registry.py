@@ -7,7 +7,8 @@ point in the group ``typed_panels.panels`` (name = kind, value =
 is imported on first use. A plugin that fails to import, targets another API
 major version, raises in ``match`` or in ``render`` is recorded (see
 ``statuses()``), warned about once, and skipped or shown as an error card:
-every other panel keeps working.
+every other panel keeps working. ``SystemExit`` (a plugin calling ``sys.exit``)
+counts as such an error; ``KeyboardInterrupt`` is never caught.
 
 Environment: ``PANELS_DISABLE_PLUGINS=1`` loads only typed-panels' own entry
 points; ``PANELS_PLUGINS=kind1,kind2`` allows only those plugin kinds (the
@@ -44,6 +45,7 @@ from panels_core.panel import (
 __all__ = [
     "BUILTIN_DISTRIBUTION",
     "GROUP",
+    "PLUGIN_FAULTS",
     "Match",
     "MissingPanel",
     "PluginStatus",
@@ -144,7 +146,14 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+PLUGIN_FAULTS: Final = (Exception, SystemExit)
+"""What a panel's own code may raise and the registry turns into an error card or a
+recorded failure: any Exception, and SystemExit (a plugin calling ``sys.exit``)."""
+
+
 def _describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: sys.exit({exc.code!r}) was called"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -160,6 +169,19 @@ def error_card(kind: str, message: str, distribution: str | None = None, *, titl
         alert_type="danger",
         sizing_mode="stretch_width",
     )
+
+
+def _shown(obj: Any) -> Any:
+    """``obj`` as a pn object, its HTML made now: Panel calls an object's ``_repr_html_``
+    only when it draws the page, where an error would escape the panel's error card."""
+    import panel as pn
+
+    shown = obj if isinstance(obj, pn.viewable.Viewable) else pn.panel(obj)
+    select = getattr(shown, "select", None)
+    for pane in select(pn.pane.HTML) if select is not None else ():
+        if type(pane) is pn.pane.HTML and hasattr(pane.object, "_repr_html_"):
+            pane.object = pane.object._repr_html_()
+    return shown
 
 
 class MissingPanel:
@@ -365,7 +387,7 @@ class Registry:
                         f"entry point name `{entry.kind}` differs from the class kind "
                         f"`{cls.kind}`; name the entry point after the kind"
                     )
-            except Exception as exc:
+            except PLUGIN_FAULTS as exc:
                 entry.state, entry.error = "failed", _describe_exception(exc)
                 self._warn(
                     entry.kind,
@@ -474,12 +496,12 @@ class Registry:
                 score = float(score)
                 if not math.isfinite(score):
                     raise ValueError(f"match returned {score}, not a finite number")
-            except Exception as exc:
+            except PLUGIN_FAULTS as exc:
                 self._runtime_failure(entry, "match", exc)
                 continue
             try:
                 config = cls.default_config(view_type)
-            except Exception as exc:
+            except PLUGIN_FAULTS as exc:
                 self._runtime_failure(entry, "default_config", exc)
                 continue
             matches.append((-score, entry.order, entry.kind, Match(entry.kind, cls, score, config)))
@@ -534,8 +556,6 @@ class Registry:
         does not validate, or a render that raises, gives an error card naming the
         kind, the message and the distribution. ``config`` None uses the default.
         """
-        import panel as pn
-
         self._ensure_discovered()
         entry = self._entries.get(kind)
         if entry is None or self._load(entry) is None:
@@ -555,14 +575,20 @@ class Registry:
                 f"- `{k}`: {v}" if k else f"- {v}" for k, v in format_validation_error(exc).items()
             )
             return error_card(kind, text, source, title=f"Panel `{kind}`: invalid config")
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             return error_card(kind, _describe_exception(exc), source)
         try:
-            obj = cls(checked).render(view)
-            return obj if isinstance(obj, pn.viewable.Viewable) else pn.panel(obj)
-        except Exception as exc:
+            return _shown(cls(checked).render(view))
+        except PLUGIN_FAULTS as exc:
             message = self._runtime_failure(entry, "render", exc)
             return error_card(kind, message, source)
+
+    def is_plugin(self, kind: str) -> bool:
+        """True when ``kind`` comes from a plugin (another distribution, or a class
+        registered in-process), False for typed-panels' own panels and unknown kinds."""
+        self._ensure_discovered()
+        entry = self._entries.get(kind)
+        return entry is not None and not _is_builtin(entry.distribution)
 
     # -- schemas -------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from panels_core.query.bins import MAX_BINS, bin_span, width_bins
 from panels_core.query.errors import QueryError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, Lit
 from panels_core.query.model import CompareWith, JoinSpec, Query
@@ -58,6 +59,7 @@ __all__ = [
     "FIRST_PAGE",
     "GROUP_SAMPLE",
     "MAX_AUTO_BINS",
+    "MAX_BINS",
     "PAIR_MIN_ROWS",
     "Engine",
     "Histogram",
@@ -1956,8 +1958,10 @@ class Engine:
                 lo, hi = 0.0, 1.0
             if lo == hi:
                 lo, hi = lo - 0.5, hi + 0.5
+            what = "the range" if range is not None else f"the range of `{column}`"
+            bin_span(lo, hi, what)
             if width is not None:
-                n = max(1, math.ceil((hi - lo) / width))
+                n = width_bins(lo, hi, width, what)
                 edges[column] = np.arange(n + 1, dtype=np.float64) * width + lo
             else:
                 n = (
@@ -2308,12 +2312,17 @@ def _place(b: float | None, lo_x: float, hi_x: float, e: np.ndarray) -> int | No
 def _check_bins(bins: Any, range: tuple[float, float] | None, width: float | None) -> None:
     if bins != "auto" and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
         raise QueryError(f"histogram(): bins must be a positive integer or 'auto', got {bins!r}")
-    if width is not None and not width > 0:
-        raise QueryError(f"histogram(): width must be > 0, got {width!r}")
+    if bins != "auto" and bins > MAX_BINS:
+        raise QueryError(f"histogram(): {bins:,} bins asked for; the most is {MAX_BINS:,}")
+    if width is not None and not (width > 0 and math.isfinite(width)):
+        raise QueryError(f"histogram(): width must be a finite number > 0, got {width!r}")
     if range is not None:
         lo, hi = float(range[0]), float(range[1])
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
             raise QueryError(f"histogram(): range must be two finite numbers lo <= hi, got {range}")
+        bin_span(lo, hi)
+        if width is not None:
+            width_bins(lo, hi, width)
 
 
 def _auto_count(quartiles: tuple[float, float] | None, lo: float, hi: float, n: int) -> int:

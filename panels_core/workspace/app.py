@@ -427,7 +427,7 @@ class CardView(pn.viewable.Viewer):
             self.body[:] = [obj]
 
         self.body.loading = True
-        run_off_loop(work, apply, after_load=initial)
+        run_off_loop(work, apply, after_load=initial, plugin=self.panels.is_plugin(kind))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout

@@ -5,12 +5,15 @@ tables show their first page, the write is atomic), `Workspace.save_html`, `pane
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import html as html_lib
 import io
 import json
 import os
 import re
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import pytest
 from panels_core import Table, Workspace, render
 from panels_core.cli import main
 from panels_core.export import RenderedPanel, external_references, save_html
+from panels_core.panel import Panel, PanelConfig
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
 from panels_core.view import View
@@ -433,6 +437,97 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     assert main(["export", str(spec), str(tmp_path / "more.parquet"), "-o", "x.html"]) == 2
     assert "give one workspace spec" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+class _Exits(Panel[PanelConfig]):
+    kind = "test_export_exits"
+
+    def render(self, view: Any) -> Any:
+        sys.exit(3)
+
+
+class _Raises(Panel[PanelConfig]):
+    kind = "test_export_raises"
+
+    def render(self, view: Any) -> Any:
+        raise KeyError("boom in render")
+
+
+_RELEASE = threading.Event()
+
+
+class _Hangs(Panel[PanelConfig]):
+    kind = "test_export_hangs"
+
+    def render(self, view: Any) -> Any:
+        _RELEASE.wait()
+        return pn.pane.Markdown("released")
+
+
+@pytest.fixture
+def misbehaving() -> Any:
+    """Plugin panels that exit, raise or hang, in the default registry for this test."""
+    from panels_core.registry import registry
+
+    _RELEASE.clear()
+    for cls in (_Exits, _Raises, _Hangs):
+        registry.register(cls, distribution="misbehaving-panels", version="0.1")
+    yield
+    _RELEASE.set()
+    for cls in (_Exits, _Raises, _Hangs):
+        registry.unregister(cls.kind)
+
+
+def _export_with(tmp_path: Path, kind: str) -> tuple[int, Path]:
+    """``panels export`` of a workspace with a ``kind`` card, then a histogram card."""
+    FRAME.to_parquet(tmp_path / "pets.parquet")
+    spec = WorkspaceSpec(
+        tables={"pets": "pets.parquet"},
+        cards=(
+            CardSpec(kind=kind, input=Query(table="pets"), title="The plugin"),
+            CardSpec(kind="histogram", input=Query(table="pets"), config={"column": "score"}),
+        ),
+    )
+    path = tmp_path / "ws.json"
+    path.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
+    target = tmp_path / "report.html"
+    with pytest.warns(RuntimeWarning) if kind != "test_export_hangs" else contextlib.nullcontext():
+        status = main(["export", str(path), "-o", str(target)], out=io.StringIO())
+    return status, target
+
+
+@pytest.mark.parametrize(
+    "kind, error",
+    [
+        ("test_export_exits", "render raised SystemExit: sys.exit(3) was called"),
+        ("test_export_raises", "render raised KeyError: 'boom in render'"),
+    ],
+)
+def test_cli_export_of_a_failing_plugin_writes_the_other_cards(tmp_path, misbehaving, kind, error):
+    status, target = _export_with(tmp_path, kind)
+    assert status == 0  # a report with error cards is still a report
+    text = target.read_text(encoding="utf-8")
+    shown = _markdown(text)
+    assert f"Panel <code>{kind}</code> failed" in shown and "misbehaving-panels 0.1" in shown
+    assert error in shown
+    (bins,) = _bins_sources(text)
+    np.testing.assert_array_equal(
+        bins["count"], np.histogram(FRAME.score, bins=bins_edges(bins))[0]
+    )
+
+
+def test_cli_export_of_a_hung_plugin_gives_the_deadline_message(tmp_path, misbehaving, monkeypatch):
+    monkeypatch.setenv("PANELS_RENDER_TIMEOUT", "1")
+    status, target = _export_with(tmp_path, "test_export_hangs")
+    assert status == 0
+    text = target.read_text(encoding="utf-8")
+    assert "This panel did not finish within 1 s" in _markdown(text)
+    (bins,) = _bins_sources(text)
+    assert int(bins["count"].sum()) == N
+
+
+def bins_edges(bins: dict[str, Any]) -> np.ndarray:
+    return np.append(bins["left"], bins["right"][-1])
 
 
 # ----------------------------------------------------------------------------- docs
