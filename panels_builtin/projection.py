@@ -725,6 +725,24 @@ def _live() -> bool:
     return doc is not None and getattr(doc, "session_context", None) is not None
 
 
+def _cancel_when_closed(future: proj.ProjectionFuture) -> None:
+    """Cancel the projection when the page it was started for closes: nobody waits for
+    it any more, and the next projection must not wait behind it."""
+    import panel as pn
+
+    doc = pn.state.curdoc
+    if doc is None or getattr(doc, "session_context", None) is None:
+        return
+    ref = weakref.ref(future)  # the page does not keep a finished projection alive
+
+    def cancel(session_context: Any) -> None:
+        job = ref()
+        if job is not None:
+            job.cancel()
+
+    doc.on_session_destroyed(cancel)
+
+
 def _must_wait() -> bool:
     """True when the projection must be computed before ``render`` returns (no live server,
     or ``PANELS_PROJECTION_SYNC=1``)."""
@@ -891,6 +909,7 @@ class ProjectionPlot:
                 pn.state.execute(lambda: self._show_safely(future.result()), schedule=_live())
 
         callback = pn.state.add_periodic_callback(poll, period=250)
+        _cancel_when_closed(future)
 
     def _show_safely(self, result: proj.ProjectionResult) -> None:
         try:

@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,6 +60,7 @@ __all__ = [
     "ProjectionCache",
     "ProjectionCancelled",
     "ProjectionError",
+    "ProjectionFuture",
     "ProjectionParams",
     "ProjectionResult",
     "ProjectionSpec",
@@ -67,6 +69,7 @@ __all__ = [
     "UMAPParams",
     "cache_dir",
     "fingerprint",
+    "live_projectors",
     "nearest_neighbors",
     "neighborhood_preservation",
     "project",
@@ -1241,11 +1244,59 @@ def project_cached(
 # ----------------------------------------------------------------------------- background runs
 
 
-@dataclass
+class ProjectionFuture(Future):
+    """The future of a submitted projection: a caller that stops waiting cancels the job.
+
+    ``result(timeout)`` or ``exception(timeout)`` whose timeout passes, and
+    ``cancel()``, set the job's cancel event, as a closed page does: a queued job
+    never runs, a running one stops and its future fails with ``ProjectionCancelled``
+    (``cancel()`` still returns False for a job already running, as in
+    ``concurrent.futures``). Nothing is left behind for the jobs that follow.
+    """
+
+    def __init__(self, stop: Callable[[str], None]) -> None:
+        super().__init__()
+        self._stop_job = stop
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return super().result(timeout)
+        except TimeoutError:
+            self._stop_job("its caller stopped waiting")
+            raise
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            return super().exception(timeout)
+        except TimeoutError:
+            self._stop_job("its caller stopped waiting")
+            raise
+
+    def cancel(self) -> bool:
+        if not self.done():
+            self._stop_job("cancelled by its caller")
+        return super().cancel()
+
+
+@dataclass(eq=False)
 class _Job:
-    future: Future
+    future: ProjectionFuture
     cancel: threading.Event
     reason: str = "cancelled"
+
+    def stop(self, reason: str) -> None:
+        """Set the cancel event; the first reason given is the one reported."""
+        if not self.cancel.is_set():
+            self.reason = reason
+            self.cancel.set()
+
+
+_PROJECTORS: weakref.WeakSet[Projector] = weakref.WeakSet()
+
+
+def live_projectors() -> list[Projector]:
+    """Every Projector of this process that was not shut down."""
+    return list(_PROJECTORS)
 
 
 class Projector:
@@ -1253,7 +1304,8 @@ class Projector:
 
     A newer ``submit`` for the same slot sets the older job's cancel event; the
     older future then fails with ``ProjectionCancelled`` and never carries a
-    result (a result that was finished anyway still lands in the cache).
+    result (a result that was finished anyway still lands in the cache). A
+    caller that stops waiting for a future cancels its job (``ProjectionFuture``).
     """
 
     def __init__(
@@ -1265,8 +1317,10 @@ class Projector:
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="panels-projection")
         self._cache = cache
         self._compute = compute  # how a cache miss is computed (default: ``project`` here)
-        self._jobs: dict[Hashable, _Job] = {}
+        self._jobs: dict[Hashable, _Job] = {}  # the live request of each slot
+        self._unfinished: set[_Job] = set()  # every job whose future is not set yet
         self._lock = threading.Lock()
+        _PROJECTORS.add(self)
 
     def submit(
         self,
@@ -1276,18 +1330,19 @@ class Projector:
         on_progress: ProgressFn | None = None,
         *,
         key: Hashable | None = None,
-    ) -> Future:
+    ) -> ProjectionFuture:
         """Start projecting ``X`` for ``slot``, superseding the slot's previous request."""
         spec = _as_spec(spec)
-        job = _Job(Future(), threading.Event())
+        future = ProjectionFuture(lambda reason: self._stop(slot, job, reason))
+        job = _Job(future, threading.Event())
         with self._lock:
             previous = self._jobs.get(slot)
             self._jobs[slot] = job
+            self._unfinished.add(job)
         if previous is not None:
-            previous.reason = "superseded by a newer request"
-            previous.cancel.set()
+            previous.stop("superseded by a newer request")
         self._executor.submit(self._run, slot, job, X, spec, on_progress, key)
-        return job.future
+        return future
 
     def cancel(self, slot: Hashable) -> bool:
         """Cancel the slot's running request; True when there was one."""
@@ -1295,8 +1350,23 @@ class Projector:
             job = self._jobs.pop(slot, None)
         if job is None:
             return False
-        job.cancel.set()
+        job.stop("cancelled")
         return True
+
+    def cancel_all(self, reason: str = "cancelled") -> list[ProjectionFuture]:
+        """Cancel every job not finished yet (queued, running, or cancelled but still
+        stopping); returns their futures, each of which ends soon."""
+        with self._lock:
+            jobs = list(self._unfinished)
+            self._jobs.clear()
+        for job in jobs:
+            job.stop(reason)
+        return [job.future for job in jobs]
+
+    def _stop(self, slot: Hashable, job: _Job, reason: str) -> None:
+        """Cancel ``job`` (its caller gave up on it)."""
+        self._forget(slot, job)
+        job.stop(reason)
 
     def _run(
         self,
@@ -1307,8 +1377,9 @@ class Projector:
         on_progress: ProgressFn | None,
         key: Hashable | None,
     ) -> None:
-        if not job.future.set_running_or_notify_cancel():
-            self._forget(slot, job)
+        future = job.future
+        if not future.set_running_or_notify_cancel():
+            self._finish(slot, job)
             return
 
         def report(fraction: float, message: str) -> None:
@@ -1330,29 +1401,31 @@ class Projector:
             if job.cancel.is_set():
                 raise ProjectionCancelled(job.reason)
         except ProjectionCancelled as error:
-            job.future.set_exception(
-                ProjectionCancelled(job.reason) if job.cancel.is_set() else error
-            )
+            future.set_exception(ProjectionCancelled(job.reason) if job.cancel.is_set() else error)
         except Exception as error:
-            job.future.set_exception(error)
+            future.set_exception(error)
         else:
-            job.future.set_result(result)
+            future.set_result(result)
         finally:
-            self._forget(slot, job)
+            self._finish(slot, job)
 
     def _forget(self, slot: Hashable, job: _Job) -> None:
         with self._lock:
             if self._jobs.get(slot) is job:
                 del self._jobs[slot]
 
+    def _finish(self, slot: Hashable, job: _Job) -> None:
+        self._forget(slot, job)
+        with self._lock:
+            self._unfinished.discard(job)
+
     def shutdown(self, wait: bool = True) -> None:
         """Cancel every request and stop the workers."""
-        with self._lock:
-            jobs = list(self._jobs.values())
-            self._jobs.clear()
-        for job in jobs:
-            job.cancel.set()
+        _PROJECTORS.discard(self)
+        futures = self.cancel_all("the projector was shut down")
         self._executor.shutdown(wait=wait, cancel_futures=True)
+        for future in futures:
+            future.cancel()  # a job the executor dropped before it ran
 
 
 _SHARED_PROJECTOR: Projector | None = None

@@ -14,7 +14,9 @@ rows) and sends only cache misses to one persistent worker process:
   numba kernels (``warm_up``) on a thread of its own, beside the jobs, so only
   it pays for compilation and a PCA does not wait for it;
 - one job runs in it at a time, the others wait in submission order; a job
-  cancelled (or superseded) while it waits never reaches the worker;
+  cancelled (or superseded, or given up by its caller: a wait that timed out, a
+  closed page) while it waits never reaches the worker, and a waiting job's
+  status counts only the earlier jobs still wanted;
 - the rows travel through a ``multiprocessing.shared_memory`` segment named
   ``panels-proj-<pid>-...`` (through the pipe when /dev/shm has no room), the
   spec as JSON; the result's fields come back pickled over the pipe between the
@@ -47,7 +49,6 @@ import signal
 import threading
 import time
 import traceback
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import fields
@@ -108,6 +109,9 @@ _METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 _TARGET_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 _POLL_SECONDS = 0.05  # how often a waiting job looks at its cancel event
 _TERM_GRACE_SECONDS = 1.0  # SIGTERM, then SIGKILL after this long
+# how long ``exit_status`` waits for a worker whose pipe closed to end: no time when it died
+# (the usual case); a bound generous enough for a very busy machine
+_EXIT_WAIT_SECONDS = 60.0
 _SEGMENT_COUNTER = itertools.count()
 
 
@@ -365,7 +369,7 @@ class _Worker:
 
     def exit_status(self) -> str:
         """How the process ended: "exit code N" or "signal NAME"."""
-        self.process.join(_TERM_GRACE_SECONDS)
+        self.process.join(_EXIT_WAIT_SECONDS)
         code = self.process.exitcode
         if code is None:
             return "its pipe closed"
@@ -438,11 +442,11 @@ class ProcessProjector(Projector):
         self._worker: _Worker | None = None
         self._worker_lock = threading.Lock()
         self._turns = threading.Condition()
-        self._queue: deque[object] = deque()  # jobs waiting for the worker; the head owns it
+        # the cancel events of the jobs waiting for the worker; the head's job owns it
+        self._queue: deque[threading.Event] = deque()
         self._closed = False
         self.jobs_sent = 0  # jobs that reached a worker process
         super().__init__(max_workers, cache, compute=self._compute_in_worker)
-        _LIVE_PROJECTORS.add(self)
 
     # -- public ---------------------------------------------------------------------------
 
@@ -513,24 +517,37 @@ class ProcessProjector(Projector):
 
     @contextlib.contextmanager
     def _turn(self, cancel: threading.Event, progress: ProgressFn) -> Iterator[None]:
-        """Wait (in submission order) until this job may use the worker."""
-        ticket = object()
+        """Wait (in submission order) until this job may use the worker; while it waits, say
+        how many earlier jobs that were not cancelled are ahead of it, whenever that changes."""
         with self._turns:
             self._check_open(cancel)
-            self._queue.append(ticket)
-            ahead = len(self._queue) - 1
+            self._queue.append(cancel)  # each job's own event is its place in the queue
         try:
-            if ahead:
-                progress(0.0, f"waiting for {ahead} earlier projection{'s' if ahead > 1 else ''}")
-            with self._turns:
-                while self._queue[0] is not ticket:
-                    self._check_open(cancel)
-                    self._turns.wait(_POLL_SECONDS)
+            shown = 0
+            while (ahead := self._wait_in_queue(cancel, shown)) is not None:
+                progress(0.0, _queue_message(ahead))
+                shown = ahead
             yield
         finally:
             with self._turns:
-                self._queue.remove(ticket)
+                self._queue.remove(cancel)
                 self._turns.notify_all()
+
+    def _wait_in_queue(self, ticket: threading.Event, shown: int) -> int | None:
+        """None once ``ticket`` heads the queue; before that, as soon as it differs from
+        ``shown``, how many jobs ahead of it are still wanted (a cancelled job still
+        ahead is stopping: it holds the worker only until it has stopped it)."""
+        with self._turns:
+            while self._queue[0] is not ticket:
+                self._check_open(ticket)
+                ahead = sum(
+                    not job.is_set()
+                    for job in itertools.takewhile(lambda job: job is not ticket, self._queue)
+                )
+                if ahead != shown:
+                    return ahead
+                self._turns.wait(_POLL_SECONDS)
+        return None
 
     def _check_open(self, cancel: threading.Event) -> None:
         if self._closed:
@@ -683,6 +700,13 @@ class ProcessProjector(Projector):
                 worker.close_idle()
 
 
+def _queue_message(ahead: int) -> str:
+    """A queued job's status when ``ahead`` wanted jobs are before it (0: only cancelled ones)."""
+    if ahead == 0:
+        return "waiting for a cancelled projection to stop"
+    return f"waiting for {ahead} earlier projection{'s' if ahead > 1 else ''}"
+
+
 def _ignore_progress(fraction: float, message: str) -> None:
     """Progress sink for jobs without a callback."""
 
@@ -748,14 +772,13 @@ def _release(segment: shared_memory.SharedMemory) -> None:
 
 # ----------------------------------------------------------------------------- exit
 
-_LIVE_PROJECTORS: weakref.WeakSet[ProcessProjector] = weakref.WeakSet()
-
 
 def _stop_everything() -> None:
     """At exit: stop every worker process and unlink every segment still there."""
-    for projector in list(_LIVE_PROJECTORS):
-        with contextlib.suppress(Exception):
-            projector._close()
+    for projector in proj.live_projectors():
+        if isinstance(projector, ProcessProjector):
+            with contextlib.suppress(Exception):
+                projector._close()
     with _SEGMENTS_LOCK:
         segments = list(_SEGMENTS.values())
         _SEGMENTS.clear()

@@ -1,6 +1,8 @@
 """Browser-test fixtures: Debian's headless Chromium driven by Playwright, servers on free ports.
 
 Screenshots go to test-artifacts/ (gitignored) so a failing step can be looked at.
+Every wait is a bound for a machine several times slower than usual (other work on
+both cores, cold caches), never a timing check: a server that died fails at once.
 """
 
 from __future__ import annotations
@@ -11,11 +13,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+T = TypeVar("T")
+
 CHROMIUM = os.environ.get("PANELS_CHROMIUM", "/usr/bin/chromium")
+#: How long a page step may take (Playwright actions and ``expect``), in ms: a page load and
+#: its cards' first render on a busy machine.
+UI_WAIT_MS = 300_000
+#: How long a `panels serve` may take to listen, in seconds.
+SERVER_START_SECONDS = 600
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -35,18 +46,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
-    """Block until something accepts connections on ``port`` (or the process dies)."""
+def wait_for_port(
+    port: int,
+    process: subprocess.Popen | None = None,
+    timeout: float = SERVER_START_SECONDS,
+    log: Path | None = None,
+) -> None:
+    """Block until something accepts connections on ``port`` (or the process dies: its
+    output, from the pipe or from ``log``, is in the error)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             output = process.stdout.read() if process.stdout else ""
+            if log is not None:
+                output += log.read_text(errors="replace")
             raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
+
+
+def eventually(page, check: Callable[[], T], what: str) -> T:
+    """Call ``check`` until it returns something true, and return that (within ``UI_WAIT_MS``:
+    a bound for a busy machine, not a timing check); the failure says ``what`` was awaited."""
+    deadline = time.monotonic() + UI_WAIT_MS / 1000
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"{what}: not within {UI_WAIT_MS // 1000} s"
+        page.wait_for_timeout(200)
+    return value
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +93,13 @@ def browser():
 
 @pytest.fixture
 def page(browser, request):
-    """A fresh page that records console errors; a screenshot is kept after each test."""
+    """A fresh page that records console errors; a screenshot is kept after each test.
+    Its steps and ``expect`` wait up to ``UI_WAIT_MS``."""
+    from playwright.sync_api import expect
+
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(UI_WAIT_MS)
+    expect.set_options(timeout=UI_WAIT_MS)
     page = context.new_page()
     page.console_errors = []
     page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
@@ -80,22 +113,27 @@ def page(browser, request):
 
 
 @pytest.fixture
-def run_cli(tmp_path):
-    """Start `panels ...` in a subprocess on a free port; stopped after the test."""
+def run_cli(tmp_path, tmp_path_factory):
+    """Start `panels ...` in a subprocess on a free port, in ``tmp_path``; stopped after the
+    test. Its output goes to a file outside ``tmp_path`` (a pipe nobody reads would fill up
+    and stall the server)."""
     processes: list[subprocess.Popen] = []
+    logs = tmp_path_factory.mktemp("server-logs")
 
-    def start(*args: str, timeout: float = 180) -> str:
+    def start(*args: str, timeout: float = SERVER_START_SECONDS) -> str:
         port = free_port()
         command = [sys.executable, "-m", "panels_core.cli", *args, "--port", str(port)]
         env = {  # the server itself allows 127.0.0.1:PORT and localhost:PORT only
             **os.environ,
             "PANELS_WARM_UP": os.environ.get("PANELS_WARM_UP", "0"),  # tests need no UMAP
         }
-        process = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        log = logs / f"panels-{port}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         processes.append(process)
-        wait_for_port(port, process, timeout)
+        wait_for_port(port, process, timeout, log)
         return f"http://127.0.0.1:{port}"
 
     yield start

@@ -12,8 +12,12 @@ import pytest
 from panels_core.query.model import CompareWith, Query
 from panels_core.workspace.spec import CardSpec, WorkspaceSpec
 
-pytestmark = pytest.mark.ui
 pytest.importorskip("playwright")
+from playwright.sync_api import expect
+
+from tests.ui.conftest import eventually
+
+pytestmark = pytest.mark.ui
 
 LOCAL = ("file:", "data:", "blob:", "about:")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -102,24 +106,28 @@ def test_exported_workspace_works_offline(page, report, demo):
     canvases = page.locator(".bk-Canvas canvas, canvas")
     canvases.first.wait_for(state="visible")
     page.get_by_text("Digits PCA").first.wait_for()
-    sizes = [canvases.nth(i).bounding_box() for i in range(canvases.count())]
-    drawn = [s for s in sizes if s and s["width"] > 200 and s["height"] > 200]
-    assert len(drawn) >= 3, sizes
+
+    def drawn() -> list[dict]:
+        sizes = [canvases.nth(i).bounding_box() for i in range(canvases.count())]
+        drawn = [s for s in sizes if s and s["width"] > 200 and s["height"] > 200]
+        return drawn if len(drawn) >= 3 else []
+
+    eventually(page, drawn, "three plots drawn at full size")
     # every card drew: no card shows an error
     alerts = page.locator(".alert-danger, .alert-warning")
     shown = [alerts.nth(i) for i in range(alerts.count()) if alerts.nth(i).is_visible()]
     assert shown == [], [a.inner_text() for a in shown]
-    assert page.get_by_text("1,797 points").first.is_visible()
+    expect(page.get_by_text("1,797 points").first).to_be_visible()
 
     # the table's first page: rows in the data's order, and the note
     first = Store(demo / "store").get("predictions:v1").to_arrow().slice(0, 20).to_pylist()
     rows = page.locator(".tabulator-row")
     rows.first.wait_for(state="visible")
-    assert rows.count() == 20
+    expect(rows).to_have_count(20)
     for i in (0, 19):
         text = rows.nth(i).inner_text()
         assert first[i]["image_id"] in text and first[i]["split"] in text
-    assert page.get_by_text("first 20 of 2,000 rows").is_visible()
+    expect(page.get_by_text("first 20 of 2,000 rows")).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "reports_export_top.png"))
 
@@ -128,12 +136,16 @@ def test_exported_workspace_works_offline(page, report, demo):
     histogram.scroll_into_view_if_needed()
     box = histogram.bounding_box()
     tooltip = page.locator(".bk-tooltip-content")
-    for fraction in (0.5, 0.6, 0.7, 0.8, 0.4):
-        page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] * 0.72)
-        page.wait_for_timeout(200)
-        if tooltip.count() and tooltip.first.is_visible():
-            break
-    assert tooltip.first.is_visible()
+
+    def hover_shows_a_tooltip() -> bool:
+        for fraction in (0.5, 0.6, 0.7, 0.8, 0.4):
+            page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] * 0.72)
+            page.wait_for_timeout(200)
+            if tooltip.count() and tooltip.first.is_visible():
+                return True
+        return False
+
+    eventually(page, hover_shows_a_tooltip, "a histogram bar's tooltip on hover")
     assert "count" in tooltip.first.inner_text() and "range" in tooltip.first.inner_text()
     page.screenshot(path=str(ARTIFACTS / "reports_export_hover.png"))
 
@@ -155,5 +167,5 @@ def test_rendered_panel_file_works_offline(page, tmp_path):
     canvas.wait_for(state="visible")
     box = canvas.bounding_box()
     assert box["width"] > 200 and box["height"] > 200
-    assert page.get_by_text("200 values of").is_visible()
+    expect(page.get_by_text("200 values of")).to_be_visible()
     assert asked == [] and page.console_errors == []

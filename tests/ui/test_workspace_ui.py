@@ -21,11 +21,11 @@ import pytest
 pytest.importorskip("playwright")
 from playwright.sync_api import expect
 
-from tests.ui.conftest import ARTIFACTS
+from tests.ui.conftest import ARTIFACTS, UI_WAIT_MS
 
 pytestmark = pytest.mark.ui
 
-WAIT = 90_000  # ms; the CI machine may be busy
+WAIT = UI_WAIT_MS  # ms; the machine may be busy
 
 
 def shot(page, name: str) -> None:

@@ -3,6 +3,9 @@ UMAP/t-SNE, colours, neighbours on click, search, the rasterised path, backgroun
 
 from __future__ import annotations
 
+import threading
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -10,6 +13,7 @@ import pandas as pd
 import panel as pn
 import pyarrow as pa
 import pytest
+from bokeh.document import Document
 from bokeh.models import ColorBar, Legend
 from sklearn.decomposition import PCA
 
@@ -28,6 +32,9 @@ from panels_core.demo import digits_table, hello_table
 from panels_core.registry import registry
 from panels_core.table import Table
 from panels_core.view import View
+
+# seconds a test waits at most for a background projection: a bound for a busy machine
+WAIT = 600
 
 
 @pytest.fixture(scope="module")
@@ -472,15 +479,28 @@ def test_renders_over_one_view_reuse_the_fetched_inputs_until_its_data_changes(
 # --------------------------------------------------------------------------- background runs
 
 
-def test_under_a_server_the_projection_runs_in_the_background(monkeypatch) -> None:
-    callbacks: list[Any] = []
+class FakeCallback:
+    """A periodic callback the test calls itself."""
 
-    class FakeCallback:
-        def __init__(self, fn: Any) -> None:
-            self.fn, self.running = fn, True
+    def __init__(self, fn: Any) -> None:
+        self.fn, self.running = fn, True
 
-        def stop(self) -> None:
-            self.running = False
+    def stop(self) -> None:
+        self.running = False
+
+    def run_until_stopped(self) -> None:
+        """Call it until it stops (within ``WAIT``: a bound for a busy machine, not a timing)."""
+        deadline = time.monotonic() + WAIT
+        while self.running and time.monotonic() < deadline:
+            self.fn()
+            time.sleep(0.01)
+        assert not self.running, f"still polling after {WAIT} s"
+
+
+def periodic_callbacks(monkeypatch) -> list[FakeCallback]:
+    """Renders run their projection in the background, as under a server; the periodic
+    callbacks they add are collected (and called by the test)."""
+    callbacks: list[FakeCallback] = []
 
     def add_periodic_callback(fn: Any, period: int = 0, **_: Any) -> FakeCallback:
         callbacks.append(FakeCallback(fn))
@@ -488,6 +508,11 @@ def test_under_a_server_the_projection_runs_in_the_background(monkeypatch) -> No
 
     monkeypatch.setattr(panel_module, "_must_wait", lambda: False)
     monkeypatch.setattr(pn.state, "add_periodic_callback", add_periodic_callback)
+    return callbacks
+
+
+def test_under_a_server_the_projection_runs_in_the_background(monkeypatch) -> None:
+    callbacks = periodic_callbacks(monkeypatch)
     # a projector on threads of this process (the shared one may be a worker process)
     projector = proj.Projector(max_workers=1)
     monkeypatch.setattr(proj, "shared_projector", lambda: projector)
@@ -496,19 +521,52 @@ def test_under_a_server_the_projection_runs_in_the_background(monkeypatch) -> No
     plot = Projection2D(columns=["embedding"], pca_y=3).render(view)
     assert plot.result is None and plot.progress in list(plot.layout.objects)
     (callback,) = callbacks
-    for _ in range(400):
-        callback.fn()
-        if not callback.running:
-            break
-        import time
-
-        time.sleep(0.01)
-    assert not callback.running and plot.result is not None
+    callback.run_until_stopped()
+    assert plot.result is not None
     expected = PCA(3).fit_transform(values)[:, [0, 2]]
     assert_equal_up_to_sign(points_of(plot), expected, atol=2e-3)
     # the result is now cached: the next render draws at once, with no background job
     again = Projection2D(columns=["embedding"], pca_y=3).render(view)
     assert again.result is plot.result and len(callbacks) == 1
+    projector.shutdown()
+
+
+class ServedDocument(Document):
+    """A Document as under a server: it has a session, and the test can end it."""
+
+    # what Bokeh's server sets (Panel reads the request's arguments)
+    session_context = SimpleNamespace(
+        id="a-session", request=SimpleNamespace(arguments={}, cookies={}, headers={})
+    )
+
+    def end_session(self) -> None:
+        """What the server does when the page is closed."""
+        for callback in list(self.session_destroyed_callbacks):
+            callback(self.session_context)
+
+
+def test_closing_the_page_cancels_its_projection(monkeypatch) -> None:
+    callbacks = periodic_callbacks(monkeypatch)
+    started = threading.Event()
+
+    def held(rows: Any, spec: Any, *, progress: Any = None, cancel: Any = None) -> Any:
+        started.set()
+        assert cancel.wait(WAIT)  # a projection that runs until it is cancelled
+        raise proj.ProjectionCancelled("stopped")
+
+    projector = proj.Projector(max_workers=1, cache=proj.ProjectionCache(), compute=held)
+    monkeypatch.setattr(proj, "shared_projector", lambda: projector)
+    document = ServedDocument()
+    monkeypatch.setattr(pn.state, "curdoc", document)
+    values, _ = blobs(50, dim=8, seed=10)
+    plot = Projection2D(columns=["embedding"]).render(View.of(embedding_table(values)))
+    assert started.wait(WAIT)
+    document.end_session()
+    (callback,) = callbacks
+    callback.run_until_stopped()  # under a server it stops with the session: here, to look
+    assert plot.result is None
+    assert plot.error == "This projection was stopped (cancelled by its caller)."
+    assert projector.cancel_all() == []  # nothing left running for the next projection
     projector.shutdown()
 
 

@@ -205,13 +205,13 @@ def test_no_command_prints_help() -> None:
 @pytest.mark.skipif(not BIN.exists(), reason="the console script is not installed")
 def test_console_script_lists_the_installed_plugin(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(BIN), "plugins", "--json"], capture_output=True, text=True, check=True, timeout=120
+        [str(BIN), "plugins", "--json"], capture_output=True, text=True, check=True, timeout=600
     )
     rows = {r["kind"]: r for r in json.loads(result.stdout)}
     assert rows["confusion_matrix"]["distribution"] == "typed-panels-confusion-matrix"
     assert rows["confusion_matrix"]["state"] == "ok"
     missing = subprocess.run(
-        [str(BIN), "info", str(tmp_path / "nope.csv")], capture_output=True, text=True, timeout=120
+        [str(BIN), "info", str(tmp_path / "nope.csv")], capture_output=True, text=True, timeout=600
     )
     assert missing.returncode == 2
     assert missing.stderr == f"panels: error: no such file: {tmp_path / 'nope.csv'}\n"

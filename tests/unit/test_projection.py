@@ -30,6 +30,9 @@ from panels_core.projection import (
     project_cached,
 )
 
+# seconds a test waits at most for a background job: a bound for a busy machine, not a timing check
+WAIT = 600
+
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
@@ -419,7 +422,7 @@ def test_projector_delivers_a_result(blobs):
     try:
         reports = []
         future = projector.submit("card", blobs, {}, lambda f, m: reports.append(f))
-        result = future.result(timeout=60)
+        result = future.result(timeout=WAIT)
         assert result.points.shape == (300, 2)
         assert reports[0] == 0.0 and reports[-1] == 1.0
     finally:
@@ -439,16 +442,16 @@ def test_newer_submit_supersedes_the_older_one(blobs, block_at):
             late_reports.append(message)
         if fraction == block_at and not started.is_set():
             started.set()
-            assert release.wait(30)
+            assert release.wait(WAIT)
 
     try:
         old = projector.submit("card", blobs, {}, old_progress)
-        assert started.wait(30)
+        assert started.wait(WAIT)
         new = projector.submit("card", blobs[:100], {})
-        new_result = new.result(timeout=60)
+        new_result = new.result(timeout=WAIT)
         release.set()
         with pytest.raises(ProjectionCancelled, match="superseded"):
-            old.result(timeout=60)
+            old.result(timeout=WAIT)
         assert new_result.points.shape == (100, 2)
         assert late_reports == []
         # a result finished before the supersede was noticed still fills the cache
@@ -465,19 +468,82 @@ def test_projector_cancel_slot(blobs):
     def progress(fraction: float, message: str) -> None:
         if not started.is_set():
             started.set()
-            release.wait(30)
+            release.wait(WAIT)
 
     try:
         future = projector.submit("card", blobs, {}, progress)
-        assert started.wait(30)
+        assert started.wait(WAIT)
         assert projector.cancel("card") is True
         assert projector.cancel("card") is False
         release.set()
         with pytest.raises(ProjectionCancelled):
-            future.result(timeout=60)
+            future.result(timeout=WAIT)
     finally:
         release.set()
         projector.shutdown()
+
+
+def held_projector(heed_cancel: bool = True) -> tuple[Projector, threading.Event, threading.Event]:
+    """A Projector on one thread whose jobs, once started, wait for ``release`` or (if they
+    heed it, unlike UMAP's fit) for their cancel event."""
+    started, release = threading.Event(), threading.Event()
+
+    def held(rows, spec, *, progress=None, cancel=None):
+        started.set()
+        while not (release.is_set() or (heed_cancel and cancel.is_set())):
+            release.wait(0.05)
+        if heed_cancel and cancel.is_set():
+            raise ProjectionCancelled("stopped")
+        return project(rows, spec)
+
+    return Projector(1, cache=ProjectionCache(), compute=held), started, release
+
+
+@pytest.mark.parametrize("wait", ["result", "exception"])
+def test_a_wait_that_times_out_cancels_the_job(blobs, wait):
+    projector, started, release = held_projector()
+    try:
+        future = projector.submit("card", blobs, {})
+        assert started.wait(WAIT)
+        with pytest.raises(TimeoutError):
+            getattr(future, wait)(0)  # the caller gives up
+        with pytest.raises(ProjectionCancelled, match=r"^its caller stopped waiting$"):
+            future.result(WAIT)
+        assert projector.cancel("card") is False  # the slot has no live request left
+        assert projector.cancel_all() == []
+    finally:
+        release.set()
+        projector.shutdown()
+
+
+def test_cancel_all_stops_queued_and_running_jobs(blobs):
+    projector, started, release = held_projector()
+    try:
+        running = projector.submit("a", blobs, {})
+        assert started.wait(WAIT)
+        queued = projector.submit("b", blobs[:100], {})
+        futures = projector.cancel_all("tidying up")
+        assert set(futures) == {running, queued}
+        for future in futures:
+            with pytest.raises(ProjectionCancelled, match=r"^tidying up$"):
+                future.result(WAIT)
+        assert projector.cancel_all() == []
+    finally:
+        release.set()
+        projector.shutdown()
+
+
+def test_shutdown_ends_the_futures_of_jobs_that_never_started(blobs):
+    projector, started, release = held_projector(heed_cancel=False)
+    running = projector.submit("a", blobs, {})
+    assert started.wait(WAIT)
+    queued = projector.submit("b", blobs[:100], {})
+    projector.shutdown(wait=False)
+    assert queued.cancelled()  # done: nobody waits for it forever
+    release.set()  # the running one finishes, and is not delivered
+    with pytest.raises(ProjectionCancelled, match=r"^the projector was shut down$"):
+        running.result(WAIT)
+    assert projector not in projection.live_projectors()
 
 
 # ----------------------------------------------------------------------------- neighbours

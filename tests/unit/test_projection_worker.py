@@ -23,6 +23,7 @@ from panels_core.projection import (
     project,
 )
 from panels_core.projection_worker import ProcessProjector
+from tests.conftest import settle_projections
 
 # What the worker calls instead of ``project`` in these tests: the first value of the first
 # row picks a behaviour; any other input is projected for real.
@@ -35,7 +36,9 @@ CRASH, SLOW, PROJECTION_ERROR, KEY_ERROR, OTHER_ERROR, AS_PCA = (
     1006.0,
 )
 TARGET = f"{__name__}:scripted"
-WAIT = 60  # seconds a test waits at most for a future (a bound, not a timing assertion)
+# seconds a test waits at most for a future: a bound, not a timing assertion, generous enough
+# for a cold numba cache (UMAP compiles in the worker) on a machine that is busy with other work
+WAIT = 600
 
 
 class WeirdError(Exception):
@@ -132,11 +135,19 @@ class Progress:
         self.messages: list[tuple[float, str]] = []
         self.until = until
         self.seen = threading.Event()
+        self.arrived = threading.Condition()
 
     def __call__(self, fraction: float, message: str) -> None:
-        self.messages.append((fraction, message))
+        with self.arrived:
+            self.messages.append((fraction, message))
+            self.arrived.notify_all()
         if self.until and self.until in message:
             self.seen.set()
+
+    def wait_for(self, text: str) -> bool:
+        """Wait (at most ``WAIT``) until a message containing ``text`` has arrived."""
+        with self.arrived:
+            return self.arrived.wait_for(lambda: any(text in m for _, m in self.messages), WAIT)
 
 
 def without_start(messages: list[tuple[float, str]]) -> list[tuple[float, str]]:
@@ -308,6 +319,71 @@ def test_a_job_cancelled_while_queued_never_reaches_the_worker(projector, data):
     assert projector.cancel("first") is True
     assert isinstance(running.exception(WAIT), ProjectionCancelled)
     assert projector.jobs_sent == sent
+
+
+def waiting_messages(progress: Progress) -> list[str]:
+    return [m for _, m in progress.messages if m.startswith("waiting for")]
+
+
+def give_up(future: Any, how: str) -> None:
+    """The caller stops waiting for ``future`` (a test that hit its bound, a closed page)."""
+    if how == "cancel":
+        assert future.cancel() is False  # a running job is stopped, not cancelled at once
+    else:
+        with pytest.raises(TimeoutError):
+            getattr(future, how)(0)  # "result" or "exception", with a timeout that has passed
+
+
+@pytest.mark.parametrize("how", ["result", "exception", "cancel"])
+def test_a_job_given_up_by_its_caller_stops_and_the_next_does_not_wait_for_it(projector, data, how):
+    stuck = start_slow(projector, "stuck", f"slow-{how}")
+    pid = projector.worker_pid
+    give_up(stuck, how)
+    following = Progress()
+    got = projector.submit("next", data, {"seed": 11}, following, key=how).result(WAIT)
+    assert_same_result(got, project(data, {"seed": 11}))
+    assert waiting_messages(following) == []  # never "waiting for 1 earlier projection"
+    error = stuck.exception(WAIT)
+    reason = "cancelled by its caller" if how == "cancel" else "its caller stopped waiting"
+    assert isinstance(error, ProjectionCancelled) and str(error) == reason
+    assert_stopped(pid)  # the worker busy with the stuck job was replaced
+    assert projector.worker_pid not in (None, pid)
+
+
+def test_a_queued_job_counts_only_the_earlier_jobs_still_wanted(projector, data):
+    running = start_slow(projector, "first", "slow-count")
+    second = Progress(until="waiting for 1 earlier projection")
+    queued = projector.submit("second", command(SLOW), {}, second, key="slow-count-2")
+    assert second.seen.wait(WAIT)
+    third = Progress(until="waiting for 2 earlier projections")
+    last = projector.submit("third", data, {"seed": 12}, third, key="counted")
+    assert third.seen.wait(WAIT)
+    give_up(queued, "result")  # the third job now waits for one job only
+    assert third.wait_for("waiting for 1 earlier projection")
+    assert projector.cancel("first") is True
+    assert_same_result(last.result(WAIT), project(data, {"seed": 12}))
+    assert waiting_messages(third)[:2] == [
+        "waiting for 2 earlier projections",
+        "waiting for 1 earlier projection",
+    ]
+    # the first job may still have been stopping when the third one's turn came
+    assert set(waiting_messages(third)[2:]) <= {"waiting for a cancelled projection to stop"}
+    assert isinstance(running.exception(WAIT), ProjectionCancelled)
+    assert isinstance(queued.exception(WAIT), ProjectionCancelled)
+
+
+def test_settling_between_tests_stops_a_left_over_job(projector, data):
+    left_over = start_slow(projector, "left", "slow-left-over")
+    pid = projector.worker_pid
+    assert settle_projections() == 1
+    error = left_over.exception(0)  # already over: settling waits until it has stopped
+    assert isinstance(error, ProjectionCancelled)
+    assert str(error) == "left over from an earlier test"
+    assert_stopped(pid)
+    following = Progress()
+    projector.submit("next", data, {"seed": 13}, following, key="after-left-over").result(WAIT)
+    assert waiting_messages(following) == []
+    assert settle_projections() == 0
 
 
 # ----------------------------------------------------------------------------- worker life
