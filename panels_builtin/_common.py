@@ -43,7 +43,9 @@ _ID_NAME = re.compile(r"(^|[_.\s])(id|idx|index|key|uuid|row|rownum)$", re.IGNOR
 
 
 def message(text: str, kind: str = "info") -> Any:
-    """A full-width ``pn.pane.Alert`` shown instead of a chart (empty view, no values...)."""
+    """A full-width ``pn.pane.Alert`` shown instead of a chart (empty view, no values...).
+
+    ``text`` is Markdown: escape data in it with panels_core.escape."""
     import panel as pn
 
     return pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width")

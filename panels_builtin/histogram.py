@@ -37,6 +37,7 @@ from panels_builtin._common import (
     number_item,
     pick_measure,
 )
+from panels_core.escape import markdown_code, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
 from panels_core.query.errors import QueryError
 from panels_core.types import (
@@ -253,9 +254,10 @@ class Histogram(Panel[HistogramConfig]):
         try:
             drawn = self.data(view)
         except NothingToShow as exc:
-            return message(str(exc), "info")
+            return message(markdown_text(exc), "info")
         except QueryError as exc:
-            return message(f"Histogram of `{self.config.column}`: {exc}", "danger")
+            head = f"Histogram of {markdown_code(self.config.column)}"
+            return message(f"{head}: {markdown_text(exc)}", "danger")
         if isinstance(drawn, Bars):
             caption, fig = self._bars_caption(drawn), self._bars_figure(drawn)
         else:
@@ -271,11 +273,11 @@ class Histogram(Panel[HistogramConfig]):
         widths = np.diff(drawn.edges)
         width = format_number(float(widths[0])) if n else "0"
         text = (
-            f"{format_count(drawn.counts.sum())} values of `{drawn.column}` in {n} "
+            f"{format_count(drawn.counts.sum())} values of {markdown_code(drawn.column)} in {n} "
             f"bin{'s' if n != 1 else ''} of width {width}"
         )
         if drawn.group is not None:
-            text += f" (group `{drawn.group}`)"
+            text += f" (group {markdown_code(drawn.group)})"
         elif drawn.groups is not None:
             text += f" (all {len(drawn.groups)} groups together)"
         lost = left_out(
@@ -290,7 +292,7 @@ class Histogram(Panel[HistogramConfig]):
     def _bars_caption(self, drawn: Bars) -> str:
         shown = len(drawn.labels) - (1 if drawn.other else 0)
         text = (
-            f"{format_count(drawn.counts.sum())} rows of `{drawn.column}`: "
+            f"{format_count(drawn.counts.sum())} rows of {markdown_code(drawn.column)}: "
             f"the {shown} most frequent value{'s' if shown != 1 else ''}"
         )
         if drawn.other:

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from panels_builtin._common import format_count, message
 from panels_builtin.table import CellColumn, PagedTable, TableConfig, TablePanel, _style
+from panels_core.escape import markdown_code
 from panels_core.panel import specificity
 from panels_core.query.engine import Engine
 from panels_core.query.errors import QueryError
@@ -54,10 +55,11 @@ class JoinCounts:
     right_only: int
 
     def text(self) -> str:
-        """``"1,990 matched · 10 only in a · 3 only in b"``."""
+        """``"1,990 matched · 10 only in `a` · 3 only in `b`"`` (Markdown, names as code)."""
         return (
             f"{format_count(self.matched)} matched · {format_count(self.left_only)} only in "
-            f"`{self.left_name}` · {format_count(self.right_only)} only in `{self.right_name}`"
+            f"{markdown_code(self.left_name)} · {format_count(self.right_only)} only in "
+            f"{markdown_code(self.right_name)}"
         )
 
 

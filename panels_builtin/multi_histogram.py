@@ -42,6 +42,7 @@ from panels_builtin._common import (
     number_item,
     pick_measure,
 )
+from panels_core.escape import markdown_code, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, specificity
 from panels_core.query.errors import QueryError
 from panels_core.types import (
@@ -299,9 +300,10 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         try:
             drawn = self.data(view)
         except NothingToShow as exc:
-            return message(str(exc), "info")
+            return message(markdown_text(exc), "info")
         except QueryError as exc:
-            return message(f"Multi-histogram of `{self.config.column}`: {exc}", "danger")
+            head = f"Multi-histogram of {markdown_code(self.config.column)}"
+            return message(f"{head}: {markdown_text(exc)}", "danger")
         return pn.Column(
             pn.pane.Markdown(self._caption(drawn), margin=(0, 10)),
             pn.pane.Bokeh(self._figure(drawn), sizing_mode="stretch_width"),
@@ -312,13 +314,13 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         what = {
             "source": "compared source",
             "group": "group",
-            "by": f"value of `{self.config.by}`",
+            "by": f"value of {markdown_code(self.config.by)}",
             "none": "series",
         }[drawn.split]
         n = len(drawn.names)
         bins = len(drawn.edges) - 1
         parts = [
-            f"{format_count(drawn.counts.sum())} values of `{drawn.column}`, one series per "
+            f"{format_count(drawn.counts.sum())} values of {markdown_code(drawn.column)}, one series per "
             f"{what} ({n} shown), {bins} shared bins of width "
             f"{format_number(float(drawn.edges[1] - drawn.edges[0]))}, "
             f"{'stacked' if self.config.mode == 'stack' else 'overlaid'}"

@@ -36,7 +36,6 @@ or with ``PANELS_PROJECTION_SYNC=1`` it is computed before ``render`` returns.
 from __future__ import annotations
 
 import base64
-import html
 import logging
 import os
 import sys
@@ -57,6 +56,7 @@ from panels_builtin._common import (
     message,
 )
 from panels_core import projection as proj
+from panels_core.escape import html_text, markdown_code, markdown_text, tooltip_text
 from panels_core.panel import Column, Panel, PanelConfig, Prefer, columns_of
 from panels_core.query.errors import QueryError
 from panels_core.types import (
@@ -802,7 +802,7 @@ class Projection2D(Panel[ProjectionConfig]):
         try:
             inputs = _fetch_inputs(view, self.config)
         except QueryError as exc:
-            return message(str(exc), "danger")
+            return message(markdown_text(exc), "danger")
         if inputs.n == 0:
             return message(EMPTY_VIEW, "info")
         spec = self.config.spec()
@@ -893,7 +893,7 @@ class ProjectionPlot:
             with lock:
                 fraction, text = state["fraction"], state["message"]
             self.progress.value = int(100 * fraction)
-            self.status.object = f"{name} of {rows} rows: {text}"
+            self.status.object = f"{name} of {rows} rows: {markdown_text(text)}"
             if not future.done():
                 return
             callback.stop()
@@ -919,9 +919,9 @@ class ProjectionPlot:
             self.fail(f"Drawing the projection failed: {type(exc).__name__}: {exc}", "danger")
 
     def fail(self, text: str, kind: str = "warning") -> None:
-        """Show ``text`` instead of the plot."""
+        """Show ``text`` (plain text) instead of the plot."""
         self.error = text
-        self.layout.objects = [message(text, kind)]
+        self.layout.objects = [message(markdown_text(text), kind)]
 
     # -- drawing -----------------------------------------------------------------------
 
@@ -965,7 +965,13 @@ class ProjectionPlot:
         )
         self.neighbour_image = pn.pane.HTML("", margin=(0, 10))
         self.neighbour_table = pn.widgets.Tabulator(
-            None, show_index=False, disabled=True, height=300, width=320, visible=False
+            None,
+            show_index=False,
+            disabled=True,
+            height=300,
+            width=320,
+            visible=False,
+            titles={column: html_text(column)} if column else {},  # titles are HTML
         )
         side = pn.Column(
             self.hover_image,
@@ -988,7 +994,7 @@ class ProjectionPlot:
         cfg = self.config
         name = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}[cfg.method]
         inputs = (
-            f"`{cfg.columns[0]}`"
+            markdown_code(cfg.columns[0])
             if len(cfg.columns) == 1
             else f"{len(cfg.columns)} numeric columns"
         )
@@ -997,10 +1003,10 @@ class ProjectionPlot:
             parts.append("rasterised on the server")
         text = ", ".join(parts)
         notes = [result.message] if result.message else []
-        notes.extend(result.notes)
+        notes.extend(result.notes)  # the projection's own words, no data
         if self.colouring.merged:
             notes.append(
-                f"{self.colouring.merged} values of `{self.colouring.column}` beyond the "
+                f"{self.colouring.merged} values of {markdown_code(self.colouring.column)} beyond the "
                 f"{MAX_CATEGORIES - 1} most frequent are coloured as {OTHER}"
             )
         return text + ("; " + "; ".join(notes) if notes else "")
@@ -1116,7 +1122,7 @@ class ProjectionPlot:
         lines.append("<div><b>row</b>: @row</div>")
         for i, name in enumerate(hover):
             fmt = "{0.[000]}" if _is_number(self.view.type, name) else ""
-            lines.append(f"<div><b>{html.escape(name)}</b>: @c{i}{fmt}</div>")
+            lines.append(f"<div><b>{tooltip_text(name)}</b>: @c{i}{fmt}</div>")
         lines.append("</div>")
         return "".join(lines)
 
@@ -1290,7 +1296,7 @@ class ProjectionPlot:
         frame["distance"] = distances
         self.neighbours = pd.DataFrame(frame)
         self.selected = row
-        label = f" ({self.labels[point]})" if self.labels is not None else ""
+        label = f" ({markdown_text(self.labels[point])})" if self.labels is not None else ""
         self.neighbour_title.object = (
             f"**Row {row}{label}**: its {len(indices)} nearest neighbours "
             f"({cfg.knn_metric}, original space)"
@@ -1336,7 +1342,7 @@ class ProjectionPlot:
             count = int(self.matches.sum())
             self.search_info.object = (
                 f"{format_count(count)} of {format_count(len(self.matches))} points match "
-                f"`{html.escape(text.strip())}` in `{self.search_column}`"
+                f"{markdown_code(text.strip())} in {markdown_code(self.search_column)}"
             )
             chosen = np.flatnonzero(self.matches)
         if self.source is not None:

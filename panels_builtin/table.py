@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-import html
 import io
 import json
 import math
@@ -30,6 +29,7 @@ import pyarrow as pa
 from pydantic import Field, ValidationInfo, field_validator
 
 from panels_builtin._common import category_palette, format_count, format_number, message
+from panels_core.escape import html_attr, html_text, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, columns_of
 from panels_core.query.errors import QueryError
 from panels_core.query.model import SortKey
@@ -147,7 +147,7 @@ def text_cell(value: Any, limit: int = 120) -> str:
         text = json.dumps(value, default=str, ensure_ascii=False)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return html.escape(text)
+    return html_text(text)
 
 
 def _data_uri(png: bytes) -> str:
@@ -232,9 +232,7 @@ def image_cell(
         else:
             png = thumbnail_png(data, size)
     except Exception as exc:  # a corrupt image must not break the page
-        return (
-            f'<span style="color:#b00">image unreadable: {html.escape(type(exc).__name__)}</span>'
-        )
+        return f'<span style="color:#b00">image unreadable: {html_text(type(exc).__name__)}</span>'
 
     shapes = []
     boxes_record = record.get("boxes") or {}
@@ -254,11 +252,11 @@ def image_cell(
             scores = dict(box.get("scores") or [])
             tip = f"{layer}: {label}" + "".join(f" {k}={v:.3g}" for k, v in scores.items())
             shapes.append(
-                f'<rect data-layer="{html.escape(layer)}" x="{x0:.2f}" y="{y0:.2f}" '
+                f'<rect data-layer="{html_attr(layer)}" x="{x0:.2f}" y="{y0:.2f}" '
                 f'width="{bw:.2f}" height="{bh:.2f}" fill="none" stroke="{color}" '
-                f'stroke-width="1.5"{dash}><title>{html.escape(tip)}</title></rect>'
+                f'stroke-width="1.5"{dash}><title>{html_text(tip)}</title></rect>'
                 f'<text x="{x0 + 1:.2f}" y="{max(y0 - 1, 7):.2f}" font-size="7" '
-                f'fill="{color}">{html.escape(label)}</text>'
+                f'fill="{color}">{html_text(label)}</text>'
             )
     img = (
         f'<img src="{_data_uri(png)}" width="{w}" height="{h}" '
@@ -337,7 +335,7 @@ def histogram_cell(
     tip = f"{format_count(total)} values in [{format_number(edges[0])}, {format_number(edges[-1])}]"
     rects = _bars([(counts, color)], width, height, float(counts.max()))
     return (
-        f'<svg width="{width}" height="{height}"><title>{html.escape(tip)}</title>'
+        f'<svg width="{width}" height="{height}"><title>{html_text(tip)}</title>'
         f"{''.join(rects)}</svg>"
     )
 
@@ -357,7 +355,7 @@ def compared_histogram_cell(
         return '<span style="color:#999">no values</span>'
     tip = " | ".join(f"{name}: {format_count(int(np.sum(c)))}" for name, c in hists.items())
     return (
-        f'<svg width="{width}" height="{height}"><title>{html.escape(tip)}</title>'
+        f'<svg width="{width}" height="{height}"><title>{html_text(tip)}</title>'
         f"{''.join(_bars(series, width, height, top))}</svg>"
     )
 
@@ -382,9 +380,9 @@ def compared_number_cell(
         shown = "null" if value is None else f"{value:.{precision}g}"
         rects.append(
             f'<rect x="{i * (bar + 2)}" y="{height - bh:.2f}" width="{bar}" height="{bh:.2f}" '
-            f'fill="{color}" data-value="{shown}"><title>{html.escape(name)}: {shown}</title></rect>'
+            f'fill="{color}" data-value="{shown}"><title>{html_text(name)}: {shown}</title></rect>'
         )
-        labels.append(f'<span style="color:{color}">{html.escape(shown)}</span>')
+        labels.append(f'<span style="color:{color}">{html_text(shown)}</span>')
     svg_w = len(values) * (bar + 2)
     svg = f'<svg width="{svg_w}" height="{height}" style="vertical-align:middle">{"".join(rects)}</svg>'
     return f"{svg} {' '.join(labels)}"
@@ -410,7 +408,7 @@ def list_cell(
         key = v if isinstance(v, str) else json.dumps(v, default=str)
         counts[key] = counts.get(key, 0) + 1
     top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
-    parts = [f"{html.escape(k)} x{c}" for k, c in top]
+    parts = [f"{html_text(k)} x{c}" for k, c in top]
     rest = " …" if len(counts) > 3 else ""
     return f"{', '.join(parts)}{rest} <span style='color:#999'>({n})</span>"
 
@@ -601,8 +599,8 @@ class CellRenderer:
                 continue
             per_source = self.column(sub, list(v.values()))
             parts = [
-                f"<b>{html.escape(str(name))}</b>: "
-                + (html.escape(str(shown)) if sub.style != "html" else str(shown))
+                f"<b>{html_text(str(name))}</b>: "
+                + (html_text(str(shown)) if sub.style != "html" else str(shown))
                 for name, shown in zip(v.keys(), per_source)
             ]
             out.append(" | ".join(parts))
@@ -800,8 +798,9 @@ class PagedTable:
         self.tabulator = _PageTabulator.get()(
             pd.DataFrame({c.name: [] for c in self.columns}),
             formatters=formatters,
-            titles={c.name: c.title for c in self.columns},
-            groups=groups,
+            # Tabulator shows titles and group names as HTML
+            titles={c.name: html_text(c.title) for c in self.columns},
+            groups={html_text(name): names for name, names in groups.items()},
             sortable={c.name: c.sortable for c in self.columns},
             show_index=False,
             disabled=True,
@@ -861,7 +860,7 @@ class PagedTable:
         self.buttons["next"].disabled = self.buttons["last"].disabled = at_end
         if self.error:
             self.alert.object, self.alert.alert_type, self.alert.visible = (
-                self.error,
+                markdown_text(self.error),
                 "danger",
                 True,
             )

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
+from panels_core.escape import markdown_code, markdown_text
 from panels_core.view import View
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def report_layout(*objects: Any, title: str | None = None, note: bool = True) ->
     """A plain report page: an optional title, the objects, and the static-report note."""
     parts: list[Any] = []
     if title:
-        parts.append(pn.pane.Markdown(f"# {title}", margin=(0, 10)))
+        parts.append(pn.pane.Markdown(f"# {markdown_text(title)}", margin=(0, 10)))
     for obj in objects:
         if isinstance(obj, RenderedPanel):
             row_note = _rows_note(obj, obj.view)
@@ -226,17 +227,21 @@ def tables_summary(engine: Any, max_columns: int = 12) -> Any:
             columns = columns_of(engine.result_type(query))
             rows = f"{engine.count(query):,}"
         except Exception as exc:
-            lines.append(f"| `{name}` | | cannot read: {_cell(str(exc))} |")
+            lines.append(f"| {_cell(markdown_code(name))} | | cannot read: {markdown_text(exc)} |")
             continue
-        shown = [f"`{c}` {describe(t)}" for c, t in list(columns.items())[:max_columns]]
+        shown = [
+            f"{markdown_code(c)} {markdown_text(describe(t))}"
+            for c, t in list(columns.items())[:max_columns]
+        ]
         if len(columns) > max_columns:
             shown.append(f"... {len(columns) - max_columns} more ({len(columns)} in all)")
-        lines.append(f"| `{name}` | {rows} | {_cell(', '.join(shown))} |")
+        lines.append(f"| {_cell(markdown_code(name))} | {rows} | {_cell(', '.join(shown))} |")
     return pn.pane.Markdown("\n".join(lines), sizing_mode="stretch_width", margin=(0, 10))
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _cell(markdown: str) -> str:
+    """Markdown (escaped already) as one GFM table cell: its pipes (in code spans too) escaped."""
+    return markdown.replace("|", "\\|").replace("\n", " ")
 
 
 def _card_parts(workspace: Any, spec: Any) -> pn.Column:
@@ -258,12 +263,12 @@ def _card_parts(workspace: Any, spec: Any) -> pn.Column:
     query = spec.input
     details = []
     if query.filter is not None:
-        details.append(f"filter `{_filter_text(query)}`")
+        details.append(f"filter {markdown_code(_filter_text(query))}")
     if query.group_by:
-        details.append("grouped by " + ", ".join(f"`{g}`" for g in query.group_by))
+        details.append("grouped by " + ", ".join(markdown_code(g) for g in query.group_by))
     if query.compare_with is not None:
-        details.append(f"compared with `{query.compare_with.table}`")
-    head = f"### {title} · {shown_kind}"
+        details.append(f"compared with {markdown_code(query.compare_with.table)}")
+    head = f"### {markdown_text(title)} · {markdown_text(shown_kind)}"
     if details:
         head += "\n" + "; ".join(details)
     parts: list[Any] = [pn.pane.Markdown(head, margin=(0, 10))]

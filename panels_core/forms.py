@@ -26,6 +26,7 @@ import param
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from panels_core.escape import choice_options, markdown_lines
 from panels_core.panel import (
     Panel,
     PanelConfig,
@@ -125,7 +126,7 @@ def _slot_widget(slot: Slot, label: str, columns: dict[str, Any], value: Any, do
         widget = _make(
             pn.widgets.MultiChoice,
             name=label,
-            options=names,
+            options=choice_options(names),
             value=list(value or []),
             description=help_text,
         )
@@ -288,7 +289,7 @@ class ConfigForm(pn.viewable.Viewer):
         shown = {(name or _FORM_ERRORS): text for name, text in messages.items()}
         for name, pane in self._messages.items():
             text = shown.get(name)
-            pane.object = text or ""
+            pane.object = markdown_lines(text) if text else ""
             pane.visible = text is not None
         self.errors = shown
 

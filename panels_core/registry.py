@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from panels_core.escape import markdown_code, markdown_lines, markdown_text
 from panels_core.panel import (
     API_VERSION,
     Panel,
@@ -159,13 +160,17 @@ def _describe_exception(exc: BaseException) -> str:
 
 
 def error_card(kind: str, message: str, distribution: str | None = None, *, title: str = "") -> Any:
-    """A red card saying a panel failed, naming the kind, the error and its distribution."""
+    """A red card saying a panel failed, naming the kind, the error and its distribution.
+
+    ``message`` and ``distribution`` are plain text (shown literally); ``title`` is
+    Markdown whose data-derived parts the caller escapes (panels_core.escape).
+    """
     import panel as pn
 
-    source = f" (from {distribution})" if distribution else ""
-    head = title or f"Panel `{kind}` failed"
+    source = f" (from {markdown_text(distribution)})" if distribution else ""
+    head = title or f"Panel {markdown_code(kind)} failed"
     return pn.pane.Alert(
-        f"**{head}**{source}\n\n{message}",
+        f"**{head}**{source}\n\n{markdown_lines(message)}",
         alert_type="danger",
         sizing_mode="stretch_width",
     )
@@ -226,7 +231,9 @@ class MissingPanel:
         """A warning card with ``message``."""
         import panel as pn
 
-        return pn.pane.Alert(self.message, alert_type="warning", sizing_mode="stretch_width")
+        return pn.pane.Alert(
+            markdown_lines(self.message), alert_type="warning", sizing_mode="stretch_width"
+        )
 
     def __repr__(self) -> str:
         return f"MissingPanel({self.kind!r}, {self.config!r})"
@@ -572,9 +579,10 @@ class Registry:
                 checked = cls.validate_config(config, view_type)
         except ValidationError as exc:
             text = "\n".join(
-                f"- `{k}`: {v}" if k else f"- {v}" for k, v in format_validation_error(exc).items()
+                f"{k}: {v}" if k else str(v) for k, v in format_validation_error(exc).items()
             )
-            return error_card(kind, text, source, title=f"Panel `{kind}`: invalid config")
+            head = f"Panel {markdown_code(kind)}: invalid config"
+            return error_card(kind, text, source, title=head)
         except PLUGIN_FAULTS as exc:
             return error_card(kind, _describe_exception(exc), source)
         try:

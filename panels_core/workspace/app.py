@@ -10,7 +10,6 @@ that card.
 
 from __future__ import annotations
 
-import html
 import os
 import threading
 from collections import OrderedDict
@@ -20,6 +19,7 @@ from typing import Any
 
 import panel as pn
 
+from panels_core.escape import html_text, markdown_code, markdown_lines, markdown_text
 from panels_core.panel import is_kind_name
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
@@ -259,7 +259,7 @@ class CardView(pn.viewable.Viewer):
         self.close_button.on_click(lambda _e: self._on_close and self._on_close(self))
         self.wide_button.param.watch(lambda e: self.on_resize and self.on_resize(self), "value")
         self.title_pane = pn.pane.Markdown(
-            f"#### {self.title}", margin=(0, 8), css_classes=["card-title"]
+            f"#### {markdown_text(self.title)}", margin=(0, 8), css_classes=["card-title"]
         )
         self._layout = pn.Column(
             pn.Row(
@@ -394,7 +394,8 @@ class CardView(pn.viewable.Viewer):
                 on_change=lambda c: self.set_config(c.model_dump(mode="json")),
             )
         except Exception as exc:
-            self.settings[:] = [pn.pane.Alert(f"No settings: {exc}", alert_type="warning")]
+            text = f"No settings: {markdown_text(exc)}"
+            self.settings[:] = [pn.pane.Alert(text, alert_type="warning")]
             return
         self.form = form
         self.settings[:] = [form]
@@ -423,7 +424,7 @@ class CardView(pn.viewable.Viewer):
                 self._show_error(query_error_text(result.error))
                 return
             obj, text = result
-            self.count.object = text
+            self.count.object = html_text(text)
             self.body[:] = [obj]
 
         self.body.loading = True
@@ -629,7 +630,7 @@ class Workspace(pn.viewable.Viewer):
                 error_card(
                     spec.kind,
                     query_error_text(exc),
-                    title=f"Card over `{spec.input.table}` cannot load",
+                    title=f"Card over {markdown_code(spec.input.table)} cannot load",
                 ),
                 sizing_mode="stretch_width",
                 css_classes=["workspace-card"],
@@ -743,7 +744,7 @@ class Workspace(pn.viewable.Viewer):
 
     def _status(self, lead: str, text: str) -> None:
         """Show ``lead`` (bold) and ``text`` (plain text, never markup) under the Save button."""
-        self.save_status.object = f"<b>{html.escape(lead)}</b> {html.escape(text)}"
+        self.save_status.object = f"<b>{html_text(lead)}</b> {html_text(text)}"
 
     def _shown_save_path(self) -> str:
         """The Save box's first value: the workspace file, relative to the save folder."""
@@ -771,12 +772,13 @@ class Workspace(pn.viewable.Viewer):
             table_type = self.engine.result_type(query)
             rows = self.engine.count(query)
         except Exception as exc:
-            return pn.pane.Alert(f"`{name}`: {exc}", alert_type="danger")
+            return pn.pane.Alert(
+                f"{markdown_code(name)}: {markdown_text(exc)}", alert_type="danger"
+            )
         if isinstance(table_type, JoinedTableType):
-            lines = [
-                f"joined on `{table_type.left_name}.{table_type.left_key}` = "
-                f"`{table_type.right_name}.{table_type.right_key}`"
-            ]
+            left = markdown_code(f"{table_type.left_name}.{table_type.left_key}")
+            right = markdown_code(f"{table_type.right_name}.{table_type.right_key}")
+            lines = [f"joined on {left} = {right}"]
             columns = {
                 f"{side}.{c}": t
                 for side, tt in (
@@ -789,13 +791,16 @@ class Workspace(pn.viewable.Viewer):
             lines = []
             columns = dict(table_type.columns)
         if len(versions) > 1:
-            lines.append("versions: " + ", ".join(f"`{v}`" for v in versions))
-        lines += [f"- `{col}`: {describe(t)}" for col, t in list(columns.items())[:40]]
+            lines.append("versions: " + ", ".join(markdown_code(v) for v in versions))
+        lines += [
+            f"- {markdown_code(col)}: {markdown_text(describe(t))}"
+            for col, t in list(columns.items())[:40]
+        ]
         if len(columns) > 40:
             lines.append(f"- ... and {len(columns) - 40} more columns")
         return pn.Card(
             pn.pane.Markdown("\n".join(lines), margin=(0, 8)),
-            title=f"{name} · {rows:,} rows · {len(columns)} columns",
+            title=html_text(f"{name} · {rows:,} rows · {len(columns)} columns"),
             collapsed=len(columns) > 12,
             sizing_mode="stretch_width",
             css_classes=["table-entry"],
@@ -814,7 +819,10 @@ class Workspace(pn.viewable.Viewer):
             split = _split_version(name)
             entries.append(self._table_entry(name, versions.get(split[0], []) if split else []))
         entries += [
-            pn.pane.Alert(f"`{name}` cannot be opened: {why}", alert_type="danger")
+            pn.pane.Alert(
+                f"{markdown_code(name)} cannot be opened: {markdown_lines(why)}",
+                alert_type="danger",
+            )
             for name, why in self.unavailable.items()
         ]
         return pn.Column(

@@ -13,6 +13,7 @@ from typing import Any
 import panel as pn
 from pydantic import ValidationError
 
+from panels_core.escape import choice_options, markdown_block
 from panels_core.panel import columns_of
 from panels_core.query.errors import QueryError
 from panels_core.query.model import CompareWith, Query, SortKey
@@ -209,7 +210,7 @@ class QueryBar(pn.viewable.Viewer):
         )
         self.group_by = pn.widgets.MultiChoice(
             label="Group by",
-            options=columns,
+            options=choice_options(columns),
             value=list(fields.group_by),
             width=180,
             css_classes=["query-group"],
@@ -301,7 +302,7 @@ class QueryBar(pn.viewable.Viewer):
     def _show(self, message: str | None) -> None:
         self._error = message or None
         # a fenced block keeps the caret under the spot the message points at
-        self.message.object = f"```text\n{message}\n```" if message else ""
+        self.message.object = markdown_block(message) if message else ""
         self.message.visible = bool(message)
 
     def check(self, fields: QueryFields) -> Query | None:

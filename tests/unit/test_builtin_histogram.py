@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -48,7 +49,7 @@ def caption_of(obj: Any) -> str:
 
 def alert_text(obj: Any) -> str:
     assert isinstance(obj, pn.pane.Alert), f"expected an Alert, got {obj!r}"
-    return obj.object
+    return html.unescape(obj.object)  # data in messages is escaped for Markdown
 
 
 # --------------------------------------------------------------------------- number bins

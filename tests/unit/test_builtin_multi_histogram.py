@@ -3,6 +3,7 @@ on shared engine bins, checked against numpy on the demo data and hand-made tabl
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -64,7 +65,7 @@ def edges_of(series: dict[str, np.ndarray]) -> np.ndarray:
 
 def alert_text(obj: Any) -> str:
     assert isinstance(obj, pn.pane.Alert), f"expected an Alert, got {obj!r}"
-    return obj.object
+    return html.unescape(obj.object)  # data in messages is escaped for Markdown
 
 
 # --------------------------------------------------------------------------- compared sources
@@ -267,4 +268,4 @@ def test_the_histogram_points_compared_columns_here(compared) -> None:
 
     obj = Histogram(column="score").render(compared)
     assert obj.alert_type == "danger"
-    assert "compared[number]" in obj.object and "Multi-histogram" in obj.object
+    assert "compared[number]" in alert_text(obj) and "Multi-histogram" in alert_text(obj)

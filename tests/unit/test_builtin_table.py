@@ -4,6 +4,7 @@ typed cells draw the right numbers (thumbnails, boxes, masks, histograms, bars).
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 
@@ -166,7 +167,7 @@ def test_sorting_an_unsortable_column_is_refused_with_a_message(digits) -> None:
     paged = TablePanel(page_size=5).build(View.of(digits))
     before = paged.frame["pixel_0_2"].tolist()
     paged.apply_sorters([{"field": "image", "dir": "asc"}])
-    assert paged.alert.visible and "cannot sort by `image`" in paged.alert.object
+    assert paged.alert.visible and "cannot sort by `image`" in html.unescape(paged.alert.object)
     assert paged.frame["pixel_0_2"].tolist() == before and paged.view.query.sort == ()
     assert paged.tabulator.sortable["image"] is False
     assert paged.tabulator.sortable["embedding"] is False

@@ -102,7 +102,7 @@ def test_slot_selects_list_only_assignable_columns() -> None:
     assert list(form.widgets["column"].options.values()) == ["score", "loss"]
     assert list(form.widgets["column"].options) == ["score (number)", "loss (optional[number])"]
     assert form.widgets["by"].options == {NONE_LABEL: None, "label (category)": "label"}
-    assert form.widgets["extra"].options == ["score", "loss"]
+    assert list(form.widgets["extra"].options.values()) == ["score", "loss"]
     assert form.config.model_dump()["column"] == "score"
     assert form.config.by == "label"  # the default config
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Annotated, Any
 
 import panel as pn
@@ -110,8 +111,9 @@ def test_render_of_a_missing_kind_says_how_to_install() -> None:
     reg = Registry()
     card = reg.render("confusion_matrix_xl", FakeView(), {"a": 1})
     assert isinstance(card, pn.pane.Alert) and card.alert_type == "warning"
-    assert "panel `confusion_matrix_xl` is not installed" in card.object
-    assert "pip install the distribution that provides it" in card.object
+    shown = html.unescape(card.object)
+    assert "panel `confusion_matrix_xl` is not installed" in shown
+    assert "pip install the distribution that provides it" in shown
 
 
 def test_missing_panel_names_the_distribution_when_known() -> None:
@@ -119,7 +121,7 @@ def test_missing_panel_names_the_distribution_when_known() -> None:
     assert (
         missing.message == "panel `cm` is not installed (pip install typed-panels-confusion-matrix)"
     )
-    assert missing.render().object == missing.message
+    assert html.unescape(missing.render().object) == missing.message
 
 
 def test_card_with_missing_kind_saves_back_unchanged() -> None:
@@ -161,7 +163,7 @@ def test_error_card_names_kind_message_and_distribution() -> None:
     card = error_card("histogram", "ValueError: no rows", "typed-panels 0.1.0")
     assert isinstance(card, pn.pane.Alert)
     assert (
-        card.object
+        html.unescape(card.object)
         == "**Panel `histogram` failed** (from typed-panels 0.1.0)\n\nValueError: no rows"
     )
 
