@@ -425,7 +425,10 @@ class CardView(pn.viewable.Viewer):
                 return
             obj, text = result
             self.count.object = html_text(text)
-            self.body[:] = [obj]
+            try:
+                self.body[:] = [obj]
+            except Exception as exc:  # Panel could not build what the panel returned
+                self._show_error(f"the panel's output cannot be shown: {exc!r}")
 
         self.body.loading = True
         run_off_loop(work, apply, after_load=initial, plugin=self.panels.is_plugin(kind))

@@ -4,6 +4,7 @@ error card naming the plugin."""
 
 from __future__ import annotations
 
+import html
 import queue
 import threading
 import types
@@ -105,8 +106,23 @@ class ExitsInMatch(Quick):
         raise SystemExit("leaving")
 
 
+class BadModel(pn.pane.Markdown):
+    """A pane Panel accepts but cannot build into the page."""
+
+    def _get_model(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no model for this pane")
+
+
+class ReturnsBadModel(Panel[PanelConfig]):
+    kind = "test_bad_model"
+
+    def render(self, view: Any) -> Any:
+        return BadModel("never drawn")
+
+
 PLUGINS = (
     Hangs,
+    ReturnsBadModel,
     Quick,
     Exits,
     ReturnsBadHtml,
@@ -213,7 +229,7 @@ def test_a_render_past_its_deadline_turns_into_a_message(
     ws = workspace(reg, ["test_hangs"] * 6 + ["histogram"])
     session.run_until(settled(*ws.cards))
     for card in ws.cards[:-1]:
-        text = shown(card).object
+        text = error_text(shown(card))
         assert "This panel did not finish within 1 s" in text, text
         assert "--render-timeout SECONDS" in text
     assert isinstance(shown(ws.cards[-1]), pn.Column)  # the histogram drew
@@ -241,7 +257,7 @@ def test_a_bad_timeout_setting_falls_back_to_the_default(
 
 def error_text(obj: Any) -> str:
     assert isinstance(obj, pn.pane.Alert) and obj.alert_type == "danger", obj
-    return obj.object
+    return html.unescape(obj.object)  # the message is escaped Markdown: read it as shown
 
 
 def test_sys_exit_in_render_gives_an_error_card_naming_the_plugin(
@@ -334,3 +350,16 @@ def test_serve_render_timeout_option_sets_the_deadline(
         "got '0'\n"
     )
     assert served == [45.0]  # not served
+
+
+def test_output_the_page_cannot_build_gives_an_error_card(
+    reg: Registry, serving: Callable[[Session], None]
+) -> None:
+    session = Session()
+    serving(session)
+    ws = workspace(reg, ["test_bad_model", "histogram"])
+    ws.main().get_root(Document())  # the page is up: new card bodies build at once
+    session.run_until(settled(*ws.cards))
+    bad, histogram = (shown(card) for card in ws.cards)
+    assert "cannot be shown: RuntimeError('no model for this pane')" in error_text(bad)
+    assert isinstance(histogram, pn.Column)
