@@ -259,6 +259,8 @@ def _card_parts(workspace: Any, spec: Any) -> pn.Column:
         obj = run_with_deadline(lambda: panels.render(spec.kind, view, spec.config or None))
     except PLUGIN_FAULTS as exc:  # registry.render isolates panels; this guards the rest
         obj = error_card(spec.kind, str(exc))
+    if panels.is_plugin(spec.kind):
+        obj = _buildable(obj, spec.kind, panels.status(spec.kind))
     title = spec.title or spec.input.table
     query = spec.input
     details = []
@@ -283,6 +285,22 @@ def _card_parts(workspace: Any, spec: Any) -> pn.Column:
         styles={"border": "1px solid #ddd", "border-radius": "6px", "padding": "8px"},
         margin=(8, 10),
     )
+
+
+def _buildable(obj: Any, kind: str, status: Any) -> Any:
+    """``obj``, or an error card when Panel cannot build it into a page (a plugin's
+    output that fails only there would otherwise fail the whole report)."""
+    from bokeh.document import Document
+    from pyviz_comms import Comm
+
+    from panels_core.registry import error_card
+
+    try:
+        pn.panel(obj).get_root(Document(), Comm())
+    except Exception as exc:
+        source = " ".join(x for x in (status.distribution, status.version) if x) if status else None
+        return error_card(kind, f"the panel's output cannot be shown: {exc!r}", source)
+    return obj
 
 
 def _filter_text(query: Any) -> str:

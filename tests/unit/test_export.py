@@ -453,6 +453,20 @@ class _Raises(Panel[PanelConfig]):
         raise KeyError("boom in render")
 
 
+class _BadModel(pn.pane.Markdown):
+    priority = False  # never picked by pn.panel() for other tests' strings
+
+    def _get_model(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no model for this pane")
+
+
+class _ReturnsBadModel(Panel[PanelConfig]):
+    kind = "test_export_bad_model"
+
+    def render(self, view: Any) -> Any:
+        return _BadModel("never drawn")
+
+
 _RELEASE = threading.Event()
 
 
@@ -470,11 +484,11 @@ def misbehaving() -> Any:
     from panels_core.registry import registry
 
     _RELEASE.clear()
-    for cls in (_Exits, _Raises, _Hangs):
+    for cls in (_Exits, _Raises, _Hangs, _ReturnsBadModel):
         registry.register(cls, distribution="misbehaving-panels", version="0.1")
     yield
     _RELEASE.set()
-    for cls in (_Exits, _Raises, _Hangs):
+    for cls in (_Exits, _Raises, _Hangs, _ReturnsBadModel):
         registry.unregister(cls.kind)
 
 
@@ -491,7 +505,8 @@ def _export_with(tmp_path: Path, kind: str) -> tuple[int, Path]:
     path = tmp_path / "ws.json"
     path.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
     target = tmp_path / "report.html"
-    with pytest.warns(RuntimeWarning) if kind != "test_export_hangs" else contextlib.nullcontext():
+    quiet = kind in ("test_export_hangs", "test_export_bad_model")
+    with contextlib.nullcontext() if quiet else pytest.warns(RuntimeWarning):
         status = main(["export", str(path), "-o", str(target)], out=io.StringIO())
     return status, target
 
@@ -501,6 +516,7 @@ def _export_with(tmp_path: Path, kind: str) -> tuple[int, Path]:
     [
         ("test_export_exits", "render raised SystemExit: sys.exit(3) was called"),
         ("test_export_raises", "render raised KeyError: 'boom in render'"),
+        ("test_export_bad_model", "cannot be shown: RuntimeError('no model for this pane')"),
     ],
 )
 def test_cli_export_of_a_failing_plugin_writes_the_other_cards(tmp_path, misbehaving, kind, error):
