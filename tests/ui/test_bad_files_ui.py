@@ -49,9 +49,9 @@ def test_a_bad_card_kind_and_a_damaged_page_leave_the_other_cards_working(
 
     bad = page.locator(".workspace-card", has_text="cannot load").first
     expect(bad).to_contain_text("the card's kind 'bad kind' cannot name a panel", timeout=WAIT)
-    expect(bad).to_contain_text("fix kind in the workspace file")
+    expect(bad).to_contain_text("fix `kind` in the workspace file")
 
     damaged = page.locator(".workspace-card.card-kind-histogram").nth(1)
-    expect(damaged).to_contain_text("corrupt data in column x (row group 1)", timeout=WAIT)
+    expect(damaged).to_contain_text("corrupt data in column `x` (row group 1)", timeout=WAIT)
     expect(damaged).to_contain_text("damaged.parquet")
     assert page.locator(".workspace-card").count() == 3

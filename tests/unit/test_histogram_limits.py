@@ -4,6 +4,7 @@ before any array of edges is allocated."""
 
 from __future__ import annotations
 
+import html
 import tracemalloc
 
 import numpy as np
@@ -40,7 +41,7 @@ def unit() -> View:
 
 def alert_text(obj: object) -> str:
     assert isinstance(obj, pn.pane.Alert), f"expected an Alert, got {obj!r}"
-    return obj.object
+    return html.unescape(obj.object)  # escaped Markdown: read it as shown
 
 
 def test_the_cap_is_the_one_the_config_allows() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import html
 import json
 
 import numpy as np
@@ -823,7 +824,7 @@ def test_a_damaged_page_shows_in_the_workspace_cards_that_read_it(tmp_path):
         CardSpec(kind="histogram", input=Query(table="data"), config={"column": "k"}),
     ]
     damaged, fine = Workspace({"data": open_table(path)}, cards).cards
-    message = damaged.body[0].object
+    message = html.unescape(damaged.body[0].object)
     assert f"`{path}`: corrupt data in column `x` (row group 1)" in message
     assert "the file may be truncated or damaged" in message
     assert type(fine.body[0]).__name__ != "Alert" and fine.count.object == "10,000 of 10,000 rows"
