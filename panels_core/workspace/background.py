@@ -34,6 +34,7 @@ __all__ = [
     "RENDER_TIMEOUT_ENV",
     "Failed",
     "Lane",
+    "LaneJammed",
     "RenderTimeout",
     "current_document",
     "parse_timeout",
@@ -59,6 +60,17 @@ class Failed:
 
     def __repr__(self) -> str:
         return f"Failed({self.error!r})"
+
+
+class LaneJammed(Exception):
+    """A lane whose abandoned work (past its deadline, still running) reached its bound."""
+
+    def __init__(self, lane: str, stuck: int) -> None:
+        super().__init__(
+            f"{stuck} earlier {lane} renders are still running past their deadline, so no "
+            "more are started until they end (each holds a thread). A panel is hanging: "
+            "fix or uninstall the plugin, or restart the server."
+        )
 
 
 class RenderTimeout(Exception):
@@ -128,10 +140,15 @@ class _Job:
 class Lane:
     """Jobs on daemon threads of their own: at most ``limit`` running at once and
     ``per_session`` of one session; the others wait, in order. A job past its deadline
-    is delivered ``Failed(RenderTimeout)`` and frees its slot at once."""
+    is delivered ``Failed(RenderTimeout)`` and frees its slot at once; its thread runs
+    on (abandoned). While ``max_abandoned`` such threads are alive, new jobs are
+    refused at once with ``Failed(LaneJammed)``, so hung renders cannot pile up threads
+    without bound."""
 
-    def __init__(self, name: str, limit: int, per_session: int) -> None:
+    def __init__(self, name: str, limit: int, per_session: int, max_abandoned: int = 64) -> None:
         self.name, self.limit, self.per_session = name, limit, per_session
+        self.max_abandoned = max_abandoned
+        self.abandoned = 0  # threads past their deadline, still running
         self._lock = threading.Lock()
         self._waiting: collections.deque[_Job] = collections.deque()
         self._running: collections.Counter[Any] = collections.Counter()
@@ -154,8 +171,13 @@ class Lane:
         ``work`` raises or passes the deadline, then nothing more)."""
         job = _Job(session, work, deliver, render_timeout())
         with self._lock:
-            self._waiting.append(job)
-            ready = self._take_ready()
+            stuck = self.abandoned
+            if stuck < self.max_abandoned:
+                self._waiting.append(job)
+                ready = self._take_ready()
+        if stuck >= self.max_abandoned:
+            deliver(Failed(LaneJammed(self.name, stuck)))
+            return
         self._start(ready)
 
     def _take_ready(self) -> list[_Job]:
@@ -177,12 +199,14 @@ class Lane:
             name = f"panels-{self.name}"
             threading.Thread(target=self._run, args=(job,), name=name, daemon=True).start()
 
-    def _finish(self, job: _Job) -> bool:
-        """Free the job's slot and start waiting jobs; False when it was already finished."""
+    def _finish(self, job: _Job, abandon: bool = False) -> bool:
+        """Free the job's slot and start waiting jobs; False when it was already finished.
+        ``abandon``: its thread runs on past the deadline (counted until ``_run`` ends)."""
         with self._lock:
             if job.finished:
                 return False
             job.finished = True
+            self.abandoned += abandon
             self._running[job.session] -= 1
             if self._running[job.session] <= 0:
                 del self._running[job.session]
@@ -203,9 +227,11 @@ class Lane:
                 job.deliver(result)
             else:
                 log.info("a card's work ended after its deadline; its result is dropped")
+                with self._lock:
+                    self.abandoned -= 1
 
     def _expire(self, job: _Job) -> None:
-        if self._finish(job):
+        if self._finish(job, abandon=True):
             log.warning("card work passed its %g s deadline; abandoned", job.seconds)
             job.deliver(Failed(RenderTimeout(job.seconds)))
 

@@ -365,3 +365,31 @@ def test_output_the_page_cannot_build_gives_an_error_card(
     bad, histogram = (shown(card) for card in ws.cards)
     assert "cannot be shown: RuntimeError('no model for this pane')" in error_text(bad)
     assert isinstance(histogram, pn.Column)
+
+
+def test_abandoned_renders_are_bounded_then_the_lane_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(background.RENDER_TIMEOUT_ENV, "1")
+    lane = background.Lane("test", limit=4, per_session=4, max_abandoned=2)
+    release = threading.Event()
+    delivered: queue.Queue[Any] = queue.Queue()
+    try:
+        for _ in range(2):
+            lane.submit("s", release.wait, delivered.put)
+        timeouts = [delivered.get(timeout=BOUND) for _ in range(2)]
+        assert all(isinstance(t.error, background.RenderTimeout) for t in timeouts)
+        assert lane.abandoned == 2 and lane.running == 0
+        lane.submit("s", lambda: "never run", delivered.put)  # refused at once
+        refused = delivered.get(timeout=BOUND)
+        assert isinstance(refused.error, background.LaneJammed)
+        assert str(refused.error).startswith("2 earlier test renders are still running")
+    finally:
+        release.set()
+    deadline = BOUND
+    while lane.abandoned and deadline > 0:  # the stuck threads end once released
+        threading.Event().wait(0.05)
+        deadline -= 0.05
+    assert lane.abandoned == 0
+    lane.submit("s", lambda: "drawn", delivered.put)
+    assert delivered.get(timeout=BOUND) == "drawn"
