@@ -19,24 +19,25 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from panels_builtin._common import (
-    EMPTY_VIEW,
-    OTHER,
+from panels_builtin.bins import (
     BinRange,
     Bins,
     BinWidth,
-    NothingToShow,
     bar_span,
     check_binning,
     engine_histogram,
+    heights,
+)
+from panels_builtin.captions import (
+    EMPTY_VIEW,
+    OTHER,
+    NothingToShow,
     format_count,
     format_number,
-    heights,
     left_out,
     message,
-    number_item,
-    pick_measure,
 )
+from panels_builtin.columns import number_item, pick_measure
 from panels_core.escape import markdown_code, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
 from panels_core.query.errors import QueryError

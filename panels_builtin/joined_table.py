@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from panels_builtin._common import format_count, message
+from panels_builtin.captions import format_count, message
 from panels_builtin.table import CellColumn, PagedTable, TableConfig, TablePanel, _style
 from panels_core.escape import markdown_code
 from panels_core.panel import specificity

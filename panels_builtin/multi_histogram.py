@@ -23,25 +23,26 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from panels_builtin._common import (
-    EMPTY_VIEW,
-    OTHER,
+from panels_builtin.bins import (
     BinRange,
     Bins,
     BinWidth,
-    NothingToShow,
-    category_palette,
     check_binning,
     engine_histogram,
+    heights,
+    log_floor,
+)
+from panels_builtin.captions import (
+    EMPTY_VIEW,
+    OTHER,
+    NothingToShow,
     format_count,
     format_number,
-    heights,
     left_out,
-    log_floor,
     message,
-    number_item,
-    pick_measure,
 )
+from panels_builtin.columns import number_item, pick_measure
+from panels_builtin.palette import category_palette
 from panels_core.escape import markdown_code, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, specificity
 from panels_core.query.errors import QueryError

@@ -28,7 +28,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, ValidationInfo, field_validator
 
-from panels_builtin._common import category_palette, format_count, format_number, message
+from panels_builtin.captions import format_count, format_number, message
+from panels_builtin.palette import category_palette
 from panels_core.escape import html_attr, html_text, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, columns_of
 from panels_core.query.errors import QueryError

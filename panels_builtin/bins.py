@@ -1,120 +1,27 @@
-"""Small helpers shared by the built-in panels: messages, captions, colours, column picks."""
+"""Binning shared by the histogram panels: the config fields and their bin cap, the
+engine call (one bin per integer when that fits), bar heights and log-axis floors."""
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Field
 
 from panels_core.query.bins import MAX_BINS, bin_span, width_bins
-from panels_core.types import ComparedType, ListType, NumberType, strip_optional
 
 __all__ = [
-    "EMPTY_VIEW",
     "MAX_BINS",
-    "OTHER",
     "BinRange",
     "BinWidth",
     "Bins",
-    "NothingToShow",
     "bar_span",
-    "category_palette",
     "check_binning",
     "engine_histogram",
-    "format_count",
-    "format_number",
     "heights",
-    "left_out",
     "log_floor",
-    "looks_like_id",
-    "message",
-    "number_item",
-    "pick_measure",
 ]
-
-OTHER = "(other)"
-"""The label of the bar or series that collects values beyond the top N."""
-
-_ID_NAME = re.compile(r"(^|[_.\s])(id|idx|index|key|uuid|row|rownum)$", re.IGNORECASE)
-
-
-def message(text: str, kind: str = "info") -> Any:
-    """A full-width ``pn.pane.Alert`` shown instead of a chart (empty view, no values...).
-
-    ``text`` is Markdown: escape data in it with panels_core.escape."""
-    import panel as pn
-
-    return pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width")
-
-
-def format_count(n: int | float) -> str:
-    """A count with thousands separators: ``12,345``."""
-    return f"{int(n):,}"
-
-
-def format_number(x: float) -> str:
-    """A number short enough for an axis label or a caption (4 significant digits)."""
-    return f"{x:.4g}" if x == 0 or 1e-3 <= abs(x) < 1e6 else f"{x:.3e}"
-
-
-def left_out(parts: Mapping[str, int]) -> str:
-    """``"12 nulls and 3 NaN/inf values left out"`` from {"null": 12, "NaN/inf value": 3}.
-
-    Keys are singular nouns (an ``s`` is added when the count is not 1); zero
-    counts are skipped; "" when nothing was left out.
-    """
-    words = [f"{format_count(n)} {noun}{'' if n == 1 else 's'}" for noun, n in parts.items() if n]
-    if not words:
-        return ""
-    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-    return f"{listed} left out"
-
-
-def category_palette(n: int) -> list[str]:
-    """``n`` distinct colours for categories or series (Category10, Category20, then Turbo)."""
-    from bokeh.palettes import Category10, Category20, turbo
-
-    if n <= 0:
-        return []
-    if n <= 10:
-        return list(Category10[10][:n])
-    if n <= 20:
-        return list(Category20[20][:n])
-    return list(turbo(n))
-
-
-def looks_like_id(name: str, column_type: Any) -> bool:
-    """True for an integer column named like a row id (``id``, ``image_id``, ``index``)."""
-    inner = strip_optional(column_type)
-    return isinstance(inner, NumberType) and inner.integer and bool(_ID_NAME.search(name))
-
-
-def pick_measure(chosen: str, columns: Mapping[str, Any], taken: Collection[str] = ()) -> str:
-    """``chosen``, or when it looks like a row id, the first number column that does not.
-
-    Keeps ``chosen`` when no other (untaken) number column exists, so a table
-    holding only ids still gets a histogram of them.
-    """
-    if not looks_like_id(chosen, columns[chosen]):
-        return chosen
-    for name, column_type in columns.items():
-        inner = strip_optional(column_type)
-        if (
-            name in taken
-            or name == chosen
-            or type(inner) is not type(strip_optional(columns[chosen]))
-        ):
-            continue
-        if not looks_like_id(name, column_type):
-            return name
-    return chosen
-
-
-# --------------------------------------------------------------------------- binning
 
 
 def _check_range(value: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -151,14 +58,6 @@ BinRange = Annotated[
     AfterValidator(_check_range),
     Field(description="(min, max) of the bins; values outside are left out and counted"),
 ]
-
-
-def number_item(column_type: Any) -> NumberType | None:
-    """The NumberType inside ``T``, ``optional[T]``, ``list[T]`` or ``compared[T]``, else None."""
-    t = strip_optional(column_type)
-    while isinstance(t, ListType | ComparedType):
-        t = strip_optional(t.item)
-    return t if isinstance(t, NumberType) else None
 
 
 def engine_histogram(
@@ -215,10 +114,3 @@ def bar_span(values: np.ndarray, log_y: bool) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(len(values)), values
     floor = log_floor(values)
     return np.full(len(values), floor), np.maximum(values, floor)
-
-
-class NothingToShow(Exception):
-    """The view has nothing to draw (no rows, or only missing values); the message says why."""
-
-
-EMPTY_VIEW = "No rows to show: the view is empty (check the filter)."
