@@ -130,54 +130,38 @@ def _class_colors(image_type: ImageType) -> list[str]:
     return category_palette(max(10, max(ids, default=0) + 1))
 
 
-def image_cell(
-    record: Mapping[str, Any] | None,
-    image_type: ImageType,
-    *,
-    size: int = 64,
-    box_layers: Sequence[str] | None = None,
-    mask_layers: Sequence[str] | None = None,
-) -> str:
-    """An image struct as an ``<img>`` thumbnail (PNG data URI, at most ``size`` pixels a
-    side) shown ``size`` pixels on its longer side, with its boxes as SVG rectangles
-    labelled by class name and its masks blended into the thumbnail.
-
-    ``box_layers`` / ``mask_layers``: the layers drawn (None: every layer).
-    """
+def _image_png(
+    data: bytes,
+    masks_record: Mapping[str, Any],
+    layers: Sequence[str],
+    colors: Sequence[str],
+    size: int,
+) -> bytes:
+    """The thumbnail PNG, with the given mask layers (those present) blended in."""
     from panels_core.media import thumbnail_png
 
-    if record is None or not record.get("data"):
-        return '<span style="color:#999">no image</span>'
-    data = bytes(record["data"])
-    width = int(record.get("width") or 0) or size
-    height = int(record.get("height") or 0) or size
-    scale = size / max(width, height)
-    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    shown_masks = [layer for layer in layers if masks_record.get(layer)]
+    if not shown_masks:
+        return thumbnail_png(data, size)
+    return _thumbnail_with_masks(
+        data,
+        tuple(bytes(masks_record[layer]) for layer in shown_masks),
+        tuple(_rgb(c) for c in colors),
+        size,
+    )
+
+
+def _box_shapes(
+    boxes_record: Mapping[str, Any],
+    image_type: ImageType,
+    layers: Sequence[str],
+    colors: Sequence[str],
+    w: int,
+    h: int,
+) -> list[str]:
+    """SVG rectangles and labels of the boxes of ``layers`` on a ``w`` x ``h`` thumbnail."""
     names = {c.id: c.name for c in image_type.classes}
-    colors = _class_colors(image_type)
-
-    masks_record = record.get("masks") or {}
-    shown_masks = [
-        layer
-        for layer in (mask_layers if mask_layers is not None else image_type.mask_layers)
-        if masks_record.get(layer)
-    ]
-    try:
-        if shown_masks:
-            png = _thumbnail_with_masks(
-                data,
-                tuple(bytes(masks_record[layer]) for layer in shown_masks),
-                tuple(_rgb(c) for c in colors),
-                size,
-            )
-        else:
-            png = thumbnail_png(data, size)
-    except Exception as exc:  # a corrupt image must not break the page
-        return f'<span style="color:#b00">image unreadable: {html_text(type(exc).__name__)}</span>'
-
     shapes = []
-    boxes_record = record.get("boxes") or {}
-    layers = box_layers if box_layers is not None else image_type.box_layers
     for layer in layers:
         # the column's first layer solid, the others dashed, so two layers tell apart
         first = image_type.box_layers[0] if image_type.box_layers else layer
@@ -199,6 +183,38 @@ def image_cell(
                 f'<text x="{x0 + 1:.2f}" y="{max(y0 - 1, 7):.2f}" font-size="7" '
                 f'fill="{color}">{html_text(label)}</text>'
             )
+    return shapes
+
+
+def image_cell(
+    record: Mapping[str, Any] | None,
+    image_type: ImageType,
+    *,
+    size: int = 64,
+    box_layers: Sequence[str] | None = None,
+    mask_layers: Sequence[str] | None = None,
+) -> str:
+    """An image struct as an ``<img>`` thumbnail (PNG data URI, at most ``size`` pixels a
+    side) shown ``size`` pixels on its longer side, with its boxes as SVG rectangles
+    labelled by class name and its masks blended into the thumbnail.
+
+    ``box_layers`` / ``mask_layers``: the layers drawn (None: every layer).
+    """
+    if record is None or not record.get("data"):
+        return '<span style="color:#999">no image</span>'
+    data = bytes(record["data"])
+    width = int(record.get("width") or 0) or size
+    height = int(record.get("height") or 0) or size
+    scale = size / max(width, height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    colors = _class_colors(image_type)
+    masks = mask_layers if mask_layers is not None else image_type.mask_layers
+    try:
+        png = _image_png(data, record.get("masks") or {}, masks, colors, size)
+    except Exception as exc:  # a corrupt image must not break the page
+        return f'<span style="color:#b00">image unreadable: {html_text(type(exc).__name__)}</span>'
+    layers = box_layers if box_layers is not None else image_type.box_layers
+    shapes = _box_shapes(record.get("boxes") or {}, image_type, layers, colors, w, h)
     img = (
         f'<img src="{_data_uri(png)}" width="{w}" height="{h}" '
         'style="image-rendering:pixelated;display:block" alt="image"/>'

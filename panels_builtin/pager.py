@@ -192,9 +192,8 @@ class PagedTable:
 
     # -- widgets ------------------------------------------------------------------------
 
-    def _build_widgets(self) -> None:
-        import panel as pn
-
+    def _formatters(self) -> dict[str, Any]:
+        """The Tabulator formatter of each column that is not plain text."""
         formatters: dict[str, Any] = {}
         for column in self.columns:
             if column.style == "number":
@@ -204,15 +203,19 @@ class PagedTable:
                 formatters[column.name] = {"type": "tickCross", "allowEmpty": True}
             elif column.style == "html":
                 formatters[column.name] = {"type": "html"}
+        return formatters
+
+    def _build_widgets(self) -> None:
+        import pandas as pd
+        import panel as pn
+
         groups: dict[str, list[str]] = {}
         for column in self.columns:
             if column.group is not None:
                 groups.setdefault(column.group, []).append(column.name)
-        import pandas as pd
-
         self.tabulator = _PageTabulator.get()(
             pd.DataFrame({c.name: [] for c in self.columns}),
-            formatters=formatters,
+            formatters=self._formatters(),
             # Tabulator shows titles and group names as HTML
             titles={c.name: html_text(c.title) for c in self.columns},
             groups={html_text(name): names for name, names in groups.items()},
