@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, Field
 
+from panels_builtin.captions import EMPTY_VIEW, format_number, values_left_out
 from panels_core.query.bins import MAX_BINS, bin_span, width_bins
 
 __all__ = [
@@ -16,11 +17,14 @@ __all__ = [
     "BinRange",
     "BinWidth",
     "Bins",
+    "add_bin_quads",
     "bar_span",
+    "bins_figure",
     "check_binning",
     "engine_histogram",
     "heights",
     "log_floor",
+    "why_no_bins",
 ]
 
 
@@ -114,3 +118,79 @@ def bar_span(values: np.ndarray, log_y: bool) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(len(values)), values
     floor = log_floor(values)
     return np.full(len(values), floor), np.maximum(values, floor)
+
+
+def why_no_bins(hist: Any, column: str, range: tuple[float, float] | None) -> str:
+    """Why a histogram of ``column`` has no counts: an empty view, values outside
+    ``range``, or only nulls and NaN/inf values (with how many were left out)."""
+    outside = int(getattr(hist, "outside", 0))
+    if not (hist.nulls or hist.nonfinite or outside):
+        return EMPTY_VIEW
+    lost = values_left_out(hist.nulls, hist.nonfinite, outside)
+    if outside and range is not None:
+        lo, hi = range
+        return (
+            f"No values of `{column}` fall in the range "
+            f"[{format_number(lo)}, {format_number(hi)}]; {lost}."
+        )
+    return f"`{column}` has no finite values to bin: {lost}."
+
+
+def bins_figure(
+    x_label: str, *, density: bool, log_y: bool, height: int, series: bool = False
+) -> Any:
+    """The Bokeh figure bins are drawn on: hover tooltips (the series' ``name`` first when
+    ``series``, then range, count and with ``density`` the density), x pan and zoom, a
+    count (or density) axis that is logarithmic or starts at 0."""
+    from bokeh.plotting import figure
+
+    tooltips = [("series", "@name")] if series else []
+    tooltips += [("range", "@left{0,0.[0000]} to @right{0,0.[0000]}"), ("count", "@count{0,0}")]
+    if density:
+        tooltips.append(("density", "@value{0.[0000]}"))
+    fig = figure(
+        height=height,
+        sizing_mode="stretch_width",
+        y_axis_type="log" if log_y else "linear",
+        x_axis_label=x_label,
+        y_axis_label="density" if density else "count",
+        tools="hover,xpan,xwheel_zoom,box_zoom,reset,save",
+        tooltips=tooltips,
+        toolbar_location="right",
+    )
+    if not log_y:
+        fig.y_range.start = 0
+    return fig
+
+
+def add_bin_quads(
+    fig: Any,
+    edges: np.ndarray,
+    bottom: np.ndarray,
+    top: np.ndarray,
+    counts: np.ndarray,
+    values: np.ndarray,
+    name: str,
+    *,
+    names: list[str] | None = None,
+    **style: Any,
+) -> None:
+    """Draw one quad per bin on ``fig`` from a ColumnDataSource named ``name`` (columns
+    left, right, bottom, top, count, value, and ``name`` per bin when ``names`` is set);
+    ``style`` goes to ``fig.quad`` (colours, alpha, legend)."""
+    from bokeh.models import ColumnDataSource
+
+    data = {
+        "left": edges[:-1],
+        "right": edges[1:],
+        "bottom": bottom,
+        "top": top,
+        "count": counts,
+        "value": values,
+    }
+    if names is not None:
+        data["name"] = names
+    source = ColumnDataSource(data, name=name)
+    fig.quad(
+        left="left", right="right", bottom="bottom", top="top", source=source, name=name, **style
+    )

@@ -3,22 +3,34 @@ and the alert shown instead of a chart when there is nothing to draw."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
+
+from panels_core.escape import markdown_text
+from panels_core.query.errors import QueryError
 
 __all__ = [
     "EMPTY_VIEW",
     "OTHER",
     "NothingToShow",
+    "captioned_chart",
     "format_count",
     "format_number",
     "left_out",
     "message",
+    "other_label",
+    "problem_message",
     "values_left_out",
 ]
 
 OTHER = "(other)"
 """The label of the bar or series that collects values beyond the top N."""
+
+
+def other_label(names: Collection[str]) -> str:
+    """``OTHER``, or ``"(other) rest"`` when a value is itself named ``(other)``."""
+    return OTHER if OTHER not in names else f"{OTHER} rest"
+
 
 EMPTY_VIEW = "No rows to show: the view is empty (check the filter)."
 
@@ -34,6 +46,25 @@ def message(text: str, kind: str = "info") -> Any:
     import panel as pn
 
     return pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width")
+
+
+def problem_message(exc: NothingToShow | QueryError, what: str) -> Any:
+    """The alert shown instead of a chart: why there is nothing to draw (info), or the
+    query's error headed ``what`` (Markdown, e.g. "Histogram of `x`") in red."""
+    if isinstance(exc, NothingToShow):
+        return message(markdown_text(exc), "info")
+    return message(f"{what}: {markdown_text(exc)}", "danger")
+
+
+def captioned_chart(caption: str, fig: Any) -> Any:
+    """A Markdown caption over a full-width Bokeh figure."""
+    import panel as pn
+
+    return pn.Column(
+        pn.pane.Markdown(caption, margin=(0, 10)),
+        pn.pane.Bokeh(fig, sizing_mode="stretch_width"),
+        sizing_mode="stretch_width",
+    )
 
 
 def format_count(n: int | float) -> str:
