@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from bokeh.plotting import figure
     from bokeh.transform import factor_cmap
 
-    from panels_builtin._common import category_palette
+    from panels_builtin.palette import category_palette
     from panels_builtin.projection import Projection2D
 
     view, _values, kinds = make_view(args.rows, args.dim)

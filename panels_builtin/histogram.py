@@ -19,25 +19,32 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from panels_builtin._common import (
-    EMPTY_VIEW,
-    OTHER,
+from panels_builtin.bins import (
     BinRange,
     Bins,
     BinWidth,
-    NothingToShow,
+    add_bin_quads,
     bar_span,
+    bins_figure,
     check_binning,
     engine_histogram,
+    heights,
+    why_no_bins,
+)
+from panels_builtin.captions import (
+    EMPTY_VIEW,
+    OTHER,
+    NothingToShow,
+    captioned_chart,
     format_count,
     format_number,
-    heights,
     left_out,
-    message,
-    number_item,
-    pick_measure,
+    other_label,
+    problem_message,
+    values_left_out,
 )
-from panels_core.escape import markdown_code, markdown_text
+from panels_builtin.columns import number_item, pick_measure
+from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
 from panels_core.query.errors import QueryError
 from panels_core.types import (
@@ -208,21 +215,10 @@ class Histogram(Panel[HistogramConfig]):
 
     def _why_empty(self, hist: Any, groups: list[str] | None) -> str:
         cfg = self.config
-        outside = int(getattr(hist, "outside", 0))
-        if not (hist.nulls or hist.nonfinite or outside):
-            if groups is not None and self.config.group is not None:
-                return f"Group `{cfg.group}` has no values of `{cfg.column}`."
-            return EMPTY_VIEW
-        lost = left_out(
-            {"null": hist.nulls, "NaN/inf value": hist.nonfinite, "out-of-range value": outside}
-        )
-        if outside and cfg.range is not None:
-            lo, hi = cfg.range
-            return (
-                f"No values of `{cfg.column}` fall in the range "
-                f"[{format_number(lo)}, {format_number(hi)}]; {lost}."
-            )
-        return f"`{cfg.column}` has no finite values to bin: {lost}."
+        why = why_no_bins(hist, cfg.column, cfg.range)
+        if why == EMPTY_VIEW and groups is not None and cfg.group is not None:
+            return f"Group `{cfg.group}` has no values of `{cfg.column}`."
+        return why
 
     def _bars(self, view: Any) -> Bars:
         cfg = self.config
@@ -231,8 +227,7 @@ class Histogram(Panel[HistogramConfig]):
         counts = np.asarray(counted.counts, dtype=np.int64)
         other = int(counted.other)
         if other:
-            name = OTHER if OTHER not in labels else f"{OTHER} rest"
-            labels.append(name)
+            labels.append(other_label(labels))
             counts = np.append(counts, other)
         total = int(counts.sum())
         if total == 0:
@@ -249,24 +244,13 @@ class Histogram(Panel[HistogramConfig]):
 
     def render(self, view: Any) -> Any:
         """A caption and a Bokeh chart; an Alert when there is nothing to draw."""
-        import panel as pn
-
         try:
             drawn = self.data(view)
-        except NothingToShow as exc:
-            return message(markdown_text(exc), "info")
-        except QueryError as exc:
-            head = f"Histogram of {markdown_code(self.config.column)}"
-            return message(f"{head}: {markdown_text(exc)}", "danger")
+        except (NothingToShow, QueryError) as exc:
+            return problem_message(exc, f"Histogram of {markdown_code(self.config.column)}")
         if isinstance(drawn, Bars):
-            caption, fig = self._bars_caption(drawn), self._bars_figure(drawn)
-        else:
-            caption, fig = self._bins_caption(drawn), self._bins_figure(drawn)
-        return pn.Column(
-            pn.pane.Markdown(caption, margin=(0, 10)),
-            pn.pane.Bokeh(fig, sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-        )
+            return captioned_chart(self._bars_caption(drawn), self._bars_figure(drawn))
+        return captioned_chart(self._bins_caption(drawn), self._bins_figure(drawn))
 
     def _bins_caption(self, drawn: BinnedValues) -> str:
         n = len(drawn.counts)
@@ -280,13 +264,7 @@ class Histogram(Panel[HistogramConfig]):
             text += f" (group {markdown_code(drawn.group)})"
         elif drawn.groups is not None:
             text += f" (all {len(drawn.groups)} groups together)"
-        lost = left_out(
-            {
-                "null": drawn.nulls,
-                "NaN/inf value": drawn.nonfinite,
-                "out-of-range value": drawn.outside,
-            }
-        )
+        lost = values_left_out(drawn.nulls, drawn.nonfinite, drawn.outside)
         return f"{text}; {lost}" if lost else text
 
     def _bars_caption(self, drawn: Bars) -> str:
@@ -300,52 +278,21 @@ class Histogram(Panel[HistogramConfig]):
         lost = left_out({"null": drawn.nulls})
         return f"{text}; {lost}" if lost else text
 
-    def _y_label(self) -> str:
-        return "density" if self.config.density else "count"
-
     def _bins_figure(self, drawn: BinnedValues) -> Any:
-        from bokeh.models import ColumnDataSource
-        from bokeh.plotting import figure
-
         cfg = self.config
-        values = drawn.values
-        bottom, top = bar_span(values, cfg.log_y)
-        source = ColumnDataSource(
-            {
-                "left": drawn.edges[:-1],
-                "right": drawn.edges[1:],
-                "bottom": bottom,
-                "top": top,
-                "count": drawn.counts,
-                "value": values,
-            },
-            name="bins",
-        )
-        tooltips = [("range", "@left{0,0.[0000]} to @right{0,0.[0000]}"), ("count", "@count{0,0}")]
-        if cfg.density:
-            tooltips.append(("density", "@value{0.[0000]}"))
-        fig = figure(
-            height=320,
-            sizing_mode="stretch_width",
-            y_axis_type="log" if cfg.log_y else "linear",
-            x_axis_label=drawn.column,
-            y_axis_label=self._y_label(),
-            tools="hover,xpan,xwheel_zoom,box_zoom,reset,save",
-            tooltips=tooltips,
-            toolbar_location="right",
-        )
-        fig.quad(
-            left="left",
-            right="right",
-            bottom="bottom",
-            top="top",
-            source=source,
+        bottom, top = bar_span(drawn.values, cfg.log_y)
+        fig = bins_figure(drawn.column, density=cfg.density, log_y=cfg.log_y, height=320)
+        add_bin_quads(
+            fig,
+            drawn.edges,
+            bottom,
+            top,
+            drawn.counts,
+            drawn.values,
+            "bins",
             fill_color=BAR_COLOR,
             line_color="white",
-            name="bins",
         )
-        if not cfg.log_y:
-            fig.y_range.start = 0
         return fig
 
     def _bars_figure(self, drawn: Bars) -> Any:

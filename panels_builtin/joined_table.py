@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from panels_builtin._common import format_count, message
-from panels_builtin.table import CellColumn, PagedTable, TableConfig, TablePanel, _style
+from panels_builtin.captions import format_count, message
+from panels_builtin.cells import CellColumn, cell_style
+from panels_builtin.pager import PagedTable
+from panels_builtin.table import TableConfig, TablePanel
 from panels_core.escape import markdown_code
 from panels_core.panel import specificity
 from panels_core.query.engine import Engine
@@ -180,12 +182,12 @@ def _comparison_columns(view: Any, names: list[str] | None) -> list[CellColumn]:
         if isinstance(t, ComparedType):
             item = strip_optional(t.item)
             for i, source in enumerate(sources):
-                split[i].append(CellColumn(f"{i}.{name}", name, source, item, _style(item)))
+                split[i].append(CellColumn(f"{i}.{name}", name, source, item, cell_style(item)))
         elif name in key_names:
-            out.append(CellColumn(name, name, None, t, _style(t)))
+            out.append(CellColumn(name, name, None, t, cell_style(t)))
         else:
             side = 0 if name in sides[0] else 1
-            split[side].append(CellColumn(name, name, sources[side], t, _style(t)))
+            split[side].append(CellColumn(name, name, sources[side], t, cell_style(t)))
     return out + split[0] + split[1]
 
 

@@ -23,26 +23,31 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from panels_builtin._common import (
-    EMPTY_VIEW,
-    OTHER,
+from panels_builtin.bins import (
     BinRange,
     Bins,
     BinWidth,
-    NothingToShow,
-    category_palette,
+    add_bin_quads,
+    bins_figure,
     check_binning,
     engine_histogram,
+    heights,
+    log_floor,
+    why_no_bins,
+)
+from panels_builtin.captions import (
+    OTHER,
+    NothingToShow,
+    captioned_chart,
     format_count,
     format_number,
-    heights,
-    left_out,
-    log_floor,
-    message,
-    number_item,
-    pick_measure,
+    other_label,
+    problem_message,
+    values_left_out,
 )
-from panels_core.escape import markdown_code, markdown_text
+from panels_builtin.columns import number_item, pick_measure
+from panels_builtin.palette import category_palette
+from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, specificity
 from panels_core.query.errors import QueryError
 from panels_core.types import (
@@ -67,6 +72,8 @@ COMPARED_GROUPED = ComparedType(item=ListType(item=_NUMBER))
 GROUPED_NUMBER = ListType(item=_NUMBER)
 """``list[number]``: a number column after grouping."""
 OVERLAY_ALPHA = 0.45
+Split = Literal["source", "group", "by", "none"]
+"""What splits a column into series."""
 
 
 class MultiHistogramConfig(PanelConfig):
@@ -118,7 +125,7 @@ class MultiBins:
     """What the panel draws: shared edges, one row of counts and heights per series."""
 
     column: str
-    split: Literal["source", "group", "by", "none"]
+    split: Split
     names: list[str]
     edges: np.ndarray
     counts: np.ndarray  # (series, bins), raw counts from the engine
@@ -207,22 +214,10 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
             range=cfg.range,
             by=cfg.by,
         )
-        counts = np.atleast_2d(np.asarray(hist.counts, dtype=np.int64))
-        names = list(hist.groups) if hist.groups is not None else [cfg.column]
-        if isinstance(column_type, ComparedType):
-            split = "source"
-            sources = list(column_type.sources) or names[: counts.shape[0]]
-            if isinstance(strip_optional(column_type.item), ListType):
-                # rows are (group, source) pairs, group-major: all groups together
-                counts = counts.reshape(-1, len(sources), counts.shape[1]).sum(axis=0)
-                names = sources
-        elif isinstance(column_type, ListType):
-            split = "group"
-        else:
-            split = "by" if cfg.by is not None else "none"
+        split, counts, names = self._series(hist, column_type)
         total = int(counts.sum())
         if total == 0:
-            raise NothingToShow(self._why_empty(hist))
+            raise NothingToShow(why_no_bins(hist, cfg.column, cfg.range))
         counts, names, merged = self._keep_largest(counts, names)
         values, bottoms, tops = self._heights(counts, hist.edges)
         return MultiBins(
@@ -240,6 +235,22 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
             merged=merged,
         )
 
+    def _series(self, hist: Any, column_type: Any) -> tuple[Split, np.ndarray, list[str]]:
+        """What splits the engine's histogram into series, its counts (series, bins) and
+        the series' names (a compared-then-grouped column's groups summed per source)."""
+        counts = np.atleast_2d(np.asarray(hist.counts, dtype=np.int64))
+        names = list(hist.groups) if hist.groups is not None else [self.config.column]
+        if isinstance(column_type, ComparedType):
+            sources = list(column_type.sources) or names[: counts.shape[0]]
+            if isinstance(strip_optional(column_type.item), ListType):
+                # rows are (group, source) pairs, group-major: all groups together
+                counts = counts.reshape(-1, len(sources), counts.shape[1]).sum(axis=0)
+                names = sources
+            return "source", counts, names
+        if isinstance(column_type, ListType):
+            return "group", counts, names
+        return ("by" if self.config.by is not None else "none"), counts, names
+
     def _keep_largest(
         self, counts: np.ndarray, names: list[str]
     ) -> tuple[np.ndarray, list[str], int]:
@@ -252,7 +263,7 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         order = np.argsort(-totals, kind="stable")
         kept = np.sort(order[:keep])
         rest = np.sort(order[keep:])
-        other = OTHER if OTHER not in names else f"{OTHER} rest"
+        other = other_label(names)
         merged_counts = np.vstack([counts[kept], counts[rest].sum(axis=0, keepdims=True)])
         return merged_counts, [names[i] for i in kept] + [other], len(rest)
 
@@ -275,40 +286,15 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         tops = np.maximum(below + values, bottoms)
         return values, bottoms, tops
 
-    def _why_empty(self, hist: Any) -> str:
-        cfg = self.config
-        outside = int(getattr(hist, "outside", 0))
-        if not (hist.nulls or hist.nonfinite or outside):
-            return EMPTY_VIEW
-        lost = left_out(
-            {"null": hist.nulls, "NaN/inf value": hist.nonfinite, "out-of-range value": outside}
-        )
-        if outside and cfg.range is not None:
-            lo, hi = cfg.range
-            return (
-                f"No values of `{cfg.column}` fall in the range "
-                f"[{format_number(lo)}, {format_number(hi)}]; {lost}."
-            )
-        return f"`{cfg.column}` has no finite values to bin: {lost}."
-
     # -- rendering ----------------------------------------------------------------------
 
     def render(self, view: Any) -> Any:
         """A caption and a Bokeh chart with a legend; an Alert when there is nothing to draw."""
-        import panel as pn
-
         try:
             drawn = self.data(view)
-        except NothingToShow as exc:
-            return message(markdown_text(exc), "info")
-        except QueryError as exc:
-            head = f"Multi-histogram of {markdown_code(self.config.column)}"
-            return message(f"{head}: {markdown_text(exc)}", "danger")
-        return pn.Column(
-            pn.pane.Markdown(self._caption(drawn), margin=(0, 10)),
-            pn.pane.Bokeh(self._figure(drawn), sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-        )
+        except (NothingToShow, QueryError) as exc:
+            return problem_message(exc, f"Multi-histogram of {markdown_code(self.config.column)}")
+        return captioned_chart(self._caption(drawn), self._figure(drawn))
 
     def _caption(self, drawn: MultiBins) -> str:
         what = {
@@ -329,73 +315,37 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
             parts.append(f"{drawn.merged} smaller series merged into {OTHER}")
         if drawn.split == "none":
             parts.append("choose a `by` column to split it")
-        lost = left_out(
-            {
-                "null": drawn.nulls,
-                "NaN/inf value": drawn.nonfinite,
-                "out-of-range value": drawn.outside,
-            }
-        )
+        lost = values_left_out(drawn.nulls, drawn.nonfinite, drawn.outside)
         if lost:
             parts.append(lost)
         return "; ".join(parts)
 
     def _figure(self, drawn: MultiBins) -> Any:
-        from bokeh.models import ColumnDataSource
-        from bokeh.plotting import figure
-
         cfg = self.config
-        tooltips = [
-            ("series", "@name"),
-            ("range", "@left{0,0.[0000]} to @right{0,0.[0000]}"),
-            ("count", "@count{0,0}"),
-        ]
-        if cfg.density:
-            tooltips.append(("density", "@value{0.[0000]}"))
-        fig = figure(
-            height=340,
-            sizing_mode="stretch_width",
-            y_axis_type="log" if cfg.log_y else "linear",
-            x_axis_label=drawn.column,
-            y_axis_label="density" if cfg.density else "count",
-            tools="hover,xpan,xwheel_zoom,box_zoom,reset,save",
-            tooltips=tooltips,
-            toolbar_location="right",
+        fig = bins_figure(
+            drawn.column, density=cfg.density, log_y=cfg.log_y, height=340, series=True
         )
         colors = category_palette(len(drawn.names))
         stack = cfg.mode == "stack"
         n_bins = len(drawn.edges) - 1
         for i, name in enumerate(drawn.names):
-            values, bottom, top = drawn.values[i], drawn.bottoms[i], drawn.tops[i]
-            source = ColumnDataSource(
-                {
-                    "left": drawn.edges[:-1],
-                    "right": drawn.edges[1:],
-                    "bottom": bottom,
-                    "top": top,
-                    "count": drawn.counts[i],
-                    "value": values,
-                    "name": [name] * n_bins,
-                },
-                name=f"series:{name}",
-            )
-            fig.quad(
-                left="left",
-                right="right",
-                bottom="bottom",
-                top="top",
-                source=source,
+            add_bin_quads(
+                fig,
+                drawn.edges,
+                drawn.bottoms[i],
+                drawn.tops[i],
+                drawn.counts[i],
+                drawn.values[i],
+                f"series:{name}",
+                names=[name] * n_bins,
                 fill_color=colors[i],
                 fill_alpha=0.85 if stack else OVERLAY_ALPHA,
                 line_color=colors[i] if not stack else "white",
                 line_alpha=0.9,
                 legend_label=name,
-                name=f"series:{name}",
             )
         legend = fig.legend[0]
         legend.click_policy = "hide"
         legend.title = {"source": "source", "group": "group", "by": self.config.by}.get(drawn.split)
         fig.add_layout(legend, "right")  # beside the plot, never over the bars
-        if not cfg.log_y:
-            fig.y_range.start = 0
         return fig

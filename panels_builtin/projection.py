@@ -47,14 +47,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from panels_builtin._common import (
-    EMPTY_VIEW,
-    OTHER,
-    category_palette,
-    format_count,
-    looks_like_id,
-    message,
-)
+from panels_builtin.captions import EMPTY_VIEW, OTHER, format_count, message
+from panels_builtin.columns import looks_like_id
+from panels_builtin.palette import category_palette
 from panels_core import projection as proj
 from panels_core.escape import html_text, markdown_code, markdown_text, tooltip_text
 from panels_core.panel import Column, Panel, PanelConfig, Prefer, columns_of

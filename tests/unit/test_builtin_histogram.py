@@ -14,7 +14,7 @@ import pytest
 from bokeh.models import ColumnDataSource, HoverTool, LogScale
 from pydantic import ValidationError
 
-from panels_builtin._common import OTHER
+from panels_builtin.captions import OTHER
 from panels_builtin.histogram import Bars, BinnedValues, Histogram
 from panels_core.demo import digits_table
 from panels_core.registry import registry

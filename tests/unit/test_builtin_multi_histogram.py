@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from bokeh.models import LogScale
 
-from panels_builtin._common import OTHER
+from panels_builtin.captions import OTHER
 from panels_builtin.multi_histogram import MultiHistogram
 from panels_core.demo import write_demo
 from panels_core.query.engine import Engine

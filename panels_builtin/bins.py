@@ -1,120 +1,31 @@
-"""Small helpers shared by the built-in panels: messages, captions, colours, column picks."""
+"""Binning shared by the histogram panels: the config fields and their bin cap, the
+engine call (one bin per integer when that fits), bar heights and log-axis floors."""
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Field
 
+from panels_builtin.captions import EMPTY_VIEW, format_number, values_left_out
 from panels_core.query.bins import MAX_BINS, bin_span, width_bins
-from panels_core.types import ComparedType, ListType, NumberType, strip_optional
 
 __all__ = [
-    "EMPTY_VIEW",
     "MAX_BINS",
-    "OTHER",
     "BinRange",
     "BinWidth",
     "Bins",
-    "NothingToShow",
+    "add_bin_quads",
     "bar_span",
-    "category_palette",
+    "bins_figure",
     "check_binning",
     "engine_histogram",
-    "format_count",
-    "format_number",
     "heights",
-    "left_out",
     "log_floor",
-    "looks_like_id",
-    "message",
-    "number_item",
-    "pick_measure",
+    "why_no_bins",
 ]
-
-OTHER = "(other)"
-"""The label of the bar or series that collects values beyond the top N."""
-
-_ID_NAME = re.compile(r"(^|[_.\s])(id|idx|index|key|uuid|row|rownum)$", re.IGNORECASE)
-
-
-def message(text: str, kind: str = "info") -> Any:
-    """A full-width ``pn.pane.Alert`` shown instead of a chart (empty view, no values...).
-
-    ``text`` is Markdown: escape data in it with panels_core.escape."""
-    import panel as pn
-
-    return pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width")
-
-
-def format_count(n: int | float) -> str:
-    """A count with thousands separators: ``12,345``."""
-    return f"{int(n):,}"
-
-
-def format_number(x: float) -> str:
-    """A number short enough for an axis label or a caption (4 significant digits)."""
-    return f"{x:.4g}" if x == 0 or 1e-3 <= abs(x) < 1e6 else f"{x:.3e}"
-
-
-def left_out(parts: Mapping[str, int]) -> str:
-    """``"12 nulls and 3 NaN/inf values left out"`` from {"null": 12, "NaN/inf value": 3}.
-
-    Keys are singular nouns (an ``s`` is added when the count is not 1); zero
-    counts are skipped; "" when nothing was left out.
-    """
-    words = [f"{format_count(n)} {noun}{'' if n == 1 else 's'}" for noun, n in parts.items() if n]
-    if not words:
-        return ""
-    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-    return f"{listed} left out"
-
-
-def category_palette(n: int) -> list[str]:
-    """``n`` distinct colours for categories or series (Category10, Category20, then Turbo)."""
-    from bokeh.palettes import Category10, Category20, turbo
-
-    if n <= 0:
-        return []
-    if n <= 10:
-        return list(Category10[10][:n])
-    if n <= 20:
-        return list(Category20[20][:n])
-    return list(turbo(n))
-
-
-def looks_like_id(name: str, column_type: Any) -> bool:
-    """True for an integer column named like a row id (``id``, ``image_id``, ``index``)."""
-    inner = strip_optional(column_type)
-    return isinstance(inner, NumberType) and inner.integer and bool(_ID_NAME.search(name))
-
-
-def pick_measure(chosen: str, columns: Mapping[str, Any], taken: Collection[str] = ()) -> str:
-    """``chosen``, or when it looks like a row id, the first number column that does not.
-
-    Keeps ``chosen`` when no other (untaken) number column exists, so a table
-    holding only ids still gets a histogram of them.
-    """
-    if not looks_like_id(chosen, columns[chosen]):
-        return chosen
-    for name, column_type in columns.items():
-        inner = strip_optional(column_type)
-        if (
-            name in taken
-            or name == chosen
-            or type(inner) is not type(strip_optional(columns[chosen]))
-        ):
-            continue
-        if not looks_like_id(name, column_type):
-            return name
-    return chosen
-
-
-# --------------------------------------------------------------------------- binning
 
 
 def _check_range(value: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -151,14 +62,6 @@ BinRange = Annotated[
     AfterValidator(_check_range),
     Field(description="(min, max) of the bins; values outside are left out and counted"),
 ]
-
-
-def number_item(column_type: Any) -> NumberType | None:
-    """The NumberType inside ``T``, ``optional[T]``, ``list[T]`` or ``compared[T]``, else None."""
-    t = strip_optional(column_type)
-    while isinstance(t, ListType | ComparedType):
-        t = strip_optional(t.item)
-    return t if isinstance(t, NumberType) else None
 
 
 def engine_histogram(
@@ -217,8 +120,77 @@ def bar_span(values: np.ndarray, log_y: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.full(len(values), floor), np.maximum(values, floor)
 
 
-class NothingToShow(Exception):
-    """The view has nothing to draw (no rows, or only missing values); the message says why."""
+def why_no_bins(hist: Any, column: str, range: tuple[float, float] | None) -> str:
+    """Why a histogram of ``column`` has no counts: an empty view, values outside
+    ``range``, or only nulls and NaN/inf values (with how many were left out)."""
+    outside = int(getattr(hist, "outside", 0))
+    if not (hist.nulls or hist.nonfinite or outside):
+        return EMPTY_VIEW
+    lost = values_left_out(hist.nulls, hist.nonfinite, outside)
+    if outside and range is not None:
+        lo, hi = range
+        return (
+            f"No values of `{column}` fall in the range "
+            f"[{format_number(lo)}, {format_number(hi)}]; {lost}."
+        )
+    return f"`{column}` has no finite values to bin: {lost}."
 
 
-EMPTY_VIEW = "No rows to show: the view is empty (check the filter)."
+def bins_figure(
+    x_label: str, *, density: bool, log_y: bool, height: int, series: bool = False
+) -> Any:
+    """The Bokeh figure bins are drawn on: hover tooltips (the series' ``name`` first when
+    ``series``, then range, count and with ``density`` the density), x pan and zoom, a
+    count (or density) axis that is logarithmic or starts at 0."""
+    from bokeh.plotting import figure
+
+    tooltips = [("series", "@name")] if series else []
+    tooltips += [("range", "@left{0,0.[0000]} to @right{0,0.[0000]}"), ("count", "@count{0,0}")]
+    if density:
+        tooltips.append(("density", "@value{0.[0000]}"))
+    fig = figure(
+        height=height,
+        sizing_mode="stretch_width",
+        y_axis_type="log" if log_y else "linear",
+        x_axis_label=x_label,
+        y_axis_label="density" if density else "count",
+        tools="hover,xpan,xwheel_zoom,box_zoom,reset,save",
+        tooltips=tooltips,
+        toolbar_location="right",
+    )
+    if not log_y:
+        fig.y_range.start = 0
+    return fig
+
+
+def add_bin_quads(
+    fig: Any,
+    edges: np.ndarray,
+    bottom: np.ndarray,
+    top: np.ndarray,
+    counts: np.ndarray,
+    values: np.ndarray,
+    name: str,
+    *,
+    names: list[str] | None = None,
+    **style: Any,
+) -> None:
+    """Draw one quad per bin on ``fig`` from a ColumnDataSource named ``name`` (columns
+    left, right, bottom, top, count, value, and ``name`` per bin when ``names`` is set);
+    ``style`` goes to ``fig.quad`` (colours, alpha, legend)."""
+    from bokeh.models import ColumnDataSource
+
+    data = {
+        "left": edges[:-1],
+        "right": edges[1:],
+        "bottom": bottom,
+        "top": top,
+        "count": counts,
+        "value": values,
+    }
+    if names is not None:
+        data["name"] = names
+    source = ColumnDataSource(data, name=name)
+    fig.quad(
+        left="left", right="right", bottom="bottom", top="top", source=source, name=name, **style
+    )
