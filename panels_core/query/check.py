@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from panels_core.query.errors import FilterTypeError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
-from panels_core.query.parse import _regex_problem
+from panels_core.query.parse import regex_problem
 from panels_core.types import (
     AnyType,
     BooleanType,
@@ -42,7 +42,6 @@ __all__ = ["check_expr", "check_filter"]
 
 _NULL = OptionalType(inner=UnknownType())
 _ARITHMETIC = ("+", "-", "*", "/", "%")
-_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 
 
 @dataclass(frozen=True)
@@ -513,7 +512,7 @@ class _Checker:
                 )
                 raise FilterTypeError(f"`{fn}` takes {takes}, not {_what(arg, arg_expr)}")
         if fn == "matches" and isinstance(second_expr, Lit) and isinstance(second_expr.value, str):
-            problem = _regex_problem(second_expr.value)
+            problem = regex_problem(second_expr.value)
             if problem:
                 raise FilterTypeError(
                     f"invalid regular expression {second_expr.to_text()} in `matches`: {problem}"

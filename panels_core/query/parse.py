@@ -41,12 +41,12 @@ from panels_core.query.expr import (
     Item,
     ListPred,
     Lit,
+    Node,
     Unary,
-    _Node,
     text_problem,
 )
 
-__all__ = ["MAX_DEPTH", "expr_depth", "parse_filter"]
+__all__ = ["MAX_DEPTH", "expr_depth", "parse_filter", "regex_problem"]
 
 MAX_DEPTH = 100
 """The deepest filter (nested parentheses, calls and operator chains) that parses."""
@@ -79,7 +79,6 @@ _ARG_HELP = {
     "count": "count(list) or count(list, predicate)",
 }
 _ALL_FUNCTIONS = ", ".join(f"`{f}`" for f in (*FUNCTIONS, *LIST_FUNCTIONS))
-_COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=")
 _RESERVED = ("and", "or", "not", "in", "is", "null", "true", "false")
 
 
@@ -124,7 +123,7 @@ def _compare(op: str, left: Any, right: Any) -> Any:
 _RE2_UNSUPPORTED = re.compile(r"(?<!\\)(?:\\\\)*(?:\(\?<?[=!]|\\[1-9])")
 
 
-def _regex_problem(pattern: str) -> str | None:
+def regex_problem(pattern: str) -> str | None:
     """Why ``pattern`` is not a usable regular expression (for the engine's RE2), or None."""
     if _RE2_UNSUPPORTED.search(pattern):
         return "lookarounds and backreferences are not supported"
@@ -143,7 +142,7 @@ def _call(fn: str, args: list[Any], fail: Callable[[str], FilterSyntaxError]) ->
         noun = "argument" if wanted == "1" else "arguments"
         raise fail(f"`{fn}` takes {wanted} {noun}, got {len(args)}: write {_ARG_HELP[fn]}")
     if fn == "matches" and isinstance(args[1], Lit) and isinstance(args[1].value, str):
-        problem = _regex_problem(args[1].value)
+        problem = regex_problem(args[1].value)
         if problem:
             raise fail(f"invalid regular expression {args[1].to_text()} in `matches`: {problem}")
     if fn in LIST_FUNCTIONS:
@@ -200,7 +199,7 @@ def parse_filter(source: Any) -> Any:
 
 
 def _parse(source: Any) -> Any:
-    if isinstance(source, _Node):
+    if isinstance(source, Node):
         return source
     if isinstance(source, Mapping) and source.get("node") in _AST_NODES:
         return _from_ast_dict(source)
