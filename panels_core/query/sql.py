@@ -17,7 +17,15 @@ import pyarrow as pa
 from panels_core.query.errors import FilterTypeError, QueryError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
 
-__all__ = ["Params", "Scope", "compile_expr", "is_list", "quote_ident", "sql_type_of_literal"]
+__all__ = [
+    "Params",
+    "Scope",
+    "compile_expr",
+    "is_list",
+    "is_numeric",
+    "quote_ident",
+    "sql_type_of_literal",
+]
 
 _PLACEHOLDER = re.compile(r"\$(__tp_p\d+)\b")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -87,6 +95,11 @@ class Compiled:
     sql: str
     type: pa.DataType | None
     literal: bool = False
+
+
+def is_numeric(t: pa.DataType) -> bool:
+    """Whether an Arrow type holds numbers (integers, floats, decimals)."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
 def is_list(t: pa.DataType | None) -> bool:
