@@ -311,7 +311,10 @@ def test_compare_in_key_ranges_gives_the_same_rows(tmp_path, monkeypatch, text) 
     spec = {"table": "b", "on": "id"}
     catalog = disk._catalog
     splits = compare_module.key_splits(
-        catalog, catalog.source("a"), catalog.source("b"), Query(table="a", compare_with=spec).compare_with
+        catalog,
+        catalog.source("a"),
+        catalog.source("b"),
+        Query(table="a", compare_with=spec).compare_with,
     )
     assert splits is not None and len(splits) >= 3  # the per-range path is the one tested
     for sort in ([], ["id"], ["-1.x"]):

@@ -63,9 +63,9 @@ def test_no_file_but_the_tables_own_is_read(engine, files, tmp_path) -> None:
         f"ATTACH '{tmp_path / 'db.duckdb'}'",
     ):
         assert "disabled by configuration" in refused(engine, sql), sql
-    assert engine._catalog.con.execute(f"SELECT count(*) FROM read_parquet('{files['a']}')").fetchone() == (
-        10,
-    )
+    assert engine._catalog.con.execute(
+        f"SELECT count(*) FROM read_parquet('{files['a']}')"
+    ).fetchone() == (10,)
 
 
 def test_nothing_is_written(engine, tmp_path) -> None:
