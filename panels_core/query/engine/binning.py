@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -92,79 +92,66 @@ class Binner:
         series_key = tuple((s.x, s.cond, s.raw) for s in series)
         bounds: Any = [(None, None)] * len(series)
         if range is None:
-            bounds = self.cache.get(("bounds", *rows_key, series_key))
-            if bounds is MISS:
-                bounds = self.bounds(cur, params, rows, series)
-                self.cache.put(("bounds", *rows_key, series_key), bounds)
+            key = ("bounds", *rows_key, series_key)
+            bounds = self._kept(key, lambda: self.bounds(cur, params, rows, series))
         counted = self.cache.get(("counts", *rows_key, series_key))
         if counted is MISS and ((bins == "auto" and width is None) or any(s.cond for s in series)):
             # the finite count sets the auto bin count; a compared source's nulls are
             # its present rows without a value (absent rows have none either)
             counted = self.counts(cur, params, rows, series)
             self.cache.put(("counts", *rows_key, series_key), counted)
-        edges: dict[str, np.ndarray] = {}
         columns = list(dict.fromkeys(s.column for s in series))
-        auto = [c for c in columns if bins == "auto" and width is None]
         quartiles: dict[str, tuple[float, float]] = {}
-        if auto:
-            quartiles = self.cache.get(("quartiles", *rows_key, series_key, tuple(auto)))
-            if quartiles is MISS:
-                quartiles = self.sample_quartiles(cur, params, rows, series, auto)
-                self.cache.put(("quartiles", *rows_key, series_key, tuple(auto)), quartiles)
+        if bins == "auto" and width is None:
+            key = ("quartiles", *rows_key, series_key, tuple(columns))
+            quartiles = self._kept(
+                key, lambda: self.sample_quartiles(cur, params, rows, series, columns)
+            )
+        edges: dict[str, np.ndarray] = {}
         for column in columns:
             mine = [i for i, s in enumerate(series) if s.column == column]
-            lows = [bounds[i][0] for i in mine if bounds[i][0] is not None]
-            highs = [bounds[i][1] for i in mine if bounds[i][1] is not None]
             n_finite = 0 if counted is MISS else sum(counted[i][2] for i in mine)
-            if range is not None:
-                lo, hi = float(range[0]), float(range[1])
-            elif lows:
-                lo, hi = float(min(lows)), float(max(highs))
-            else:
-                lo, hi = 0.0, 1.0
-            if lo == hi:
-                lo, hi = lo - 0.5, hi + 0.5
-            what = "the range" if range is not None else f"the range of `{column}`"
-            bin_span(lo, hi, what)
-            if width is not None:
-                n = width_bins(lo, hi, width, what)
-                edges[column] = np.arange(n + 1, dtype=np.float64) * width + lo
-            else:
-                n = (
-                    bins
-                    if isinstance(bins, int)
-                    else _auto_count(quartiles.get(column), lo, hi, n_finite)
-                )
-                edges[column] = np.linspace(lo, hi, n + 1)
+            shown = (column, quartiles.get(column), n_finite)
+            edges[column] = _edges(shown, [bounds[i] for i in mine], bins, range, width)
         key_names = [f"__tp_k{i}" for i in builtins.range(len(keys))]
-        keyed = [f"{k} AS {name}" for k, name in zip(keys, key_names)]
-        estimates, branches = [], []
-        for i, s in enumerate(series):
-            e = edges[s.column]
-            n = len(e) - 1
-            p_lo = params.add(float(e[0]))
-            p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
-            x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
-            seen = order is not None and i == 0  # every row is in the first series' pass
-            inner, outer = [*keyed, f"{x} AS x"], [*key_names, "x"]
-            if seen:
-                inner, outer = [*inner, f"{order} AS __tp_o"], [*outer, "__tp_o"]
-            # the bin estimate as a DOUBLE, in numpy's order of operations: null stays null,
-            # NaN and inf stay non-finite, x < lo gives < 0, x == hi gives n, x > hi >= n
-            estimate = (
-                f"SELECT {', '.join(outer)}, floor((x - {p_lo}) / {p_denom} * {p_n}) AS i "
-                f"FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) AS __tp_x"
-            )
-            estimates.append(estimate)
-            group = ", ".join([*key_names, "i"])
-            first = ", min(__tp_o)" if seen else (", NULL" if order is not None else "")
-            branches.append(
-                f"SELECT {i} AS s, {group}, count(*) AS c, min(x), max(x){first} "
-                f"FROM ({estimate}) AS __tp_e GROUP BY {group}"
-            )
+        estimates = [
+            _estimate(params, rows, keys, key_names, s, edges[s.column], order, i == 0)
+            for i, s in enumerate(series)
+        ]
         # one aggregate per series: cheaper than GROUPING SETS over the same rows
+        branches = [_branch(i, e, key_names, order) for i, e in enumerate(estimates)]
         result = self.runner.fetch(cur, " UNION ALL ".join(branches), params, "histogram")
-        k = len(keys)
+        counts = self._tally(cur, params, result, series, edges, estimates, key_names)
+        if counted is MISS:
+            # the binning pass saw every value: nulls have no bin, NaN and inf a
+            # non-finite one (unless a huge finite value overflowed there too)
+            counted = _counts_from_bins(result, len(keys), len(series))
+            if counted is None:
+                counted = self.counts(cur, params, rows, series)
+            self.cache.put(("counts", *rows_key, series_key), counted)
+        first = _first_keys(result, len(keys)) if order is not None else []
+        return Binned(edges, counts, list(counted), first)
+
+    def _kept(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """The answer kept for ``key``, or ``compute()`` kept."""
+        value = self.cache.get(key)
+        if value is MISS:
+            value = compute()
+            self.cache.put(key, value)
+        return value
+
+    def _tally(
+        self,
+        cur: Any,
+        params: Params,
+        result: Sequence[tuple[Any, ...]],
+        series: Sequence[Series],
+        edges: dict[str, np.ndarray],
+        estimates: Sequence[str],
+        key_names: Sequence[str],
+    ) -> list[dict[tuple[Any, ...], np.ndarray]]:
+        """Counts per series, key and bin from the binning rows (see ``_branch``)."""
+        k = len(key_names)
         counts: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in series]
 
         def add(i: int, key: tuple[Any, ...], b: int | None, c: int) -> None:
@@ -191,37 +178,10 @@ class Binner:
             add(i, hashable(tuple(row[1 : k + 1])), None if fixed else target, row[k + 2])
         for i, bins_to_fix in suspect.items():
             e = edges[series[i].column]
-            p_edges, p_last = params.add([float(v) for v in e]), params.add(len(e) - 2)
-            p_top, p_fix = params.add(float(e[-1])), params.add(sorted(bins_to_fix), "DOUBLE[]")
-            b0 = f"least(TRY_CAST(i AS BIGINT), {p_last})"
-            exact = (
-                f"{b0} - CAST(x < {p_edges}[{b0} + 1] AS INTEGER) "
-                f"+ CAST({b0} < {p_last} AND x >= {p_edges}[{b0} + 2] AS INTEGER) AS b"
-            )
-            sql = (
-                f"SELECT {', '.join([*key_names, exact])}, count(*) FROM ({estimates[i]}) AS __tp_e "
-                f"WHERE list_contains({p_fix}, i) AND x <= {p_top} GROUP BY ALL"
-            )
+            sql = _recount(params, e, bins_to_fix, estimates[i], key_names)
             for row in self.runner.fetch(cur, sql, params, "histogram"):
                 add(i, hashable(tuple(row[:k])), row[k], row[k + 1])
-        if counted is MISS:
-            # the binning pass saw every value: nulls have no bin, NaN and inf a
-            # non-finite one (unless a huge finite value overflowed there too)
-            counted = _counts_from_bins(result, k, len(series))
-            if counted is None:
-                counted = self.counts(cur, params, rows, series)
-            self.cache.put(("counts", *rows_key, series_key), counted)
-        stats = list(counted)
-        first_rows: dict[tuple[Any, ...], Any] = {}
-        if order is not None:
-            for row in result:
-                if row[0] == 0:
-                    key = tuple(row[1 : k + 1])
-                    seen_at = first_rows.get(hashable(key))
-                    if seen_at is None or row[k + 5] < seen_at[0]:
-                        first_rows[hashable(key)] = (row[k + 5], key)
-        first = [key for _, key in sorted(first_rows.values(), key=lambda pair: pair[0])]
-        return Binned(edges, counts, stats, first)
+        return counts
 
     def bounds(
         self, cur: Any, params: Params, rows: str, series: Sequence[Series]
@@ -304,6 +264,105 @@ class Binner:
                 q1, q3 = np.quantile(values, [0.25, 0.75])
                 out[column] = (float(q1), float(q3))
         return out
+
+
+def _edges(
+    shown: tuple[str, tuple[float, float] | None, int],
+    bounds: Sequence[tuple[float | None, float | None]],
+    bins: int | Literal["auto"],
+    range: tuple[float, float] | None,
+    width: float | None,
+) -> np.ndarray:
+    """numpy.histogram's edges of one column (``shown``: its name, quartiles and finite
+    count), over ``range`` or the finite min..max of its series' ``bounds``."""
+    column, quartiles, n_finite = shown
+    lows = [lo for lo, _ in bounds if lo is not None]
+    highs = [hi for _, hi in bounds if hi is not None]
+    if range is not None:
+        lo, hi = float(range[0]), float(range[1])
+    elif lows:
+        lo, hi = float(min(lows)), float(max(highs))
+    else:
+        lo, hi = 0.0, 1.0
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    what = "the range" if range is not None else f"the range of `{column}`"
+    bin_span(lo, hi, what)
+    if width is not None:
+        n = width_bins(lo, hi, width, what)
+        return np.arange(n + 1, dtype=np.float64) * width + lo
+    n = bins if isinstance(bins, int) else _auto_count(quartiles, lo, hi, n_finite)
+    return np.linspace(lo, hi, n + 1)
+
+
+def _estimate(
+    params: Params,
+    rows: str,
+    keys: Sequence[str],
+    key_names: Sequence[str],
+    s: Series,
+    e: np.ndarray,
+    order: str | None,
+    first: bool,
+) -> str:
+    """SQL of each row's keys, value ``x`` and estimated bin ``i`` for the edges ``e``
+    (and its row order ``__tp_o`` for the ``first`` series when ``order`` is given)."""
+    n = len(e) - 1
+    p_lo = params.add(float(e[0]))
+    p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
+    x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
+    inner = [*(f"{k} AS {name}" for k, name in zip(keys, key_names)), f"{x} AS x"]
+    outer = [*key_names, "x"]
+    if order is not None and first:  # every row is in the first series' pass
+        inner, outer = [*inner, f"{order} AS __tp_o"], [*outer, "__tp_o"]
+    # the bin estimate as a DOUBLE, in numpy's order of operations: null stays null,
+    # NaN and inf stay non-finite, x < lo gives < 0, x == hi gives n, x > hi >= n
+    return (
+        f"SELECT {', '.join(outer)}, floor((x - {p_lo}) / {p_denom} * {p_n}) AS i "
+        f"FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) AS __tp_x"
+    )
+
+
+def _branch(i: int, estimate: str, key_names: Sequence[str], order: str | None) -> str:
+    """SQL of series ``i``'s binning rows: (series, keys, estimated bin, count, min x,
+    max x), and the first row of each key (series 0) when ``order`` is given."""
+    group = ", ".join([*key_names, "i"])
+    first = ", min(__tp_o)" if order is not None and i == 0 else ""
+    if order is not None and i != 0:
+        first = ", NULL"
+    return (
+        f"SELECT {i} AS s, {group}, count(*) AS c, min(x), max(x){first} "
+        f"FROM ({estimate}) AS __tp_e GROUP BY {group}"
+    )
+
+
+def _recount(
+    params: Params, e: np.ndarray, bins: set[float], estimate: str, key_names: Sequence[str]
+) -> str:
+    """SQL counting the values of the estimated ``bins`` again, in their exact bins."""
+    p_edges, p_last = params.add([float(v) for v in e]), params.add(len(e) - 2)
+    p_top, p_fix = params.add(float(e[-1])), params.add(sorted(bins), "DOUBLE[]")
+    b0 = f"least(TRY_CAST(i AS BIGINT), {p_last})"
+    exact = (
+        f"{b0} - CAST(x < {p_edges}[{b0} + 1] AS INTEGER) "
+        f"+ CAST({b0} < {p_last} AND x >= {p_edges}[{b0} + 2] AS INTEGER) AS b"
+    )
+    return (
+        f"SELECT {', '.join([*key_names, exact])}, count(*) FROM ({estimate}) AS __tp_e "
+        f"WHERE list_contains({p_fix}, i) AND x <= {p_top} GROUP BY ALL"
+    )
+
+
+def _first_keys(result: Sequence[tuple[Any, ...]], k: int) -> list[tuple[Any, ...]]:
+    """The key tuples of the binning rows (``k`` keys), by the first row holding them."""
+    first_rows: dict[tuple[Any, ...], Any] = {}
+    for row in result:
+        if row[0] == 0:
+            key = tuple(row[1 : k + 1])
+            seen_at = first_rows.get(hashable(key))
+            if seen_at is None or row[k + 5] < seen_at[0]:
+                first_rows[hashable(key)] = (row[k + 5], key)
+    return [key for _, key in sorted(first_rows.values(), key=lambda pair: pair[0])]
 
 
 _SUSPECT = -1
