@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -65,7 +65,7 @@ def compare(
 
     ``glued``: a view already holding both sides paired row by row, as
     columns named ``__tp_a.<column>`` and ``__tp_b.<column>`` (see
-    ``_paired``); no join.
+    ``merge.Merger.paired``); no join.
 
     With ``splits`` (integer key values, ascending) the join runs as one join
     per key range (and one for null keys), glued by UNION ALL: each range
@@ -73,22 +73,10 @@ def compare(
     whole, so peak memory drops; the rows are the same.
     """
     names = tuple(spec.names)
-
-    def ref(alias: str, column: str) -> str:
-        """A side's column: ``alias.column``, or the glued view's flat column of that name."""
-        if glued is not None:
-            return quote_ident(f"{alias}.{column}")
-        return f"{alias}.{quote_ident(column)}"
-
     if len(set(names)) != len(names):
         raise QueryError(f"compare_with: the two sources need different names, got {names}")
-    if isinstance(spec.on, str):
-        left_key = right_key = spec.on
-    elif spec.on is None:
-        left_key = right_key = None
-    else:
-        left_key, right_key = spec.on
-    for rel, key, which in ((a, left_key, "this table"), (b, right_key, f"`{spec.table}`")):
+    keys = _keys(spec)
+    for rel, key, which in ((a, keys[0], "this table"), (b, keys[1], f"`{spec.table}`")):
         if key is not None and key not in rel.fields:
             raise unknown_column(key, rel.fields, f"compare_with key in {which}")
         if "present" in rel.fields:
@@ -96,6 +84,61 @@ def compare(
                 f"compare_with: {which} has a column named `present`, the name of the "
                 "flag saying which source holds each row; rename that column"
             )
+    ref = _reference(glued)
+    select, fields, types, compared = _columns(a, b, names, keys, ref)
+    row_a, row_b = ref("__tp_a", ROW), ref("__tp_b", ROW)
+    select.append(f"coalesce({row_a}, {FAR} + {row_b}) AS __tp_row0")
+    select.append(f"{row_b} AS __tp_row1")
+    if pick is not None:
+        sql = f"SELECT {', '.join(select)} {pick.join(a.sql, b.sql)}"
+    elif glued is not None:
+        sql = f"SELECT {', '.join(select)} FROM {quote_ident(glued)}"
+    else:
+        sql = _joined(a, b, ", ".join(select), keys, required, splits, params)
+    return Rel(
+        sql,
+        fields,
+        TableType(columns=types),
+        ("__tp_row0", "__tp_row1"),
+        natural=False,
+        compared=frozenset(compared),
+        sources=names,
+        plain=False,
+    )
+
+
+def _keys(spec: CompareWith) -> tuple[str | None, str | None]:
+    """The compare key of each table (None, None: by row position)."""
+    if isinstance(spec.on, str):
+        return spec.on, spec.on
+    if spec.on is None:
+        return None, None
+    return spec.on[0], spec.on[1]
+
+
+def _reference(glued: str | None) -> Callable[[str, str], str]:
+    """How a side's column is named: ``alias.column``, or the glued view's flat column."""
+
+    def ref(alias: str, column: str) -> str:
+        if glued is not None:
+            return quote_ident(f"{alias}.{column}")
+        return f"{alias}.{quote_ident(column)}"
+
+    return ref
+
+
+def _columns(
+    a: Rel,
+    b: Rel,
+    names: tuple[str, ...],
+    keys: tuple[str | None, str | None],
+    ref: Callable[[str, str], str],
+) -> tuple[list[str], dict[str, pa.Field], dict[str, Any], set[str]]:
+    """The comparison's columns: SELECT terms, Arrow fields, DataTypes and the compared ones.
+
+    The key once, a column both tables hold as compared[T] (a struct per
+    source), a column of one table as it is (optional), and ``present``."""
+    left_key, right_key = keys
     ta, tb = a.type.columns, b.type.columns
     select, fields, types, compared = [], {}, {}, set()
     if left_key is not None:
@@ -134,11 +177,22 @@ def compare(
     fields["present"] = pa.field("present", pa.struct([pa.field(n, pa.bool_()) for n in names]))
     types["present"] = ComparedType(item=BooleanType(), sources=names)
     compared.add("present")
-    row_a, row_b = ref("__tp_a", ROW), ref("__tp_b", ROW)
-    select.append(f"coalesce({row_a}, {FAR} + {row_b}) AS __tp_row0")
-    select.append(f"{row_b} AS __tp_row1")
+    return select, fields, types, compared
+
+
+def _joined(
+    a: Rel,
+    b: Rel,
+    select: str,
+    keys: tuple[str | None, str | None],
+    required: frozenset[int],
+    splits: list[int] | None,
+    params: Params | None,
+) -> str:
+    """The SQL joining the two sides (in key ranges when ``splits`` are given)."""
+    left_key, right_key = keys
     if left_key is None:
-        on = f"{row_a} = {row_b}"
+        on = f"__tp_a.{quote_ident(ROW)} = __tp_b.{quote_ident(ROW)}"
     else:
         on = f"__tp_a.{quote_ident(left_key)} = __tp_b.{quote_ident(right_key)}"
     how = {
@@ -146,37 +200,18 @@ def compare(
         frozenset({0}): "LEFT",
         frozenset({1}): "RIGHT",
     }.get(required, "INNER")
-    if pick is not None:
-        sql = f"SELECT {', '.join(select)} {pick.join(a.sql, b.sql)}"
-    elif glued is not None:
-        sql = f"SELECT {', '.join(select)} FROM {quote_ident(glued)}"
-    elif splits and params is not None and left_key is not None and right_key is not None:
-        bounds = [None, *(params.add(int(v), "BIGINT") for v in splits), None]
-        parts = []
-        for lo, hi in [*itertools.pairwise(bounds), (None, None)]:
-            # the last part (no bounds) holds the rows whose key is null
-            side_a = _key_range(a.sql, quote_ident(left_key), lo, hi)
-            side_b = _key_range(b.sql, quote_ident(right_key), lo, hi)
-            parts.append(
-                f"SELECT {', '.join(select)} FROM ({side_a}) AS __tp_a "
-                f"{how} JOIN ({side_b}) AS __tp_b ON {on}"
-            )
-        sql = "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS __tp_parts"
-    else:
-        sql = (
-            f"SELECT {', '.join(select)} "
-            f"FROM ({a.sql}) AS __tp_a {how} JOIN ({b.sql}) AS __tp_b ON {on}"
+    if not (splits and params is not None and left_key is not None and right_key is not None):
+        return f"SELECT {select} FROM ({a.sql}) AS __tp_a {how} JOIN ({b.sql}) AS __tp_b ON {on}"
+    bounds = [None, *(params.add(int(v), "BIGINT") for v in splits), None]
+    parts = []
+    for lo, hi in [*itertools.pairwise(bounds), (None, None)]:
+        # the last part (no bounds) holds the rows whose key is null
+        side_a = _key_range(a.sql, quote_ident(left_key), lo, hi)
+        side_b = _key_range(b.sql, quote_ident(right_key), lo, hi)
+        parts.append(
+            f"SELECT {select} FROM ({side_a}) AS __tp_a {how} JOIN ({side_b}) AS __tp_b ON {on}"
         )
-    return Rel(
-        sql,
-        fields,
-        TableType(columns=types),
-        ("__tp_row0", "__tp_row1"),
-        natural=False,
-        compared=frozenset(compared),
-        sources=names,
-        plain=False,
-    )
+    return "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS __tp_parts"
 
 
 def key_splits(catalog: Catalog, a: Source, b: Source, spec: CompareWith) -> list[int] | None:
