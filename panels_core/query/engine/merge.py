@@ -13,7 +13,7 @@ columns a query reads in pair order into one Arrow table, which
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,14 +68,8 @@ class Merger:
             return None
         keys = (spec.on, spec.on) if isinstance(spec.on, str) else spec.on
         keep = (1 not in required, 0 not in required)  # rows without a partner, per side
-        if keys is not None:
-            for source, key in ((a, keys[0]), (b, keys[1])):
-                if not pa.types.is_integer(source.fields[key].type):
-                    return None
-                if source.parquet and self.catalog.key_ranges(source, key) is None:
-                    return None  # the file's statistics already say it is not sorted
-        cache_key = (self.catalog.call.stamp, a.view, b.view, keys, keep)
-        pairs = self.pairings.get(cache_key)
+        if keys is not None and not self._mergeable(a, b, keys):
+            return None
         # the key is carried only when the query reads it (otherwise the sides are glued by
         # position alone), and from one side only when the other has no partnerless rows:
         # the comparison's key is coalesce(key of 0, key of 1)
@@ -91,36 +85,9 @@ class Merger:
             else [c for c in source.fields if c in heads]
             for i, source in enumerate((a, b))
         ]
-        taken: dict[int, pa.Array] = {}  # a side's key column, already in pair order
-        if pairs is MISS:
-            from panels_core.query.engine.pairing import pair_positions, pair_sorted
-
-            if keys is None:
-                pairs = pair_positions(a.length, b.length, *keep)
-            else:
-                # keys that all fit int32 are read and merged at half the bytes
-                narrow = self.fits_int32(a, keys[0]) and self.fits_int32(b, keys[1])
-                key_a = self.read_key(cur, a, keys[0], narrow)
-                key_b = None if key_a is None else self.read_key(cur, b, keys[1], narrow)
-                if key_a is None or key_b is None:
-                    return None
-                pairs = pair_sorted(key_a, key_b, *keep)
-                if pairs is None:
-                    return None
-                if with_key:  # the key the query reads, taken now: the read keys are freed
-                    i = 0 if spare != 0 else 1
-                    source = (a, b)[i]
-                    taken[i] = take_key(
-                        (key_a, key_b)[i], source.fields[keys[i]].type, pairs[i], keep[1 - i]
-                    )
-                del key_a, key_b
-            from panels_core.query.engine.pairing import monotone
-
-            # whether each side's positions ascend (then its number columns can stream)
-            ascending = (monotone(pairs[0]), monotone(pairs[1]))
-            self.pairings.put(cache_key, (pairs, ascending))
-        else:
-            pairs, ascending = pairs
+        pairing = self._pairs(cur, a, b, keys, keep, (0 if spare != 0 else 1) if with_key else None)
+        if pairing is None:
+            return None
         view = self.catalog.new_view()
         sides = []
         for i, (source, columns) in enumerate(zip((a, b), shown)):
@@ -128,6 +95,75 @@ class Merger:
             if keys is not None and with_key and i == spare:
                 fields[keys[i]] = source.fields[keys[i]]  # an all-null child (see gather)
             sides.append(Rel("", fields, source.type, (ROW,)))
+        gather = self._gathering(view, (a, b), sides, shown, keys, keep, pairing)
+        self.catalog.call.lazy[quote_ident(view)] = gather  # built when a statement reads it
+        glue = spec if with_key else spec.model_copy(update={"on": None})
+        return sides[0], sides[1], glue, view
+
+    def _mergeable(self, a: Source, b: Source, keys: Sequence[str]) -> bool:
+        """Whether both key columns are integers, not known (by a file's statistics) unsorted."""
+        for source, key in ((a, keys[0]), (b, keys[1])):
+            if not pa.types.is_integer(source.fields[key].type):
+                return False
+            if source.parquet and self.catalog.key_ranges(source, key) is None:
+                return False  # the file's statistics already say it is not sorted
+        return True
+
+    def _pairs(
+        self,
+        cur: Any,
+        a: Source,
+        b: Source,
+        keys: Sequence[str] | None,
+        keep: tuple[bool, bool],
+        key_side: int | None,
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[bool, bool], dict[int, pa.Array]] | None:
+        """The two sides' row positions in pair order (the last few pairings are kept),
+        whether each side's ascend, and, when the keys were read now, side
+        ``key_side``'s key column already in pair order. None: the keys do not
+        merge (a null, not sorted, out of range)."""
+        cache_key = (self.catalog.call.stamp, a.view, b.view, keys, keep)
+        kept = self.pairings.get(cache_key)
+        if kept is not MISS:
+            return kept[0], kept[1], {}
+        from panels_core.query.engine.pairing import monotone, pair_positions, pair_sorted
+
+        taken: dict[int, pa.Array] = {}
+        if keys is None:
+            pairs = pair_positions(a.length, b.length, *keep)
+        else:
+            # keys that all fit int32 are read and merged at half the bytes
+            narrow = self.fits_int32(a, keys[0]) and self.fits_int32(b, keys[1])
+            key_a = self.read_key(cur, a, keys[0], narrow)
+            key_b = None if key_a is None else self.read_key(cur, b, keys[1], narrow)
+            if key_a is None or key_b is None:
+                return None
+            pairs = pair_sorted(key_a, key_b, *keep)
+            if pairs is None:
+                return None
+            if key_side is not None:  # the key the query reads, taken now: the read keys are freed
+                i, source = key_side, (a, b)[key_side]
+                taken[i] = take_key(
+                    (key_a, key_b)[i], source.fields[keys[i]].type, pairs[i], keep[1 - i]
+                )
+            del key_a, key_b
+        # whether each side's positions ascend (then its number columns can stream)
+        ascending = (monotone(pairs[0]), monotone(pairs[1]))
+        self.pairings.put(cache_key, (pairs, ascending))
+        return pairs, ascending, taken
+
+    def _gathering(
+        self,
+        view: str,
+        sources: tuple[Source, Source],
+        sides: Sequence[Rel],
+        shown: Sequence[Sequence[str]],
+        keys: Sequence[str] | None,
+        keep: tuple[bool, bool],
+        pairing: tuple[Any, tuple[bool, bool], dict[int, pa.Array]],
+    ) -> Callable[[Any], None]:
+        """What registers ``view`` on a cursor: the shown columns of both sides in pair order."""
+        pairs, ascending, taken = pairing
 
         def gather(cur: Any) -> None:
             from panels_core.query.engine.pairing import index_array
@@ -135,7 +171,7 @@ class Merger:
             flat: dict[str, pa.Array] = {}
             # a side has no-partner (-1) slots only where the other side keeps its rows
             for i, (alias, source, side, columns, rows, partnerless) in enumerate(
-                zip(("__tp_a", "__tp_b"), (a, b), sides, shown, pairs, reversed(keep))
+                zip(("__tp_a", "__tp_b"), sources, sides, shown, pairs, reversed(keep))
             ):
                 index = index_array(rows, partnerless)
                 streamable = source.parquet and ascending[i]
@@ -151,9 +187,7 @@ class Merger:
             cur.register(view, pa.table(flat))
             self.catalog.call.gathered = True
 
-        self.catalog.call.lazy[quote_ident(view)] = gather  # built when a statement reads it
-        glue = spec if with_key else spec.model_copy(update={"on": None})
-        return sides[0], sides[1], glue, view
+        return gather
 
     def read_column(self, cur: Any, source: Source, column: str) -> pa.ChunkedArray:
         """A whole column in row order (of a Parquet file, just that column)."""
