@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from panels_core.query.errors import FilterTypeError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
-from panels_core.query.parse import regex_problem
+from panels_core.query.parse.build import regex_problem
 from panels_core.types import (
     AnyType,
     BooleanType,

@@ -161,6 +161,7 @@ def join_rels(
     joined_type: Any,
     pick: Pick | None = None,
 ) -> Rel:
+    """Two relations joined on their keys, each side's columns packed in a struct named for it."""
     for rel, key, side in ((a, left_key, names[0]), (b, right_key, names[1])):
         if key not in rel.fields:
             raise unknown_column(key, rel.fields, f"join key of `{side}`")

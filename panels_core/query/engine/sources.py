@@ -177,6 +177,7 @@ class Catalog:
         return self.source(name).table
 
     def source(self, name: str) -> Source:
+        """The Source registered under ``name`` (a QueryError naming the close ones if none)."""
         if name not in self.sources:
             raise unknown_table(name, list(self.sources))
         return self.sources[name]
