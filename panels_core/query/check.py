@@ -419,24 +419,20 @@ class _Checker:
                     f"any/all/count({side_expr.to_text()}, _ {op} ...)"
                 )
                 break
-        if (
-            isinstance(a, TimestampType)
-            and isinstance(right_expr, Lit)
-            and isinstance(right_expr.value, str)
+        for stamp, stamp_expr, text_expr in (
+            (a, left_expr, right_expr),
+            (b, right_expr, left_expr),
         ):
-            message = (
-                f"{_show(left_expr)} is a timestamp and {_show(right_expr)} is not an ISO date or "
-                'time like "2024-01-31" or "2024-01-31T12:00:00"'
-            )
-        elif (
-            isinstance(b, TimestampType)
-            and isinstance(left_expr, Lit)
-            and isinstance(left_expr.value, str)
-        ):
-            message = (
-                f"{_show(right_expr)} is a timestamp and {_show(left_expr)} is not an ISO date or "
-                'time like "2024-01-31" or "2024-01-31T12:00:00"'
-            )
+            if (
+                isinstance(stamp, TimestampType)
+                and isinstance(text_expr, Lit)
+                and isinstance(text_expr.value, str)
+            ):
+                message = (
+                    f"{_show(stamp_expr)} is a timestamp and {_show(text_expr)} is not an ISO "
+                    'date or time like "2024-01-31" or "2024-01-31T12:00:00"'
+                )
+                break
         raise FilterTypeError(message)
 
     @staticmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,13 @@ class MongoConverter:
             offset = self.positions.get(id(container)) if container is not None else None
             return syntax_error(full, self.text, offset if offset is not None else 0)
         return FilterSyntaxError(full)
+
+    def unknown(
+        self, kind: str, op: str, known: Sequence[str], where: str, container: Any
+    ) -> FilterSyntaxError:
+        """The error for an operator of ``kind`` that is not one of ``known``."""
+        names = ", ".join(f"`{o}`" for o in known)
+        return self.fail(f"unknown {kind} `{op}`; the {kind}s are {names}", where, container)
 
     def convert_top(self, value: Any) -> Any:
         if isinstance(value, list | tuple):
@@ -186,12 +193,7 @@ class MongoConverter:
         arg = value[op]
         here = f"{where}.{op}" if where else op
         if op not in _MONGO_OPERATORS:
-            raise self.fail(
-                f"unknown operator `{op}`; the operators are "
-                + ", ".join(f"`{o}`" for o in _MONGO_OPERATORS),
-                where,
-                value,
-            )
+            raise self.unknown("operator", op, _MONGO_OPERATORS, where, value)
         if op == "$filter":
             return self.filter(arg, here, scopes)
         if op == "$regexMatch":
@@ -292,12 +294,7 @@ class MongoConverter:
 
     def field_condition(self, col: Col, op: str, operand: Any, where: str, container: Any) -> Any:
         if op not in _QUERY_OPERATORS:
-            raise self.fail(
-                f"unknown field operator `{op}`; the field operators are "
-                + ", ".join(f"`{o}`" for o in _QUERY_OPERATORS),
-                where,
-                container,
-            )
+            raise self.unknown("field operator", op, _QUERY_OPERATORS, where, container)
         if op in _MONGO_COMPARE:
             return comparison(_MONGO_COMPARE[op], col, self.value(operand, where, ()))
         if op in ("$in", "$nin"):
