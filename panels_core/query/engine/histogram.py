@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from panels_core.query.engine.answers import Histogram
-from panels_core.query.engine.binning import Binner, Series, hashable
+from panels_core.query.engine.binning import Binned, Binner, Series, hashable
 from panels_core.query.engine.execute import Runner
 from panels_core.query.engine.failures import unknown_column
 from panels_core.query.engine.plan import Planner
@@ -144,30 +144,7 @@ class Histograms:
             index = binned.first
         position = {hashable(k): i for i, k in enumerate(index)}
         labels = [", ".join(_label(v) for v in key) for key in index]
-        out = []
-        for column in columns:
-            parts = [(i, s) for i, s in enumerate(series) if s.column == column]
-            n = len(binned.edges[column]) - 1
-            counts = np.zeros((len(index), len(parts), n), dtype=np.int64)
-            for j, (i, _) in enumerate(parts):
-                for key, row in binned.counts[i].items():
-                    if key in position:
-                        counts[position[key], j] = row
-            stats = [binned.stats[i] for i, _ in parts]
-            names = labels
-            if len(parts) > 1:
-                names = [f"{label} / {pre.sources[s.source]}" for label in labels for _, s in parts]
-            out.append(
-                Histogram(
-                    edges=binned.edges[column],
-                    counts=counts.reshape(len(index) * len(parts), n),
-                    groups=names,
-                    nulls=sum(s[0] for s in stats),
-                    nonfinite=sum(s[1] for s in stats),
-                    outside=sum(s[2] for s in stats) - int(counts.sum()),
-                )
-            )
-        return out
+        return [_per_group(binned, c, series, position, labels, pre.sources) for c in columns]
 
     def group_keys(
         self, cur: Any, query: Query, params: Params, pre: Rel
@@ -180,6 +157,37 @@ class Histograms:
             cur, select_rows(grouped, query, params, select, ordered=True), params, "grouped"
         )
         return [tuple(r[:-1]) for r in rows], [int(r[-1]) for r in rows]
+
+
+def _per_group(
+    binned: Binned,
+    column: str,
+    series: Sequence[Series],
+    position: dict[Any, int],
+    labels: list[str],
+    sources: tuple[str, ...],
+) -> Histogram:
+    """One grouped column's histogram: a row of counts per group (``position``: a
+    group key's row), per group and source when the column is compared."""
+    parts = [(i, s) for i, s in enumerate(series) if s.column == column]
+    n = len(binned.edges[column]) - 1
+    counts = np.zeros((len(labels), len(parts), n), dtype=np.int64)
+    for j, (i, _) in enumerate(parts):
+        for key, row in binned.counts[i].items():
+            if key in position:
+                counts[position[key], j] = row
+    stats = [binned.stats[i] for i, _ in parts]
+    names = labels
+    if len(parts) > 1:
+        names = [f"{label} / {sources[s.source]}" for label in labels for _, s in parts]
+    return Histogram(
+        edges=binned.edges[column],
+        counts=counts.reshape(len(labels) * len(parts), n),
+        groups=names,
+        nulls=sum(s[0] for s in stats),
+        nonfinite=sum(s[1] for s in stats),
+        outside=sum(s[2] for s in stats) - int(counts.sum()),
+    )
 
 
 def _label(value: Any) -> str:

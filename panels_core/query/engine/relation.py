@@ -249,25 +249,10 @@ def group_by(
     select.append('count(*) AS "count"')
     fields["count"] = pa.field("count", pa.int64())
     types["count"] = NumberType(integer=True)
-    for col, f in rel.fields.items():
+    for col in rel.fields:
         if col in keys or (only is not None and col not in only):
             continue
-        if col in rel.compared:
-            parts = []
-            for source in rel.sources:
-                value = f"{quote_ident(col)}.{quote_ident(source)}"
-                parts.append(f"{quote_ident(source)} := {list_agg(value, order, sample)}")
-            select.append(f"struct_pack({', '.join(parts)}) AS {quote_ident(col)}")
-            fields[col] = pa.field(
-                col,
-                pa.struct([pa.field(s, pa.list_(f.type.field(s).type)) for s in rel.sources]),
-            )
-            item = rel.type.columns[col]
-            types[col] = ComparedType(item=ListType(item=item.item), sources=item.sources)
-        else:
-            select.append(f"{list_agg(quote_ident(col), order, sample)} AS {quote_ident(col)}")
-            fields[col] = pa.field(col, pa.list_(f.type))
-            types[col] = ListType(item=rel.type.columns[col])
+        select.append(_listed(rel, col, order, sample, fields, types))
     select += [f"min({quote_ident(o)}) AS {quote_ident(o)}" for o in rel.order]
     sql = f"SELECT {', '.join(select)} FROM ({rel.sql}) AS __tp_g GROUP BY {', '.join(key_sql)}"
     return Rel(
@@ -283,6 +268,33 @@ def group_by(
         pre=rel,
         pre_keys=tuple(key_sql),
     )
+
+
+def _listed(
+    rel: Rel,
+    col: str,
+    order: str,
+    sample: int | None,
+    fields: dict[str, pa.Field],
+    types: dict[str, Any],
+) -> str:
+    """The SELECT term of a grouped column as a list (a list per source when compared);
+    its Arrow field and DataType go into ``fields`` and ``types``."""
+    f = rel.fields[col]
+    if col not in rel.compared:
+        fields[col] = pa.field(col, pa.list_(f.type))
+        types[col] = ListType(item=rel.type.columns[col])
+        return f"{list_agg(quote_ident(col), order, sample)} AS {quote_ident(col)}"
+    parts = []
+    for source in rel.sources:
+        value = f"{quote_ident(col)}.{quote_ident(source)}"
+        parts.append(f"{quote_ident(source)} := {list_agg(value, order, sample)}")
+    fields[col] = pa.field(
+        col, pa.struct([pa.field(s, pa.list_(f.type.field(s).type)) for s in rel.sources])
+    )
+    item = rel.type.columns[col]
+    types[col] = ComparedType(item=ListType(item=item.item), sources=item.sources)
+    return f"struct_pack({', '.join(parts)}) AS {quote_ident(col)}"
 
 
 def type_of(rel: Rel, name: str) -> Any:
