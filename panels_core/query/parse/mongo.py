@@ -172,6 +172,7 @@ class MongoConverter:
         return list(value)
 
     def mapping(self, value: Mapping[str, Any], where: str, scopes: tuple[str, ...]) -> Any:
+        """One object: an operator (``{$op: ...}``) or a query form (``{field: condition}``)."""
         keys = list(value)
         if not keys:
             raise self.fail(
@@ -190,10 +191,15 @@ class MongoConverter:
         if not operators:
             return self.query_form(value, where, scopes)
         op = keys[0]
-        arg = value[op]
         here = f"{where}.{op}" if where else op
         if op not in _MONGO_OPERATORS:
             raise self.unknown("operator", op, _MONGO_OPERATORS, where, value)
+        return self.operator(op, value[op], here, value, scopes)
+
+    def operator(
+        self, op: str, arg: Any, here: str, value: Mapping[str, Any], scopes: tuple[str, ...]
+    ) -> Any:
+        """``{op: arg}`` (``value``, at ``here``) as a node."""
         if op == "$filter":
             return self.filter(arg, here, scopes)
         if op == "$regexMatch":
@@ -216,18 +222,7 @@ class MongoConverter:
             (item,) = self.args(op, arg, here, 1)
             return Unary(op="not", operand=self.value(item, here, scopes))
         if op in ("$in", "$nin"):
-            operand, options = self.args(op, arg, here, 2)
-            if not isinstance(options, list | tuple):
-                raise self.fail(
-                    f"`{op}`'s second value must be a list: `{{{op}: ['$x', [1, 2]]}}`", here, arg
-                )
-            return In(
-                operand=self.value(operand, f"{here}[0]", scopes),
-                values=tuple(
-                    self.value(v, f"{here}[1][{i}]", scopes) for i, v in enumerate(options)
-                ),
-                negated=op == "$nin",
-            )
+            return self.membership(op, arg, here, scopes)
         count = None if op in (*_MONGO_NARY, "$nor") else 2
         items = [
             self.value(v, f"{here}[{i}]", scopes)
@@ -240,6 +235,19 @@ class MongoConverter:
         if op in ("$and", "$or"):
             return self.chain(op[1:], items)
         return self.chain(_MONGO_ARITH[op], items)
+
+    def membership(self, op: str, arg: Any, here: str, scopes: tuple[str, ...]) -> Any:
+        """``{$in: [x, [values]]}`` (or ``$nin``) as an In node."""
+        operand, options = self.args(op, arg, here, 2)
+        if not isinstance(options, list | tuple):
+            raise self.fail(
+                f"`{op}`'s second value must be a list: `{{{op}: ['$x', [1, 2]]}}`", here, arg
+            )
+        return In(
+            operand=self.value(operand, f"{here}[0]", scopes),
+            values=tuple(self.value(v, f"{here}[1][{i}]", scopes) for i, v in enumerate(options)),
+            negated=op == "$nin",
+        )
 
     def value(self, value: Any, where: str, scopes: tuple[str, ...]) -> Any:
         expr = self.expr(value, where, scopes)
