@@ -362,3 +362,9 @@ def test_compare_of_unordered_files_is_one_join(tmp_path, monkeypatch) -> None:
         (8, False),
         (9, True),
     ]
+
+
+def test_count_of_a_comparison_offset_past_its_rows_is_zero(engine: Engine) -> None:
+    query = Query(table="v1", compare_with={"table": "v2", "on": "id"}, offset=1000)
+    assert engine.count(query) == 0
+    assert engine.page(query).num_rows == 0

@@ -128,7 +128,7 @@ class Pager:
         self.cache.put((stamp, "positions", qkey, offset, limit), positions)
         total = int(rows[0][-1]) if rows else (0 if query.offset + offset == 0 else None)
         if total is None:
-            return positions, None
+            return positions, None, None
         n = max(total - query.offset, 0)
         if query.limit is not None:
             n = min(n, query.limit)
