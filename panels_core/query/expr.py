@@ -1,6 +1,6 @@
 """The filter expression AST: frozen pydantic nodes joined on ``node``.
 
-Both syntaxes (text and Mongo-style JSON, see ``parse.py``) produce these
+Both syntaxes (text and Mongo-style JSON, see the ``parse`` package) produce these
 nodes; the engine compiles them to SQL with bound parameters. ``to_text()``
 gives back canonical filter text, so ``parse_filter(e.to_text()) == e``.
 """

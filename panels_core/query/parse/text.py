@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from panels_core.query.errors import FilterSyntaxError
@@ -171,28 +172,28 @@ class TextParser:
         self.nesting -= 1
         return tuple(values)
 
+    def repeated(self, is_prefix: Callable[[Token], bool]) -> tuple[int, Token]:
+        """Read a run of the same prefix operator: how many, and the last one."""
+        count, last = 0, self.peek()
+        while is_prefix(self.peek()):
+            last = self.advance()
+            count += 1
+            if count > MAX_DEPTH:
+                raise self.fail(f"filter nested too deeply (more than {MAX_DEPTH} levels)")
+        return count, last
+
     def prefix(self, min_prec: int) -> Any:
         token = self.peek()
         if self.is_word(token, "not"):
             if min_prec > 3:
                 raise self.fail("put `not ...` in parentheses here, like `a == (not b)`")
-            count = 0
-            while self.is_word(self.peek(), "not"):
-                last = self.advance()
-                count += 1
-                if count > MAX_DEPTH:
-                    raise self.fail(f"filter nested too deeply (more than {MAX_DEPTH} levels)")
+            count, last = self.repeated(lambda t: self.is_word(t, "not"))
             operand = self.operand_after(last, 4)
             for _ in range(count):
                 operand = Unary(op="not", operand=operand)
             return operand
         if self.is_op(token, "-"):
-            count = 0
-            while self.is_op(self.peek(), "-"):
-                last = self.advance()
-                count += 1
-                if count > MAX_DEPTH:
-                    raise self.fail(f"filter nested too deeply (more than {MAX_DEPTH} levels)")
+            count, last = self.repeated(lambda t: self.is_op(t, "-"))
             start = self.i
             operand = self.primary(last)
             if (
