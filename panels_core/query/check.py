@@ -18,6 +18,7 @@ import pyarrow as pa
 from panels_core.query.errors import FilterTypeError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
 from panels_core.query.parse.build import regex_problem
+from panels_core.query.sql import is_list
 from panels_core.types import (
     AnyType,
     BooleanType,
@@ -176,7 +177,7 @@ def _from_arrow(t: pa.DataType) -> Any:
         pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
     ):
         return EmbeddingType(dim=t.list_size)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+    if is_list(t):
         return ListType(item=_from_arrow(t.value_type))
     if pa.types.is_struct(t):
         return StructType(
@@ -186,11 +187,7 @@ def _from_arrow(t: pa.DataType) -> Any:
 
 
 def _arrow_item(t: pa.DataType | None) -> pa.DataType | None:
-    if t is not None and (
-        pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-    ):
-        return t.value_type
-    return None
+    return t.value_type if is_list(t) else None
 
 
 # --------------------------------------------------------------------------- the checker
