@@ -91,7 +91,7 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
         table = Table.from_parquet(v1)
         return Engine({"t": table}).result_type(Query(table="t"))
 
-    from panels_core.query.pairing import warm_up
+    from panels_core.query.engine.pairing import warm_up
 
     engine = Engine({"t": Table.from_parquet(v1), "t2": Table.from_parquet(v2)})
     warm_up()
@@ -141,7 +141,7 @@ def refilter(engine: Any, repeat: int, peaks: dict[str, float]) -> dict[str, flo
     """Count + page of the comparison under a new filter each run, the two files' pairing
     kept from a first run (as when a user edits the filter of a compared table), then
     the same with the merge switched off (DuckDB's hash join every time)."""
-    import panels_core.query.engine as engine_module
+    import panels_core.query.engine.merge as engine_module
     from panels_core.query.model import Query
 
     thresholds = iter(np.linspace(0.2, 0.9, 4 * repeat + 2))

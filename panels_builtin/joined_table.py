@@ -11,7 +11,6 @@ the table panel's ``PagedTable``.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from typing import Any, Literal
 
 from pydantic import Field
@@ -22,10 +21,8 @@ from panels_builtin.pager import PagedTable
 from panels_builtin.table import TableConfig, TablePanel
 from panels_core.escape import markdown_code
 from panels_core.panel import specificity
-from panels_core.query.engine import Engine
 from panels_core.query.errors import QueryError
 from panels_core.query.expr import Binary, Col
-from panels_core.query.model import JoinSpec, Query
 from panels_core.types import BooleanType, ComparedType, JoinedTableType, TableType, strip_optional
 
 __all__ = ["JoinCounts", "JoinedTableConfig", "JoinedTablePanel", "join_counts", "joined_view"]
@@ -75,21 +72,6 @@ def _is_comparison(view_type: Any) -> bool:
     return isinstance(present, ComparedType) and isinstance(present.item, BooleanType)
 
 
-# One engine per JoinedTable, holding its two sides as plain tables so the join type can
-# change through Query.join (a JoinedTable source always joins as it was registered).
-_SIDE_ENGINES: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
-
-
-def _joined_table_of(view: Any) -> Any:
-    """The JoinedTable object a view's table is registered from (None when not one)."""
-    from panels_core.table import JoinedTable
-
-    if view.query.table not in view.engine.table_names():
-        return None
-    table = view.engine.table(view.query.table)
-    return table if isinstance(table, JoinedTable) else None
-
-
 def _present(source: int) -> Col:
     return Col(path=("present",), source=source)
 
@@ -121,22 +103,10 @@ def joined_view(view: Any, how: How) -> Any:
             "outer": None,
         }[how]
         combined = _and(keep, query.filter)
-        return type(view)(view.engine, query.model_copy(update={"filter": combined}))
-    joined = _joined_table_of(view)
-    if joined is None:
+        return view.with_query(filter=combined)
+    if view.joined_table() is None:
         raise QueryError("the joined table panel needs a joined table, a join or a comparison")
-    engine = _SIDE_ENGINES.get(joined)
-    if engine is None:
-        engine = Engine({joined.left_name: joined.left, joined.right_name: joined.right})
-        _SIDE_ENGINES[joined] = engine
-    spec = JoinSpec(
-        table=joined.right_name,
-        on=(joined.left_key, joined.right_key),
-        how=how,
-        names=(joined.left_name, joined.right_name),
-    )
-    rejoined = query.model_copy(update={"table": joined.left_name, "join": spec})
-    return type(view)(engine, rejoined)
+    return view.rejoined(how)
 
 
 def join_counts(view: Any) -> JoinCounts:
@@ -145,8 +115,8 @@ def join_counts(view: Any) -> JoinCounts:
     query = view.query
     if query.compare_with is not None:
         names = query.compare_with.names
-        plain = query.model_copy(update={"filter": None, "sort": (), "limit": None, "offset": 0})
-        counts = view.engine.value_counts(plain, ["0.present", "1.present"], top=4)
+        plain = view.with_query(filter=None, sort=(), limit=None, offset=0)
+        counts = plain.value_counts(["0.present", "1.present"], top=4)
         found = {tuple(bool(x) for x in v): int(n) for v, n in zip(counts.values, counts.counts)}
         return JoinCounts(
             names[0],
@@ -156,7 +126,7 @@ def join_counts(view: Any) -> JoinCounts:
             found.get((False, True), 0),
         )
     view_type = view.type
-    matched, left_only, right_only = view.engine.join_counts(query)
+    matched, left_only, right_only = view.join_counts()
     return JoinCounts(view_type.left_name, view_type.right_name, matched, left_only, right_only)
 
 
@@ -165,10 +135,7 @@ def _comparison_columns(view: Any, names: list[str] | None) -> list[CellColumn]:
     query = view.query
     view_type = view.type
     sources = query.compare_with.names
-    sides = [
-        view.engine.result_type(Query(table=t)).columns
-        for t in (query.table, query.compare_with.table)
-    ]
+    sides = [view.of_table(t).type.columns for t in (query.table, query.compare_with.table)]
     keys = query.compare_with.on
     key_names = {keys} if isinstance(keys, str) else set(keys or ())
     out: list[CellColumn] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -12,6 +13,10 @@ if TYPE_CHECKING:
     from panels_core.query.model import Query
 
 __all__ = ["View"]
+
+# One engine per JoinedTable, holding its two sides as plain tables so the join type can
+# change through Query.join (a JoinedTable source always joins as it was registered).
+_SIDE_ENGINES: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
 
 
 class View:
@@ -32,6 +37,45 @@ class View:
         from panels_core.query.model import Query
 
         return cls(Engine({name: table}), Query(table=name))
+
+    def of_table(self, name: str) -> View:
+        """A view of every row of another table of the same engine."""
+        from panels_core.query.model import Query
+
+        return View(self.engine, Query(table=name))
+
+    def joined_table(self) -> Any:
+        """The JoinedTable the view's table is registered from; None when it is not one."""
+        from panels_core.table import JoinedTable
+
+        if self.query.table not in self.engine.table_names():
+            return None
+        table = self.engine.table(self.query.table)
+        return table if isinstance(table, JoinedTable) else None
+
+    def rejoined(self, how: str) -> View:
+        """A view of a JoinedTable's two sides joined again with ``Query.join`` as ``how``
+        says (inner, left or outer), this view's filter and sort kept.
+
+        The sides live in an engine of their own, one per JoinedTable while it lives.
+        ValueError when the view's table is not a JoinedTable."""
+        from panels_core.query.engine import Engine
+        from panels_core.query.model import JoinSpec
+
+        joined = self.joined_table()
+        if joined is None:
+            raise ValueError(f"`{self.query.table}` is not a joined table")
+        engine = _SIDE_ENGINES.get(joined)
+        if engine is None:
+            engine = Engine({joined.left_name: joined.left, joined.right_name: joined.right})
+            _SIDE_ENGINES[joined] = engine
+        spec = JoinSpec(
+            table=joined.right_name,
+            on=(joined.left_key, joined.right_key),
+            how=how,
+            names=(joined.left_name, joined.right_name),
+        )
+        return View(engine, self.query.model_copy(update={"table": joined.left_name, "join": spec}))
 
     @property
     def type(self) -> Any:
@@ -69,6 +113,10 @@ class View:
     def grouped(self) -> pa.Table:
         """One row per group: keys plus per-group lists (or precomputed histograms)."""
         return self.engine.grouped(self.query)
+
+    def join_counts(self) -> tuple[int, int, int]:
+        """(matched rows, left-only rows, right-only rows) of the view's join, before filters."""
+        return self.engine.join_counts(self.query)
 
     def compared(self) -> pa.Table:
         """The compared table: compared[T] values and a present-in flag per source."""

@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from panels_core.query.errors import FilterTypeError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
-from panels_core.query.parse import _regex_problem
+from panels_core.query.parse.build import regex_problem
+from panels_core.query.sql import is_list
 from panels_core.types import (
     AnyType,
     BooleanType,
@@ -42,7 +43,6 @@ __all__ = ["check_expr", "check_filter"]
 
 _NULL = OptionalType(inner=UnknownType())
 _ARITHMETIC = ("+", "-", "*", "/", "%")
-_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def _from_arrow(t: pa.DataType) -> Any:
         pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
     ):
         return EmbeddingType(dim=t.list_size)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+    if is_list(t):
         return ListType(item=_from_arrow(t.value_type))
     if pa.types.is_struct(t):
         return StructType(
@@ -187,11 +187,7 @@ def _from_arrow(t: pa.DataType) -> Any:
 
 
 def _arrow_item(t: pa.DataType | None) -> pa.DataType | None:
-    if t is not None and (
-        pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-    ):
-        return t.value_type
-    return None
+    return t.value_type if is_list(t) else None
 
 
 # --------------------------------------------------------------------------- the checker
@@ -420,24 +416,20 @@ class _Checker:
                     f"any/all/count({side_expr.to_text()}, _ {op} ...)"
                 )
                 break
-        if (
-            isinstance(a, TimestampType)
-            and isinstance(right_expr, Lit)
-            and isinstance(right_expr.value, str)
+        for stamp, stamp_expr, text_expr in (
+            (a, left_expr, right_expr),
+            (b, right_expr, left_expr),
         ):
-            message = (
-                f"{_show(left_expr)} is a timestamp and {_show(right_expr)} is not an ISO date or "
-                'time like "2024-01-31" or "2024-01-31T12:00:00"'
-            )
-        elif (
-            isinstance(b, TimestampType)
-            and isinstance(left_expr, Lit)
-            and isinstance(left_expr.value, str)
-        ):
-            message = (
-                f"{_show(right_expr)} is a timestamp and {_show(left_expr)} is not an ISO date or "
-                'time like "2024-01-31" or "2024-01-31T12:00:00"'
-            )
+            if (
+                isinstance(stamp, TimestampType)
+                and isinstance(text_expr, Lit)
+                and isinstance(text_expr.value, str)
+            ):
+                message = (
+                    f"{_show(stamp_expr)} is a timestamp and {_show(text_expr)} is not an ISO "
+                    'date or time like "2024-01-31" or "2024-01-31T12:00:00"'
+                )
+                break
         raise FilterTypeError(message)
 
     @staticmethod
@@ -513,7 +505,7 @@ class _Checker:
                 )
                 raise FilterTypeError(f"`{fn}` takes {takes}, not {_what(arg, arg_expr)}")
         if fn == "matches" and isinstance(second_expr, Lit) and isinstance(second_expr.value, str):
-            problem = _regex_problem(second_expr.value)
+            problem = regex_problem(second_expr.value)
             if problem:
                 raise FilterTypeError(
                     f"invalid regular expression {second_expr.to_text()} in `matches`: {problem}"

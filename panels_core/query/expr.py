@@ -1,6 +1,6 @@
 """The filter expression AST: frozen pydantic nodes joined on ``node``.
 
-Both syntaxes (text and Mongo-style JSON, see ``parse.py``) produce these
+Both syntaxes (text and Mongo-style JSON, see the ``parse`` package) produce these
 nodes; the engine compiles them to SQL with bound parameters. ``to_text()``
 gives back canonical filter text, so ``parse_filter(e.to_text()) == e``.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -29,9 +30,11 @@ __all__ = [
     "Item",
     "ListPred",
     "Lit",
+    "Node",
     "Unary",
     "quote_name",
     "text_problem",
+    "walk",
 ]
 
 BINARY_OPS = ("or", "and", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%")
@@ -83,7 +86,20 @@ def quote_name(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-class _Node(BaseModel):
+def walk(node: Any) -> Iterator[Any]:
+    """Every node of an expression: ``node`` first, then its children, depth first."""
+    yield node
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        children = value if isinstance(value, tuple) else (value,)
+        for child in children:
+            if hasattr(child, "node"):
+                yield from walk(child)
+
+
+class Node(BaseModel):
+    """The base of every filter node: frozen, no extra fields, printable as filter text."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def to_text(self) -> str:
@@ -93,12 +109,12 @@ class _Node(BaseModel):
     def _prec(self) -> int:
         return 10
 
-    def _wrap(self, child: _Node, min_prec: int) -> str:
+    def _wrap(self, child: Node, min_prec: int) -> str:
         text = child.to_text()
         return f"({text})" if child._prec() < min_prec else text
 
 
-class Lit(_Node):
+class Lit(Node):
     """A literal: number, string, boolean or null."""
 
     node: Literal["lit"] = "lit"
@@ -124,7 +140,7 @@ class Lit(_Node):
         return repr(self.value)
 
 
-class Col(_Node):
+class Col(Node):
     """A column, or a field inside a struct column (``path = ("pred", "score")``).
 
     ``source`` picks one table of a comparison (``0.score``); None means the
@@ -140,7 +156,7 @@ class Col(_Node):
         return prefix + ".".join(quote_name(p) for p in self.path)
 
 
-class Item(_Node):
+class Item(Node):
     """A field of the current list item inside ``any/all/count(list, predicate)``.
 
     ``path = ()`` is the item itself (a list of numbers or strings).
@@ -153,7 +169,7 @@ class Item(_Node):
         return ".".join(quote_name(p) for p in self.path) if self.path else "_"
 
 
-class Unary(_Node):
+class Unary(Node):
     """``not x`` or ``-x``."""
 
     node: Literal["unary"] = "unary"
@@ -173,7 +189,7 @@ class Unary(_Node):
         return "-" + self._wrap(operand, PRECEDENCE["neg"] + 1)
 
 
-class Binary(_Node):
+class Binary(Node):
     """``left op right`` for logic, comparison and arithmetic."""
 
     node: Literal["binary"] = "binary"
@@ -191,7 +207,7 @@ class Binary(_Node):
         return f"{self._wrap(self.left, left_min)} {self.op} {self._wrap(self.right, prec + 1)}"
 
 
-class In(_Node):
+class In(Node):
     """``x in (a, b, c)`` (``negated``: ``x not in (a, b, c)``)."""
 
     node: Literal["in"] = "in"
@@ -210,7 +226,7 @@ class In(_Node):
         return f"{self._wrap(self.operand, PRECEDENCE['in'] + 1)} {middle} ({items})"
 
 
-class IsNull(_Node):
+class IsNull(Node):
     """``x is null`` / ``x is not null``."""
 
     node: Literal["is_null"] = "is_null"
@@ -225,7 +241,7 @@ class IsNull(_Node):
         return f"{self._wrap(self.operand, PRECEDENCE['is'] + 1)} {middle}"
 
 
-class Call(_Node):
+class Call(Node):
     """A scalar function: len, abs, lower, upper, contains, startswith, endswith, matches."""
 
     node: Literal["call"] = "call"
@@ -236,7 +252,7 @@ class Call(_Node):
         return f"{self.fn}({', '.join(a.to_text() for a in self.args)})"
 
 
-class ListPred(_Node):
+class ListPred(Node):
     """``any(list, pred)``, ``all(list, pred)``, ``count(list, pred)``.
 
     Inside ``predicate``, ``Item`` nodes name fields of each list item.

@@ -17,7 +17,15 @@ import pyarrow as pa
 from panels_core.query.errors import FilterTypeError, QueryError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
 
-__all__ = ["Params", "Scope", "compile_expr", "quote_ident", "sql_type_of_literal"]
+__all__ = [
+    "Params",
+    "Scope",
+    "compile_expr",
+    "is_list",
+    "is_numeric",
+    "quote_ident",
+    "sql_type_of_literal",
+]
 
 _PLACEHOLDER = re.compile(r"\$(__tp_p\d+)\b")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -89,7 +97,13 @@ class Compiled:
     literal: bool = False
 
 
-def _is_list(t: pa.DataType | None) -> bool:
+def is_numeric(t: pa.DataType) -> bool:
+    """Whether an Arrow type holds numbers (integers, floats, decimals)."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def is_list(t: pa.DataType | None) -> bool:
+    """Whether an Arrow type is a list (plain, large or fixed-size)."""
     return t is not None and (
         pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
     )
@@ -119,7 +133,7 @@ def _step_into(sql: str, t: pa.DataType, name: str, shown: str, params: Params) 
     if pa.types.is_map(t):
         key = params.add(name, "VARCHAR")
         return Compiled(f"({sql})[{key}]", t.item_type)
-    if _is_list(t):
+    if is_list(t):
         raise FilterTypeError(
             f"`{shown}` is a list; reach into its items with any/all/count, "
             f"e.g. any({shown}, {name} == ...)"
@@ -274,7 +288,7 @@ def _call(node: Call, scope: Scope, params: Params) -> Compiled:
         )
     first = _compile(node.args[0], scope, params)
     if fn == "len":
-        if _is_list(first.type):
+        if is_list(first.type):
             return Compiled(f"len({first.sql})", pa.int64())
         if first.type is not None and pa.types.is_map(first.type):
             return Compiled(f"cardinality({first.sql})", pa.int64())
@@ -284,7 +298,7 @@ def _call(node: Call, scope: Scope, params: Params) -> Compiled:
     if fn in ("lower", "upper"):
         return Compiled(f"{fn}(CAST({first.sql} AS VARCHAR))", pa.string())
     second_node = node.args[1]
-    if fn == "contains" and _is_list(first.type):
+    if fn == "contains" and is_list(first.type):
         item = first.type.value_type
         second = _compile(second_node, scope, params, item)
         return Compiled(f"list_contains({first.sql}, {second.sql})", pa.bool_())
@@ -301,7 +315,7 @@ def _call(node: Call, scope: Scope, params: Params) -> Compiled:
 
 def _list_pred(node: ListPred, scope: Scope, params: Params) -> Compiled:
     target = _compile(node.list, scope, params)
-    if target.type is not None and not _is_list(target.type):
+    if target.type is not None and not is_list(target.type):
         raise FilterTypeError(
             f"{node.fn}() needs a list as its first argument; "
             f"`{node.list.to_text()}` is {_describe_arrow(target.type)}"

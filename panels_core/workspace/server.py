@@ -11,14 +11,15 @@ listens beyond this machine only when told which names browsers use for it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from panels_core.threads import lower_thread_priority, start_background
 
 if TYPE_CHECKING:
     from panels_core.workspace.hosts import HostList
@@ -112,13 +113,6 @@ def _register_models() -> None:
         return
 
 
-def lower_thread_priority(niceness: int = 10) -> None:
-    """Make the calling thread yield the CPU to the server's other threads (Linux)."""
-    # not Linux, or not allowed: the thread keeps its normal priority
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-
-
 def start_warm_up(cards: Sequence[Any]) -> threading.Thread | None:
     """Compile UMAP's kernels at low priority, early, if a card is a projection.
 
@@ -141,45 +135,12 @@ def start_warm_up(cards: Sequence[Any]) -> threading.Thread | None:
         return None
 
     # the first UMAP compiles instead if this fails, and shows any error
-    return _warm_up_thread("panels-umap-warm-up", "UMAP", lambda: projection.warm_up())
+    return start_background("panels-umap-warm-up", "UMAP", lambda: projection.warm_up())
 
 
 def start_merge_warm_up(engine: Any) -> threading.Thread | None:
-    """Load the comparison merge's kernels on a low-priority thread, if a table is
-    big enough for a comparison to use them (compiled once per machine, then
-    loaded in each process: about a second, and 8-10 s the first time).
-    Skipped when ``PANELS_WARM_UP=0``."""
-    from panels_core.query import engine as engine_module
-    from panels_core.table import JoinedTable
-
-    if os.environ.get(WARM_UP_ENV, "1") == "0":
-        return None
-    tables = [engine.table(name) for name in engine.table_names()]
-    # the registered tables' own lengths (no query at start-up); a joined table is
-    # never compared, so it does not count
-    sizes = [len(t) for t in tables if not isinstance(t, JoinedTable)]
-    if not sizes or max(sizes) * 2 < engine_module.PAIR_MIN_ROWS:
-        return None
-
-    from panels_core.query import pairing
-
-    # the first large comparison compiles instead if this fails
-    return _warm_up_thread("panels-merge-warm-up", "merge", lambda: pairing.warm_up())
-
-
-def _warm_up_thread(name: str, label: str, job: Callable[[], Any]) -> threading.Thread:
-    """Run ``job`` on a started low-priority daemon thread; a failure is printed, not raised."""
-
-    def run() -> None:
-        lower_thread_priority()
-        try:
-            job()
-        except Exception as exc:
-            print(f"typed-panels: {label} warm-up failed: {exc}", file=sys.stderr, flush=True)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
+    """Let the engine load its comparison kernels early (``Engine.warm_up`` decides)."""
+    return engine.warm_up()
 
 
 def listening_hosts(address: str, port: int, allow_origin: Sequence[str] = ()) -> HostList:
@@ -240,7 +201,7 @@ def serve_tables(
     if workspace.get("cards") is None:  # the smart default, worked out once for every session
         workspace["cards"] = default_cards(engine)
     start_warm_up(workspace["cards"])
-    start_merge_warm_up(engine)
+    engine.warm_up()
 
     def app() -> Any:
         return Workspace(engine=engine, title=title, **workspace).template()

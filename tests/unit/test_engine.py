@@ -279,12 +279,13 @@ def test_parquet_filters_push_down_into_the_scan(tmp_path) -> None:
     )
     engine = Engine({"t": Table.from_parquet(path)})
     params_sql: list[str] = []
-    with engine._cursor() as cur:
+    with engine._catalog.cursor() as cur:
+        from panels_core.query.engine.relation import select_rows
         from panels_core.query.sql import Params
 
         params = Params()
-        rel = engine._plan(Query(table="t", filter="a > 990"), params, cur)
-        sql = engine._rows(rel, Query(table="t"), params, '"a"')
+        rel = engine._planner.plan(Query(table="t", filter="a > 990"), params, cur)
+        sql = select_rows(rel, Query(table="t"), params, '"a"')
         plan = cur.execute("EXPLAIN " + sql, params.bind(sql)).fetchall()[0][1]
         params_sql.append(plan)
     scan = params_sql[0]
@@ -300,12 +301,12 @@ def test_every_cursor_reads_parquet_without_prefetching_whole_column_chunks() ->
     """The switch is global: a per-connection SET would leave the call cursors prefetching
     (a sorted page of a 10M-row file then took 236 MiB, not 45)."""
     engine = Engine({"t": pa.table({"a": [1]})})
-    known = engine._con.execute(
+    known = engine._catalog.con.execute(
         "SELECT count(*) FROM duckdb_settings() WHERE name = 'disable_parquet_prefetching'"
     ).fetchone()[0]
     if not known:
         pytest.skip("this DuckDB has no prefetch switch (it reads as it needs)")
-    with engine._cursor() as cur:
+    with engine._catalog.cursor() as cur:
         setting = "SELECT current_setting('disable_parquet_prefetching')"
         assert cur.execute(setting).fetchone()[0] is True
 
@@ -412,7 +413,7 @@ def test_replacing_a_table(tmp_path) -> None:
     assert engine.page(Query(table="j")).to_pylist() == [
         {"l": {"id": 2, "x": 1.5}, "r": {"id": 2, "y": "b"}}
     ]
-    assert len(engine._hidden) == 2  # the first join's sides are gone
+    assert len(engine._catalog.hidden) == 2  # the first join's sides are gone
     engine.close()
 
 

@@ -257,7 +257,7 @@ def test_grouped_needs_group_by(engine: Engine) -> None:
 
 
 def test_grouped_samples_same_from_prefix_or_full_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    from panels_core.query import engine as engine_module
+    from panels_core.query.engine import aggregate as engine_module
 
     rng = np.random.default_rng(8)
     n = 2000

@@ -29,7 +29,8 @@ class Counting:
 
     def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
         self.n = 0
-        fetch, arrow = engine._fetch, engine._arrow
+        runner = engine._runner
+        fetch, arrow = runner.fetch, runner.arrow
 
         def counted_fetch(*args: object) -> object:
             self.n += 1
@@ -39,8 +40,8 @@ class Counting:
             self.n += 1
             return arrow(*args)
 
-        monkeypatch.setattr(engine, "_fetch", counted_fetch)
-        monkeypatch.setattr(engine, "_arrow", counted_arrow)
+        monkeypatch.setattr(runner, "fetch", counted_fetch)
+        monkeypatch.setattr(runner, "arrow", counted_arrow)
 
 
 def test_same_histogram_is_answered_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:

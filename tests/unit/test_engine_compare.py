@@ -302,15 +302,19 @@ def _key_ordered_files(tmp_path) -> tuple[pa.Table, pa.Table, Table, Table]:
     ],
 )
 def test_compare_in_key_ranges_gives_the_same_rows(tmp_path, monkeypatch, text) -> None:
-    import panels_core.query.engine as engine_module
+    import panels_core.query.engine.compare as compare_module
 
-    monkeypatch.setattr(engine_module, "_PART_ROWS", 10)
+    monkeypatch.setattr(compare_module, "PART_ROWS", 10)
     a, b, disk_a, disk_b = _key_ordered_files(tmp_path)
     disk = Engine({"a": disk_a, "b": disk_b})
     memory = Engine({"a": a, "b": b})  # in memory: always one join
     spec = {"table": "b", "on": "id"}
-    splits = disk._splits(
-        disk._source("a"), disk._source("b"), Query(table="a", compare_with=spec).compare_with
+    catalog = disk._catalog
+    splits = compare_module.key_splits(
+        catalog,
+        catalog.source("a"),
+        catalog.source("b"),
+        Query(table="a", compare_with=spec).compare_with,
     )
     assert splits is not None and len(splits) >= 3  # the per-range path is the one tested
     for sort in ([], ["id"], ["-1.x"]):
@@ -331,9 +335,9 @@ def test_compare_in_key_ranges_gives_the_same_rows(tmp_path, monkeypatch, text) 
 def test_compare_of_unordered_files_is_one_join(tmp_path, monkeypatch) -> None:
     import pyarrow.parquet as pq
 
-    import panels_core.query.engine as engine_module
+    import panels_core.query.engine.compare as compare_module
 
-    monkeypatch.setattr(engine_module, "_PART_ROWS", 4)
+    monkeypatch.setattr(compare_module, "PART_ROWS", 4)
     t = pa.table({"id": [5, 1, 9, 2, 7, 3, 8, 4], "x": [float(i) for i in range(8)]})
     pq.write_table(t, tmp_path / "u.parquet", row_group_size=2)  # row groups overlap in id
     pq.write_table(t.slice(0, 6), tmp_path / "v.parquet", row_group_size=2)
@@ -344,7 +348,9 @@ def test_compare_of_unordered_files_is_one_join(tmp_path, monkeypatch) -> None:
         }
     )
     query = Query(table="u", compare_with={"table": "v", "on": "id"}, sort=["id"])
-    assert engine._splits(engine._source("u"), engine._source("v"), query.compare_with) is None
+    catalog = engine._catalog
+    sides = catalog.source("u"), catalog.source("v")
+    assert compare_module.key_splits(catalog, *sides, query.compare_with) is None
     rows = engine.compared(query).to_pylist()
     assert [(r["id"], r["present"]["1"]) for r in rows] == [
         (1, True),
@@ -356,3 +362,9 @@ def test_compare_of_unordered_files_is_one_join(tmp_path, monkeypatch) -> None:
         (8, False),
         (9, True),
     ]
+
+
+def test_count_of_a_comparison_offset_past_its_rows_is_zero(engine: Engine) -> None:
+    query = Query(table="v1", compare_with={"table": "v2", "on": "id"}, offset=1000)
+    assert engine.count(query) == 0
+    assert engine.page(query).num_rows == 0

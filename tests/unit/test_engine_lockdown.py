@@ -1,7 +1,7 @@
 """The engine's DuckDB is locked down: only its tables' files, no extensions on demand,
 no setting changed after set-up.
 
-The statements run on the engine's own connection (``engine._con``) and on a cursor
+The statements run on the engine's own connection (``engine._catalog.con``) and on a cursor
 of it, as a statement smuggled into a query would.
 """
 
@@ -41,7 +41,7 @@ def engine(files) -> Engine:
 def refused(engine: Engine, sql: str) -> str:
     """The error ``sql`` gets on the engine's connection and on a cursor of it (the same)."""
     messages = []
-    for con in (engine._con, engine._con.cursor()):
+    for con in (engine._catalog.con, engine._catalog.con.cursor()):
         with pytest.raises(duckdb.Error) as info:
             con.execute(sql).fetchall()
         messages.append(str(info.value))
@@ -63,9 +63,9 @@ def test_no_file_but_the_tables_own_is_read(engine, files, tmp_path) -> None:
         f"ATTACH '{tmp_path / 'db.duckdb'}'",
     ):
         assert "disabled by configuration" in refused(engine, sql), sql
-    assert engine._con.execute(f"SELECT count(*) FROM read_parquet('{files['a']}')").fetchone() == (
-        10,
-    )
+    assert engine._catalog.con.execute(
+        f"SELECT count(*) FROM read_parquet('{files['a']}')"
+    ).fetchone() == (10,)
 
 
 def test_nothing_is_written(engine, tmp_path) -> None:
@@ -78,7 +78,7 @@ def test_extensions_are_neither_installed_nor_loaded(engine) -> None:
     assert "Permission Error" in refused(engine, "INSTALL httpfs")
     assert "Loading external extensions is disabled" in refused(engine, "LOAD httpfs")
     settings = dict(
-        engine._con.execute(
+        engine._catalog.con.execute(
             "SELECT name, value FROM duckdb_settings() WHERE name IN "
             "('autoinstall_known_extensions', 'autoload_known_extensions', "
             "'enable_external_access', 'lock_configuration')"

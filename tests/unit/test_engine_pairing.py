@@ -1,6 +1,6 @@
 """Comparisons of tables sorted by an integer key pair rows by a merge, not a hash join.
 
-The merge (``panels_core.query.pairing``) is checked against a brute-force
+The merge (``panels_core.query.engine.pairing``) is checked against a brute-force
 pairing; the engine's merged comparisons against its hash-join answers for
 the same queries, over Arrow tables and Parquet files.
 """
@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import panels_core.query.engine as engine_module
-import panels_core.query.pairing as pairing
+import panels_core.query.engine.merge as merge_module
+import panels_core.query.engine.pairing as pairing
 from panels_core.query.engine import Engine
+from panels_core.query.engine.merge import Merger
 from panels_core.query.model import Query
 from panels_core.table import Table
 
@@ -145,21 +146,21 @@ def answers(engine: Engine, on: object) -> list:
 def merged_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Every comparison of any size may merge; records whether each one did."""
     calls: list[bool] = []
-    paired = Engine._paired
+    paired = Merger.paired
 
-    def spy(self: Engine, *args: object, **kwargs: object) -> object:
+    def spy(self: Merger, *args: object, **kwargs: object) -> object:
         result = paired(self, *args, **kwargs)
         calls.append(result is not None)
         return result
 
-    monkeypatch.setattr(Engine, "_paired", spy)
-    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 0)
+    monkeypatch.setattr(Merger, "paired", spy)
+    monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 0)
     return calls
 
 
 def hash_answers(tables: dict, on: object, monkeypatch: pytest.MonkeyPatch) -> list:
     with monkeypatch.context() as patch:
-        patch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+        patch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
         return answers(Engine(tables), on)
 
 
@@ -187,7 +188,7 @@ def test_merged_comparison_of_parquet_files_equals_the_hash_join(
         return stream(batches, rows, kind)
 
     monkeypatch.setattr(pairing, "gather_stream", counting_stream)
-    monkeypatch.setattr(engine_module, "_STREAM_BATCH", 37)  # many batches, cut anywhere
+    monkeypatch.setattr(merge_module, "STREAM_BATCH", 37)  # many batches, cut anywhere
     merged = answers(Engine(tables), "id")
     assert merged_calls and all(merged_calls)
     # numbers of a side whose positions ascend are streamed from the file in batches
@@ -205,7 +206,7 @@ def test_keys_with_different_names(merged_calls: list[bool], monkeypatch) -> Non
     )
     merged = (Engine(tables).count(query), Engine(tables).page(query, limit=20).to_pylist())
     assert all(merged_calls)
-    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     assert merged == (Engine(tables).count(query), Engine(tables).page(query, limit=20).to_pylist())
     assert merged[1][0]["id"] == 149 and merged[1][0]["present"] == {"0": False, "1": True}
 
@@ -229,7 +230,7 @@ def test_unsorted_or_null_keys_fall_back_to_the_hash_join(
     query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x < 1.x")
     got = (Engine({"a": a, "b": b}).count(query), Engine({"a": a, "b": b}).page(query).to_pylist())
     assert merged_calls == [False, False]
-    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     assert got == (
         Engine({"a": a, "b": b}).count(query),
         Engine({"a": a, "b": b}).page(query).to_pylist(),
@@ -279,19 +280,19 @@ def test_a_comparison_sorted_by_its_key_needs_no_key_column(
     merged_calls: list[bool], monkeypatch, text: str, sort: list[str], key_gathered: bool
 ) -> None:
     taken: list[int] = []
-    take_key = Engine._take_key
+    take_key = merge_module.take_key
 
     def counting(*args: object) -> pa.Array:
         taken.append(1)
         return take_key(*args)
 
-    monkeypatch.setattr(Engine, "_take_key", staticmethod(counting))
+    monkeypatch.setattr(merge_module, "take_key", counting)
     query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter=text, sort=sort)
     engine = Engine({"a": A, "b": B})  # duplicate keys on both sides: ties by row
     merged = (engine.count(query), engine.page(query, limit=60).to_pylist())
     merged_tail = engine.page(query, offset=40, limit=30, columns=["id", "x"]).to_pylist()
     assert all(merged_calls) and bool(taken) == key_gathered
-    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     plain = Engine({"a": A, "b": B})
     assert merged == (plain.count(query), plain.page(query, limit=60).to_pylist())
     assert merged_tail == plain.page(query, offset=40, limit=30, columns=["id", "x"]).to_pylist()
@@ -369,7 +370,7 @@ def test_merged_grouped_and_split_histograms_equal_the_hash_join(merged_calls, m
 
     merged = histograms(Engine({"a": A, "b": B}))
     assert any(merged_calls)
-    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     assert merged == histograms(Engine({"a": A, "b": B}))
 
 
@@ -396,7 +397,7 @@ def test_edge_cases_equal_the_hash_join(merged_calls, monkeypatch, a_ids, b_ids)
 
     merged = run()
     assert merged_calls and all(merged_calls)
-    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     assert merged == run()
 
 
@@ -462,6 +463,6 @@ def test_int64_keys_merge_as_int32_when_every_key_fits(
     assert all(merged_calls) and seen == ["int32/int32" if narrow else "int64/int64"]
     ids = [row["id"] for row in merged[1]]
     assert ids == sorted(ids, reverse=True) and min(ids) >= offset + 100
-    monkeypatch.setattr(engine_module, "PAIR_MIN_ROWS", 10**18)
+    monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     plain = Engine(tables)
     assert merged == (plain.count(query), plain.page(query, limit=30).to_pylist())

@@ -25,8 +25,8 @@ from panels_core.query.expr import (
     Item,
     ListPred,
     Lit,
+    Node,
     Unary,
-    _Node,
 )
 from panels_core.query.parse import MAX_DEPTH, expr_depth, parse_filter
 from panels_core.types import (
@@ -76,7 +76,7 @@ def outcome(source):
     except FilterSyntaxError as exc:
         assert str(exc)  # the message (with its caret) formats
         return None
-    assert isinstance(expr, _Node)
+    assert isinstance(expr, Node)
     return expr
 
 

@@ -406,8 +406,7 @@ def test_the_merge_kernels_load_early_when_a_table_is_big_enough(monkeypatch) ->
 
     import pyarrow as pa
 
-    from panels_core.query import pairing
-    from panels_core.query.engine import Engine
+    from panels_core.query.engine import Engine, pairing
     from panels_core.workspace import server
 
     loaded: list[str] = []

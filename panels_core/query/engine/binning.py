@@ -1,0 +1,445 @@
+"""Binning in SQL: numpy.histogram's edges and counts without the values leaving DuckDB.
+
+``Binner.bin`` bins every series (a column, or one source of a compared
+column) of some rows in two scans: bounds, then counts per key and bin;
+bounds, counts and quartiles of the same rows are kept for the next call.
+"""
+
+# SQL here is built only from quote_ident() names checked against the schema and $n
+# placeholders bound to literals, never from user text:
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from panels_core.query.bins import MAX_BINS, bin_span, width_bins
+from panels_core.query.engine.cache import LRU, MISS
+from panels_core.query.engine.execute import Runner
+from panels_core.query.engine.sources import Catalog
+from panels_core.query.errors import QueryError
+from panels_core.query.sql import Params
+
+__all__ = ["MAX_AUTO_BINS", "Binned", "Binner", "Series", "check_bins", "hashable"]
+
+MAX_AUTO_BINS = 200
+"""``bins="auto"`` never gives more bins than this (nor fewer than 1)."""
+_QUANTILE_SAMPLE = 200_000
+
+
+@dataclass
+class Series:
+    """One numeric value to bin: a column, or one source of a compared column."""
+
+    column: str
+    source: int | None
+    x: str  # SQL giving a DOUBLE
+    cond: str | None  # SQL: the rows where this source is present
+    raw: str = ""  # SQL of the value as stored (min/max of it may come from file statistics)
+
+
+@dataclass
+class Binned:
+    """What ``Binner.bin`` computed: edges per column; counts per series and key."""
+
+    edges: dict[str, np.ndarray]
+    counts: list[dict[tuple[Any, ...], np.ndarray]]
+    stats: list[tuple[int, int, int]]  # (nulls, nonfinite, finite) per series
+    first: list[tuple[Any, ...]]  # keys by their first row (when asked for)
+
+    def zeros(self, column: str) -> np.ndarray:
+        return np.zeros(len(self.edges[column]) - 1, dtype=np.int64)
+
+
+class Binner:
+    """Bins series of rows in SQL, keeping each scan's answer for the same rows."""
+
+    def __init__(self, catalog: Catalog, runner: Runner, cache: LRU) -> None:
+        self.catalog = catalog
+        self.runner = runner
+        self.cache = cache
+
+    def bin(
+        self,
+        cur: Any,
+        params: Params,
+        rows: str,
+        keys: Sequence[str],
+        series: Sequence[Series],
+        bins: int | Literal["auto"],
+        range: tuple[float, float] | None,
+        width: float | None,
+        order: str | None = None,
+    ) -> Binned:
+        """Bin every series of ``rows`` in two scans: stats, then counts per key and bin.
+
+        With ``order`` (a row-order column of ``rows``) and ``keys``, ``first`` maps
+        each key tuple to the first row holding it.
+
+        Edges follow numpy.histogram (``linspace`` over the finite min..max, or
+        ``range``); each value's bin is estimated then corrected against the
+        edges exactly as numpy does, so counts match ``numpy.histogram``.
+        """
+        # the bounds, counts and quartiles of the same rows and columns are kept: a card
+        # drawn again with other bins (or a range) skips those scans
+        rows_key = (self.catalog.call.stamp, rows, repr(params.bind(rows)))
+        series_key = tuple((s.x, s.cond, s.raw) for s in series)
+        bounds: Any = [(None, None)] * len(series)
+        if range is None:
+            key = ("bounds", *rows_key, series_key)
+            bounds = self._kept(key, lambda: self.bounds(cur, params, rows, series))
+        counted = self.cache.get(("counts", *rows_key, series_key))
+        if counted is MISS and ((bins == "auto" and width is None) or any(s.cond for s in series)):
+            # the finite count sets the auto bin count; a compared source's nulls are
+            # its present rows without a value (absent rows have none either)
+            counted = self.counts(cur, params, rows, series)
+            self.cache.put(("counts", *rows_key, series_key), counted)
+        columns = list(dict.fromkeys(s.column for s in series))
+        quartiles: dict[str, tuple[float, float]] = {}
+        if bins == "auto" and width is None:
+            key = ("quartiles", *rows_key, series_key, tuple(columns))
+            quartiles = self._kept(
+                key, lambda: self.sample_quartiles(cur, params, rows, series, columns)
+            )
+        edges: dict[str, np.ndarray] = {}
+        for column in columns:
+            mine = [i for i, s in enumerate(series) if s.column == column]
+            n_finite = 0 if counted is MISS else sum(counted[i][2] for i in mine)
+            shown = (column, quartiles.get(column), n_finite)
+            edges[column] = _edges(shown, [bounds[i] for i in mine], bins, range, width)
+        key_names = [f"__tp_k{i}" for i in builtins.range(len(keys))]
+        estimates = [
+            _estimate(params, rows, keys, key_names, s, edges[s.column], order, i == 0)
+            for i, s in enumerate(series)
+        ]
+        # one aggregate per series: cheaper than GROUPING SETS over the same rows
+        branches = [_branch(i, e, key_names, order) for i, e in enumerate(estimates)]
+        result = self.runner.fetch(cur, " UNION ALL ".join(branches), params, "histogram")
+        counts = self._tally(cur, params, result, series, edges, estimates, key_names)
+        if counted is MISS:
+            # the binning pass saw every value: nulls have no bin, NaN and inf a
+            # non-finite one (unless a huge finite value overflowed there too)
+            counted = _counts_from_bins(result, len(keys), len(series))
+            if counted is None:
+                counted = self.counts(cur, params, rows, series)
+            self.cache.put(("counts", *rows_key, series_key), counted)
+        first = _first_keys(result, len(keys)) if order is not None else []
+        return Binned(edges, counts, list(counted), first)
+
+    def _kept(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """The answer kept for ``key``, or ``compute()`` kept."""
+        value = self.cache.get(key)
+        if value is MISS:
+            value = compute()
+            self.cache.put(key, value)
+        return value
+
+    def _tally(
+        self,
+        cur: Any,
+        params: Params,
+        result: Sequence[tuple[Any, ...]],
+        series: Sequence[Series],
+        edges: dict[str, np.ndarray],
+        estimates: Sequence[str],
+        key_names: Sequence[str],
+    ) -> list[dict[tuple[Any, ...], np.ndarray]]:
+        """Counts per series, key and bin from the binning rows (see ``_branch``)."""
+        k = len(key_names)
+        counts: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in series]
+
+        def add(i: int, key: tuple[Any, ...], b: int | None, c: int) -> None:
+            target = counts[i].get(key)
+            if target is None:
+                target = counts[i][key] = np.zeros(len(edges[series[i].column]) - 1, np.int64)
+            if b is not None:
+                target[int(b)] += int(c)
+
+        # numpy corrects each estimate against the edges; only estimated bins whose min
+        # or max crosses an edge need it, and those are counted again exactly below
+        # (a bin estimate is counted again for every key when it is suspect for one)
+        suspect: dict[int, set[float]] = {}
+        targets = []
+        for row in result:
+            i, b = row[0], row[k + 1]
+            target = _place(b, row[k + 3], row[k + 4], edges[series[i].column])
+            if target == _SUSPECT:
+                suspect.setdefault(i, set()).add(float(b))
+            targets.append(target)
+        for row, target in zip(result, targets):
+            i, b = row[0], row[k + 1]
+            fixed = target == _SUSPECT or (b is not None and b in suspect.get(i, ()))
+            add(i, hashable(tuple(row[1 : k + 1])), None if fixed else target, row[k + 2])
+        for i, bins_to_fix in suspect.items():
+            e = edges[series[i].column]
+            sql = _recount(params, e, bins_to_fix, estimates[i], key_names)
+            for row in self.runner.fetch(cur, sql, params, "histogram"):
+                add(i, hashable(tuple(row[:k])), row[k], row[k + 1])
+        return counts
+
+    def bounds(
+        self, cur: Any, params: Params, rows: str, series: Sequence[Series]
+    ) -> list[tuple[float | None, float | None]]:
+        """(finite min, finite max) of each series (None, None when it has no finite value).
+
+        Plain min/max first: over a Parquet file they come from its statistics,
+        without a scan. Only a series whose min or max is NaN or infinite is
+        scanned again with finite-only filters (file statistics leave NaN out,
+        so they never say whether NaN is there; the counts do that).
+        """
+        select = []
+        for s in series:
+            where = f" FILTER (WHERE {s.cond})" if s.cond else ""
+            raw = s.raw or s.x
+            select += [f"CAST(min({raw}){where} AS DOUBLE)", f"CAST(max({raw}){where} AS DOUBLE)"]
+        ((*flat,),) = self.runner.fetch(
+            cur, f"SELECT {', '.join(select)} FROM ({rows}) AS __tp_v", params, "histogram"
+        )
+        out: list[tuple[float | None, float | None]] = []
+        for i, s in enumerate(series):
+            lo, hi = flat[2 * i], flat[2 * i + 1]
+            if lo is not None and not (math.isfinite(lo) and math.isfinite(hi)):
+                cond = f"({s.cond}) AND " if s.cond else ""
+                fin = f"isfinite({s.x})"
+                sql = (
+                    f"SELECT min({s.x}) FILTER (WHERE {cond}{fin}), "
+                    f"max({s.x}) FILTER (WHERE {cond}{fin}) FROM ({rows}) AS __tp_v"
+                )
+                ((lo, hi),) = self.runner.fetch(cur, sql, params, "histogram")
+            out.append((lo, hi))
+        return out
+
+    def counts(
+        self, cur: Any, params: Params, rows: str, series: Sequence[Series]
+    ) -> list[tuple[int, int, int]]:
+        """(nulls, nonfinite, finite) values of each series, in one scan."""
+        select = []
+        for s in series:
+            cond = f"({s.cond}) AND " if s.cond else ""
+            where = f" FILTER (WHERE {s.cond})" if s.cond else ""
+            select += [
+                f"count(*){where}",
+                f"count({s.raw or s.x}){where}",
+                f"count(*) FILTER (WHERE {cond}isfinite({s.x}))",
+            ]
+        ((*flat,),) = self.runner.fetch(
+            cur, f"SELECT {', '.join(select)} FROM ({rows}) AS __tp_v", params, "histogram"
+        )
+        out = []
+        for i in builtins.range(len(series)):
+            total, present, finite = (int(v) for v in flat[3 * i : 3 * i + 3])
+            out.append((total - present, present - finite, finite))
+        return out
+
+    def sample_quartiles(
+        self, cur: Any, params: Params, rows: str, series: Sequence[Series], columns: list[str]
+    ) -> dict[str, tuple[float, float]]:
+        """Quartiles of each column from one reservoir sample of the rows (exact when small)."""
+        chosen = [s for s in series if s.column in columns]
+        select = ", ".join(
+            f"CASE WHEN {s.cond} THEN {s.x} END AS __tp_q{i}" if s.cond else f"{s.x} AS __tp_q{i}"
+            for i, s in enumerate(chosen)
+        )
+        sql = (
+            f"SELECT {select} FROM ({rows}) AS __tp_s "
+            f"USING SAMPLE reservoir({_QUANTILE_SAMPLE} ROWS) REPEATABLE (7)"
+        )
+        sample = self.runner.arrow(cur, sql, params, "histogram")
+        out = {}
+        for column in columns:
+            parts = [
+                sample.column(i).to_numpy(zero_copy_only=False).astype(np.float64)
+                for i, s in enumerate(chosen)
+                if s.column == column
+            ]
+            values = np.concatenate(parts) if parts else np.array([])
+            values = values[np.isfinite(values)]
+            if len(values):
+                q1, q3 = np.quantile(values, [0.25, 0.75])
+                out[column] = (float(q1), float(q3))
+        return out
+
+
+def _edges(
+    shown: tuple[str, tuple[float, float] | None, int],
+    bounds: Sequence[tuple[float | None, float | None]],
+    bins: int | Literal["auto"],
+    range: tuple[float, float] | None,
+    width: float | None,
+) -> np.ndarray:
+    """numpy.histogram's edges of one column (``shown``: its name, quartiles and finite
+    count), over ``range`` or the finite min..max of its series' ``bounds``."""
+    column, quartiles, n_finite = shown
+    lows = [lo for lo, _ in bounds if lo is not None]
+    highs = [hi for _, hi in bounds if hi is not None]
+    if range is not None:
+        lo, hi = float(range[0]), float(range[1])
+    elif lows:
+        lo, hi = float(min(lows)), float(max(highs))
+    else:
+        lo, hi = 0.0, 1.0
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    what = "the range" if range is not None else f"the range of `{column}`"
+    bin_span(lo, hi, what)
+    if width is not None:
+        n = width_bins(lo, hi, width, what)
+        return np.arange(n + 1, dtype=np.float64) * width + lo
+    n = bins if isinstance(bins, int) else _auto_count(quartiles, lo, hi, n_finite)
+    return np.linspace(lo, hi, n + 1)
+
+
+def _estimate(
+    params: Params,
+    rows: str,
+    keys: Sequence[str],
+    key_names: Sequence[str],
+    s: Series,
+    e: np.ndarray,
+    order: str | None,
+    first: bool,
+) -> str:
+    """SQL of each row's keys, value ``x`` and estimated bin ``i`` for the edges ``e``
+    (and its row order ``__tp_o`` for the ``first`` series when ``order`` is given)."""
+    n = len(e) - 1
+    p_lo = params.add(float(e[0]))
+    p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
+    x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
+    inner = [*(f"{k} AS {name}" for k, name in zip(keys, key_names)), f"{x} AS x"]
+    outer = [*key_names, "x"]
+    if order is not None and first:  # every row is in the first series' pass
+        inner, outer = [*inner, f"{order} AS __tp_o"], [*outer, "__tp_o"]
+    # the bin estimate as a DOUBLE, in numpy's order of operations: null stays null,
+    # NaN and inf stay non-finite, x < lo gives < 0, x == hi gives n, x > hi >= n
+    return (
+        f"SELECT {', '.join(outer)}, floor((x - {p_lo}) / {p_denom} * {p_n}) AS i "
+        f"FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) AS __tp_x"
+    )
+
+
+def _branch(i: int, estimate: str, key_names: Sequence[str], order: str | None) -> str:
+    """SQL of series ``i``'s binning rows: (series, keys, estimated bin, count, min x,
+    max x), and the first row of each key (series 0) when ``order`` is given."""
+    group = ", ".join([*key_names, "i"])
+    first = ", min(__tp_o)" if order is not None and i == 0 else ""
+    if order is not None and i != 0:
+        first = ", NULL"
+    return (
+        f"SELECT {i} AS s, {group}, count(*) AS c, min(x), max(x){first} "
+        f"FROM ({estimate}) AS __tp_e GROUP BY {group}"
+    )
+
+
+def _recount(
+    params: Params, e: np.ndarray, bins: set[float], estimate: str, key_names: Sequence[str]
+) -> str:
+    """SQL counting the values of the estimated ``bins`` again, in their exact bins."""
+    p_edges, p_last = params.add([float(v) for v in e]), params.add(len(e) - 2)
+    p_top, p_fix = params.add(float(e[-1])), params.add(sorted(bins), "DOUBLE[]")
+    b0 = f"least(TRY_CAST(i AS BIGINT), {p_last})"
+    exact = (
+        f"{b0} - CAST(x < {p_edges}[{b0} + 1] AS INTEGER) "
+        f"+ CAST({b0} < {p_last} AND x >= {p_edges}[{b0} + 2] AS INTEGER) AS b"
+    )
+    return (
+        f"SELECT {', '.join([*key_names, exact])}, count(*) FROM ({estimate}) AS __tp_e "
+        f"WHERE list_contains({p_fix}, i) AND x <= {p_top} GROUP BY ALL"
+    )
+
+
+def _first_keys(result: Sequence[tuple[Any, ...]], k: int) -> list[tuple[Any, ...]]:
+    """The key tuples of the binning rows (``k`` keys), by the first row holding them."""
+    first_rows: dict[tuple[Any, ...], Any] = {}
+    for row in result:
+        if row[0] == 0:
+            key = tuple(row[1 : k + 1])
+            seen_at = first_rows.get(hashable(key))
+            if seen_at is None or row[k + 5] < seen_at[0]:
+                first_rows[hashable(key)] = (row[k + 5], key)
+    return [key for _, key in sorted(first_rows.values(), key=lambda pair: pair[0])]
+
+
+_SUSPECT = -1
+
+
+def _counts_from_bins(
+    result: Sequence[tuple[Any, ...]], k: int, n_series: int
+) -> list[tuple[int, int, int]] | None:
+    """(nulls, nonfinite, finite) of each series from its binning rows (series index,
+    ``k`` keys, estimated bin, count, min, max); None when a non-finite estimate also
+    holds finite values (they overflowed), which only a count of its own can split."""
+    out = [[0, 0, 0] for _ in builtins.range(n_series)]
+    for row in result:
+        i, b, c, lo_x, hi_x = row[0], row[k + 1], int(row[k + 2]), row[k + 3], row[k + 4]
+        if b is None:
+            out[i][0] += c
+        elif math.isfinite(b):
+            out[i][2] += c
+        elif math.isfinite(lo_x) or math.isfinite(hi_x):
+            return None
+        else:
+            out[i][1] += c
+    return [(a, b, c) for a, b, c in out]
+
+
+def _place(b: float | None, lo_x: float, hi_x: float, e: np.ndarray) -> int | None:
+    """The bin of the values whose estimated bin is ``b`` (their min and max given).
+
+    None: null, NaN/inf, or outside ``e[0] .. e[-1]``; ``_SUSPECT`` when some
+    of them belong to another bin (or outside) and must be counted again.
+    """
+    n = len(e) - 1
+    if b is None or not math.isfinite(b) or b < 0 or b > n:
+        return None
+    b = int(b)
+    if b == n:  # e[-1] itself (the last bin holds it), values rounding onto it, or above it
+        if lo_x > e[n]:
+            return None
+        return n - 1 if lo_x >= e[n - 1] and hi_x <= e[n] else _SUSPECT
+    if lo_x < e[b] or (b < n - 1 and hi_x >= e[b + 1]):
+        return _SUSPECT
+    return b
+
+
+def check_bins(bins: Any, range: tuple[float, float] | None, width: float | None) -> None:
+    """QueryError for bins, a range or a width that cannot bin."""
+    if bins != "auto" and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
+        raise QueryError(f"histogram(): bins must be a positive integer or 'auto', got {bins!r}")
+    if bins != "auto" and bins > MAX_BINS:
+        raise QueryError(f"histogram(): {bins:,} bins asked for; the most is {MAX_BINS:,}")
+    if width is not None and not (width > 0 and math.isfinite(width)):
+        raise QueryError(f"histogram(): width must be a finite number > 0, got {width!r}")
+    if range is not None:
+        lo, hi = float(range[0]), float(range[1])
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise QueryError(f"histogram(): range must be two finite numbers lo <= hi, got {range}")
+        bin_span(lo, hi)
+        if width is not None:
+            width_bins(lo, hi, width)
+
+
+def _auto_count(quartiles: tuple[float, float] | None, lo: float, hi: float, n: int) -> int:
+    """Freedman-Diaconis (bin width 2 IQR / n^(1/3)), else sqrt(n); clamped to [1, 200]."""
+    if n <= 1:
+        return 1
+    iqr = quartiles[1] - quartiles[0] if quartiles else 0.0
+    if iqr > 0:
+        count = math.ceil((hi - lo) / (2.0 * iqr / n ** (1 / 3)))
+    else:
+        count = math.ceil(math.sqrt(n))
+    return int(min(max(count, 1), MAX_AUTO_BINS))
+
+
+def hashable(value: Any) -> Any:
+    """A value with its lists and dicts as tuples (to key a dict with)."""
+    if isinstance(value, list | tuple):
+        return tuple(hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, hashable(v)) for k, v in value.items())
+    return value

@@ -1,0 +1,68 @@
+"""Running SQL on a call's cursor: lazy views built first, failures as QueryErrors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from panels_core.query.engine.failures import READ_ERRORS, wrap
+from panels_core.query.errors import QueryError
+from panels_core.query.sql import Params
+
+if TYPE_CHECKING:
+    from panels_core.query.engine.sources import Catalog
+
+__all__ = ["Runner"]
+
+
+class Runner:
+    """Runs statements on a call's cursor; a failure names a damaged Parquet file."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def fetch(self, cur: Any, sql: str, params: Params, what: str) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` as tuples."""
+        try:
+            self.ready(cur, sql)
+            return cur.execute(sql, params.bind(sql)).fetchall()
+        except duckdb.Error as exc:
+            raise self.error(exc, what) from None
+
+    def arrow(
+        self, cur: Any, sql: str, params: Params, what: str, batch: int = 1_000_000
+    ) -> pa.Table:
+        """The rows of ``sql`` as an Arrow table."""
+        try:
+            self.ready(cur, sql)
+            bound = params.bind(sql)
+            return cur.sql(sql, params=bound or None).to_arrow_table(batch)
+        except duckdb.Error as exc:
+            raise self.error(exc, what) from None
+
+    def ready(self, cur: Any, sql: str) -> None:
+        """Build the lazy views ``sql`` reads (e.g. a comparison's gathered columns)."""
+        lazy = self.catalog.call.lazy
+        for name in [n for n in lazy if n in sql]:
+            lazy.pop(name)(cur)
+
+    def error(self, exc: duckdb.Error, what: str) -> QueryError:
+        """The QueryError for a statement that failed: a damaged Parquet file named (the
+        file, and the column and row group when pyarrow finds them), else ``wrap``.
+
+        Only a read error is looked into: the file its message names, or, when it names
+        none (a bare page-header error), every Parquet file of the engine."""
+        if not (isinstance(exc, READ_ERRORS) or type(exc) is duckdb.Error):
+            return wrap(exc, what)
+        from panels_core.damage import damage_message, find_damage
+
+        sources = self.catalog.every_source()
+        paths = [s.path for s in sources if s.path is not None]
+        named = [p for p in paths if str(p) in str(exc)]
+        suspects = named or ([] if isinstance(exc, duckdb.InvalidInputException) else paths)
+        for path in suspects:
+            if path in named or find_damage(path):
+                return QueryError(f"{what}: {damage_message(path, exc)}")
+        return wrap(exc, what)
