@@ -80,7 +80,7 @@ _SIDE_ENGINES: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionar
 
 def _joined_table_of(view: Any) -> Any:
     """The JoinedTable object a view's table is registered from (None when not one)."""
-    from panels_core.table import JoinedTable
+    from panels_core.data.table import JoinedTable
 
     if view.query.table not in view.engine.table_names():
         return None

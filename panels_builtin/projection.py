@@ -694,7 +694,7 @@ def _viridis() -> list[str]:
 
 def _thumbnails(view: Any, column: str, rows: np.ndarray) -> list[str]:
     """Data-URI PNG thumbnails of ``rows`` of an image column ("" where there is none)."""
-    from panels_core.media import thumbnail_png
+    from panels_core.data.media import thumbnail_png
 
     if len(rows) == 0:
         return []

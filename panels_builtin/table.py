@@ -203,7 +203,7 @@ def image_cell(
 
     ``box_layers`` / ``mask_layers``: the layers drawn (None: every layer).
     """
-    from panels_core.media import thumbnail_png
+    from panels_core.data.media import thumbnail_png
 
     if record is None or not record.get("data"):
         return '<span style="color:#999">no image</span>'

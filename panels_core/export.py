@@ -37,7 +37,7 @@ from panels_core.escape import markdown_code, markdown_text
 from panels_core.view import View
 
 if TYPE_CHECKING:
-    from panels_core.registry import Registry
+    from panels_core.panel_registry import Registry
 
 __all__ = [
     "RenderedPanel",
@@ -74,7 +74,7 @@ def _as_view(table_or_view: Any) -> View:
 
 
 def _panel_class(kind: str, panels: Registry) -> Any:
-    from panels_core.registry import UnknownPanelError
+    from panels_core.panel_registry import UnknownPanelError
 
     if not isinstance(kind, str):
         raise ValueError(f"render: the panel kind must be a string, got {kind!r}")
@@ -148,7 +148,7 @@ def render(table_or_view: Any, kind: str, /, **config: Any) -> RenderedPanel:
     kind or an invalid config raises ValueError naming the kind (and the available
     ones) or the field. A panel that fails while drawing shows as an error card.
     """
-    from panels_core.registry import registry
+    from panels_core.panel_registry import registry
 
     cls = _panel_class(kind, registry)
     view = _as_view(table_or_view)
@@ -246,7 +246,7 @@ def _cell(markdown: str) -> str:
 
 def _card_parts(workspace: Any, spec: Any) -> pn.Column:
     """One card for the report: its title, the panel's title, and a fresh rendering."""
-    from panels_core.registry import PLUGIN_FAULTS, error_card, registry
+    from panels_core.panel_registry import PLUGIN_FAULTS, error_card, registry
     from panels_core.workspace.background import run_with_deadline
 
     panels = getattr(workspace, "panels", registry)

@@ -370,7 +370,7 @@ def type_of(value: Any) -> Any:
     list, tuple or 1-D array of numbers is an embedding of its length; an
     ``Image``, image bytes or an HxW[xC] array is an image; a dict is a struct.
     """
-    from panels_core.media import Image  # local import: media depends on types
+    from panels_core.data.media import Image  # local import: media depends on types
 
     if value is None or value is np.ma.masked:
         return OptionalType(inner=UnknownType())

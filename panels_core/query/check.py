@@ -322,7 +322,7 @@ class _Checker:
         inner = strip_optional(parent.dtype)
         arrow = parent.arrow
         if arrow is None and isinstance(inner, ImageType):
-            from panels_core.media import image_arrow_type
+            from panels_core.data.media import image_arrow_type
 
             arrow = image_arrow_type(inner.box_layers, inner.mask_layers)
         if arrow is not None and pa.types.is_map(arrow):

@@ -309,7 +309,7 @@ def _check_columns(name: str, columns: Sequence[str]) -> None:
 
 def _as_table(value: Any) -> Any:
     """A Table (or JoinedTable) from a Table, JoinedTable, Arrow table or DataFrame."""
-    from panels_core.table import JoinedTable, Table
+    from panels_core.data.table import JoinedTable, Table
 
     if isinstance(value, Table | JoinedTable):
         return value
@@ -388,7 +388,7 @@ def _connect(threads: int, files: Sequence[str] = ()) -> Any:
 
 def _parquet_files(tables: Sequence[Any]) -> list[str]:
     """The Parquet files behind ``tables`` (both sides of a joined table)."""
-    from panels_core.table import JoinedTable
+    from panels_core.data.table import JoinedTable
 
     parts = [p for t in tables for p in ((t.left, t.right) if isinstance(t, JoinedTable) else (t,))]
     paths = (getattr(p, "parquet_path", None) for p in parts)
@@ -434,7 +434,7 @@ class Engine:
 
     def add_table(self, name: str, table: Any) -> None:
         """Register (or replace) ``table`` under ``name``."""
-        from panels_core.table import JoinedTable
+        from panels_core.data.table import JoinedTable
 
         table = _as_table(table)
         with self._lock:
@@ -1399,7 +1399,7 @@ class Engine:
         none (a bare page-header error), every Parquet file of the engine."""
         if not (isinstance(exc, _READ_ERRORS) or type(exc) is duckdb.Error):
             return _wrap(exc, what)
-        from panels_core.damage import damage_message, find_damage
+        from panels_core.data.damage import damage_message, find_damage
 
         sources = (*self._sources.values(), *self._hidden.values())
         paths = [s.path for s in sources if s.path is not None]

@@ -21,9 +21,9 @@ import panel as pn
 
 from panels_core.escape import html_text, markdown_code, markdown_lines, markdown_text
 from panels_core.panel import is_kind_name
+from panels_core.panel_registry import Registry, error_card, registry
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
-from panels_core.registry import Registry, error_card, registry
 from panels_core.types import (
     EmbeddingType,
     JoinedTableType,

@@ -149,8 +149,8 @@ def start_merge_warm_up(engine: Any) -> threading.Thread | None:
     big enough for a comparison to use them (compiled once per machine, then
     loaded in each process: about a second, and 8-10 s the first time).
     Skipped when ``PANELS_WARM_UP=0``."""
+    from panels_core.data.table import JoinedTable
     from panels_core.query import engine as engine_module
-    from panels_core.table import JoinedTable
 
     if os.environ.get(WARM_UP_ENV, "1") == "0":
         return None

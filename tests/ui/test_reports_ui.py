@@ -97,7 +97,7 @@ def _offline(page) -> list[str]:
 
 
 def test_exported_workspace_works_offline(page, report, demo):
-    from panels_core.store import Store
+    from panels_core.data.store import Store
 
     asked = _offline(page)
     page.goto(report.resolve().as_uri())

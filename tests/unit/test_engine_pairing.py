@@ -16,9 +16,9 @@ import pytest
 
 import panels_core.query.engine as engine_module
 import panels_core.query.pairing as pairing
+from panels_core.data.table import Table
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
-from panels_core.table import Table
 
 # ------------------------------------------------------------------ the merge itself
 

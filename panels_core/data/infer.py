@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from panels_core.media import image_type_of_field, is_image_bytes_column, is_image_field
+from panels_core.data.media import image_type_of_field, is_image_bytes_column, is_image_field
 from panels_core.types import (
     AnyType,
     BooleanType,
@@ -215,7 +215,7 @@ def infer_table_type(source: Any, dtypes: Mapping[str, Any] | None = None) -> Ta
     if isinstance(source, pa.Table):
         null_counts = {name: source.column(name).null_count for name in source.column_names}
         return infer_from_arrow(source.schema, sample_rows(source), null_counts, dtypes)
-    from panels_core.table import Table
+    from panels_core.data.table import Table
 
     if not isinstance(source, Table):
         source = Table(dataframe=source, dtypes=dtypes)

@@ -23,9 +23,7 @@ import importlib.metadata
 import math
 import os
 import re
-import sys
 import threading
-import types
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
@@ -612,29 +610,3 @@ class Registry:
 
 registry = Registry(autodiscover=True)
 """The default registry: discovers the ``typed_panels.panels`` entry points on first use."""
-
-
-def __getattr__(name: str) -> Any:
-    """Forward unknown names to the default registry.
-
-    ``from panels_core import registry`` gives this module instead of the
-    instance once ``panels_core.registry`` has been imported (Python binds a
-    submodule to its package attribute), so ``registry.compatible(...)`` must
-    work on both.
-    """
-    if name.startswith("__"):
-        raise AttributeError(name)
-    try:
-        return getattr(registry, name)
-    except AttributeError:
-        raise AttributeError(f"module 'panels_core.registry' has no attribute {name!r}") from None
-
-
-class _RegistryModule(types.ModuleType):
-    """This module's type: ``kind in panels_core.registry`` asks the default registry."""
-
-    def __contains__(self, kind: object) -> bool:
-        return kind in registry
-
-
-sys.modules[__name__].__class__ = _RegistryModule

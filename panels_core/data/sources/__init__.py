@@ -28,9 +28,9 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 
-from panels_core.media import Classes, Image
+from panels_core.data.media import Classes, Image
+from panels_core.data.table import JoinedTable, Table, build_column, column_type
 from panels_core.paths import OutsideFolder, resolve_inside
-from panels_core.table import JoinedTable, Table, build_column, column_type
 from panels_core.types import (
     AnyType,
     BooleanType,

@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from panels_core.damage import READ_ERRORS, damage_message, sample_around_damage
-from panels_core.infer import KIND_KEY, SAMPLE_ROWS, infer_from_arrow, sample_rows
-from panels_core.media import (
+from panels_core.data.damage import READ_ERRORS, damage_message, sample_around_damage
+from panels_core.data.infer import KIND_KEY, SAMPLE_ROWS, infer_from_arrow, sample_rows
+from panels_core.data.media import (
     Image,
     image_field,
     images_from_arrow,
