@@ -18,7 +18,7 @@ _EXPORTS = {
     "Classes": "panels_core.data.media",
     "open_table": "panels_core.data.sources",
     "Store": "panels_core.data.store",
-    "infer_table_type": "panels_core.data.infer",
+    "infer_table_type": "panels_core.data.table",
     "is_assignable": "panels_core.types",
     "type_of": "panels_core.types",
     "Panel": "panels_core.panel",

@@ -51,7 +51,7 @@ from panels_core.types import (
     unify,
 )
 
-__all__ = ["EMPTY_NAME", "JoinedTable", "Table", "build_column", "shown_names"]
+__all__ = ["EMPTY_NAME", "JoinedTable", "Table", "build_column", "infer_table_type", "shown_names"]
 
 TYPES_KEY = b"typed_panels.types"
 FORMAT_KEY = b"typed_panels.format"
@@ -771,3 +771,20 @@ class JoinedTable:
             f"JoinedTable({self.left_name}.{self.left_key} = {self.right_name}.{self.right_key}; "
             f"{len(self.left)} x {len(self.right)} rows)"
         )
+
+
+def infer_table_type(source: Any, dtypes: Mapping[str, Any] | None = None) -> TableType:
+    """The TableType of an Arrow table, a pandas DataFrame or a Table.
+
+    Reads the schema, the null counts Arrow already keeps, and at most
+    ``SAMPLE_ROWS`` rows.
+    """
+    if isinstance(source, pa.RecordBatch):
+        source = pa.Table.from_batches([source])
+    if isinstance(source, pa.Table):
+        null_counts = {name: source.column(name).null_count for name in source.column_names}
+        return infer_from_arrow(source.schema, sample_rows(source), null_counts, dtypes)
+    if not isinstance(source, Table):
+        source = Table(dataframe=source, dtypes=dtypes)
+        return source.type
+    return source.type if not dtypes else source.with_dtypes(dtypes).type

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from panels_core.data.infer import arrow_data_type, is_list_type
 from panels_core.query.errors import FilterTypeError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
 from panels_core.query.parse import _regex_problem
@@ -157,41 +158,8 @@ def _iso_time(value: str) -> bool:
     return True
 
 
-def _from_arrow(t: pa.DataType) -> Any:
-    """The DataType of an Arrow type met inside a struct, a list or a map."""
-    if pa.types.is_boolean(t):
-        return BooleanType()
-    if pa.types.is_integer(t):
-        return NumberType(integer=True)
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return NumberType()
-    if pa.types.is_dictionary(t):
-        return CategoryType()
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return StringType()
-    if pa.types.is_timestamp(t):
-        return TimestampType(unit=t.unit, tz=t.tz)
-    if pa.types.is_date(t):
-        return TimestampType(unit="s")
-    if pa.types.is_fixed_size_list(t) and (
-        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
-    ):
-        return EmbeddingType(dim=t.list_size)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return ListType(item=_from_arrow(t.value_type))
-    if pa.types.is_struct(t):
-        return StructType(
-            fields={t.field(i).name: _from_arrow(t.field(i).type) for i in range(t.num_fields)}
-        )
-    return UnknownType()
-
-
 def _arrow_item(t: pa.DataType | None) -> pa.DataType | None:
-    if t is not None and (
-        pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-    ):
-        return t.value_type
-    return None
+    return t.value_type if is_list_type(t) else None
 
 
 # --------------------------------------------------------------------------- the checker
@@ -326,7 +294,7 @@ class _Checker:
 
             arrow = image_arrow_type(inner.box_layers, inner.mask_layers)
         if arrow is not None and pa.types.is_map(arrow):
-            value = _from_arrow(arrow.item_type)
+            value = arrow_data_type(arrow.item_type)
             return _Typed(OptionalType(inner=value), arrow.item_type)
         if arrow is not None and pa.types.is_struct(arrow):
             index = arrow.get_field_index(name)
@@ -337,7 +305,7 @@ class _Checker:
             if isinstance(inner, StructType) and name in inner.fields:
                 child = inner.fields[name]
             else:
-                child = _from_arrow(child_arrow)
+                child = arrow_data_type(child_arrow)
             return _Typed(_maybe(child, parent.dtype), child_arrow)
         if isinstance(inner, StructType):
             if name not in inner.fields:

@@ -34,7 +34,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from panels_core.data.infer import is_list_type
 from panels_core.query.bins import MAX_BINS, bin_span, width_bins
+from panels_core.query.check import check_filter
 from panels_core.query.errors import QueryError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, Lit
 from panels_core.query.model import CompareWith, JoinSpec, Query
@@ -336,10 +338,6 @@ def _merge(a: Any, b: Any) -> Any:
 
 def _is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def _struct_type(fields: Mapping[str, pa.Field]) -> pa.DataType:
@@ -1093,11 +1091,7 @@ class Engine:
         return _Rel(**{**rel.__dict__, "sql": sql})
 
     def _check(self, rel: _Rel, expr: Any) -> None:
-        """Type-check the filter (did-you-mean, type errors) when the checker is installed."""
-        try:
-            from panels_core.query.check import check_filter
-        except ImportError:  # the checker is optional; compile_expr still checks names
-            return
+        """Type-check the filter (did-you-mean, type errors)."""
         table_type = rel.type
         if isinstance(table_type, JoinedTableType):
             table_type = TableType(
@@ -1668,7 +1662,7 @@ class Engine:
         """
         with self._session(query, "column_numpy", needs=(column,)) as (cur, params, rel):
             sql, arrow_type = self._resolve(rel, column, params, "column")
-            if _is_list(arrow_type):
+            if is_list_type(arrow_type):
                 return self._embedding(cur, rel, query, params, sql, arrow_type, column)
             if pa.types.is_struct(arrow_type) or pa.types.is_map(arrow_type):
                 raise QueryError(
