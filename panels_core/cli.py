@@ -208,7 +208,7 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace, out: TextIO) -> int:
-    from panels_core.export import export_inputs
+    from panels_core.workspace.report import export_inputs
 
     path = export_inputs(args.inputs, args.output, title=args.title, stores=args.store)
     out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)\n")

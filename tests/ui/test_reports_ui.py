@@ -35,7 +35,7 @@ def demo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report(demo) -> Path:
     """The demo as a saved workspace (files and store versions), exported like `panels export`."""
-    from panels_core.export import export_inputs
+    from panels_core.workspace.report import export_inputs
 
     spec = WorkspaceSpec(
         tables={
