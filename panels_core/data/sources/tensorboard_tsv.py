@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from panels_core.data.table import Table, build_column
+from panels_core.data.columns import build_column
+from panels_core.data.table import Table
 
 __all__ = ["METADATA_NAMES", "PROJECTOR_CONFIG", "TENSOR_NAMES", "read_tensorboard"]
 

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from panels_core.data.columns import build_column, column_type
 from panels_core.data.media import Classes, Image
 from panels_core.data.sources.common import exception_text
-from panels_core.data.table import JoinedTable, Table, build_column, column_type
+from panels_core.data.table import JoinedTable, Table
 from panels_core.paths import OutsideFolder, resolve_inside
 from panels_core.types import (
     AnyType,
