@@ -201,6 +201,11 @@ class JoinedTablePanel(TablePanel):
     config_model = JoinedTableConfig
 
     @classmethod
+    def first_screen(cls, table_type: Any) -> float | None:
+        """A joined table's rows lead its cards on a new workspace."""
+        return 0 if isinstance(table_type, JoinedTableType) else None
+
+    @classmethod
     def match(cls, view_type: Any) -> float | None:
         """A joined table scores as one (10); a comparison of two tables scores 3."""
         if isinstance(view_type, JoinedTableType):

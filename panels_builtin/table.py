@@ -918,6 +918,12 @@ class TablePanel(Panel[TableConfig]):
     title = "Table"
     description = "Rows of any table, paged by the engine; typed cells; sort by header click."
 
+    @classmethod
+    def first_screen(cls, table_type: Any) -> float | None:
+        """A table's rows lead its cards on a new workspace (a joined table's too, by
+        the joined-table panel)."""
+        return None if isinstance(table_type, JoinedTableType) else 0
+
     def cells(self) -> CellRenderer:
         """The cell renderer for this config."""
         c = self.config

@@ -24,7 +24,7 @@ import functools
 import re
 import types as _pytypes
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -67,6 +67,7 @@ __all__ = [
     "PanelDefinitionError",
     "Prefer",
     "Slot",
+    "WarmUp",
     "columns_of",
     "is_kind_name",
     "slots_of",
@@ -77,6 +78,20 @@ API_VERSION = "1.0"
 """The Panel contract version; a plugin built for another major version is refused."""
 
 InputKind = Literal["table", "joined_table"]
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmUp:
+    """Slow work a panel kind wants done before its first render (``Panel.warm_up``).
+
+    The server runs ``run()`` early, on a low-priority background thread named after
+    ``label`` (``panels-umap-warm-up``); a failure is printed with ``label``, not raised.
+    """
+
+    label: str
+    run: Callable[[], Any]
+
+
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*$")
 
 
@@ -503,6 +518,10 @@ class Panel(Generic[ConfigT]):
     - ``input_kind``: ``"table"`` (a table, grouped or compared table, or the flat
       columns of a join) or ``"joined_table"`` (only a join of two tables).
     - ``config_model``: taken from the generic parameter ``Panel[MyConfig]``.
+
+    Class hooks the app asks (so it names no panel): ``first_screen`` (is this panel
+    on a new workspace's first screen for a table) and ``warm_up`` (what to get ready
+    when a workspace shows this kind).
     """
 
     kind: ClassVar[str] = ""
@@ -589,6 +608,26 @@ class Panel(Generic[ConfigT]):
             data = data.model_dump()
         context = {"view_type": view_type} if view_type is not None else None
         return cls.config_model.model_validate(dict(data), context=context)  # type: ignore[return-value]
+
+    # -- app hooks -------------------------------------------------------------------
+
+    @classmethod
+    def first_screen(cls, table_type: Any) -> float | None:
+        """Where this panel stands on a new workspace's first screen for a table of
+        ``table_type`` (asked only when the panel fits the table).
+
+        None (the default): not shown first. 0: it leads the table's cards (the first
+        ranked panel that says 0 leads; when none does, the best match leads). A
+        positive number: an extra card after the lead, smaller numbers first.
+        """
+        return None
+
+    @classmethod
+    def warm_up(cls) -> WarmUp | None:
+        """Called once when a server starts with a card of this kind: start what must
+        start now (say, a worker process) and return the slow rest as a ``WarmUp``
+        to run on a low-priority background thread, or None (the default: nothing)."""
+        return None
 
     # -- rendering ---------------------------------------------------------------------
 

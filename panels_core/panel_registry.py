@@ -40,6 +40,7 @@ from panels_core.panel import (
     format_validation_error,
     major_version,
 )
+from panels_core.types import TableType
 
 __all__ = [
     "BUILTIN_DISTRIBUTION",
@@ -512,6 +513,52 @@ class Registry:
             matches.append((-score, entry.order, entry.kind, Match(entry.kind, cls, score, config)))
         matches.sort(key=lambda m: m[:3])
         return [m[3] for m in matches]
+
+    def _first_screen_place(self, match: Match, table_type: Any) -> float | None:
+        """``match.panel.first_screen(table_type)``; a panel whose hook raises is recorded
+        and left off the first screen."""
+        try:
+            place = match.panel.first_screen(table_type)
+            return None if place is None else float(place)
+        except PLUGIN_FAULTS as exc:
+            entry = self._entries.get(match.kind)
+            if entry is not None:
+                self._runtime_failure(entry, "first_screen", exc)
+            return None
+
+    def first_screen(self, table_type: Any, matches: list[Match] | None = None) -> list[Match]:
+        """The panels a new workspace shows first for a table of ``table_type``.
+
+        The lead is the first of ``matches`` (default: ``compatible(table_type)``) whose
+        ``first_screen`` says 0, else the best match; then every match that gives a
+        positive place, smaller places first. Empty when nothing fits.
+        """
+        if matches is None:
+            matches = self.compatible(table_type)
+        places = [(self._first_screen_place(m, table_type), m) for m in matches]
+        lead = next((m for place, m in places if place == 0), matches[0] if matches else None)
+        extras = sorted(
+            ((place, i, m) for i, (place, m) in enumerate(places) if place and place > 0),
+            key=lambda x: x[:2],
+        )
+        return ([lead] if lead is not None else []) + [m for _, _, m in extras]
+
+    def lead_kind(self) -> str | None:
+        """The kind that leads a table's cards when its type is not known (the table
+        could not be typed): the first usable kind whose ``first_screen`` says 0 for a
+        table of no known columns, else the first usable kind; None when none is installed."""
+        unknown = TableType(columns={})
+        for entry in self._ordered():
+            cls = self._load(entry)
+            if cls is None:
+                continue
+            try:
+                if cls.first_screen(unknown) == 0:
+                    return entry.kind
+            except PLUGIN_FAULTS as exc:
+                self._runtime_failure(entry, "first_screen", exc)
+        kinds = self.kinds()
+        return kinds[0] if kinds else None
 
     def default(self, view_type: Any) -> Match | None:
         """The best match for the view type, or None when nothing fits."""

@@ -25,11 +25,7 @@ from panels_core.panel_registry import Registry, error_card, registry
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
 from panels_core.types import (
-    EmbeddingType,
     JoinedTableType,
-    NumberType,
-    OptionalType,
-    TableType,
     describe,
 )
 from panels_core.view import View
@@ -52,9 +48,6 @@ __all__ = [
     "count_text",
     "default_cards",
 ]
-
-PROJECTION_KIND = "projection"
-"""The kind the default workspace adds for tables with an embedding or >= 5 numbers."""
 
 _MIN_CARD_WIDTH = 440
 """Narrowest card cell; below ``columns`` such cells (plus the sidebar) cards stack."""
@@ -111,23 +104,11 @@ def _latest_only(names: Sequence[str]) -> list[str]:
     return [n for n in names if n in keep]
 
 
-def _wants_projection(table_type: Any) -> bool:
-    """An embedding column, or five or more numeric columns."""
-    if not isinstance(table_type, TableType):
-        return False
-    numbers = 0
-    for t in table_type.columns.values():
-        inner = t.inner if isinstance(t, OptionalType) else t
-        if isinstance(inner, EmbeddingType):
-            return True
-        numbers += isinstance(inner, NumberType)
-    return numbers >= 5
-
-
 def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]:
-    """The smart default: per table (latest version only) a table card (a joined-table card
-    for a joined table), plus a 2D projection card when the table has an embedding or five
-    or more numeric columns and a projection panel is installed."""
+    """The smart default: per table (latest version only) the cards the panels ask for
+    on a first screen (``Panel.first_screen``; for the built-ins a table card, or a
+    joined-table card for a joined table, plus a 2D projection when the table has an
+    embedding or five or more numeric columns)."""
     cards: list[CardSpec] = []
     for name in _latest_only(engine.table_names()):
         query = Query(table=name)
@@ -135,20 +116,14 @@ def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]
             table_type = engine.result_type(query)
             matches = compatible(panels, table_type)
         except Exception:  # the card shows the error when built
-            cards.append(CardSpec(kind="table", input=query))
+            lead = panels.lead_kind()
+            if lead is not None:
+                cards.append(CardSpec(kind=lead, input=query))
             continue
-        by_kind = {m.kind: m for m in matches}
-        first = "joined_table" if isinstance(table_type, JoinedTableType) else "table"
-        chosen = [by_kind.get(first) or (matches[0] if matches else None)]
-        if PROJECTION_KIND in by_kind and _wants_projection(table_type):
-            chosen.append(by_kind[PROJECTION_KIND])
-        for match in chosen:
-            if match is not None:
-                cards.append(
-                    CardSpec(
-                        kind=match.kind, input=query, config=match.config.model_dump(mode="json")
-                    )
-                )
+        for match in panels.first_screen(table_type, matches):
+            cards.append(
+                CardSpec(kind=match.kind, input=query, config=match.config.model_dump(mode="json"))
+            )
     return cards
 
 
@@ -677,7 +652,10 @@ class Workspace(pn.viewable.Viewer):
         match = next((m for m in matches if m.kind == kind), None) if kind else None
         match = match or (matches[0] if matches else None)
         if match is None:
-            spec = CardSpec(kind=kind or "table", input=query)
+            lead = kind or self.panels.lead_kind()
+            if lead is None:
+                raise ValueError("no panel is installed: see `panels plugins`")
+            spec = CardSpec(kind=lead, input=query)
         else:
             spec = CardSpec(
                 kind=match.kind, input=query, config=match.config.model_dump(mode="json")
