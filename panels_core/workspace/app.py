@@ -77,6 +77,18 @@ def _latest_only(names: Sequence[str]) -> list[str]:
     return [n for n in names if n in keep]
 
 
+def _table_sources(
+    tables: Mapping[str, Any], sources: Mapping[str, TableSource]
+) -> dict[str, TableSource]:
+    """``sources``, plus the file of every Parquet-backed table it does not name."""
+    found = dict(sources)
+    for name, table in tables.items():
+        path = getattr(table, "parquet_path", None)
+        if name not in found and path is not None:
+            found[name] = TableSource(path=str(Path(path).resolve()))
+    return found
+
+
 def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]:
     """The smart default: per table (latest version only) the cards the panels ask for
     on a first screen (``Panel.first_screen``; for the built-ins a table card, or a
@@ -135,11 +147,7 @@ class Workspace(pn.viewable.Viewer):
         self.engine = engine if engine is not None else Engine(dict(tables or {}))
         self.title = title
         self.panels = panels
-        self.sources = dict(sources or {})
-        for name, table in (tables or {}).items():
-            path = getattr(table, "parquet_path", None)
-            if name not in self.sources and path is not None:
-                self.sources[name] = TableSource(path=str(Path(path).resolve()))
+        self.sources = _table_sources(tables or {}, sources or {})
         self.layout = layout or LayoutSpec()
         self.plugins = dict(plugins or {})
         self.save_path = Path(save_path) if save_path is not None else None
@@ -147,7 +155,12 @@ class Workspace(pn.viewable.Viewer):
             save_root = self.save_path.parent if self.save_path is not None else os.getcwd()
         self.save_root = Path(save_root).resolve()
         self.read_only = read_only
-        specs = list(cards) if cards is not None else default_cards(self.engine, panels)
+        self._build_grid(list(cards) if cards is not None else default_cards(self.engine, panels))
+        self._build_controls()
+        self._sync_grid()
+
+    def _build_grid(self, specs: Sequence[CardSpec]) -> None:
+        """The grid and a card for each spec, placed as the layout says."""
         self.cards: list[CardView] = []
         self.grid = pn.Column(
             sizing_mode="stretch_width",
@@ -157,8 +170,6 @@ class Workspace(pn.viewable.Viewer):
         placements = {p.card: p for p in self.layout.placements}
         for i, spec in enumerate(specs):
             self.cards.append(self._card(spec, placements.get(i)))
-        self._build_controls()
-        self._sync_grid()
 
     # -- building from and to specs ------------------------------------------------------
 
