@@ -83,9 +83,9 @@ def generate(rows: int) -> tuple[Path, Path]:
 
 
 def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
+    from panels_core.data.table import Table
     from panels_core.query.engine import Engine
     from panels_core.query.model import Query
-    from panels_core.table import Table
 
     def open_type() -> Any:
         table = Table.from_parquet(v1)

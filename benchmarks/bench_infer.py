@@ -24,8 +24,7 @@ from timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from panels_core.infer import infer_table_type
-from panels_core.table import Table
+from panels_core.data.table import Table, infer_table_type
 
 
 def make_table(rows: int) -> pa.Table:

@@ -42,7 +42,7 @@ import pyarrow as pa
 
 def make_view(rows: int, dim: int) -> Any:
     """A View of ``rows`` rows: ``embedding`` (dim floats), ``kind`` (category), ``score``."""
-    from panels_core.table import Table
+    from panels_core.data.table import Table
     from panels_core.view import View
 
     rng = np.random.default_rng(0)

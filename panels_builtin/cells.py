@@ -138,7 +138,7 @@ def _image_png(
     size: int,
 ) -> bytes:
     """The thumbnail PNG, with the given mask layers (those present) blended in."""
-    from panels_core.media import thumbnail_png
+    from panels_core.data.media import thumbnail_png
 
     shown_masks = [layer for layer in layers if masks_record.get(layer)]
     if not shown_masks:

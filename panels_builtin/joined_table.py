@@ -178,6 +178,11 @@ class JoinedTablePanel(TablePanel):
             return COMPARE_SCORE
         return None
 
+    @classmethod
+    def first_screen(cls, table_type: Any) -> float | None:
+        """A joined table's rows lead its cards on a new workspace."""
+        return 0 if isinstance(table_type, JoinedTableType) else None
+
     def build(self, view: Any) -> PagedTable:
         """The pager over the re-joined view, with the join's counts in its header row."""
         import panel as pn

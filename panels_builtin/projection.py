@@ -52,7 +52,7 @@ from panels_builtin.columns import looks_like_id
 from panels_builtin.palette import category_palette
 from panels_core import projection as proj
 from panels_core.escape import html_text, markdown_code, markdown_text, tooltip_text
-from panels_core.panel import Column, Panel, PanelConfig, Prefer, columns_of
+from panels_core.panel import Column, Panel, PanelConfig, Prefer, WarmUp, columns_of
 from panels_core.query.errors import QueryError
 from panels_core.types import (
     BooleanType,
@@ -61,6 +61,7 @@ from panels_core.types import (
     ImageType,
     NumberType,
     StringType,
+    TableType,
     TimestampType,
     describe,
     strip_optional,
@@ -689,7 +690,7 @@ def _viridis() -> list[str]:
 
 def _thumbnails(view: Any, column: str, rows: np.ndarray) -> list[str]:
     """Data-URI PNG thumbnails of ``rows`` of an image column ("" where there is none)."""
-    from panels_core.media import thumbnail_png
+    from panels_core.data.media import thumbnail_png
 
     if len(rows) == 0:
         return []
@@ -781,6 +782,31 @@ class Projection2D(Panel[ProjectionConfig]):
         "Embeddings or numeric columns projected to 2D (PCA, UMAP, t-SNE): colour, hover "
         "images, nearest neighbours, search."
     )
+
+    @classmethod
+    def first_screen(cls, table_type: Any) -> float | None:
+        """After the table on a new workspace when the table has an embedding column or
+        five or more numeric columns."""
+        if not isinstance(table_type, TableType):
+            return None
+        numbers = 0
+        for t in table_type.columns.values():
+            inner = strip_optional(t)
+            if isinstance(inner, EmbeddingType):
+                return 1
+            numbers += isinstance(inner, NumberType)
+        return 1 if numbers >= 5 else None
+
+    @classmethod
+    def warm_up(cls) -> WarmUp | None:
+        """UMAP's kernels compile early: in the projection worker process (started
+        here) or, without one, on the server's low-priority warm-up thread."""
+        projector = proj.shared_projector()
+        if hasattr(projector, "wait_until_warm"):  # a worker process: it compiles them there
+            projector.start()
+            return None
+        # the first UMAP compiles instead if this fails, and shows any error
+        return WarmUp("UMAP", lambda: proj.warm_up())
 
     @classmethod
     def default_config(cls, view_type: Any) -> ProjectionConfig:

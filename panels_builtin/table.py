@@ -28,7 +28,7 @@ from panels_builtin.cells import (
 from panels_builtin.columns import image_item
 from panels_builtin.pager import PagedTable
 from panels_core.panel import Column, Panel, PanelConfig, columns_of
-from panels_core.types import AnyType
+from panels_core.types import AnyType, JoinedTableType
 
 __all__ = [
     "CellColumn",
@@ -106,6 +106,12 @@ class TablePanel(Panel[TableConfig]):
     kind = "table"
     title = "Table"
     description = "Rows of any table, paged by the engine; typed cells; sort by header click."
+
+    @classmethod
+    def first_screen(cls, table_type: Any) -> float | None:
+        """A table's rows lead its cards on a new workspace (a joined table's too, by
+        the joined-table panel)."""
+        return None if isinstance(table_type, JoinedTableType) else 0
 
     def cells(self) -> CellRenderer:
         """The cell renderer for this config."""

@@ -64,7 +64,7 @@ def _configure_plugins(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_plugins(args: argparse.Namespace, out: TextIO) -> int:
-    from panels_core.registry import registry
+    from panels_core.panel_registry import registry
 
     with warnings.catch_warnings():  # the listing shows every failure itself
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -87,10 +87,10 @@ def _run_plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _open(path: Path) -> Any:
-    """A Table (or JoinedTable) for a file, through ``panels_core.sources.open_table``."""
+    """A Table (or JoinedTable) for a file, through ``panels_core.data.sources.open_table``."""
     if not path.exists():
         raise CliError(f"no such file: {path}")
-    from panels_core.sources import open_table
+    from panels_core.data.sources import open_table
 
     return open_table(path)
 
@@ -102,7 +102,7 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
 
 def _run_info(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.panel import columns_of
-    from panels_core.registry import registry
+    from panels_core.panel_registry import registry
     from panels_core.types import describe
 
     table = _open(args.path)
@@ -166,7 +166,7 @@ def _configure_schema(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_schema(args: argparse.Namespace, out: TextIO) -> int:
-    from panels_core.registry import registry
+    from panels_core.panel_registry import registry
     from panels_core.workspace import WorkspaceSpec
 
     with warnings.catch_warnings():
@@ -208,7 +208,7 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace, out: TextIO) -> int:
-    from panels_core.export import export_inputs
+    from panels_core.workspace.report import export_inputs
 
     path = export_inputs(args.inputs, args.output, title=args.title, stores=args.store)
     out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)\n")

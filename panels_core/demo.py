@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from panels_core.media import Classes, Image
-from panels_core.store import Store
-from panels_core.table import JoinedTable, Table
+from panels_core.data.media import Classes, Image
+from panels_core.data.store import Store
+from panels_core.data.table import JoinedTable, Table
 
 __all__ = [
     "SHAPES",

@@ -37,11 +37,10 @@ from panels_core.escape import markdown_code, markdown_text
 from panels_core.view import View
 
 if TYPE_CHECKING:
-    from panels_core.registry import Registry
+    from panels_core.panel_registry import Registry
 
 __all__ = [
     "RenderedPanel",
-    "export_inputs",
     "external_references",
     "html_text",
     "render",
@@ -74,7 +73,7 @@ def _as_view(table_or_view: Any) -> View:
 
 
 def _panel_class(kind: str, panels: Registry) -> Any:
-    from panels_core.registry import UnknownPanelError
+    from panels_core.panel_registry import UnknownPanelError
 
     if not isinstance(kind, str):
         raise ValueError(f"render: the panel kind must be a string, got {kind!r}")
@@ -148,7 +147,7 @@ def render(table_or_view: Any, kind: str, /, **config: Any) -> RenderedPanel:
     kind or an invalid config raises ValueError naming the kind (and the available
     ones) or the field. A panel that fails while drawing shows as an error card.
     """
-    from panels_core.registry import registry
+    from panels_core.panel_registry import registry
 
     cls = _panel_class(kind, registry)
     view = _as_view(table_or_view)
@@ -246,7 +245,7 @@ def _cell(markdown: str) -> str:
 
 def _card_parts(workspace: Any, spec: Any) -> pn.Column:
     """One card for the report: its title, the panel's title, and a fresh rendering."""
-    from panels_core.registry import PLUGIN_FAULTS, error_card, registry
+    from panels_core.panel_registry import PLUGIN_FAULTS, error_card, registry
     from panels_core.workspace.background import run_with_deadline
 
     panels = getattr(workspace, "panels", registry)
@@ -293,7 +292,7 @@ def _buildable(obj: Any, kind: str, status: Any) -> Any:
     from bokeh.document import Document
     from pyviz_comms import Comm
 
-    from panels_core.registry import error_card
+    from panels_core.panel_registry import error_card
 
     try:
         pn.panel(obj).get_root(Document(), Comm())
@@ -573,39 +572,3 @@ def workspace_html(workspace: Any, path: str | os.PathLike[str], title: str | No
         raise ValueError(f"workspace export: write to a .html file, got {target}")
     _write_atomic(target, html_text(workspace_layout(workspace, title=name), title=name))
     return target
-
-
-def _is_workspace_file(path: Path) -> bool:
-    return path.suffix.lower() == ".json" and not path.name.lower().endswith(".table.json")
-
-
-def export_inputs(
-    inputs: Iterable[str | os.PathLike[str]],
-    output: str | os.PathLike[str],
-    *,
-    title: str | None = None,
-    stores: Iterable[str | os.PathLike[str]] = (),
-) -> Path:
-    """``panels export``: a workspace spec file (its Store references looked up in
-    ``stores``, then beside the spec), or table files/folders (a default workspace
-    over them), written to ``output`` as a static report."""
-    from panels_core.workspace.app import Workspace
-    from panels_core.workspace.loading import load_tables
-
-    paths = [Path(p) for p in inputs]
-    specs = [p for p in paths if _is_workspace_file(p)]
-    if specs and len(paths) > 1:
-        raise ValueError(
-            f"export: give one workspace spec ({specs[0]}) or table files, not both; "
-            "list the tables inside the workspace instead"
-        )
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise ValueError(f"export: no such file or folder: {', '.join(missing)}")
-    if specs:
-        workspace = Workspace.from_spec(specs[0], stores=[Path(s) for s in stores])
-        name = title or specs[0].stem
-    else:
-        workspace = Workspace(tables=load_tables(paths))
-        name = title or ", ".join(p.name.split(".")[0] for p in paths)
-    return workspace_html(workspace, output, title=name)

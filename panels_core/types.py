@@ -4,13 +4,16 @@ Every model is frozen data with a ``kind`` discriminator, so a type serializes
 to JSON and back unchanged (``DataTypeAdapter.validate_json(t.model_dump_json())``).
 ``is_assignable(src, dst)`` is the one rule the registry uses for matching;
 ``type_of(value)`` types a single Python value; ``unify`` merges the types of
-two values of one column.
+two values of one column. This module makes no values: a value class of
+another module (``Image``) describes its own type with a ``__data_type__()``
+method, which ``type_of`` calls.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Union
 
@@ -369,9 +372,8 @@ def type_of(value: Any) -> Any:
     ``None`` gives ``optional[unknown]`` (float NaN stays a number); a
     list, tuple or 1-D array of numbers is an embedding of its length; an
     ``Image``, image bytes or an HxW[xC] array is an image; a dict is a struct.
+    A value whose class has a ``__data_type__()`` method gives what it returns.
     """
-    from panels_core.media import Image  # local import: media depends on types
-
     if value is None or value is np.ma.masked:
         return OptionalType(inner=UnknownType())
     if isinstance(value, bool | np.bool_):
@@ -385,8 +387,9 @@ def type_of(value: Any) -> Any:
     if isinstance(value, _dt.datetime | _dt.date | np.datetime64):
         tz = getattr(value, "tzinfo", None)
         return TimestampType(tz=str(tz) if tz is not None else None)
-    if isinstance(value, Image):
-        return value.data_type
+    own_type = getattr(type(value), "__data_type__", None)
+    if own_type is not None:  # a value that describes its own type (an Image)
+        return own_type(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return ImageType() if looks_like_image_bytes(bytes(value)) else UnknownType()
     if isinstance(value, np.ndarray):
@@ -401,13 +404,9 @@ def type_of(value: Any) -> Any:
         return StructType(fields={str(k): type_of(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return _sequence_type(value)
-    try:  # PIL images without importing PIL eagerly
-        from PIL import Image as _PILImage
-
-        if isinstance(value, _PILImage.Image):
-            return ImageType()
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        pass
+    pil = sys.modules.get("PIL.Image")  # a PIL image exists only once PIL is imported
+    if pil is not None and isinstance(value, pil.Image):
+        return ImageType()
     return UnknownType()
 
 

@@ -46,7 +46,7 @@ class View:
 
     def joined_table(self) -> Any:
         """The JoinedTable the view's table is registered from; None when it is not one."""
-        from panels_core.table import JoinedTable
+        from panels_core.data.table import JoinedTable
 
         if self.query.table not in self.engine.table_names():
             return None

@@ -15,10 +15,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from panels_core.data.infer import arrow_data_type, is_list_type
 from panels_core.query.errors import FilterTypeError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
 from panels_core.query.parse.build import regex_problem
-from panels_core.query.sql import is_list
 from panels_core.types import (
     AnyType,
     BooleanType,
@@ -157,37 +157,8 @@ def _iso_time(value: str) -> bool:
     return True
 
 
-def _from_arrow(t: pa.DataType) -> Any:
-    """The DataType of an Arrow type met inside a struct, a list or a map."""
-    if pa.types.is_boolean(t):
-        return BooleanType()
-    if pa.types.is_integer(t):
-        return NumberType(integer=True)
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return NumberType()
-    if pa.types.is_dictionary(t):
-        return CategoryType()
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return StringType()
-    if pa.types.is_timestamp(t):
-        return TimestampType(unit=t.unit, tz=t.tz)
-    if pa.types.is_date(t):
-        return TimestampType(unit="s")
-    if pa.types.is_fixed_size_list(t) and (
-        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
-    ):
-        return EmbeddingType(dim=t.list_size)
-    if is_list(t):
-        return ListType(item=_from_arrow(t.value_type))
-    if pa.types.is_struct(t):
-        return StructType(
-            fields={t.field(i).name: _from_arrow(t.field(i).type) for i in range(t.num_fields)}
-        )
-    return UnknownType()
-
-
 def _arrow_item(t: pa.DataType | None) -> pa.DataType | None:
-    return t.value_type if is_list(t) else None
+    return t.value_type if is_list_type(t) else None
 
 
 # --------------------------------------------------------------------------- the checker
@@ -318,11 +289,11 @@ class _Checker:
         inner = strip_optional(parent.dtype)
         arrow = parent.arrow
         if arrow is None and isinstance(inner, ImageType):
-            from panels_core.media import image_arrow_type
+            from panels_core.data.media import image_arrow_type
 
             arrow = image_arrow_type(inner.box_layers, inner.mask_layers)
         if arrow is not None and pa.types.is_map(arrow):
-            value = _from_arrow(arrow.item_type)
+            value = arrow_data_type(arrow.item_type)
             return _Typed(OptionalType(inner=value), arrow.item_type)
         if arrow is not None and pa.types.is_struct(arrow):
             index = arrow.get_field_index(name)
@@ -333,7 +304,7 @@ class _Checker:
             if isinstance(inner, StructType) and name in inner.fields:
                 child = inner.fields[name]
             else:
-                child = _from_arrow(child_arrow)
+                child = arrow_data_type(child_arrow)
             return _Typed(_maybe(child, parent.dtype), child_arrow)
         if isinstance(inner, StructType):
             if name not in inner.fields:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from panels_core.data.infer import is_list_type
 from panels_core.query.errors import FilterTypeError, QueryError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
 
@@ -21,7 +22,6 @@ __all__ = [
     "Params",
     "Scope",
     "compile_expr",
-    "is_list",
     "is_numeric",
     "quote_ident",
     "sql_type_of_literal",
@@ -102,13 +102,6 @@ def is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
-def is_list(t: pa.DataType | None) -> bool:
-    """Whether an Arrow type is a list (plain, large or fixed-size)."""
-    return t is not None and (
-        pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-    )
-
-
 def _timestamp_sql(t: pa.DataType | None) -> str | None:
     if t is None:
         return None
@@ -133,7 +126,7 @@ def _step_into(sql: str, t: pa.DataType, name: str, shown: str, params: Params) 
     if pa.types.is_map(t):
         key = params.add(name, "VARCHAR")
         return Compiled(f"({sql})[{key}]", t.item_type)
-    if is_list(t):
+    if is_list_type(t):
         raise FilterTypeError(
             f"`{shown}` is a list; reach into its items with any/all/count, "
             f"e.g. any({shown}, {name} == ...)"
@@ -288,7 +281,7 @@ def _call(node: Call, scope: Scope, params: Params) -> Compiled:
         )
     first = _compile(node.args[0], scope, params)
     if fn == "len":
-        if is_list(first.type):
+        if is_list_type(first.type):
             return Compiled(f"len({first.sql})", pa.int64())
         if first.type is not None and pa.types.is_map(first.type):
             return Compiled(f"cardinality({first.sql})", pa.int64())
@@ -298,7 +291,7 @@ def _call(node: Call, scope: Scope, params: Params) -> Compiled:
     if fn in ("lower", "upper"):
         return Compiled(f"{fn}(CAST({first.sql} AS VARCHAR))", pa.string())
     second_node = node.args[1]
-    if fn == "contains" and is_list(first.type):
+    if fn == "contains" and is_list_type(first.type):
         item = first.type.value_type
         second = _compile(second_node, scope, params, item)
         return Compiled(f"list_contains({first.sql}, {second.sql})", pa.bool_())
@@ -315,7 +308,7 @@ def _call(node: Call, scope: Scope, params: Params) -> Compiled:
 
 def _list_pred(node: ListPred, scope: Scope, params: Params) -> Compiled:
     target = _compile(node.list, scope, params)
-    if target.type is not None and not is_list(target.type):
+    if target.type is not None and not is_list_type(target.type):
         raise FilterTypeError(
             f"{node.fn}() needs a list as its first argument; "
             f"`{node.list.to_text()}` is {_describe_arrow(target.type)}"

@@ -1,19 +1,15 @@
 """The workspace app: a sidebar of tables and a grid of cards, each a swappable panel.
 
-A card holds one panel over one query of one table. Its header lists only the
-panels whose input type fits that query, best first (swapping keeps the input
-and carries config fields of the same name over), a gear opening the config
-form, duplicate and close; a query bar sets filter, sort, group and compare.
-Cards render off the server's event loop, and an error in a card stays in
-that card.
+A card holds one panel over one query of one table (``workspace.cards``); the
+workspace places cards in a grid, builds the first screen the panels ask for
+(``default_cards``), adds, duplicates and closes cards, and saves itself as a
+spec or a report.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +17,21 @@ import panel as pn
 
 from panels_core.escape import html_text, markdown_code, markdown_lines, markdown_text
 from panels_core.panel import is_kind_name
+from panels_core.panel_registry import Registry, error_card, registry
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
-from panels_core.registry import Registry, error_card, registry
 from panels_core.types import (
-    EmbeddingType,
     JoinedTableType,
-    NumberType,
-    OptionalType,
-    TableType,
     describe,
 )
-from panels_core.view import View
-from panels_core.workspace.background import Failed, run_off_loop
-from panels_core.workspace.querybar import QueryBar, query_error_text
+from panels_core.workspace.cards import (
+    CARD_STYLES,
+    CardView,
+    carry_config,
+    compatible,
+    count_text,
+)
+from panels_core.workspace.querybar import query_error_text
 from panels_core.workspace.saving import write_spec
 from panels_core.workspace.spec import (
     CardSpec,
@@ -53,41 +50,10 @@ __all__ = [
     "default_cards",
 ]
 
-PROJECTION_KIND = "projection"
-"""The kind the default workspace adds for tables with an embedding or >= 5 numbers."""
-
 _MIN_CARD_WIDTH = 440
 """Narrowest card cell; below ``columns`` such cells (plus the sidebar) cards stack."""
 
 _SIDEBAR_WIDTH = 340
-
-_CARD_STYLES = {
-    "border": "1px solid #d9dde3",
-    "border-radius": "8px",
-    "padding": "6px 10px 10px 10px",
-    "background": "white",
-    "box-shadow": "0 1px 3px rgba(0, 0, 0, 0.06)",
-}
-
-
-_MATCHES: OrderedDict[tuple[int, tuple[str, ...], str], list[Any]] = OrderedDict()
-_MATCHES_LOCK = threading.Lock()
-
-
-def compatible(panels: Registry, view_type: Any) -> list[Any]:
-    """``panels.compatible(view_type)``, remembered per type for every session of the server
-    (the answer depends only on the type and the installed panels)."""
-    key = (id(panels), tuple(panels.kinds()), view_type.model_dump_json())
-    with _MATCHES_LOCK:
-        if key in _MATCHES:
-            _MATCHES.move_to_end(key)
-            return list(_MATCHES[key])
-    found = panels.compatible(view_type)
-    with _MATCHES_LOCK:
-        _MATCHES[key] = found
-        while len(_MATCHES) > 256:
-            _MATCHES.popitem(last=False)
-    return list(found)
 
 
 def _split_version(name: str) -> tuple[str, int] | None:
@@ -111,23 +77,23 @@ def _latest_only(names: Sequence[str]) -> list[str]:
     return [n for n in names if n in keep]
 
 
-def _wants_projection(table_type: Any) -> bool:
-    """An embedding column, or five or more numeric columns."""
-    if not isinstance(table_type, TableType):
-        return False
-    numbers = 0
-    for t in table_type.columns.values():
-        inner = t.inner if isinstance(t, OptionalType) else t
-        if isinstance(inner, EmbeddingType):
-            return True
-        numbers += isinstance(inner, NumberType)
-    return numbers >= 5
+def _table_sources(
+    tables: Mapping[str, Any], sources: Mapping[str, TableSource]
+) -> dict[str, TableSource]:
+    """``sources``, plus the file of every Parquet-backed table it does not name."""
+    found = dict(sources)
+    for name, table in tables.items():
+        path = getattr(table, "parquet_path", None)
+        if name not in found and path is not None:
+            found[name] = TableSource(path=str(Path(path).resolve()))
+    return found
 
 
 def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]:
-    """The smart default: per table (latest version only) a table card (a joined-table card
-    for a joined table), plus a 2D projection card when the table has an embedding or five
-    or more numeric columns and a projection panel is installed."""
+    """The smart default: per table (latest version only) the cards the panels ask for
+    on a first screen (``Panel.first_screen``; for the built-ins a table card, or a
+    joined-table card for a joined table, plus a 2D projection when the table has an
+    embedding or five or more numeric columns)."""
     cards: list[CardSpec] = []
     for name in _latest_only(engine.table_names()):
         query = Query(table=name)
@@ -135,306 +101,15 @@ def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]
             table_type = engine.result_type(query)
             matches = compatible(panels, table_type)
         except Exception:  # the card shows the error when built
-            cards.append(CardSpec(kind="table", input=query))
+            lead = panels.lead_kind()
+            if lead is not None:
+                cards.append(CardSpec(kind=lead, input=query))
             continue
-        by_kind = {m.kind: m for m in matches}
-        first = "joined_table" if isinstance(table_type, JoinedTableType) else "table"
-        chosen = [by_kind.get(first) or (matches[0] if matches else None)]
-        if PROJECTION_KIND in by_kind and _wants_projection(table_type):
-            chosen.append(by_kind[PROJECTION_KIND])
-        for match in chosen:
-            if match is not None:
-                cards.append(
-                    CardSpec(
-                        kind=match.kind, input=query, config=match.config.model_dump(mode="json")
-                    )
-                )
+        for match in panels.first_screen(table_type, matches):
+            cards.append(
+                CardSpec(kind=match.kind, input=query, config=match.config.model_dump(mode="json"))
+            )
     return cards
-
-
-def carry_config(
-    panels: Registry, kind: str, old: Mapping[str, Any], view_type: Any
-) -> dict[str, Any]:
-    """The default config of ``kind`` for ``view_type`` with every field of ``old`` of the
-    same name that still validates carried over."""
-    cls = panels.get(kind)
-    config = cls.default_config(view_type).model_dump(mode="json")
-    for key, value in old.items():
-        if key not in config or config[key] == value:
-            continue
-        try:
-            checked = cls.validate_config({**config, key: value}, view_type)
-        except Exception:  # this field does not fit the new panel or type: not carried
-            checked = None
-        if checked is not None:
-            config = checked.model_dump(mode="json")
-    return config
-
-
-def count_text(engine: Engine, query: Query) -> str:
-    """The card's row count: ``"183 of 1,797 rows"`` (with groups and comparisons named).
-
-    A comparison names its sources as filters and cells do: ``"400 rows comparing
-    0 = runs (600 rows) and 1 = runs_b (400 rows)"``.
-    """
-    total = engine.count(Query(table=query.table))
-    rows = engine.count(query.model_copy(update={"group_by": (), "sort": ()}))
-    if query.compare_with is not None:
-        other = engine.count(Query(table=query.compare_with.table))
-        text = (
-            f"{rows:,} rows comparing 0 = {query.table} ({total:,} rows) and "
-            f"1 = {query.compare_with.table} ({other:,} rows)"
-        )
-    else:
-        text = f"{rows:,} of {total:,} rows"
-    if query.group_by:
-        text = f"{engine.count(query):,} groups · {text}"
-    return text
-
-
-def _header_button(
-    label: str,
-    css_class: str,
-    description: str | None = None,
-    width: int = 40,
-    toggle: bool = False,
-) -> Any:
-    """A small light button of a card's header (a Toggle when ``toggle``)."""
-    options = {"label": label, "width": width, "color": "light", "margin": (4, 2)}
-    if toggle:  # Panel's Toggle has no tooltip
-        return pn.widgets.Toggle(css_classes=[css_class], **options)
-    return pn.widgets.Button(css_classes=[css_class], description=description, **options)
-
-
-class CardView(pn.viewable.Viewer):
-    """One card: header (panel selector, gear, duplicate, close), query bar, row count, panel."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        spec: CardSpec,
-        panels: Registry = registry,
-        *,
-        on_duplicate: Callable[[CardView], None] | None = None,
-        on_close: Callable[[CardView], None] | None = None,
-    ) -> None:
-        super().__init__()
-        self.engine = engine
-        self.panels = panels
-        self.spec = spec
-        self.view = View(engine, spec.input)
-        self._on_duplicate = on_duplicate
-        self._on_close = on_close
-        self.placement: Placement | None = None
-        """Where the card sits in the workspace grid (``card`` is its index when saved)."""
-        self.on_resize: Callable[[CardView], None] | None = None
-        self._generation = 0
-        self.selector = pn.widgets.Select(
-            label="", width=200, css_classes=["panel-selector"], margin=(4, 5)
-        )
-        self.gear = _header_button("⚙", "card-gear", "Settings")
-        self.duplicate_button = _header_button("Copy", "card-duplicate", "Duplicate this card", 60)
-        self.wide_button = _header_button("⇔", "card-wide", toggle=True)
-        self.close_button = _header_button("✕", "card-close", "Close this card")
-        self.count = pn.pane.HTML(
-            "",
-            css_classes=["row-count"],
-            margin=(0, 10),
-            styles={"color": "#555", "font-size": "13px"},
-        )
-        self.settings = pn.Column(
-            visible=False,
-            css_classes=["card-settings"],
-            sizing_mode="stretch_width",
-            styles={"background": "#f6f8fa", "border-radius": "6px"},
-        )
-        self.body = pn.Column(
-            sizing_mode="stretch_width", min_height=120, css_classes=["card-body"]
-        )
-        self.querybar = QueryBar(engine, spec.input, on_change=self.set_query)
-        self._refresh_options()
-        self.selector.param.watch(self._on_select, "value")
-        self.gear.on_click(self._toggle_settings)
-        self.duplicate_button.on_click(lambda _e: self._on_duplicate and self._on_duplicate(self))
-        self.close_button.on_click(lambda _e: self._on_close and self._on_close(self))
-        self.wide_button.param.watch(lambda e: self.on_resize and self.on_resize(self), "value")
-        self.title_pane = pn.pane.Markdown(
-            f"#### {markdown_text(self.title)}", margin=(0, 8), css_classes=["card-title"]
-        )
-        self._layout = pn.Column(
-            pn.Row(
-                self.title_pane,
-                pn.layout.HSpacer(),
-                self.selector,
-                self.gear,
-                self.wide_button,
-                self.duplicate_button,
-                self.close_button,
-                sizing_mode="stretch_width",
-            ),
-            self.querybar,
-            self.count,
-            self.settings,
-            self.body,
-            sizing_mode="stretch_width",
-            css_classes=self._classes(),
-            styles=_CARD_STYLES,
-            margin=8,
-        )
-        self._render(initial=True)
-
-    def _classes(self) -> list[str]:
-        return ["workspace-card", f"card-kind-{self.spec.kind}"]
-
-    # -- state -----------------------------------------------------------------------
-
-    @property
-    def title(self) -> str:
-        """The card's title: its own, or the table it reads."""
-        return self.spec.title or self.spec.input.table
-
-    @property
-    def options(self) -> list[str]:
-        """The panel kinds the selector offers, in order."""
-        return list(self.selector.options.values())
-
-    def _installed(self, kind: str) -> bool:
-        try:
-            self.panels.get(kind)
-        except Exception:
-            return False
-        return True
-
-    def _refresh_options(self) -> None:
-        try:
-            matches = compatible(self.panels, self.view.type)
-        except Exception:  # the render shows the error
-            matches = []
-        options = {m.panel.title or m.kind: m.kind for m in matches}
-        if self.spec.kind not in options.values():
-            label = (
-                self.spec.kind
-                if self._installed(self.spec.kind)
-                else (f"{self.spec.kind} (not installed)")
-            )
-            options[label] = self.spec.kind
-        self._syncing = True
-        try:
-            self.selector.options = options
-            self.selector.value = self.spec.kind
-        finally:
-            self._syncing = False
-        self.gear.disabled = not self._installed(self.spec.kind)
-        if hasattr(self, "_layout"):
-            self._layout.css_classes = self._classes()
-
-    def _on_select(self, event: Any) -> None:
-        if getattr(self, "_syncing", False) or event.new == self.spec.kind:
-            return
-        self.swap(event.new)
-
-    def swap(self, kind: str) -> None:
-        """Show another panel over the same input, keeping config fields of the same name."""
-        try:
-            config = carry_config(self.panels, kind, self.spec.config, self.view.type)
-        except Exception:
-            config = {}
-        self.spec = CardSpec(kind=kind, input=self.spec.input, config=config, title=self.spec.title)
-        self._refresh_options()
-        self._rebuild_settings()
-        self._render()
-
-    def set_query(self, query: Query) -> None:
-        """Use a new query: re-derive the type, keep the panel if it still fits, else the best."""
-        view = View(self.engine, query)
-        try:
-            matches = compatible(self.panels, view.type)
-        except Exception as exc:
-            self._show_error(query_error_text(exc))
-            return
-        kinds = [m.kind for m in matches]
-        kind = self.spec.kind
-        if self._installed(kind) and kind not in kinds and kinds:
-            kind = kinds[0]
-        config = dict(self.spec.config)
-        if self._installed(kind):
-            try:
-                config = carry_config(self.panels, kind, self.spec.config, view.type)
-            except Exception:
-                config = {}
-        self.view = view
-        self.spec = CardSpec(kind=kind, input=query, config=config, title=self.spec.title)
-        self._refresh_options()
-        self._rebuild_settings()
-        self._render()
-
-    def set_config(self, config: Mapping[str, Any]) -> None:
-        """Use a new (already valid) config and re-render."""
-        self.spec = self.spec.model_copy(update={"config": dict(config)})
-        self._render()
-
-    # -- settings (the gear) -------------------------------------------------------------
-
-    def _toggle_settings(self, _event: Any = None) -> None:
-        self.settings.visible = not self.settings.visible
-        self._rebuild_settings()
-
-    def _rebuild_settings(self) -> None:
-        if not self.settings.visible:
-            self.settings[:] = []
-            return
-        from panels_core.forms import config_form
-
-        try:
-            cls = self.panels.get(self.spec.kind)
-            form = config_form(
-                cls,
-                self.view.type,
-                self.spec.config or None,
-                on_change=lambda c: self.set_config(c.model_dump(mode="json")),
-            )
-        except Exception as exc:
-            text = f"No settings: {markdown_text(exc)}"
-            self.settings[:] = [pn.pane.Alert(text, alert_type="warning")]
-            return
-        self.form = form
-        self.settings[:] = [form]
-
-    # -- rendering -----------------------------------------------------------------------
-
-    def _show_error(self, message: str) -> None:
-        self.body.loading = False
-        self.body[:] = [error_card(self.spec.kind, message, title="This card cannot load")]
-
-    def _render(self, *, initial: bool = False) -> None:
-        self._generation += 1
-        generation = self._generation
-        kind, config, view = self.spec.kind, self.spec.config, self.view
-
-        def work() -> tuple[Any, str]:
-            obj = self.panels.render(kind, view, config or None)
-            return obj, count_text(self.engine, view.query)
-
-        def apply(result: tuple[Any, str] | Failed) -> None:
-            if generation != self._generation:  # a newer render superseded this one
-                return
-            self.body.loading = False
-            if isinstance(result, Failed):
-                self.count.object = ""
-                self._show_error(query_error_text(result.error))
-                return
-            obj, text = result
-            self.count.object = html_text(text)
-            try:
-                self.body[:] = [obj]
-            except Exception as exc:  # Panel could not build what the panel returned
-                self._show_error(f"the panel's output cannot be shown: {exc!r}")
-
-        self.body.loading = True
-        run_off_loop(work, apply, after_load=initial, plugin=self.panels.is_plugin(kind))
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self._layout
 
 
 class Workspace(pn.viewable.Viewer):
@@ -472,11 +147,7 @@ class Workspace(pn.viewable.Viewer):
         self.engine = engine if engine is not None else Engine(dict(tables or {}))
         self.title = title
         self.panels = panels
-        self.sources = dict(sources or {})
-        for name, table in (tables or {}).items():
-            path = getattr(table, "parquet_path", None)
-            if name not in self.sources and path is not None:
-                self.sources[name] = TableSource(path=str(Path(path).resolve()))
+        self.sources = _table_sources(tables or {}, sources or {})
         self.layout = layout or LayoutSpec()
         self.plugins = dict(plugins or {})
         self.save_path = Path(save_path) if save_path is not None else None
@@ -484,7 +155,12 @@ class Workspace(pn.viewable.Viewer):
             save_root = self.save_path.parent if self.save_path is not None else os.getcwd()
         self.save_root = Path(save_root).resolve()
         self.read_only = read_only
-        specs = list(cards) if cards is not None else default_cards(self.engine, panels)
+        self._build_grid(list(cards) if cards is not None else default_cards(self.engine, panels))
+        self._build_controls()
+        self._sync_grid()
+
+    def _build_grid(self, specs: Sequence[CardSpec]) -> None:
+        """The grid and a card for each spec, placed as the layout says."""
         self.cards: list[CardView] = []
         self.grid = pn.Column(
             sizing_mode="stretch_width",
@@ -494,8 +170,6 @@ class Workspace(pn.viewable.Viewer):
         placements = {p.card: p for p in self.layout.placements}
         for i, spec in enumerate(specs):
             self.cards.append(self._card(spec, placements.get(i)))
-        self._build_controls()
-        self._sync_grid()
 
     # -- building from and to specs ------------------------------------------------------
 
@@ -637,7 +311,7 @@ class Workspace(pn.viewable.Viewer):
                 ),
                 sizing_mode="stretch_width",
                 css_classes=["workspace-card"],
-                styles=_CARD_STYLES,
+                styles=CARD_STYLES,
                 margin=8,
             )
             card.placement = None
@@ -645,7 +319,7 @@ class Workspace(pn.viewable.Viewer):
 
     def _place(self, card: CardView) -> None:
         """Put the card's grid cell (its placement, else the next free cell) in its styles."""
-        styles = {**_CARD_STYLES, "min-width": "0"}
+        styles = {**CARD_STYLES, "min-width": "0"}
         p = card.placement
         if p is not None:
             styles["grid-column"] = _grid_span(p.col, min(p.width, self.layout.columns))
@@ -680,7 +354,10 @@ class Workspace(pn.viewable.Viewer):
         match = next((m for m in matches if m.kind == kind), None) if kind else None
         match = match or (matches[0] if matches else None)
         if match is None:
-            spec = CardSpec(kind=kind or "table", input=query)
+            lead = kind or self.panels.lead_kind()
+            if lead is None:
+                raise ValueError("no panel is installed: see `panels plugins`")
+            spec = CardSpec(kind=lead, input=query)
         else:
             spec = CardSpec(
                 kind=match.kind, input=query, config=match.config.model_dump(mode="json")

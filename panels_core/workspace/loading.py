@@ -57,8 +57,8 @@ def _stem(path: Path) -> str:
 def load_sources(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Loaded]:
     """Every table of ``paths`` by name, with its source: a file or projector folder by
     its stem, and every version of every Store entry as ``name:vN``, oldest first."""
-    from panels_core.sources import open_table
-    from panels_core.store import Store
+    from panels_core.data.sources import open_table
+    from panels_core.data.store import Store
 
     loaded: dict[str, Loaded] = {}
     for raw in paths:
@@ -100,8 +100,8 @@ def open_source(
 ) -> Loaded:
     """Open one saved table source: a path (relative to ``base_dir``) or a Store reference
     looked up in ``stores`` (then in ``base_dir`` and ``base_dir/store``)."""
-    from panels_core.sources import open_table
-    from panels_core.store import Store
+    from panels_core.data.sources import open_table
+    from panels_core.data.store import Store
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if source.path is not None:

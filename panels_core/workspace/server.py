@@ -113,29 +113,43 @@ def _register_models() -> None:
         return
 
 
-def start_warm_up(cards: Sequence[Any]) -> threading.Thread | None:
-    """Compile UMAP's kernels at low priority, early, if a card is a projection.
+def start_warm_up(cards: Sequence[Any], panels: Any = None) -> threading.Thread | None:
+    """Get ready early what the cards' panel kinds ask for (``Panel.warm_up``).
 
-    The first UMAP a user asks for then does not wait for compilation (tens of
-    seconds on 2 cores, in each new process). With the projection worker process
-    (the default) that process is started and compiles them; otherwise a daemon
-    thread of this process does (returned). Skipped when ``PANELS_WARM_UP=0``.
+    Each kind's hook runs here (it may start a process, say the projection worker,
+    which compiles UMAP's kernels); the slow work hooks return runs one job after
+    another on one low-priority daemon thread (returned). The first UMAP a user asks
+    for then does not wait for compilation (tens of seconds on 2 cores, in each new
+    process). Skipped when ``PANELS_WARM_UP=0``.
     """
-    from panels_core.workspace.app import PROJECTION_KIND
+    from panels_core.panel_registry import PLUGIN_FAULTS, registry
 
     if os.environ.get(WARM_UP_ENV, "1") == "0":
         return None
-    if not any(card.kind == PROJECTION_KIND for card in cards):
+    panels = registry if panels is None else panels
+    jobs = []
+    for kind in dict.fromkeys(card.kind for card in cards):
+        try:
+            job = panels.get(kind).warm_up() if kind in panels else None
+        except PLUGIN_FAULTS as exc:
+            print(f"typed-panels: {kind} warm-up failed: {exc}", file=sys.stderr, flush=True)
+            continue
+        if job is not None:
+            jobs.append(job)
+    if not jobs:
         return None
-    from panels_core import projection
 
-    projector = projection.shared_projector()
-    if hasattr(projector, "wait_until_warm"):  # a worker process: it compiles them there
-        projector.start()
-        return None
+    def run_all() -> None:
+        for job in jobs:
+            try:
+                job.run()
+            except Exception as exc:
+                print(
+                    f"typed-panels: {job.label} warm-up failed: {exc}", file=sys.stderr, flush=True
+                )
 
-    # the first UMAP compiles instead if this fails, and shows any error
-    return start_background("panels-umap-warm-up", "UMAP", lambda: projection.warm_up())
+    name = "panels-" + "-".join(job.label.lower() for job in jobs) + "-warm-up"
+    return start_background(name, ", ".join(job.label for job in jobs), run_all)
 
 
 def start_merge_warm_up(engine: Any) -> threading.Thread | None:

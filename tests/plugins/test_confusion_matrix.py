@@ -14,7 +14,7 @@ import panel as pn
 import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from panels_core.registry import Registry
+from panels_core.panel_registry import Registry
 from panels_core.types import CategoryType, NumberType, OptionalType, StringType, TableType
 
 cm = pytest.importorskip("panels_confusion_matrix")

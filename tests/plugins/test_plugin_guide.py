@@ -13,7 +13,7 @@ import panel as pn
 import pytest
 
 from panels_core import View, open_table
-from panels_core.registry import Registry
+from panels_core.panel_registry import Registry
 
 GUIDE = Path(__file__).parents[2] / "docs" / "plugins.md"
 FILE_BLOCK = re.compile(r"```\w+ file=(\S+)\n(.*?)```", re.S)

@@ -35,7 +35,7 @@ def demo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report(demo) -> Path:
     """The demo as a saved workspace (files and store versions), exported like `panels export`."""
-    from panels_core.export import export_inputs
+    from panels_core.workspace.report import export_inputs
 
     spec = WorkspaceSpec(
         tables={
@@ -97,7 +97,7 @@ def _offline(page) -> list[str]:
 
 
 def test_exported_workspace_works_offline(page, report, demo):
-    from panels_core.store import Store
+    from panels_core.data.store import Store
 
     asked = _offline(page)
     page.goto(report.resolve().as_uri())

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 from panels_builtin.captions import OTHER
 from panels_builtin.histogram import Bars, BinnedValues, Histogram
+from panels_core.data.table import JoinedTable, Table
 from panels_core.demo import digits_table
-from panels_core.registry import registry
-from panels_core.table import JoinedTable, Table
+from panels_core.panel_registry import registry
 from panels_core.types import TableType
 from panels_core.view import View
 

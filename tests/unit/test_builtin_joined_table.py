@@ -12,11 +12,11 @@ import pytest
 from panels_builtin.joined_table import JoinedTablePanel, join_counts, joined_view
 from panels_builtin.table import PagedTable
 from panels_core import View, registry
+from panels_core.data.store import Store
+from panels_core.data.table import JoinedTable, Table
 from panels_core.demo import write_demo
 from panels_core.query.engine import Engine
 from panels_core.query.model import JoinSpec, Query
-from panels_core.store import Store
-from panels_core.table import JoinedTable, Table
 
 LEFT = pd.DataFrame(
     {"id": [1, 2, 3, 4, 5], "x": [10.0, 20.0, 30.0, 40.0, 50.0], "name": list("abcde")}

@@ -15,12 +15,12 @@ from bokeh.models import LogScale
 
 from panels_builtin.captions import OTHER
 from panels_builtin.multi_histogram import MultiHistogram
+from panels_core.data.store import Store
+from panels_core.data.table import Table
 from panels_core.demo import write_demo
+from panels_core.panel_registry import registry
 from panels_core.query.engine import Engine
 from panels_core.query.model import CompareWith, Query
-from panels_core.registry import registry
-from panels_core.store import Store
-from panels_core.table import Table
 from panels_core.view import View
 
 

@@ -28,9 +28,9 @@ from panels_builtin.projection import (
     RasterLayer,
 )
 from panels_core import projection as proj
+from panels_core.data.table import Table
 from panels_core.demo import digits_table, hello_table
-from panels_core.registry import registry
-from panels_core.table import Table
+from panels_core.panel_registry import registry
 from panels_core.view import View
 
 # seconds a test waits at most for a background projection: a bound for a busy machine

@@ -29,11 +29,11 @@ from panels_builtin.table import (
     number_formatter,
 )
 from panels_core import View, registry
+from panels_core.data.media import Classes, Image
+from panels_core.data.table import Table
 from panels_core.demo import digits_table
-from panels_core.media import Classes, Image
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
-from panels_core.table import Table
 from panels_core.types import ImageType
 
 PNG_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')

@@ -23,8 +23,8 @@ from bokeh.models import ColumnDataSource
 
 from panels_core.cli import main
 from panels_core.panel import Panel, PanelConfig
+from panels_core.panel_registry import Registry
 from panels_core.query.model import Query
-from panels_core.registry import Registry
 from panels_core.view import View
 from panels_core.workspace import CardSpec, background
 from panels_core.workspace.app import CardView, Workspace

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import panels_core.registry as registry_module
+import panels_core.panel_registry as registry_module
 from panels_core.cli import main
 from panels_core.panel import Column, Panel, PanelConfig, Prefer
-from panels_core.registry import Registry
+from panels_core.panel_registry import Registry
 from panels_core.types import AnyType, CategoryType, EmbeddingType, NumberType
 
 BIN = Path(sys.executable).parent / "panels"

@@ -8,9 +8,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 from panels_core import demo
-from panels_core.sources import open_table
-from panels_core.store import Store
-from panels_core.table import JoinedTable
+from panels_core.data.sources import open_table
+from panels_core.data.store import Store
+from panels_core.data.table import JoinedTable
 from panels_core.types import CategoryType, EmbeddingType, ImageType, NumberType
 
 

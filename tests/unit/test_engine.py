@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from panels_core.data.table import Table
 from panels_core.query.engine import Engine
 from panels_core.query.errors import QueryError, UnknownColumnError
 from panels_core.query.expr import Binary, Call, Col, Item, ListPred, Lit
 from panels_core.query.model import Query
-from panels_core.table import Table
 
 
 def small() -> pa.Table:
@@ -312,7 +312,7 @@ def test_every_cursor_reads_parquet_without_prefetching_whole_column_chunks() ->
 
 
 def test_image_columns_filter_on_boxes_without_decoding() -> None:
-    from panels_core.media import Image
+    from panels_core.data.media import Image
 
     classes = [{"id": 13, "name": "cat"}, {"id": 2, "name": "dog"}]
     images = [
@@ -406,7 +406,7 @@ def test_replacing_a_table(tmp_path) -> None:
     assert engine.page(Query(table="t")).column("a").to_pylist() == [5]
     left = Table.from_arrow(pa.table({"id": [1, 2], "x": [0.5, 1.5]}))
     right = Table.from_arrow(pa.table({"id": [2, 3], "y": ["b", "c"]}))
-    from panels_core.table import JoinedTable
+    from panels_core.data.table import JoinedTable
 
     engine.add_table("j", JoinedTable(left, right, "id"))
     engine.add_table("j", JoinedTable(left, right, "id", names=("l", "r")))
@@ -418,9 +418,9 @@ def test_replacing_a_table(tmp_path) -> None:
 
 
 def test_engine_table_returns_the_registered_object():
+    from panels_core.data.table import Table
     from panels_core.query.engine import Engine
     from panels_core.query.errors import QueryError
-    from panels_core.table import Table
 
     table = Table(columns=["a"], data=[[1], [2]])
     engine = Engine({"t": table})

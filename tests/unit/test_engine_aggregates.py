@@ -7,10 +7,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from panels_core.data.table import Table
 from panels_core.query.engine import GROUP_SAMPLE, MAX_AUTO_BINS, Engine
 from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
-from panels_core.table import Table
 from panels_core.types import ListType, NumberType, OptionalType
 
 

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from panels_core.data.table import Table
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
-from panels_core.table import Table
 
 
 def scores() -> pa.Table:

@@ -7,10 +7,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from panels_core.data.table import JoinedTable, Table
 from panels_core.query.engine import Engine
 from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
-from panels_core.table import JoinedTable, Table
 from panels_core.types import (
     BooleanType,
     ComparedType,

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from panels_core.data.table import JoinedTable, Table
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
-from panels_core.table import JoinedTable, Table
 
 
 @pytest.fixture

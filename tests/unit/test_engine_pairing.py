@@ -16,10 +16,10 @@ import pytest
 
 import panels_core.query.engine.merge as merge_module
 import panels_core.query.engine.pairing as pairing
+from panels_core.data.table import Table
 from panels_core.query.engine import Engine
 from panels_core.query.engine.merge import Merger
 from panels_core.query.model import Query
-from panels_core.table import Table
 
 # ------------------------------------------------------------------ the merge itself
 

@@ -481,7 +481,7 @@ class _Hangs(Panel[PanelConfig]):
 @pytest.fixture
 def misbehaving() -> Any:
     """Plugin panels that exit, raise or hang, in the default registry for this test."""
-    from panels_core.registry import registry
+    from panels_core.panel_registry import registry
 
     _RELEASE.clear()
     for cls in (_Exits, _Raises, _Hangs, _ReturnsBadModel):

@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 from panels_builtin.histogram import Histogram
 from panels_builtin.multi_histogram import MultiHistogram
+from panels_core.panel_registry import registry
 from panels_core.query.bins import MAX_BINS
 from panels_core.query.engine import Engine
 from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
-from panels_core.registry import registry
 from panels_core.view import View
 
 TOO_MANY = (

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image as PILImage
 
-from panels_core.media import Image
+from panels_core.data.media import Image
+from panels_core.data.sources import open_table
+from panels_core.data.store import Store
+from panels_core.data.table import Table
 from panels_core.paths import OutsideFolder, resolve_inside
-from panels_core.sources import open_table
-from panels_core.store import Store
-from panels_core.table import Table
 
 
 def png(path: Path, value: int) -> Path:

@@ -9,7 +9,7 @@ import panel as pn
 import pytest
 
 from panels_core.panel import Column, Panel, PanelConfig, PanelDefinitionError
-from panels_core.registry import MissingPanel, Registry, UnknownPanelError, error_card
+from panels_core.panel_registry import MissingPanel, Registry, UnknownPanelError, error_card
 from panels_core.types import NumberType, TableType
 from panels_core.workspace import CardSpec
 
@@ -177,14 +177,17 @@ def test_config_schemas_by_kind() -> None:
     assert schemas["hist"]["additionalProperties"] is False
 
 
-def test_the_registry_module_answers_like_the_default_registry() -> None:
+def test_the_package_registry_is_the_default_registry() -> None:
     import panels_core
-    import panels_core.registry as module
+    import panels_core.panel_registry as module
+    from panels_core import registry
 
-    # once the submodule is imported, `from panels_core import registry` may give the module
-    assert panels_core.registry is module or panels_core.registry is module.registry
-    assert module.kinds == module.registry.kinds
-    assert module.compatible(TT) == module.registry.compatible(TT)
-    assert ("no_such_kind_here" in module) is False
+    # the module holding Registry has its own name, so `panels_core.registry` is always
+    # the default registry (no module stands in for it)
+    assert registry is module.registry
+    assert panels_core.registry is module.registry
+    assert registry.kinds() == module.registry.kinds()
+    assert registry.compatible(TT) == module.registry.compatible(TT)
+    assert ("no_such_kind_here" in registry) is False
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         module.nope

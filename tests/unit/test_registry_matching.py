@@ -12,7 +12,7 @@ import pytest
 from pydantic import Field
 
 from panels_core.panel import Column, Panel, PanelConfig, Prefer, columns_of, specificity
-from panels_core.registry import Registry
+from panels_core.panel_registry import Registry
 from panels_core.types import (
     AnyType,
     CategoryType,

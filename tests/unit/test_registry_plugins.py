@@ -15,7 +15,7 @@ from typing import Any
 import panel as pn
 import pytest
 
-from panels_core.registry import GROUP, Registry, UnknownPanelError
+from panels_core.panel_registry import GROUP, Registry, UnknownPanelError
 from panels_core.types import CategoryType, NumberType, TableType
 
 TT = TableType(columns={"score": NumberType(), "label": CategoryType()})

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from panels_core.table import Table
+from panels_core.data.table import Table
 from panels_core.workspace.app import Workspace
 from panels_core.workspace.saving import SaveRefused, confined_target, write_spec
 from panels_core.workspace.server import prepare

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image as PILImage
 
-from panels_core.media import Image
-from panels_core.sources import open_table, wandb_type_to_datatype
-from panels_core.table import JoinedTable, Table
+from panels_core.data.media import Image
+from panels_core.data.sources import open_table, wandb_type_to_datatype
+from panels_core.data.table import JoinedTable, Table
 from panels_core.types import (
     BooleanType,
     CategoryType,

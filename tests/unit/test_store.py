@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from panels_core import store as store_module
-from panels_core.media import Classes, Image
-from panels_core.store import Store, StoreEntry, StoreError
-from panels_core.table import JoinedTable, Table
+from panels_core.data import store as store_module
+from panels_core.data.media import Classes, Image
+from panels_core.data.store import Store, StoreEntry, StoreError
+from panels_core.data.table import JoinedTable, Table
 from panels_core.types import CategoryType, NumberType
 
 

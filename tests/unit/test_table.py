@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image as PILImage
 
-from panels_core.infer import SAMPLE_ROWS, infer_table_type, sample_rows
-from panels_core.media import Classes, Image
-from panels_core.table import JoinedTable, Table
+from panels_core.data.infer import SAMPLE_ROWS, sample_rows
+from panels_core.data.media import Classes, Image
+from panels_core.data.table import JoinedTable, Table, infer_table_type
 from panels_core.types import (
     AnyType,
     BooleanType,

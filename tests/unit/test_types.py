@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from panels_core.media import Image
+from panels_core.data.media import Image
 from panels_core.types import (
     AnyType,
     BooleanType,

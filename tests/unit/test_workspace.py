@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from panels_core.data.table import JoinedTable, Table
 from panels_core.demo import digits_table, hello_table
+from panels_core.panel_registry import registry
 from panels_core.query.engine import Engine
 from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
-from panels_core.registry import registry
-from panels_core.table import JoinedTable, Table
 from panels_core.workspace import CardSpec, TableSource, WorkspaceSpec
 from panels_core.workspace.app import Workspace, carry_config, default_cards
 from panels_core.workspace.querybar import (
@@ -269,7 +269,7 @@ def test_an_unreadable_table_shows_in_its_cards_only(tmp_path: Path, files) -> N
 
 def test_serve_prepares_stores_and_saved_workspaces(tmp_path: Path, capsys) -> None:
     from panels_core.cli import main
-    from panels_core.store import Store
+    from panels_core.data.store import Store
     from panels_core.workspace.server import prepare
 
     store = Store(tmp_path / "store")

@@ -56,7 +56,7 @@ def connect(threads: int, files: Sequence[str] = ()) -> Any:
 
 def parquet_files(tables: Sequence[Any]) -> list[str]:
     """The Parquet files behind ``tables`` (both sides of a joined table)."""
-    from panels_core.table import JoinedTable
+    from panels_core.data.table import JoinedTable
 
     parts = [p for t in tables for p in ((t.left, t.right) if isinstance(t, JoinedTable) else (t,))]
     paths = (getattr(p, "parquet_path", None) for p in parts)

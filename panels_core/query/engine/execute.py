@@ -56,7 +56,7 @@ class Runner:
         none (a bare page-header error), every Parquet file of the engine."""
         if not (isinstance(exc, READ_ERRORS) or type(exc) is duckdb.Error):
             return wrap(exc, what)
-        from panels_core.damage import damage_message, find_damage
+        from panels_core.data.damage import damage_message, find_damage
 
         sources = self.catalog.every_source()
         paths = [s.path for s in sources if s.path is not None]

@@ -282,7 +282,7 @@ def merge_may_run(tables: Sequence[Any]) -> bool:
 
     The registered tables' own lengths count (no query at start-up); a joined
     table is never compared, so it does not."""
-    from panels_core.table import JoinedTable
+    from panels_core.data.table import JoinedTable
 
     sizes = [len(t) for t in tables if not isinstance(t, JoinedTable)]
     return bool(sizes) and max(sizes) * 2 >= PAIR_MIN_ROWS

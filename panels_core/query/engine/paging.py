@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from panels_core.data.infer import is_list_type
 from panels_core.query.engine.cache import LRU, MISS, query_key
 from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.execute import Runner
@@ -22,7 +23,7 @@ from panels_core.query.engine.sources import Catalog
 from panels_core.query.errors import QueryError
 from panels_core.query.expr import Col, walk
 from panels_core.query.model import Query
-from panels_core.query.sql import Params, is_list, is_numeric, quote_ident
+from panels_core.query.sql import Params, is_numeric, quote_ident
 
 __all__ = ["FIRST_PAGE", "Pager"]
 
@@ -221,7 +222,7 @@ class Pager:
         """
         with self.planner.session(query, "column_numpy", needs=(column,)) as (cur, params, rel):
             sql, arrow_type = resolve(rel, column, params, "column")
-            if is_list(arrow_type):
+            if is_list_type(arrow_type):
                 return self.embedding(cur, rel, query, params, sql, arrow_type, column)
             if pa.types.is_struct(arrow_type) or pa.types.is_map(arrow_type):
                 raise QueryError(

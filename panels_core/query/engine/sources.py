@@ -71,7 +71,7 @@ class Catalog:
 
     def add_table(self, name: str, table: Any) -> None:
         """Register (or replace) ``table`` under ``name``."""
-        from panels_core.table import JoinedTable
+        from panels_core.data.table import JoinedTable
 
         table = _as_table(table)
         with self.lock:
@@ -288,7 +288,7 @@ def _check_columns(name: str, columns: Sequence[str]) -> None:
 
 def _as_table(value: Any) -> Any:
     """A Table (or JoinedTable) from a Table, JoinedTable, Arrow table or DataFrame."""
-    from panels_core.table import JoinedTable, Table
+    from panels_core.data.table import JoinedTable, Table
 
     if isinstance(value, Table | JoinedTable):
         return value

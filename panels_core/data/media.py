@@ -298,6 +298,10 @@ class Image:
             classes=self.classes.labels if self.classes else (),
         )
 
+    def __data_type__(self) -> ImageType:
+        """``type_of(image)``: an image describes its own type."""
+        return self.data_type
+
     def to_pil(self):
         """The image as a PIL image."""
         return _pil().open(io.BytesIO(self.data))

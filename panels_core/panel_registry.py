@@ -23,16 +23,14 @@ import importlib.metadata
 import math
 import os
 import re
-import sys
 import threading
-import types
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from panels_core.escape import markdown_code, markdown_lines, markdown_text
+from panels_core.escape import markdown_code
 from panels_core.panel import (
     API_VERSION,
     Panel,
@@ -42,6 +40,14 @@ from panels_core.panel import (
     format_validation_error,
     major_version,
 )
+from panels_core.panel_errors import (
+    PLUGIN_FAULTS,
+    MissingPanel,
+    describe_exception,
+    error_card,
+    shown_now,
+)
+from panels_core.types import TableType
 
 __all__ = [
     "BUILTIN_DISTRIBUTION",
@@ -145,98 +151,6 @@ def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-PLUGIN_FAULTS: Final = (Exception, SystemExit)
-"""What a panel's own code may raise and the registry turns into an error card or a
-recorded failure: any Exception, and SystemExit (a plugin calling ``sys.exit``)."""
-
-
-def _describe_exception(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"SystemExit: sys.exit({exc.code!r}) was called"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def error_card(kind: str, message: str, distribution: str | None = None, *, title: str = "") -> Any:
-    """A red card saying a panel failed, naming the kind, the error and its distribution.
-
-    ``message`` and ``distribution`` are plain text (shown literally); ``title`` is
-    Markdown whose data-derived parts the caller escapes (panels_core.escape).
-    """
-    import panel as pn
-
-    source = f" (from {markdown_text(distribution)})" if distribution else ""
-    head = title or f"Panel {markdown_code(kind)} failed"
-    return pn.pane.Alert(
-        f"**{head}**{source}\n\n{markdown_lines(message)}",
-        alert_type="danger",
-        sizing_mode="stretch_width",
-    )
-
-
-def _shown(obj: Any) -> Any:
-    """``obj`` as a pn object, its HTML made now: Panel calls an object's ``_repr_html_``
-    only when it draws the page, where an error would escape the panel's error card."""
-    import panel as pn
-
-    shown = obj if isinstance(obj, pn.viewable.Viewable) else pn.panel(obj)
-    select = getattr(shown, "select", None)
-    for pane in select(pn.pane.HTML) if select is not None else ():
-        if type(pane) is pn.pane.HTML and hasattr(pane.object, "_repr_html_"):
-            pane.object = pane.object._repr_html_()
-    return shown
-
-
-class MissingPanel:
-    """Stands in for a card whose panel kind is not installed (or not usable).
-
-    It renders a notice saying how to get the panel and keeps the saved config
-    exactly as it was, so a workspace saves back unchanged.
-    """
-
-    title = "Missing panel"
-
-    def __init__(
-        self,
-        kind: str,
-        config: Mapping[str, Any] | None = None,
-        *,
-        distribution: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        self.kind = kind
-        self.config: dict[str, Any] = dict(config or {})
-        self.distribution = distribution
-        self.reason = reason
-
-    @property
-    def message(self) -> str:
-        """The text shown on the card."""
-        if self.reason:
-            source = f" (from {self.distribution})" if self.distribution else ""
-            return f"panel `{self.kind}`{source} is not available: {self.reason}"
-        if self.distribution:
-            hint = f"pip install {self.distribution}"
-        else:
-            hint = "pip install the distribution that provides it; `panels plugins` lists panels"
-        return f"panel `{self.kind}` is not installed ({hint})"
-
-    def config_dict(self) -> dict[str, Any]:
-        """The saved config, unchanged."""
-        return dict(self.config)
-
-    def render(self, view: Any = None) -> Any:
-        """A warning card with ``message``."""
-        import panel as pn
-
-        return pn.pane.Alert(
-            markdown_lines(self.message), alert_type="warning", sizing_mode="stretch_width"
-        )
-
-    def __repr__(self) -> str:
-        return f"MissingPanel({self.kind!r}, {self.config!r})"
 
 
 class Registry:
@@ -395,7 +309,7 @@ class Registry:
                         f"`{cls.kind}`; name the entry point after the kind"
                     )
             except PLUGIN_FAULTS as exc:
-                entry.state, entry.error = "failed", _describe_exception(exc)
+                entry.state, entry.error = "failed", describe_exception(exc)
                 self._warn(
                     entry.kind,
                     "load",
@@ -478,7 +392,7 @@ class Registry:
     # -- matching ------------------------------------------------------------------------
 
     def _runtime_failure(self, entry: _Entry, what: str, exc: BaseException) -> str:
-        message = f"{what} raised {_describe_exception(exc)}"
+        message = f"{what} raised {describe_exception(exc)}"
         self._runtime_errors[entry.kind] = message
         source = entry.distribution or entry.value
         self._warn(entry.kind, what, f"panel `{entry.kind}` ({source}): {message}")
@@ -514,6 +428,52 @@ class Registry:
             matches.append((-score, entry.order, entry.kind, Match(entry.kind, cls, score, config)))
         matches.sort(key=lambda m: m[:3])
         return [m[3] for m in matches]
+
+    def _first_screen_place(self, match: Match, table_type: Any) -> float | None:
+        """``match.panel.first_screen(table_type)``; a panel whose hook raises is recorded
+        and left off the first screen."""
+        try:
+            place = match.panel.first_screen(table_type)
+            return None if place is None else float(place)
+        except PLUGIN_FAULTS as exc:
+            entry = self._entries.get(match.kind)
+            if entry is not None:
+                self._runtime_failure(entry, "first_screen", exc)
+            return None
+
+    def first_screen(self, table_type: Any, matches: list[Match] | None = None) -> list[Match]:
+        """The panels a new workspace shows first for a table of ``table_type``.
+
+        The lead is the first of ``matches`` (default: ``compatible(table_type)``) whose
+        ``first_screen`` says 0, else the best match; then every match that gives a
+        positive place, smaller places first. Empty when nothing fits.
+        """
+        if matches is None:
+            matches = self.compatible(table_type)
+        places = [(self._first_screen_place(m, table_type), m) for m in matches]
+        lead = next((m for place, m in places if place == 0), matches[0] if matches else None)
+        extras = sorted(
+            ((place, i, m) for i, (place, m) in enumerate(places) if place and place > 0),
+            key=lambda x: x[:2],
+        )
+        return ([lead] if lead is not None else []) + [m for _, _, m in extras]
+
+    def lead_kind(self) -> str | None:
+        """The kind that leads a table's cards when its type is not known (the table
+        could not be typed): the first usable kind whose ``first_screen`` says 0 for a
+        table of no known columns, else the first usable kind; None when none is installed."""
+        unknown = TableType(columns={})
+        for entry in self._ordered():
+            cls = self._load(entry)
+            if cls is None:
+                continue
+            try:
+                if cls.first_screen(unknown) == 0:
+                    return entry.kind
+            except PLUGIN_FAULTS as exc:
+                self._runtime_failure(entry, "first_screen", exc)
+        kinds = self.kinds()
+        return kinds[0] if kinds else None
 
     def default(self, view_type: Any) -> Match | None:
         """The best match for the view type, or None when nothing fits."""
@@ -584,9 +544,9 @@ class Registry:
             head = f"Panel {markdown_code(kind)}: invalid config"
             return error_card(kind, text, source, title=head)
         except PLUGIN_FAULTS as exc:
-            return error_card(kind, _describe_exception(exc), source)
+            return error_card(kind, describe_exception(exc), source)
         try:
-            return _shown(cls(checked).render(view))
+            return shown_now(cls(checked).render(view))
         except PLUGIN_FAULTS as exc:
             message = self._runtime_failure(entry, "render", exc)
             return error_card(kind, message, source)
@@ -612,29 +572,3 @@ class Registry:
 
 registry = Registry(autodiscover=True)
 """The default registry: discovers the ``typed_panels.panels`` entry points on first use."""
-
-
-def __getattr__(name: str) -> Any:
-    """Forward unknown names to the default registry.
-
-    ``from panels_core import registry`` gives this module instead of the
-    instance once ``panels_core.registry`` has been imported (Python binds a
-    submodule to its package attribute), so ``registry.compatible(...)`` must
-    work on both.
-    """
-    if name.startswith("__"):
-        raise AttributeError(name)
-    try:
-        return getattr(registry, name)
-    except AttributeError:
-        raise AttributeError(f"module 'panels_core.registry' has no attribute {name!r}") from None
-
-
-class _RegistryModule(types.ModuleType):
-    """This module's type: ``kind in panels_core.registry`` asks the default registry."""
-
-    def __contains__(self, kind: object) -> bool:
-        return kind in registry
-
-
-sys.modules[__name__].__class__ = _RegistryModule

@@ -38,9 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from panels_core.media import is_image_field
+from panels_core.data.media import is_image_field
+from panels_core.data.table import FORMAT_KEY, FORMAT_VERSION, TYPES_KEY, JoinedTable, Table
 from panels_core.paths import OutsideFolder, resolve_inside
-from panels_core.table import FORMAT_KEY, FORMAT_VERSION, TYPES_KEY, JoinedTable, Table
 from panels_core.types import JoinedTableType, OptionalType, TableType, strip_optional
 
 __all__ = ["Store", "StoreEntry", "StoreError", "StoreKeyError", "VersionManifest"]

@@ -1,9 +1,10 @@
-"""Infer a TableType from Arrow (or pandas) columns.
+"""Infer a TableType from Arrow columns: the one Arrow -> DataType map.
 
 The Arrow schema decides first; a bounded sample of values settles what the
 schema cannot (string vs category by cardinality, list vs embedding by
 lengths, image bytes by magic numbers); per-column overrides win. Nothing here
-reads more than ``SAMPLE_ROWS`` rows, however long the table.
+reads more than ``SAMPLE_ROWS`` rows, however long the table. Tables of other
+sources (pandas, a Table) are typed by ``panels_core.data.table.infer_table_type``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from panels_core.media import image_type_of_field, is_image_bytes_column, is_image_field
+from panels_core.data.media import image_type_of_field, is_image_bytes_column, is_image_field
 from panels_core.types import (
     AnyType,
     BooleanType,
@@ -37,9 +38,10 @@ from panels_core.types import (
 __all__ = [
     "CATEGORY_MAX",
     "SAMPLE_ROWS",
+    "arrow_data_type",
     "infer_column_type",
     "infer_from_arrow",
-    "infer_table_type",
+    "is_list_type",
     "sample_rows",
 ]
 
@@ -94,6 +96,66 @@ def _list_type(arrow_type: pa.DataType, sample: pa.Array | pa.ChunkedArray) -> A
     return ListType(item=strip_optional(infer_column_type(item_field, pc.list_flatten(sample))))
 
 
+def _dictionary_categories(sample: pa.Array | pa.ChunkedArray | None) -> tuple[Any, ...] | None:
+    dictionary_values = None
+    if isinstance(sample, pa.ChunkedArray) and sample.num_chunks:
+        dictionary_values = sample.chunk(0).dictionary
+    elif isinstance(sample, pa.DictionaryArray):
+        dictionary_values = sample.dictionary
+    return _category_values(dictionary_values) if dictionary_values is not None else None
+
+
+def _struct_type(t: pa.DataType, sample: pa.Array | pa.ChunkedArray | None) -> Any:
+    fields = [t.field(i) for i in range(t.num_fields)]
+    if sample is None:
+        return StructType(fields={f.name: arrow_data_type(f.type) for f in fields})
+    flat = sample.combine_chunks() if isinstance(sample, pa.ChunkedArray) else sample
+    return StructType(
+        fields={f.name: infer_column_type(f, flat.field(i)) for i, f in enumerate(fields)}
+    )
+
+
+def is_list_type(t: pa.DataType | None) -> bool:
+    """True for an Arrow list, large list or fixed-size list type."""
+    return t is not None and (
+        pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+    )
+
+
+def arrow_data_type(t: pa.DataType, sample: pa.Array | pa.ChunkedArray | None = None) -> Any:
+    """The DataType of Arrow type ``t``: the one Arrow -> DataType map.
+
+    With a ``sample`` of the values, they settle what the type cannot (string or
+    category, embedding or list, image bytes, a dictionary's categories); without
+    one (a field met inside a struct, a list or a map) the Arrow type alone decides.
+    """
+    if pa.types.is_boolean(t):
+        return BooleanType()
+    if pa.types.is_integer(t):
+        return NumberType(integer=True)
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return NumberType()
+    if pa.types.is_dictionary(t):
+        return CategoryType(categories=_dictionary_categories(sample))
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return StringType() if sample is None else _string_type(sample)
+    if pa.types.is_timestamp(t):
+        return TimestampType(unit=t.unit, tz=t.tz)
+    if pa.types.is_date(t):
+        return TimestampType(unit="s")
+    if pa.types.is_fixed_size_list(t) and (
+        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
+    ):
+        return EmbeddingType(dim=t.list_size)
+    if is_list_type(t):
+        return ListType(item=arrow_data_type(t.value_type)) if sample is None else _list_type(t, sample)
+    if (pa.types.is_binary(t) or pa.types.is_large_binary(t)) and sample is not None:
+        return ImageType() if is_image_bytes_column(sample.to_pylist()) else UnknownType()
+    if pa.types.is_struct(t):
+        return _struct_type(t, sample)
+    return UnknownType()
+
+
 def infer_column_type(
     field: pa.Field, sample: pa.Array | pa.ChunkedArray, null_count: int | None = None
 ) -> Any:
@@ -102,52 +164,15 @@ def infer_column_type(
     ``null_count`` is the column's null count over all rows when known (Arrow
     keeps it; Parquet statistics give it); otherwise the sample's nulls decide.
     """
-    t = field.type
     metadata = field.metadata or {}
     if metadata.get(KIND_KEY) == b"any":
         return AnyType()
     if is_image_field(field):
         inner: Any = image_type_of_field(field)
-    elif pa.types.is_null(t):
+    elif pa.types.is_null(field.type):
         return OptionalType(inner=UnknownType())
-    elif pa.types.is_boolean(t):
-        inner = BooleanType()
-    elif pa.types.is_integer(t):
-        inner = NumberType(integer=True)
-    elif pa.types.is_floating(t) or pa.types.is_decimal(t):
-        inner = NumberType()
-    elif pa.types.is_dictionary(t):
-        dictionary_values = None
-        if isinstance(sample, pa.ChunkedArray) and sample.num_chunks:
-            dictionary_values = sample.chunk(0).dictionary
-        elif isinstance(sample, pa.DictionaryArray):
-            dictionary_values = sample.dictionary
-        cats = _category_values(dictionary_values) if dictionary_values is not None else None
-        inner = CategoryType(categories=cats)
-    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        inner = _string_type(sample)
-    elif pa.types.is_timestamp(t):
-        inner = TimestampType(unit=t.unit, tz=t.tz)
-    elif pa.types.is_date(t):
-        inner = TimestampType(unit="s")
-    elif pa.types.is_fixed_size_list(t) and (
-        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
-    ):
-        inner = EmbeddingType(dim=t.list_size)
-    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        inner = _list_type(t, sample)
-    elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        inner = ImageType() if is_image_bytes_column(sample.to_pylist()) else UnknownType()
-    elif pa.types.is_struct(t):
-        flat = sample.combine_chunks() if isinstance(sample, pa.ChunkedArray) else sample
-        inner = StructType(
-            fields={
-                t.field(i).name: infer_column_type(t.field(i), flat.field(i))
-                for i in range(t.num_fields)
-            }
-        )
     else:
-        inner = UnknownType()
+        inner = arrow_data_type(field.type, sample)
     nulls = null_count if null_count is not None else sample.null_count
     return OptionalType(inner=inner) if nulls else inner
 
@@ -202,22 +227,3 @@ def infer_from_arrow(
             inferred = _apply_override(field.name, inferred, dtypes[field.name], values, field.type)
         columns[field.name] = inferred
     return TableType(columns=columns)
-
-
-def infer_table_type(source: Any, dtypes: Mapping[str, Any] | None = None) -> TableType:
-    """The TableType of an Arrow table, a pandas DataFrame or a Table.
-
-    Reads the schema, the null counts Arrow already keeps, and at most
-    ``SAMPLE_ROWS`` rows.
-    """
-    if isinstance(source, pa.RecordBatch):
-        source = pa.Table.from_batches([source])
-    if isinstance(source, pa.Table):
-        null_counts = {name: source.column(name).null_count for name in source.column_names}
-        return infer_from_arrow(source.schema, sample_rows(source), null_counts, dtypes)
-    from panels_core.table import Table
-
-    if not isinstance(source, Table):
-        source = Table(dataframe=source, dtypes=dtypes)
-        return source.type
-    return source.type if not dtypes else source.with_dtypes(dtypes).type
