@@ -10,8 +10,8 @@ docstring), ``pca``, ``umap`` with ``layout`` (its optimiser) and
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Hashable
+import functools
+from collections.abc import Hashable
 from typing import Any
 
 from panels_core.projection.cache import ProjectionCache, fingerprint, shared_cache
@@ -19,7 +19,6 @@ from panels_core.projection.cache import project_cached as _project_cached
 from panels_core.projection.neighbours import nearest_neighbors, neighborhood_preservation
 from panels_core.projection.numba_cache import cache_dir
 from panels_core.projection.pipeline import project, warm_up
-from panels_core.projection.progress import ProgressFn
 from panels_core.projection.runner import ProjectionFuture, Projector, live_projectors
 from panels_core.projection.shared import shared_projector
 from panels_core.projection.spec import (
@@ -62,19 +61,10 @@ __all__ = [
 ]
 
 
-def project_cached(
-    X: Any,
-    spec: ProjectionSpec | dict[str, Any],
-    key: Hashable | None = None,
-    *,
-    cache: ProjectionCache | None = None,
-    progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
-    compute: Callable[..., ProjectionResult] | None = None,
-) -> ProjectionResult:
-    """``cache.project_cached`` (see there); a miss runs this package's ``project`` unless
-    ``compute`` is given, looked up when called, so replacing ``panels_core.projection.project``
-    (as tests do) changes what runs."""
-    return _project_cached(
-        X, spec, key, cache=cache, progress=progress, cancel=cancel, compute=compute or project
-    )
+@functools.wraps(_project_cached)
+def project_cached(X: Any, spec: Any, key: Hashable | None = None, **options: Any) -> Any:
+    # cache.project_cached whose misses run this package's ``project`` unless ``compute`` is
+    # given, looked up when called, so replacing ``panels_core.projection.project`` (as tests
+    # do) changes what runs
+    options["compute"] = options.get("compute") or project
+    return _project_cached(X, spec, key, **options)
