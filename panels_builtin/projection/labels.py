@@ -134,6 +134,8 @@ class Colouring:
 
 
 def colouring_for(view: Any, config: ProjectionConfig, kept: np.ndarray) -> Colouring:
+    """How the kept points are coloured by ``config.colour_by`` (categories beyond
+    ``MAX_CATEGORIES - 1`` share ``(other)``)."""
     column = config.colour_by
     if column is None:
         return Colouring("none")

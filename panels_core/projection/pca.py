@@ -34,6 +34,7 @@ def fit_pca(data: np.ndarray, n_components: int, spec: ProjectionSpec, whiten: b
 
 
 def transform_pca(pca: Any, data: np.ndarray) -> np.ndarray:
+    """``data`` in a fitted PCA's components, as float32."""
     from sklearn import config_context
 
     with config_context(assume_finite=True):
@@ -43,6 +44,8 @@ def transform_pca(pca: Any, data: np.ndarray) -> np.ndarray:
 def run_pca(
     data: np.ndarray, spec: ProjectionSpec, params: PCAParams, stages: Stages
 ) -> tuple[np.ndarray, tuple[str, str], int]:
+    """The chosen two components of every row, their axis labels (with the explained variance)
+    and the rows fitted on."""
     first, second = params.components
     stages(0.1, f"PCA of {len(data):,} rows x {data.shape[1]} dims")
     with single_thread_blas():
