@@ -106,10 +106,10 @@ def main() -> None:
 
     data = make_embeddings(n, seed=0)
     print("2. ours on 100k-style input", flush=True)
-    from panels_core.projection import _import_umap
     from panels_core.projection import warm_up as projection_warm_up
+    from panels_core.projection.numba_cache import import_umap
 
-    umap = _import_umap()
+    umap = import_umap()
 
     def warm_up() -> None:
         # compile numba for both the seeded (ours) and parallel (plain) code paths,

@@ -17,7 +17,6 @@ from bokeh.document import Document
 from bokeh.models import ColorBar, Legend
 from sklearn.decomposition import PCA
 
-from panels_builtin import projection as panel_module
 from panels_builtin.projection import (
     MAX_CATEGORIES,
     RASTER_HEIGHT,
@@ -27,6 +26,7 @@ from panels_builtin.projection import (
     ProjectionPlot,
     RasterLayer,
 )
+from panels_builtin.projection import panel as panel_module
 from panels_core import projection as proj
 from panels_core.data.table import Table
 from panels_core.demo import digits_table, hello_table
@@ -506,7 +506,7 @@ def periodic_callbacks(monkeypatch) -> list[FakeCallback]:
         callbacks.append(FakeCallback(fn))
         return callbacks[-1]
 
-    monkeypatch.setattr(panel_module, "_must_wait", lambda: False)
+    monkeypatch.setattr(panel_module, "must_wait", lambda: False)
     monkeypatch.setattr(pn.state, "add_periodic_callback", add_periodic_callback)
     return callbacks
 

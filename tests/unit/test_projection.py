@@ -26,9 +26,11 @@ from panels_core.projection import (
     UMAPParams,
     nearest_neighbors,
     neighborhood_preservation,
+    numba_cache,
     project,
     project_cached,
 )
+from panels_core.projection import umap as umap_module
 
 # seconds a test waits at most for a background job: a bound for a busy machine, not a timing check
 WAIT = 600
@@ -318,7 +320,7 @@ def test_vectorised_transform_init_matches_umaps_loop():
     dense[8] = 0.0  # no neighbours -> NaN
     graph = scipy_sparse.csr_matrix(dense)
     embedding = rng.normal(size=(25, 2)).astype(np.float32)
-    ours = projection._graph_init(graph, embedding)
+    ours = umap_module._graph_init(graph, embedding)
     np.testing.assert_allclose(ours, init_graph_transform(graph, embedding), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(ours[3], embedding[4])
     assert np.isnan(ours[8]).all()
@@ -330,14 +332,14 @@ def test_numba_cache_folder_is_set_only_when_the_user_did_not(monkeypatch, tmp_p
         monkeypatch.setattr(config, "CACHE_DIR", "")
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("PANELS_CACHE_DIR", str(tmp_path))
-    projection._configure_numba_cache()
+    numba_cache.configure_numba_cache()
     assert (tmp_path / "numba").is_dir()
-    assert projection.os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
+    assert numba_cache.os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
     if config is not None:
         assert str(tmp_path / "numba") == config.CACHE_DIR
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/else")
-    projection._configure_numba_cache()
-    assert projection.os.environ["NUMBA_CACHE_DIR"] == "/somewhere/else"
+    numba_cache.configure_numba_cache()
+    assert numba_cache.os.environ["NUMBA_CACHE_DIR"] == "/somewhere/else"
 
 
 def test_importing_the_module_does_not_import_the_libraries():

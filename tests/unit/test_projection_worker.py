@@ -14,15 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from panels_core import projection_worker as pw
 from panels_core.projection import (
     ProjectionCache,
     ProjectionCancelled,
     ProjectionError,
     ProjectionResult,
     project,
+    transport,
 )
-from panels_core.projection_worker import ProcessProjector
+from panels_core.projection import worker as pw
+from panels_core.projection.worker import ProcessProjector
 from tests.conftest import settle_projections
 
 # What the worker calls instead of ``project`` in these tests: the first value of the first
@@ -217,7 +218,7 @@ def test_rows_go_through_the_pipe_when_shared_memory_has_no_room(projector, data
     def full(segment: Any, size: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pw, "_reserve", full)
+    monkeypatch.setattr(transport, "_reserve", full)
     got = projector.submit("pipe", data, {"method": "pca"}, key="pipe").result(WAIT)
     assert_same_result(got, project(data, {"method": "pca"}))
     assert own_segments() == []

@@ -353,6 +353,7 @@ def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
     import threading
 
     from panels_core import projection
+    from panels_core.projection import shared
     from panels_core.workspace import server
 
     seen: list[tuple[str, int]] = []
@@ -366,7 +367,7 @@ def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
     monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
     # projections on threads of this process: the warm-up runs on one of ours
     monkeypatch.setenv("PANELS_PROJECTION_WORKER", "0")
-    monkeypatch.setattr(projection, "_SHARED_PROJECTOR", None)
+    monkeypatch.setattr(shared, "_SHARED_PROJECTOR", None)
     table_only = [CardSpec(kind="table", input=Query(table="t"))]
     with_projection = [*table_only, CardSpec(kind="projection", input=Query(table="t"))]
     assert server.start_warm_up(table_only) is None
@@ -381,7 +382,7 @@ def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
 
 
 def test_with_the_projection_worker_the_warm_up_starts_that_process(monkeypatch) -> None:
-    from panels_core import projection
+    from panels_core.projection import shared
     from panels_core.workspace import server
 
     class FakeWorker:
@@ -395,7 +396,7 @@ def test_with_the_projection_worker_the_warm_up_starts_that_process(monkeypatch)
 
     fake = FakeWorker()
     monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
-    monkeypatch.setattr(projection, "_SHARED_PROJECTOR", fake)
+    monkeypatch.setattr(shared, "_SHARED_PROJECTOR", fake)
     cards = [CardSpec(kind="projection", input=Query(table="t"))]
     assert server.start_warm_up(cards) is None  # no thread here: the worker compiles
     assert fake.started == 1

@@ -38,34 +38,35 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
 import itertools
-import logging
-import multiprocessing
-import os
 import re
-import secrets
-import signal
 import threading
 import time
-import traceback
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import fields
-from multiprocessing import connection, shared_memory
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from panels_core import projection as proj
-from panels_core.projection import (
-    ProjectionCache,
+from panels_core.projection.cache import ProjectionCache
+from panels_core.projection.progress import ProgressFn
+from panels_core.projection.rows import Rows, as_rows
+from panels_core.projection.runner import Projector, live_projectors
+from panels_core.projection.spec import (
     ProjectionCancelled,
     ProjectionError,
     ProjectionResult,
     ProjectionSpec,
-    Projector,
+    as_spec,
 )
+from panels_core.projection.transport import (
+    SEGMENT_PREFIX,
+    release,
+    send_rows,
+    share,
+    unlink_all,
+)
+from panels_core.projection.worker_process import POLL_SECONDS, Worker, WorkerGone
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -75,16 +76,10 @@ __all__ = [
     "ProcessProjector",
 ]
 
-_log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[float, str], None]
-
 #: What the worker calls for a job, as "module:function" (``project``'s signature).
 DEFAULT_TARGET = "panels_core.projection:project"
 #: What the worker runs on a thread at start when ``warm_up`` is on (compiles UMAP's kernels).
 DEFAULT_WARM_UP = "panels_core.projection:warm_up"
-#: Every shared memory segment this module creates is named with this prefix.
-SEGMENT_PREFIX = "panels-proj-"
 
 #: Exception types that keep their type (and arguments) when raised in the worker.
 KEPT_ERRORS: tuple[type[BaseException], ...] = (
@@ -107,188 +102,6 @@ _KEPT_BY_NAME = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in KEPT_ERR
 
 _METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 _TARGET_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
-_POLL_SECONDS = 0.05  # how often a waiting job looks at its cancel event
-_TERM_GRACE_SECONDS = 1.0  # SIGTERM, then SIGKILL after this long
-# how long ``exit_status`` waits for a worker whose pipe closed to end: no time when it died
-# (the usual case); a bound generous enough for a very busy machine
-_EXIT_WAIT_SECONDS = 60.0
-_SEGMENT_COUNTER = itertools.count()
-
-
-# ----------------------------------------------------------------------------- the worker process
-
-
-def _resolve(target: str) -> Callable[..., Any]:
-    """The function named by ``"module:function"`` (checked by ``_check_target`` in the server)."""
-    module_name, _, name = target.partition(":")
-    function = getattr(importlib.import_module(module_name), name)
-    if not callable(function):
-        raise TypeError(f"{target} is not a function")
-    return function
-
-
-def _worker_main(conn: Any, target: str, warm_target: str | None, niceness: int) -> None:
-    """The worker process: one job per message until the pipe closes; the warm-up, if any,
-    runs on a thread beside the jobs (a PCA need not wait for UMAP's compilation)."""
-    # Ctrl-C reaches the whole process group; the server stops the worker itself
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(AttributeError, OSError):
-        os.nice(niceness)
-    _exit_with_parent()
-    send = _locked_sender(conn)
-    try:
-        compute = _resolve(target)
-        warm = _resolve(warm_target) if warm_target else None
-    except Exception as error:
-        send(("fatal", f"{type(error).__name__}: {error}"))
-        return
-    send(("ready",))
-    if warm is not None:
-        threading.Thread(
-            target=_warm_up, args=(warm, send), name="panels-warm-up", daemon=True
-        ).start()
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message[0] != "job":
-            return
-        _serve_job(conn, send, compute, target, message[1])
-
-
-def _locked_sender(conn: Any) -> Callable[[tuple[Any, ...]], None]:
-    """``conn.send`` for two threads (the job's and the warm-up's)."""
-    lock = threading.Lock()
-
-    def send(message: tuple[Any, ...]) -> None:
-        with lock:
-            conn.send(message)
-
-    return send
-
-
-def _warm_up(warm: Callable[[], Any], send: Callable[[tuple[Any, ...]], None]) -> None:
-    """Run the warm-up and tell the server how it went."""
-    try:
-        warm()
-    except Exception as error:
-        outcome: tuple[Any, ...] = ("warmed", False, f"{type(error).__name__}: {error}")
-    else:
-        outcome = ("warmed", True, "")
-    with contextlib.suppress(OSError):
-        send(outcome)
-
-
-def _exit_with_parent() -> None:
-    """End this process as soon as the server process is gone (even if it was killed)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()
-        os._exit(0)
-
-    threading.Thread(target=watch, name="panels-parent-watch", daemon=True).start()
-
-
-def _serve_job(
-    conn: Any,
-    send: Callable[[tuple[Any, ...]], None],
-    compute: Callable[..., Any],
-    target: str,
-    job: dict[str, Any],
-) -> None:
-    """Run one job and send back its result or error; the rows' segment is closed afterwards."""
-    segment = None
-    try:
-        if job["segment"] is not None:
-            segment = shared_memory.SharedMemory(name=job["segment"])
-            rows = _rows_view(segment.buf, job)
-        else:
-            rows = _rows_from_pipe(conn, job)
-        reply = _compute_reply(send, compute, target, rows, job)
-        del rows
-        send(reply)
-        del reply
-    finally:
-        if segment is not None:
-            with contextlib.suppress(BufferError):  # a result still viewing the rows: freed at exit
-                segment.close()
-
-
-def _compute_reply(
-    send: Callable[[tuple[Any, ...]], None],
-    compute: Callable[..., Any],
-    target: str,
-    rows: Any,
-    job: dict[str, Any],
-) -> tuple[str, Any]:
-    """("result", the result's fields) or ("error", the exception described)."""
-    spec = ProjectionSpec.model_validate_json(job["spec"])
-
-    def progress(fraction: float, message: str) -> None:
-        send(("progress", float(fraction), str(message)))
-
-    try:
-        with _joblib_threads():
-            result = compute(rows, spec, progress=progress, cancel=None)
-        if not isinstance(result, ProjectionResult):
-            raise TypeError(f"{target} returned {type(result).__name__}, not a ProjectionResult")
-        return (
-            "result",
-            {f.name: getattr(result, f.name) for f in fields(ProjectionResult) if f.name != "spec"},
-        )
-    except Exception as error:
-        return ("error", _describe(error))
-
-
-def _joblib_threads() -> contextlib.AbstractContextManager[Any]:
-    """joblib on threads: its default (loky) cannot start processes from this daemon process,
-    and scikit-learn would warn and fall back to one job on each neighbour search."""
-    try:
-        from joblib import parallel_config
-    except ImportError:
-        return contextlib.nullcontext()
-    return parallel_config(backend="threading")
-
-
-def _rows_view(buffer: Any, job: dict[str, Any]) -> Any:
-    """The job's rows (values, missing and ragged flags) as views of one buffer."""
-    n, d = job["n"], job["d"]
-    size = n * d * 4
-    values = np.ndarray((n, d), dtype=np.float32, buffer=buffer)
-    missing = np.ndarray((n,), dtype=np.bool_, buffer=buffer, offset=size)
-    ragged = np.ndarray((n,), dtype=np.bool_, buffer=buffer, offset=size + n)
-    return proj._Rows(values, missing, ragged, job["expected_dim"])
-
-
-def _rows_from_pipe(conn: Any, job: dict[str, Any]) -> Any:
-    """The job's rows read from the pipe (when the server had no room in /dev/shm)."""
-    n, d = job["n"], job["d"]
-    values = np.empty((n, d), dtype=np.float32)
-    missing = np.empty(n, dtype=np.bool_)
-    ragged = np.empty(n, dtype=np.bool_)
-    for array in (values, missing, ragged):
-        conn.recv_bytes_into(memoryview(array).cast("B"))
-    return proj._Rows(values, missing, ragged, job["expected_dim"])
-
-
-def _describe(error: BaseException) -> dict[str, Any]:
-    """An exception as plain data: its type's name, plain arguments, message and traceback."""
-    cls = type(error)
-    plain = all(isinstance(arg, str | int | float | bool | type(None)) for arg in error.args)
-    return {
-        "type": f"{cls.__module__}.{cls.__qualname__}",
-        "name": cls.__name__,
-        "args": tuple(error.args) if plain else None,
-        "message": str(error),
-        "traceback": "".join(traceback.format_exception(error)),
-    }
-
-
-# ----------------------------------------------------------------------------- server side
 
 
 class _RemoteTraceback(Exception):
@@ -314,93 +127,6 @@ def _rebuild_error(info: dict[str, Any], method: str) -> BaseException:
         return cls(*args)
     except Exception:  # a constructor that wants other arguments
         return ProjectionError(f"{method} failed in the projection worker ({info['message']})")
-
-
-class _WorkerGone(Exception):
-    """The worker process ended (or its pipe broke)."""
-
-
-class _Worker:
-    """One worker process and the server's end of its pipe."""
-
-    def __init__(self, target: str, warm_target: str | None, niceness: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, child_conn = context.Pipe(duplex=True)
-        self.process = context.Process(
-            target=_worker_main,
-            args=(child_conn, target, warm_target, niceness),
-            name="panels-projection-worker",
-            daemon=True,
-        )
-        self.process.start()
-        child_conn.close()
-        self.ready = False  # imported its functions; takes jobs
-        # the warm-up: "off" (not asked), "running", "done" or "failed"
-        self.warm_state = "running" if warm_target is not None else "off"
-        self.crashed = False  # ended by itself (not by us)
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
-
-    def receive(self, timeout: float = _POLL_SECONDS) -> tuple[Any, ...] | None:
-        """The next message, None after ``timeout`` without one; ``_WorkerGone`` once it died."""
-        try:
-            ready = connection.wait([self.conn, self.process.sentinel], timeout=timeout)
-            if not ready:
-                return None
-            if self.conn.poll():
-                return self.conn.recv()
-        except (EOFError, OSError) as error:
-            raise _WorkerGone from error
-        raise _WorkerGone  # the process ended with nothing left to read
-
-    def note(self, message: tuple[Any, ...]) -> bool:
-        """Take in a status message ("ready", "warmed"); False for any other message."""
-        if message[0] == "ready":
-            self.ready = True
-        elif message[0] == "warmed":
-            self.warm_state = "done" if message[1] else "failed"
-            if not message[1]:
-                _log.warning("the projection worker's warm-up failed: %s", message[2])
-        else:
-            return False
-        return True
-
-    def exit_status(self) -> str:
-        """How the process ended: "exit code N" or "signal NAME"."""
-        self.process.join(_EXIT_WAIT_SECONDS)
-        code = self.process.exitcode
-        if code is None:
-            return "its pipe closed"
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = str(-code)
-            hint = ", perhaps out of memory" if -code == signal.SIGKILL else ""
-            return f"signal {name}{hint}"
-        return f"exit code {code}"
-
-    def stop(self) -> None:
-        """End the process: SIGTERM, then SIGKILL if it is still there after a short wait."""
-        if self.process.exitcode is None:
-            self.process.terminate()
-            self.process.join(_TERM_GRACE_SECONDS)
-            if self.process.exitcode is None:
-                self.process.kill()
-                self.process.join()
-
-    def close(self) -> None:
-        """Stop the process (busy with a job) and close the pipe."""
-        self.stop()
-        self.conn.close()
-
-    def close_idle(self) -> None:
-        """Let an idle worker end by itself (it exits when its pipe closes), else stop it."""
-        self.conn.close()
-        self.process.join(_TERM_GRACE_SECONDS)
-        self.stop()
 
 
 def _check_target(target: str, what: str) -> str:
@@ -439,7 +165,7 @@ class ProcessProjector(Projector):
         self._warm_target = _check_target(warm_up_target, "warm_up_target") if warm_up else None
         self._warm_next = warm_up
         self._niceness = niceness
-        self._worker: _Worker | None = None
+        self._worker: Worker | None = None
         self._worker_lock = threading.Lock()
         self._turns = threading.Condition()
         # the cancel events of the jobs waiting for the worker; the head's job owns it
@@ -473,7 +199,7 @@ class ProcessProjector(Projector):
                     message = worker.receive()
                     if message is not None:
                         worker.note(message)
-            except _WorkerGone:
+            except WorkerGone:
                 worker.crashed = True
                 self._retire(worker)
                 return False
@@ -508,8 +234,8 @@ class ProcessProjector(Projector):
         cancel: threading.Event | None = None,
     ) -> ProjectionResult:
         """``project``'s signature; runs the job in the worker when it is this job's turn."""
-        spec = proj._as_spec(spec)
-        data = proj._coerce(rows)
+        spec = as_spec(spec)
+        data = as_rows(rows)
         cancel = cancel if cancel is not None else threading.Event()
         report = progress if progress is not None else _ignore_progress
         with self._turn(cancel, report):
@@ -546,7 +272,7 @@ class ProcessProjector(Projector):
                 )
                 if ahead != shown:
                     return ahead
-                self._turns.wait(_POLL_SECONDS)
+                self._turns.wait(POLL_SECONDS)
         return None
 
     def _check_open(self, cancel: threading.Event) -> None:
@@ -556,12 +282,12 @@ class ProcessProjector(Projector):
             raise ProjectionCancelled("the projection was cancelled")
 
     def _run_in_worker(
-        self, data: Any, spec: ProjectionSpec, progress: ProgressFn, cancel: threading.Event
+        self, data: Rows, spec: ProjectionSpec, progress: ProgressFn, cancel: threading.Event
     ) -> ProjectionResult:
         method = _METHOD_NAMES.get(spec.method, spec.method)
         n, d = data.values.shape
         self._check_open(cancel)
-        segment = _share(data)
+        segment = share(data)
         try:
             worker = self._ready_worker(cancel, progress)
             if spec.method == "umap" and worker.warm_state == "running":
@@ -578,9 +304,7 @@ class ProcessProjector(Projector):
                 with contextlib.suppress(OSError):  # it died: the wait below says how
                     worker.conn.send(("job", job))
                     if segment is None:
-                        for array in (data.values, data.missing, data.ragged):
-                            view = memoryview(np.ascontiguousarray(array)).cast("B")
-                            worker.conn.send_bytes(view)
+                        send_rows(worker.conn, data)
                 kind, payload = self._wait_for_reply(worker, progress, cancel, method, n)
             except BaseException:
                 # cancelled, crashed, or the progress callback failed: the worker may still be
@@ -589,12 +313,12 @@ class ProcessProjector(Projector):
                 raise
         finally:
             if segment is not None:
-                _release(segment)
+                release(segment)
         if kind == "error":
             raise _rebuild_error(payload, method) from _RemoteTraceback(payload["traceback"])
         return _rebuild_result(payload, spec)
 
-    def _ready_worker(self, cancel: threading.Event, progress: ProgressFn) -> _Worker:
+    def _ready_worker(self, cancel: threading.Event, progress: ProgressFn) -> Worker:
         """The worker once it has imported its functions (a job cancelled meanwhile leaves it be),
         with the status messages it sent while idle taken in."""
         with self._worker_lock:
@@ -614,7 +338,7 @@ class ProcessProjector(Projector):
                     raise ProjectionError(f"the projection worker could not start ({message[1]})")
             while (message := worker.receive(0.0)) is not None:
                 worker.note(message)
-        except _WorkerGone:
+        except WorkerGone:
             status = worker.exit_status()
             worker.crashed = True
             self._retire(worker)
@@ -625,7 +349,7 @@ class ProcessProjector(Projector):
         return worker
 
     def _wait_for_reply(
-        self, worker: _Worker, progress: ProgressFn, cancel: threading.Event, method: str, n: int
+        self, worker: Worker, progress: ProgressFn, cancel: threading.Event, method: str, n: int
     ) -> tuple[str, Any]:
         """Pass on the job's progress until its ("result", fields) or ("error", description)."""
         while True:
@@ -633,7 +357,7 @@ class ProcessProjector(Projector):
                 raise ProjectionCancelled("the projection was cancelled")
             try:
                 message = worker.receive()
-            except _WorkerGone:
+            except WorkerGone:
                 worker.crashed = True
                 status = worker.exit_status()
                 self._check_open(cancel)
@@ -657,16 +381,16 @@ class ProcessProjector(Projector):
 
     # -- the worker's life -------------------------------------------------------------------
 
-    def _ensure_worker(self) -> _Worker:
+    def _ensure_worker(self) -> Worker:
         """The current worker, started if there is none (call with ``_worker_lock`` held)."""
         if self._closed:
             raise ProjectionCancelled("the projector was shut down")
         if self._worker is None:
             warm = self._warm_target if self._warm_next else None
-            self._worker = _Worker(self._target, warm, self._niceness)
+            self._worker = Worker(self._target, warm, self._niceness)
         return self._worker
 
-    def _retire(self, worker: _Worker) -> None:
+    def _retire(self, worker: Worker) -> None:
         """Stop ``worker``; start a successor at once if it is to warm up.
 
         The successor warms up when the worker's warm-up had succeeded, or was still
@@ -719,72 +443,16 @@ def _rebuild_result(values: dict[str, Any], spec: ProjectionSpec) -> ProjectionR
     return ProjectionResult(spec=spec, **values)
 
 
-# ----------------------------------------------------------------------------- shared memory
-
-_SEGMENTS: dict[str, shared_memory.SharedMemory] = {}  # live segments, unlinked at exit
-_SEGMENTS_LOCK = threading.Lock()
-
-
-def _share(data: Any) -> shared_memory.SharedMemory | None:
-    """The rows copied into a new shared memory segment; None when /dev/shm has no room."""
-    n, d = data.values.shape
-    size = n * d * 4 + 2 * n
-    name = f"{SEGMENT_PREFIX}{os.getpid()}-{next(_SEGMENT_COUNTER)}-{secrets.token_hex(4)}"
-    try:
-        segment = shared_memory.SharedMemory(name=name, create=True, size=max(size, 1))
-    except OSError as error:
-        _log.info("no shared memory for the projection rows (%s); sending them by pipe", error)
-        return None
-    with _SEGMENTS_LOCK:
-        _SEGMENTS[segment.name] = segment
-    try:
-        _reserve(segment, max(size, 1))
-        view = _rows_view(segment.buf, {"n": n, "d": d, "expected_dim": data.expected_dim})
-        np.copyto(view.values, data.values)
-        np.copyto(view.missing, data.missing)
-        np.copyto(view.ragged, data.ragged)
-        del view
-    except OSError as error:
-        _release(segment)
-        _log.info("no room in shared memory for the projection rows (%s); using the pipe", error)
-        return None
-    return segment
-
-
-def _reserve(segment: shared_memory.SharedMemory, size: int) -> None:
-    """Allocate the segment's pages now: a full /dev/shm raises OSError here instead of
-    killing the server with SIGBUS when the rows are written."""
-    fd = getattr(segment, "_fd", -1)
-    if fd >= 0 and hasattr(os, "posix_fallocate"):
-        os.posix_fallocate(fd, 0, size)
-
-
-def _release(segment: shared_memory.SharedMemory) -> None:
-    """Close and unlink a segment (unless the exit hook unlinked it already)."""
-    with _SEGMENTS_LOCK:
-        owned = _SEGMENTS.pop(segment.name, None) is not None
-    with contextlib.suppress(BufferError):
-        segment.close()
-    if owned:
-        with contextlib.suppress(FileNotFoundError):
-            segment.unlink()
-
-
 # ----------------------------------------------------------------------------- exit
 
 
 def _stop_everything() -> None:
     """At exit: stop every worker process and unlink every segment still there."""
-    for projector in proj.live_projectors():
+    for projector in live_projectors():
         if isinstance(projector, ProcessProjector):
             with contextlib.suppress(Exception):
                 projector._close()
-    with _SEGMENTS_LOCK:
-        segments = list(_SEGMENTS.values())
-        _SEGMENTS.clear()
-    for segment in segments:
-        with contextlib.suppress(OSError):
-            segment.unlink()  # not closed: a job thread may still be writing to it
+    unlink_all()
 
 
 atexit.register(_stop_everything)

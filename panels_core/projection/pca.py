@@ -1,0 +1,61 @@
+"""PCA: the plotted components, and the pre-reduction of UMAP and t-SNE inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from panels_core.projection.blas import single_thread_blas
+from panels_core.projection.progress import Stages
+from panels_core.projection.rows import check_varies, sample_rows
+from panels_core.projection.spec import DEFAULT_MAX_FIT_POINTS, PCAParams, ProjectionSpec
+
+__all__ = ["fit_pca", "run_pca", "transform_pca"]
+
+
+def fit_pca(data: np.ndarray, n_components: int, spec: ProjectionSpec, whiten: bool = False):
+    """A scikit-learn PCA fitted on at most DEFAULT_MAX_FIT_POINTS['pca'] sampled rows."""
+    from sklearn.decomposition import PCA
+
+    limit = spec.fit_points if spec.method == "pca" else DEFAULT_MAX_FIT_POINTS["pca"]
+    idx = sample_rows(len(data), limit, spec.seed)
+    fit_data = data if idx is None else data[idx]
+    n, d = fit_data.shape
+    # covariance_eigh: one X^T X pass then a d x d eigendecomposition; fastest for n >> d.
+    solver = "covariance_eigh" if d <= 1000 and n >= d else "full"
+    pca = PCA(n_components=n_components, svd_solver=solver, whiten=whiten, random_state=0)
+    from sklearn import config_context
+
+    check_varies(fit_data, len(data))
+    with config_context(assume_finite=True):  # rows were checked; skip another full pass
+        pca.fit(fit_data)
+    return pca, n
+
+
+def transform_pca(pca: Any, data: np.ndarray) -> np.ndarray:
+    """``data`` in a fitted PCA's components, as float32."""
+    from sklearn import config_context
+
+    with config_context(assume_finite=True):
+        return np.asarray(pca.transform(data), dtype=np.float32)
+
+
+def run_pca(
+    data: np.ndarray, spec: ProjectionSpec, params: PCAParams, stages: Stages
+) -> tuple[np.ndarray, tuple[str, str], int]:
+    """The chosen two components of every row, their axis labels (with the explained variance)
+    and the rows fitted on."""
+    first, second = params.components
+    stages(0.1, f"PCA of {len(data):,} rows x {data.shape[1]} dims")
+    with single_thread_blas():
+        pca, fit_n = fit_pca(data, max(first, second), spec, whiten=params.whiten)
+        stages(0.6, "placing the rows")
+        coords = transform_pca(pca, data)
+    points = coords[:, [first - 1, second - 1]]
+    ratio = pca.explained_variance_ratio_
+    labels = (
+        f"PC{first} ({100 * ratio[first - 1]:.1f}%)",
+        f"PC{second} ({100 * ratio[second - 1]:.1f}%)",
+    )
+    return points, labels, fit_n

@@ -1,0 +1,160 @@
+"""The rows to project, as one float32 matrix plus why rows are unusable (the worker's transport too).
+
+``as_rows`` reads any input (2-D array, DataFrame, Arrow column, a sequence of
+vectors or None); ``Rows`` is what the pipeline and the worker process pass
+around (the worker rebuilds one from shared memory); ``finite_rows``,
+``check_varies`` and ``sample_rows`` are the checks and the seeded sample the
+methods share.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from panels_core.projection.spec import ProjectionError
+
+__all__ = ["Rows", "as_rows", "check_varies", "finite_rows", "sample_rows"]
+
+
+@dataclass(frozen=True, eq=False)
+class Rows:
+    """The input as a float32 matrix plus why rows are unusable (bad rows hold NaN)."""
+
+    values: np.ndarray  # float32 (n, d), C-contiguous
+    missing: np.ndarray  # bool (n,): no value at all (null / all NaN)
+    ragged: np.ndarray  # bool (n,): a vector of the wrong length or not numeric
+    expected_dim: int
+
+    @property
+    def n(self) -> int:
+        return int(self.values.shape[0])
+
+
+def as_rows(X: Any) -> Rows:
+    """Read ``X`` (2-D array, DataFrame, or a sequence of vectors/None) as float32 rows."""
+    if isinstance(X, Rows):
+        return X
+    if type(X).__module__.startswith("pyarrow"):
+        X = _from_arrow(X)
+    if hasattr(X, "to_numpy") and getattr(X, "ndim", 2) == 2:
+        try:
+            X = X.to_numpy(dtype="float32", na_value=np.nan)
+        except (TypeError, ValueError) as error:
+            raise ProjectionError(
+                f"the columns to project must all be numeric ({error}); choose numeric columns"
+            ) from error
+    if isinstance(X, np.ma.MaskedArray):
+        X = X.astype(np.float32).filled(np.nan)
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.dtype.kind not in "biuf":
+            raise ProjectionError(
+                f"cannot project values of dtype {X.dtype}; pass numbers (an embedding column "
+                "or numeric columns)"
+            )
+        if X.ndim == 1:
+            X = X.reshape(-1, 1)
+        if X.ndim != 2:
+            raise ProjectionError(f"expected a 2-D (rows x dims) array, got shape {X.shape}")
+        values = np.ascontiguousarray(X, dtype=np.float32)
+        n = values.shape[0]
+        ragged = np.zeros(n, dtype=bool)
+        missing = np.zeros(n, dtype=bool)
+        if values.shape[1] and n:
+            missing = np.isnan(values).all(axis=1) if values.shape[1] <= 4 else _all_nan(values)
+        return Rows(values, missing, ragged, values.shape[1])
+    return _rows_of_vectors(list(X))
+
+
+def _from_arrow(array: Any) -> Any:
+    """A fixed-size-list Arrow column without nulls as a 2-D array; anything else as Python rows."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if isinstance(array, pa.FixedSizeListArray) and array.null_count == 0:
+        flat = array.flatten()
+        numeric = pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)
+        if numeric and flat.null_count == 0:
+            return flat.to_numpy(zero_copy_only=False).reshape(len(array), -1)
+    if isinstance(array, pa.Table):
+        return array.to_pandas()
+    return array.to_pylist()
+
+
+def _all_nan(values: np.ndarray) -> np.ndarray:
+    """Rows that are all NaN, checked on the first column first (cheap for big inputs)."""
+    out = np.isnan(values[:, 0])
+    if out.any():
+        rows = np.flatnonzero(out)
+        out[rows] = np.isnan(values[rows]).all(axis=1)
+    return out
+
+
+def _rows_of_vectors(rows: list[Any]) -> Rows:
+    vectors: list[np.ndarray | None] = []
+    ragged_flags: list[bool] = []
+    for row in rows:
+        if row is None:
+            vectors.append(None)
+            ragged_flags.append(False)
+            continue
+        try:
+            vec = np.asarray(row, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            vectors.append(None)
+            ragged_flags.append(True)
+            continue
+        vectors.append(vec)
+        ragged_flags.append(False)
+    lengths = Counter(len(v) for v in vectors if v is not None)
+    dim = lengths.most_common(1)[0][0] if lengths else 0
+    n = len(rows)
+    values = np.full((n, dim), np.nan, dtype=np.float32)
+    missing = np.zeros(n, dtype=bool)
+    ragged = np.array(ragged_flags, dtype=bool)
+    for i, vec in enumerate(vectors):
+        if vec is None:
+            missing[i] = not ragged[i]
+        elif len(vec) != dim:
+            ragged[i] = True
+        else:
+            values[i] = vec
+    if dim:
+        missing |= ~ragged & np.isnan(values).all(axis=1)
+    else:
+        missing = ~ragged
+    return Rows(values, missing, ragged, dim)
+
+
+def finite_rows(values: np.ndarray) -> np.ndarray:
+    """Rows without NaN or infinity (one float64 pass, no (n, d) temporary)."""
+    if values.shape[1] == 0:
+        return np.zeros(values.shape[0], dtype=bool)
+    return np.isfinite(values.sum(axis=1, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def check_varies(data: np.ndarray, total: int) -> None:
+    """ProjectionError when every row of ``data`` is the same (a leading slice is tried first)."""
+    head = data[:4096]
+    if np.any(head.max(axis=0) != head.min(axis=0)):
+        return
+    if not np.any(data.max(axis=0) != data.min(axis=0)):
+        raise ProjectionError(
+            f"all {total:,} kept rows have identical values, so there is nothing to project; "
+            "check the column (or filter) feeding the projection"
+        )
+
+
+def sample_rows(n: int, size: int, seed: int | None) -> np.ndarray | None:
+    """Sorted indices of a seeded random sample, or None when every row fits."""
+    if n <= size:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=size, replace=False))
