@@ -78,16 +78,17 @@ def carry_config(
     return config
 
 
-def count_text(engine: Engine, query: Query) -> str:
+def count_text(view: View) -> str:
     """The card's row count: ``"183 of 1,797 rows"`` (with groups and comparisons named).
 
     A comparison names its sources as filters and cells do: ``"400 rows comparing
     0 = runs (600 rows) and 1 = runs_b (400 rows)"``.
     """
-    total = engine.count(Query(table=query.table))
-    rows = engine.count(query.model_copy(update={"group_by": (), "sort": ()}))
+    query = view.query
+    total = view.of_table(query.table).count()
+    rows = view.ungrouped().count()
     if query.compare_with is not None:
-        other = engine.count(Query(table=query.compare_with.table))
+        other = view.of_table(query.compare_with.table).count()
         text = (
             f"{rows:,} rows comparing 0 = {query.table} ({total:,} rows) and "
             f"1 = {query.compare_with.table} ({other:,} rows)"
@@ -95,7 +96,7 @@ def count_text(engine: Engine, query: Query) -> str:
     else:
         text = f"{rows:,} of {total:,} rows"
     if query.group_by:
-        text = f"{engine.count(query):,} groups · {text}"
+        text = f"{view.count():,} groups · {text}"
     return text
 
 
@@ -320,7 +321,7 @@ class CardView(pn.viewable.Viewer):
 
         def work() -> tuple[Any, str]:
             obj = self.panels.render(kind, view, config or None)
-            return obj, count_text(self.engine, view.query)
+            return obj, count_text(view)
 
         def apply(result: tuple[Any, str] | Failed) -> None:
             if generation != self._generation:  # a newer render superseded this one

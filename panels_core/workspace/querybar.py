@@ -18,6 +18,7 @@ from panels_core.panel import columns_of
 from panels_core.query.errors import QueryError
 from panels_core.query.model import CompareWith, Query, SortKey
 from panels_core.query.parse import parse_filter
+from panels_core.view import View
 
 __all__ = [
     "BOTH_FILTER",
@@ -108,7 +109,7 @@ def build_query(table: str, fields: QueryFields, engine: Any = None) -> Query:
         raise QueryError(query_error_text(exc)) from None
     if engine is not None:
         try:
-            engine.result_type(query)
+            View(engine, query).type  # noqa: B018 (derived for its errors)
         except QueryError:
             raise
         except Exception as exc:  # anything else the engine says about this query
@@ -267,7 +268,7 @@ class QueryBar(pn.viewable.Viewer):
 
     def _columns(self) -> list[str]:
         try:
-            return list(columns_of(self.engine.result_type(Query(table=self.table))))
+            return list(columns_of(View(self.engine, Query(table=self.table)).type))
         except Exception:
             return []
 
