@@ -19,17 +19,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from panels_core.query.bins import MAX_BINS, bin_span, width_bins
+from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS, bin_span, width_bins
 from panels_core.query.engine.cache import LRU, MISS
 from panels_core.query.engine.execute import Runner
 from panels_core.query.engine.sources import Catalog
 from panels_core.query.errors import QueryError
 from panels_core.query.sql import Params
 
-__all__ = ["MAX_AUTO_BINS", "Binned", "Binner", "Series", "check_bins", "hashable"]
+__all__ = ["Binned", "Binner", "Series", "check_bins", "hashable"]
 
-MAX_AUTO_BINS = 200
-"""``bins="auto"`` never gives more bins than this (nor fewer than 1)."""
 _QUANTILE_SAMPLE = 200_000
 
 
