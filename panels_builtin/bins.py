@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import AfterValidator, Field
 
 from panels_builtin.captions import EMPTY_VIEW, format_number, values_left_out
-from panels_core.query.bins import MAX_BINS, bin_span, width_bins
+from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS, bin_span, width_bins
 
 __all__ = [
     "MAX_BINS",
@@ -77,8 +77,6 @@ def engine_histogram(
     """``view.histogram(...)`` with one refinement: an integer column binned ``"auto"``
     (no width, no range) gets one bin per integer, centred on it, when its values
     span at most ``MAX_AUTO_BINS`` integers (a first one-bin call finds min and max)."""
-    from panels_core.query.engine import MAX_AUTO_BINS
-
     if integer and bins == "auto" and width is None and range is None:
         probe = view.histogram(column, bins=1, by=by)
         if int(np.sum(probe.counts)) == 0:

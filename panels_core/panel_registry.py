@@ -226,34 +226,7 @@ class Registry:
         Replaces what an earlier discover() found; classes registered by hand stay.
         Returns the statuses of what was found (disabled and duplicates included).
         """
-        if entry_points is None:
-            entry_points = importlib.metadata.entry_points(group=self.group)
-        disable = _truthy(os.environ.get(DISABLE_ENV))
-        allow_text = os.environ.get(ALLOW_ENV, "").strip()
-        allow = {k.strip() for k in allow_text.split(",") if k.strip()} if allow_text else None
-
-        found: list[_Entry] = []
-        for index, ep in enumerate(entry_points):
-            if ep.group and ep.group != self.group:
-                continue
-            dist, version = _dist_of(ep)
-            entry = _Entry(
-                kind=ep.name, order=index, distribution=dist, version=version, entry_point=ep
-            )
-            if not _is_builtin(dist):
-                if disable:
-                    entry.state, entry.error = "disabled", f"disabled by {DISABLE_ENV}=1"
-                elif allow is not None and ep.name not in allow:
-                    entry.state, entry.error = "disabled", f"not listed in {ALLOW_ENV}"
-            found.append(entry)
-        found.sort(
-            key=lambda e: (
-                not _is_builtin(e.distribution),
-                normalize_distribution(e.distribution),
-                e.order,
-            )
-        )
-
+        found = self._read_entry_points(entry_points)
         with self._lock:
             manual = {k: e for k, e in self._entries.items() if e.entry_point is None}
             self._entries = {}
@@ -281,6 +254,39 @@ class Registry:
                 entry.order = self._next_order()  # hand registrations rank after entry points
                 self._entries.setdefault(kind, entry)
             return [e.status() for e in (*self._entries.values(), *self._extra)]
+
+    def _read_entry_points(
+        self, entry_points: Iterable[importlib.metadata.EntryPoint] | None
+    ) -> list[_Entry]:
+        """The group's entry points as entries (disabled ones marked), built-ins first."""
+        if entry_points is None:
+            entry_points = importlib.metadata.entry_points(group=self.group)
+        disable = _truthy(os.environ.get(DISABLE_ENV))
+        allow_text = os.environ.get(ALLOW_ENV, "").strip()
+        allow = {k.strip() for k in allow_text.split(",") if k.strip()} if allow_text else None
+
+        found: list[_Entry] = []
+        for index, ep in enumerate(entry_points):
+            if ep.group and ep.group != self.group:
+                continue
+            dist, version = _dist_of(ep)
+            entry = _Entry(
+                kind=ep.name, order=index, distribution=dist, version=version, entry_point=ep
+            )
+            if not _is_builtin(dist):
+                if disable:
+                    entry.state, entry.error = "disabled", f"disabled by {DISABLE_ENV}=1"
+                elif allow is not None and ep.name not in allow:
+                    entry.state, entry.error = "disabled", f"not listed in {ALLOW_ENV}"
+            found.append(entry)
+        found.sort(
+            key=lambda e: (
+                not _is_builtin(e.distribution),
+                normalize_distribution(e.distribution),
+                e.order,
+            )
+        )
+        return found
 
     def _ensure_discovered(self) -> None:
         if self._autodiscover and not self._discovered:

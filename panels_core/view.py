@@ -94,6 +94,10 @@ class View:
         """Rows (or groups) in the view."""
         return self.engine.count(self.query)
 
+    def ungrouped(self) -> View:
+        """The view's rows before grouping, unsorted (what they count without groups)."""
+        return View(self.engine, self.query.model_copy(update={"group_by": (), "sort": ()}))
+
     def page(self, offset: int = 0, limit: int = 50, columns: list[str] | None = None) -> pa.Table:
         """One page of rows as Arrow."""
         return self.engine.page(self.query, offset=offset, limit=limit, columns=columns)

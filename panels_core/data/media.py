@@ -207,6 +207,34 @@ def _mask_png(mask: Any, width: int, height: int, where: str) -> bytes:
     return buffer.getvalue()
 
 
+def _encoded(data: Any) -> tuple[bytes, str | None, str]:
+    """The encoded bytes of an image given as a path, bytes, array or PIL image, its
+    format when known (else None: probed later), and how to name it in errors."""
+    origin = "the image"
+    if isinstance(data, str | os.PathLike):
+        path = Path(data)
+        origin = f"image file `{path}`"
+        try:
+            encoded = path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {origin}: {exc.strerror}") from exc
+        fmt = None
+    elif isinstance(data, bytes | bytearray | memoryview):
+        encoded, fmt = bytes(data), None
+        origin = "the image bytes"
+    elif isinstance(data, np.ndarray):
+        encoded, fmt = _array_to_png(data), "png"
+    elif hasattr(data, "save") and hasattr(data, "size"):  # a PIL image
+        buffer = io.BytesIO()
+        data.save(buffer, format="PNG")
+        encoded, fmt = buffer.getvalue(), "png"
+    else:
+        raise TypeError(
+            f"Image() takes a file path, PIL image, numpy array or bytes, not {type(data).__name__}"
+        )
+    return encoded, fmt, origin
+
+
 # --------------------------------------------------------------------------- Image
 
 
@@ -233,28 +261,8 @@ class Image:
             boxes = boxes if boxes is not None else data.boxes_raw
             masks = masks if masks is not None else data.masks_png
             classes = classes if classes is not None else data.classes
-        elif isinstance(data, str | os.PathLike):
-            path = Path(data)
-            origin = f"image file `{path}`"
-            try:
-                encoded = path.read_bytes()
-            except OSError as exc:
-                raise ValueError(f"cannot read {origin}: {exc.strerror}") from exc
-            fmt = None
-        elif isinstance(data, bytes | bytearray | memoryview):
-            encoded, fmt = bytes(data), None
-            origin = "the image bytes"
-        elif isinstance(data, np.ndarray):
-            encoded, fmt = _array_to_png(data), "png"
-        elif hasattr(data, "save") and hasattr(data, "size"):  # a PIL image
-            buffer = io.BytesIO()
-            data.save(buffer, format="PNG")
-            encoded, fmt = buffer.getvalue(), "png"
         else:
-            raise TypeError(
-                f"Image() takes a file path, PIL image, numpy array or bytes, not "
-                f"{type(data).__name__}"
-            )
+            encoded, fmt, origin = _encoded(data)
         probed_fmt, self.width, self.height = _probe(encoded, origin)
         if probed_fmt not in ("png", "jpeg"):  # keep PNG and JPEG as given, re-encode others
             with _pil().open(io.BytesIO(encoded)) as img:

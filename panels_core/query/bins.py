@@ -12,10 +12,13 @@ import math
 
 from panels_core.query.errors import QueryError
 
-__all__ = ["MAX_BINS", "bin_span", "width_bins"]
+__all__ = ["MAX_AUTO_BINS", "MAX_BINS", "bin_span", "width_bins"]
 
 MAX_BINS = 1000
 """The most bins one histogram may have (a count asked for, or one a bin width makes)."""
+
+MAX_AUTO_BINS = 200
+"""``bins="auto"`` never gives more bins than this (nor fewer than 1)."""
 
 
 def bin_span(lo: float, hi: float, what: str = "the range") -> float:

@@ -24,6 +24,7 @@ from panels_core.types import (
     JoinedTableType,
     describe,
 )
+from panels_core.view import View
 from panels_core.workspace.cards import (
     CARD_STYLES,
     CardView,
@@ -98,7 +99,7 @@ def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]
     for name in _latest_only(engine.table_names()):
         query = Query(table=name)
         try:
-            table_type = engine.result_type(query)
+            table_type = View(engine, query).type
             matches = compatible(panels, table_type)
         except Exception:  # the card shows the error when built
             lead = panels.lead_kind()
@@ -349,7 +350,7 @@ class Workspace(pn.viewable.Viewer):
     def add_card(self, table: str, kind: str | None = None) -> CardView:
         """A new card over ``table`` with its default (or the given) panel."""
         query = Query(table=table)
-        view_type = self.engine.result_type(query)
+        view_type = View(self.engine, query).type
         matches = compatible(self.panels, view_type)
         match = next((m for m in matches if m.kind == kind), None) if kind else None
         match = match or (matches[0] if matches else None)
@@ -448,9 +449,9 @@ class Workspace(pn.viewable.Viewer):
 
     def _table_entry(self, name: str, versions: list[str]) -> pn.viewable.Viewable:
         try:
-            query = Query(table=name)
-            table_type = self.engine.result_type(query)
-            rows = self.engine.count(query)
+            view = View(self.engine, Query(table=name))
+            table_type = view.type
+            rows = view.count()
         except Exception as exc:
             return pn.pane.Alert(
                 f"{markdown_code(name)}: {markdown_text(exc)}", alert_type="danger"

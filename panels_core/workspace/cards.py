@@ -78,16 +78,17 @@ def carry_config(
     return config
 
 
-def count_text(engine: Engine, query: Query) -> str:
+def count_text(view: View) -> str:
     """The card's row count: ``"183 of 1,797 rows"`` (with groups and comparisons named).
 
     A comparison names its sources as filters and cells do: ``"400 rows comparing
     0 = runs (600 rows) and 1 = runs_b (400 rows)"``.
     """
-    total = engine.count(Query(table=query.table))
-    rows = engine.count(query.model_copy(update={"group_by": (), "sort": ()}))
+    query = view.query
+    total = view.of_table(query.table).count()
+    rows = view.ungrouped().count()
     if query.compare_with is not None:
-        other = engine.count(Query(table=query.compare_with.table))
+        other = view.of_table(query.compare_with.table).count()
         text = (
             f"{rows:,} rows comparing 0 = {query.table} ({total:,} rows) and "
             f"1 = {query.compare_with.table} ({other:,} rows)"
@@ -95,7 +96,7 @@ def count_text(engine: Engine, query: Query) -> str:
     else:
         text = f"{rows:,} of {total:,} rows"
     if query.group_by:
-        text = f"{engine.count(query):,} groups · {text}"
+        text = f"{view.count():,} groups · {text}"
     return text
 
 
@@ -136,6 +137,19 @@ class CardView(pn.viewable.Viewer):
         """Where the card sits in the workspace grid (``card`` is its index when saved)."""
         self.on_resize: Callable[[CardView], None] | None = None
         self._generation = 0
+        self._build_widgets()
+        self.querybar = QueryBar(engine, spec.input, on_change=self.set_query)
+        self._refresh_options()
+        self.selector.param.watch(self._on_select, "value")
+        self.gear.on_click(self._toggle_settings)
+        self.duplicate_button.on_click(lambda _e: self._on_duplicate and self._on_duplicate(self))
+        self.close_button.on_click(lambda _e: self._on_close and self._on_close(self))
+        self.wide_button.param.watch(lambda e: self.on_resize and self.on_resize(self), "value")
+        self._layout = self._build_layout()
+        self._render(initial=True)
+
+    def _build_widgets(self) -> None:
+        """The header's buttons and selector, the row count, the settings and the body."""
         self.selector = pn.widgets.Select(
             label="", width=200, css_classes=["panel-selector"], margin=(4, 5)
         )
@@ -158,17 +172,13 @@ class CardView(pn.viewable.Viewer):
         self.body = pn.Column(
             sizing_mode="stretch_width", min_height=120, css_classes=["card-body"]
         )
-        self.querybar = QueryBar(engine, spec.input, on_change=self.set_query)
-        self._refresh_options()
-        self.selector.param.watch(self._on_select, "value")
-        self.gear.on_click(self._toggle_settings)
-        self.duplicate_button.on_click(lambda _e: self._on_duplicate and self._on_duplicate(self))
-        self.close_button.on_click(lambda _e: self._on_close and self._on_close(self))
-        self.wide_button.param.watch(lambda e: self.on_resize and self.on_resize(self), "value")
+
+    def _build_layout(self) -> Any:
+        """The title and header buttons over the query bar, row count, settings and body."""
         self.title_pane = pn.pane.Markdown(
             f"#### {markdown_text(self.title)}", margin=(0, 8), css_classes=["card-title"]
         )
-        self._layout = pn.Column(
+        return pn.Column(
             pn.Row(
                 self.title_pane,
                 pn.layout.HSpacer(),
@@ -188,7 +198,6 @@ class CardView(pn.viewable.Viewer):
             styles=CARD_STYLES,
             margin=8,
         )
-        self._render(initial=True)
 
     def _classes(self) -> list[str]:
         return ["workspace-card", f"card-kind-{self.spec.kind}"]
@@ -320,7 +329,7 @@ class CardView(pn.viewable.Viewer):
 
         def work() -> tuple[Any, str]:
             obj = self.panels.render(kind, view, config or None)
-            return obj, count_text(self.engine, view.query)
+            return obj, count_text(view)
 
         def apply(result: tuple[Any, str] | Failed) -> None:
             if generation != self._generation:  # a newer render superseded this one

@@ -18,6 +18,7 @@ from panels_core.panel import columns_of
 from panels_core.query.errors import QueryError
 from panels_core.query.model import CompareWith, Query, SortKey
 from panels_core.query.parse import parse_filter
+from panels_core.view import View
 
 __all__ = [
     "BOTH_FILTER",
@@ -108,7 +109,7 @@ def build_query(table: str, fields: QueryFields, engine: Any = None) -> Query:
         raise QueryError(query_error_text(exc)) from None
     if engine is not None:
         try:
-            engine.result_type(query)
+            View(engine, query).type  # noqa: B018 (derived for its errors)
         except QueryError:
             raise
         except Exception as exc:  # anything else the engine says about this query
@@ -179,6 +180,23 @@ class QueryBar(pn.viewable.Viewer):
         fields = fields_of(query)
         columns = self._columns()
         others = [n for n in engine.table_names() if n != self.table]
+        self._build_widgets(fields, columns, others)
+        self._sync_compare_widgets()
+        self.filter_input.param.watch(self._typed, "value_input")
+        self.filter_input.param.watch(self._changed, "value")
+        for widget in (
+            self.sort,
+            self.direction,
+            self.group_by,
+            self.compare_with,
+            self.compare_on,
+            self.only_both,
+        ):
+            widget.param.watch(self._changed, "value")
+        self._layout = self._build_layout()
+
+    def _build_widgets(self, fields: QueryFields, columns: list[str], others: list[str]) -> None:
+        """The bar's widgets, set to ``fields``; ``others`` are the tables to compare with."""
         self.filter_input = pn.widgets.TextInput(
             label="Filter",
             value=fields.filter,
@@ -235,19 +253,10 @@ class QueryBar(pn.viewable.Viewer):
             css_classes=["query-both"],
             margin=(28, 10, 0, 10),
         )
-        self._sync_compare_widgets()
-        self.filter_input.param.watch(self._typed, "value_input")
-        self.filter_input.param.watch(self._changed, "value")
-        for widget in (
-            self.sort,
-            self.direction,
-            self.group_by,
-            self.compare_with,
-            self.compare_on,
-            self.only_both,
-        ):
-            widget.param.watch(self._changed, "value")
-        self._layout = pn.Column(
+
+    def _build_layout(self) -> Any:
+        """The filter box over its message, then the other fields in a wrapping row."""
+        return pn.Column(
             pn.Row(self.filter_input, sizing_mode="stretch_width"),
             self.message,
             pn.FlexBox(
@@ -267,7 +276,7 @@ class QueryBar(pn.viewable.Viewer):
 
     def _columns(self) -> list[str]:
         try:
-            return list(columns_of(self.engine.result_type(Query(table=self.table))))
+            return list(columns_of(View(self.engine, Query(table=self.table)).type))
         except Exception:
             return []
 

@@ -171,6 +171,30 @@ def listening_hosts(address: str, port: int, allow_origin: Sequence[str] = ()) -
     return hosts
 
 
+def _warn_public(address: str, port: int, logins: bool, read_only: Any) -> None:
+    """Say on stderr who can use a workspace that listens beyond this machine."""
+    who = "anyone who logs in" if logins else "anyone who reaches it"
+    can = "read every table this server opened" + ("" if read_only else ", save in its folder")
+    print(
+        f"typed-panels: WARNING: listening on {address}:{port}: {who} can use this "
+        f"workspace ({can})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _auth_options(basic_auth: str | None, oauth_provider: str | None) -> dict[str, Any]:
+    """The login options for ``pn.serve``: none, or the given ones plus a cookie secret."""
+    import panel as pn
+
+    if not (basic_auth or oauth_provider):
+        return {}
+    auth: dict[str, Any] = {"basic_auth": basic_auth, "oauth_provider": oauth_provider}
+    if not pn.config.cookie_secret:  # logins last as long as this process
+        auth["cookie_secret"] = secrets.token_urlsafe(32)
+    return auth
+
+
 def serve_tables(
     tables: Mapping[str, Any],
     *,
@@ -200,16 +224,7 @@ def serve_tables(
 
     hosts = listening_hosts(address, port, allow_origin)
     if not is_loopback(address):
-        who = "anyone who logs in" if basic_auth or oauth_provider else "anyone who reaches it"
-        can = "read every table this server opened" + (
-            "" if workspace.get("read_only") else ", save in its folder"
-        )
-        print(
-            f"typed-panels: WARNING: listening on {address}:{port}: {who} can use this "
-            f"workspace ({can})",
-            file=sys.stderr,
-            flush=True,
-        )
+        _warn_public(address, port, bool(basic_auth or oauth_provider), workspace.get("read_only"))
     _register_models()
     engine = Engine(dict(tables))
     if workspace.get("cards") is None:  # the smart default, worked out once for every session
@@ -220,11 +235,7 @@ def serve_tables(
     def app() -> Any:
         return Workspace(engine=engine, title=title, **workspace).template()
 
-    auth: dict[str, Any] = {}
-    if basic_auth or oauth_provider:
-        auth = {"basic_auth": basic_auth, "oauth_provider": oauth_provider}
-        if not pn.config.cookie_secret:  # logins last as long as this process
-            auth["cookie_secret"] = secrets.token_urlsafe(32)
+    auth = _auth_options(basic_auth, oauth_provider)
     print(f"typed-panels: serving {len(tables)} tables on http://{address}:{port}", flush=True)
     server = pn.serve(
         app,

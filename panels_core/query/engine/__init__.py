@@ -17,10 +17,9 @@ it each module does one job:
 
 from __future__ import annotations
 
-from panels_core.query.bins import MAX_BINS
+from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS
 from panels_core.query.engine.aggregate import GROUP_SAMPLE
 from panels_core.query.engine.answers import Histogram, ValueCounts
-from panels_core.query.engine.binning import MAX_AUTO_BINS
 from panels_core.query.engine.cache import CACHE_SIZE
 from panels_core.query.engine.facade import Engine
 from panels_core.query.engine.merge import PAIR_MIN_ROWS

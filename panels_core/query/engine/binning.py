@@ -19,17 +19,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from panels_core.query.bins import MAX_BINS, bin_span, width_bins
+from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS, bin_span, width_bins
 from panels_core.query.engine.cache import LRU, MISS
 from panels_core.query.engine.execute import Runner
 from panels_core.query.engine.sources import Catalog
 from panels_core.query.errors import QueryError
 from panels_core.query.sql import Params
 
-__all__ = ["MAX_AUTO_BINS", "Binned", "Binner", "Series", "check_bins", "hashable"]
+__all__ = ["Binned", "Binner", "Series", "check_bins", "hashable"]
 
-MAX_AUTO_BINS = 200
-"""``bins="auto"`` never gives more bins than this (nor fewer than 1)."""
 _QUANTILE_SAMPLE = 200_000
 
 
@@ -88,31 +86,9 @@ class Binner:
         """
         # the bounds, counts and quartiles of the same rows and columns are kept: a card
         # drawn again with other bins (or a range) skips those scans
-        rows_key = (self.catalog.call.stamp, rows, repr(params.bind(rows)))
-        series_key = tuple((s.x, s.cond, s.raw) for s in series)
-        bounds: Any = [(None, None)] * len(series)
-        if range is None:
-            key = ("bounds", *rows_key, series_key)
-            bounds = self._kept(key, lambda: self.bounds(cur, params, rows, series))
-        counted = self.cache.get(("counts", *rows_key, series_key))
-        if counted is MISS and ((bins == "auto" and width is None) or any(s.cond for s in series)):
-            # the finite count sets the auto bin count; a compared source's nulls are
-            # its present rows without a value (absent rows have none either)
-            counted = self.counts(cur, params, rows, series)
-            self.cache.put(("counts", *rows_key, series_key), counted)
-        columns = list(dict.fromkeys(s.column for s in series))
-        quartiles: dict[str, tuple[float, float]] = {}
-        if bins == "auto" and width is None:
-            key = ("quartiles", *rows_key, series_key, tuple(columns))
-            quartiles = self._kept(
-                key, lambda: self.sample_quartiles(cur, params, rows, series, columns)
-            )
-        edges: dict[str, np.ndarray] = {}
-        for column in columns:
-            mine = [i for i, s in enumerate(series) if s.column == column]
-            n_finite = 0 if counted is MISS else sum(counted[i][2] for i in mine)
-            shown = (column, quartiles.get(column), n_finite)
-            edges[column] = _edges(shown, [bounds[i] for i in mine], bins, range, width)
+        kept = (self.catalog.call.stamp, rows, repr(params.bind(rows)))
+        kept += (tuple((s.x, s.cond, s.raw) for s in series),)
+        edges, counted = self._edges_and_counts(cur, params, rows, series, kept, bins, range, width)
         key_names = [f"__tp_k{i}" for i in builtins.range(len(keys))]
         estimates = [
             _estimate(params, rows, keys, key_names, s, edges[s.column], order, i == 0)
@@ -128,9 +104,46 @@ class Binner:
             counted = _counts_from_bins(result, len(keys), len(series))
             if counted is None:
                 counted = self.counts(cur, params, rows, series)
-            self.cache.put(("counts", *rows_key, series_key), counted)
+            self.cache.put(("counts", *kept), counted)
         first = _first_keys(result, len(keys)) if order is not None else []
         return Binned(edges, counts, list(counted), first)
+
+    def _edges_and_counts(
+        self,
+        cur: Any,
+        params: Params,
+        rows: str,
+        series: Sequence[Series],
+        kept: tuple[Any, ...],
+        bins: int | Literal["auto"],
+        range: tuple[float, float] | None,
+        width: float | None,
+    ) -> tuple[dict[str, np.ndarray], Any]:
+        """The edges per column, and the (nulls, nonfinite, finite) counts per series
+        when they were needed for them (else ``MISS``); ``kept`` keys the kept scans."""
+        bounds: Any = [(None, None)] * len(series)
+        if range is None:
+            bounds = self._kept(("bounds", *kept), lambda: self.bounds(cur, params, rows, series))
+        counted = self.cache.get(("counts", *kept))
+        if counted is MISS and ((bins == "auto" and width is None) or any(s.cond for s in series)):
+            # the finite count sets the auto bin count; a compared source's nulls are
+            # its present rows without a value (absent rows have none either)
+            counted = self.counts(cur, params, rows, series)
+            self.cache.put(("counts", *kept), counted)
+        columns = list(dict.fromkeys(s.column for s in series))
+        quartiles: dict[str, tuple[float, float]] = {}
+        if bins == "auto" and width is None:
+            quartiles = self._kept(
+                ("quartiles", *kept, tuple(columns)),
+                lambda: self.sample_quartiles(cur, params, rows, series, columns),
+            )
+        edges: dict[str, np.ndarray] = {}
+        for column in columns:
+            mine = [i for i, s in enumerate(series) if s.column == column]
+            n_finite = 0 if counted is MISS else sum(counted[i][2] for i in mine)
+            shown = (column, quartiles.get(column), n_finite)
+            edges[column] = _edges(shown, [bounds[i] for i in mine], bins, range, width)
+        return edges, counted
 
     def _kept(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """The answer kept for ``key``, or ``compute()`` kept."""

@@ -33,7 +33,7 @@ from panels_core.query.engine.relation import Pick, Rel, base, group_by, join_re
 from panels_core.query.engine.sources import Catalog, Source
 from panels_core.query.errors import QueryError
 from panels_core.query.expr import Call, Lit, walk
-from panels_core.query.model import JoinSpec, Query
+from panels_core.query.model import CompareWith, JoinSpec, Query
 from panels_core.query.sql import Params, compile_expr
 from panels_core.types import JoinedTableType, StructType, TableType
 
@@ -84,34 +84,7 @@ class Planner:
         two = query.compare_with is not None or query.join is not None
         rel = base(source, self.catalog.hidden, pick if not two or pick is None else pick.side(0))
         if query.compare_with is not None:
-            if source.sides is not None or query.join is not None:
-                raise QueryError(
-                    "compare_with cannot be combined with a join; compare plain tables"
-                )
-            other = self.catalog.source(query.compare_with.table)
-            if other.sides is not None:
-                raise QueryError(
-                    f"compare_with: `{other.name}` is a joined table; compare plain tables"
-                )
-            spec = query.compare_with
-            required = required_sources(query.filter, spec.names)
-            other_rel = base(other, self.catalog.hidden, None if pick is None else pick.side(1))
-            grouping = bool(query.group_by) and group
-            whole = compare(rel, other_rel, spec, required, pick)  # checks, fields, types
-            paired = None
-            by_key = sorted_by_key(query, spec, required)
-            if pick is None and needs is not None and not grouping:
-                heads = columns_read(query, whole.fields, needs, sort=not by_key)
-                paired = self.merger.paired(cur, source, other, spec, required, heads)
-            if paired is not None:
-                a_side, b_side, glue, view = paired
-                glued = compare(a_side, b_side, glue, required, glued=view)
-                rel = dataclasses.replace(whole, sql=glued.sql, presorted=by_key)
-            elif pick is not None:
-                rel = whole
-            else:
-                splits = key_splits(self.catalog, source, other, spec)
-                rel = compare(rel, other_rel, spec, required, None, splits, params)
+            rel = self.compare_spec(query, source, rel, params, cur, group, pick, needs)
         if query.join is not None:
             rel = self.join_spec(query, source, rel, pick)
         if query.filter is not None and pick is None:
@@ -121,6 +94,46 @@ class Planner:
         if group or not query.group_by:
             for key in query.sort:  # checked here, even by calls that need no order
                 resolve(rel, key.column, Params(), "sort column")
+        return rel
+
+    def compare_spec(
+        self,
+        query: Query,
+        source: Source,
+        rel: Rel,
+        params: Params,
+        cur: Any,
+        group: bool,
+        pick: Pick | None,
+        needs: Sequence[str] | None,
+    ) -> Rel:
+        """The query's ``compare_with`` of another table against ``rel`` (see ``plan``)."""
+        spec: CompareWith = query.compare_with  # type: ignore[assignment]
+        if source.sides is not None or query.join is not None:
+            raise QueryError("compare_with cannot be combined with a join; compare plain tables")
+        other = self.catalog.source(spec.table)
+        if other.sides is not None:
+            raise QueryError(
+                f"compare_with: `{other.name}` is a joined table; compare plain tables"
+            )
+        required = required_sources(query.filter, spec.names)
+        other_rel = base(other, self.catalog.hidden, None if pick is None else pick.side(1))
+        grouping = bool(query.group_by) and group
+        whole = compare(rel, other_rel, spec, required, pick)  # checks, fields, types
+        paired = None
+        by_key = sorted_by_key(query, spec, required)
+        if pick is None and needs is not None and not grouping:
+            heads = columns_read(query, whole.fields, needs, sort=not by_key)
+            paired = self.merger.paired(cur, source, other, spec, required, heads)
+        if paired is not None:
+            a_side, b_side, glue, view = paired
+            glued = compare(a_side, b_side, glue, required, glued=view)
+            rel = dataclasses.replace(whole, sql=glued.sql, presorted=by_key)
+        elif pick is not None:
+            rel = whole
+        else:
+            splits = key_splits(self.catalog, source, other, spec)
+            rel = compare(rel, other_rel, spec, required, None, splits, params)
         return rel
 
     def join_spec(self, query: Query, source: Source, rel: Rel, pick: Pick | None = None) -> Rel:
