@@ -9,7 +9,6 @@ does not), and no private name used across modules: no ``from x import _name``, 
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 PACKAGES = ("panels_core", "panels_builtin")
@@ -113,7 +112,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             if len(comp) > 1:
                 out.append(sorted(comp))
 
-    sys.setrecursionlimit(10000)
     for v in graph:
         if v not in index:
             visit(v)
