@@ -82,6 +82,58 @@ def test_wandb_image_paths_outside_the_export_leave_their_cells_empty(tmp_path: 
     assert table.get_column("id") == list(range(7))
 
 
+def test_wandb_files_a_table_reads_whole_refuse_paths_outside_naming_the_export(
+    tmp_path: Path,
+) -> None:
+    """A numpy column's .npz and a joined table's sides are read only inside the export's
+    folder; one outside is refused with a message naming the export and the column/key."""
+    export = tmp_path / "export"
+    export.mkdir()
+    np.savez(tmp_path / "secret.npz", emb=np.zeros((2, 3)))
+    column_type = {
+        "wb_type": "ndarray",
+        "params": {"serialization_path": {"key": "emb", "path": "../secret.npz"}},
+    }
+    numpy_table = export / "n.table.json"
+    numpy_table.write_text(
+        json.dumps(
+            {
+                "columns": ["emb"],
+                "data": [[None], [None]],
+                "column_types": {
+                    "wb_type": "typedDict",
+                    "params": {"type_map": {"emb": column_type}},
+                },
+            }
+        )
+    )
+    with pytest.raises(ValueError) as caught:
+        open_table(numpy_table)
+    assert str(caught.value) == (
+        f"`{numpy_table}`, column `emb`: `../secret.npz` contains `..`, which could leave "
+        "the export's folder"
+    )
+    joined = export / "j.joined-table.json"
+    secret_table = tmp_path / "s.table.json"
+    secret_table.write_text(json.dumps({"columns": ["a"], "data": [[1]]}))
+    joined.write_text(
+        json.dumps(
+            {
+                "_type": "joined-table",
+                "table1": str(secret_table),
+                "table2": "n.table.json",
+                "join_key": "a",
+            }
+        )
+    )
+    with pytest.raises(ValueError) as caught:
+        open_table(joined)
+    assert str(caught.value) == (
+        f"`{joined}`: `table1`: `{secret_table}` is an absolute path, not a file in the "
+        "export's folder"
+    )
+
+
 def test_store_media_references_outside_media_leave_their_cells_empty(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     images = [Image(np.full((3, 3, 3), v, dtype=np.uint8)) for v in (1, 2, 3, 4)]

@@ -400,7 +400,10 @@ def _wandb_column(
     wb_type = strip_optional(wandb_type_to_datatype(wb_json))
     serialized = _serialization_path(wb_json)
     if serialized is not None:
-        file = resolver.find(str(serialized.get("path")))
+        try:
+            file = resolver.find(str(serialized.get("path")))
+        except OutsideFolder as exc:
+            raise ValueError(f"`{path}`, column `{name}`: {exc}") from None
         if file is None:
             raise FileNotFoundError(
                 f"`{path}`, column `{name}`: its values are in `{serialized.get('path')}`, "
@@ -458,7 +461,10 @@ def _read_wandb_joined(path: Path, obj: Mapping[str, Any], missing_media: str) -
             ref = ref.get("path")
         if not isinstance(ref, str):
             raise ValueError(f"`{path}`: a joined-table needs `{key}`, the path of a table file")
-        found = _MediaResolver(path, "error").find(ref)
+        try:
+            found = _MediaResolver(path, "error").find(ref)
+        except OutsideFolder as exc:
+            raise ValueError(f"`{path}`: `{key}`: {exc}") from None
         if found is None:
             raise FileNotFoundError(
                 f"`{path}`: `{key}` names `{ref}`, which is not next to the export; "
