@@ -3,7 +3,8 @@
 Each subcommand is a ``Command`` in ``COMMANDS``: a name, a help line, a
 function adding its arguments and a function running it. Errors print one
 line, ``panels: error: ...``, and exit with status 2 (set ``PANELS_DEBUG=1``
-to see the traceback instead).
+to see the traceback instead). Output whose reader has gone (``panels info t | head``)
+ends quietly with status 141, as a Unix tool stopped by SIGPIPE.
 """
 
 from __future__ import annotations
