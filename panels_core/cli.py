@@ -3,12 +3,14 @@
 Each subcommand is a ``Command`` in ``COMMANDS``: a name, a help line, a
 function adding its arguments and a function running it. Errors print one
 line, ``panels: error: ...``, and exit with status 2 (set ``PANELS_DEBUG=1``
-to see the traceback instead).
+to see the traceback instead). Output whose reader has gone (``panels info t | head``)
+ends quietly with status 141, as a Unix tool stopped by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["COMMANDS", "CliError", "Command", "build_parser", "main"]
+__all__ = ["COMMANDS", "SIGPIPE_STATUS", "CliError", "Command", "build_parser", "main"]
 
 
 class CliError(Exception):
@@ -86,18 +88,44 @@ def _run_plugins(args: argparse.Namespace, out: TextIO) -> int:
 # --------------------------------------------------------------------------- info
 
 
-def _open(path: Path) -> Any:
+def _delimiter(text: str) -> str:
+    """A ``--delimiter`` value: one character, or ``\\t`` / ``tab`` for a tab."""
+    text = "\t" if text in ("\\t", "tab", "TAB") else text
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not one character; give e.g. ';', '|', or '\\t' (or tab) for a tab"
+        )
+    return text
+
+
+def _add_delimiter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--delimiter",
+        type=_delimiter,
+        metavar="CHAR",
+        help="the delimiter of CSV files (default: sniffed from the first lines: , tab ; |); "
+        "'\\t' or tab for a tab",
+    )
+
+
+def _open(path: Path, delimiter: str | None = None) -> Any:
     """A Table (or JoinedTable) for a file, through ``panels_core.data.sources.open_table``."""
     if not path.exists():
         raise CliError(f"no such file: {path}")
-    from panels_core.data.sources import open_table
+    from panels_core.data.sources import detect_format, open_table
 
-    return open_table(path)
+    if delimiter is None:
+        return open_table(path)
+    fmt = detect_format(path)
+    if fmt != "csv":
+        raise CliError(f"--delimiter applies to CSV files; `{path}` is read as {fmt}")
+    return open_table(path, delimiter=delimiter)
 
 
 def _configure_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="a table file (Parquet, CSV, Arrow, W&B json, ...)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_delimiter(parser)
 
 
 def _run_info(args: argparse.Namespace, out: TextIO) -> int:
@@ -105,7 +133,7 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.panel_registry import registry
     from panels_core.types import describe
 
-    table = _open(args.path)
+    table = _open(args.path, args.delimiter)
     table_type = table.type
     try:
         rows: int | None = len(table)
@@ -238,6 +266,7 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
         "--demo", action="store_true", help="add the demo data (written once to ./demo_data)"
     )
     parser.add_argument("--title", default="typed-panels", help="the page title")
+    _add_delimiter(parser)
     parser.add_argument(
         "--read-only",
         action="store_true",
@@ -274,9 +303,6 @@ def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.workspace.background import RENDER_TIMEOUT_ENV, parse_timeout
     from panels_core.workspace.server import serve_paths
 
-    for path in args.paths:
-        if not path.exists():
-            raise CliError(f"no such file or folder: {path}")
     if args.render_timeout is not None:
         try:
             seconds = parse_timeout(args.render_timeout)
@@ -287,6 +313,7 @@ def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
         args.paths,
         demo=args.demo,
         workspace=args.workspace,
+        delimiter=args.delimiter,
         port=args.port,
         address=args.address,
         show=args.show,
@@ -344,6 +371,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIGPIPE_STATUS = 141
+"""The status a shell reports for a command whose output pipe closed (128 + SIGPIPE)."""
+
+
+def _stdout_closed(out: TextIO) -> int:
+    """Quiet exit once the reader of ``out`` has gone, as ``seq 1 100000 | head`` does:
+    nothing on stderr, status 141; stdout is pointed at /dev/null so the interpreter's
+    last flush does not fail again."""
+    if out is sys.stdout:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    return SIGPIPE_STATUS
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the ``panels`` command; returns the exit status."""
     out = out if out is not None else sys.stdout
@@ -353,9 +396,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         parser.print_help(out)
         return 2
     try:
-        return args._run(args, out)
+        status = args._run(args, out)
+        out.flush()
+        return status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `panels info t.parquet | head` closed our output: stop quietly
+        return _stdout_closed(out)
     except Exception as exc:
         if os.environ.get("PANELS_DEBUG"):
             raise

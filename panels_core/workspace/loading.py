@@ -54,27 +54,50 @@ def _stem(path: Path) -> str:
     return path.stem or "table"
 
 
-def load_sources(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Loaded]:
+def load_sources(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    delimiter: str | None = None,
+    failed: dict[str, str] | None = None,
+) -> dict[str, Loaded]:
     """Every table of ``paths`` by name, with its source: a file or projector folder by
-    its stem, and every version of every Store entry as ``name:vN``, oldest first."""
-    from panels_core.data.sources import open_table
-    from panels_core.data.store import Store
+    its stem, and every version of every Store entry as ``name:vN``, oldest first.
+
+    ``delimiter`` forces the delimiter of the CSV files among ``paths``. With ``failed``
+    given, a path that cannot be opened is recorded there (its file name: why, naming
+    the file) and the other paths still open; without it, the first failure raises.
+    """
+    from panels_core.data.sources.common import exception_text
 
     loaded: dict[str, Loaded] = {}
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
-            raise TableLoadError(f"no such file or folder: {path}")
-        if is_store_folder(path):
-            store = Store(path)
-            for name in store.names():
-                for version in store.versions(name):
-                    ref = f"{name}:{version}"
-                    loaded[ref] = Loaded(store.get(ref), TableSource(store=ref), path.resolve())
-            continue
-        name = unique_name(_stem(path), loaded)
-        loaded[name] = Loaded(open_table(path), TableSource(path=str(path.resolve())))
+        try:
+            loaded.update(_load_path(path, loaded, delimiter))
+        except Exception as exc:
+            if failed is None:
+                raise
+            why = exception_text(exc)
+            if str(path) not in why:
+                why = f"cannot open `{path}`: {why}"
+            failed[unique_name(path.name, failed)] = why
     return loaded
+
+
+def _load_path(path: Path, taken: Mapping[str, Any], delimiter: str | None) -> dict[str, Loaded]:
+    """The tables of one path (a file, projector folder or Store folder) by name."""
+    from panels_core.data.sources import detect_format, open_table
+    from panels_core.data.store import Store
+
+    if not path.exists():
+        raise TableLoadError(f"cannot open `{path}`: no such file or folder")
+    if is_store_folder(path):
+        store = Store(path)
+        refs = [f"{name}:{version}" for name in store.names() for version in store.versions(name)]
+        return {ref: Loaded(store.get(ref), TableSource(store=ref), path.resolve()) for ref in refs}
+    options = {"delimiter": delimiter} if delimiter and detect_format(path) == "csv" else {}
+    table = open_table(path, **options)
+    return {unique_name(_stem(path), taken): Loaded(table, TableSource(path=str(path.resolve())))}
 
 
 def load_tables(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:

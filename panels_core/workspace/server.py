@@ -53,51 +53,74 @@ def prepare(
     *,
     demo: bool = False,
     workspace: str | os.PathLike[str] | None = None,
+    delimiter: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Open the tables and the saved workspace: returns ``(tables, workspace options)``.
 
     With ``workspace`` naming an existing file, its tables are opened (paths relative
     to it, Store references in the given store folders) and its cards kept; with a
     file that does not exist yet, the default workspace is built and saved there.
+    A path that cannot be opened is left out: the sidebar says why (``unavailable``,
+    by file name), as does a line on stderr; ValueError when no table opens at all.
+    ``delimiter`` forces the delimiter of the CSV files.
     """
-    from panels_core.workspace.loading import (
-        TableLoadError,
-        absolute_source,
-        is_store_folder,
-        load_sources,
-        open_source,
-    )
-    from panels_core.workspace.saving import read_spec
+    from panels_core.workspace.loading import load_sources
 
     all_paths = [*(demo_paths() if demo else []), *paths]
     spec_path = Path(workspace) if workspace is not None else None
     if not all_paths and (spec_path is None or not spec_path.exists()):
         raise ValueError("panels serve: give one or more table files or folders, or --demo")
-    loaded = load_sources(all_paths)
+    failed: dict[str, str] = {}
+    loaded = load_sources(all_paths, delimiter=delimiter, failed=failed)
     tables = {name: item.table for name, item in loaded.items()}
     sources = {name: item.source for name, item in loaded.items()}
     options: dict[str, Any] = {
         "save_path": spec_path,
         "save_root": (spec_path.parent if spec_path is not None else Path.cwd()).resolve(),
+        "unavailable": dict(failed),
     }
     if spec_path is not None and spec_path.exists():
-        spec = read_spec(spec_path)
-        stores = [p for p in all_paths if is_store_folder(Path(p))]
-        unavailable: dict[str, str] = {}
-        for name, source in spec.tables.items():
-            full = absolute_source(source, spec_path.parent)
-            if name in tables and sources[name] == full:
-                continue
-            try:
-                item = open_source(name, source, spec_path.parent, stores)
-            except TableLoadError as exc:  # its cards show why; the rest of the page works
-                unavailable[name], sources[name] = str(exc), full
-                continue
-            tables[name], sources[name] = item.table, item.source
-        options["unavailable"] = unavailable
-        options.update(cards=spec.cards, layout=spec.layout, plugins=spec.plugins)
+        _open_spec_tables(spec_path, all_paths, tables, sources, options)
+    if failed and not tables:
+        raise ValueError(f"panels serve: no table could be opened: {'; '.join(failed.values())}")
+    for why in failed.values():
+        print(f"typed-panels: {' '.join(why.split())}", file=sys.stderr, flush=True)
     options["sources"] = sources
     return tables, options
+
+
+def _open_spec_tables(
+    spec_path: Path,
+    paths: Sequence[str | os.PathLike[str]],
+    tables: dict[str, Any],
+    sources: dict[str, Any],
+    options: dict[str, Any],
+) -> None:
+    """Add the saved workspace's tables (those the paths did not open) and its cards to
+    ``tables``, ``sources`` and ``options``; a table that cannot be opened goes to
+    ``options["unavailable"]``, so its cards say why while the rest of the page works."""
+    from panels_core.workspace.loading import (
+        TableLoadError,
+        absolute_source,
+        is_store_folder,
+        open_source,
+    )
+    from panels_core.workspace.saving import read_spec
+
+    spec = read_spec(spec_path)
+    stores = [p for p in paths if is_store_folder(Path(p))]
+    unavailable = options["unavailable"]
+    for name, source in spec.tables.items():
+        full = absolute_source(source, spec_path.parent)
+        if name in tables and sources[name] == full:
+            continue
+        try:
+            item = open_source(name, source, spec_path.parent, stores)
+        except TableLoadError as exc:
+            unavailable[name], sources[name] = str(exc), full
+            continue
+        tables[name], sources[name] = item.table, item.source
+    options.update(cards=spec.cards, layout=spec.layout, plugins=spec.plugins)
 
 
 def _register_models() -> None:
@@ -259,13 +282,15 @@ def serve_paths(
     *,
     demo: bool = False,
     workspace: str | os.PathLike[str] | None = None,
+    delimiter: str | None = None,
     **options: Any,
 ) -> None:
-    """Open ``paths`` (files, projector folders, stores; plus the demo data) and serve them."""
+    """Open ``paths`` (files, projector folders, stores; plus the demo data) and serve them;
+    ``delimiter`` forces the delimiter of the CSV files."""
     listening_hosts(  # a bad --address / --allow-origin fails before any table is read
         options.get("address", "127.0.0.1"),
         options.get("port", 5006),
         options.get("allow_origin", ()),
     )
-    tables, ws_options = prepare(paths, demo=demo, workspace=workspace)
+    tables, ws_options = prepare(paths, demo=demo, workspace=workspace, delimiter=delimiter)
     serve_tables(tables, **options, **ws_options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import panels_core.panel_registry as registry_module
-from panels_core.cli import main
+from panels_core.cli import SIGPIPE_STATUS, main
 from panels_core.panel import Column, Panel, PanelConfig, Prefer
 from panels_core.panel_registry import Registry
 from panels_core.types import AnyType, CategoryType, EmbeddingType, NumberType
@@ -256,3 +257,58 @@ def test_info_says_which_columns_show_under_another_name(reg: Registry, tmp_path
     )
     status, text = run("info", str(path), "--json")
     assert json.loads(text)["renamed"] == {"a (2)": "a", "(empty)": ""}
+
+
+def test_info_closed_early_by_its_reader_exits_quietly(tmp_path: Path) -> None:
+    # `panels info wide.parquet | head -1`: the reader goes after one line
+    path = tmp_path / "wide.parquet"
+    pq.write_table(pa.table({f"column_{i:04d}": [float(i)] for i in range(3000)}), path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panels_core.cli", "info", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == f"{path}: 1 rows, 3000 columns\n".encode()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=600) == SIGPIPE_STATUS == 141  # what a shell shows for `seq | head`
+    assert err == ""
+
+
+def test_info_on_a_pipe_closed_at_the_final_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Gone(io.StringIO):
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    assert main(["plugins"], out=Gone()) == SIGPIPE_STATUS
+
+
+def test_info_delimiter_is_sniffed_or_forced(reg: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b,c\n1;2,5\n3;4,5\n")
+    status, text = run("info", str(path), "--json")
+    assert status == 0 and [c["name"] for c in json.loads(text)["columns"]] == ["a;b", "c"]
+    status, text = run("info", str(path), "--json", "--delimiter", ";")
+    assert status == 0 and [c["name"] for c in json.loads(text)["columns"]] == ["a", "b,c"]
+    tabbed = tmp_path / "tabbed.csv"
+    tabbed.write_text("a\tb;c\n1\t2;3\n")
+    status, text = run("info", str(tabbed), "--json", "--delimiter", "\\t")
+    assert status == 0 and [c["name"] for c in json.loads(text)["columns"]] == ["a", "b;c"]
+
+
+def test_info_delimiter_errors(
+    reg: Registry, parquet: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("info", str(parquet), "--delimiter", ";")[0] == 2
+    assert capsys.readouterr().err == (
+        f"panels: error: --delimiter applies to CSV files; `{parquet}` is read as parquet\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["info", str(parquet), "--delimiter", ";;"])
+    assert capsys.readouterr().err == (
+        "panels info: error: argument --delimiter: ';;' is not one character; give e.g. "
+        "';', '|', or '\\t' (or tab) for a tab (see `panels info --help`)\n"
+    )

@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 
 from panels_core.data.media import Image
 from panels_core.data.sources import open_table, wandb_type_to_datatype
+from panels_core.data.sources.csv_reader import sniff_delimiter
 from panels_core.data.table import JoinedTable, Table
 from panels_core.types import (
     BooleanType,
@@ -125,6 +126,47 @@ def test_tsv_and_delimiter_option(tmp_path):
     semi = tmp_path / "t.csv"
     semi.write_text("a;b\n1;x\n")
     assert open_table(semi, delimiter=";").to_arrow().to_pydict() == {"a": [1], "b": ["x"]}
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_delimiter_is_sniffed(tmp_path, delimiter):
+    rows = [["id", "score", "label"], ["1", "0,5" if delimiter == ";" else "0.5", "cat"]]
+    rows += [["2", "1.5", "dog"], ["3", "", "cat"]]
+    path = tmp_path / "t.csv"
+    path.write_text("".join(delimiter.join(row) + "\n" for row in rows))
+    expected = {"id": [1, 2, 3], "label": ["cat", "dog", "cat"]}
+    data = open_table(path).to_arrow().to_pydict()
+    assert {k: data[k] for k in expected} == expected
+    assert list(data) == ["id", "score", "label"]
+    # a decimal comma under `;` keeps its column as text: the sniffer chose `;`, not `,`
+    assert data["score"] == (["0,5", "1.5", ""] if delimiter == ";" else [0.5, 1.5, None])
+
+
+def test_forced_delimiter_wins_over_the_sniffed_one(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a;b,c\n1;2,3\n4;5,6\n")  # `;` and `,` both split it evenly
+    assert list(open_table(path).to_arrow().to_pydict()) == ["a;b", "c"]
+    assert open_table(path, delimiter=";").to_arrow().to_pydict() == {
+        "a": [1, 4],
+        "b,c": ["2,3", "5,6"],
+    }
+    with pytest.raises(ValueError, match=r"`.*t\.csv`: the delimiter must be one character.*';;'"):
+        open_table(path, delimiter=";;")
+
+
+def test_one_column_csv_opens(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("name\nalpha\nbeta gamma\n")
+    assert open_table(path).to_arrow().to_pydict() == {"name": ["alpha", "beta gamma"]}
+
+
+def test_sniff_delimiter_on_text():
+    assert sniff_delimiter("a|b|c\n1|2|3\n") == "|"
+    assert sniff_delimiter("a\tb\n1\t2\n", default=",") == "\t"
+    assert sniff_delimiter("x\n1\n", default="\t") == "\t"  # one column: the default
+    # ragged lines: the default, so the reader's error names the bad line
+    assert sniff_delimiter("a,b,c\n1,2,3\n4,5\n") == ","
+    assert sniff_delimiter("a;b\n1;2\n3;4;5;6;7;8;9", default=",") == ";"  # cut last line ignored
 
 
 def test_corrupt_csv_names_file_and_line(tmp_path):

@@ -6,9 +6,11 @@ import html
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import panel as pn
 import pytest
 
 from panels_core.data.table import JoinedTable, Table
@@ -433,3 +435,63 @@ def test_a_card_kind_that_cannot_name_a_panel_is_an_error_card(tmp_path: Path, f
     assert "card-kind-bad kind" not in " ".join(shown._layout.css_classes)
     assert fine.count.object == "90 of 90 rows" and fine._classes()[-1] == "card-kind-histogram"
     assert ws.save(tmp_path / "ws.json") and read_spec(tmp_path / "ws.json").cards == (bad, good)
+
+
+def test_serve_leaves_out_paths_it_cannot_open_and_says_why(tmp_path: Path, capsys) -> None:
+    from panels_core.workspace.server import prepare
+
+    _runs().to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "b.csv").write_text("x;y\n1;2\n3;4\n")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
+    paths = [tmp_path / n for n in ("a.parquet", "missing.csv", "broken.parquet", "b.csv")]
+    tables, options = prepare(paths)
+    assert list(tables) == ["a", "b"] and tables["b"].column_names == ["x", "y"]
+    assert list(options["unavailable"]) == ["missing.csv", "broken.parquet"]
+    assert options["unavailable"]["missing.csv"].startswith(
+        f"cannot open `{tmp_path / 'missing.csv'}`: no such file or folder"
+    )
+    assert str(tmp_path / "broken.parquet") in options["unavailable"]["broken.parquet"]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith(
+        f"typed-panels: cannot open `{tmp_path / 'missing.csv'}`: no such file or folder"
+    )
+    assert err[1].startswith("typed-panels: ") and str(tmp_path / "broken.parquet") in err[1]
+    ws = Workspace(engine=Engine(tables), **options)
+    alerts = [o.object for o in ws.sidebar().objects if isinstance(o, pn.pane.Alert)]
+    assert [a.split(" cannot be opened: ")[0] for a in alerts] == [
+        "`missing.csv`",
+        "`broken.parquet`",
+    ]
+    assert set(ws.to_spec().tables) == {"a", "b"}  # a path that did not open is not saved
+
+
+def test_serve_with_no_readable_table_fails_naming_each_file(tmp_path: Path, capsys) -> None:
+    from panels_core.cli import main
+
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
+    assert main(["serve", str(tmp_path / "missing.csv"), str(tmp_path / "broken.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"panels: error: panels serve: no table could be opened: cannot open "
+        f"`{tmp_path / 'missing.csv'}`: no such file or folder"
+    )
+    assert f"; `{tmp_path / 'broken.parquet'}` is not a readable Parquet file" in err
+    assert err.count("\n") == 1
+
+
+def test_serve_command_passes_the_delimiter_and_serves_the_rest(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import panels_core.workspace.server as server
+    from panels_core.cli import main
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(server, "serve_tables", lambda tables, **o: served.update(tables, **o))
+    (tmp_path / "b.csv").write_text("x;y,z\n1;2,5\n")
+    argv = ["serve", str(tmp_path / "b.csv"), str(tmp_path / "gone.csv"), "--delimiter", ";"]
+    status = main(argv)
+    assert status == 0 and served["b"].column_names == ["x", "y,z"]
+    assert list(served["unavailable"]) == ["gone.csv"]
+    assert capsys.readouterr().err.startswith(
+        f"typed-panels: cannot open `{tmp_path / 'gone.csv'}`: no such file or folder"
+    )

@@ -10,12 +10,13 @@ or column, and says what to do.
 
 from panels_core.data.sources.arrow_ipc import read_arrow_ipc
 from panels_core.data.sources.csv_reader import read_csv
-from panels_core.data.sources.open import FORMATS, open_table
+from panels_core.data.sources.open import FORMATS, detect_format, open_table
 from panels_core.data.sources.tensorboard_tsv import read_tensorboard
 from panels_core.data.sources.wandb_json import read_wandb, wandb_type_to_datatype
 
 __all__ = [
     "FORMATS",
+    "detect_format",
     "open_table",
     "read_arrow_ipc",
     "read_csv",

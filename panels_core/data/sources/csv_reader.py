@@ -20,7 +20,12 @@ from panels_core.types import (
     strip_optional,
 )
 
-__all__ = ["read_csv"]
+__all__ = ["DELIMITERS", "read_csv", "sniff_delimiter"]
+
+DELIMITERS = (",", "\t", ";", "|")
+"""The delimiters ``sniff_delimiter`` tells apart (any one character may be forced)."""
+
+_SNIFF_LINES = 50
 
 
 def _dtypes_to_csv_types(dtypes: Mapping[str, Any] | None) -> dict[str, pa.DataType]:
@@ -46,11 +51,20 @@ def read_csv(
     dtypes: Mapping[str, Any] | None = None,
     delimiter: str | None = None,
 ) -> Table:
-    """A CSV file (``.tsv``: tab-separated) as a Table; a malformed line raises naming its number."""
+    """A CSV file as a Table; a malformed line raises naming its number.
+
+    The delimiter is ``delimiter`` when given (one character), else sniffed from the
+    first lines (``sniff_delimiter``: comma, tab, semicolon or bar).
+    """
     path = Path(path)
+    head = _check_text(path)
     if delimiter is None:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    _check_text(path)
+        delimiter = sniff_delimiter(head, default="\t" if path.suffix.lower() == ".tsv" else ",")
+    elif len(delimiter) != 1 or delimiter in '\r\n"':
+        raise ValueError(
+            f"cannot read CSV `{path}`: the delimiter must be one character (not a quote or a "
+            f"line break), got {delimiter!r}; pass e.g. delimiter=';' or delimiter='\\t'"
+        )
     convert = pacsv.ConvertOptions(column_types=_dtypes_to_csv_types(dtypes))
     parse = pacsv.ParseOptions(delimiter=delimiter)
     try:
@@ -73,8 +87,29 @@ _SNIFF_BYTES = 1 << 16
 _SAVE_UTF8 = 'save the file as UTF-8 (a spreadsheet\'s "CSV UTF-8") and open it again'
 
 
-def _check_text(path: Path) -> None:
-    """Refuse a file whose first bytes are not UTF-8 text (binary data, another encoding)."""
+def sniff_delimiter(head: str, default: str = ",") -> str:
+    """The delimiter of CSV text from its first lines: of ``DELIMITERS``, the one that
+    splits every line into the same number (> 1) of fields, the most fields winning
+    (ties go to ``default``, then to the order of ``DELIMITERS``); ``default`` when
+    none does (one column, or ragged lines the reader then reports)."""
+    lines = head.splitlines(keepends=True)
+    if len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
+        lines = lines[:-1]  # cut off by the bytes read: not a whole line
+    lines = [line for line in lines[:_SNIFF_LINES] if line.strip()]
+    best, best_fields = default, 1
+    for candidate in dict.fromkeys((default, *DELIMITERS)):
+        try:
+            counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
+        except csv.Error:
+            continue
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = candidate, fields
+    return best
+
+
+def _check_text(path: Path) -> str:
+    """The first bytes of a file as text; refuse a file whose first bytes are not UTF-8
+    text (binary data, another encoding)."""
     with path.open("rb") as f:
         head = f.read(_SNIFF_BYTES)
     if b"\0" in head:
@@ -83,7 +118,7 @@ def _check_text(path: Path) -> None:
             "NUL); open it with the reader for its format (format=...), or export it as CSV again"
         )
     try:
-        head.decode("utf-8")
+        return head.decode("utf-8")
     except UnicodeDecodeError as exc:
         cut = len(head) == _SNIFF_BYTES and exc.start >= len(head) - 3
         if not (cut and exc.reason == "unexpected end of data"):
@@ -92,6 +127,7 @@ def _check_text(path: Path) -> None:
                 f"{exc.reason}); {_SAVE_UTF8}, or open a binary file with the reader for its "
                 "format (format=...)"
             ) from None
+        return head[: exc.start].decode("utf-8")
 
 
 def _csv_error(

@@ -18,7 +18,7 @@ from panels_core.data.sources.tensorboard_tsv import (
 from panels_core.data.sources.wandb_json import read_wandb
 from panels_core.data.table import JoinedTable, Table
 
-__all__ = ["FORMATS", "Format", "open_table"]
+__all__ = ["FORMATS", "Format", "detect_format", "open_table"]
 
 
 Format = Literal["parquet", "csv", "arrow", "wandb", "tensorboard"]
@@ -87,7 +87,7 @@ def open_table(
             siblings = sorted(p.name for p in path.parent.iterdir())[:10]
             hint = f"; the folder `{path.parent}` holds: {', '.join(siblings) or 'nothing'}"
         raise FileNotFoundError(f"cannot open `{path}`: no such file or folder{hint}")
-    chosen = format or _detect_format(path)
+    chosen = format or detect_format(path)
     if chosen not in FORMATS:
         raise ValueError(
             f"open_table: unknown format {chosen!r}; choose one of {', '.join(FORMATS)}"
@@ -130,7 +130,10 @@ def _magic_format(path: Path) -> Format | None:
     return None
 
 
-def _detect_format(path: Path) -> Format:
+def detect_format(path: str | os.PathLike[str]) -> Format:
+    """The reader ``open_table`` picks for an existing path (by suffix, else magic bytes);
+    ValueError, saying what is read, when none fits."""
+    path = Path(path)
     if path.is_dir():
         if (path / PROJECTOR_CONFIG).is_file() or any(
             (path / name).is_file() for name in TENSOR_NAMES
