@@ -16,6 +16,7 @@ import pytest
 from bokeh.document import Document
 from bokeh.models import ColorBar, Legend
 from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
 
 from panels_builtin.projection import (
     MAX_CATEGORIES,
@@ -95,8 +96,12 @@ def test_hello_world_is_offered_the_projection_of_all_five_columns() -> None:
     plot = Projection2D(config).render(view)
     assert plot.rows.tolist() == [0, 1, 2]
     X = hello_table().to_pandas().to_numpy(dtype=np.float32)
-    assert_equal_up_to_sign(points_of(plot), PCA(2).fit_transform(X), atol=1e-5)
-    assert plot.caption.startswith("PCA of 5 numeric columns: 3 points")
+    scaled = StandardScaler().fit_transform(X.astype(np.float64))
+    assert_equal_up_to_sign(points_of(plot), PCA(2).fit_transform(scaled), atol=1e-4)
+    assert plot.caption == (
+        "PCA of 5 numeric columns: 3 points; standardized the 5 input columns "
+        "(mean 0, standard deviation 1)"
+    )
 
 
 def test_digits_defaults_colour_by_target_and_image_on_hover(digits: View) -> None:
@@ -113,8 +118,11 @@ def test_digits_without_an_embedding_use_the_64_pixel_columns() -> None:
     assert len(config.columns) == 64 and all(c.startswith("pixel_") for c in config.columns)
     assert (config.colour_by, config.image) == ("target", "image")
     plot = Projection2D(config).render(view)
-    pixels = arrow.select(config.columns).to_pandas().to_numpy(dtype=np.float32)
-    assert_equal_up_to_sign(points_of(plot), PCA(2).fit_transform(pixels), atol=2e-3)
+    pixels = arrow.select(config.columns).to_pandas().to_numpy(dtype=np.float64)
+    scaled = StandardScaler().fit_transform(pixels)  # constant pixels: scale 1, as ours
+    assert_equal_up_to_sign(points_of(plot), PCA(2).fit_transform(scaled), atol=2e-3)
+    unscaled = Projection2D(config.model_copy(update={"scale": "none"})).render(view)
+    assert_equal_up_to_sign(points_of(unscaled), PCA(2).fit_transform(pixels), atol=2e-3)
 
 
 def test_id_like_columns_are_not_projected_and_tables_without_two_numbers_are_not_offered() -> None:
@@ -171,9 +179,12 @@ def test_config_builds_the_projection_spec_and_rejects_bad_params() -> None:
     config = ProjectionConfig(
         columns=["e"], method="umap", umap_n_neighbors=5, umap_metric="cosine", seed=7
     )
-    assert config.spec() == proj.ProjectionSpec(
+    assert config.spec(embedding=True) == proj.ProjectionSpec(
         method="umap", params={"n_neighbors": 5, "metric": "cosine"}, seed=7
     )
+    assert (config.spec(embedding=True).scale, config.spec().scale) == ("none", "standard")
+    unscaled = config.model_copy(update={"scale": "none"})
+    assert unscaled.spec().scale == "none"
     assert ProjectionConfig(columns=["e"], pca_x=2, pca_y=3).spec().params.components == (2, 3)
     with pytest.raises(ValueError, match="two different components"):
         ProjectionConfig(columns=["e"], pca_x=2, pca_y=2)
@@ -224,7 +235,7 @@ def test_umap_and_tsne_run_deterministic_with_a_seed(method: str, extra: dict) -
     assert plot.figure.xaxis[0].axis_label == ("UMAP 1" if method == "umap" else "t-SNE 1")
     assert _separated(points_of(plot), labels)
     # the same seed gives the same layout when computed again (no cache)
-    again = proj.project(values, config.spec())
+    again = proj.project(values, config.spec(embedding=True))  # an embedding: never scaled
     np.testing.assert_allclose(points_of(plot), again.points, atol=1e-4)
     # rendering the same config again is a cache hit: the very same result object
     assert Projection2D(config).render(view).result is plot.result
