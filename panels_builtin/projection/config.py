@@ -58,6 +58,11 @@ class ProjectionConfig(PanelConfig):
         Field(description="one embedding column, or two or more numeric columns"),
     ]
     method: Literal["pca", "umap", "tsne"] = Field("pca", description="the projection")
+    scale: Literal["standard", "none"] = Field(
+        "standard",
+        description="numeric columns: standardize each (mean 0, standard deviation 1) first; "
+        "an embedding column is never scaled",
+    )
     pca_x: int = Field(1, ge=1, le=50, description="PCA: the component on the x axis")
     pca_y: int = Field(2, ge=1, le=50, description="PCA: the component on the y axis")
     pca_whiten: bool = Field(False, description="PCA: scale the components to unit variance")
@@ -153,13 +158,15 @@ class ProjectionConfig(PanelConfig):
             "metric": self.tsne_metric,
         }
 
-    def spec(self) -> proj.ProjectionSpec:
-        """The ``ProjectionSpec`` of this config (its method's parameters only)."""
+    def spec(self, embedding: bool = False) -> proj.ProjectionSpec:
+        """The ``ProjectionSpec`` of this config (its method's parameters only); the input is
+        scaled as ``scale`` says unless it is an ``embedding`` column (never scaled)."""
         return proj.ProjectionSpec(
             method=self.method,
             params={"method": self.method, **self._params(self.method)},
             seed=self.seed,
             max_fit_points=self.max_fit_points,
+            scale="none" if embedding else self.scale,
         )
 
     def search_column(self, view_type: Any) -> str | None:

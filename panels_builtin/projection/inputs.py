@@ -24,11 +24,13 @@ THUMBNAIL_SIZE = 64
 
 
 class Inputs:
-    """The matrix to project, its cache key, and the view's row count."""
+    """The matrix to project, its cache key, the view's row count, and whether the matrix is
+    one embedding column (``embedding``) rather than numeric columns stacked."""
 
-    def __init__(self, values: np.ndarray, columns: Sequence[str]) -> None:
+    def __init__(self, values: np.ndarray, columns: Sequence[str], embedding: bool = False) -> None:
         self.values = values
         self.columns = tuple(columns)
+        self.embedding = embedding
         self._key: tuple[Any, ...] | None = None
 
     @property
@@ -144,7 +146,7 @@ def _read_inputs(view: Any, config: ProjectionConfig) -> Inputs:
         values = np.asarray(view.column_numpy(embeddings[0]), dtype=np.float32)
         if values.ndim != 2:
             values = values.reshape(len(values), -1)
-        return Inputs(np.ascontiguousarray(values), config.columns)
+        return Inputs(np.ascontiguousarray(values), config.columns, embedding=True)
     for name, kind in zip(config.columns, kinds):
         if not isinstance(kind, NumberType):
             raise QueryError(

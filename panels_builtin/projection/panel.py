@@ -87,7 +87,7 @@ class Projection2D(Panel[ProjectionConfig]):
             return message(markdown_text(exc), "danger")
         if inputs.n == 0:
             return message(EMPTY_VIEW, "info")
-        spec = self.config.spec()
+        spec = self.config.spec(embedding=inputs.embedding)
         plot = ProjectionPlot(self.config, view, inputs)
         result = _cached(inputs, spec)
         if result is not None:

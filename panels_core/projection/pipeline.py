@@ -6,17 +6,22 @@ numeric columns stacked) into one 2D point per row that has every value:
 1. rows with a missing, NaN or infinite value (or, for ragged input, the wrong
    length) are left out and counted (``result.kept``, ``result.dropped``,
    ``result.message``);
-2. for the cosine metric rows are scaled to unit length, so euclidean distance
+2. with ``spec.scale == "standard"`` each dimension is scaled to mean 0 and
+   standard deviation 1 over the kept rows (one mean and standard deviation for the
+   fitted and the transformed rows; a constant dimension is only shifted), noted in
+   ``result.notes``;
+3. for the cosine metric rows are scaled to unit length, so euclidean distance
    ranks neighbours exactly as cosine distance does (all-zero rows have no
-   direction and are left out, counted);
-3. UMAP and t-SNE inputs with more than ``spec.pca_dims`` dimensions are first
+   direction and are left out, counted; a row that standardizing put at the
+   origin stays there);
+4. UMAP and t-SNE inputs with more than ``spec.pca_dims`` dimensions are first
    reduced by PCA (covariance eigendecomposition on float32: about 2 s for
    1M x 384 on 2 cores);
-4. UMAP and t-SNE fit on a seeded random sample of ``max_fit_points`` rows
+5. UMAP and t-SNE fit on a seeded random sample of ``max_fit_points`` rows
    (default: every row up to 200k for UMAP, 20k for t-SNE) and ``transform`` the
    rest (in chunks, so a cancel is noticed between chunks), so every kept row gets
    a point in the same 2D space;
-5. UMAP's fit runs umap-learn's fuzzy graph and spectral initialisation on a
+6. UMAP's fit runs umap-learn's fuzzy graph and spectral initialisation on a
    neighbour graph from pynndescent (parallel), then our own layout optimiser
    (``optimise_layout``: umap's gradients, parallel and deterministic for a seed) for
    ``umap_epochs(n)`` epochs (fewer than umap's 200 past 20k rows).
@@ -45,7 +50,14 @@ import numpy as np
 from panels_core.projection.blas import single_thread_blas
 from panels_core.projection.pca import fit_pca, run_pca, transform_pca
 from panels_core.projection.progress import ProgressFn, Stages
-from panels_core.projection.rows import Rows, as_rows, check_varies, finite_rows, sample_rows
+from panels_core.projection.rows import (
+    Rows,
+    as_rows,
+    check_varies,
+    finite_rows,
+    sample_rows,
+    standardize,
+)
 from panels_core.projection.spec import (
     MIN_ROWS_NONLINEAR,
     PCAParams,
@@ -82,10 +94,13 @@ def project(
     rows = as_rows(X)
     kept, dropped, message, notes = _select_rows(rows, spec)
     data = rows.values if kept.all() else rows.values[kept]
-    metric = getattr(spec.params, "metric", "euclidean")
-    if metric == "cosine":
-        data = _unit_rows(data)
     _check_shape(data, spec, dropped, message)
+    if spec.scale == "standard":
+        data = standardize(data)
+        scaled = f"standardized the {data.shape[1]} input columns (mean 0, standard deviation 1)"
+        notes = (*notes, scaled)
+    if getattr(spec.params, "metric", "euclidean") == "cosine":
+        data = _unit_rows(data)
 
     if isinstance(spec.params, PCAParams):
         points, labels, fit_n = run_pca(data, spec, spec.params, stages)
@@ -147,6 +162,7 @@ def _select_rows(
 
 def _unit_rows(data: np.ndarray) -> np.ndarray:
     norms = np.sqrt(np.einsum("ij,ij->i", data, data, dtype=np.float64)).astype(np.float32)
+    norms[norms == 0] = 1.0  # only a standardized row at the origin: it stays there
     return data / norms[:, None]
 
 

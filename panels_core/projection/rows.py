@@ -4,7 +4,7 @@
 vectors or None); ``Rows`` is what the pipeline and the worker process pass
 around (the worker rebuilds one from shared memory); ``finite_rows``,
 ``check_varies`` and ``sample_rows`` are the checks and the seeded sample the
-methods share.
+methods share; ``standardize`` scales each dimension to mean 0 and standard deviation 1.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from panels_core.projection.spec import ProjectionError
 
-__all__ = ["Rows", "as_rows", "check_varies", "finite_rows", "sample_rows"]
+__all__ = ["Rows", "as_rows", "check_varies", "finite_rows", "sample_rows", "standardize"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,3 +158,17 @@ def sample_rows(n: int, size: int, seed: int | None) -> np.ndarray | None:
         return None
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=size, replace=False))
+
+
+def standardize(data: np.ndarray) -> np.ndarray:
+    """``data`` with each column shifted to mean 0 and divided by its standard deviation
+    (float64 sums, float32 out); a constant column is divided by 1, so it becomes all zeros.
+
+    Every row (the fitted sample and the rows placed with ``transform``) uses the same mean
+    and standard deviation, those of all of ``data``.
+    """
+    mean = data.mean(axis=0, dtype=np.float64)
+    std = data.std(axis=0, dtype=np.float64)
+    std[~(std > 0)] = 1.0
+    out = (data - mean.astype(np.float32)) / std.astype(np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32)

@@ -26,6 +26,7 @@ __all__ = [
 
 Method = Literal["pca", "umap", "tsne"]
 Metric = Literal["euclidean", "cosine"]
+Scale = Literal["standard", "none"]
 
 #: Rows a method is fitted on when ``ProjectionSpec.max_fit_points`` is not set.
 #: PCA: 1M rows give components indistinguishable from the full data's and fit in
@@ -118,7 +119,11 @@ class ProjectionSpec(_Frozen):
     pynndescent's search may pick other neighbours under another thread count, so
     a machine with a different core count can give a different layout).
     ``seed=None`` draws a fresh seed per run. ``max_fit_points=None`` means
-    ``DEFAULT_MAX_FIT_POINTS[method]``.
+    ``DEFAULT_MAX_FIT_POINTS[method]``. ``scale="standard"`` shifts and scales each
+    input dimension to mean 0 and standard deviation 1 over the kept rows before the
+    method sees them (for numeric columns on different scales; a constant column is
+    only shifted); the default ``"none"`` leaves the values as they are (an
+    embedding's dimensions share a scale).
     """
 
     method: Method = "pca"
@@ -126,6 +131,7 @@ class ProjectionSpec(_Frozen):
     seed: int | None = Field(0, ge=0, le=2**32 - 1)
     max_fit_points: int | None = Field(None, ge=10)
     pca_dims: int = Field(50, ge=2, le=1000)
+    scale: Scale = "none"
 
     @model_validator(mode="before")
     @classmethod

@@ -16,6 +16,7 @@ import pytest
 from bokeh.document import Document
 from bokeh.models import ColorBar, Legend
 from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
 
 from panels_builtin.projection import (
     MAX_CATEGORIES,
@@ -95,8 +96,12 @@ def test_hello_world_is_offered_the_projection_of_all_five_columns() -> None:
     plot = Projection2D(config).render(view)
     assert plot.rows.tolist() == [0, 1, 2]
     X = hello_table().to_pandas().to_numpy(dtype=np.float32)
-    assert_equal_up_to_sign(points_of(plot), PCA(2).fit_transform(X), atol=1e-5)
-    assert plot.caption.startswith("PCA of 5 numeric columns: 3 points")
+    scaled = StandardScaler().fit_transform(X.astype(np.float64))
+    assert_equal_up_to_sign(points_of(plot), PCA(2).fit_transform(scaled), atol=1e-4)
+    assert plot.caption == (
+        "PCA of 5 numeric columns: 3 points; standardized the 5 input columns "
+        "(mean 0, standard deviation 1)"
+    )
 
 
 def test_digits_defaults_colour_by_target_and_image_on_hover(digits: View) -> None:
@@ -113,8 +118,11 @@ def test_digits_without_an_embedding_use_the_64_pixel_columns() -> None:
     assert len(config.columns) == 64 and all(c.startswith("pixel_") for c in config.columns)
     assert (config.colour_by, config.image) == ("target", "image")
     plot = Projection2D(config).render(view)
-    pixels = arrow.select(config.columns).to_pandas().to_numpy(dtype=np.float32)
-    assert_equal_up_to_sign(points_of(plot), PCA(2).fit_transform(pixels), atol=2e-3)
+    pixels = arrow.select(config.columns).to_pandas().to_numpy(dtype=np.float64)
+    scaled = StandardScaler().fit_transform(pixels)  # constant pixels: scale 1, as ours
+    assert_equal_up_to_sign(points_of(plot), PCA(2).fit_transform(scaled), atol=2e-3)
+    unscaled = Projection2D(config.model_copy(update={"scale": "none"})).render(view)
+    assert_equal_up_to_sign(points_of(unscaled), PCA(2).fit_transform(pixels), atol=2e-3)
 
 
 def test_id_like_columns_are_not_projected_and_tables_without_two_numbers_are_not_offered() -> None:
@@ -171,9 +179,12 @@ def test_config_builds_the_projection_spec_and_rejects_bad_params() -> None:
     config = ProjectionConfig(
         columns=["e"], method="umap", umap_n_neighbors=5, umap_metric="cosine", seed=7
     )
-    assert config.spec() == proj.ProjectionSpec(
+    assert config.spec(embedding=True) == proj.ProjectionSpec(
         method="umap", params={"n_neighbors": 5, "metric": "cosine"}, seed=7
     )
+    assert (config.spec(embedding=True).scale, config.spec().scale) == ("none", "standard")
+    unscaled = config.model_copy(update={"scale": "none"})
+    assert unscaled.spec().scale == "none"
     assert ProjectionConfig(columns=["e"], pca_x=2, pca_y=3).spec().params.components == (2, 3)
     with pytest.raises(ValueError, match="two different components"):
         ProjectionConfig(columns=["e"], pca_x=2, pca_y=2)
@@ -224,7 +235,7 @@ def test_umap_and_tsne_run_deterministic_with_a_seed(method: str, extra: dict) -
     assert plot.figure.xaxis[0].axis_label == ("UMAP 1" if method == "umap" else "t-SNE 1")
     assert _separated(points_of(plot), labels)
     # the same seed gives the same layout when computed again (no cache)
-    again = proj.project(values, config.spec())
+    again = proj.project(values, config.spec(embedding=True))  # an embedding: never scaled
     np.testing.assert_allclose(points_of(plot), again.points, atol=1e-4)
     # rendering the same config again is a cache hit: the very same result object
     assert Projection2D(config).render(view).result is plot.result
@@ -584,3 +595,77 @@ def test_boolean_colour_and_values_only_on_left_out_rows() -> None:
     plot = Projection2D(columns=["embedding"], colour_by="flag").render(view)
     assert plot.colouring.factors == ["false", "true"]
     assert np.asarray(plot.source.data["colour"]).tolist() == [str(f).lower() for f in flags[1:]]
+
+
+# --------------------------------------------------------------------------- scale
+
+
+def two_scales_table(n: int = 2000) -> Table:
+    """Independent random columns on scales 1 and 10,000."""
+    rng = np.random.default_rng(17)
+    frame = pd.DataFrame({"small": rng.normal(0, 1, n), "large": rng.normal(0, 10_000, n)})
+    return Table(dataframe=frame)
+
+
+def pc1_loadings(points: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """The absolute unit loadings of PC1 on ``inputs`` (PC1 is linear in the centred inputs)."""
+    centred = inputs - inputs.mean(axis=0)
+    weights = np.linalg.lstsq(centred, points[:, 0] - points[:, 0].mean(), rcond=None)[0]
+    return np.abs(weights / np.linalg.norm(weights))
+
+
+def test_numeric_columns_on_different_scales_are_standardized_by_default() -> None:
+    table = two_scales_table()
+    view = View.of(table)
+    config = Projection2D.default_config(view.type)
+    assert (config.columns, config.scale) == (["small", "large"], "standard")
+    X = table.to_pandas().to_numpy(dtype=np.float64)
+    plot = Projection2D(config).render(view)
+    assert plot.result.spec.scale == "standard"
+    loadings = pc1_loadings(points_of(plot), (X - X.mean(axis=0)) / X.std(axis=0))
+    assert loadings.max() < 0.9  # balanced: about 0.707 each
+    assert plot.caption == (
+        "PCA of 2 numeric columns: 2,000 points; standardized the 2 input columns "
+        "(mean 0, standard deviation 1)"
+    )
+    raw = Projection2D(config.model_copy(update={"scale": "none"})).render(view)
+    assert raw.result.spec.scale == "none" and raw.result is not plot.result  # not the cached one
+    assert pc1_loadings(points_of(raw), X)[1] > 0.99  # PC1 is just the large-unit column
+    assert raw.caption == "PCA of 2 numeric columns: 2,000 points"
+
+
+def test_an_embedding_column_is_never_standardized(digits: View, digits_plot) -> None:
+    assert digits_plot.config.scale == "standard"  # the default, yet an embedding is not scaled
+    before = proj.project(digits.column_numpy("embedding"), {"method": "pca", "seed": 0})
+    assert digits_plot.result.spec.scale == "none"
+    np.testing.assert_array_equal(points_of(digits_plot), before.points)
+    assert "standardized" not in digits_plot.caption
+
+
+def test_the_gear_shows_scale_and_saved_workspaces_keep_it(tmp_path) -> None:
+    from panels_core.forms import config_form
+    from panels_core.query.model import Query
+    from panels_core.workspace import CardSpec
+    from panels_core.workspace.app import Workspace
+
+    table = two_scales_table(200)
+    form = config_form(Projection2D, table.type)
+    assert list(form.widgets["scale"].options) == ["standard", "none"]
+    form.widgets["scale"].value = "none"
+    assert form.config.scale == "none"
+
+    table.save(tmp_path / "t.parquet")
+    old = {"columns": ["small", "large"], "method": "pca"}  # saved before `scale` existed
+    cards = [
+        CardSpec(kind="projection", input=Query(table="t"), config=old),
+        CardSpec(kind="projection", input=Query(table="t"), config={**old, "scale": "none"}),
+    ]
+    ws = Workspace({"t": Table.from_parquet(tmp_path / "t.parquet")}, cards)
+    path = ws.save(tmp_path / "ws.json")
+    again = Workspace.from_spec(path)
+    assert again.to_spec() == ws.to_spec()
+    assert [c.spec.config.get("scale") for c in again.cards] == [None, "none"]
+    configs = [Projection2D.validate_config(c.spec.config, table.type) for c in again.cards]
+    assert [c.scale for c in configs] == ["standard", "none"]
+    captions = [card.body[0].objects[0].object for card in again.cards]  # the cards rendered
+    assert ["standardized" in text for text in captions] == [True, False], captions

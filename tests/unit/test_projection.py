@@ -69,6 +69,74 @@ def test_spec_fills_params_of_its_method_and_round_trips():
     assert ProjectionSpec(method="tsne").fit_points == DEFAULT_MAX_FIT_POINTS["tsne"] == 20_000
     assert ProjectionSpec(method="pca").fit_points == 1_000_000
     assert ProjectionSpec(method="umap", max_fit_points=500).fit_points == 500
+    scaled = ProjectionSpec(method="tsne", scale="standard")
+    assert ProjectionSpec.model_validate_json(scaled.model_dump_json()) == scaled
+    with pytest.raises(ValidationError, match="scale"):
+        ProjectionSpec(scale="minmax")
+
+
+def two_scales(n: int = 2000) -> np.ndarray:
+    """Independent random columns on scales 1 and 10,000."""
+    rng = np.random.default_rng(17)
+    return np.column_stack([rng.normal(0, 1, n), rng.normal(0, 10_000, n)]).astype(np.float32)
+
+
+def pc1_loadings(points: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """The unit loadings of PC1 on ``inputs`` (PC1 is a linear map of the centred inputs)."""
+    centred = inputs - inputs.mean(axis=0)
+    weights = np.linalg.lstsq(centred, points[:, 0] - points[:, 0].mean(), rcond=None)[0]
+    return weights / np.linalg.norm(weights)
+
+
+def test_standard_scale_balances_pca_on_columns_of_different_scales():
+    X = two_scales()
+    assert ProjectionSpec().scale == "none"  # scripts: values as given unless asked
+    raw = project(X, {"method": "pca", "scale": "none"})
+    assert abs(pc1_loadings(raw.points, X)[1]) > 0.99  # PC1 is the large-unit column
+    assert not any("standardized" in note for note in raw.notes)
+    scaled = project(X, {"method": "pca", "scale": "standard"})
+    Z = (X - X.mean(axis=0, dtype=np.float64)) / X.std(axis=0, dtype=np.float64)
+    loadings = np.abs(pc1_loadings(scaled.points, Z))
+    assert loadings.max() < 0.9
+    np.testing.assert_allclose(loadings, [2**-0.5, 2**-0.5], atol=1e-3)
+    assert_equal_up_to_sign(scaled.points, PCA(2).fit_transform(Z), atol=1e-3)
+    assert scaled.notes == ("standardized the 2 input columns (mean 0, standard deviation 1)",)
+    assert scaled.axis_labels[0].startswith("PC1 (5") and raw.axis_labels[0] == "PC1 (100.0%)"
+
+
+def test_standard_scale_uses_one_mean_for_fitted_and_transformed_rows():
+    X = two_scales(400)
+    X[:, 0] += 5.0  # a mean far from 0
+    constant = np.column_stack([X, np.full(len(X), 3.0, dtype=np.float32)])
+    Z = np.column_stack(
+        [(X - X.mean(axis=0, dtype=np.float64)) / X.std(axis=0, dtype=np.float64), np.zeros(400)]
+    )
+    # PCA fitted on a sample of 100 rows: every row is placed with the same mean and std
+    sampled = project(constant, {"method": "pca", "scale": "standard", "max_fit_points": 100})
+    assert np.isfinite(sampled.points).all() and sampled.fit_points == 100
+    idx = np.sort(np.random.default_rng(0).choice(400, size=100, replace=False))
+    want = PCA(2, svd_solver="covariance_eigh").fit(Z[idx]).transform(Z)
+    assert_equal_up_to_sign(sampled.points, want, atol=1e-3)
+    # UMAP: a sample fitted, the rest transformed, all from the standardized rows
+    umap = {"method": "umap", "scale": "standard", "max_fit_points": 300, "seed": 3}
+    got = project(constant, umap)
+    assert np.isfinite(got.points).all() and got.fit_points == 300
+    # the same rows standardized in float32 as the pipeline does, then projected unscaled
+    mean, std = constant.mean(axis=0, dtype=np.float64), constant.std(axis=0, dtype=np.float64)
+    std[2] = 1.0
+    Z32 = (constant - mean.astype(np.float32)) / std.astype(np.float32)
+    np.testing.assert_allclose(
+        got.points, project(Z32, {**umap, "scale": "none"}).points, atol=1e-4
+    )
+
+
+def test_scale_is_part_of_the_cache_key():
+    X = two_scales(300)
+    cache = ProjectionCache()
+    raw = project_cached(X, {"scale": "none"}, key="two-scales", cache=cache)
+    scaled = project_cached(X, {"scale": "standard"}, key="two-scales", cache=cache)
+    assert scaled is not raw and len(cache) == 2
+    assert project_cached(X, {"scale": "standard"}, key="two-scales", cache=cache) is scaled
 
 
 def test_spec_rejects_bad_parameters_with_field_names():

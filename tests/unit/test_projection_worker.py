@@ -194,6 +194,22 @@ def test_pca_in_the_worker_gives_the_in_process_points_and_progress(projector, d
     assert got.dropped == 3 and "1 row without an embedding" in got.message
 
 
+def test_the_scale_setting_reaches_the_worker(projector):
+    rng = np.random.default_rng(17)
+    data = np.column_stack(
+        [rng.normal(0, 1, 200), rng.normal(0, 10_000, 200), rng.normal(size=200)]
+    )
+    spec = {"method": "pca", "scale": "standard"}
+    want = project(data, spec)
+    got = projector.submit("pca", data, spec, Progress(), key="scaled").result(WAIT)
+    assert_same_result(got, want)
+    assert got.spec.scale == "standard" and got.notes == (
+        "standardized the 3 input columns (mean 0, standard deviation 1)",
+    )
+    raw = projector.submit("pca", data, {"method": "pca"}, Progress(), key="scaled").result(WAIT)
+    assert raw.notes == () and not np.allclose(np.abs(raw.points), np.abs(got.points))
+
+
 def test_ragged_and_missing_rows_reach_the_worker(projector):
     rows: list[Any] = [[float(i), float(i % 7), float(i % 5)] for i in range(40)]
     rows[3] = None
