@@ -33,6 +33,7 @@ def payload(place: str) -> str:
 
 
 FILE_NAME = "runs<img src=x onerror=window.__pwned=1>"  # a file name holds no quotes here
+BROKEN = "broken<img src=x onerror=window.__pwned=2>"  # a file that cannot be opened
 COLUMN = payload("column")
 TICK = "tick`" + payload("backtick") + "`"  # a backtick breaks a Markdown code span
 FIELD = payload("struct field")
@@ -87,13 +88,15 @@ def test_served_names_and_values_are_text(page, run_cli, tmp_path) -> None:
     table = _table().drop_columns(["emb"])
     pq.write_table(table, tmp_path / f"{FILE_NAME}.parquet")
     pq.write_table(table.slice(0, 20), tmp_path / "other.parquet")
-    page.goto(run_cli("serve", f"{FILE_NAME}.parquet", "other.parquet"))
+    (tmp_path / f"{BROKEN}.parquet").write_bytes(b"not a parquet file")  # cannot be opened
+    page.goto(run_cli("serve", f"{FILE_NAME}.parquet", "other.parquet", f"{BROKEN}.parquet"))
     runs = _card(page, "table", FILE_NAME)
     expect(runs.locator(".row-count")).to_have_text(f"{N} of {N} rows", timeout=WAIT)
 
     # the sidebar: table name, column names, struct field names, one table per entry
     sidebar = page.locator(".workspace-sidebar")
     _literal(sidebar, f"{FILE_NAME} · {N} rows · 4 columns")
+    _literal(sidebar, f"{BROKEN}.parquet cannot be opened")  # the unreadable file's alert
     entry = sidebar.locator(".table-entry").filter(has_text=FILE_NAME).first
     for text in (f"{COLUMN}: category(2)", f"{TICK}: number", FIELD):
         expect(entry).to_contain_text(text, timeout=WAIT)
