@@ -439,6 +439,28 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "r.html").exists()
 
 
+def test_cli_export_of_a_workspace_naming_a_missing_table_fails_naming_it(tmp_path, capsys):
+    FRAME.to_parquet(tmp_path / "pets.parquet")
+    spec = WorkspaceSpec(
+        tables={"pets": "pets.parquet", "gone": "gone.parquet"},
+        cards=(
+            CardSpec(kind="table", input=Query(table="pets")),
+            CardSpec(kind="table", input=Query(table="gone")),
+        ),
+    )
+    path = tmp_path / "ws.json"
+    path.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
+    target = tmp_path / "report.html"
+    assert main(["export", str(path), "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"panels: error: export: {path}: table `gone`: no such file or folder: "
+        f"{tmp_path / 'gone.parquet'}; "
+        "fix the paths in the workspace file, or pass --store for Store tables\n"
+    )
+    assert not target.exists()  # no report that looks complete but is not
+
+
 class _Exits(Panel[PanelConfig]):
     kind = "test_export_exits"
 
