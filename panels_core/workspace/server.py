@@ -118,6 +118,11 @@ def _open_spec_tables(
             item = open_source(name, source, spec_path.parent, stores)
         except TableLoadError as exc:
             unavailable[name], sources[name] = str(exc), full
+            print(
+                f"typed-panels: {spec_path}: {' '.join(str(exc).split())}",
+                file=sys.stderr,
+                flush=True,
+            )
             continue
         tables[name], sources[name] = item.table, item.source
     options.update(cards=spec.cards, layout=spec.layout, plugins=spec.plugins)

@@ -465,6 +465,21 @@ def test_serve_leaves_out_paths_it_cannot_open_and_says_why(tmp_path: Path, caps
     assert set(ws.to_spec().tables) == {"a", "b"}  # a path that did not open is not saved
 
 
+def test_serve_says_on_stderr_which_table_of_the_workspace_file_is_missing(
+    tmp_path: Path, capsys
+) -> None:
+    from panels_core.workspace.server import prepare
+
+    pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(tmp_path / "here.parquet")
+    spec = tmp_path / "ws.json"
+    spec.write_text(json.dumps({"tables": {"here": "here.parquet", "gone": "gone.parquet"}}))
+    tables, options = prepare([], workspace=spec)
+    assert list(tables) == ["here"]
+    why = f"table `gone`: no such file or folder: {tmp_path / 'gone.parquet'}"
+    assert options["unavailable"] == {"gone": why}
+    assert capsys.readouterr().err == f"typed-panels: {spec}: {why}\n"
+
+
 def test_serve_with_no_readable_table_fails_naming_each_file(tmp_path: Path, capsys) -> None:
     from panels_core.cli import main
 
