@@ -31,7 +31,6 @@ __all__ = [
     "prepare",
     "serve_paths",
     "serve_tables",
-    "start_merge_warm_up",
     "start_warm_up",
 ]
 
@@ -178,11 +177,6 @@ def start_warm_up(cards: Sequence[Any], panels: Any = None) -> threading.Thread 
 
     name = "panels-" + "-".join(job.label.lower() for job in jobs) + "-warm-up"
     return start_background(name, ", ".join(job.label for job in jobs), run_all)
-
-
-def start_merge_warm_up(engine: Any) -> threading.Thread | None:
-    """Let the engine load its comparison kernels early (``Engine.warm_up`` decides)."""
-    return engine.warm_up()
 
 
 def listening_hosts(address: str, port: int, allow_origin: Sequence[str] = ()) -> HostList:

@@ -416,14 +416,14 @@ def test_the_merge_kernels_load_early_when_a_table_is_big_enough(monkeypatch) ->
     monkeypatch.setattr(pairing, "warm_up", lambda: loaded.append(threading.current_thread().name))
     monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
     small = Engine({"t": pa.table({"id": list(range(10))})})
-    assert server.start_merge_warm_up(small) is None  # a hash join is as fast there
+    assert small.warm_up() is None  # a hash join is as fast there
     big = Engine({"t": pa.table({"id": list(range(60_000))})})
-    thread = server.start_merge_warm_up(big)
+    thread = big.warm_up()  # what serve_tables calls
     assert thread is not None
     thread.join(600)  # a bound for a busy machine: the thread ends at once
     assert loaded == ["panels-merge-warm-up"]
     monkeypatch.setenv(server.WARM_UP_ENV, "0")
-    assert server.start_merge_warm_up(big) is None
+    assert big.warm_up() is None
 
 
 def test_a_card_kind_that_cannot_name_a_panel_is_an_error_card(tmp_path: Path, files) -> None:
