@@ -25,7 +25,6 @@ import json
 import mimetypes
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import panel as pn
 
 from panels_core.escape import markdown_code, markdown_text
+from panels_core.paths import write_text_atomic
 from panels_core.view import View
 
 if TYPE_CHECKING:
@@ -529,27 +529,9 @@ def html_text(obj: Any, title: str = "typed-panels report") -> str:
     return text
 
 
-def _file_mode(path: Path) -> int:
-    """The mode of the file being replaced, else 0o666 less the process umask."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _write_atomic(path: Path, text: str) -> None:
+def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; a report is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def save_html(obj: Any, path: str | os.PathLike[str], title: str | None = None) -> Path:
@@ -560,7 +542,7 @@ def save_html(obj: Any, path: str | os.PathLike[str], title: str | None = None) 
         raise ValueError(f"save_html: write to a .html file, got {target}")
     if isinstance(obj, RenderedPanel):
         obj = report_layout(obj, title=title)
-    _write_atomic(target, html_text(obj, title=title or "typed-panels report"))
+    _write(target, html_text(obj, title=title or "typed-panels report"))
     return target
 
 
@@ -570,5 +552,5 @@ def workspace_html(workspace: Any, path: str | os.PathLike[str], title: str | No
     target = Path(path)
     if target.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"workspace export: write to a .html file, got {target}")
-    _write_atomic(target, html_text(workspace_layout(workspace, title=name), title=name))
+    _write(target, html_text(workspace_layout(workspace, title=name), title=name))
     return target

@@ -13,16 +13,13 @@ symlink that leads out of it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
-import stat
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from panels_core.paths import OutsideFolder, is_inside, resolve_inside
+from panels_core.paths import OutsideFolder, is_inside, resolve_inside, write_text_atomic
 from panels_core.workspace.spec import TableSource, WorkspaceSpec
 
 __all__ = [
@@ -134,27 +131,5 @@ def write_spec(
         raise SaveRefused(f"`{path}` leads out of the workspace folder {root}")
     spec = relative_sources(spec, folder.resolve())
     text = json.dumps(spec.to_dict(), indent=2) + "\n"
-    tmp = folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    # O_EXCL: never through a planted file or link; 0o666 less the umask, as open() gives
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            _keep_mode(handle.fileno(), path)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text)
     return path
-
-
-def _keep_mode(fd: int, path: Path) -> None:
-    """Give the new file (open as ``fd``) the mode of the file it replaces, if there is one."""
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return
-    os.fchmod(fd, mode)

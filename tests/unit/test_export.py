@@ -590,3 +590,17 @@ def test_reports_doc_examples_run_and_print_what_they_say(tmp_path, monkeypatch)
             assert out.getvalue().strip() == expected.strip(), f"block {i}"
     assert external_references((tmp_path / "scores.html").read_text(encoding="utf-8")) == []
     assert (tmp_path / "pets.html").is_file()
+
+
+def test_a_report_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    old = os.umask(0o022)
+    try:
+        fresh = save_html(pn.pane.Markdown("one"), tmp_path / "new.html")
+        assert oct(fresh.stat().st_mode & 0o777) == oct(0o644)  # as open() would give
+        fresh.chmod(0o640)
+        save_html(pn.pane.Markdown("two"), fresh)
+    finally:
+        os.umask(old)
+    assert oct(fresh.stat().st_mode & 0o777) == oct(0o640)
+    assert "two" in fresh.read_text(encoding="utf-8")
+    assert [p.name for p in tmp_path.iterdir()] == ["new.html"]  # no temp file left
