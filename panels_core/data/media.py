@@ -28,6 +28,7 @@ __all__ = [
     "Classes",
     "Image",
     "LayerProblem",
+    "UnreadableImage",
     "image_arrow_type",
     "image_field",
     "image_type_of_field",
@@ -136,6 +137,10 @@ def _array_to_png(array: np.ndarray, what: str = "image") -> bytes:
     return buffer.getvalue()
 
 
+class UnreadableImage(ValueError):
+    """Bytes (or a file) that are not an image that can be read."""
+
+
 def _probe(data: bytes, origin: str) -> tuple[str, int, int]:
     """Format, width and height of encoded image bytes (reads the header only)."""
     try:
@@ -144,7 +149,7 @@ def _probe(data: bytes, origin: str) -> tuple[str, int, int]:
             width, height = img.size
             img.verify()
     except Exception as exc:
-        raise ValueError(
+        raise UnreadableImage(
             f"{origin} is not an image that can be read ({exc}); "
             "pass a PNG or JPEG file, a PIL image, an HxW[xC] array or encoded image bytes"
         ) from exc
@@ -234,7 +239,14 @@ def _mask_png(mask: Any, width: int, height: int, where: str, fit: bool) -> tupl
         if "mask_data" in mask:
             mask = mask["mask_data"]
         elif "path" in mask:
-            mask = np.asarray(_pil().open(mask["path"]))
+            try:
+                with _pil().open(mask["path"]) as mask_image:
+                    mask = np.asarray(mask_image)
+            except OSError as exc:
+                raise _LayerError(
+                    f"{where}: file `{mask['path']}` is not an image that can be read ({exc})",
+                    "its file is not an image that can be read",
+                ) from exc
         else:
             raise _LayerError(f"{where}: a mask needs 'mask_data' or 'path'", "no mask data")
     arr = np.asarray(mask)

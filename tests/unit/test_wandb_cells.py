@@ -285,3 +285,42 @@ def test_panels_export_shows_the_notes_and_strict_writes_nothing(
     assert main(["export", "--strict", str(path), "-o", str(report)]) == 2
     assert capsys.readouterr().err == f"panels: error: `{path}`, {OLD_RGBA_ERROR}\n"
     assert not report.exists()
+
+
+def test_an_unreadable_image_or_mask_file_empties_only_its_cell(tmp_path: Path) -> None:
+    path = write_export(tmp_path, {})
+    (tmp_path / "media/images/2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "media/images/mask/3.mask.png").write_text("not a picture")
+    with pytest.warns(CellWarning):
+        table = open_table(path)
+    assert table.notes == [
+        "column `image`: image left empty on 1 row (2): its file is not an image that can be read",
+        "column `image`: mask layer `ground_truth` dropped on 1 row (3): "
+        "its file is not an image that can be read",
+    ]
+    images = table.get_column("image")
+    assert images[2] is None and images[1] is not None and images[4] is not None
+    assert list(images[3].masks_png) == [] and list(images[3].boxes) == ["predictions"]
+    with pytest.raises(ValueError, match=r"column `image`, row 2: image file `.*2\.png` is not"):
+        open_table(path, strict=True)
+
+
+def test_the_card_shows_the_notes_as_text(tmp_path: Path) -> None:
+    from panels_core.workspace.app import Workspace
+
+    rgba = np.zeros((H, W, 4), dtype=np.uint8)
+    path = write_export(tmp_path, {0: rgba})
+    doc = json.loads(path.read_text())  # a layer name from the file that is markup
+    doc["data"][0][1]["masks"] = {"<b>gt</b>": doc["data"][0][1]["masks"]["ground_truth"]}
+    path.write_text(json.dumps(doc))
+    with pytest.warns(CellWarning):
+        table = open_table(path)
+    workspace = Workspace({"segments": table})
+    expected = (
+        "⚠ column `image`: mask layer `&lt;b&gt;gt&lt;/b&gt;` dropped on 1 row (0): "
+        f"shape ({H}, {W}, 4) is not HxW class ids"
+    )
+    assert workspace.cards and all(card.notes.visible for card in workspace.cards)
+    assert {card.notes.object for card in workspace.cards} == {expected}
+    plain = Workspace({"clean": open_table(write_export(tmp_path / "clean", {}))})
+    assert not any(card.notes.visible or card.notes.object for card in plain.cards)

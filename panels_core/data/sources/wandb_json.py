@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from panels_core.data.cell_notes import CellNotes, CellWarning
 from panels_core.data.columns import build_column, column_type
-from panels_core.data.media import Classes, Image, LayerProblem
+from panels_core.data.media import Image, LayerProblem, UnreadableImage
 from panels_core.data.sources.common import exception_text
 from panels_core.data.table import JoinedTable, Table
 from panels_core.paths import OutsideFolder, resolve_inside
@@ -232,24 +232,25 @@ class _MediaResolver:
                     f"`{self.json_path}`, {where}: mask layer `{layer}` file `{mask_path}` not "
                     "found; download the artifact's media folder with the export"
                 )
-            from PIL import Image as PILImage
+            masks[str(layer)] = {"path": mask_file}
+        classes_of = [{"id": k, "name": v} for k, v in sorted(class_map.items())]
+        parts = {"boxes": boxes or None, "masks": masks or None, "classes": classes_of or None}
+        return self._checked(found, parts, cell.get("caption"), column, row)
 
-            with PILImage.open(mask_file) as mask_image:
-                masks[str(layer)] = np.asarray(mask_image)
+    def _checked(self, found: Path, parts: dict[str, Any], caption: Any, column: str, row: int):
+        """The Image of a cell's file and parts; unless ``strict``, a layer that does not fit
+        is dropped (or resized) and an unreadable file leaves the cell empty, noted by row."""
         problems: list[LayerProblem] | None = None if self.strict else []
         try:
-            image = Image(
-                found,
-                boxes=boxes or None,
-                masks=masks or None,
-                classes=Classes([{"id": k, "name": v} for k, v in sorted(class_map.items())])
-                if class_map
-                else None,
-                caption=cell.get("caption"),
-                problems=problems,
-            )
+            image = Image(found, caption=caption, problems=problems, **parts)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"`{self.json_path}`, {where}: {exc}") from exc
+            if self.strict or not isinstance(exc, UnreadableImage):
+                raise ValueError(
+                    f"`{self.json_path}`, column `{column}`, row {row}: {exc}"
+                ) from exc
+            why = "its file is not an image that can be read"
+            self.cells.add(column, row, "image left empty", why)
+            return None
         for problem in problems or ():
             self.cells.add(column, row, problem.what, problem.detail)
         return image
