@@ -17,7 +17,7 @@ import os
 import sys
 import typing
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -108,24 +108,39 @@ def _add_delimiter(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _open(path: Path, delimiter: str | None = None) -> Any:
-    """A Table (or JoinedTable) for a file, through ``panels_core.data.sources.open_table``."""
+def _add_strict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a table with a cell that reads only in part (a W&B mask or box layer "
+        "that does not fit its image), instead of dropping that layer with a note",
+    )
+
+
+def _open(path: Path, delimiter: str | None = None, strict: bool = False) -> Any:
+    """A Table (or JoinedTable) for a file, through ``panels_core.data.sources.open_table``
+    (its notes are the caller's to show: they are not warned)."""
     if not path.exists():
         raise CliError(f"no such file: {path}")
+    from panels_core.data.cell_notes import CellWarning
     from panels_core.data.sources import detect_format, open_table
 
-    if delimiter is None:
-        return open_table(path)
-    fmt = detect_format(path)
-    if fmt != "csv":
-        raise CliError(f"--delimiter applies to CSV files; `{path}` is read as {fmt}")
-    return open_table(path, delimiter=delimiter)
+    options: dict[str, Any] = {"strict": strict}
+    if delimiter is not None:
+        fmt = detect_format(path)
+        if fmt != "csv":
+            raise CliError(f"--delimiter applies to CSV files; `{path}` is read as {fmt}")
+        options["delimiter"] = delimiter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CellWarning)
+        return open_table(path, **options)
 
 
 def _configure_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="a table file (Parquet, CSV, Arrow, W&B json, ...)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_delimiter(parser)
+    _add_strict(parser)
 
 
 def _run_info(args: argparse.Namespace, out: TextIO) -> int:
@@ -133,7 +148,7 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.panel_registry import registry
     from panels_core.types import describe
 
-    table = _open(args.path, args.delimiter)
+    table = _open(args.path, args.delimiter, args.strict)
     table_type = table.type
     try:
         rows: int | None = len(table)
@@ -153,6 +168,7 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
                 "type": table_type.model_dump(mode="json"),
                 "columns": [{"name": n, "type": describe(t)} for n, t in columns.items()],
                 "renamed": renamed,
+                "notes": list(getattr(table, "notes", [])),
                 "panels": [
                     {
                         "kind": m.kind,
@@ -180,6 +196,8 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
             f"`{n}` ({f'`{o}`' if o else 'no name'} in the file)" for n, o in renamed.items()
         )
         out.write(f"\nnote: the file repeats a column name or leaves one empty; shown as {shown}\n")
+    for note in getattr(table, "notes", []):
+        out.write(f"\nnote: {note}\n")
     if broken:
         kinds = ", ".join(s.kind for s in broken)
         out.write(f"\nnote: plugins that failed to load: {kinds} (see `panels plugins`)\n")
@@ -233,12 +251,35 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a Store folder holding the spec's `name:vN` tables (repeatable)",
     )
+    _add_strict(parser)
+
+
+@contextlib.contextmanager
+def _notes_on_stderr() -> Iterator[None]:
+    """Tables' notes warned while opening (``CellWarning``) as ``panels: note: ...`` lines
+    on stderr; other warnings as Python shows them."""
+    from panels_core.data.cell_notes import CellWarning
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *rest: Any, **options: Any) -> None:
+            if issubclass(category, CellWarning):
+                print(f"panels: note: {' '.join(str(message).split())}", file=sys.stderr)
+            else:
+                shown(message, category, *rest, **options)
+
+        warnings.showwarning = show
+        yield
 
 
 def _run_export(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.workspace.report import export_inputs
 
-    path = export_inputs(args.inputs, args.output, title=args.title, stores=args.store)
+    with _notes_on_stderr():
+        path = export_inputs(
+            args.inputs, args.output, title=args.title, stores=args.store, strict=args.strict
+        )
     out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)\n")
     return 0
 
@@ -267,6 +308,7 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--title", default="typed-panels", help="the page title")
     _add_delimiter(parser)
+    _add_strict(parser)
     parser.add_argument(
         "--read-only",
         action="store_true",
@@ -314,6 +356,7 @@ def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
         demo=args.demo,
         workspace=args.workspace,
         delimiter=args.delimiter,
+        strict=args.strict,
         port=args.port,
         address=args.address,
         show=args.show,

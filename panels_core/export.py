@@ -273,6 +273,15 @@ def _card_parts(workspace: Any, spec: Any) -> pn.Column:
     if details:
         head += "\n" + "; ".join(details)
     parts: list[Any] = [pn.pane.Markdown(head, margin=(0, 10))]
+    notes = view.notes()
+    if notes:
+        parts.append(
+            pn.pane.Markdown(
+                "\n\n".join(f"⚠ {markdown_text(note)}" for note in notes),
+                margin=(0, 10),
+                css_classes=["card-notes"],
+            )
+        )
     row_note = _rows_note(obj, view)
     if row_note is not None:
         parts.append(row_note)

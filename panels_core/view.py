@@ -125,3 +125,16 @@ class View:
     def compared(self) -> pa.Table:
         """The compared table: compared[T] values and a present-in flag per source."""
         return self.engine.compared(self.query)
+
+    def notes(self) -> list[str]:
+        """What the readers of the view's tables did to cells they read only in part
+        (``Table.notes``: a W&B mask layer dropped on rows 2, 5, ...), each after its
+        table's name when the view reads more than one table. Text from data: escape it."""
+        query = self.query
+        names = [query.table, *(t.table for t in (query.compare_with, query.join) if t)]
+        known = self.engine.table_names()
+        notes = []
+        for name in dict.fromkeys(names):
+            found = getattr(self.engine.table(name), "notes", ()) if name in known else ()
+            notes.extend(f"`{name}`: {note}" if len(names) > 1 else note for note in found)
+        return notes

@@ -14,6 +14,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ __all__ = [
     "BOX_TYPE",
     "Classes",
     "Image",
+    "LayerProblem",
+    "UnreadableImage",
     "image_arrow_type",
     "image_field",
     "image_type_of_field",
@@ -134,6 +137,10 @@ def _array_to_png(array: np.ndarray, what: str = "image") -> bytes:
     return buffer.getvalue()
 
 
+class UnreadableImage(ValueError):
+    """Bytes (or a file) that are not an image that can be read."""
+
+
 def _probe(data: bytes, origin: str) -> tuple[str, int, int]:
     """Format, width and height of encoded image bytes (reads the header only)."""
     try:
@@ -142,15 +149,44 @@ def _probe(data: bytes, origin: str) -> tuple[str, int, int]:
             width, height = img.size
             img.verify()
     except Exception as exc:
-        raise ValueError(
+        raise UnreadableImage(
             f"{origin} is not an image that can be read ({exc}); "
             "pass a PNG or JPEG file, a PIL image, an HxW[xC] array or encoded image bytes"
         ) from exc
     return fmt, int(width), int(height)
 
 
-def _box_record(box: Mapping[str, Any], width: int, height: int, where: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LayerProblem:
+    """A box or mask layer of one image that did not fit it: ``dropped``, or (a mask of an
+    integer multiple or divisor of the image's size) ``resized``; ``detail`` says why/how."""
+
+    kind: str
+    layer: str
+    action: str
+    detail: str
+
+    @property
+    def what(self) -> str:
+        """``mask layer `ground_truth` dropped``: the problem without its detail."""
+        return f"{self.kind} layer `{self.layer}` {self.action}"
+
+
+class _LayerError(ValueError):
+    """A layer that cannot be used: the message names where; ``reason`` is why alone."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _box_record(box: Any, width: int, height: int, where: str) -> dict[str, Any]:
     """One W&B-style box as a BOX_TYPE record with coordinates in fractions of the image."""
+    if not isinstance(box, Mapping):
+        raise ValueError(
+            f"{where}: a box must be an object with 'position' and 'class_id', "
+            f"got {type(box).__name__}"
+        )
     position = box.get("position")
     if not isinstance(position, Mapping):
         raise ValueError(f"{where}: a box needs a 'position' dict, got {box!r}")
@@ -171,6 +207,8 @@ def _box_record(box: Mapping[str, Any], width: int, height: int, where: str) -> 
     if "class_id" not in box:
         raise ValueError(f"{where}: a box needs a 'class_id'")
     scores = box.get("scores") or {}
+    if not isinstance(scores, Mapping):
+        raise ValueError(f"{where}: 'scores' must be an object of name: number, got {scores!r}")
     return {
         "x_min": x0,
         "y_min": y0,
@@ -182,29 +220,69 @@ def _box_record(box: Mapping[str, Any], width: int, height: int, where: str) -> 
     }
 
 
-def _mask_png(mask: Any, width: int, height: int, where: str) -> bytes:
-    """A mask layer (HxW class ids, or W&B's {"mask_data": arr} / {"path": file}) as PNG."""
+def _box_records(layer: str, boxes: Any, width: int, height: int) -> list[dict[str, Any]]:
+    """A layer of W&B-style boxes (or BOX_TYPE records) as records; ValueError if malformed."""
+    if not isinstance(boxes, Sequence) or isinstance(boxes, str | bytes):
+        raise ValueError(f"box layer `{layer}`: boxes must be a list, got {type(boxes).__name__}")
+    if _is_record_layer(boxes):
+        return [dict(b) for b in boxes]
+    return [
+        _box_record(b, width, height, f"box layer `{layer}`, box {i}") for i, b in enumerate(boxes)
+    ]
+
+
+def _mask_png(mask: Any, width: int, height: int, where: str, fit: bool) -> tuple[bytes, str]:
+    """A mask layer (HxW class ids, or W&B's {"mask_data": arr} / {"path": file}) as PNG,
+    and how it was resized ("" when it was not). With ``fit``, a mask whose size is an
+    integer multiple or divisor of the image's is resized to it (nearest neighbour)."""
     if isinstance(mask, Mapping):
         if "mask_data" in mask:
             mask = mask["mask_data"]
         elif "path" in mask:
-            mask = np.asarray(_pil().open(mask["path"]))
+            try:
+                with _pil().open(mask["path"]) as mask_image:
+                    mask = np.asarray(mask_image)
+            except OSError as exc:
+                raise _LayerError(
+                    f"{where}: file `{mask['path']}` is not an image that can be read ({exc})",
+                    "its file is not an image that can be read",
+                ) from exc
         else:
-            raise ValueError(f"{where}: a mask needs 'mask_data' or 'path'")
+            raise _LayerError(f"{where}: a mask needs 'mask_data' or 'path'", "no mask data")
     arr = np.asarray(mask)
     if arr.ndim != 2:
-        raise ValueError(
-            f"{where}: a mask must be an HxW array of class ids, got shape {arr.shape}"
+        raise _LayerError(
+            f"{where}: a mask must be an HxW array of class ids, got shape {arr.shape}",
+            f"shape {arr.shape} is not HxW class ids",
         )
+    resized = ""
     if arr.shape != (height, width):
-        raise ValueError(
-            f"{where}: mask shape {arr.shape} does not match the image ({height}, {width})"
-        )
+        if not (fit and _integer_scale(arr.shape, (height, width))):
+            raise _LayerError(
+                f"{where}: mask shape {arr.shape} does not match the image ({height}, {width})",
+                f"shape {arr.shape} does not match the image's {height}x{width}",
+            )
+        resized = f"from {arr.shape[0]}x{arr.shape[1]} to {height}x{width} (nearest neighbour)"
     if arr.size and (arr.min() < 0 or arr.max() > 255 or arr.dtype.kind not in "uib"):
-        raise ValueError(f"{where}: mask class ids must be integers in 0..255")
+        raise _LayerError(
+            f"{where}: mask class ids must be integers in 0..255",
+            "its class ids are not integers in 0..255",
+        )
+    mask_image = _pil().fromarray(arr.astype(np.uint8))
+    if resized:
+        mask_image = mask_image.resize((width, height), resample=_pil().Resampling.NEAREST)
     buffer = io.BytesIO()
-    _pil().fromarray(arr.astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    mask_image.save(buffer, format="PNG")
+    return buffer.getvalue(), resized
+
+
+def _integer_scale(shape: tuple[int, ...], target: tuple[int, int]) -> bool:
+    """True when ``shape`` is ``target`` times (or divided by) one integer on both axes."""
+    (h, w), (th, tw) = shape, target
+    if min(h, w, th, tw) <= 0:
+        return False
+    (bh, bw), (sh, sw) = ((h, w), (th, tw)) if h >= th else ((th, tw), (h, w))
+    return bh % sh == 0 and bw % sw == 0 and bh // sh == bw // sw
 
 
 def _encoded(data: Any) -> tuple[bytes, str | None, str]:
@@ -245,6 +323,9 @@ class Image:
     (floats in [0, 1] or uint8) or encoded image bytes. ``boxes`` maps a layer
     name to a list of W&B-style boxes (``{"position": {...}, "class_id": 1,
     "scores": {...}}``); ``masks`` maps a layer name to an HxW array of class ids.
+    A layer that does not fit the image raises ValueError; with ``problems`` a list,
+    it is dropped instead (a mask of an integer multiple or divisor of the image's
+    size is resized, nearest neighbour) and a ``LayerProblem`` appended there.
     """
 
     def __init__(
@@ -254,6 +335,7 @@ class Image:
         masks: Mapping[str, Any] | None = None,
         classes: Classes | Iterable[Mapping[str, Any]] | None = None,
         caption: str | None = None,
+        problems: list[LayerProblem] | None = None,
     ) -> None:
         origin = "the image"
         if isinstance(data, Image):
@@ -275,22 +357,51 @@ class Image:
         self.classes: Classes | None = (
             classes if isinstance(classes, Classes) or classes is None else Classes(classes)
         )
+        self._set_layers(boxes, masks, problems)
+
+    def _set_layers(
+        self,
+        boxes: Mapping[str, Any] | None,
+        masks: Mapping[str, Any] | None,
+        problems: list[LayerProblem] | None,
+    ) -> None:
+        """Check the box and mask layers against the image; with ``problems`` a list, a
+        layer that does not fit is dropped (or its mask resized) and said there."""
         self.boxes: dict[str, list[dict[str, Any]]] = {}
-        self.boxes_raw = boxes
         for layer, layer_boxes in (boxes or {}).items():
-            if _is_record_layer(layer_boxes):
-                self.boxes[str(layer)] = [dict(b) for b in layer_boxes]
-            else:
-                self.boxes[str(layer)] = [
-                    _box_record(b, self.width, self.height, f"box layer `{layer}`, box {i}")
-                    for i, b in enumerate(layer_boxes)
-                ]
-        self.masks_png: dict[str, bytes] = {
-            str(layer): mask
-            if isinstance(mask, bytes)
-            else _mask_png(mask, self.width, self.height, f"mask layer `{layer}`")
-            for layer, mask in (masks or {}).items()
-        }
+            try:
+                self.boxes[str(layer)] = _box_records(
+                    str(layer), layer_boxes, self.width, self.height
+                )
+            except (TypeError, ValueError) as exc:
+                if problems is None:
+                    raise
+                why = (
+                    str(exc)
+                    .removeprefix(f"box layer `{layer}`, ")
+                    .removeprefix(f"box layer `{layer}`: ")
+                )
+                problems.append(LayerProblem("box", str(layer), "dropped", why))
+        self.boxes_raw = (
+            {k: v for k, v in boxes.items() if str(k) in self.boxes} if boxes else boxes
+        )
+        self.masks_png: dict[str, bytes] = {}
+        for layer, mask in (masks or {}).items():
+            if isinstance(mask, bytes):
+                self.masks_png[str(layer)] = mask
+                continue
+            where, fit = f"mask layer `{layer}`", problems is not None
+            try:
+                self.masks_png[str(layer)], resized = _mask_png(
+                    mask, self.width, self.height, where, fit
+                )
+            except _LayerError as exc:
+                if problems is None:
+                    raise
+                problems.append(LayerProblem("mask", str(layer), "dropped", exc.reason))
+                continue
+            if resized and problems is not None:
+                problems.append(LayerProblem("mask", str(layer), "resized", resized))
 
     @property
     def sha256(self) -> str:
@@ -437,8 +548,10 @@ def images_to_arrow(images: Sequence[Image | None], image_type: ImageType) -> pa
             record["boxes"] = {
                 layer: [
                     dict(box, scores=list((box.get("scores") or {}).items()))
-                    for box in image.boxes.get(layer, [])
+                    for box in image.boxes[layer]
                 ]
+                if layer in image.boxes
+                else None  # no such layer in this image (or dropped from it): null
                 for layer in image_type.box_layers
             }
         if image_type.mask_layers:
@@ -461,6 +574,7 @@ def images_from_arrow(array: pa.Array | pa.ChunkedArray, field: pa.Field) -> lis
         boxes = {
             layer: [dict(b, scores=dict(b["scores"] or [])) for b in layer_boxes or []]
             for layer, layer_boxes in (record.get("boxes") or {}).items()
+            if layer_boxes is not None
         }
         masks = {k: v for k, v in (record.get("masks") or {}).items() if v is not None}
         images.append(Image(record["data"], boxes=boxes, masks=masks, classes=classes))

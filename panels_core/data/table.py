@@ -112,6 +112,7 @@ class Table:
         self._pending_types: list[Any] = []
         self._type: TableType | None = None
         self.renamed: dict[str, str] = {}
+        self.notes: list[str] = []
         if dataframe is None and data is not None and hasattr(data, "columns") and columns is None:
             dataframe, data = data, None
         if dataframe is not None:
@@ -200,6 +201,9 @@ class Table:
         self._type = None
         self.renamed: dict[str, str] = {}
         """Columns shown under another name than their file's (``{"x (2)": "x"}``)."""
+        self.notes: list[str] = []
+        """What the reader did to cells it could read only in part, one line per column
+        and problem naming the rows (a W&B mask layer dropped, ...); empty when none."""
 
     def with_dtypes(self, dtypes: Mapping[str, Any]) -> Table:
         """The same data with more column type overrides."""
@@ -542,6 +546,15 @@ class JoinedTable:
             left_name=self.left_name,
             right_name=self.right_name,
         )
+
+    @property
+    def notes(self) -> list[str]:
+        """The notes of both sides (see ``Table.notes``), each after its side's name."""
+        return [
+            f"{name}: {note}"
+            for name, side in ((self.left_name, self.left), (self.right_name, self.right))
+            for note in side.notes
+        ]
 
     def __repr__(self) -> str:
         return (

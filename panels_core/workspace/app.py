@@ -182,13 +182,15 @@ class Workspace(pn.viewable.Viewer):
         *,
         stores: Sequence[str | os.PathLike[str]] = (),
         tables: Mapping[str, Any] | None = None,
+        strict: bool = False,
         **options: Any,
     ) -> Workspace:
         """A workspace from a saved spec (a WorkspaceSpec, its dict, or a JSON file path).
 
         Paths in the spec are read relative to ``base_dir`` (default: the spec file's
         folder, else the current folder); Store references are looked up in ``stores``.
-        ``tables`` adds (or overrides) tables by name.
+        ``tables`` adds (or overrides) tables by name. ``strict`` refuses a table with
+        a cell it could read only in part (``open_table``).
         """
         from panels_core.workspace.loading import TableLoadError, absolute_source, open_source
         from panels_core.workspace.saving import read_spec
@@ -208,7 +210,7 @@ class Workspace(pn.viewable.Viewer):
             if name in given:
                 continue
             try:
-                loaded = open_source(name, source, base_dir, stores)
+                loaded = open_source(name, source, base_dir, stores, strict)
             except TableLoadError as exc:  # shown in the cards over it; saved back unchanged
                 unavailable[name] = str(exc)
                 sources[name] = absolute_source(source, base_dir)

@@ -140,6 +140,7 @@ class CardView(pn.viewable.Viewer):
         self._build_widgets()
         self.querybar = QueryBar(engine, spec.input, on_change=self.set_query)
         self._refresh_options()
+        self._show_notes()
         self.selector.param.watch(self._on_select, "value")
         self.gear.on_click(self._toggle_settings)
         self.duplicate_button.on_click(lambda _e: self._on_duplicate and self._on_duplicate(self))
@@ -162,6 +163,13 @@ class CardView(pn.viewable.Viewer):
             css_classes=["row-count"],
             margin=(0, 10),
             styles={"color": "#555", "font-size": "13px"},
+        )
+        self.notes = pn.pane.HTML(
+            "",
+            visible=False,
+            css_classes=["card-notes"],
+            margin=(0, 10),
+            styles={"color": "#8a5300", "font-size": "12px"},
         )
         self.settings = pn.Column(
             visible=False,
@@ -191,6 +199,7 @@ class CardView(pn.viewable.Viewer):
             ),
             self.querybar,
             self.count,
+            self.notes,
             self.settings,
             self.body,
             sizing_mode="stretch_width",
@@ -244,6 +253,15 @@ class CardView(pn.viewable.Viewer):
         if hasattr(self, "_layout"):
             self._layout.css_classes = self._classes()
 
+    def _show_notes(self) -> None:
+        """The notes of the card's tables (cells read in part), over the panel."""
+        try:
+            notes = self.view.notes()
+        except Exception:  # a table gone from the engine: the render says so
+            notes = []
+        self.notes.object = "<br>".join(f"⚠ {html_text(note)}" for note in notes)
+        self.notes.visible = bool(notes)
+
     def _on_select(self, event: Any) -> None:
         if getattr(self, "_syncing", False) or event.new == self.spec.kind:
             return
@@ -280,6 +298,7 @@ class CardView(pn.viewable.Viewer):
                 config = {}
         self.view = view
         self.spec = CardSpec(kind=kind, input=query, config=config, title=self.spec.title)
+        self._show_notes()
         self._refresh_options()
         self._rebuild_settings()
         self._render()

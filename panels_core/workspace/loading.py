@@ -59,6 +59,7 @@ def load_sources(
     *,
     delimiter: str | None = None,
     failed: dict[str, str] | None = None,
+    strict: bool = False,
 ) -> dict[str, Loaded]:
     """Every table of ``paths`` by name, with its source: a file or projector folder by
     its stem, and every version of every Store entry as ``name:vN``, oldest first.
@@ -66,6 +67,7 @@ def load_sources(
     ``delimiter`` forces the delimiter of the CSV files among ``paths``. With ``failed``
     given, a path that cannot be opened is recorded there (its file name: why, naming
     the file) and the other paths still open; without it, the first failure raises.
+    ``strict`` refuses a table with a cell it could read only in part (``open_table``).
     """
     from panels_core.data.sources.common import exception_text
 
@@ -73,7 +75,7 @@ def load_sources(
     for raw in paths:
         path = Path(raw)
         try:
-            loaded.update(_load_path(path, loaded, delimiter))
+            loaded.update(_load_path(path, loaded, delimiter, strict))
         except Exception as exc:
             if failed is None:
                 raise
@@ -84,7 +86,9 @@ def load_sources(
     return loaded
 
 
-def _load_path(path: Path, taken: Mapping[str, Any], delimiter: str | None) -> dict[str, Loaded]:
+def _load_path(
+    path: Path, taken: Mapping[str, Any], delimiter: str | None, strict: bool
+) -> dict[str, Loaded]:
     """The tables of one path (a file, projector folder or Store folder) by name."""
     from panels_core.data.sources import detect_format, open_table
     from panels_core.data.store import Store
@@ -96,13 +100,13 @@ def _load_path(path: Path, taken: Mapping[str, Any], delimiter: str | None) -> d
         refs = [f"{name}:{version}" for name in store.names() for version in store.versions(name)]
         return {ref: Loaded(store.get(ref), TableSource(store=ref), path.resolve()) for ref in refs}
     options = {"delimiter": delimiter} if delimiter and detect_format(path) == "csv" else {}
-    table = open_table(path, **options)
+    table = open_table(path, strict=strict, **options)
     return {unique_name(_stem(path), taken): Loaded(table, TableSource(path=str(path.resolve())))}
 
 
-def load_tables(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+def load_tables(paths: Sequence[str | os.PathLike[str]], strict: bool = False) -> dict[str, Any]:
     """Tables by name for each path (see ``load_sources``)."""
-    return {name: item.table for name, item in load_sources(paths).items()}
+    return {name: item.table for name, item in load_sources(paths, strict=strict).items()}
 
 
 def absolute_source(
@@ -120,9 +124,11 @@ def open_source(
     source: TableSource,
     base_dir: str | os.PathLike[str] | None = None,
     stores: Sequence[str | os.PathLike[str]] = (),
+    strict: bool = False,
 ) -> Loaded:
     """Open one saved table source: a path (relative to ``base_dir``) or a Store reference
-    looked up in ``stores`` (then in ``base_dir`` and ``base_dir/store``)."""
+    looked up in ``stores`` (then in ``base_dir`` and ``base_dir/store``); ``strict`` as
+    ``open_table`` takes it."""
     from panels_core.data.sources import open_table
     from panels_core.data.store import Store
 
@@ -133,7 +139,7 @@ def open_source(
         if not path.exists():
             raise TableLoadError(f"table `{name}`: no such file or folder: {path}")
         try:
-            return Loaded(open_table(path), TableSource(path=str(path.resolve())))
+            return Loaded(open_table(path, strict=strict), TableSource(path=str(path.resolve())))
         except Exception as exc:
             raise TableLoadError(f"table `{name}`: cannot open {path}: {exc}") from exc
     assert source.store is not None

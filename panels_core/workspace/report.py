@@ -28,10 +28,12 @@ def export_inputs(
     *,
     title: str | None = None,
     stores: Iterable[str | os.PathLike[str]] = (),
+    strict: bool = False,
 ) -> Path:
     """``panels export``: a workspace spec file (its Store references looked up in
     ``stores``, then beside the spec), or table files/folders (a default workspace
-    over them), written to ``output`` as a static report."""
+    over them), written to ``output`` as a static report. ``strict`` refuses a table
+    with a cell read only in part (``open_table``)."""
     paths = [Path(p) for p in inputs]
     specs = [p for p in paths if _is_workspace_file(p)]
     if specs and len(paths) > 1:
@@ -43,7 +45,7 @@ def export_inputs(
     if missing:
         raise ValueError(f"export: no such file or folder: {', '.join(missing)}")
     if specs:
-        workspace = Workspace.from_spec(specs[0], stores=[Path(s) for s in stores])
+        workspace = Workspace.from_spec(specs[0], stores=[Path(s) for s in stores], strict=strict)
         if workspace.unavailable:  # a report without them would look complete but is not
             raise ValueError(
                 f"export: {specs[0]}: " + "; ".join(workspace.unavailable.values())
@@ -51,6 +53,6 @@ def export_inputs(
             )
         name = title or specs[0].stem
     else:
-        workspace = Workspace(tables=load_tables(paths))
+        workspace = Workspace(tables=load_tables(paths, strict=strict))
         name = title or ", ".join(p.name.split(".")[0] for p in paths)
     return workspace_html(workspace, output, title=name)

@@ -15,6 +15,7 @@ import os
 import secrets
 import sys
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ def prepare(
     demo: bool = False,
     workspace: str | os.PathLike[str] | None = None,
     delimiter: str | None = None,
+    strict: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Open the tables and the saved workspace: returns ``(tables, workspace options)``.
 
@@ -61,8 +63,10 @@ def prepare(
     file that does not exist yet, the default workspace is built and saved there.
     A path that cannot be opened is left out: the sidebar says why (``unavailable``,
     by file name), as does a line on stderr; ValueError when no table opens at all.
-    ``delimiter`` forces the delimiter of the CSV files.
+    ``delimiter`` forces the delimiter of the CSV files. A table's notes (cells read
+    in part) go to stderr too, one line each; ``strict`` refuses such tables instead.
     """
+    from panels_core.data.cell_notes import CellWarning
     from panels_core.workspace.loading import load_sources
 
     all_paths = [*(demo_paths() if demo else []), *paths]
@@ -70,20 +74,25 @@ def prepare(
     if not all_paths and (spec_path is None or not spec_path.exists()):
         raise ValueError("panels serve: give one or more table files or folders, or --demo")
     failed: dict[str, str] = {}
-    loaded = load_sources(all_paths, delimiter=delimiter, failed=failed)
-    tables = {name: item.table for name, item in loaded.items()}
-    sources = {name: item.source for name, item in loaded.items()}
-    options: dict[str, Any] = {
-        "save_path": spec_path,
-        "save_root": (spec_path.parent if spec_path is not None else Path.cwd()).resolve(),
-        "unavailable": dict(failed),
-    }
-    if spec_path is not None and spec_path.exists():
-        _open_spec_tables(spec_path, all_paths, tables, sources, options)
+    with warnings.catch_warnings():  # said below, after the table's name, and in its cards
+        warnings.simplefilter("ignore", CellWarning)
+        loaded = load_sources(all_paths, delimiter=delimiter, failed=failed, strict=strict)
+        tables = {name: item.table for name, item in loaded.items()}
+        sources = {name: item.source for name, item in loaded.items()}
+        options: dict[str, Any] = {
+            "save_path": spec_path,
+            "save_root": (spec_path.parent if spec_path is not None else Path.cwd()).resolve(),
+            "unavailable": dict(failed),
+        }
+        if spec_path is not None and spec_path.exists():
+            _open_spec_tables(spec_path, all_paths, tables, sources, options, strict)
     if failed and not tables:
         raise ValueError(f"panels serve: no table could be opened: {'; '.join(failed.values())}")
     for why in failed.values():
         print(f"typed-panels: {' '.join(why.split())}", file=sys.stderr, flush=True)
+    for name, table in tables.items():
+        for note in getattr(table, "notes", ()):
+            print(f"typed-panels: table `{name}`: {note}", file=sys.stderr, flush=True)
     options["sources"] = sources
     return tables, options
 
@@ -94,6 +103,7 @@ def _open_spec_tables(
     tables: dict[str, Any],
     sources: dict[str, Any],
     options: dict[str, Any],
+    strict: bool,
 ) -> None:
     """Add the saved workspace's tables (those the paths did not open) and its cards to
     ``tables``, ``sources`` and ``options``; a table that cannot be opened goes to
@@ -114,7 +124,7 @@ def _open_spec_tables(
         if name in tables and sources[name] == full:
             continue
         try:
-            item = open_source(name, source, spec_path.parent, stores)
+            item = open_source(name, source, spec_path.parent, stores, strict)
         except TableLoadError as exc:
             unavailable[name], sources[name] = str(exc), full
             print(
@@ -282,14 +292,18 @@ def serve_paths(
     demo: bool = False,
     workspace: str | os.PathLike[str] | None = None,
     delimiter: str | None = None,
+    strict: bool = False,
     **options: Any,
 ) -> None:
     """Open ``paths`` (files, projector folders, stores; plus the demo data) and serve them;
-    ``delimiter`` forces the delimiter of the CSV files."""
+    ``delimiter`` forces the delimiter of the CSV files; ``strict`` refuses a table with
+    a cell read only in part."""
     listening_hosts(  # a bad --address / --allow-origin fails before any table is read
         options.get("address", "127.0.0.1"),
         options.get("port", 5006),
         options.get("allow_origin", ()),
     )
-    tables, ws_options = prepare(paths, demo=demo, workspace=workspace, delimiter=delimiter)
+    tables, ws_options = prepare(
+        paths, demo=demo, workspace=workspace, delimiter=delimiter, strict=strict
+    )
     serve_tables(tables, **options, **ws_options)

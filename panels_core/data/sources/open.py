@@ -59,6 +59,7 @@ def open_table(
     *,
     dtypes: Mapping[str, Any] | None = None,
     format: Format | None = None,
+    strict: bool = False,
     **options: Any,
 ) -> Table | JoinedTable:
     """Open a table file (or TensorBoard projector folder) as a typed Table.
@@ -70,6 +71,9 @@ def open_table(
     "null"``; TensorBoard takes ``metadata`` (a metadata.tsv path) and
     ``tensor_name`` (which embedding of a projector config). A pair of paths
     ``(tensors.tsv, metadata.tsv)`` opens TensorBoard data.
+
+    A W&B cell whose box or mask layer does not fit its image loses that layer (the
+    table's ``notes`` say which rows); ``strict=True`` refuses such a table instead.
     """
     if isinstance(path, list | tuple):
         if len(path) != 2:
@@ -103,7 +107,7 @@ def open_table(
         return read_arrow_ipc(path, dtypes=dtypes)
     if chosen == "wandb":
         _check_options(chosen, options, {"missing_media"})
-        return read_wandb(path, dtypes=dtypes, **options)
+        return read_wandb(path, dtypes=dtypes, strict=strict, **options)
     _check_options(chosen, options, {"metadata", "tensor_name"})
     return read_tensorboard(path, dtypes=dtypes, **options)
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from panels_core.data.cell_notes import CellNotes, CellWarning
 from panels_core.data.columns import build_column, column_type
-from panels_core.data.media import Classes, Image
+from panels_core.data.media import Image, LayerProblem, UnreadableImage
 from panels_core.data.sources.common import exception_text
 from panels_core.data.table import JoinedTable, Table
 from panels_core.paths import OutsideFolder, resolve_inside
@@ -136,17 +137,20 @@ class _MediaResolver:
     and partitioned tables keep media at their root). A reference that would leave
     its folder (absolute, ``..``, a symlink out) is never read: ``find`` raises
     OutsideFolder; an image cell with one is left empty and its row kept in
-    ``refused`` (read_wandb warns, naming the rows).
+    ``refused``. Unless ``strict``, a box or mask layer that does not fit its image is
+    dropped (or resized) and kept in ``cells``. ``notes`` words both, naming the rows.
     """
 
-    def __init__(self, json_path: Path, missing: str) -> None:
+    def __init__(self, json_path: Path, missing: str, strict: bool = False) -> None:
         if missing not in ("error", "null"):
             raise ValueError(f"missing_media must be 'error' or 'null', got {missing!r}")
         self.json_path = json_path
         self.roots = [json_path.parent, *list(json_path.parent.parents)[:3]]
         self.missing = missing
         self.missing_count = 0
+        self.strict = strict
         self.refused: list[tuple[str, int, str]] = []  # (column, row, why)
+        self.cells = CellNotes()
         self._json_cache: dict[Path, Any] = {}
 
     def find(self, relative: str) -> Path | None:
@@ -158,18 +162,18 @@ class _MediaResolver:
                 return candidate
         return None
 
-    def warn_refused(self) -> None:
-        """One warning naming the rows whose image cells were left empty, and why."""
-        if not self.refused:
-            return
-        rows = ", ".join(f"`{column}` row {row}" for column, row, _ in self.refused[:10])
-        more = f" and {len(self.refused) - 10} more" if len(self.refused) > 10 else ""
-        warnings.warn(
-            f"`{self.json_path}`: {len(self.refused)} image cells left empty ({rows}{more}): "
-            f"{self.refused[0][2]}; media files are read only inside the export's folder",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    def notes(self) -> list[str]:
+        """The table's notes: image cells left empty, layers dropped or resized (by rows)."""
+        notes = self.cells.lines()
+        if self.refused:
+            rows = ", ".join(f"`{column}` row {row}" for column, row, _ in self.refused[:10])
+            more = f" and {len(self.refused) - 10} more" if len(self.refused) > 10 else ""
+            notes.insert(
+                0,
+                f"{len(self.refused)} image cells left empty ({rows}{more}): "
+                f"{self.refused[0][2]}; media files are read only inside the export's folder",
+            )
+        return notes
 
     def json_file(self, relative: str, where: str) -> Any:
         found = self.find(relative)
@@ -228,22 +232,28 @@ class _MediaResolver:
                     f"`{self.json_path}`, {where}: mask layer `{layer}` file `{mask_path}` not "
                     "found; download the artifact's media folder with the export"
                 )
-            from PIL import Image as PILImage
+            masks[str(layer)] = {"path": mask_file}
+        classes_of = [{"id": k, "name": v} for k, v in sorted(class_map.items())]
+        parts = {"boxes": boxes or None, "masks": masks or None, "classes": classes_of or None}
+        return self._checked(found, parts, cell.get("caption"), column, row)
 
-            with PILImage.open(mask_file) as mask_image:
-                masks[str(layer)] = np.asarray(mask_image)
+    def _checked(self, found: Path, parts: dict[str, Any], caption: Any, column: str, row: int):
+        """The Image of a cell's file and parts; unless ``strict``, a layer that does not fit
+        is dropped (or resized) and an unreadable file leaves the cell empty, noted by row."""
+        problems: list[LayerProblem] | None = None if self.strict else []
         try:
-            return Image(
-                found,
-                boxes=boxes or None,
-                masks=masks or None,
-                classes=Classes([{"id": k, "name": v} for k, v in sorted(class_map.items())])
-                if class_map
-                else None,
-                caption=cell.get("caption"),
-            )
+            image = Image(found, caption=caption, problems=problems, **parts)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"`{self.json_path}`, {where}: {exc}") from exc
+            if self.strict or not isinstance(exc, UnreadableImage):
+                raise ValueError(
+                    f"`{self.json_path}`, column `{column}`, row {row}: {exc}"
+                ) from exc
+            why = "its file is not an image that can be read"
+            self.cells.add(column, row, "image left empty", why)
+            return None
+        for problem in problems or ():
+            self.cells.add(column, row, problem.what, problem.detail)
+        return image
 
 
 def read_wandb(
@@ -251,6 +261,7 @@ def read_wandb(
     *,
     dtypes: Mapping[str, Any] | None = None,
     missing_media: str = "error",
+    strict: bool = False,
 ) -> Table | JoinedTable:
     """A W&B ``*.table.json`` (or ``*.joined-table.json``) export as a Table (or JoinedTable).
 
@@ -261,10 +272,17 @@ def read_wandb(
     numpy columns W&B wrote to ``media/serialized_data/*.npz`` (each cell
     flattened to one vector). Partitioned tables (``parts_path``) and
     incremental tables (``<n>.table.json`` increments) are read whole.
+
+    One bad cell does not refuse the table: a box or mask layer that does not fit its
+    image is dropped from that cell (a mask of an integer multiple or divisor of the
+    image's size is resized, nearest neighbour), and an image file outside the
+    export's folder leaves its cell empty. The table's ``notes`` say so, one per
+    column and problem naming the rows, and each is warned (``CellWarning``).
+    ``strict=True`` refuses a table with a layer that does not fit, as it always did.
     """
     path = Path(path)
     try:
-        return _read_wandb(path, dtypes, missing_media)
+        return _read_wandb(path, dtypes, missing_media, strict)
     except RecursionError:
         raise ValueError(
             f"cannot read `{path}`: it is nested too deeply (lists or objects inside each "
@@ -273,7 +291,7 @@ def read_wandb(
 
 
 def _read_wandb(
-    path: Path, dtypes: Mapping[str, Any] | None, missing_media: str
+    path: Path, dtypes: Mapping[str, Any] | None, missing_media: str, strict: bool
 ) -> Table | JoinedTable:
     obj = _load_json(path)
     if not isinstance(obj, Mapping):
@@ -283,10 +301,10 @@ def _read_wandb(
         )
     kind = obj.get("_type")
     if kind == "joined-table":
-        return _read_wandb_joined(path, obj, missing_media)
+        return _read_wandb_joined(path, obj, missing_media, strict)
     columns, rows, type_map = _wandb_rows(path, obj)
     wb_types = {name: wandb_type_to_datatype(type_map.get(name)) for name in columns}
-    resolver = _MediaResolver(path, missing_media)
+    resolver = _MediaResolver(path, missing_media, strict)
     fields, arrays = [], []
     for j, name in enumerate(columns):
         wb_type = wb_types[name]
@@ -302,12 +320,15 @@ def _read_wandb(
             raise type(exc)(f"`{path}`: {exception_text(exc)}") from exc
         fields.append(field)
         arrays.append(array)
-    resolver.warn_refused()
     arrow = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     try:
-        return Table.from_arrow(arrow, dtypes=dtypes, rename=True)
+        table = Table.from_arrow(arrow, dtypes=dtypes, rename=True)
     except (KeyError, TypeError, ValueError) as exc:
         raise type(exc)(f"`{path}`: {exception_text(exc)}") from exc
+    table.notes = resolver.notes()
+    for note in table.notes:
+        warnings.warn(f"`{path}`: {note}", CellWarning, stacklevel=3)
+    return table
 
 
 def _check_rows(path: Path, columns: list[str], rows: Any, first_row: int = 0) -> list[list[Any]]:
@@ -453,7 +474,9 @@ def _wandb_cell(
     return value
 
 
-def _read_wandb_joined(path: Path, obj: Mapping[str, Any], missing_media: str) -> JoinedTable:
+def _read_wandb_joined(
+    path: Path, obj: Mapping[str, Any], missing_media: str, strict: bool
+) -> JoinedTable:
     sides = []
     for key in ("table1", "table2"):
         ref = obj.get(key)
@@ -470,7 +493,7 @@ def _read_wandb_joined(path: Path, obj: Mapping[str, Any], missing_media: str) -
                 f"`{path}`: `{key}` names `{ref}`, which is not next to the export; "
                 "download both tables of the join"
             )
-        side = read_wandb(found, missing_media=missing_media)
+        side = read_wandb(found, missing_media=missing_media, strict=strict)
         if not isinstance(side, Table):
             raise ValueError(f"`{path}`: `{key}` (`{ref}`) is itself a joined table")
         sides.append(side)
