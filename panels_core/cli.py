@@ -108,17 +108,23 @@ def _add_delimiter(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _open(path: Path, delimiter: str | None = None) -> Any:
+def _open(path: Path, delimiter: str | None = None, tensor_name: str | None = None) -> Any:
     """A Table (or JoinedTable) for a file, through ``panels_core.data.sources.open_table``."""
     if not path.exists():
         raise CliError(f"no such file: {path}")
     from panels_core.data.sources import detect_format, open_table
 
-    if delimiter is None:
+    if delimiter is None and tensor_name is None:
         return open_table(path)
     fmt = detect_format(path)
-    if fmt != "csv":
-        raise CliError(f"--delimiter applies to CSV files; `{path}` is read as {fmt}")
+    for option, value, wanted, what in (
+        ("--delimiter", delimiter, "csv", "CSV files"),
+        ("--tensor-name", tensor_name, "tensorboard", "TensorBoard projector configs"),
+    ):
+        if value is not None and fmt != wanted:
+            raise CliError(f"{option} applies to {what}; `{path}` is read as {fmt}")
+    if tensor_name is not None:
+        return open_table(path, tensor_name=tensor_name)
     return open_table(path, delimiter=delimiter)
 
 
@@ -126,6 +132,11 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="a table file (Parquet, CSV, Arrow, W&B json, ...)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_delimiter(parser)
+    parser.add_argument(
+        "--tensor-name",
+        metavar="NAME",
+        help="the embedding of a TensorBoard projector config that lists several",
+    )
 
 
 def _run_info(args: argparse.Namespace, out: TextIO) -> int:
@@ -133,7 +144,7 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.panel_registry import registry
     from panels_core.types import describe
 
-    table = _open(args.path, args.delimiter)
+    table = _open(args.path, args.delimiter, args.tensor_name)
     table_type = table.type
     try:
         rows: int | None = len(table)

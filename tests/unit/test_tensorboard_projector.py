@@ -109,8 +109,8 @@ def test_a_config_with_several_embeddings_names_the_choices(runs: Path) -> None:
         open_table(runs)
     assert str(error.value) == (
         f"`{config}` lists 2 embeddings: 'default:00000', 'words:00003'; open one with "
-        "open_table(path, tensor_name='default:00000'), or serve the folder (`panels serve "
-        "FOLDER` shows each as its own table)"
+        "open_table(path, tensor_name='default:00000') (`panels info --tensor-name`), or serve "
+        "the folder (`panels serve FOLDER` shows each as its own table)"
     )
     with pytest.raises(ValueError) as error:
         open_table(runs, tensor_name="default")
@@ -308,3 +308,23 @@ def test_hugging_face_shards_are_named_by_dataset_and_split(tmp_path: Path) -> N
     }
     assert display_name("imdb/plain_text/train-00000-of-00001.parquet") == "plain_text/train"
     assert display_name("run.table.json") == "run"
+
+
+def test_panels_info_picks_an_embedding_with_tensor_name(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from panels_core.cli import main
+
+    out = io.StringIO()
+    assert main(["info", str(runs), "--json", "--tensor-name", "words:00003"], out=out) == 0
+    info = json.loads(out.getvalue())
+    assert (info["rows"], [c["name"] for c in info["columns"]]) == (2, ["embedding"])
+    assert main(["info", str(runs)], out=io.StringIO()) == 2
+    assert "lists 2 embeddings: 'default:00000', 'words:00003'" in capsys.readouterr().err
+    csv = tmp_path / "x.csv"
+    csv.write_text("a\n1\n")
+    assert main(["info", str(csv), "--tensor-name", "words:00003"], out=io.StringIO()) == 2
+    assert capsys.readouterr().err == (
+        "panels: error: --tensor-name applies to TensorBoard projector configs; "
+        f"`{csv}` is read as csv\n"
+    )

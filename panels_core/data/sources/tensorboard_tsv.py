@@ -114,8 +114,8 @@ def _chosen_entry(config: Path, tensor_name: str | None) -> tuple[str, Message]:
     if tensor_name is None and len(entries) > 1:
         raise ValueError(
             f"`{config}` lists {len(entries)} embeddings: {', '.join(map(repr, names))}; open one "
-            f"with open_table(path, tensor_name={names[0]!r}), or serve the folder "
-            "(`panels serve FOLDER` shows each as its own table)"
+            f"with open_table(path, tensor_name={names[0]!r}) (`panels info --tensor-name`), "
+            "or serve the folder (`panels serve FOLDER` shows each as its own table)"
         )
     if tensor_name is None:
         return names[0], entries[0]
