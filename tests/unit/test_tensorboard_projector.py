@@ -18,6 +18,7 @@ from PIL import Image as PILImage
 
 from panels_core.data.sources import open_table, projector_embeddings
 from panels_core.data.sources.pbtxt import parse_pbtxt
+from panels_core.panel_registry import registry
 from panels_core.query.engine import Engine
 from panels_core.types import EmbeddingType, ImageType
 from panels_core.workspace import TableSource
@@ -203,6 +204,8 @@ def test_sprite_tiles_become_an_image_column_cut_row_major(runs: Path) -> None:
     assert _pixels(tiles[0]) == {_colour(0)}
     assert _pixels(tiles[3]) == {_colour(3)}  # first tile of the second row (3 per row)
     assert _pixels(tiles[6]) == {_colour(6)}
+    projection = registry.compatible(table.type)[0]
+    assert (projection.kind, projection.config.image) == ("projection", "sprite")  # the hover
 
 
 def test_pytorch_sprite_sheet_that_is_not_square(tmp_path: Path) -> None:
