@@ -30,7 +30,7 @@ from panels_core.workspace.server import prepare
 TILE_W, TILE_H = 4, 3  # single_image_dim is width first; unequal sides catch a swap
 
 
-def _colour(i: int) -> tuple[int, int, int]:
+def tile_colour(i: int) -> tuple[int, int, int]:
     return (10 + 40 * i, 250 - 30 * i, 7 * i)
 
 
@@ -43,7 +43,7 @@ def _sprite(path: Path, n: int, per_row: int | None = None) -> None:
     for i in range(n):
         r, c = divmod(i, per_row)
         box = (c * TILE_W, r * TILE_H, (c + 1) * TILE_W, (r + 1) * TILE_H)
-        sheet.paste(_colour(i), box)
+        sheet.paste(tile_colour(i), box)
     sheet.save(path)
 
 
@@ -52,7 +52,7 @@ def _tsv(path: Path, rows: list[list[float]]) -> None:
     path.write_text("".join("\t".join(repr(v) for v in row) + "\n" for row in rows))
 
 
-def _add_embedding(
+def add_embedding(
     root: Path, tag: str, step: int, vectors: list[list[float]], labels: list[str] | None
 ) -> None:
     """What ``SummaryWriter.add_embedding`` writes: ``{step:05d}/{tag}/`` files and one more
@@ -80,8 +80,8 @@ def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
     root.mkdir()
     digits = [[float(i), float(i % 3), 0.5] for i in range(7)]
-    _add_embedding(root, "default", 0, digits, [f"d{i}" for i in range(7)])
-    _add_embedding(root, "words", 3, [[1.0, 2.0], [3.0, 4.0]], None)
+    add_embedding(root, "default", 0, digits, [f"d{i}" for i in range(7)])
+    add_embedding(root, "words", 3, [[1.0, 2.0], [3.0, 4.0]], None)
     return root
 
 
@@ -152,7 +152,7 @@ def test_one_broken_embedding_leaves_the_others_served(runs: Path) -> None:
 
 
 def test_a_single_embedding_config_opens_without_a_name(tmp_path: Path) -> None:
-    _add_embedding(tmp_path, "emb", 1, [[0.0, 1.0]], None)
+    add_embedding(tmp_path, "emb", 1, [[0.0, 1.0]], None)
     assert open_table(tmp_path).get_column("embedding") == [[0.0, 1.0]]
     assert list(load_sources([tmp_path])) == [tmp_path.name]
 
@@ -201,24 +201,24 @@ def test_sprite_tiles_become_an_image_column_cut_row_major(runs: Path) -> None:
     assert isinstance(table.type.columns["sprite"], ImageType)
     tiles = table.get_column("sprite")
     assert [(t.width, t.height) for t in tiles] == [(TILE_W, TILE_H)] * 7
-    assert _pixels(tiles[0]) == {_colour(0)}
-    assert _pixels(tiles[3]) == {_colour(3)}  # first tile of the second row (3 per row)
-    assert _pixels(tiles[6]) == {_colour(6)}
+    assert _pixels(tiles[0]) == {tile_colour(0)}
+    assert _pixels(tiles[3]) == {tile_colour(3)}  # first tile of the second row (3 per row)
+    assert _pixels(tiles[6]) == {tile_colour(6)}
     projection = registry.compatible(table.type)[0]
     assert (projection.kind, projection.config.image) == ("projection", "sprite")  # the hover
 
 
 def test_pytorch_sprite_sheet_that_is_not_square(tmp_path: Path) -> None:
     # torchvision's make_grid: ceil(sqrt(n)) tiles per row, only as many rows as needed
-    _add_embedding(tmp_path, "default", 0, [[float(i)] for i in range(5)], list("abcde"))
+    add_embedding(tmp_path, "default", 0, [[float(i)] for i in range(5)], list("abcde"))
     with PILImage.open(tmp_path / "00000/default/sprite.png") as sheet:
         assert sheet.size == (3 * TILE_W, 2 * TILE_H)
     tiles = open_table(tmp_path).get_column("sprite")
-    assert [_pixels(t) for t in tiles] == [{_colour(i)} for i in range(5)]
+    assert [_pixels(t) for t in tiles] == [{tile_colour(i)} for i in range(5)]
 
 
 def test_sprite_with_too_few_tiles_is_refused(tmp_path: Path) -> None:
-    _add_embedding(tmp_path, "default", 0, [[float(i)] for i in range(5)], list("abcde"))
+    add_embedding(tmp_path, "default", 0, [[float(i)] for i in range(5)], list("abcde"))
     _sprite(tmp_path / "00000/default/sprite.png", 3, per_row=2)
     with pytest.raises(ValueError) as error:
         open_table(tmp_path)
