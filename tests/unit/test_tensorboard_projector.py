@@ -217,6 +217,26 @@ def test_pytorch_sprite_sheet_that_is_not_square(tmp_path: Path) -> None:
     assert [_pixels(t) for t in tiles] == [{tile_colour(i)} for i in range(5)]
 
 
+def test_palette_and_cmyk_sprites_keep_their_colours(tmp_path: Path) -> None:
+    add_embedding(tmp_path, "default", 0, [[float(i)] for i in range(4)], list("abcd"))
+    sprite = tmp_path / "00000/default/sprite.png"
+    with PILImage.open(sprite) as sheet:
+        sheet.convert("P", palette=PILImage.Palette.ADAPTIVE, colors=8).save(sprite)
+    assert [_pixels(t) for t in open_table(tmp_path).get_column("sprite")] == [
+        {tile_colour(i)} for i in range(4)
+    ]
+    jpeg = tmp_path / "00000/default/sprite.jpg"
+    PILImage.new("CMYK", (2 * TILE_W, 2 * TILE_H), (0, 255, 255, 0)).save(jpeg)
+    config = tmp_path / "projector_config.pbtxt"
+    config.write_text(config.read_text().replace("sprite.png", "sprite.jpg"))
+    reds = [_pixels(t) for t in open_table(tmp_path).get_column("sprite")]
+    assert all(len(p) == 1 and next(iter(p))[0] > 200 > next(iter(p))[1] for p in reds)
+    sprite.write_bytes(b"not a png")
+    config.write_text(config.read_text().replace("sprite.jpg", "sprite.png"))
+    with pytest.raises(ValueError, match=r"^cannot read the sprite image `.*sprite\.png`: cannot"):
+        open_table(tmp_path)
+
+
 def test_sprite_with_too_few_tiles_is_refused(tmp_path: Path) -> None:
     add_embedding(tmp_path, "default", 0, [[float(i)] for i in range(5)], list("abcde"))
     _sprite(tmp_path / "00000/default/sprite.png", 3, per_row=2)

@@ -280,6 +280,9 @@ def _read_bytes(path: Path, shape: tuple[int, ...], config_name: str) -> np.ndar
     return np.fromfile(path, dtype="<f4").reshape(rows, dim).astype(np.float32)
 
 
+_TILE_MODES = ("L", "LA", "RGB", "RGBA")
+
+
 def _sprite_tiles(embedding: _Embedding, rows: int) -> list[Image]:
     """One image per row, cut from the sprite sheet row-major, as TensorBoard does (the
     sheet holds ``width // tile width`` tiles per row: ceil(sqrt(N)) for a square sheet)."""
@@ -288,8 +291,8 @@ def _sprite_tiles(embedding: _Embedding, rows: int) -> list[Image]:
     assert embedding.sprite is not None and embedding.tile is not None
     (width, height), path = embedding.tile, embedding.sprite
     try:
-        sheet = PILImage.open(path)
-        sheet.load()
+        with PILImage.open(path) as opened:  # a copy in a mode every tile can be saved in
+            sheet = opened.convert(opened.mode if opened.mode in _TILE_MODES else "RGBA")
     except (OSError, PILImage.DecompressionBombError) as exc:
         raise ValueError(f"cannot read the sprite image `{path}`: {exc}") from None
     with sheet:
