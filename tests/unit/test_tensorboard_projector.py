@@ -279,6 +279,16 @@ def test_config_paths_stay_in_the_folder(tmp_path: Path, field: str, value: str,
     )
 
 
+def test_absolute_paths_inside_the_folder_are_read(tmp_path: Path) -> None:
+    _tsv(tmp_path / "logs" / "tensors.tsv", [[1.0, 2.0]])
+    (tmp_path / "logs" / "metadata.tsv").write_text("only\n")
+    (tmp_path / "logs" / "projector_config.pbtxt").write_text(
+        f'embeddings {{ tensor_name: "t" tensor_path: "{tmp_path / "logs" / "tensors.tsv"}"\n'
+        f'  metadata_path: "{tmp_path / "logs" / "metadata.tsv"}" }}\n'
+    )
+    assert open_table(tmp_path / "logs").get_column("label") == ["only"]
+
+
 # --------------------------------------------------------------------------- protobuf text
 
 

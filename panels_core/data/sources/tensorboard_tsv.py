@@ -92,10 +92,14 @@ def projector_embeddings(path: str | os.PathLike[str]) -> list[str]:
 
 
 def _inside(config: Path, entry: Message, field: str, name: str) -> Path | None:
-    """The file a config field names, confined to the config's folder; it must exist."""
+    """The file a config field names, confined to the config's folder; it must exist. An
+    absolute path under the folder (as TensorFlow 1 tutorials wrote them) is taken as relative."""
     relative = _first(entry, field)
     if relative is None:
         return None
+    folder = config.parent.absolute()
+    if Path(str(relative)).is_absolute() and Path(str(relative)).is_relative_to(folder):
+        relative = Path(str(relative)).relative_to(folder).as_posix()
     try:
         file = resolve_inside(config.parent, str(relative), f"the folder of `{config}`")
     except OutsideFolder as exc:
