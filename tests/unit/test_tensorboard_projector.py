@@ -279,6 +279,27 @@ def test_config_paths_stay_in_the_folder(tmp_path: Path, field: str, value: str,
     )
 
 
+def test_a_sprite_symlinked_out_of_the_folder_or_missing_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "proj"
+    add_embedding(folder, "default", 0, [[1.0], [2.0]], ["a", "b"])
+    sprite = folder / "00000/default/sprite.png"
+    config = folder / "projector_config.pbtxt"
+    sprite.rename(tmp_path / "elsewhere.png")
+    with pytest.raises(FileNotFoundError) as error:
+        open_table(folder)
+    assert str(error.value) == (
+        f"`{config}`: embedding 'default:00000': image_path `{sprite}` does not exist"
+    )
+    sprite.symlink_to(tmp_path / "elsewhere.png")
+    with pytest.raises(ValueError) as error:
+        open_table(folder)
+    assert str(error.value) == (
+        f"`{config}`: embedding 'default:00000': image_path `00000/default/sprite.png` leads "
+        f"out of the folder of `{config}` through a symlink; keep the projector's files in its "
+        "folder"
+    )
+
+
 def test_absolute_paths_inside_the_folder_are_read(tmp_path: Path) -> None:
     _tsv(tmp_path / "logs" / "tensors.tsv", [[1.0, 2.0]])
     (tmp_path / "logs" / "metadata.tsv").write_text("only\n")
