@@ -332,6 +332,8 @@ def test_pbtxt_forms() -> None:
         parse_pbtxt("embeddings { tensor_name: 'a'", "p.pbtxt")
     with pytest.raises(ValueError, match=r"^`p.pbtxt`: line 2: cannot read '@x'"):
         parse_pbtxt("a: 1\n@x", "p.pbtxt")
+    with pytest.raises(ValueError, match=r"^`p.pbtxt` nests blocks more than 50 deep$"):
+        parse_pbtxt("a {" * 5000, "p.pbtxt")
 
 
 # --------------------------------------------------------------------------- display names

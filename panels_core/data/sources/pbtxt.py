@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["Message", "parse_pbtxt"]
+__all__ = ["MAX_DEPTH", "Message", "parse_pbtxt"]
 
 Message = dict[str, list[Any]]
 """A parsed message: each field name to its values (a nested message is a Message)."""
@@ -26,6 +26,8 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
+MAX_DEPTH = 50
+"""How deep blocks may nest (a projector config nests two)."""
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\"}
 
 
@@ -66,6 +68,7 @@ class _Parser:
     def __init__(self, text: str, where: str) -> None:
         self.tokens = _tokens(text, where)
         self.pos = 0
+        self.depth = 0
         self.where = where
 
     def fail(self, what: str, got: str) -> ValueError:
@@ -111,7 +114,12 @@ class _Parser:
             return items
         if self.peek() in ("{", "<"):
             close = "}" if self.take()[1] == "{" else ">"
-            return [self.message(close)]
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ValueError(f"`{self.where}` nests blocks more than {MAX_DEPTH} deep")
+            message = self.message(close)
+            self.depth -= 1
+            return [message]
         kind, token = self.take()
         if kind not in ("string", "number", "word"):
             raise self.fail("a value", token)
