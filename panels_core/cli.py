@@ -117,7 +117,9 @@ def _add_strict(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _open(path: Path, delimiter: str | None = None, strict: bool = False) -> Any:
+def _open(
+    path: Path, delimiter: str | None = None, tensor_name: str | None = None, strict: bool = False
+) -> Any:
     """A Table (or JoinedTable) for a file, through ``panels_core.data.sources.open_table``
     (its notes are the caller's to show: they are not warned)."""
     if not path.exists():
@@ -126,11 +128,18 @@ def _open(path: Path, delimiter: str | None = None, strict: bool = False) -> Any
     from panels_core.data.sources import detect_format, open_table
 
     options: dict[str, Any] = {"strict": strict}
-    if delimiter is not None:
+    if delimiter is not None or tensor_name is not None:
         fmt = detect_format(path)
-        if fmt != "csv":
-            raise CliError(f"--delimiter applies to CSV files; `{path}` is read as {fmt}")
+        for option, value, wanted, what in (
+            ("--delimiter", delimiter, "csv", "CSV files"),
+            ("--tensor-name", tensor_name, "tensorboard", "TensorBoard projector configs"),
+        ):
+            if value is not None and fmt != wanted:
+                raise CliError(f"{option} applies to {what}; `{path}` is read as {fmt}")
+    if delimiter is not None:
         options["delimiter"] = delimiter
+    if tensor_name is not None:
+        options["tensor_name"] = tensor_name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CellWarning)
         return open_table(path, **options)
@@ -141,6 +150,11 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_delimiter(parser)
     _add_strict(parser)
+    parser.add_argument(
+        "--tensor-name",
+        metavar="NAME",
+        help="the embedding of a TensorBoard projector config that lists several",
+    )
 
 
 def _run_info(args: argparse.Namespace, out: TextIO) -> int:
@@ -148,7 +162,7 @@ def _run_info(args: argparse.Namespace, out: TextIO) -> int:
     from panels_core.panel_registry import registry
     from panels_core.types import describe
 
-    table = _open(args.path, args.delimiter, args.strict)
+    table = _open(args.path, args.delimiter, args.tensor_name, args.strict)
     table_type = table.type
     try:
         rows: int | None = len(table)

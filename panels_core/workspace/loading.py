@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ __all__ = [
     "Loaded",
     "TableLoadError",
     "absolute_source",
+    "display_name",
     "is_store_folder",
     "load_sources",
     "load_tables",
@@ -48,10 +50,26 @@ def unique_name(stem: str, taken: set[str] | Mapping[str, Any]) -> str:
     return name
 
 
-def _stem(path: Path) -> str:
+_SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}$")
+_PLAIN_FOLDERS = frozenset({"", "data", "datasets", "downloads", "files", "parquet", "tmp"})
+
+
+def display_name(path: str | os.PathLike[str]) -> str:
+    """The name a file's table goes by: its stem (``x.table.json`` gives ``x``), and for a
+    Hugging Face-style shard ``train-00000-of-00003.parquet`` its split, after the dataset's
+    folder when that says more (``mnist/data/train-...`` gives ``mnist/train``)."""
+    path = Path(path)
     if path.name.endswith(".table.json"):
-        return path.name.removesuffix(".table.json")
-    return path.stem or "table"
+        return path.name.removesuffix(".table.json") or "table"
+    shard = _SHARD.match(path.stem)
+    if shard is None:
+        return path.stem or "table"
+    folder = path.absolute().parent
+    if folder.name.lower() == "data":
+        folder = folder.parent
+    if folder.name.lower() in _PLAIN_FOLDERS:
+        return shard["split"]
+    return f"{folder.name}/{shard['split']}"
 
 
 def load_sources(
@@ -61,36 +79,47 @@ def load_sources(
     failed: dict[str, str] | None = None,
     strict: bool = False,
 ) -> dict[str, Loaded]:
-    """Every table of ``paths`` by name, with its source: a file or projector folder by
-    its stem, and every version of every Store entry as ``name:vN``, oldest first.
+    """Every table of ``paths`` by name, with its source: a file by its ``display_name``,
+    a projector folder by its stem (one listing several embeddings: each embedding by its
+    ``tensor_name``), and every version of every Store entry as ``name:vN``, oldest first.
 
     ``delimiter`` forces the delimiter of the CSV files among ``paths``. With ``failed``
-    given, a path that cannot be opened is recorded there (its file name: why, naming
-    the file) and the other paths still open; without it, the first failure raises.
+    given, a path (or one embedding of a projector folder) that cannot be opened is
+    recorded there (its file name: why, naming the file) and the others still open;
+    without it, the first failure raises.
     ``strict`` refuses a table with a cell it could read only in part (``open_table``).
     """
-    from panels_core.data.sources.common import exception_text
-
     loaded: dict[str, Loaded] = {}
     for raw in paths:
         path = Path(raw)
         try:
-            loaded.update(_load_path(path, loaded, delimiter, strict))
+            _load_path(path, loaded, delimiter, failed, strict)
         except Exception as exc:
-            if failed is None:
-                raise
-            why = exception_text(exc)
-            if str(path) not in why:
-                why = f"cannot open `{path}`: {why}"
-            failed[unique_name(path.name, failed)] = why
+            _record_failure(failed, path.name, path, exc)
     return loaded
 
 
+def _record_failure(failed: dict[str, str] | None, key: str, path: Path, exc: Exception) -> None:
+    """Record why ``path`` failed under ``key`` in ``failed``; re-raise without ``failed``."""
+    from panels_core.data.sources.common import exception_text
+
+    if failed is None:
+        raise exc
+    why = exception_text(exc)
+    if str(path) not in why:
+        why = f"cannot open `{path}`: {why}"
+    failed[unique_name(key, failed)] = why
+
+
 def _load_path(
-    path: Path, taken: Mapping[str, Any], delimiter: str | None, strict: bool
-) -> dict[str, Loaded]:
-    """The tables of one path (a file, projector folder or Store folder) by name."""
-    from panels_core.data.sources import detect_format, open_table
+    path: Path,
+    loaded: dict[str, Loaded],
+    delimiter: str | None,
+    failed: dict[str, str] | None,
+    strict: bool = False,
+) -> None:
+    """Add the tables of one path (a file, projector folder or Store folder) to ``loaded``."""
+    from panels_core.data.sources import detect_format, open_table, projector_embeddings
     from panels_core.data.store import Store
 
     if not path.exists():
@@ -98,10 +127,25 @@ def _load_path(
     if is_store_folder(path):
         store = Store(path)
         refs = [f"{name}:{version}" for name in store.names() for version in store.versions(name)]
-        return {ref: Loaded(store.get(ref), TableSource(store=ref), path.resolve()) for ref in refs}
-    options = {"delimiter": delimiter} if delimiter and detect_format(path) == "csv" else {}
+        for ref in refs:
+            loaded[ref] = Loaded(store.get(ref), TableSource(store=ref), path.resolve())
+        return
+    fmt = detect_format(path)
+    embeddings = projector_embeddings(path) if fmt == "tensorboard" else []
+    if len(embeddings) > 1:
+        for tensor_name in embeddings:
+            try:
+                table = open_table(path, tensor_name=tensor_name, strict=strict)
+            except Exception as exc:
+                _record_failure(failed, f"{path.name}: {tensor_name}", path, exc)
+                continue
+            source = TableSource(path=str(path.resolve()), tensor_name=tensor_name)
+            loaded[unique_name(tensor_name, loaded)] = Loaded(table, source)
+        return
+    options = {"delimiter": delimiter} if delimiter and fmt == "csv" else {}
     table = open_table(path, strict=strict, **options)
-    return {unique_name(_stem(path), taken): Loaded(table, TableSource(path=str(path.resolve())))}
+    name = unique_name(display_name(path), loaded)
+    loaded[name] = Loaded(table, TableSource(path=str(path.resolve())))
 
 
 def load_tables(paths: Sequence[str | os.PathLike[str]], strict: bool = False) -> dict[str, Any]:
@@ -116,7 +160,7 @@ def absolute_source(
     if source.path is None or Path(source.path).is_absolute():
         return source
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    return TableSource(path=str((base / source.path).resolve()))
+    return source.model_copy(update={"path": str((base / source.path).resolve())})
 
 
 def open_source(
@@ -138,8 +182,10 @@ def open_source(
         path = path if path.is_absolute() else base / path
         if not path.exists():
             raise TableLoadError(f"table `{name}`: no such file or folder: {path}")
+        options = {"tensor_name": source.tensor_name} if source.tensor_name else {}
+        resolved = source.model_copy(update={"path": str(path.resolve())})
         try:
-            return Loaded(open_table(path, strict=strict), TableSource(path=str(path.resolve())))
+            return Loaded(open_table(path, strict=strict, **options), resolved)
         except Exception as exc:
             raise TableLoadError(f"table `{name}`: cannot open {path}: {exc}") from exc
     assert source.store is not None

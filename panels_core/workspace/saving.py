@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from panels_core.paths import OutsideFolder, is_inside, resolve_inside, write_text_atomic
-from panels_core.workspace.spec import TableSource, WorkspaceSpec
+from panels_core.workspace.spec import WorkspaceSpec
 
 __all__ = [
     "SaveRefused",
@@ -81,7 +81,7 @@ def relative_sources(spec: WorkspaceSpec, folder: str | os.PathLike[str]) -> Wor
                 rel = os.path.relpath(source.path, folder)
             except ValueError:  # another drive
                 rel = source.path
-            source = TableSource(path=Path(rel).as_posix())
+            source = source.model_copy(update={"path": Path(rel).as_posix()})
         tables[name] = source
     return spec.model_copy(update={"tables": tables})
 

@@ -46,11 +46,14 @@ class TableSource(_Spec):
 
     Written as a plain string: ``"preds:v3"`` or ``"preds:latest"`` is a Store
     reference, anything else a path (write ``"./x:v1"`` for a file named so).
-    The dict forms ``{"path": ...}`` and ``{"store": "preds"}`` (latest) also load.
+    The dict forms ``{"path": ...}`` and ``{"store": "preds"}`` (latest) also load;
+    ``{"path": "proj", "tensor_name": "words"}`` is one embedding of a projector folder.
     """
 
     path: str | None = None
     store: str | None = None
+    tensor_name: str | None = None
+    """Which embedding of a TensorBoard projector folder ``path`` (one that lists several)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -65,6 +68,8 @@ class TableSource(_Spec):
             raise ValueError("a table source needs exactly one of `path` or `store`")
         if self.path == "" or self.store == "":
             raise ValueError("a table source may not be empty")
+        if self.tensor_name is not None and self.path is None:
+            raise ValueError("`tensor_name` picks an embedding of a projector `path`")
         return self
 
     @model_serializer(mode="plain")
@@ -72,6 +77,8 @@ class TableSource(_Spec):
         if self.store is not None:
             return self.store if _STORE_REF.match(self.store) else {"store": self.store}
         assert self.path is not None
+        if self.tensor_name is not None:
+            return {"path": self.path, "tensor_name": self.tensor_name}
         return {"path": self.path} if _STORE_REF.match(self.path) else self.path
 
 

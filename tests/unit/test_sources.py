@@ -602,16 +602,17 @@ def test_tensorboard_projector_config(tmp_path):
     (tmp_path / "emb/meta.tsv").write_text("a\nb\n")
     (tmp_path / "projector_config.pbtxt").write_text(
         'embeddings {\n  tensor_name: "first"\n  tensor_path: "emb/first.tsv"\n'
-        '  metadata_path: "emb/meta.tsv"\n  sprite {\n    image_path: "sprite.png"\n'
-        "    single_image_dim: 28\n  }\n}\n"
+        '  metadata_path: "emb/meta.tsv"\n}\n'
         'embeddings {\n  tensor_name: "second"\n  tensor_path: "emb/second.tsv"\n}\n'
     )
-    table = open_table(tmp_path)
+    with pytest.raises(ValueError, match=r"lists 2 embeddings: 'first', 'second'; open one"):
+        open_table(tmp_path)
+    table = open_table(tmp_path, tensor_name="first")
     assert table.get_column("embedding") == [[1.0, 1.0], [2.0, 2.0]]
     assert table.get_column("label") == ["a", "b"]
     second = open_table(tmp_path / "projector_config.pbtxt", tensor_name="second")
     assert second.get_column("embedding") == [[9.0, 9.0, 9.0]]
-    with pytest.raises(KeyError, match=r"no embedding named 'third'; it has \['first', 'second'\]"):
+    with pytest.raises(ValueError, match=r"no embedding named 'third'; it has 'first', 'second'"):
         open_table(tmp_path, tensor_name="third")
 
 

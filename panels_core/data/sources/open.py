@@ -30,7 +30,7 @@ FORMATS: dict[str, str] = {
     "wandb": "W&B table export (.table.json, .joined-table.json, .json)",
     "tensorboard": (
         "TensorBoard projector data (a folder with tensors.tsv [+ metadata.tsv], "
-        "a tensors.tsv file, or projector_config.pbtxt)"
+        "a tensors.tsv file, or projector_config.pbtxt with .tsv or .bytes tensors and sprites)"
     ),
 }
 """Every format ``open_table`` reads, with the suffixes that select it."""
@@ -69,7 +69,8 @@ def open_table(
     ``"tensorboard"``) instead of guessing from the suffix. Other options go to
     the reader: CSV takes ``delimiter``; W&B takes ``missing_media="error" |
     "null"``; TensorBoard takes ``metadata`` (a metadata.tsv path) and
-    ``tensor_name`` (which embedding of a projector config). A pair of paths
+    ``tensor_name`` (which embedding of a projector config; required when it lists
+    several, see ``projector_embeddings``). A pair of paths
     ``(tensors.tsv, metadata.tsv)`` opens TensorBoard data.
 
     A W&B cell whose box or mask layer does not fit its image loses that layer (the
