@@ -25,6 +25,7 @@ _EXPORTS = {
     "PanelConfig": "panels_core.panel",
     "Column": "panels_core.panel",
     "Prefer": "panels_core.panel",
+    "looks_like_id": "panels_core.panel",
     "registry": "panels_core.panel_registry",
     "Query": "panels_core.query.model",
     "View": "panels_core.view",
