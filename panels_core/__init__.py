@@ -31,6 +31,7 @@ _EXPORTS = {
     "View": "panels_core.view",
     "Workspace": "panels_core.workspace",
     "render": "panels_core.export",
+    "extension": "panels_core.notebook",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -579,6 +579,7 @@ def test_reports_doc_examples_run_and_print_what_they_say(tmp_path, monkeypatch)
     import contextlib
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pn.config, "inline", pn.config.inline)  # extension() sets it
     namespace: dict[str, Any] = {"__name__": "__doc_example__"}
     blocks = BLOCK.findall(DOC.read_text(encoding="utf-8"))
     assert len(blocks) >= 5
