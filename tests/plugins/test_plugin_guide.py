@@ -68,7 +68,7 @@ def test_the_guide_panel_fits_renders_and_tests_as_written(project: Path) -> Non
     assert (match.kind, match.score) == ("top_values", 1.0)
     assert match.config.model_dump() == {"column": "animal", "top": 10}
 
-    card = reg.render("top_values", view, {"column": "animal", "top": 2})
+    card = reg.render_object("top_values", view, {"column": "animal", "top": 2})
     assert isinstance(card, pn.Column)
     figure = card[0].object
     bars = figure.renderers[0].data_source.data
@@ -76,7 +76,7 @@ def test_the_guide_panel_fits_renders_and_tests_as_written(project: Path) -> Non
     assert list(bars["right"]) == [2, 3]
     assert card[1].object == "1 rows hold other values, 0 are empty"
 
-    bad = reg.render("top_values", view, {"column": "animal", "top": 0})
+    bad = reg.render_object("top_values", view, {"column": "animal", "top": 0})
     assert isinstance(bad, pn.pane.Alert) and "greater than or equal to 1" in bad.object
 
 
