@@ -3,15 +3,13 @@ compared types, and the measure to show instead of a column named like a row id.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from panels_core.slots import looks_like_id
 from panels_core.types import ComparedType, ImageType, ListType, NumberType, strip_optional
 
 __all__ = ["image_item", "innermost_item", "looks_like_id", "number_item", "pick_measure"]
-
-_ID_NAME = re.compile(r"(^|[_.\s])(id|idx|index|key|uuid|row|rownum)$", re.IGNORECASE)
 
 
 def innermost_item(column_type: Any) -> Any:
@@ -32,12 +30,6 @@ def image_item(column_type: Any) -> ImageType | None:
     """The ImageType inside ``T``, ``optional[T]``, ``list[T]`` or ``compared[T]``, else None."""
     t = innermost_item(column_type)
     return t if isinstance(t, ImageType) else None
-
-
-def looks_like_id(name: str, column_type: Any) -> bool:
-    """True for an integer column named like a row id (``id``, ``image_id``, ``index``)."""
-    inner = strip_optional(column_type)
-    return isinstance(inner, NumberType) and inner.integer and bool(_ID_NAME.search(name))
 
 
 def pick_measure(chosen: str, columns: Mapping[str, Any], taken: Collection[str] = ()) -> str:

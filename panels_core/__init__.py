@@ -25,11 +25,13 @@ _EXPORTS = {
     "PanelConfig": "panels_core.panel",
     "Column": "panels_core.panel",
     "Prefer": "panels_core.panel",
+    "looks_like_id": "panels_core.panel",
     "registry": "panels_core.panel_registry",
     "Query": "panels_core.query.model",
     "View": "panels_core.view",
     "Workspace": "panels_core.workspace",
     "render": "panels_core.export",
+    "extension": "panels_core.notebook",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -41,6 +41,7 @@ from panels_core.slots import (
     Slot,
     assign_slots,
     columns_of,
+    looks_like_id,
     slots_of,
     specificity,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "WarmUp",
     "columns_of",
     "is_kind_name",
+    "looks_like_id",
     "slots_of",
     "specificity",
 ]

@@ -523,17 +523,35 @@ class Registry:
     def render(
         self, kind: str, view: Any, config: Mapping[str, Any] | PanelConfig | None = None
     ) -> Any:
-        """The pn object of one panel over ``view``; never raises for a panel's fault.
+        """One panel over ``view`` as a ``RenderedPanel`` (``panels_core.static_html``): a
+        ``pn.Column`` holding ``render_object``'s result, that shows in a notebook and whose
+        ``save(path)`` writes one self-contained HTML file that opens offline."""
+        from panels_core.static_html import RenderedPanel
+
+        obj, checked = self._rendered(kind, view, config)
+        return RenderedPanel(obj, kind=kind, config=checked, view=view)
+
+    def render_object(
+        self, kind: str, view: Any, config: Mapping[str, Any] | PanelConfig | None = None
+    ) -> Any:
+        """The pn object the panel returns over ``view`` (what a card shows); never raises
+        for a panel's fault.
 
         A kind that is not installed gives the MissingPanel notice; a config that
         does not validate, or a render that raises, gives an error card naming the
         kind, the message and the distribution. ``config`` None uses the default.
         """
+        return self._rendered(kind, view, config)[0]
+
+    def _rendered(
+        self, kind: str, view: Any, config: Mapping[str, Any] | PanelConfig | None
+    ) -> tuple[Any, PanelConfig | None]:
+        """(the panel's pn object or an error card, the validated config or None)."""
         self._ensure_discovered()
         entry = self._entries.get(kind)
         if entry is None or self._load(entry) is None:
             raw = config.model_dump() if isinstance(config, BaseModel) else config
-            return self.panel_for(kind, raw).render(view)
+            return self.panel_for(kind, raw).render(view), None
         cls = entry.cls
         assert cls is not None
         source = " ".join(x for x in (entry.distribution, entry.version) if x) or entry.value
@@ -548,14 +566,14 @@ class Registry:
                 f"{k}: {v}" if k else str(v) for k, v in format_validation_error(exc).items()
             )
             head = f"Panel {markdown_code(kind)}: invalid config"
-            return error_card(kind, text, source, title=head)
+            return error_card(kind, text, source, title=head), None
         except PLUGIN_FAULTS as exc:
-            return error_card(kind, describe_exception(exc), source)
+            return error_card(kind, describe_exception(exc), source), None
         try:
-            return shown_now(cls(checked).render(view))
+            return shown_now(cls(checked).render(view)), checked
         except PLUGIN_FAULTS as exc:
             message = self._runtime_failure(entry, "render", exc)
-            return error_card(kind, message, source)
+            return error_card(kind, message, source), checked
 
     def is_plugin(self, kind: str) -> bool:
         """True when ``kind`` comes from a plugin (another distribution, or a class

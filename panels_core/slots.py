@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types as _pytypes
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,6 +51,7 @@ __all__ = [
     "Slot",
     "assign_slots",
     "columns_of",
+    "looks_like_id",
     "slots_of",
     "specificity",
 ]
@@ -102,6 +104,18 @@ def specificity(t: Any) -> float:
             return 0.0
 
 
+# --------------------------------------------------------------------------- row ids
+
+_ID_NAME = re.compile(r"(^|[_.\s])(id|idx|index|key|uuid|row|rownum)$", re.IGNORECASE)
+
+
+def looks_like_id(name: str, column_type: Any) -> bool:
+    """True for an integer column named like a row id (``id``, ``image_id``, ``index``):
+    numbers that say which row it is, not a measure worth a histogram or an axis."""
+    inner = strip_optional(column_type)
+    return isinstance(inner, NumberType) and inner.integer and bool(_ID_NAME.search(name))
+
+
 # --------------------------------------------------------------------------- Column slots
 
 
@@ -122,14 +136,23 @@ def _members(t: Any) -> tuple[Any, ...]:
 @dataclasses.dataclass(frozen=True)
 class Prefer:
     """One preference tier of a slot's default: columns of ``accepts``, used when at least
-    ``min`` exist, at most ``max`` of them (``max`` None = all) for a multiple slot."""
+    ``min`` exist, at most ``max`` of them (``max`` None = all) for a multiple slot.
+
+    ``not_id=True`` leaves out integer columns named like row ids (``looks_like_id``);
+    ``exclude`` leaves out columns of those types: ``Prefer(StringType(),
+    exclude=CategoryType())`` is free text, not a category.
+    """
 
     accepts: Any
     min: int = 1
     max: int | None = None
+    not_id: bool = False
+    exclude: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accepts", _as_type(self.accepts))
+        if self.exclude is not None:
+            object.__setattr__(self, "exclude", _as_type(self.exclude))
         if self.min < 1 or (self.max is not None and self.max < self.min):
             raise PanelDefinitionError(
                 f"Prefer({describe(self.accepts)}): need 1 <= min <= max, got "
@@ -310,7 +333,7 @@ def _fill(slot: Slot, columns: Mapping[str, Any], used: set[str]) -> tuple[Any, 
     free = _candidates(slot, columns, used)
     order = {c: i for i, c in enumerate(columns)}
     for tier in slot.column.tiers():
-        in_tier = [c for c in free if _tier_fits(tier, slot, columns[c])]
+        in_tier = [c for c in free if _tier_fits(tier, slot, c, columns[c])]
         if len(in_tier) < tier.min:
             continue
         if slot.multiple:
@@ -329,9 +352,13 @@ def _fill(slot: Slot, columns: Mapping[str, Any], used: set[str]) -> tuple[Any, 
     return None
 
 
-def _tier_fits(tier: Prefer, slot: Slot, column_type: Any) -> bool:
+def _tier_fits(tier: Prefer, slot: Slot, name: str, column_type: Any) -> bool:
+    if tier.not_id and looks_like_id(name, column_type):
+        return False
     if slot.column.nullable:
         column_type = strip_optional(column_type)
+    if tier.exclude is not None and is_assignable(column_type, tier.exclude):
+        return False
     return is_assignable(column_type, tier.accepts)
 
 

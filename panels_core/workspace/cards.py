@@ -347,7 +347,7 @@ class CardView(pn.viewable.Viewer):
         kind, config, view = self.spec.kind, self.spec.config, self.view
 
         def work() -> tuple[Any, str]:
-            obj = self.panels.render(kind, view, config or None)
+            obj = self.panels.render_object(kind, view, config or None)
             return obj, count_text(view)
 
         def apply(result: tuple[Any, str] | Failed) -> None:

@@ -176,7 +176,7 @@ def test_with_the_real_engine() -> None:
     np.testing.assert_array_equal(
         matrix.counts, sk_confusion_matrix(df["label"], df["pred"], labels=matrix.labels)
     )
-    card = reg.render("confusion_matrix", view, match.config)
+    card = reg.render_object("confusion_matrix", view, match.config)
     assert isinstance(card, pn.Column)
 
 

@@ -78,6 +78,30 @@ def eventually(page, check: Callable[[], T], what: str) -> T:
     return value
 
 
+#: URL schemes a page opened from a file may load without the network.
+LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
+
+
+def block_network(page) -> list[str]:
+    """Cut the page's context off the network: every request but ``LOCAL_SCHEMES`` is
+    aborted and the browser is offline. Returns the list of remote URLs the page tried
+    (a failed request is also a console error of the page)."""
+    asked: list[str] = []
+
+    def handle(route) -> None:
+        url = route.request.url
+        if url.startswith(LOCAL_SCHEMES):
+            route.continue_()
+        else:
+            asked.append(url)
+            route.abort()
+
+    page.context.route("**/*", handle)
+    page.context.set_offline(True)
+    page.on("requestfailed", lambda request: page.console_errors.append(f"failed: {request.url}"))
+    return asked
+
+
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for the session (Debian's package, no browser download)."""

@@ -15,11 +15,10 @@ from panels_core.workspace.spec import CardSpec, WorkspaceSpec
 pytest.importorskip("playwright")
 from playwright.sync_api import expect
 
-from tests.ui.conftest import eventually
+from tests.ui.conftest import block_network, eventually
 
 pytestmark = pytest.mark.ui
 
-LOCAL = ("file:", "data:", "blob:", "about:")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -78,28 +77,10 @@ def report(demo) -> Path:
     return export_inputs([path], demo / "out" / "report.html", title="Demo report")
 
 
-def _offline(page) -> list[str]:
-    """Cut the page off the network; returns the list of remote URLs it tried."""
-    asked: list[str] = []
-
-    def handle(route) -> None:
-        url = route.request.url
-        if url.startswith(LOCAL):
-            route.continue_()
-        else:
-            asked.append(url)
-            route.abort()
-
-    page.context.route("**/*", handle)
-    page.context.set_offline(True)
-    page.on("requestfailed", lambda request: page.console_errors.append(f"failed: {request.url}"))
-    return asked
-
-
 def test_exported_workspace_works_offline(page, report, demo):
     from panels_core.data.store import Store
 
-    asked = _offline(page)
+    asked = block_network(page)
     page.goto(report.resolve().as_uri())
 
     # the plots: histogram, multi-histogram and projection canvases with real sizes
@@ -161,7 +142,7 @@ def test_rendered_panel_file_works_offline(page, tmp_path):
 
     frame = pd.DataFrame({"score": np.linspace(0, 1, 200), "label": ["a", "b"] * 100})
     path = render(frame, "histogram", column="score", bins=10).save(tmp_path / "one.html")
-    asked = _offline(page)
+    asked = block_network(page)
     page.goto(path.resolve().as_uri())
     canvas = page.locator("canvas").first
     canvas.wait_for(state="visible")

@@ -285,7 +285,7 @@ def test_registry_offers_the_histogram_with_sensible_defaults(digits: View) -> N
 
 
 def test_registry_renders_the_panel_by_kind(digits: View) -> None:
-    obj = registry.render("histogram", digits, {"column": "pixel_5_5", "bins": 5})
+    obj = registry.render_object("histogram", digits, {"column": "pixel_5_5", "bins": 5})
     data = source_of(obj, "bins")
     assert len(data["count"]) == 5 and data["count"].sum() == 1797
     drawn = Histogram(column="pixel_5_5", bins=5).data(digits)

@@ -158,7 +158,7 @@ def test_registry_ranks_the_joined_table_first_for_a_join(demo_store, pair_view)
     assert registry.compatible(pair_view.type)[0].kind == "joined_table"
     plain = View.of(Table(dataframe=LEFT))
     assert "joined_table" not in [m.kind for m in registry.compatible(plain.type)]
-    obj = registry.render("joined_table", pair_view, {"how": "outer"})
+    obj = registry.render_object("joined_table", pair_view, {"how": "outer"})
     assert isinstance(obj, pn.Column)
     texts = [m.object for m in obj.select(pn.pane.Markdown)]
     assert "3 matched · 3 only in `L` · 2 only in `R`" in texts

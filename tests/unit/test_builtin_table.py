@@ -442,7 +442,7 @@ def test_registry_offers_the_table_last_with_every_column(digits) -> None:
 
 def test_render_through_the_registry(digits) -> None:
     view = View.of(digits)
-    obj = registry.render("table", view, {"page_size": 10, "columns": ["target"]})
+    obj = registry.render_object("table", view, {"page_size": 10, "columns": ["target"]})
     assert isinstance(obj, pn.Column)
     (tabulator,) = [o for o in obj.select(pn.widgets.Tabulator)]
     assert tabulator.value["target"].tolist() == [str(i) for i in range(10)]

@@ -266,7 +266,7 @@ def test_sys_exit_in_render_gives_an_error_card_naming_the_plugin(
     reg: Registry, view: View
 ) -> None:
     with pytest.warns(RuntimeWarning, match="render raised SystemExit"):
-        card = reg.render("test_exits", view)
+        card = reg.render_object("test_exits", view)
     text = error_text(card)
     assert "`test_exits`" in text and "misbehaving-panels 0.1" in text
     assert "render raised SystemExit: sys.exit(3) was called" in text
@@ -276,14 +276,14 @@ def test_sys_exit_in_render_gives_an_error_card_naming_the_plugin(
 @pytest.mark.parametrize("kind", ["test_bad_html", "test_nested_bad_html"])
 def test_a_raising_repr_html_gives_an_error_card(reg: Registry, view: View, kind: str) -> None:
     with pytest.warns(RuntimeWarning, match="render raised ValueError"):
-        card = reg.render(kind, view)
+        card = reg.render_object(kind, view)
     text = error_text(card)
     assert f"`{kind}`" in text and "render raised ValueError: no html today" in text
 
 
 def test_an_object_that_cannot_become_a_pane_gives_an_error_card(reg: Registry, view: View) -> None:
     with pytest.warns(RuntimeWarning, match="render raised RuntimeError"):
-        card = reg.render("test_not_convertible", view)
+        card = reg.render_object("test_not_convertible", view)
     assert "render raised RuntimeError: cannot become a pane" in error_text(card)
 
 
@@ -299,7 +299,7 @@ def test_html_that_works_is_kept(reg: Registry, view: View) -> None:
             return pn.Column(GoodHtml(), pn.pane.DataFrame(pd.DataFrame({"a": [1]})))
 
     reg.register(ReturnsGoodHtml)
-    column = reg.render("test_good_html", view)
+    column = reg.render_object("test_good_html", view)
     html, frame = column.objects
     assert html.object == "<b>fine</b>"
     assert isinstance(frame.object, pd.DataFrame)  # other panes keep their objects
@@ -307,7 +307,7 @@ def test_html_that_works_is_kept(reg: Registry, view: View) -> None:
 
 def test_keyboard_interrupt_is_not_swallowed(reg: Registry, view: View) -> None:
     with pytest.raises(KeyboardInterrupt):
-        reg.render("test_interrupted", view)
+        reg.render_object("test_interrupted", view)
 
 
 def test_sys_exit_in_match_leaves_only_that_plugin_out(reg: Registry, view: View) -> None:

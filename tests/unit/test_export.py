@@ -296,7 +296,7 @@ def test_small_table_says_all_rows(tmp_path):
 
 
 def test_save_html_is_atomic(tmp_path, monkeypatch):
-    import panels_core.export as export
+    import panels_core.static_html as static_html
 
     target = tmp_path / "out.html"
     target.write_text("old report", encoding="utf-8")
@@ -304,7 +304,7 @@ def test_save_html_is_atomic(tmp_path, monkeypatch):
     def broken(*args: Any, **kwargs: Any) -> str:
         raise RuntimeError("rendering failed")
 
-    monkeypatch.setattr(export, "html_text", broken)
+    monkeypatch.setattr(static_html, "html_text", broken)
     with pytest.raises(RuntimeError, match="rendering failed"):
         save_html(render(FRAME, "histogram", column="score"), target)
     assert target.read_text(encoding="utf-8") == "old report"
@@ -579,6 +579,7 @@ def test_reports_doc_examples_run_and_print_what_they_say(tmp_path, monkeypatch)
     import contextlib
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pn.config, "inline", pn.config.inline)  # extension() sets it
     namespace: dict[str, Any] = {"__name__": "__doc_example__"}
     blocks = BLOCK.findall(DOC.read_text(encoding="utf-8"))
     assert len(blocks) >= 5

@@ -100,7 +100,7 @@ def test_a_range_too_wide_for_a_float_is_refused(unit: View) -> None:
         Histogram(column="x", range=(-1e308, 1e308))
     assert TOO_WIDE in str(caught.value)
     # a workspace card (JSON lists) gets an error card naming the field
-    card = registry.render("histogram", unit, {"column": "x", "range": [-1e308, 1e308]})
+    card = registry.render_object("histogram", unit, {"column": "x", "range": [-1e308, 1e308]})
     assert "invalid config" in alert_text(card) and TOO_WIDE in alert_text(card)
     with pytest.raises(QueryError, match="is too wide to bin"):
         unit.engine.histogram(unit.query, "x", range=(-1e308, 1e308))

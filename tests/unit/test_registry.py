@@ -102,14 +102,32 @@ def test_unknown_kind_suggests_close_names() -> None:
 def test_render_default_and_given_config() -> None:
     reg = Registry()
     reg.register(Hist)
-    assert reg.render("hist", FakeView()).object == "score:20"
-    assert reg.render("hist", FakeView(), {"column": "loss", "bins": 5}).object == "loss:5"
-    assert reg.render("hist", FakeView(), HistConfig(column="loss")).object == "loss:20"
+    assert reg.render_object("hist", FakeView()).object == "score:20"
+    assert reg.render_object("hist", FakeView(), {"column": "loss", "bins": 5}).object == "loss:5"
+    assert reg.render_object("hist", FakeView(), HistConfig(column="loss")).object == "loss:20"
+
+
+def test_render_gives_a_rendered_panel_whose_save_writes_an_offline_page(tmp_path) -> None:
+    from panels_core.export import external_references
+    from panels_core.static_html import RenderedPanel
+
+    reg = Registry()
+    reg.register(Hist)
+    view = FakeView()
+    card = reg.render("hist", view, {"column": "loss", "bins": 5})
+    assert isinstance(card, RenderedPanel) and isinstance(card, pn.Column)
+    assert (card.kind, card.config, card.view) == ("hist", HistConfig(column="loss", bins=5), view)
+    assert [o.object for o in card.objects] == ["loss:5"]  # what render_object gives, inside
+    page = card.save(tmp_path / "hist.html").read_text(encoding="utf-8")
+    assert "loss:5" in page and "Bokeh.embed" in page and external_references(page) == []
+    bad = reg.render("hist", view, {"column": "loss", "bins": "many"})
+    assert bad.config is None and isinstance(bad.objects[0], pn.pane.Alert)
+    assert "invalid config" in bad.objects[0].object
 
 
 def test_render_of_a_missing_kind_says_how_to_install() -> None:
     reg = Registry()
-    card = reg.render("confusion_matrix_xl", FakeView(), {"a": 1})
+    card = reg.render_object("confusion_matrix_xl", FakeView(), {"a": 1})
     assert isinstance(card, pn.pane.Alert) and card.alert_type == "warning"
     shown = html.unescape(card.object)
     assert "panel `confusion_matrix_xl` is not installed" in shown

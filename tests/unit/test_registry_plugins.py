@@ -219,7 +219,7 @@ def test_render_raising_gives_an_error_card(site: Site) -> None:
     reg = Registry()
     reg.discover()
     with pytest.warns(RuntimeWarning, match="render raised KeyError"):
-        card = reg.render("crashy", FakeView(TT), {"column": "score"})
+        card = reg.render_object("crashy", FakeView(TT), {"column": "score"})
     assert isinstance(card, pn.pane.Alert) and card.alert_type == "danger"
     assert "`crashy`" in card.object
     assert "boom in render" in html.unescape(card.object)
@@ -230,11 +230,11 @@ def test_render_with_a_bad_config_gives_an_error_card(site: Site) -> None:
     site.install("good-panels", "1", {"good": f"{site.module('good')}:Good"})
     reg = Registry()
     reg.discover()
-    card = reg.render("good", FakeView(TT), {"column": "label"})
+    card = reg.render_object("good", FakeView(TT), {"column": "label"})
     assert isinstance(card, pn.pane.Alert)
     assert "invalid config" in card.object
     assert "column `label` is category, but this slot accepts number" in html.unescape(card.object)
-    good = reg.render("good", FakeView(TT))
+    good = reg.render_object("good", FakeView(TT))
     assert isinstance(good, pn.pane.Markdown) and good.object == "good score"
 
 
@@ -311,7 +311,7 @@ def test_rendering_a_failed_plugin_names_it_and_its_distribution(site: Site) -> 
     reg = Registry()
     reg.discover()
     with pytest.warns(RuntimeWarning):
-        card = reg.render("broken", FakeView(TT), {"column": "score"})
+        card = reg.render_object("broken", FakeView(TT), {"column": "score"})
     assert isinstance(card, pn.pane.Alert)
     assert html.unescape(card.object) == (
         "panel `broken` (from broken-panels) is not available: "
