@@ -110,10 +110,13 @@ def _add_delimiter(parser: argparse.ArgumentParser) -> None:
 
 def _open(path: Path, delimiter: str | None = None) -> Any:
     """A Table (or JoinedTable) for a file, through ``panels_core.data.sources.open_table``."""
-    if not path.exists():
-        raise CliError(f"no such file: {path}")
+    from panels_core.data.dataset import is_glob
     from panels_core.data.sources import detect_format, open_table
 
+    if is_glob(path) and not path.exists():  # a quoted pattern of Parquet files
+        return open_table(str(path))
+    if not path.exists():
+        raise CliError(f"no such file: {path}")
     if delimiter is None:
         return open_table(path)
     fmt = detect_format(path)

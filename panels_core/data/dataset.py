@@ -30,6 +30,7 @@ __all__ = [
     "PARQUET_SUFFIXES",
     "SAMPLE_FILES",
     "DatasetError",
+    "DatasetSource",
     "ParquetDataset",
     "dataset_files",
     "footer_null_counts",

@@ -49,6 +49,8 @@ def unique_name(stem: str, taken: set[str] | Mapping[str, Any]) -> str:
 
 
 def _stem(path: Path) -> str:
+    if path.is_dir():  # a dataset or projector folder: its name, dots and all
+        return path.name or "table"
     if path.name.endswith(".table.json"):
         return path.name.removesuffix(".table.json")
     return path.stem or "table"
@@ -86,9 +88,14 @@ def load_sources(
 
 def _load_path(path: Path, taken: Mapping[str, Any], delimiter: str | None) -> dict[str, Loaded]:
     """The tables of one path (a file, projector folder or Store folder) by name."""
+    from panels_core.data.dataset import is_glob
     from panels_core.data.sources import detect_format, open_table
     from panels_core.data.store import Store
 
+    if is_glob(path) and not path.exists():  # a quoted pattern of Parquet files
+        table = open_table(str(path))
+        name = unique_name(table.parquet_dataset.name, taken)
+        return {name: Loaded(table, TableSource(path=str(path.resolve())))}
     if not path.exists():
         raise TableLoadError(f"cannot open `{path}`: no such file or folder")
     if is_store_folder(path):
@@ -123,6 +130,7 @@ def open_source(
 ) -> Loaded:
     """Open one saved table source: a path (relative to ``base_dir``) or a Store reference
     looked up in ``stores`` (then in ``base_dir`` and ``base_dir/store``)."""
+    from panels_core.data.dataset import is_glob
     from panels_core.data.sources import open_table
     from panels_core.data.store import Store
 
@@ -130,7 +138,7 @@ def open_source(
     if source.path is not None:
         path = Path(source.path)
         path = path if path.is_absolute() else base / path
-        if not path.exists():
+        if not path.exists() and not is_glob(path):
             raise TableLoadError(f"table `{name}`: no such file or folder: {path}")
         try:
             return Loaded(open_table(path), TableSource(path=str(path.resolve())))

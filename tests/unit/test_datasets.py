@@ -406,3 +406,19 @@ def test_a_modified_dataset_table_is_served_from_its_rows(tmp_path: Path) -> Non
     assert isinstance(
         JoinedTable(table, Table.from_arrow(pa.table({"id": [7]})), "id"), JoinedTable
     )
+
+
+def test_a_served_folder_or_pattern_is_named_after_its_folder(tmp_path: Path, capsys) -> None:
+    from panels_core.cli import main
+    from panels_core.workspace.loading import load_sources
+
+    reference = write_dataset(tmp_path / "preds.v2")
+    loaded = load_sources(
+        [tmp_path / "preds.v2", tmp_path / "preds.v2" / "split=test" / "*" / "*.parquet"]
+    )
+    assert {name: len(item.table) for name, item in loaded.items()} == {
+        "preds.v2": len(reference),
+        "split=test": (reference.split == "test").sum(),
+    }
+    assert main(["info", str(tmp_path / "preds.v2" / "**" / "*.parquet")]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"{len(reference):,} rows, 8 columns")
