@@ -29,6 +29,8 @@ from timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import itertools
+
 from panels_core.data.sources import open_table
 from panels_core.data.table import Table, infer_table_type
 from panels_core.query.engine import Engine
@@ -63,7 +65,7 @@ def pandas_infer(df: pd.DataFrame) -> dict[str, str]:
 def write_shards(table: pa.Table, folder: Path, shards: int) -> None:
     """``table`` as ``shards`` files, half under split=train/, half under split=test/."""
     bounds = np.linspace(0, table.num_rows, shards + 1).astype(int)
-    for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
         out = folder / f"split={'train' if i < shards // 2 else 'test'}" / f"shard={i:03d}"
         out.mkdir(parents=True)
         pq.write_table(table.slice(start, end - start), out / "part-0.parquet")

@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -68,6 +69,8 @@ class ParquetDataset:
     """The partition columns (``split`` of ``split=train/``), in folder order."""
     values: tuple[tuple[str | None, ...], ...] = field(default=(), repr=False)
     """Each file's partition values, as written in its path (None: Hive's null)."""
+    uniform: bool = True
+    """Whether every file has the same schema (else columns are matched by name)."""
 
     @property
     def name(self) -> str:
@@ -93,6 +96,16 @@ class ParquetDataset:
     def file_columns(self) -> list[str]:
         """The columns the files hold (every column but the partitions)."""
         return [n for n in self.schema.names if n not in self.partitions]
+
+    def locate(self, rows: Sequence[int]) -> tuple[list[Path], list[int]]:
+        """The files that hold the dataset's row numbers ``rows``, and the rows' numbers
+        within their files (both sorted, without repeats)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        at = np.searchsorted(np.asarray(self.offsets), rows, side="right") - 1
+        inside = (at >= 0) & (at < len(self.files))
+        within = rows[inside] - np.asarray(self.offsets, dtype=np.int64)[at[inside]]
+        files = [self.files[i] for i in sorted(set(at[inside].tolist()))]
+        return files, sorted(set(within.tolist()))
 
     def shown(self, path: Path) -> str:
         """A file's path as messages show it: below the dataset's folder."""
@@ -278,18 +291,22 @@ def open_dataset(source: DatasetSource) -> ParquetDataset:
         [f for f, _ in fields.values()]
         + [pa.field(k, _partition_type([v[i] for v in values])) for i, k in enumerate(keys)]
     )
-    return ParquetDataset(root, tuple(files), tuple(metas), schema, keys, tuple(values))
+    first = metas[0].schema.to_arrow_schema()
+    uniform = all(m.schema.to_arrow_schema().equals(first) for m in metas[1:])
+    return ParquetDataset(root, tuple(files), tuple(metas), schema, keys, tuple(values), uniform)
 
 
 def _partitions(
     root: Path, files: Sequence[Path]
 ) -> tuple[tuple[str, ...], list[tuple[str | None, ...]]]:
     """The Hive partition keys (the same for every file, else DatasetError) and each
-    file's values, from the ``key=value`` folders below ``root``."""
+    file's values, from the ``key=value`` folders below ``root`` (URL-decoded, as
+    DuckDB reads them: ``a%20b`` is ``a b``)."""
     keys: tuple[str, ...] | None = None
     values: list[tuple[str | None, ...]] = []
     for path in files:
-        pairs = [p.split("=", 1) for p in path.relative_to(root).parent.parts if "=" in p]
+        parts = path.relative_to(root).parent.parts
+        pairs = [[unquote(s) for s in p.split("=", 1)] for p in parts if "=" in p]
         these = tuple(k for k, _ in pairs)
         if keys is None:
             keys, first = these, path

@@ -422,3 +422,50 @@ def test_a_served_folder_or_pattern_is_named_after_its_folder(tmp_path: Path, ca
     }
     assert main(["info", str(tmp_path / "preds.v2" / "**" / "*.parquet")]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith(f"{len(reference):,} rows, 8 columns")
+
+
+def test_partition_values_are_decoded_numbers_or_null_as_the_engine_reads_them(
+    tmp_path: Path,
+) -> None:
+    for folder, x in (
+        ("label=a%20b/year=2024", 1.5),
+        ("label=c/year=2023", 2.5),
+        ("label=__HIVE_DEFAULT_PARTITION__/year=2024", 3.5),
+    ):
+        (tmp_path / "d" / folder).mkdir(parents=True)
+        pq.write_table(pa.table({"x": [x, x]}), tmp_path / "d" / folder / "p.parquet")
+    table = open_table(tmp_path / "d")
+    assert table.type.columns["label"] == OptionalType(inner=CategoryType(categories=("a b", "c")))
+    assert table.type.columns["year"] == NumberType(integer=True)
+    with closing(Engine({"d": table})) as engine:
+        counts = engine.value_counts(Query(table="d"), "label")
+        assert (counts.values, counts.counts.tolist(), counts.nulls) == (["a b", "c"], [2, 2], 2)
+        assert (
+            engine.count(Query(table="d", filter=parse_filter('label == "a b" and year == 2024')))
+            == 2
+        )
+        page = engine.page(Query(table="d"), 0, 10)
+    assert page.column("year").to_pylist() == [2024, 2024, 2024, 2024, 2023, 2023]
+    assert page.column("label").to_pylist() == [None, None, "a b", "a b", "c", "c"]
+
+
+def test_a_dataset_added_to_a_running_engine_is_allowed_with_the_tables_before_it(
+    tmp_path: Path,
+) -> None:
+    reference = write_dataset(tmp_path / "preds")
+    pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(tmp_path / "first.parquet")
+    with closing(Engine({"first": open_table(tmp_path / "first.parquet")})) as engine:
+        engine.add_table("preds", open_table(tmp_path / "preds"))
+        assert engine.count(preds()) == len(reference)
+        assert engine.count(Query(table="first")) == 2
+
+
+def test_a_dataset_column_that_would_hide_the_row_numbers_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"file_row_number": [5, 6]}), tmp_path / "d" / "p.parquet")
+    with pytest.raises(QueryError) as info:
+        Engine({"d": open_table(tmp_path / "d")})
+    assert str(info.value) == (
+        "dataset `d`: its column `file_row_number` hides DuckDB's row numbers, which the "
+        "engine needs; rename the column in the files"
+    )
