@@ -122,10 +122,14 @@ def _open(
 ) -> Any:
     """A Table (or JoinedTable) for a file, through ``panels_core.data.sources.open_table``
     (its notes are the caller's to show: they are not warned)."""
+    from panels_core.data.cell_notes import CellWarning
+    from panels_core.data.dataset import is_glob
+    from panels_core.data.sources import detect_format, open_table
+
+    if is_glob(path) and not path.exists():  # a quoted pattern of Parquet files
+        return open_table(str(path))
     if not path.exists():
         raise CliError(f"no such file: {path}")
-    from panels_core.data.cell_notes import CellWarning
-    from panels_core.data.sources import detect_format, open_table
 
     options: dict[str, Any] = {"strict": strict}
     if delimiter is not None or tensor_name is not None:

@@ -89,9 +89,7 @@ def sample_around_damage(
         columns.append(column)
     length = max((len(c) for c in columns), default=0)
     padded = [
-        pa.concat_arrays([*_chunks(c), pa.nulls(length - len(c), c.type)])
-        if len(c) < length
-        else c
+        pa.concat_arrays([*_chunks(c), pa.nulls(length - len(c), c.type)]) if len(c) < length else c
         for c in columns
     ]
     return pa.Table.from_arrays(padded, schema=schema)

@@ -148,7 +148,11 @@ def arrow_data_type(t: pa.DataType, sample: pa.Array | pa.ChunkedArray | None = 
     ):
         return EmbeddingType(dim=t.list_size)
     if is_list_type(t):
-        return ListType(item=arrow_data_type(t.value_type)) if sample is None else _list_type(t, sample)
+        return (
+            ListType(item=arrow_data_type(t.value_type))
+            if sample is None
+            else _list_type(t, sample)
+        )
     if (pa.types.is_binary(t) or pa.types.is_large_binary(t)) and sample is not None:
         return ImageType() if is_image_bytes_column(sample.to_pylist()) else UnknownType()
     if pa.types.is_struct(t):

@@ -7,7 +7,8 @@ Layout of a store folder::
       media/<sha256>.<ext>        every image once, by content hash, across tables and versions
       tables/<name>/v0/           one immutable folder per version
           manifest.json           kind, created, rows, type (validated with pydantic on load)
-          table.parquet           (a JoinedTable: left.parquet and right.parquet)
+          table.parquet           (a JoinedTable: left.parquet and right.parquet;
+                                   a Parquet dataset: its files under data/, as they were)
 
 A version is written into a hidden temporary folder and renamed into place
 under the lock, so readers never see half a version and two writers never get
@@ -38,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from panels_core.data.dataset import DatasetSource, ParquetDataset
 from panels_core.data.media import is_image_field
 from panels_core.data.table import FORMAT_KEY, FORMAT_VERSION, TYPES_KEY, JoinedTable, Table
 from panels_core.paths import OutsideFolder, resolve_inside
@@ -50,6 +52,8 @@ _VERSION_DIR = re.compile(r"^v(\d+)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+DATASET_DIR = "data"
+"""The folder of a version that holds a Parquet dataset's files."""
 
 
 class StoreError(ValueError):
@@ -113,6 +117,19 @@ def _write_media_file(path: Path, data: bytes) -> None:
         raise
 
 
+def _copy_dataset(dataset: ParquetDataset, folder: Path) -> tuple[str, ...]:
+    """Copy a dataset's files into ``folder/data/`` under their paths below its root (so
+    its partition folders stay); their paths in the version, for the manifest."""
+    copied = []
+    for path in dataset.files:
+        below = f"{DATASET_DIR}/{dataset.shown(path)}"
+        target = folder / below
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        copied.append(below)
+    return tuple(copied)
+
+
 def _write_parquet(arrow: pa.Table, path: Path) -> None:
     """Write one Parquet file (a seam tests use to simulate a crash mid-write)."""
     pq.write_table(arrow, path)
@@ -141,9 +158,14 @@ class Store:
 
     # ---------------------------------------------------------------- writing
 
-    def add(self, obj: Table | JoinedTable, name: str) -> str:
-        """Store ``obj`` as the next version of ``name``; returns ``"name:vN"``."""
+    def add(self, obj: Table | JoinedTable | DatasetSource, name: str) -> str:
+        """Store ``obj`` as the next version of ``name``; returns ``"name:vN"``.
+
+        ``obj`` may also be a Parquet dataset (a folder, a glob or a list of Parquet
+        files, or a Table over one): its files are copied as they are, under ``data/``."""
         name = _check_name(name)
+        if isinstance(obj, str | os.PathLike | list | tuple):
+            obj = Table.from_parquet_dataset(obj)
         if not isinstance(obj, Table | JoinedTable):
             raise TypeError(
                 f"Store.add takes a Table or JoinedTable, not {type(obj).__name__}; "
@@ -160,6 +182,9 @@ class Store:
                 files: tuple[str, ...] = ("left.parquet", "right.parquet")
                 kind: Literal["table", "joined_table"] = "joined_table"
                 rows: int | tuple[int, int] = (len(obj.left), len(obj.right))
+            elif obj.parquet_dataset is not None:
+                files, kind, rows = _copy_dataset(obj.parquet_dataset, tmp), "table", len(obj)
+                media = 0
             else:
                 media = self._write_table(obj, tmp / "table.parquet")
                 files, kind, rows = ("table.parquet",), "table", len(obj)
@@ -328,6 +353,8 @@ class Store:
         folder = self.tables_dir / name / f"v{number}"
         if manifest.kind == "table":
             assert isinstance(manifest.type, TableType)
+            if manifest.files != ("table.parquet",):
+                return self._read_dataset(folder / DATASET_DIR, manifest.type)
             return self._read_table(folder / "table.parquet", manifest.type)
         assert isinstance(manifest.type, JoinedTableType)
         joined_type = manifest.type
@@ -374,6 +401,13 @@ class Store:
                 f"({table.type} vs {table_type}); add the table again"
             )
         return table
+
+    def _read_dataset(self, folder: Path, table_type: TableType) -> Table:
+        """A stored Parquet dataset, typed as it was stored."""
+        try:
+            return Table.from_parquet_dataset(folder, dtypes=dict(table_type.columns))
+        except (FileNotFoundError, ValueError) as exc:
+            raise StoreError(f"a stored dataset is missing or damaged: {exc}") from exc
 
     def _rehydrate(self, column: pa.ChunkedArray, path: Path) -> tuple[pa.Array, bool]:
         """The image struct with ``data`` read back from media/ by sha256, and whether a

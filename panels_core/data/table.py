@@ -30,6 +30,7 @@ from panels_core.data.columns import (
     shown_names,
 )
 from panels_core.data.damage import READ_ERRORS, damage_message, sample_around_damage
+from panels_core.data.dataset import DatasetSource, ParquetDataset, footer_null_counts, open_dataset
 from panels_core.data.infer import KIND_KEY, SAMPLE_ROWS, infer_from_arrow, sample_rows
 from panels_core.data.media import (
     is_image_field,
@@ -57,34 +58,6 @@ FORMAT_KEY = b"typed_panels.format"
 FORMAT_VERSION = b"1"
 
 
-def _parquet_null_counts(
-    meta: pq.FileMetaData, names: Sequence[str], shown: Sequence[str]
-) -> dict[str, int | None]:
-    """Null counts by shown name of a file's columns ``names``, from the row-group
-    statistics (None where a group lacks them)."""
-    counts: dict[str, int | None] = {}
-    top_level: dict[str, list[int]] = {}  # a name the file repeats has one entry per column
-    for i in range(meta.num_columns):
-        path = meta.schema.column(i).path
-        if "." not in path:
-            top_level.setdefault(path, []).append(i)
-    for name, key in zip(names, shown, strict=True):
-        indexes = top_level.get(name)
-        if not indexes:
-            counts[key] = None
-            continue
-        index = indexes.pop(0)
-        total: int | None = 0
-        for rg in range(meta.num_row_groups):
-            stats = meta.row_group(rg).column(index).statistics
-            if stats is None or not stats.has_null_count:
-                total = None
-                break
-            total += stats.null_count
-        counts[key] = total
-    return counts
-
-
 class Table:
     """A typed table on Arrow.
 
@@ -94,6 +67,8 @@ class Table:
     lazy); grow it with ``add_data``, ``add_col`` and ``add_computed_columns``.
     ``dtypes={"label": "category"}`` overrides inferred column types.
     """
+
+    _dataset: ParquetDataset | None = None  # a Parquet dataset the rows are read from
 
     def __init__(
         self,
@@ -187,6 +162,20 @@ class Table:
             [f.with_name(n) for f, n in zip(schema, names, strict=True)], metadata=schema.metadata
         )
         obj._columns = names
+        obj._check_dtype_names()
+        return obj
+
+    @classmethod
+    def from_parquet_dataset(
+        cls, source: DatasetSource | ParquetDataset, dtypes: Mapping[str, Any] | None = None
+    ) -> Table:
+        """A Table over many Parquet files (a folder, a glob, a list): only their footers
+        are read (``panels_core.data.dataset``); the engine scans the files."""
+        dataset = source if isinstance(source, ParquetDataset) else open_dataset(source)
+        obj = cls.__new__(cls)
+        obj._init_empty(dtypes)
+        obj._dataset = dataset
+        obj._columns = list(dataset.schema.names)
         obj._check_dtype_names()
         return obj
 
@@ -297,6 +286,7 @@ class Table:
         self._arrow = arrow
         self._parquet_path = None
         self._parquet_meta = None
+        self._dataset = None
         self._type = None
 
     # ---------------------------------------------------------------- access
@@ -314,15 +304,24 @@ class Table:
         return self._parquet_path if not self._pending else None
 
     @property
+    def parquet_dataset(self) -> ParquetDataset | None:
+        """The Parquet dataset this table reads lazily, while it is unmodified."""
+        return self._dataset if not self._pending else None
+
+    @property
     def schema(self) -> pa.Schema:
         """The Arrow schema (no rows read for a Parquet-backed table)."""
         if self.parquet_path is not None:
             return self._parquet_schema
+        if self.parquet_dataset is not None:
+            return self.parquet_dataset.schema
         return self.to_arrow().schema
 
     def __len__(self) -> int:
         if self._parquet_meta is not None:
             base = self._parquet_meta.num_rows
+        elif self._dataset is not None:
+            base = self._dataset.num_rows
         else:
             base = self._arrow.num_rows if self._arrow is not None else 0
         return base + len(self._pending)
@@ -335,6 +334,8 @@ class Table:
                     self._arrow = file.read().rename_columns(self._columns)
             except READ_ERRORS as exc:
                 raise ValueError(damage_message(self._parquet_path, exc)) from exc
+        if self._dataset is not None and self._arrow is None:
+            self._arrow = self._dataset.read()
         if self._pending:
             self._flush_pending()
         return self._arrow if self._arrow is not None else pa.table({})
@@ -388,8 +389,12 @@ class Table:
                 if not self._dtypes:
                     return base
             sample = self._parquet_sample()
-            null_counts = _parquet_null_counts(self._parquet_meta, self._file_names, schema.names)
+            null_counts = footer_null_counts(self._parquet_meta, self._file_names, schema.names)
             return infer_from_arrow(schema, sample, null_counts, self._dtypes)
+        dataset = self.parquet_dataset
+        if dataset is not None and self._arrow is None:
+            sample, nulls = dataset.sample(), dataset.null_counts()
+            return infer_from_arrow(dataset.schema, sample, nulls, self._dtypes)
         arrow = self.to_arrow()
         null_counts = {name: arrow.column(name).null_count for name in arrow.column_names}
         return infer_from_arrow(arrow.schema, sample_rows(arrow), null_counts, self._dtypes)

@@ -59,6 +59,8 @@ def display_name(path: str | os.PathLike[str]) -> str:
     Hugging Face-style shard ``train-00000-of-00003.parquet`` its split, after the dataset's
     folder when that says more (``mnist/data/train-...`` gives ``mnist/train``)."""
     path = Path(path)
+    if path.is_dir():  # a dataset or projector folder: its name, dots and all
+        return path.name or "table"
     if path.name.endswith(".table.json"):
         return path.name.removesuffix(".table.json") or "table"
     shard = _SHARD.match(path.stem)
@@ -119,9 +121,15 @@ def _load_path(
     strict: bool = False,
 ) -> None:
     """Add the tables of one path (a file, projector folder or Store folder) to ``loaded``."""
+    from panels_core.data.dataset import is_glob
     from panels_core.data.sources import detect_format, open_table, projector_embeddings
     from panels_core.data.store import Store
 
+    if is_glob(path) and not path.exists():  # a quoted pattern of Parquet files
+        table = open_table(str(path), strict=strict)
+        name = unique_name(table.parquet_dataset.name, loaded)
+        loaded[name] = Loaded(table, TableSource(path=str(path.resolve())))
+        return
     if not path.exists():
         raise TableLoadError(f"cannot open `{path}`: no such file or folder")
     if is_store_folder(path):
@@ -173,6 +181,7 @@ def open_source(
     """Open one saved table source: a path (relative to ``base_dir``) or a Store reference
     looked up in ``stores`` (then in ``base_dir`` and ``base_dir/store``); ``strict`` as
     ``open_table`` takes it."""
+    from panels_core.data.dataset import is_glob
     from panels_core.data.sources import open_table
     from panels_core.data.store import Store
 
@@ -180,7 +189,7 @@ def open_source(
     if source.path is not None:
         path = Path(source.path)
         path = path if path.is_absolute() else base / path
-        if not path.exists():
+        if not path.exists() and not is_glob(path):
             raise TableLoadError(f"table `{name}`: no such file or folder: {path}")
         options = {"tensor_name": source.tensor_name} if source.tensor_name else {}
         resolved = source.model_copy(update={"path": str(path.resolve())})

@@ -48,7 +48,8 @@ def export_inputs(
         workspace = Workspace.from_spec(specs[0], stores=[Path(s) for s in stores], strict=strict)
         if workspace.unavailable:  # a report without them would look complete but is not
             raise ValueError(
-                f"export: {specs[0]}: " + "; ".join(workspace.unavailable.values())
+                f"export: {specs[0]}: "
+                + "; ".join(workspace.unavailable.values())
                 + "; fix the paths in the workspace file, or pass --store for Store tables"
             )
         name = title or specs[0].stem

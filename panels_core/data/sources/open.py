@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from panels_core.data.dataset import PARQUET_SUFFIXES, has_parquet_files, is_glob
 from panels_core.data.sources.arrow_ipc import read_arrow_ipc
 from panels_core.data.sources.csv_reader import read_csv
 from panels_core.data.sources.tensorboard_tsv import (
@@ -24,7 +25,10 @@ __all__ = ["FORMATS", "Format", "detect_format", "open_table"]
 Format = Literal["parquet", "csv", "arrow", "wandb", "tensorboard"]
 
 FORMATS: dict[str, str] = {
-    "parquet": "Parquet (.parquet, .pq)",
+    "parquet": (
+        "Parquet (.parquet, .pq), or a dataset of Parquet files: a folder (Hive partition "
+        "folders such as split=train/ become columns), a glob, or a list of files"
+    ),
     "csv": "CSV (.csv, .tsv, .txt)",
     "arrow": "Arrow IPC / Feather (.arrow, .feather, .ipc, .arrows)",
     "wandb": "W&B table export (.table.json, .joined-table.json, .json)",
@@ -75,7 +79,14 @@ def open_table(
 
     A W&B cell whose box or mask layer does not fit its image loses that layer (the
     table's ``notes`` say which rows); ``strict=True`` refuses such a table instead.
+
+    A folder of Parquet files (searched recursively), a glob (``preds/**/*.parquet``)
+    or a list of Parquet files opens as one table, a dataset
+    (``panels_core.data.dataset``): Hive partition folders become columns.
     """
+    if _is_parquet_list(path) or (isinstance(path, str | os.PathLike) and _is_parquet_glob(path)):
+        _check_options("parquet", options, set())
+        return Table.from_parquet_dataset(path, dtypes=dtypes)  # type: ignore[arg-type]
     if isinstance(path, list | tuple):
         if len(path) != 2:
             raise ValueError(
@@ -99,6 +110,8 @@ def open_table(
         )
     if chosen == "parquet":
         _check_options(chosen, options, set())
+        if path.is_dir():
+            return Table.from_parquet_dataset(path, dtypes=dtypes)
         return Table.from_parquet(path, dtypes=dtypes)
     if chosen == "csv":
         _check_options(chosen, options, {"delimiter"})
@@ -111,6 +124,20 @@ def open_table(
         return read_wandb(path, dtypes=dtypes, strict=strict, **options)
     _check_options(chosen, options, {"metadata", "tensor_name"})
     return read_tensorboard(path, dtypes=dtypes, **options)
+
+
+def _is_parquet_list(path: Any) -> bool:
+    """A list of Parquet files (by suffix): a dataset, not a TensorBoard pair."""
+    return (
+        isinstance(path, list | tuple)
+        and bool(path)
+        and all(Path(p).suffix.lower() in PARQUET_SUFFIXES for p in path)
+    )
+
+
+def _is_parquet_glob(path: str | os.PathLike[str]) -> bool:
+    """A glob of Parquet files (that is not the name of an existing file)."""
+    return is_glob(path) and not Path(path).exists()
 
 
 def _check_options(fmt: str, options: Mapping[str, Any], allowed: set[str]) -> None:
@@ -144,10 +171,13 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
             (path / name).is_file() for name in TENSOR_NAMES
         ):
             return "tensorboard"
+        if has_parquet_files(path):
+            return "parquet"
         names = sorted(p.name for p in path.iterdir())[:10]
         raise ValueError(
-            f"cannot open folder `{path}`: it has no {PROJECTOR_CONFIG} or tensors.tsv "
-            f"(it holds: {', '.join(names) or 'nothing'}); pass one table file instead. "
+            f"cannot open folder `{path}`: it has no Parquet files, {PROJECTOR_CONFIG} or "
+            f"tensors.tsv (it holds: {', '.join(names) or 'nothing'}); pass one table file "
+            "instead. "
             f"Supported formats are {_supported()}"
         )
     name = path.name.lower()

@@ -13,12 +13,27 @@ import duckdb
 
 from panels_core.query.sql import quote_ident
 
-__all__ = ["RESERVED", "ROW", "connect", "parquet_files", "scan"]
+__all__ = [
+    "FILE",
+    "FILE_ROW",
+    "RESERVED",
+    "ROW",
+    "connect",
+    "parquet_files",
+    "scan",
+    "scan_dataset",
+]
 
 RESERVED = "__tp_"
 """Column names the engine keeps for itself start with this."""
 ROW = "__tp_row"
 """The row-number column every registered table carries."""
+FILE = "__tp_file"
+"""The file each row of a dataset's view comes from: a filter on it skips the other files."""
+FILE_ROW = "__tp_file_row"
+"""A dataset row's number within its file: a filter on it skips the other row groups."""
+VIRTUAL = ("file_index", "file_row_number")
+"""DuckDB's columns a dataset's row numbers are made of (a file's own column would hide them)."""
 
 
 def connect(threads: int, files: Sequence[str] = ()) -> Any:
@@ -55,11 +70,14 @@ def connect(threads: int, files: Sequence[str] = ()) -> Any:
 
 
 def parquet_files(tables: Sequence[Any]) -> list[str]:
-    """The Parquet files behind ``tables`` (both sides of a joined table)."""
+    """The Parquet files behind ``tables`` (both sides of a joined table, every file of a
+    dataset)."""
     from panels_core.data.table import JoinedTable
 
     parts = [p for t in tables for p in ((t.left, t.right) if isinstance(t, JoinedTable) else (t,))]
-    paths = (getattr(p, "parquet_path", None) for p in parts)
+    paths = [getattr(p, "parquet_path", None) for p in parts]
+    datasets = (getattr(p, "parquet_dataset", None) for p in parts)
+    paths += [f for d in datasets if d is not None for f in d.files]
     return [str(path) for path in paths if path is not None]
 
 
@@ -74,3 +92,44 @@ def scan(con: Any, path: str | os.PathLike[str], names: Sequence[str]) -> Any:
         f"FROM read_parquet($path) AS __tp_file({columns})"
     )
     return con.sql(sql, params={"path": str(path)})
+
+
+def scan_dataset(con: Any, dataset: Any) -> Any:
+    """A lazy scan of a Parquet dataset (``panels_core.data.dataset.ParquetDataset``) on
+    ``con``: DuckDB reads its files as one table (columns matched by name when the files'
+    schemas differ; Hive partition columns with the dataset's types, so a filter on a
+    partition skips files), each row's file as ``FILE`` (and its number there as
+    ``FILE_ROW``) and its number in the dataset as
+    ``ROW``: its file's offset (from the footers) plus its row number in the file, unique
+    and stable however many files there are."""
+    import pyarrow as pa
+
+    from panels_core.query.errors import QueryError
+
+    for name in VIRTUAL:
+        if name in dataset.file_columns:
+            raise QueryError(
+                f"dataset `{dataset.name}`: its column `{name}` hides DuckDB's row numbers, "
+                "which the engine needs; rename the column in the files"
+            )
+    columns = [quote_ident(n) for n in dataset.file_columns]
+    for name in dataset.partitions:
+        kind = dataset.schema.field(name).type
+        sql_type = "BIGINT" if pa.types.is_integer(kind) else "DOUBLE"
+        cast = (
+            quote_ident(name)
+            if pa.types.is_dictionary(kind)
+            else f"CAST({quote_ident(name)} AS {sql_type})"
+        )
+        columns.append(f"{cast} AS {quote_ident(name)}")
+    hive = "true" if dataset.partitions else "false"
+    by_name = "false" if dataset.uniform else "true"  # by name costs the min/max statistics
+    sql = (
+        f"SELECT {', '.join(columns)}, "
+        f"$offsets[CAST(file_index AS BIGINT) + 1] + file_row_number AS {quote_ident(ROW)}, "
+        f"{quote_ident(FILE)}, file_row_number AS {quote_ident(FILE_ROW)} "
+        f"FROM read_parquet($files, hive_partitioning = {hive}, union_by_name = {by_name}, "
+        f"hive_types_autocast = false, filename = '{FILE}')"
+    )
+    params = {"files": [str(f) for f in dataset.files], "offsets": list(dataset.offsets)}
+    return con.sql(sql, params=params)

@@ -59,7 +59,7 @@ class Runner:
         from panels_core.data.damage import damage_message, find_damage
 
         sources = self.catalog.every_source()
-        paths = [s.path for s in sources if s.path is not None]
+        paths = [f for s in sources for f in s.files]
         named = [p for p in paths if str(p) in str(exc)]
         suspects = named or ([] if isinstance(exc, duckdb.InvalidInputException) else paths)
         for path in suspects:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from panels_core.query.engine.connection import ROW
+from panels_core.query.engine.connection import FILE, FILE_ROW, ROW
 from panels_core.query.engine.failures import unknown_column
 from panels_core.query.engine.sources import Source, struct_type
 from panels_core.query.errors import QueryError
@@ -148,6 +148,11 @@ def base(source: Source, hidden: Mapping[str, Source], pick: Pick | None = None)
         if rows:  # lets a Parquet scan skip the row groups outside the picked rows
             low, high = pick.params.add(rows[0], "BIGINT"), pick.params.add(rows[-1], "BIGINT")
             sql += f" AND {row} BETWEEN {low} AND {high}"
+        if rows and source.dataset is not None:  # lets a dataset's scan skip files, row groups
+            files, within = source.dataset.locate(rows)
+            names = pick.params.add([str(f) for f in files])
+            sql += f" AND {quote_ident(FILE)} IN (SELECT unnest({names}))"
+            sql += f" AND {quote_ident(FILE_ROW)} IN (SELECT unnest({pick.params.add(within)}))"
     return Rel(sql, dict(source.fields), source.type, (ROW,))
 
 

@@ -23,7 +23,14 @@ import numpy as np
 import pyarrow as pa
 
 from panels_core.query.engine.cache import LRU, MISS, file_stamp
-from panels_core.query.engine.connection import RESERVED, ROW, connect, parquet_files, scan
+from panels_core.query.engine.connection import (
+    RESERVED,
+    ROW,
+    connect,
+    parquet_files,
+    scan,
+    scan_dataset,
+)
 from panels_core.query.engine.failures import first_line, unknown_table
 from panels_core.query.errors import QueryError
 from panels_core.query.sql import quote_ident
@@ -50,6 +57,20 @@ class Source:
     length: int = 0
     columns: tuple[str, ...] = ()
     path: Path | None = None  # the Parquet file of a Parquet-backed table
+    dataset: Any = None  # the ParquetDataset of a table over many Parquet files
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The Parquet files this source scans (none for in-memory rows)."""
+        if self.dataset is not None:
+            return tuple(self.dataset.files)
+        return (self.path,) if self.path is not None else ()
+
+    def scan(self, con: Any) -> Any:
+        """This Parquet source's lazy scan on ``con``."""
+        if self.dataset is not None:
+            return scan_dataset(con, self.dataset)
+        return scan(con, self.path, self.columns)
 
 
 class Catalog:
@@ -120,7 +141,7 @@ class Catalog:
         A replaced or grown table gets new view names, and a rewritten file a new
         modification time or size, so a kept answer is never found for changed data.
         """
-        return tuple((s.view, file_stamp(s.path)) for s in self.every_source())
+        return tuple((s.view, *(file_stamp(f) for f in s.files)) for s in self.every_source())
 
     def new_view(self) -> str:
         """A view name never used before on this engine."""
@@ -136,16 +157,18 @@ class Catalog:
             name, table, view, fields, table.type, length=len(table), columns=tuple(schema.names)
         )
         path = getattr(table, "parquet_path", None)
-        if path is not None:
-            self.allow(str(path))
+        source.dataset = getattr(table, "parquet_dataset", None)
+        if path is not None or source.dataset is not None:
+            source.path = Path(path) if path is not None else None
+            self.allow(*(str(f) for f in source.files))
             try:
-                scan(self.con, path, schema.names).create_view(view, replace=True)
+                source.scan(self.con).create_view(view, replace=True)
             except duckdb.Error as exc:
+                where = path if path is not None else source.dataset.root
                 raise QueryError(
-                    f"table `{name}`: cannot scan `{path}`: {first_line(exc)}"
+                    f"table `{name}`: cannot scan `{where}`: {first_line(exc)}"
                 ) from exc
             source.parquet = True
-            source.path = Path(path)
         else:
             arrow = table.to_arrow()
             source.arrow = arrow.append_column(
@@ -153,20 +176,20 @@ class Catalog:
             )
         return source
 
-    def allow(self, path: str) -> None:
-        """Let the connection read ``path``: a new connection (the old one is locked)
-        that also reads it, with the Parquet views of the tables registered so far.
+    def allow(self, *paths: str) -> None:
+        """Let the connection read ``paths``: a new connection (the old one is locked)
+        that also reads them, with the Parquet views of the tables registered so far.
 
         Calls running on the old connection finish there; it closes when they do."""
-        if path in self.files:
+        if self.files.issuperset(paths):
             return
-        con = connect(self.threads, sorted({*self.files, path}))
+        con = connect(self.threads, sorted({*self.files, *paths}))
         for source in self.every_source():
             if source.parquet:
                 # a file that became unreadable fails its own queries, not this table's
                 with suppress(duckdb.Error):
-                    scan(con, source.path, source.columns).create_view(source.view, replace=True)
-        self.con, self.files = con, {*self.files, path}
+                    source.scan(con).create_view(source.view, replace=True)
+        self.con, self.files = con, {*self.files, *paths}
 
     def table_names(self) -> list[str]:
         """The names of the registered tables."""
@@ -224,7 +247,10 @@ class Catalog:
     def key_ranges(self, source: Source, key: str) -> list[tuple[int, int, int]] | None:
         """(min, max, rows) of ``key`` per row group of a Parquet source, when the row
         groups' key ranges ascend (touching at most at one value); None when they do
-        not or statistics are missing. Kept until ``clear_cache``."""
+        not or statistics are missing (and for a dataset: many files). Kept until
+        ``clear_cache``."""
+        if source.path is None:
+            return None
         cache_key = ("row_groups", str(source.path), file_stamp(source.path), key)
         kept = self.cache.get(cache_key)
         if kept is not MISS:

@@ -1,0 +1,33 @@
+"""A Parquet dataset (a folder of Hive-partitioned shards) served in a real browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright")
+from playwright.sync_api import expect
+
+from tests.ui.test_workspace_ui import card
+from tests.unit.test_datasets import write_dataset
+
+pytestmark = pytest.mark.ui
+
+WAIT = 90_000  # ms; the machine may be busy
+
+
+def test_panels_serve_a_dataset_folder_shows_its_rows_and_a_histogram(
+    page, run_cli, tmp_path: Path
+) -> None:
+    reference = write_dataset(tmp_path / "preds")
+    rows = f"{len(reference):,}"
+    page.goto(run_cli("serve", str(tmp_path / "preds")))
+    table = card(page, "preds", "table")
+    expect(table.locator(".row-count")).to_have_text(f"{rows} of {rows} rows", timeout=WAIT)
+    expect(table).to_contain_text("split", timeout=WAIT)  # a partition folder is a column
+    table.locator(".panel-selector select").select_option(label="Histogram")
+    histogram = card(page, "preds", "histogram")
+    expect(histogram.locator(".row-count")).to_have_text(f"{rows} of {rows} rows", timeout=WAIT)
+    expect(histogram.locator(".card-body canvas").first).to_be_attached(timeout=WAIT)
+    assert page.console_errors == []
