@@ -525,6 +525,8 @@ class CellRenderer:
             return out
         if isinstance(item, ImageType):
             return [list_cell(v, item, lambda r, t=item: self.image(r, t)) for v in values]
+        if isinstance(item, MediaType):  # a group's media files by name, never their bytes
+            values = [None if v is None else [m and m.get("name") for m in v] for v in values]
         return [list_cell(v, item, text_cell) for v in values]
 
     def _compared(self, values: list[Any], t: ComparedType) -> list[str]:

@@ -26,6 +26,7 @@ from panels_core.types import parse_type
 __all__ = [
     "EMBED_BYTES",
     "MEDIA_STRUCT",
+    "PREVIEW_BYTES",
     "MediaFile",
     "file_format",
     "is_media_field",
@@ -37,6 +38,8 @@ __all__ = [
 
 EMBED_BYTES = 1 << 20
 """Audio, video and HTML files up to this size (1 MiB) are kept to play in the page."""
+PREVIEW_BYTES = 64 << 20
+"""A WAV, point cloud or molecule file up to this size (64 MiB) is read for its preview."""
 MEDIA_TYPE_KEY = b"typed_panels.media_type"
 _PLAYED = (AudioType, VideoType, HtmlType)
 
@@ -112,12 +115,14 @@ class MediaFile:
     ) -> MediaFile:
         """A media file read from ``path``: bytes kept when its kind plays in the page and
         it is at most ``embed_bytes``; a waveform of a WAV, a projection of a ``.pts.json``
-        point cloud, the atoms of a ``.pdb``/``.sdf`` file."""
+        point cloud, the atoms of a ``.pdb``/``.sdf`` file (from files up to PREVIEW_BYTES)."""
         path = Path(path)
         size = path.stat().st_size
         media = cls(media_type, path.name, size=size, caption=caption, sample_rate=sample_rate)
         played = isinstance(media_type, _PLAYED) and size <= embed_bytes
-        previewed = media.format in ("wav", "pts.json", "pdb", "sdf", "mol")
+        previewed = media.format in ("wav", "pts.json", "pdb", "sdf", "mol") and (
+            size <= PREVIEW_BYTES
+        )
         if not (played or previewed):
             return media
         data = path.read_bytes()

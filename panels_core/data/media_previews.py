@@ -55,15 +55,13 @@ def wav_waveform(data: bytes) -> tuple[bytes, float, float]:
     level = np.abs(samples).max(axis=1) if samples.size else np.zeros(0)
     duration = len(level) / rate
     peaks = np.zeros(_WAVE_W)
-    if level.size:
-        columns = np.array_split(level, min(_WAVE_W, level.size))
-        peaks[: len(columns)] = [c.max() for c in columns]
-    top = peaks.max() or 1.0
-    pixels = np.full((_WAVE_H, _WAVE_W), 255, dtype=np.uint8)
+    if level.size:  # the peak of each of (at most) 96 equal runs of samples
+        edges = np.linspace(0, level.size, min(_WAVE_W, level.size) + 1).astype(int)
+        peaks[: len(edges) - 1] = np.maximum.reduceat(level, edges[:-1])
     middle = _WAVE_H / 2
-    for x, peak in enumerate(peaks):
-        half = max(0.5, peak / top * middle)
-        pixels[int(middle - half) : int(np.ceil(middle + half)), x] = 70
+    half = np.maximum(0.5, peaks / (peaks.max() or 1.0) * middle)
+    rows = np.arange(_WAVE_H)[:, None] + 0.5  # pixel centres
+    pixels = np.where(np.abs(rows - middle) <= half[None, :], 70, 255).astype(np.uint8)
     return _png(pixels), float(rate), float(duration)
 
 
@@ -79,12 +77,17 @@ def read_points(data: bytes) -> np.ndarray:
     if not isinstance(parsed, list):
         raise ValueError("a point cloud must be a list of [x, y, z] rows or {'points': [...]}")
     try:
-        points = np.array([row[:3] for row in parsed], dtype=np.float64)
+        try:  # rows of one length (the usual case): one conversion
+            points = np.asarray(parsed, dtype=np.float64)
+        except ValueError:  # rows of several lengths (some with a class or a colour)
+            points = np.array([row[:3] for row in parsed], dtype=np.float64)
     except (TypeError, ValueError, IndexError) as exc:
         raise ValueError(f"a point is not a row of numbers ({exc})") from exc
-    if points.ndim != 2 or (points.size and points.shape[1] != 3):
+    if not points.size:
+        return np.zeros((0, 3))
+    if points.ndim != 2 or points.shape[1] < 3:
         raise ValueError("every point needs at least x, y and z")
-    return points.reshape(-1, 3)
+    return points[:, :3]
 
 
 def point_cloud_png(points: np.ndarray, size: int = _CLOUD) -> bytes:

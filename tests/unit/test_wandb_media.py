@@ -44,7 +44,7 @@ from panels_core.types import (
     type_of,
 )
 
-PWN = "<script>window.__pwned='html cell'</script>"
+PWN = "<script>window.__pwned='html cell';parent.__pwned='html cell'</script>"
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 PDB = (
     "HEADER    TEST\n"
@@ -271,7 +271,10 @@ def test_html_cell_is_a_sandboxed_frame_never_markup(tmp_path) -> None:
     assert cell.count("<iframe") == 1 and '<iframe sandbox=""' in cell
     assert "allow-" not in cell and "<script" not in cell and "<p>" not in cell
     srcdoc = re.search(r'srcdoc="([^"]*)"', cell).group(1)
-    assert srcdoc == "&lt;p&gt;hello&lt;/p&gt;&lt;script&gt;window.__pwned=&#x27;html cell&#x27;&lt;/script&gt;"  # fmt: skip
+    assert srcdoc == (
+        "&lt;p&gt;hello&lt;/p&gt;&lt;script&gt;window.__pwned=&#x27;html cell&#x27;;"
+        "parent.__pwned=&#x27;html cell&#x27;&lt;/script&gt;"
+    )
 
 
 def test_point_cloud_cell_is_a_front_view_thumbnail(tmp_path) -> None:
@@ -380,3 +383,30 @@ def test_a_damaged_wav_keeps_its_player_and_warns(tmp_path) -> None:
     assert message.endswith("; the cells show the file name")
     (cell,) = _cells(table, "a")
     assert "data:audio/wav;base64," in cell and "waveform" not in cell
+
+
+def test_grouped_and_filtered_media_through_the_engine(tmp_path) -> None:
+    from panels_core import Query, View
+    from panels_core.query.engine import Engine
+
+    for i in range(4):
+        write_wav(tmp_path / f"media/audio/{i}.wav", seconds=0.1 * (i + 1))
+    cells = [[["a", "b"][i % 2], {"_type": "audio-file", "path": f"media/audio/{i}.wav"}] for i in range(4)]  # fmt: skip
+    export = {"columns": ["label", "clip"], "data": cells}
+    (tmp_path / "t.table.json").write_text(json.dumps(export), "utf-8")
+    engine = Engine({"t": open_table(tmp_path / "t.table.json")})
+
+    long = View(engine, Query(table="t", filter="clip.duration > 0.25"))
+    assert [r["name"] for r in long.page(0, 10).column("clip").to_pylist()] == ["2.wav", "3.wav"]
+
+    grouped = View(engine, Query(table="t", group_by=["label"], sort=[{"column": "label"}]))
+    assert describe(grouped.type.columns["clip"]) == "list[audio]"
+    (shown,) = cell_columns(grouped.type, ["clip"])
+    page = grouped.page(0, 10).column("clip").to_pylist()
+    count = " <span style='color:#999'>(2)</span>"
+    drawn = CellRenderer().column(shown, page)
+    assert all(cell.endswith(count) for cell in drawn)  # names, in the group's order
+    assert [set(cell.removesuffix(count).split(", ")) for cell in drawn] == [
+        {"0.wav x1", "2.wav x1"},
+        {"1.wav x1", "3.wav x1"},
+    ]
