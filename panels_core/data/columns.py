@@ -58,6 +58,7 @@ __all__ = [
     "check_names",
     "column_type",
     "from_dataframe",
+    "has_python_values",
     "mixed_types_error",
     "python_values",
     "short_value",
@@ -209,6 +210,12 @@ def build_column(
     if arrow_type is None and array.type.equals(pa.null()):
         array = pa.nulls(len(values))
     return pa.field(name, array.type), array
+
+
+def has_python_values(field: pa.Field) -> bool:
+    """True when ``python_values`` gives a column's cells as more than Arrow's values
+    (Images, MediaFiles, decoded `any` values)."""
+    return (field.metadata or {}).get(KIND_KEY) in (b"image", b"media", b"any")
 
 
 def python_values(column: pa.ChunkedArray, field: pa.Field) -> list[Any]:

@@ -204,6 +204,8 @@ def test_media_files_build_a_table_and_survive_parquet(tmp_path) -> None:
     back = Table.from_parquet(table.save(tmp_path / "t.parquet"))
     assert back.type == table.type
     assert back.get_column("clip") == [clip, None]
+    assert [row["clip"] for row in back.iter_rows()] == [clip, None]
+    assert back.to_pandas()["clip"].tolist() == [clip, None]
 
 
 def test_a_column_of_two_media_kinds_names_the_row(tmp_path) -> None:
@@ -328,6 +330,13 @@ def test_molecule_cells_count_atoms(tmp_path) -> None:
     ]
 
 
+def test_a_gif_video_is_an_image() -> None:
+    gif = b"GIF89a\x01\x00\x01\x00"
+    cell = media_cell({"name": "run.gif", "format": "gif", "size": 10, "data": gif}, VideoType())
+    uri = "data:image/gif;base64," + base64.b64encode(gif).decode()
+    assert f'<img src="{uri}" alt="video"' in cell and "<video" not in cell
+
+
 def test_a_hostile_file_name_is_text() -> None:
     name = "<img src=x onerror=alert(1)>.wav"
     cell = media_cell({"name": name, "size": 10, "data": None}, AudioType())
@@ -341,21 +350,24 @@ def test_media_outside_the_export_is_left_empty_with_a_warning(tmp_path) -> None
     export = tmp_path / "export"
     write_wav(tmp_path / "secret.wav")
     write_wav(export / "media/audio/ok.wav")
+    (export / "media/audio/link.wav").symlink_to(tmp_path / "secret.wav")
     cells = [
         {"_type": "audio-file", "path": "media/audio/ok.wav"},
         {"_type": "audio-file", "path": "../secret.wav"},
         {"_type": "audio-file", "path": str(tmp_path / "secret.wav")},
+        {"_type": "audio-file", "path": "media/audio/link.wav"},
     ]
     path = _export(export, "a", cells)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = open_table(path)
     values = table.get_column("a")
-    assert values[0].name == "ok.wav" and values[1:] == [None, None]
+    assert values[0].name == "ok.wav" and values[1:] == [None, None, None]
     (warning,) = [w for w in caught if "cells left empty" in str(w.message)]
-    assert str(warning.message).startswith(
-        f"`{path}`: 2 media cells left empty (`a` row 1, `a` row 2): `../secret.wav` contains "
-        "`..`, which could leave the export's folder"
+    assert str(warning.message) == (
+        f"`{path}`: 3 media cells left empty (`a` row 1, `a` row 2, `a` row 3): `../secret.wav` "
+        "contains `..`, which could leave the export's folder; media files are read only "
+        "inside the export's folder"
     )
 
 
