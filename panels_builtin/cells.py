@@ -2,7 +2,7 @@
 into display values.
 
 Numbers are formatted, images become thumbnails with their boxes (SVG) and
-masks (drawn in), embeddings a "dim 64" badge with a sparkline, grouped numbers
+masks (drawn in), media files players or previews (``media_cells``), embeddings a "dim 64" badge with a sparkline, grouped numbers
 a mini histogram, compared numbers one bar per source. ``cell_columns`` says
 which columns a view shows and how each is drawn; ``CellRenderer`` draws a page
 of them. The table and joined-table panels show them through the pager.
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from panels_builtin.captions import format_count, format_number
+from panels_builtin.media_cells import media_cell
 from panels_builtin.palette import category_palette
 from panels_core.escape import html_attr, html_text
 from panels_core.panel import columns_of
@@ -34,6 +35,7 @@ from panels_core.types import (
     ImageType,
     JoinedTableType,
     ListType,
+    MediaType,
     NumberType,
     StringType,
     TimestampType,
@@ -503,6 +505,8 @@ class CellRenderer:
             return [None if v is None else str(v) for v in values]
         if isinstance(t, ImageType):
             return [self.image(v, t) for v in values]
+        if isinstance(t, MediaType):
+            return [media_cell(v, t) for v in values]
         if isinstance(t, EmbeddingType):
             return [embedding_cell(v) for v in values]
         if isinstance(t, ListType):
@@ -521,6 +525,8 @@ class CellRenderer:
             return out
         if isinstance(item, ImageType):
             return [list_cell(v, item, lambda r, t=item: self.image(r, t)) for v in values]
+        if isinstance(item, MediaType):  # a group's media files by name, never their bytes
+            values = [None if v is None else [m and m.get("name") for m in v] for v in values]
         return [list_cell(v, item, text_cell) for v in values]
 
     def _compared(self, values: list[Any], t: ComparedType) -> list[str]:

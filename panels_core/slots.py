@@ -30,6 +30,7 @@ from panels_core.types import (
     ImageType,
     JoinedTableType,
     ListType,
+    MediaType,
     NumberType,
     OptionalType,
     StringType,
@@ -70,7 +71,8 @@ def specificity(t: Any) -> float:
     ``any``/``unknown``/a table 0; string 1; number and boolean 2 (integer
     2.5); struct 2; category and timestamp 3 (a category with listed labels
     3.5); ``list[T]`` 1 + T; ``compared[T]`` 2 + T; embedding 6 (fixed dim
-    6.5); image 8 (+0.5 per required box or mask layer); a joined table 10.
+    6.5); image 8 (+0.5 per required box or mask layer) and the media kinds (audio,
+    video, html, object3d, plot, molecule) 8; a joined table 10.
     ``optional[T]`` counts as T and a union as its loosest member.
     """
     match t:
@@ -94,6 +96,8 @@ def specificity(t: Any) -> float:
             return 6.5 if dim is not None else 6.0
         case ImageType(box_layers=boxes, mask_layers=masks):
             return 8.0 + 0.5 * (len(boxes) + len(masks))
+        case MediaType():
+            return 8.0
         case JoinedTableType():
             return 10.0
         case OptionalType(inner=inner):

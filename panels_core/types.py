@@ -20,8 +20,19 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from panels_core.media_types import (
+    AudioType,
+    HtmlType,
+    MediaType,
+    MoleculeType,
+    Object3DType,
+    PlotType,
+    VideoType,
+)
+
 __all__ = [
     "AnyType",
+    "AudioType",
     "BooleanType",
     "CategoryType",
     "ClassLabel",
@@ -29,18 +40,24 @@ __all__ = [
     "DataType",
     "DataTypeAdapter",
     "EmbeddingType",
+    "HtmlType",
     "ImageType",
     "JoinedTableType",
     "ListType",
+    "MediaType",
     "MixedTypesError",
+    "MoleculeType",
     "NumberType",
+    "Object3DType",
     "OptionalType",
+    "PlotType",
     "StringType",
     "StructType",
     "TableType",
     "TimestampType",
     "UnionType",
     "UnknownType",
+    "VideoType",
     "describe",
     "is_assignable",
     "is_nullable",
@@ -172,6 +189,12 @@ DataType = Annotated[
         TimestampType,
         EmbeddingType,
         ImageType,
+        AudioType,
+        VideoType,
+        HtmlType,
+        Object3DType,
+        PlotType,
+        MoleculeType,
         ListType,
         ComparedType,
         OptionalType,
@@ -238,6 +261,8 @@ def describe(t: Any) -> str:
             extras = [f"boxes:{','.join(boxes)}"] if boxes else []
             extras += [f"masks:{','.join(masks)}"] if masks else []
             return f"image[{'; '.join(extras)}]" if extras else "image"
+        case MediaType():
+            return t.label()
         case ListType(item=item):
             return f"list[{describe(item)}]"
         case ComparedType(item=item):
@@ -277,6 +302,7 @@ def is_assignable(src: Any, dst: Any) -> bool:
     target (``optional[U]`` with T -> U), while T fits ``optional[U]``; integers
     fit numbers; a category fits ``string``; ``embedding[64]`` fits
     ``embedding`` of no fixed dim; images fit a target whose layers they carry;
+    a plot fits ``plot`` of its library or of none; other media kinds fit their own kind;
     lists, compared values and structs are checked item by item (structs by
     width: the source may have extra fields).
     """
@@ -311,6 +337,8 @@ def is_assignable(src: Any, dst: Any) -> bool:
                 and set(dst.box_layers) <= set(src.box_layers)
                 and set(dst.mask_layers) <= set(src.mask_layers)
             )
+        case PlotType():
+            return isinstance(src, PlotType) and dst.library in (None, src.library)
         case ListType():
             return isinstance(src, ListType) and is_assignable(src.item, dst.item)
         case ComparedType():
@@ -447,6 +475,8 @@ def unify(a: Any, b: Any) -> Any:
             mask_layers=tuple(dict.fromkeys((*a.mask_layers, *b.mask_layers))),
             classes=tuple(classes[k] for k in sorted(classes)),
         )
+    if isinstance(a, PlotType) and isinstance(b, PlotType):
+        return PlotType()
     if isinstance(a, StructType) and isinstance(b, StructType):
         names = dict.fromkeys((*a.fields, *b.fields))
         fields = {}

@@ -23,6 +23,13 @@ from panels_core.data.media import (
     images_to_arrow,
     is_image_field,
 )
+from panels_core.data.media_files import (
+    MediaFile,
+    is_media_field,
+    media_field,
+    media_from_arrow,
+    media_to_arrow,
+)
 from panels_core.types import (
     AnyType,
     BooleanType,
@@ -30,6 +37,7 @@ from panels_core.types import (
     EmbeddingType,
     ImageType,
     ListType,
+    MediaType,
     MixedTypesError,
     NumberType,
     OptionalType,
@@ -50,6 +58,7 @@ __all__ = [
     "check_names",
     "column_type",
     "from_dataframe",
+    "has_python_values",
     "mixed_types_error",
     "python_values",
     "short_value",
@@ -137,6 +146,15 @@ def _as_image(value: Any, name: str, row: int) -> Image | None:
         raise ValueError(f"column `{name}`, row {row}: {exc}") from exc
 
 
+def _as_media(value: Any, media_type: MediaType, name: str, row: int) -> MediaFile | None:
+    if value is None or isinstance(value, MediaFile):
+        return value
+    raise TypeError(
+        f"column `{name}`, row {row}: a {media_type} column holds MediaFile values or nulls, "
+        f"not a {type(value).__name__}"
+    )
+
+
 def build_column(
     name: str, values: Sequence[Any], data_type: Any = None, *, start_row: int = 0
 ) -> tuple[pa.Field, pa.Array]:
@@ -160,6 +178,10 @@ def build_column(
                 merged = unify(merged, image.data_type)
         field = image_field(name, merged)
         return field, images_to_arrow(images, merged)
+    if isinstance(inner, MediaType):
+        return media_field(name, inner), media_to_arrow(
+            [_as_media(v, inner, name, start_row + i) for i, v in enumerate(values)]
+        )
     if isinstance(inner, EmbeddingType) and inner.dim:
         array = _embedding_array(values, inner.dim)
         return pa.field(name, array.type), array
@@ -190,10 +212,18 @@ def build_column(
     return pa.field(name, array.type), array
 
 
+def has_python_values(field: pa.Field) -> bool:
+    """True when ``python_values`` gives a column's cells as more than Arrow's values
+    (Images, MediaFiles, decoded `any` values)."""
+    return (field.metadata or {}).get(KIND_KEY) in (b"image", b"media", b"any")
+
+
 def python_values(column: pa.ChunkedArray, field: pa.Field) -> list[Any]:
     """A column back as the Python values ``build_column`` takes (Images, decoded `any`)."""
     if is_image_field(field):
         return images_from_arrow(column, field)
+    if is_media_field(field):
+        return media_from_arrow(column, field)
     if (field.metadata or {}).get(KIND_KEY) == b"any":
         return [None if v is None else json.loads(v) for v in column.to_pylist()]
     return column.to_pylist()

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from panels_core.data.media import image_type_of_field, is_image_bytes_column, is_image_field
+from panels_core.data.media_files import is_media_field, media_type_of_field
 from panels_core.types import (
     AnyType,
     BooleanType,
@@ -23,6 +24,7 @@ from panels_core.types import (
     EmbeddingType,
     ImageType,
     ListType,
+    MediaType,
     NumberType,
     OptionalType,
     StringType,
@@ -173,6 +175,8 @@ def infer_column_type(
         return AnyType()
     if is_image_field(field):
         inner: Any = image_type_of_field(field)
+    elif is_media_field(field):
+        inner = media_type_of_field(field)
     elif pa.types.is_null(field.type):
         return OptionalType(inner=UnknownType())
     else:
@@ -193,6 +197,10 @@ def _apply_override(name: str, inferred: Any, override: Any, sample: Any, arrow_
         "image": isinstance(strip_optional(inferred), ImageType),
         "timestamp": isinstance(strip_optional(inferred), TimestampType),
     }.get(kind, True)
+    if isinstance(strip_optional(wanted), MediaType) or isinstance(
+        strip_optional(inferred), MediaType
+    ):  # a media column is only ever its own kind
+        fits = strip_optional(inferred).kind == kind
     if not fits:
         raise TypeError(
             f"column `{name}`: cannot treat {describe(inferred)} values as {kind}; "

@@ -24,6 +24,7 @@ from panels_core.data.columns import (
     check_names,
     column_type,
     from_dataframe,
+    has_python_values,
     mixed_types_error,
     python_values,
     short_value,
@@ -31,10 +32,7 @@ from panels_core.data.columns import (
 )
 from panels_core.data.damage import READ_ERRORS, damage_message, sample_around_damage
 from panels_core.data.dataset import DatasetSource, ParquetDataset, footer_null_counts, open_dataset
-from panels_core.data.infer import KIND_KEY, SAMPLE_ROWS, infer_from_arrow, sample_rows
-from panels_core.data.media import (
-    is_image_field,
-)
+from panels_core.data.infer import SAMPLE_ROWS, infer_from_arrow, sample_rows
 from panels_core.types import (
     AnyType,
     CategoryType,
@@ -413,13 +411,12 @@ class Table:
         return self._parquet_schema.empty_table()
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:
-        """Each row as a dict (images as Image objects)."""
+        """Each row as a dict (images as Image objects, media files as MediaFile objects)."""
         arrow = self.to_arrow()
         converted = {
             name: python_values(arrow[name], arrow.schema.field(name))
             for name in arrow.column_names
-            if is_image_field(arrow.schema.field(name))
-            or (arrow.schema.field(name).metadata or {}).get(KIND_KEY) == b"any"
+            if has_python_values(arrow.schema.field(name))
         }
         for batch_start, batch in _batches(arrow):
             for offset, row in enumerate(batch.to_pylist()):
@@ -451,7 +448,7 @@ class Table:
         df = arrow.to_pandas()
         for name in arrow.column_names:
             field = arrow.schema.field(name)
-            if is_image_field(field) or (field.metadata or {}).get(KIND_KEY) == b"any":
+            if has_python_values(field):
                 df[name] = python_values(arrow[name], field)
         return df
 

@@ -27,9 +27,11 @@ from panels_core.types import (
     ListType,
     NumberType,
     OptionalType,
+    PlotType,
     StringType,
     StructType,
     UnknownType,
+    VideoType,
 )
 
 # --------------------------------------------------------------------------- Parquet
@@ -543,7 +545,9 @@ def test_wandb_not_a_table(tmp_path):
             },
             ImageType(box_layers=("pred",), classes=(ClassLabel(id=0, name="car"),)),
         ),
-        ({"wb_type": "video-file"}, UnknownType()),
+        ({"wb_type": "video-file"}, VideoType()),
+        ({"wb_type": "plotly-file"}, PlotType(library="plotly")),
+        ({"wb_type": "hologram-file"}, UnknownType()),
         (None, UnknownType()),
     ],
 )

@@ -20,6 +20,11 @@ from panels_core.data.cell_notes import CellNotes, CellWarning
 from panels_core.data.columns import build_column, column_type
 from panels_core.data.media import Image, LayerProblem, UnreadableImage
 from panels_core.data.sources.common import exception_text
+from panels_core.data.sources.wandb_media import (
+    WANDB_MEDIA_TYPES,
+    is_media_cell,
+    read_media_column,
+)
 from panels_core.data.table import JoinedTable, Table
 from panels_core.paths import OutsideFolder, resolve_inside
 from panels_core.types import (
@@ -91,6 +96,8 @@ def wandb_type_to_datatype(wb_type: Mapping[str, Any] | None) -> Any:
     if name == "typedDict":
         type_map = _mapping(params.get("type_map"))
         return StructType(fields={str(k): wandb_type_to_datatype(v) for k, v in type_map.items()})
+    if name in WANDB_MEDIA_TYPES:
+        return WANDB_MEDIA_TYPES[name]
     if name == "image-file":
         return ImageType(
             box_layers=tuple(str(k) for k in _mapping(params.get("box_layers"))),
@@ -151,6 +158,7 @@ class _MediaResolver:
         self.strict = strict
         self.refused: list[tuple[str, int, str]] = []  # (column, row, why)
         self.cells = CellNotes()
+        self.refused_kinds: set[str] = set()  # "image", "media"
         self._json_cache: dict[Path, Any] = {}
 
     def find(self, relative: str) -> Path | None:
@@ -163,14 +171,15 @@ class _MediaResolver:
         return None
 
     def notes(self) -> list[str]:
-        """The table's notes: image cells left empty, layers dropped or resized (by rows)."""
+        """The table's notes: image (or other media) cells left empty, layers dropped or resized (by rows)."""
         notes = self.cells.lines()
         if self.refused:
+            kind = "image" if self.refused_kinds <= {"image"} else "media"
             rows = ", ".join(f"`{column}` row {row}" for column, row, _ in self.refused[:10])
             more = f" and {len(self.refused) - 10} more" if len(self.refused) > 10 else ""
             notes.insert(
                 0,
-                f"{len(self.refused)} image cells left empty ({rows}{more}): "
+                f"{len(self.refused)} {kind} cells left empty ({rows}{more}): "
                 f"{self.refused[0][2]}; media files are read only inside the export's folder",
             )
         return notes
@@ -192,6 +201,7 @@ class _MediaResolver:
             return self._image(cell, column, row, classes)
         except OutsideFolder as exc:
             self.refused.append((column, row, str(exc)))
+            self.refused_kinds.add("image")
             return None
 
     def _image(self, cell: Mapping[str, Any], column: str, row: int, classes: dict[int, str]):
@@ -445,6 +455,8 @@ def _wandb_column(
             else v
             for v in cells
         ]
+    if any(is_media_cell(value) for value in cells):
+        return read_media_column(path, name, cells, resolver)
     classes = {c.id: c.name for c in wb_type.classes} if isinstance(wb_type, ImageType) else {}
     return [_wandb_cell(value, name, i, resolver, classes) for i, value in enumerate(cells)]
 
