@@ -18,7 +18,7 @@ import math
 from functools import reduce
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from panels_core.query.expr import Binary, Col, In, InSelection, IsNull, Lit, RowNumber
 
@@ -35,6 +35,12 @@ __all__ = [
 
 class _Brush(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _keep_kind(self, handler: Any) -> Any:
+        # ``kind`` tells the brushes apart: written even where defaults are left out
+        data = handler(self)
+        return {"kind": getattr(self, "kind", None), **data} if isinstance(data, dict) else data
 
     def as_filter(self) -> Any:
         """This brush as a filter AST."""
