@@ -291,6 +291,7 @@ class Workspace(pn.viewable.Viewer):
         return card
 
     def _build_card(self, spec: CardSpec) -> CardView:
+        card_id = self.linking.new_id()  # taken even by a card that fails: ids follow order
         try:
             if not is_kind_name(spec.kind):
                 raise ValueError(
@@ -308,6 +309,7 @@ class Workspace(pn.viewable.Viewer):
                 on_duplicate=self.duplicate,
                 on_close=self.close,
                 linking=self.linking,
+                card_id=card_id,
             )
         except Exception as exc:  # a card that cannot even be built still shows, with why
             card = CardView.__new__(CardView)

@@ -128,13 +128,14 @@ class CardView(pn.viewable.Viewer):
         on_duplicate: Callable[[CardView], None] | None = None,
         on_close: Callable[[CardView], None] | None = None,
         linking: Linking | None = None,
+        card_id: str = "",
     ) -> None:
         super().__init__()
         self.engine = engine
         self.panels = panels
         self.spec = spec
         self.linking = linking
-        self.card_id = linking.new_id() if linking is not None else ""
+        self.card_id = card_id or (linking.new_id() if linking is not None else "")
         """The card's name in its table's selection (a brush's source)."""
         self.view = self._view_of(spec.input)
         self._on_duplicate = on_duplicate

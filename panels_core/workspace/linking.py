@@ -117,7 +117,7 @@ class Linking:
 
     def set(self, table: str, selection: Selection | None) -> None:
         """Make ``selection`` the table's; when it changed, its cards re-render."""
-        if selection is not None and selection.is_empty and selection.mode == "and":
+        if selection is not None and selection.is_empty:
             selection = None
         if self.selections.get(table) == selection:
             return  # the same brush again: nothing to redraw

@@ -17,7 +17,7 @@ from panels_core.data.table import Table
 from panels_core.panel import Panel, PanelConfig
 from panels_core.panel_registry import Registry
 from panels_core.query.model import Query
-from panels_core.query.selection import RangeBrush, RowsBrush, ValuesBrush
+from panels_core.query.selection import RangeBrush, RowsBrush, Selection, ValuesBrush
 from panels_core.workspace import CardSpec
 from panels_core.workspace.app import Workspace
 from panels_core.workspace.linking import selection_summary
@@ -210,3 +210,21 @@ def test_a_bad_brush_shows_in_the_cards_and_the_rest_works(tables, reg):
     text = html.unescape(first.body[0].object)
     assert "unknown column `scor`: did you mean `score`?" in text
     assert _shown(other).startswith("selected=50")
+
+
+def test_a_card_that_cannot_load_keeps_the_saved_brushes_on_their_cards(tables, reg, tmp_path):
+    from panels_core.workspace import WorkspaceSpec
+
+    spec = WorkspaceSpec(
+        tables={"runs": str(tmp_path / "runs.parquet")},
+        cards=(
+            CardSpec(kind="Not A Kind", input=Query(table="runs")),
+            CardSpec(kind="test_shows_selected", input=Query(table="runs")),
+        ),
+        selections={"runs": Selection(brushes=(("1", RowsBrush(rows=(0, 1, 2))),))},
+    )
+    ws = Workspace.from_spec(spec, base_dir=tmp_path, panels=reg)
+    good = ws.cards[1]
+    assert ws.linking.selection("runs").brushes == ((good.card_id, RowsBrush(rows=(0, 1, 2))),)
+    assert _shown(good).startswith("selected=3 ")
+    assert ws.to_spec().selections == spec.selections
