@@ -284,6 +284,10 @@ class CardView(pn.viewable.Viewer):
         self.selection_row.visible = selection is not None
         self._render()
 
+    def set_filter(self, text: str) -> None:
+        """Put ``text`` in the query bar's filter box and apply it, as if typed there."""
+        self.querybar.filter_input.value = text
+
     def set_query(self, query: Query) -> None:
         """Use a new query: re-derive the type, keep the panel if it still fits, else the best."""
         view = self._view_of(query)

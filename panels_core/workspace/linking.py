@@ -73,7 +73,7 @@ class Linking:
     """The per-table selections of one workspace and the cards that follow them.
 
     ``cards()`` gives the workspace's cards (objects with ``card_id``, ``spec``,
-    ``follow_selection`` and ``set_query``).
+    ``follow_selection`` and ``set_filter``).
     """
 
     def __init__(self, engine: Engine, cards: Callable[[], list[Any]]) -> None:
@@ -143,11 +143,11 @@ class Linking:
         if selection is None or selection.is_empty:
             return
         if card is not None:
-            card.set_query(filtered_to(card.spec.input, selection))
+            card.set_filter(filtered_to(card.spec.input, selection).filter.to_text())
             return
         del self.selections[table]  # the cards re-render once, with their new filters
         for target in [c for c in self.cards() if _table_of(c) == table]:
-            target.set_query(filtered_to(target.spec.input, selection))
+            target.set_filter(filtered_to(target.spec.input, selection).filter.to_text())
         self.refresh_bar()
 
     # -- saving ----------------------------------------------------------------------------
