@@ -157,6 +157,8 @@ class Panel(Generic[ConfigT]):
     - ``input_kind``: ``"table"`` (a table, grouped or compared table, or the flat
       columns of a join) or ``"joined_table"`` (only a join of two tables).
     - ``config_model``: taken from the generic parameter ``Panel[MyConfig]``.
+    - ``can_select``: True when the panel publishes brushes with ``view.select(...)``
+      (linked selection); every panel can show ``view.selection`` either way.
 
     Class hooks the app asks (so it names no panel): ``first_screen`` (is this panel
     on a new workspace's first screen for a table) and ``warm_up`` (what to get ready
@@ -169,6 +171,7 @@ class Panel(Generic[ConfigT]):
     api_version: ClassVar[str] = API_VERSION
     input_kind: ClassVar[InputKind] = "table"
     config_model: ClassVar[type[PanelConfig]] = PanelConfig
+    can_select: ClassVar[bool] = False
 
     specificity = staticmethod(specificity)
     columns_of = staticmethod(columns_of)

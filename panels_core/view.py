@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
 
     from panels_core.query.engine import Engine
     from panels_core.query.model import Query
+    from panels_core.query.selection import Selection
 
 __all__ = ["View"]
 
@@ -24,11 +26,21 @@ class View:
 
     Panels draw only through these calls (a page, bins, value counts, one
     column as numpy), so they work the same on ten rows and ten million.
+
+    ``selection`` is the table's linked selection (``query.selection``); a panel
+    that can select publishes its brush with ``select``, which goes to the
+    ``select_sink`` the card attached (outside a workspace: nowhere).
     """
 
-    def __init__(self, engine: Engine, query: Query) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        query: Query,
+        select_sink: Callable[[Any], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.query = query
+        self.select_sink = select_sink
 
     @classmethod
     def of(cls, table: Any, name: str = "table") -> View:
@@ -88,7 +100,57 @@ class View:
 
         data = self.query.model_dump()
         data.update(changes)
-        return View(self.engine, Query.model_validate(data))
+        return View(self.engine, Query.model_validate(data), self.select_sink)
+
+    # -- linked selection --------------------------------------------------------------
+
+    @property
+    def selection(self) -> Selection | None:
+        """The table's linked selection (None: nothing is selected)."""
+        return self.query.selection
+
+    def with_selection(self, selection: Selection | None) -> View:
+        """This view carrying another selection (its own rows unchanged)."""
+        query = self.query.model_copy(update={"selection": selection})
+        return View(self.engine, query, self.select_sink)
+
+    def with_select_sink(self, sink: Callable[[Any], None] | None) -> View:
+        """This view with ``select`` sending brushes to ``sink`` (what a card attaches)."""
+        return View(self.engine, self.query, sink)
+
+    def select(self, brush: Any) -> None:
+        """Publish this panel's brush (None clears it); a no-op outside a workspace."""
+        if self.select_sink is not None:
+            self.select_sink(brush)
+
+    def selected(self) -> View:
+        """The view narrowed to the selected rows (its filter AND the selection); the
+        view itself when nothing is selected. Its counts, bins and pages are the
+        selected rows' answers (ask ``histogram`` with the same bins to compare)."""
+        from panels_core.query.expr import Binary
+
+        chosen = None if self.selection is None else self.selection.as_filter()
+        if chosen is None:
+            return self
+        own = self.query.filter
+        narrowed = chosen if own is None else Binary(op="and", left=own, right=chosen)
+        query = self.query.model_copy(update={"filter": narrowed, "selected_first": False})
+        return View(self.engine, query, self.select_sink)
+
+    def selected_first(self) -> View:
+        """The same rows with the selected ones first, then the query's own sort."""
+        query = self.query.model_copy(update={"selected_first": True})
+        return View(self.engine, query, self.select_sink)
+
+    def row_numbers(self) -> np.ndarray:
+        """The table row numbers (int64) of the view's rows, in ``column_numpy``'s order."""
+        return self.engine.row_numbers(self.query)
+
+    def register_points(self, key: str, rows: Any, xy: Any) -> None:
+        """Register a projection's points (row numbers and an (n, 2) float array) under
+        ``key``, so a ``RegionBrush(points=key, ...)`` selects the rows inside its polygon.
+        Registering ``key`` again replaces its points."""
+        self.engine.register_points(key, rows, xy)
 
     def count(self) -> int:
         """Rows (or groups) in the view."""
@@ -96,7 +158,8 @@ class View:
 
     def ungrouped(self) -> View:
         """The view's rows before grouping, unsorted (what they count without groups)."""
-        return View(self.engine, self.query.model_copy(update={"group_by": (), "sort": ()}))
+        query = self.query.model_copy(update={"group_by": (), "sort": (), "selected_first": False})
+        return View(self.engine, query, self.select_sink)
 
     def page(self, offset: int = 0, limit: int = 50, columns: list[str] | None = None) -> pa.Table:
         """One page of rows as Arrow."""

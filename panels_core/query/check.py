@@ -17,7 +17,19 @@ import pyarrow as pa
 
 from panels_core.data.infer import arrow_data_type, is_list_type
 from panels_core.query.errors import FilterTypeError, UnknownColumnError
-from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
+from panels_core.query.expr import (
+    Binary,
+    Call,
+    Col,
+    In,
+    InSelection,
+    IsNull,
+    Item,
+    ListPred,
+    Lit,
+    RowNumber,
+    Unary,
+)
 from panels_core.query.parse.build import regex_problem
 from panels_core.types import (
     AnyType,
@@ -206,6 +218,10 @@ class _Checker:
                 return self.call(expr, items)
             case ListPred():
                 return self.list_predicate(expr, items)
+            case RowNumber():
+                return _Typed(NumberType(integer=True))
+            case InSelection():
+                return _Typed(BooleanType())
         raise FilterTypeError(f"not a filter expression: {type(expr).__name__}")
 
     @staticmethod

@@ -20,17 +20,20 @@ __all__ = [
     "FUNCTIONS",
     "LIST_FUNCTIONS",
     "PRECEDENCE",
+    "SELECTION_FUNCTIONS",
     "Binary",
     "Call",
     "Col",
     "Expr",
     "ExprAdapter",
     "In",
+    "InSelection",
     "IsNull",
     "Item",
     "ListPred",
     "Lit",
     "Node",
+    "RowNumber",
     "Unary",
     "quote_name",
     "text_problem",
@@ -60,7 +63,20 @@ PRECEDENCE = {
 }
 FUNCTIONS = ("len", "abs", "lower", "upper", "contains", "startswith", "endswith", "matches")
 LIST_FUNCTIONS = ("any", "all", "count")
-KEYWORDS = ("and", "or", "not", "in", "is", "null", "true", "false", *FUNCTIONS, *LIST_FUNCTIONS)
+SELECTION_FUNCTIONS = ("row_number", "in_selection")
+KEYWORDS = (
+    "and",
+    "or",
+    "not",
+    "in",
+    "is",
+    "null",
+    "true",
+    "false",
+    *FUNCTIONS,
+    *LIST_FUNCTIONS,
+    *SELECTION_FUNCTIONS,
+)
 
 _BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -81,7 +97,7 @@ def text_problem(text: str) -> str | None:
 
 def quote_name(name: str) -> str:
     """A column or field name as filter text: bare when it can be, back-quoted otherwise."""
-    if _BARE_NAME.match(name) and name.lower() not in KEYWORDS and name != "_":
+    if _BARE_NAME.fullmatch(name) and name.lower() not in KEYWORDS and name != "_":
         return name
     return "`" + name.replace("`", "``") + "`"
 
@@ -270,8 +286,39 @@ class ListPred(Node):
         return f"{self.fn}({self.list.to_text()}, {self.predicate.to_text()})"
 
 
+class RowNumber(Node):
+    """``row_number()``: the row's number in its table (0 first), as the table panel
+    and ``View.row_numbers`` count them; only plain tables have one."""
+
+    node: Literal["row_number"] = "row_number"
+
+    def to_text(self) -> str:
+        return "row_number()"
+
+
+class InSelection(Node):
+    """``in_selection("points", (x, y), ...)``: the row's projected point lies inside the
+    polygon, where ``points`` names points a projection registered with the engine
+    (``View.register_points``); a box is its four corners."""
+
+    node: Literal["in_selection"] = "in_selection"
+    points: str = Field(min_length=1)
+    polygon: tuple[tuple[float, float], ...] = Field(min_length=3)
+
+    @field_validator("polygon")
+    @classmethod
+    def _finite_points(cls, value: Any) -> Any:
+        if not all(math.isfinite(c) for point in value for c in point):
+            raise ValueError("a selection polygon's corners must be finite numbers")
+        return value
+
+    def to_text(self) -> str:
+        corners = ", ".join(f"({x!r}, {y!r})" for x, y in self.polygon)
+        return f"in_selection({json.dumps(self.points, ensure_ascii=False)}, {corners})"
+
+
 Expr = Annotated[
-    Union[Lit, Col, Item, Unary, Binary, In, IsNull, Call, ListPred],  # noqa: UP007
+    Union[Lit, Col, Item, Unary, Binary, In, IsNull, Call, ListPred, RowNumber, InSelection],  # noqa: UP007
     Field(discriminator="node"),
 ]
 

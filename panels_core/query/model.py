@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from panels_core.query.expr import Expr
+from panels_core.query.selection import Selection
 
 __all__ = ["CompareWith", "JoinSpec", "Query", "SortKey"]
 
@@ -46,7 +47,10 @@ class JoinSpec(_Spec):
 class Query(_Spec):
     """A query of one table: filter, sort, group, compare, join, page.
 
-    ``filter`` accepts filter text, Mongo-style JSON or an AST; it is stored as
+    ``selection`` is the table's linked selection, carried (and saved) with the
+    query for the panels to show; it does not narrow the query's rows (that is
+    ``View.selected()``); ``selected_first`` puts the selected rows first (then
+the sort). ``filter`` accepts filter text, Mongo-style JSON or an AST; it is stored as
     the AST and serialized as canonical filter text, so a saved query stays
     readable and round-trips unchanged.
     """
@@ -59,6 +63,8 @@ class Query(_Spec):
     join: JoinSpec | None = None
     limit: int | None = Field(default=None, ge=0)
     offset: int = Field(default=0, ge=0)
+    selection: Selection | None = None
+    selected_first: bool = False
 
     @field_validator("filter", mode="before")
     @classmethod

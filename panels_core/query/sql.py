@@ -9,6 +9,7 @@ ever pasted into the SQL text.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,19 @@ import pyarrow as pa
 
 from panels_core.data.infer import is_list_type
 from panels_core.query.errors import FilterTypeError, QueryError, UnknownColumnError
-from panels_core.query.expr import Binary, Call, Col, In, IsNull, Item, ListPred, Lit, Unary
+from panels_core.query.expr import (
+    Binary,
+    Call,
+    Col,
+    In,
+    InSelection,
+    IsNull,
+    Item,
+    ListPred,
+    Lit,
+    RowNumber,
+    Unary,
+)
 
 __all__ = [
     "Params",
@@ -86,6 +99,10 @@ class Scope:
     compared: frozenset[str] = frozenset()
     sources: tuple[str, ...] = ()
     items: list[tuple[str, pa.DataType]] = field(default_factory=list)
+    # the column holding the table's row numbers (None: the rows have none, e.g. a join)
+    row: str | None = None
+    # SQL true for the rows whose registered point (key) lies inside a polygon
+    regions: Callable[[str, tuple[tuple[float, float], ...]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +223,14 @@ def _compile(
         return Compiled(f"(-({inner.sql}))", inner.type)
     if isinstance(node, Binary):
         return _binary(node, scope, params)
+    if isinstance(node, RowNumber | InSelection):
+        return _selection(node, scope)
     if isinstance(node, In):
+        if isinstance(node.operand, RowNumber) and _int_literals(node.values):
+            # any number of rows: one bound list, joined (not one parameter per row)
+            rows = params.add([v.value for v in node.values], "BIGINT[]")
+            sql = f"({_selection(node.operand, scope).sql} IN (SELECT unnest({rows})))"
+            return Compiled(f"(NOT {sql})" if node.negated else sql, pa.bool_())
         operand = _compile(node.operand, scope, params)
         values = [_compile(v, scope, params, operand.type).sql for v in node.values]
         sql = f"(({operand.sql}) IN ({', '.join(values)}))"
@@ -220,6 +244,28 @@ def _compile(
     if isinstance(node, ListPred):
         return _list_pred(node, scope, params)
     raise QueryError(f"cannot compile filter node {type(node).__name__}")
+
+
+def _int_literals(values: tuple[Any, ...]) -> bool:
+    return all(
+        isinstance(v, Lit) and isinstance(v.value, int) and not isinstance(v.value, bool)
+        for v in values
+    )
+
+
+def _selection(node: RowNumber | InSelection, scope: Scope) -> Compiled:
+    """``row_number()`` or ``in_selection(...)``: both need the rows' numbers."""
+    what = "row_number()" if isinstance(node, RowNumber) else "in_selection()"
+    if scope.row is None:
+        raise QueryError(
+            f"{what} works on the rows of one table, not on a comparison or a join; "
+            "filter one of the tables instead"
+        )
+    if isinstance(node, RowNumber):
+        return Compiled(quote_ident(scope.row), pa.int64())
+    if scope.regions is None:
+        raise QueryError("in_selection() needs the engine's registered points; none are here")
+    return Compiled(scope.regions(node.points, node.polygon), pa.bool_())
 
 
 def _binary(node: Binary, scope: Scope, params: Params) -> Compiled:

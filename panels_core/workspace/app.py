@@ -20,10 +20,8 @@ from panels_core.panel import is_kind_name
 from panels_core.panel_registry import Registry, error_card, registry
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
-from panels_core.types import (
-    JoinedTableType,
-    describe,
-)
+from panels_core.query.selection import Selection
+from panels_core.types import JoinedTableType, describe
 from panels_core.view import View
 from panels_core.workspace.cards import (
     CARD_STYLES,
@@ -32,6 +30,7 @@ from panels_core.workspace.cards import (
     compatible,
     count_text,
 )
+from panels_core.workspace.linking import Linking
 from panels_core.workspace.querybar import query_error_text
 from panels_core.workspace.saving import write_spec
 from panels_core.workspace.spec import (
@@ -142,10 +141,13 @@ class Workspace(pn.viewable.Viewer):
         unavailable: Mapping[str, str] | None = None,
         save_root: str | os.PathLike[str] | None = None,
         read_only: bool = False,
+        selections: Mapping[str, Selection] | None = None,
     ) -> None:
         super().__init__()
         self.unavailable = dict(unavailable or {})
         self.engine = engine if engine is not None else Engine(dict(tables or {}))
+        self.linking = Linking(self.engine, lambda: self.cards)  # linked selection per table
+        self.linking.load(selections or {})
         self.title = title
         self.panels = panels
         self.sources = _table_sources(tables or {}, sources or {})
@@ -159,6 +161,7 @@ class Workspace(pn.viewable.Viewer):
         self._build_grid(list(cards) if cards is not None else default_cards(self.engine, panels))
         self._build_controls()
         self._sync_grid()
+        self.linking.refresh_bar()
 
     def _build_grid(self, specs: Sequence[CardSpec]) -> None:
         """The grid and a card for each spec, placed as the layout says."""
@@ -224,6 +227,7 @@ class Workspace(pn.viewable.Viewer):
             unavailable=unavailable,
             layout=spec.layout,
             plugins=spec.plugins,
+            selections=spec.selections,
             **options,
         )
 
@@ -259,6 +263,7 @@ class Workspace(pn.viewable.Viewer):
             cards=cards,
             layout=LayoutSpec(columns=self.layout.columns, placements=placements),
             plugins=plugins,
+            selections=self.linking.saved(self.cards),
         )
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
@@ -288,6 +293,7 @@ class Workspace(pn.viewable.Viewer):
         return card
 
     def _build_card(self, spec: CardSpec) -> CardView:
+        card_id = self.linking.new_id()  # taken even by a card that fails: ids follow order
         try:
             if not is_kind_name(spec.kind):
                 raise ValueError(
@@ -298,10 +304,15 @@ class Workspace(pn.viewable.Viewer):
             for name in (q.table, *(t.table for t in (q.compare_with, q.join) if t is not None)):
                 if name in self.unavailable:
                     raise ValueError(self.unavailable[name])
-            card = CardView(
-                self.engine, spec, self.panels, on_duplicate=self.duplicate, on_close=self.close
+            return CardView(
+                self.engine,
+                spec,
+                self.panels,
+                on_duplicate=self.duplicate,
+                on_close=self.close,
+                linking=self.linking,
+                card_id=card_id,
             )
-            return card
         except Exception as exc:  # a card that cannot even be built still shows, with why
             card = CardView.__new__(CardView)
             pn.viewable.Viewer.__init__(card)
@@ -384,6 +395,7 @@ class Workspace(pn.viewable.Viewer):
         if card in self.cards:
             self.cards.remove(card)
             self._sync_grid()
+            self.linking.card_closed(card)
 
     # -- page ----------------------------------------------------------------------------
 
@@ -531,8 +543,8 @@ class Workspace(pn.viewable.Viewer):
         ]
 
     def main(self) -> pn.viewable.Viewable:
-        """The cards, in a grid."""
-        return self.grid
+        """The selection bar over the cards, in a grid."""
+        return pn.Column(self.linking.bar, self.grid, sizing_mode="stretch_width")
 
     def template(self) -> pn.template.BaseTemplate:
         """The served page: sidebar of tables, cards in the main area."""

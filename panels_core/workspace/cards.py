@@ -19,8 +19,10 @@ from panels_core.escape import html_text, markdown_text
 from panels_core.panel_registry import Registry, error_card, registry
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
+from panels_core.query.selection import Selection
 from panels_core.view import View
 from panels_core.workspace.background import Failed, run_off_loop
+from panels_core.workspace.linking import Linking, linkable
 from panels_core.workspace.querybar import QueryBar, query_error_text
 from panels_core.workspace.spec import (
     CardSpec,
@@ -125,12 +127,17 @@ class CardView(pn.viewable.Viewer):
         *,
         on_duplicate: Callable[[CardView], None] | None = None,
         on_close: Callable[[CardView], None] | None = None,
+        linking: Linking | None = None,
+        card_id: str = "",
     ) -> None:
         super().__init__()
         self.engine = engine
         self.panels = panels
         self.spec = spec
-        self.view = View(engine, spec.input)
+        self.linking = linking
+        self.card_id = card_id or (linking.new_id() if linking is not None else "")
+        """The card's name in its table's selection (a brush's source)."""
+        self.view = self._view_of(spec.input)
         self._on_duplicate = on_duplicate
         self._on_close = on_close
         self.placement: Placement | None = None
@@ -180,6 +187,8 @@ class CardView(pn.viewable.Viewer):
         self.body = pn.Column(
             sizing_mode="stretch_width", min_height=120, css_classes=["card-body"]
         )
+        linking = self.linking
+        self.selection_row = linking.card_controls(self) if linking else pn.Row(visible=False)
 
     def _build_layout(self) -> Any:
         """The title and header buttons over the query bar, row count, settings and body."""
@@ -200,6 +209,7 @@ class CardView(pn.viewable.Viewer):
             self.querybar,
             self.count,
             self.notes,
+            self.selection_row,
             self.settings,
             self.body,
             sizing_mode="stretch_width",
@@ -278,9 +288,27 @@ class CardView(pn.viewable.Viewer):
         self._rebuild_settings()
         self._render()
 
+    def _view_of(self, query: Query) -> View:
+        """The view of ``query``, following its table's selection in a workspace."""
+        view = View(self.engine, query)
+        if self.linking is None or not linkable(query):
+            return view
+        sink = self.linking.sink(query.table, self.card_id)
+        return view.with_selection(self.linking.selection(query.table)).with_select_sink(sink)
+
+    def follow_selection(self, selection: Selection | None) -> None:
+        """Show the table's new selection: the panel re-renders with it."""
+        self.view = self.view.with_selection(selection)
+        self.selection_row.visible = selection is not None
+        self._render()
+
+    def set_filter(self, text: str) -> None:
+        """Put ``text`` in the query bar's filter box and apply it, as if typed there."""
+        self.querybar.filter_input.value = text
+
     def set_query(self, query: Query) -> None:
         """Use a new query: re-derive the type, keep the panel if it still fits, else the best."""
-        view = View(self.engine, query)
+        view = self._view_of(query)
         try:
             matches = compatible(self.panels, view.type)
         except Exception as exc:

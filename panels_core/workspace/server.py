@@ -134,7 +134,9 @@ def _open_spec_tables(
             )
             continue
         tables[name], sources[name] = item.table, item.source
-    options.update(cards=spec.cards, layout=spec.layout, plugins=spec.plugins)
+    options.update(
+        cards=spec.cards, layout=spec.layout, plugins=spec.plugins, selections=spec.selections
+    )
 
 
 def _register_models() -> None:
@@ -246,7 +248,7 @@ def serve_tables(
     ``allow_origin``. ``basic_auth`` and ``oauth_provider`` go to Panel (the
     OAuth key and secret from Panel's ``PANEL_OAUTH_*`` variables).
     ``workspace`` options (``cards``, ``sources``, ``layout``, ``plugins``,
-    ``save_path``, ``save_root``, ``read_only``) go to each session's ``Workspace``.
+    ``selections``, ``save_path``, ``save_root``, ``read_only``) go to each session's ``Workspace``.
     """
     import panel as pn
 

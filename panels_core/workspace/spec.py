@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from panels_core.query.model import Query
+from panels_core.query.selection import Selection
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -129,7 +130,8 @@ class WorkspaceSpec(_Spec):
     """A saved workspace: tables by name, cards, layout, and the plugins its cards use.
 
     ``plugins`` maps a card's panel kind to the distribution that provided it
-    when saved, so a machine without it can say what to install.
+    when saved, so a machine without it can say what to install. ``selections``
+    holds each table's linked selection, its brushes named by card position.
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -137,6 +139,7 @@ class WorkspaceSpec(_Spec):
     cards: tuple[CardSpec, ...] = ()
     layout: LayoutSpec = Field(default_factory=LayoutSpec)
     plugins: dict[str, str] = Field(default_factory=dict)
+    selections: dict[str, Selection] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -176,6 +179,12 @@ class WorkspaceSpec(_Spec):
             if (placement.col or 0) + placement.width > self.layout.columns:
                 raise ValueError(
                     f"layout: card {placement.card} spans past column {self.layout.columns}"
+                )
+        for table in self.selections:
+            if table not in self.tables:
+                raise ValueError(
+                    f"the workspace saves a selection of table `{table}`, which it does not "
+                    "list; remove the selection or add the table"
                 )
         placed = [p.card for p in self.layout.placements]
         if len(placed) != len(set(placed)):

@@ -91,6 +91,13 @@ def test_json_schema_describes_the_saved_form() -> None:
     schema = WorkspaceSpec.model_json_schema(mode="serialization")
     text = json.dumps(schema)
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"schema_version", "tables", "cards", "layout", "plugins"}
+    assert set(schema["properties"]) == {
+        "schema_version",
+        "tables",
+        "cards",
+        "layout",
+        "plugins",
+        "selections",
+    }
     assert schema["$defs"]["TableSource"]["anyOf"][0] == {"type": "string"}
     assert '"Query"' in text

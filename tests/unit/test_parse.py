@@ -406,7 +406,8 @@ TEXT_ERRORS = [
     (
         "foo(x) > 1",
         "unknown function `foo`: the functions are `len`, `abs`, `lower`, `upper`, `contains`, "
-        "`startswith`, `endswith`, `matches`, `any`, `all`, `count`",
+        "`startswith`, `endswith`, `matches`, `any`, `all`, `count`, "
+        "`row_number`, `in_selection`",
         1,
         1,
     ),

@@ -125,7 +125,13 @@ def file_stamp(path: Path | None) -> tuple[int, int] | None:
 
 
 def query_key(query: Any, what: str) -> str:
-    """The cache key of a Query (TypeError for anything else)."""
+    """The cache key of a Query (TypeError for anything else).
+
+    The selection a query carries does not change its rows (unless they are put
+    selected first), so it is left out: a new selection finds the unselected
+    answers kept."""
     if not isinstance(query, Query):
         raise TypeError(f"Engine.{what} needs a Query, not {type(query).__name__}")
-    return query.model_dump_json()
+    if query.selected_first:
+        return query.model_dump_json()
+    return query.model_dump_json(exclude={"selection"})

@@ -140,6 +140,16 @@ class Engine:
         """
         return self._pager.column_numpy(query, column)
 
+    def row_numbers(self, query: Query) -> np.ndarray:
+        """The table row numbers (int64) of the query's rows, in ``column_numpy``'s order."""
+        return self._pager.row_numbers(query)
+
+    def register_points(self, key: str, rows: Any, xy: Any) -> None:
+        """Register a projection's points (row numbers, (n, 2) positions) under ``key``:
+        ``in_selection(key, ...)`` in a filter is then the rows inside a polygon.
+        Registering a key again replaces its points (kept answers over them are dropped)."""
+        self._catalog.points.register(key, rows, xy)
+
     # ------------------------------------------------------------- aggregates
 
     def value_counts(self, query: Query, column: str | Sequence[str], top: int = 20) -> ValueCounts:

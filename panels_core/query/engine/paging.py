@@ -241,6 +241,18 @@ class Pager:
                 )
             return values.to_numpy(zero_copy_only=False)
 
+    def row_numbers(self, query: Query) -> np.ndarray:
+        """The table row numbers of the query's rows (int64), in ``column_numpy``'s order."""
+        with self.planner.session(query, "row_numbers", needs=()) as (cur, params, rel):
+            if rel.order != (ROW,) or (query.group_by and rel.keys):
+                raise QueryError(
+                    "row_numbers(): only the rows of one table have row numbers, not a "
+                    "comparison, a join or groups"
+                )
+            rows = select_rows(rel, query, params, f"{quote_ident(ROW)} AS r", ordered=True)
+            values = self.runner.arrow(cur, rows, params, "row_numbers").column(0)
+            return values.to_numpy().astype(np.int64, copy=False)
+
     def embedding(
         self,
         cur: Any,

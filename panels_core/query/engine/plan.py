@@ -29,12 +29,21 @@ from panels_core.query.engine.compare import (
 from panels_core.query.engine.execute import Runner
 from panels_core.query.engine.failures import first_line, unknown_column
 from panels_core.query.engine.merge import Merger
-from panels_core.query.engine.relation import Pick, Rel, base, group_by, join_rels, resolve, scope
+from panels_core.query.engine.relation import (
+    FIRST,
+    Pick,
+    Rel,
+    base,
+    group_by,
+    join_rels,
+    resolve,
+    scope,
+)
 from panels_core.query.engine.sources import Catalog, Source
 from panels_core.query.errors import QueryError
 from panels_core.query.expr import Call, Lit, walk
 from panels_core.query.model import CompareWith, JoinSpec, Query
-from panels_core.query.sql import Params, compile_expr
+from panels_core.query.sql import Params, compile_expr, quote_ident
 from panels_core.types import JoinedTableType, StructType, TableType
 
 __all__ = ["Planner"]
@@ -89,6 +98,9 @@ class Planner:
             rel = self.join_spec(query, source, rel, pick)
         if query.filter is not None and pick is None:
             rel = self.filter(rel, query.filter, params, cur)
+        chosen = query.selection.as_filter() if query.selection is not None else None
+        if query.selected_first and chosen is not None and pick is None:
+            rel = self.selected_first(rel, chosen, params, cur)
         if query.group_by and group:
             rel = group_by(rel, query.group_by, params, sample)
         if group or not query.group_by:
@@ -172,11 +184,26 @@ class Planner:
 
     def filter(self, rel: Rel, expr: Any, params: Params, cur: Any) -> Rel:
         """``rel``'s rows that pass the filter (checked first)."""
+        compiled = self.predicate(rel, expr, params, cur)
+        sql = f"SELECT * FROM ({rel.sql}) AS __tp_f WHERE {compiled}"
+        return Rel(**{**rel.__dict__, "sql": sql})
+
+    def selected_first(self, rel: Rel, expr: Any, params: Params, cur: Any) -> Rel:
+        """``rel``'s rows with ``FIRST`` true for those the selection ``expr`` holds."""
+        compiled = self.predicate(rel, expr, params, cur)
+        sql = (
+            f"SELECT *, coalesce(({compiled}), false) AS {quote_ident(FIRST)} "
+            f"FROM ({rel.sql}) AS __tp_s"
+        )
+        return Rel(**{**rel.__dict__, "sql": sql, "first": True})
+
+    def predicate(self, rel: Rel, expr: Any, params: Params, cur: Any) -> str:
+        """The SQL of a filter over ``rel`` (checked first; ``in_selection`` resolved)."""
         self.check(rel, expr)
         self.check_patterns(expr, cur)
-        compiled = compile_expr(expr, scope(rel), params)
-        sql = f"SELECT * FROM ({rel.sql}) AS __tp_f WHERE {compiled.sql}"
-        return Rel(**{**rel.__dict__, "sql": sql})
+        names = scope(rel)
+        names.regions = lambda key, polygon: self.catalog.points.sql(key, polygon, cur)
+        return compile_expr(expr, names, params).sql
 
     def check(self, rel: Rel, expr: Any) -> None:
         """Type-check the filter (did-you-mean, type errors)."""

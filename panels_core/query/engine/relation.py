@@ -37,6 +37,7 @@ from panels_core.types import (
 
 __all__ = [
     "FAR",
+    "FIRST",
     "Pick",
     "Rel",
     "base",
@@ -52,6 +53,8 @@ __all__ = [
     "type_of",
 ]
 
+FIRST = "__tp_first"
+"""The column that is true for the selected rows of a query sorted selected first."""
 FAR = 1 << 40
 """Right-only rows of a comparison sort after every left row (their order is FAR + row)."""
 
@@ -75,6 +78,8 @@ class Rel:
     # the query's sort is already the order of ``order`` (a merged comparison sorted by
     # its key): ORDER BY then names just ``order``
     presorted: bool = False
+    # the rows carry FIRST, true for the selected rows, which sort before the others
+    first: bool = False
 
 
 class Pick:
@@ -205,7 +210,12 @@ def join_rels(
 
 def scope(rel: Rel) -> Scope:
     """What the filter compiler may name in ``rel``."""
-    return Scope(fields=dict(rel.fields), compared=rel.compared, sources=rel.sources)
+    return Scope(
+        fields=dict(rel.fields),
+        compared=rel.compared,
+        sources=rel.sources,
+        row=ROW if rel.order == (ROW,) else None,
+    )
 
 
 def resolve(rel: Rel, name: str, params: Params, what: str) -> tuple[str, pa.DataType]:
@@ -327,7 +337,7 @@ def type_of(rel: Rel, name: str) -> Any:
 
 def order_by(rel: Rel, query: Query, params: Params) -> str:
     """The ORDER BY terms of the query's sort over ``rel``, then its row order."""
-    terms = []
+    terms = [f"{quote_ident(FIRST)} DESC"] if rel.first else []
     for key in () if rel.presorted else query.sort:
         sql, _ = resolve(rel, key.column, params, "sort column")
         terms.append(f"{sql} {'DESC' if key.descending else 'ASC'} NULLS LAST")
@@ -352,7 +362,7 @@ def select_rows(
         limit = max(limit, 0)
     need_order = ordered or start > 0 or limit is not None
     sql = f"SELECT {select} FROM ({rel.sql}) AS __tp_q"
-    if need_order and ((query.sort and not rel.presorted) or not rel.natural):
+    if need_order and ((query.sort and not rel.presorted) or not rel.natural or rel.first):
         sql += f" ORDER BY {order_by(rel, query, params)}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"

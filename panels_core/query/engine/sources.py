@@ -32,6 +32,7 @@ from panels_core.query.engine.connection import (
     scan_dataset,
 )
 from panels_core.query.engine.failures import first_line, unknown_table
+from panels_core.query.engine.points import Points
 from panels_core.query.errors import QueryError
 from panels_core.query.sql import quote_ident
 
@@ -87,6 +88,7 @@ class Catalog:
         # this thread's call: the tables' stamp it saw, the views its cursor builds lazily
         self.call = threading.local()
         self._views = itertools.count(1)
+        self.points = Points()  # projections' points, for in_selection()
         for name, table in tables.items():
             self.add_table(name, table)
 
@@ -139,9 +141,11 @@ class Catalog:
         """What the kept answers depend on: every registration and every Parquet file's state.
 
         A replaced or grown table gets new view names, and a rewritten file a new
-        modification time or size, so a kept answer is never found for changed data.
+        modification time or size, so a kept answer is never found for changed data;
+        replaced projection points (``in_selection``) change it too.
         """
-        return tuple((s.view, *(file_stamp(f) for f in s.files)) for s in self.every_source())
+        tables = tuple((s.view, *(file_stamp(f) for f in s.files)) for s in self.every_source())
+        return (*tables, self.points.stamp())
 
     def new_view(self) -> str:
         """A view name never used before on this engine."""

@@ -39,7 +39,19 @@ from panels_core.query.parse.text import TextParser
 
 __all__ = ["MAX_DEPTH", "expr_depth", "parse_filter", "regex_problem"]
 
-_AST_NODES = ("lit", "col", "item", "unary", "binary", "in", "is_null", "call", "list_pred")
+_AST_NODES = (
+    "lit",
+    "col",
+    "item",
+    "unary",
+    "binary",
+    "in",
+    "is_null",
+    "call",
+    "list_pred",
+    "row_number",
+    "in_selection",
+)
 
 
 def parse_filter(source: Any) -> Any:

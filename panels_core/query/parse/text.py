@@ -10,12 +10,15 @@ from panels_core.query.expr import (
     FUNCTIONS,
     LIST_FUNCTIONS,
     PRECEDENCE,
+    SELECTION_FUNCTIONS,
     Binary,
     Col,
     In,
+    InSelection,
     IsNull,
     Item,
     Lit,
+    RowNumber,
     Unary,
 )
 from panels_core.query.parse.build import (
@@ -30,7 +33,9 @@ from panels_core.query.parse.tokens import Token, describe, tokenize
 
 __all__ = ["TextParser"]
 
-_ALL_FUNCTIONS = ", ".join(f"`{f}`" for f in (*FUNCTIONS, *LIST_FUNCTIONS))
+_ALL_FUNCTIONS = ", ".join(
+    f"`{f}`" for f in (*FUNCTIONS, *LIST_FUNCTIONS, *SELECTION_FUNCTIONS)
+)
 _RESERVED = ("and", "or", "not", "in", "is", "null", "true", "false")
 
 
@@ -278,6 +283,12 @@ class TextParser:
 
     def call(self, name: Token) -> Any:
         fn = name.value.lower()
+        if fn == "row_number":
+            self.advance()
+            self.expect_op(")", "`row_number` takes no arguments: write `row_number()`")
+            return RowNumber()
+        if fn == "in_selection":
+            return self.in_selection(name)
         if fn not in ARITY:
             raise self.fail(
                 f"unknown function `{name.value}`: the functions are {_ALL_FUNCTIONS}", name
@@ -303,3 +314,36 @@ class TextParser:
         self.advance()
         self.nesting -= 1
         return call(fn, args, lambda message: self.fail(message, name))
+
+    def in_selection(self, name: Token) -> Any:
+        """``in_selection("points", (x, y), (x, y), (x, y), ...)``: after the name."""
+        usage = 'write in_selection("points", (x1, y1), (x2, y2), (x3, y3), ...)'
+        self.advance()
+        key = self.peek()
+        if key.kind != "str":
+            raise self.fail(f"`in_selection` names its points first, as a string: {usage}")
+        self.advance()
+        corners: list[tuple[float, float]] = []
+        while self.is_op(self.peek(), ","):
+            self.advance()
+            self.expect_op("(", f"expected a corner `(x, y)` in `in_selection`: {usage}")
+            x = self.signed_number(usage)
+            self.expect_op(",", f"expected `,` between a corner's x and y: {usage}")
+            y = self.signed_number(usage)
+            self.expect_op(")", f"expected `)` closing a corner `(x, y)`: {usage}")
+            corners.append((x, y))
+        self.expect_op(")", f"expected `,` or `)` in `in_selection`: {usage}")
+        if len(corners) < 3:
+            raise self.fail(f"`in_selection` needs at least 3 corners, got {len(corners)}", name)
+        return InSelection(points=key.value, polygon=tuple(corners))
+
+    def signed_number(self, usage: str) -> float:
+        sign = 1.0
+        if self.is_op(self.peek(), "-"):
+            self.advance()
+            sign = -1.0
+        token = self.peek()
+        if token.kind != "num":
+            raise self.fail(f"expected a number, found {describe(token)}: {usage}")
+        self.advance()
+        return sign * float(token.value)
