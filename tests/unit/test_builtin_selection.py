@@ -1,0 +1,124 @@
+"""Linked selection in the built-in panels: what each draws for a selection, checked against
+numpy and pandas, and the brush each publishes for a selection event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import pytest
+from bokeh.models import BoxSelectTool, ColumnDataSource
+
+from panels_builtin.histogram import Histogram
+from panels_core.query.selection import RangeBrush, Selection, ValuesBrush
+from panels_core.view import View
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    n = 2000
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "y": rng.uniform(size=n),
+            "k": rng.integers(0, 6, size=n),
+            "label": rng.choice(["cat", "dog", "owl", "emu"], size=n, p=[0.4, 0.3, 0.2, 0.1]),
+        }
+    )
+
+
+def figure_of(obj: Any) -> Any:
+    (pane,) = [o for o in obj if isinstance(o, pn.pane.Bokeh)]
+    return pane.object
+
+
+def source_of(obj: Any, name: str) -> Any:
+    (source,) = figure_of(obj).select({"type": ColumnDataSource, "name": name})
+    return source
+
+
+def y_range(low: float, high: float) -> Selection:
+    return Selection().with_brush("other", RangeBrush(column="y", low=low, high=high))
+
+
+# --------------------------------------------------------------------------- histogram
+
+
+def test_histogram_draws_the_selected_counts_on_the_same_bins(frame: pd.DataFrame) -> None:
+    view = View.of(frame).with_selection(y_range(0.2, 0.5))
+    obj = Histogram(column="x", bins=12).render(view)
+    full, chosen = source_of(obj, "bins").data, source_of(obj, "selected").data
+    edges = np.append(full["left"], full["right"][-1])
+    np.testing.assert_array_equal(chosen["left"], full["left"])
+    picked = frame.x[(frame.y >= 0.2) & (frame.y < 0.5)]
+    np.testing.assert_array_equal(chosen["count"], np.histogram(picked, bins=edges)[0])
+    np.testing.assert_array_equal(full["count"], np.histogram(frame.x, bins=edges)[0])
+    assert f"{len(picked):,} of them selected" in obj[0].object
+
+
+def test_histogram_without_a_selection_draws_one_series(frame: pd.DataFrame) -> None:
+    obj = Histogram(column="x", bins=12).render(View.of(frame))
+    assert not figure_of(obj).select({"type": ColumnDataSource, "name": "selected"})
+    assert "selected" not in obj[0].object
+
+
+def test_brushing_bins_publishes_their_range(frame: pd.DataFrame) -> None:
+    got: list[Any] = []
+    view = View.of(frame).with_select_sink(got.append)
+    obj = Histogram(column="x", bins=10).render(view)
+    source = source_of(obj, "bins")
+    left, right = source.data["left"], source.data["right"]
+    (tool,) = figure_of(obj).select({"type": BoxSelectTool})
+    assert tool.dimensions == "width"
+    source.selected.indices = [3, 4, 5]
+    source.selected.indices = [8, 9]
+    source.selected.indices = []
+    assert got == [
+        RangeBrush(column="x", low=left[3], high=right[5], closed_high=False),
+        RangeBrush(column="x", low=left[8], high=right[9], closed_high=True),
+        None,
+    ]
+    # the brushed range selects exactly the rows counted in those bins
+    chosen = View.of(frame).with_selection(Selection().with_brush("h", got[0])).selected()
+    assert chosen.count() == int(np.sum(source.data["count"][3:6]))
+    last = View.of(frame).with_selection(Selection().with_brush("h", got[1])).selected()
+    assert last.count() == int(np.sum(source.data["count"][8:10]))
+
+
+def test_integer_bins_select_on_their_centred_edges(frame: pd.DataFrame) -> None:
+    view = View.of(frame).with_selection(
+        Selection().with_brush("t", ValuesBrush(column="label", values=("owl",)))
+    )
+    obj = Histogram(column="k").render(view)
+    counts = source_of(obj, "selected").data["count"]
+    expected = frame.k[frame.label == "owl"].value_counts().sort_index()
+    np.testing.assert_array_equal(counts, expected.to_numpy())
+
+
+def test_value_count_bars_show_selected_against_all(frame: pd.DataFrame) -> None:
+    view = View.of(frame).with_selection(y_range(0.0, 0.25))
+    obj = Histogram(column="label", top=3).render(view)
+    full, chosen = source_of(obj, "bars").data, source_of(obj, "selected").data
+    assert list(full["label"]) == ["cat", "dog", "owl", "(other)"]
+    picked = frame.label[frame.y < 0.25].value_counts()
+    expected = [picked["cat"], picked["dog"], picked["owl"], picked["emu"]]
+    assert list(chosen["count"]) == expected
+    assert list(chosen["label"]) == list(full["label"])
+
+
+def test_clicking_bars_publishes_their_values(frame: pd.DataFrame) -> None:
+    got: list[Any] = []
+    obj = Histogram(column="label", top=3).render(View.of(frame).with_select_sink(got.append))
+    source = source_of(obj, "bars")
+    source.selected.indices = [2, 0]
+    source.selected.indices = [3]  # (other) alone names no value: clears
+    assert got == [ValuesBrush(column="label", values=("cat", "owl")), None]
+    chosen = View.of(frame).with_selection(Selection().with_brush("h", got[0])).selected()
+    assert chosen.count() == int(frame.label.isin(["cat", "owl"]).sum())
+
+
+def test_panels_that_select_say_so() -> None:
+    assert Histogram.can_select
