@@ -121,4 +121,25 @@ def test_clicking_bars_publishes_their_values(frame: pd.DataFrame) -> None:
 
 
 def test_panels_that_select_say_so() -> None:
-    assert Histogram.can_select
+    from panels_builtin.multi_histogram import MultiHistogram
+
+    assert Histogram.can_select and MultiHistogram.can_select
+
+
+# --------------------------------------------------------------------------- multi-histogram
+
+
+def test_multi_histogram_brushes_a_range_and_counts_the_selected(frame: pd.DataFrame) -> None:
+    from panels_builtin.multi_histogram import MultiHistogram
+
+    got: list[Any] = []
+    view = View.of(frame).with_select_sink(got.append)
+    panel = MultiHistogram(column="x", by="label", bins=8)
+    obj = panel.render(view)
+    brush = source_of(obj, "brush")
+    left, right = brush.data["left"], brush.data["right"]
+    brush.selected.indices = [1, 2]
+    assert got == [RangeBrush(column="x", low=left[1], high=right[2], closed_high=False)]
+    assert "selected" not in obj[0].object
+    chosen = panel.render(view.with_selection(y_range(0.5, 1.0)))
+    assert f"{int((frame.y >= 0.5).sum()):,} of them selected" in chosen[0].object
