@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import AfterValidator, Field
 
 from panels_builtin.captions import EMPTY_VIEW, format_number, values_left_out
+from panels_builtin.selecting import has_selection
 from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS, bin_span, width_bins
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "brush_bins",
     "check_binning",
     "engine_histogram",
-    "has_selection",
     "heights",
     "log_floor",
     "range_of_bins",
@@ -200,12 +200,6 @@ def add_bin_quads(
     fig.quad(
         left="left", right="right", bottom="bottom", top="top", source=source, name=name, **style
     )
-
-
-def has_selection(view: Any) -> bool:
-    """True when the view's table has a linked selection that brushes something."""
-    selection = getattr(view, "selection", None)
-    return selection is not None and bool(selection.brushes)
 
 
 def selected_histogram(view: Any, column: str, edges: np.ndarray, by: str | None = None) -> Any:

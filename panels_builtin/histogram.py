@@ -30,7 +30,6 @@ from panels_builtin.bins import (
     brush_bins,
     check_binning,
     engine_histogram,
-    has_selection,
     heights,
     range_of_bins,
     selected_histogram,
@@ -49,6 +48,7 @@ from panels_builtin.captions import (
     values_left_out,
 )
 from panels_builtin.columns import number_item, pick_measure
+from panels_builtin.selecting import has_selection
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
 from panels_core.query.errors import QueryError

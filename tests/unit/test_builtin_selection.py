@@ -12,7 +12,7 @@ import pytest
 from bokeh.models import BoxSelectTool, ColumnDataSource
 
 from panels_builtin.histogram import Histogram
-from panels_core.query.selection import RangeBrush, Selection, ValuesBrush
+from panels_core.query.selection import RangeBrush, RowsBrush, Selection, ValuesBrush
 from panels_core.view import View
 
 
@@ -122,8 +122,9 @@ def test_clicking_bars_publishes_their_values(frame: pd.DataFrame) -> None:
 
 def test_panels_that_select_say_so() -> None:
     from panels_builtin.multi_histogram import MultiHistogram
+    from panels_builtin.table import TablePanel
 
-    assert Histogram.can_select and MultiHistogram.can_select
+    assert Histogram.can_select and MultiHistogram.can_select and TablePanel.can_select
 
 
 # --------------------------------------------------------------------------- multi-histogram
@@ -143,3 +144,73 @@ def test_multi_histogram_brushes_a_range_and_counts_the_selected(frame: pd.DataF
     assert "selected" not in obj[0].object
     chosen = panel.render(view.with_selection(y_range(0.5, 1.0)))
     assert f"{int((frame.y >= 0.5).sum()):,} of them selected" in chosen[0].object
+
+
+# --------------------------------------------------------------------------- table
+
+
+def test_table_selected_only_pages_exactly_the_selected_rows(frame: pd.DataFrame) -> None:
+    from panels_builtin.table import TablePanel
+
+    view = View.of(frame).with_selection(y_range(0.1, 0.12))
+    paged = TablePanel(columns=["x", "y"], page_size=500, selected="only").build(view)
+    expected = frame[(frame.y >= 0.1) & (frame.y < 0.12)]
+    assert paged.total == len(expected) == paged.selected_rows
+    assert paged.page_rows.tolist() == expected.index.tolist()
+    assert paged.page_table.column("x").to_pylist() == expected.x.tolist()
+    assert paged.highlighted == list(range(len(expected)))
+
+
+def test_table_selected_first_then_the_other_rows(frame: pd.DataFrame) -> None:
+    from panels_builtin.table import TablePanel
+
+    view = View.of(frame).with_selection(y_range(0.1, 0.12))
+    chosen = frame.index[(frame.y >= 0.1) & (frame.y < 0.12)].tolist()
+    rest = [i for i in frame.index if i not in set(chosen)]
+    paged = TablePanel(columns=["x"], page_size=50).build(view)
+    assert paged.total == len(frame)
+    assert paged.page_rows.tolist() == (chosen + rest)[:50]
+    assert paged.highlighted == list(range(len(chosen)))
+    styled = paged.tabulator.get_root().cell_styles["data"]  # what the browser colours
+    assert sorted(styled) == list(range(len(chosen)))
+    paged.go_to(50)
+    assert paged.page_rows.tolist() == (chosen + rest)[50:100]
+    assert paged.highlighted == []
+    obj = TablePanel(columns=["x"]).render(view)
+    toggle = obj[0]
+    toggle.value = "only"
+    assert obj[1][-1].value["x"].tolist() == frame.x[chosen].tolist()
+
+
+def test_checking_rows_publishes_their_row_numbers(frame: pd.DataFrame) -> None:
+    from panels_builtin.table import TablePanel
+
+    got: list[Any] = []
+    view = View.of(frame).with_query(filter="y > 0.5", sort=["-x"]).with_select_sink(got.append)
+    paged = TablePanel(columns=["x"], page_size=20).build(view)
+    assert paged.tabulator.selectable == "checkbox"
+    paged.tabulator.selection = [0, 3]
+    first = paged.page_rows[[0, 3]].tolist()
+    paged.next()
+    paged.tabulator.selection = [1]
+    second = int(paged.page_rows[1])
+    assert got == [
+        RowsBrush(rows=tuple(sorted(first))),
+        RowsBrush(rows=tuple(sorted([*first, second]))),
+    ]
+    kept = frame.loc[sorted([*first, second])]
+    picked = View.of(frame).with_selection(Selection().with_brush("t", got[-1])).selected()
+    assert picked.page(0, 10, ["x"]).column("x").to_pylist() == kept.x.tolist()
+    paged.previous()  # the page's checked rows show checked again
+    assert paged.tabulator.selection == [0, 3]
+    paged.tabulator.selection = []
+    paged.next()
+    paged.tabulator.selection = []
+    assert got[-1] is None
+
+
+def test_grouped_tables_have_no_check_boxes(frame: pd.DataFrame) -> None:
+    from panels_builtin.table import TablePanel
+
+    paged = TablePanel().build(View.of(frame).with_query(group_by=["label"]))
+    assert not paged.selectable and paged.tabulator.selectable != "checkbox"
