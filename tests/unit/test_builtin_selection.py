@@ -12,7 +12,13 @@ import pytest
 from bokeh.models import BoxSelectTool, ColumnDataSource
 
 from panels_builtin.histogram import Histogram
-from panels_core.query.selection import RangeBrush, RowsBrush, Selection, ValuesBrush
+from panels_core.query.selection import (
+    RangeBrush,
+    RegionBrush,
+    RowsBrush,
+    Selection,
+    ValuesBrush,
+)
 from panels_core.view import View
 
 
@@ -122,9 +128,11 @@ def test_clicking_bars_publishes_their_values(frame: pd.DataFrame) -> None:
 
 def test_panels_that_select_say_so() -> None:
     from panels_builtin.multi_histogram import MultiHistogram
+    from panels_builtin.projection import Projection2D
     from panels_builtin.table import TablePanel
 
     assert Histogram.can_select and MultiHistogram.can_select and TablePanel.can_select
+    assert Projection2D.can_select
 
 
 # --------------------------------------------------------------------------- multi-histogram
@@ -214,3 +222,69 @@ def test_grouped_tables_have_no_check_boxes(frame: pd.DataFrame) -> None:
 
     paged = TablePanel().build(View.of(frame).with_query(group_by=["label"]))
     assert not paged.selectable and paged.tabulator.selectable != "checkbox"
+
+
+# --------------------------------------------------------------------------- projection
+
+
+def _projection(frame: pd.DataFrame, view: View) -> Any:
+    from panels_builtin.projection import Projection2D
+
+    config = Projection2D.validate_config({"columns": ["x", "y"], "method": "pca"}, view.type)
+    return Projection2D(config).render(view)
+
+
+def test_projection_highlights_exactly_the_selected_rows(frame: pd.DataFrame) -> None:
+    view = View.of(frame).with_query(filter="x > -1")
+    plain = _projection(frame, view)
+    assert plain.chosen is None and set(plain.source.data["alpha"]) == {0.8}
+    plot = _projection(frame, view.with_selection(y_range(0.3, 0.4)))
+    kept = frame[frame.x > -1]
+    expected = kept.index[(kept.y >= 0.3) & (kept.y < 0.4)]
+    assert plot.table_rows.tolist() == kept.index.tolist()
+    assert plot.table_rows[plot.chosen].tolist() == expected.tolist()
+    alpha = np.asarray(plot.source.data["alpha"])
+    assert plot.table_rows[alpha > 0.5].tolist() == expected.tolist()
+
+
+def test_a_box_on_the_scatter_selects_the_points_inside(frame: pd.DataFrame) -> None:
+    from bokeh import events
+
+    got: list[Any] = []
+    view = View.of(frame).with_select_sink(got.append)
+    plot = _projection(frame, view)
+    geometry = {"type": "rect", "x0": -1.0, "x1": 0.5, "y0": -0.2, "y1": 0.3}
+    plot.figure._trigger_event(events.SelectionGeometry(plot.figure, geometry, final=True))
+    box = ((-1.0, -0.2), (0.5, -0.2), (0.5, 0.3), (-1.0, 0.3))
+    assert got == [RegionBrush(points=plot.points_key, polygon=box)]
+    xy = plot.result.points
+    inside = (xy[:, 0] > -1) & (xy[:, 0] < 0.5) & (xy[:, 1] > -0.2) & (xy[:, 1] < 0.3)
+    chosen = view.with_selection(Selection().with_brush("p", got[0])).selected()
+    assert chosen.row_numbers().tolist() == sorted(plot.table_rows[inside].tolist())
+    assert _projection(frame, view).points_key == plot.points_key  # stable for the same rows
+
+
+def test_a_lasso_on_the_raster_publishes_its_polygon_in_data_space(monkeypatch) -> None:
+    from bokeh import events
+
+    from panels_builtin.projection import plot as plot_module
+
+    monkeypatch.setattr(plot_module, "MAX_SCATTER_POINTS", 100)
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=3000), "y": rng.normal(size=3000)})
+    got: list[Any] = []
+    view = View.of(frame).with_select_sink(got.append)
+    plot = _projection(frame, view)
+    assert plot.source is None and plot.raster is not None
+    lasso = {"type": "poly", "x": [0.0, 2.0, 0.0], "y": [0.0, 0.0, 2.0]}
+    plot.figure._trigger_event(events.SelectionGeometry(plot.figure, lasso, final=True))
+    (brush,) = got
+    assert brush == RegionBrush(points=plot.points_key, polygon=((0, 0), (2, 0), (0, 2)))
+    xy = plot.result.points
+    inside = (xy[:, 0] > 0) & (xy[:, 1] > 0) & (xy[:, 0] + xy[:, 1] < 2)
+    linked = view.with_selection(Selection().with_brush("p", brush))
+    assert linked.selected().count() == int(inside.sum())
+    # the raster draws the selected points again, as a layer of their own
+    drawn = _projection(frame, linked)
+    assert drawn.raster.selected.sum() == int(inside.sum())
+    assert drawn.table_rows[drawn.chosen].tolist() == sorted(drawn.table_rows[inside].tolist())
