@@ -45,8 +45,9 @@ class RasterLayer:
     ``grid`` (point index per pixel, -1 empty), ``window`` ((x0, x1), (y0, y1)).
 
     ``chosen`` (a bool per point, the linked selection): the raster is dimmed and the
-    chosen points are aggregated again into a second layer in a highlight colour over
-    it (``selected``: their count per pixel in the last draw).
+    chosen points are aggregated again into a second image in a highlight colour
+    (column ``selected``, drawn over it; ``selected`` is their count per pixel in the
+    last draw).
     """
 
     def __init__(
@@ -120,21 +121,22 @@ class RasterLayer:
         else:
             self.counts = {"count": int(value.values.sum())}
             image = tf.shade(value, cmap=["#c6dbef", "#08306b"], how="eq_hist", min_alpha=80)
-        if self.chosen is not None:
-            image = self._over_selected(canvas, image)
         point = agg["point"].values
         empty = ~np.isfinite(point)
         grid = np.where(empty, -1, np.nan_to_num(point, nan=-1.0)).astype(np.int64)
         self.grid, self.window = grid, (tuple(x_range), tuple(y_range))
         safe = np.where(empty, 0, grid)
+        pixels = np.ascontiguousarray(image.data, dtype=np.uint32)
         data: dict[str, Any] = {
-            "image": [np.ascontiguousarray(image.data, dtype=np.uint32)],
+            "image": [pixels if self.chosen is None else _faded(pixels, 0.25)],
             "row": [np.where(empty, -1, self.rows[safe]).astype(np.int32)],
             "x": [x_range[0]],
             "y": [y_range[0]],
             "dw": [x_range[1] - x_range[0]],
             "dh": [y_range[1] - y_range[0]],
         }
+        if self.chosen is not None:
+            data["selected"] = [self._selected_image(canvas)]
         for i, (_, values) in enumerate(self.hover):
             if values.dtype.kind == "f":
                 data[f"c{i}"] = [np.where(empty, np.nan, values[safe]).astype(np.float32)]
@@ -143,19 +145,19 @@ class RasterLayer:
                 data[f"c{i}"] = [np.where(empty, -1, values[safe]).astype(codes)]
         return data
 
-    def _over_selected(self, canvas: Any, image: Any) -> Any:
-        """``image`` dimmed, under the chosen points' own aggregate in the highlight colour."""
+    def _selected_image(self, canvas: Any) -> np.ndarray:
+        """The chosen points' own aggregate shaded in the highlight colour (transparent
+        where there is none), drawn by Bokeh as a second image over the dimmed raster."""
         import datashader as ds
         import datashader.transfer_functions as tf
 
         assert self.chosen is not None
         counts = canvas.points(self.frame[self.chosen], X, Y, agg=ds.count())
         self.selected = counts.values.astype(np.int64)
-        dimmed = image.copy(data=_faded(image.data, 0.25))
         if not self.selected.any():
-            return dimmed
+            return np.zeros(self.selected.shape, dtype=np.uint32)
         highlight = tf.shade(counts, cmap=SELECTED_CMAP, how="eq_hist", min_alpha=160)
-        return tf.stack(dimmed, highlight)
+        return np.ascontiguousarray(highlight.data, dtype=np.uint32)
 
     def pixel_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The (row, column) pixel of the last draw that each (x, y) position falls in, with
@@ -242,6 +244,10 @@ class RasterDrawing:
         image = fig.image_rgba(
             image="image", x="x", y="y", dw="dw", dh="dh", source=source, name="raster"
         )
+        if layer.chosen is not None:  # the selected points over the dimmed raster
+            fig.image_rgba(
+                image="selected", x="x", y="y", dw="dw", dh="dh", source=source, name="selected"
+            )
         hover_tool = HoverTool(renderers=[image], **_raster_tooltips(hover))
         fig.add_tools(hover_tool)
         if self.config.image is not None and live():

@@ -287,4 +287,7 @@ def test_a_lasso_on_the_raster_publishes_its_polygon_in_data_space(monkeypatch) 
     # the raster draws the selected points again, as a layer of their own
     drawn = _projection(frame, linked)
     assert drawn.raster.selected.sum() == int(inside.sum())
+    shown = drawn.raster_source.data["selected"][0]  # the second image Bokeh draws on top
+    np.testing.assert_array_equal(shown != 0, drawn.raster.selected > 0)
+    assert drawn.figure.select({"name": "selected"})
     assert drawn.table_rows[drawn.chosen].tolist() == sorted(drawn.table_rows[inside].tolist())
