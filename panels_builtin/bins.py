@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import AfterValidator, Field
 
 from panels_builtin.captions import EMPTY_VIEW, format_number, values_left_out
-from panels_builtin.selecting import has_selection
+from panels_builtin.selecting import selection_answer
 from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS, bin_span, width_bins
 
 __all__ = [
@@ -205,11 +205,11 @@ def add_bin_quads(
 def selected_histogram(view: Any, column: str, edges: np.ndarray, by: str | None = None) -> Any:
     """The selected rows' histogram of ``column`` on the same ``edges`` (the engine's
     ``view.selected()``), or None when the view has no selection."""
-    if not has_selection(view):
-        return None
     edges = np.asarray(edges, dtype=np.float64)
     span = (float(edges[0]), float(edges[-1]))
-    return view.selected().histogram(column, bins=len(edges) - 1, range=span, by=by)
+    return selection_answer(
+        view, lambda chosen: chosen.histogram(column, bins=len(edges) - 1, range=span, by=by)
+    )
 
 
 def range_of_bins(column: str, edges: np.ndarray, indices: Any) -> Any:

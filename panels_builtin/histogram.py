@@ -48,7 +48,7 @@ from panels_builtin.captions import (
     values_left_out,
 )
 from panels_builtin.columns import number_item, pick_measure
-from panels_builtin.selecting import has_selection
+from panels_builtin.selecting import selection_answer
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
 from panels_core.query.errors import QueryError
@@ -266,18 +266,19 @@ class Histogram(Panel[HistogramConfig]):
         selection: the selected rows narrowed to the shown values are counted by value."""
         from panels_core.query.selection import Selection, ValuesBrush
 
-        if not has_selection(view):
-            return None
         column = self.config.column
-        chosen = view.selected()
         shown = Selection(brushes=(("shown", ValuesBrush(column=column, values=tuple(values))),))
-        counted = chosen.with_selection(shown).selected().value_counts(column, top=len(values))
-        by_value = dict(zip(counted.values, np.asarray(counted.counts, dtype=np.int64)))
-        out = [int(by_value.get(v, 0)) for v in values]
-        if other:
-            every = chosen.value_counts(column, top=1)
-            out.append(int(np.sum(every.counts)) + int(every.other) - sum(out))
-        return np.asarray(out, dtype=np.int64)
+
+        def count(chosen: Any) -> np.ndarray:
+            counted = chosen.with_selection(shown).selected().value_counts(column, top=len(values))
+            by_value = dict(zip(counted.values, np.asarray(counted.counts, dtype=np.int64)))
+            out = [int(by_value.get(v, 0)) for v in values]
+            if other:
+                every = chosen.value_counts(column, top=1)
+                out.append(int(np.sum(every.counts)) + int(every.other) - sum(out))
+            return np.asarray(out, dtype=np.int64)
+
+        return selection_answer(view, count)
 
     # -- rendering ----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from panels_builtin.cells import (
 )
 from panels_builtin.columns import image_item
 from panels_builtin.pager import PagedTable
-from panels_builtin.selecting import has_selection
+from panels_builtin.selecting import selection_answer
 from panels_core.panel import Column, Panel, PanelConfig, columns_of
 from panels_core.types import AnyType, JoinedTableType
 
@@ -130,11 +130,11 @@ class TablePanel(Panel[TableConfig]):
         q = view.query
         plain = not (q.group_by or q.compare_with or q.join or view.joined_table())
         shown, selected_rows = view, 0
-        if plain and has_selection(view):
-            chosen = view.selected()
-            selected_rows = chosen.count()
+        counted = selection_answer(view, lambda chosen: chosen.count()) if plain else None
+        if counted is not None:
+            selected_rows = counted
             only = (selected or self.config.selected) == "only"
-            shown = chosen if only else view.selected_first()
+            shown = view.selected() if only else view.selected_first()
         paged = PagedTable(
             shown,
             self.config.columns,
@@ -154,7 +154,7 @@ class TablePanel(Panel[TableConfig]):
         if not columns_of(view.type):
             return message("This table has no columns to show.")
         paged = self.build(view)
-        if not has_selection(view) or not paged.selectable:
+        if paged.view is view:  # no linked selection applies to this view
             return paged.layout
         toggle = pn.widgets.RadioButtonGroup(
             options={"selected first": "first", "selected only": "only"},

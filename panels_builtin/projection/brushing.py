@@ -11,7 +11,7 @@ import numpy as np
 
 from panels_builtin.projection.config import DIM_ALPHA
 from panels_builtin.projection.inputs import remembered
-from panels_builtin.selecting import has_selection
+from panels_builtin.selecting import selection_answer
 from panels_core import projection as proj
 
 __all__ = ["Brushing", "polygon_of"]
@@ -56,10 +56,8 @@ class Brushing:
         every = remembered(view, ("row_numbers",), result.kept, view.row_numbers)
         self.table_rows = np.asarray(every, dtype=np.int64)[self.rows]
         view.register_points(self.points_key, self.table_rows, result.points)
-        self.chosen = None
-        if has_selection(view):
-            selected = view.selected().row_numbers()
-            self.chosen = np.isin(self.table_rows, selected)
+        selected = selection_answer(view, lambda chosen: chosen.row_numbers())
+        self.chosen = None if selected is None else np.isin(self.table_rows, selected)
 
     def add_select_tools(self, fig: Any, renderers: list[Any]) -> None:
         """Box and lasso select (Bokeh's tools) on ``fig``; the drawn shape comes to the

@@ -291,3 +291,18 @@ def test_a_lasso_on_the_raster_publishes_its_polygon_in_data_space(monkeypatch) 
     np.testing.assert_array_equal(shown != 0, drawn.raster.selected > 0)
     assert drawn.figure.select({"name": "selected"})
     assert drawn.table_rows[drawn.chosen].tolist() == sorted(drawn.table_rows[inside].tolist())
+
+
+def test_a_selection_the_engine_cannot_evaluate_leaves_the_cards_drawing(
+    frame: pd.DataFrame,
+) -> None:
+    from panels_builtin.table import TablePanel
+
+    box = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0))
+    lost = Selection().with_brush("p", RegionBrush(points="never-registered", polygon=box))
+    view = View.of(frame).with_selection(lost)
+    obj = Histogram(column="x", bins=5).render(view)
+    assert list(source_of(obj, "bins").data["count"]) == np.histogram(frame.x, bins=5)[0].tolist()
+    assert not figure_of(obj).select({"type": ColumnDataSource, "name": "selected"})
+    paged = TablePanel(columns=["x"]).build(view)
+    assert paged.selected_rows == 0 and paged.total == len(frame)
