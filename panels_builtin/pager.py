@@ -26,7 +26,7 @@ from panels_core.query.selection import RowsBrush
 
 __all__ = ["HIGHLIGHT", "PagedTable"]
 
-HIGHLIGHT = "background-color: #fde3c8"
+HIGHLIGHT = "background-color: #fde3c8; color: #222"
 """The style of a row the linked selection selects."""
 
 

@@ -160,6 +160,7 @@ class TablePanel(Panel[TableConfig]):
             options={"selected first": "first", "selected only": "only"},
             value=self.config.selected,
             margin=(0, 4),
+            css_classes=["selection-toggle"],
         )
         holder = pn.Column(toggle, paged.layout, sizing_mode="stretch_width")
         toggle.param.watch(lambda e: holder.__setitem__(1, self.build(view, e.new).layout), "value")

@@ -94,3 +94,30 @@ def test_dragging_over_histogram_bars_selects_their_range(page, run_cli, workspa
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "selection-histogram.png"), full_page=True)
     assert page.console_errors == []
+
+
+def test_ticking_a_table_row_brings_it_first_and_only(page, run_cli, workspace) -> None:
+    path, frame = workspace
+    spec = json.loads(path.read_text())
+    spec["cards"] = [{"kind": "table", "input": {"table": "runs"}, "config": {"page_size": 10}}]
+    path.write_text(json.dumps(spec))
+    page.goto(run_cli("serve", "--workspace", str(path)))
+    table = page.locator(".workspace-card.card-kind-table")
+    rows = table.locator(".tabulator-row")
+    expect(rows).to_have_count(10, timeout=WAIT)
+    # tick the third row's box: the card shows that row first, ticked and highlighted
+    rows.nth(2).locator("input[type=checkbox]").click()
+    score = f"{frame.score[2]:.4f}".rstrip("0")
+    toggle = table.locator(".selection-toggle")
+    expect(toggle).to_contain_text("selected first", timeout=WAIT)
+    expect(rows.first.locator("[tabulator-field=score]")).to_have_text(score, timeout=WAIT)
+    expect(rows.first.locator("input[type=checkbox]")).to_be_checked()
+    expect(table).to_contain_text("rows 1-10 of 1,000")
+    # "selected only": just that row
+    toggle.get_by_text("selected only").click()
+    expect(table).to_contain_text("rows 1-1 of 1", timeout=WAIT)
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("[tabulator-field=score]")).to_have_text(score)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "selection-table.png"), full_page=True)
+    assert page.console_errors == []
