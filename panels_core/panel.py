@@ -167,8 +167,6 @@ class Panel(Generic[ConfigT]):
     api_version: ClassVar[str] = API_VERSION
     input_kind: ClassVar[InputKind] = "table"
     config_model: ClassVar[type[PanelConfig]] = PanelConfig
-    can_select: ClassVar[bool] = False
-    """True when the panel publishes brushes through ``view.select`` (linked selection)."""
 
     specificity = staticmethod(specificity)
     columns_of = staticmethod(columns_of)

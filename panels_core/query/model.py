@@ -7,7 +7,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from panels_core.query.expr import Expr
-from panels_core.query.selection import Selection
 
 __all__ = ["CompareWith", "JoinSpec", "Query", "SortKey"]
 
@@ -60,7 +59,6 @@ class Query(_Spec):
     join: JoinSpec | None = None
     limit: int | None = Field(default=None, ge=0)
     offset: int = Field(default=0, ge=0)
-    selection: Selection | None = None
 
     @field_validator("filter", mode="before")
     @classmethod

@@ -130,7 +130,7 @@ class CardView(pn.viewable.Viewer):
         self.engine = engine
         self.panels = panels
         self.spec = spec
-        self.view = View(engine, spec.input).with_select_sink(self.on_brush)
+        self.view = View(engine, spec.input)
         self._on_duplicate = on_duplicate
         self._on_close = on_close
         self.placement: Placement | None = None
@@ -262,7 +262,7 @@ class CardView(pn.viewable.Viewer):
 
     def set_query(self, query: Query) -> None:
         """Use a new query: re-derive the type, keep the panel if it still fits, else the best."""
-        view = View(self.engine, query).with_select_sink(self.on_brush)
+        view = View(self.engine, query)
         try:
             matches = compatible(self.panels, view.type)
         except Exception as exc:
@@ -282,18 +282,6 @@ class CardView(pn.viewable.Viewer):
         self.spec = CardSpec(kind=kind, input=query, config=config, title=self.spec.title)
         self._refresh_options()
         self._rebuild_settings()
-        self._render()
-
-    def on_brush(self, brush: Any) -> None:
-        """The panel's brush (None clears it): this card re-renders with it (stand-in for
-        sel-core's per-table linking)."""
-        from panels_core.query.selection import Selection
-
-        selection = self.view.selection or Selection()
-        selection = (
-            selection.without("card") if brush is None else selection.with_brush("card", brush)
-        )
-        self.view = self.view.with_selection(selection if selection.brushes else None)
         self._render()
 
     def set_config(self, config: Mapping[str, Any]) -> None:

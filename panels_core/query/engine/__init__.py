@@ -21,7 +21,6 @@ from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS
 from panels_core.query.engine.aggregate import GROUP_SAMPLE
 from panels_core.query.engine.answers import Histogram, ValueCounts
 from panels_core.query.engine.cache import CACHE_SIZE
-from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.facade import Engine
 from panels_core.query.engine.merge import PAIR_MIN_ROWS
 from panels_core.query.engine.paging import FIRST_PAGE
@@ -33,7 +32,6 @@ __all__ = [
     "MAX_AUTO_BINS",
     "MAX_BINS",
     "PAIR_MIN_ROWS",
-    "ROW",
     "Engine",
     "Histogram",
     "ValueCounts",

@@ -26,7 +26,6 @@ from panels_core.query.engine.compare import (
     required_sources,
     sorted_by_key,
 )
-from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.execute import Runner
 from panels_core.query.engine.failures import first_line, unknown_column
 from panels_core.query.engine.merge import Merger
@@ -36,7 +35,7 @@ from panels_core.query.errors import QueryError
 from panels_core.query.expr import Call, Lit, walk
 from panels_core.query.model import CompareWith, JoinSpec, Query
 from panels_core.query.sql import Params, compile_expr
-from panels_core.types import JoinedTableType, NumberType, StructType, TableType
+from panels_core.types import JoinedTableType, StructType, TableType
 
 __all__ = ["Planner"]
 
@@ -189,9 +188,7 @@ class Planner:
                     table_type.right_name: StructType(fields=dict(table_type.right.columns)),
                 }
             )
-        schema = pa.schema(list(scope(rel).fields.values()))
-        if rel.order == (ROW,) and isinstance(table_type, TableType):
-            table_type = TableType(columns={**table_type.columns, ROW: NumberType(integer=True)})
+        schema = pa.schema(list(rel.fields.values()))
         check_filter(expr, table_type, schema)
 
     def check_patterns(self, expr: Any, cur: Any) -> None:

@@ -199,19 +199,14 @@ def join_rels(
 
 
 def scope(rel: Rel) -> Scope:
-    """What the filter compiler may name in ``rel`` (one table's row number too)."""
-    fields = dict(rel.fields)
-    if rel.order == (ROW,):
-        fields.setdefault(ROW, pa.field(ROW, pa.int64()))
-    return Scope(fields=fields, compared=rel.compared, sources=rel.sources)
+    """What the filter compiler may name in ``rel``."""
+    return Scope(fields=dict(rel.fields), compared=rel.compared, sources=rel.sources)
 
 
 def resolve(rel: Rel, name: str, params: Params, what: str) -> tuple[str, pa.DataType]:
     """SQL and Arrow type of a column name, or a dotted path (``0.score``, ``left.id``)."""
     if name in rel.fields:
         return quote_ident(name), rel.fields[name].type
-    if name == ROW and rel.order == (ROW,):
-        return quote_ident(ROW), pa.int64()
     parts = name.split(".")
     source = None
     if len(parts) > 1 and parts[0].isdigit() and rel.compared:
