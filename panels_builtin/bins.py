@@ -10,22 +10,30 @@ import numpy as np
 from pydantic import AfterValidator, Field
 
 from panels_builtin.captions import EMPTY_VIEW, format_number, values_left_out
+from panels_builtin.selecting import selection_answer
 from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS, bin_span, width_bins
 
 __all__ = [
     "MAX_BINS",
+    "SELECTED_COLOR",
     "BinRange",
     "BinWidth",
     "Bins",
     "add_bin_quads",
     "bar_span",
     "bins_figure",
+    "brush_bins",
     "check_binning",
     "engine_histogram",
     "heights",
     "log_floor",
+    "range_of_bins",
+    "selected_histogram",
     "why_no_bins",
 ]
+
+SELECTED_COLOR = "#f58518"
+"""The colour of the selected rows' series drawn over the full distribution."""
 
 
 def _check_range(value: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -192,3 +200,44 @@ def add_bin_quads(
     fig.quad(
         left="left", right="right", bottom="bottom", top="top", source=source, name=name, **style
     )
+
+
+def selected_histogram(view: Any, column: str, edges: np.ndarray, by: str | None = None) -> Any:
+    """The selected rows' histogram of ``column`` on the same ``edges`` (the engine's
+    ``view.selected()``), or None when the view has no selection."""
+    edges = np.asarray(edges, dtype=np.float64)
+    span = (float(edges[0]), float(edges[-1]))
+    return selection_answer(
+        view, lambda chosen: chosen.histogram(column, bins=len(edges) - 1, range=span, by=by)
+    )
+
+
+def range_of_bins(column: str, edges: np.ndarray, indices: Any) -> Any:
+    """The RangeBrush of the bins at ``indices``: from the first one's left edge to the
+    last one's right edge (closed when it is the last bin); None for no bins."""
+    from panels_core.query.selection import RangeBrush
+
+    if not len(indices):
+        return None
+    first, last = int(min(indices)), int(max(indices))
+    return RangeBrush(
+        column=column,
+        low=float(edges[first]),
+        high=float(edges[last + 1]),
+        closed_high=last == len(edges) - 2,
+    )
+
+
+def brush_bins(fig: Any, name: str, on_indices: Any) -> Any:
+    """Let the user brush the glyph named ``name`` on ``fig`` with Bokeh's horizontal box
+    select; ``on_indices(indices)`` gets the selected bars' indices (``[]`` when cleared).
+    Returns the glyph's ColumnDataSource."""
+    from bokeh.models import BoxSelectTool, GlyphRenderer
+
+    renderer = fig.select_one({"name": name, "type": GlyphRenderer})
+    tool = BoxSelectTool(dimensions="width", renderers=[renderer], continuous=False)
+    fig.add_tools(tool)
+    fig.toolbar.active_drag = tool
+    source = renderer.data_source
+    source.selected.on_change("indices", lambda _attr, _old, new: on_indices(list(new)))
+    return source

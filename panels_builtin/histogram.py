@@ -20,15 +20,19 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from panels_builtin.bins import (
+    SELECTED_COLOR,
     BinRange,
     Bins,
     BinWidth,
     add_bin_quads,
     bar_span,
     bins_figure,
+    brush_bins,
     check_binning,
     engine_histogram,
     heights,
+    range_of_bins,
+    selected_histogram,
     why_no_bins,
 )
 from panels_builtin.captions import (
@@ -44,6 +48,7 @@ from panels_builtin.captions import (
     values_left_out,
 )
 from panels_builtin.columns import number_item, pick_measure
+from panels_builtin.selecting import selection_answer
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
 from panels_core.query.errors import QueryError
@@ -113,6 +118,7 @@ class BinnedValues:
     outside: int
     groups: list[str] | None = None  # the groups summed (grouped views)
     group: str | None = None  # the one group shown
+    selected: np.ndarray | None = None  # the selected rows' counts on the same edges
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -125,6 +131,8 @@ class Bars:
     values: np.ndarray
     other: int
     nulls: int
+    keys: list[Any] = dataclasses.field(default_factory=list)  # each bar's value (None: other)
+    selected: np.ndarray | None = None  # the selected rows' count per bar
 
 
 def _label(value: Any) -> str:
@@ -137,6 +145,7 @@ class Histogram(Panel[HistogramConfig]):
     """Bins of a number column, or value counts of a category column, as Bokeh bars."""
 
     kind = "histogram"
+    can_select = True
     title = "Histogram"
     description = "Distribution of one column: bins of numbers, counts of categories."
 
@@ -183,21 +192,7 @@ class Histogram(Panel[HistogramConfig]):
             width=cfg.bin_width,
             range=cfg.range,
         )
-        counts = np.asarray(hist.counts, dtype=np.int64)
-        groups, group = None, None
-        if counts.ndim == 2:
-            groups = list(hist.groups or [])
-            if cfg.group is not None:
-                if cfg.group not in groups:
-                    shown = ", ".join(f"`{g}`" for g in groups[:10])
-                    more = f" and {len(groups) - 10} more" if len(groups) > 10 else ""
-                    raise NothingToShow(
-                        f"No group `{cfg.group}` in this view; the groups are {shown}{more}. "
-                        "Clear `group` to show them all together."
-                    )
-                counts, group = counts[groups.index(cfg.group)], cfg.group
-            else:
-                counts = counts.sum(axis=0)
+        counts, groups, group = self._one_series(hist)
         total = int(counts.sum())
         if total == 0:
             raise NothingToShow(self._why_empty(hist, groups))
@@ -211,7 +206,31 @@ class Histogram(Panel[HistogramConfig]):
             outside=int(getattr(hist, "outside", 0)),
             groups=groups,
             group=group,
+            selected=self._selected_bins(view, hist.edges),
         )
+
+    def _one_series(self, hist: Any) -> tuple[np.ndarray, list[str] | None, str | None]:
+        """The counts shown (one group's, or all groups summed), the groups and the group."""
+        cfg = self.config
+        counts = np.asarray(hist.counts, dtype=np.int64)
+        if counts.ndim != 2:
+            return counts, None, None
+        groups = list(hist.groups or [])
+        if cfg.group is None:
+            return counts.sum(axis=0), groups, None
+        if cfg.group not in groups:
+            shown = ", ".join(f"`{g}`" for g in groups[:10])
+            more = f" and {len(groups) - 10} more" if len(groups) > 10 else ""
+            raise NothingToShow(
+                f"No group `{cfg.group}` in this view; the groups are {shown}{more}. "
+                "Clear `group` to show them all together."
+            )
+        return counts[groups.index(cfg.group)], groups, cfg.group
+
+    def _selected_bins(self, view: Any, edges: np.ndarray) -> np.ndarray | None:
+        """The selected rows' counts on ``edges`` (None without a selection)."""
+        chosen = selected_histogram(view, self.config.column, edges)
+        return None if chosen is None else self._one_series(chosen)[0]
 
     def _why_empty(self, hist: Any, groups: list[str] | None) -> str:
         cfg = self.config
@@ -238,7 +257,28 @@ class Histogram(Panel[HistogramConfig]):
                 )
             raise NothingToShow(EMPTY_VIEW)
         values = counts / total if cfg.density else counts.astype(np.float64)
-        return Bars(cfg.column, labels, counts, values, other, int(counted.nulls))
+        keys = list(counted.values) + ([None] if other else [])
+        selected = self._selected_bars(view, counted.values, bool(other))
+        return Bars(cfg.column, labels, counts, values, other, int(counted.nulls), keys, selected)
+
+    def _selected_bars(self, view: Any, values: list[Any], other: bool) -> np.ndarray | None:
+        """The selected rows' count for each bar (``(other)`` last), or None without a
+        selection: the selected rows narrowed to the shown values are counted by value."""
+        from panels_core.query.selection import Selection, ValuesBrush
+
+        column = self.config.column
+        shown = Selection(brushes=(("shown", ValuesBrush(column=column, values=tuple(values))),))
+
+        def count(chosen: Any) -> np.ndarray:
+            counted = chosen.with_selection(shown).selected().value_counts(column, top=len(values))
+            by_value = dict(zip(counted.values, np.asarray(counted.counts, dtype=np.int64)))
+            out = [int(by_value.get(v, 0)) for v in values]
+            if other:
+                every = chosen.value_counts(column, top=1)
+                out.append(int(np.sum(every.counts)) + int(every.other) - sum(out))
+            return np.asarray(out, dtype=np.int64)
+
+        return selection_answer(view, count)
 
     # -- rendering ----------------------------------------------------------------------
 
@@ -249,8 +289,8 @@ class Histogram(Panel[HistogramConfig]):
         except (NothingToShow, QueryError) as exc:
             return problem_message(exc, f"Histogram of {markdown_code(self.config.column)}")
         if isinstance(drawn, Bars):
-            return captioned_chart(self._bars_caption(drawn), self._bars_figure(drawn))
-        return captioned_chart(self._bins_caption(drawn), self._bins_figure(drawn))
+            return captioned_chart(self._bars_caption(drawn), self._bars_figure(drawn, view))
+        return captioned_chart(self._bins_caption(drawn), self._bins_figure(drawn, view))
 
     def _bins_caption(self, drawn: BinnedValues) -> str:
         n = len(drawn.counts)
@@ -265,7 +305,7 @@ class Histogram(Panel[HistogramConfig]):
         elif drawn.groups is not None:
             text += f" (all {len(drawn.groups)} groups together)"
         lost = values_left_out(drawn.nulls, drawn.nonfinite, drawn.outside)
-        return f"{text}; {lost}" if lost else text
+        return _with_selected(f"{text}; {lost}" if lost else text, drawn.selected)
 
     def _bars_caption(self, drawn: Bars) -> str:
         shown = len(drawn.labels) - (1 if drawn.other else 0)
@@ -276,11 +316,12 @@ class Histogram(Panel[HistogramConfig]):
         if drawn.other:
             text += f", {format_count(drawn.other)} rows with other values in {OTHER}"
         lost = left_out({"null": drawn.nulls})
-        return f"{text}; {lost}" if lost else text
+        return _with_selected(f"{text}; {lost}" if lost else text, drawn.selected)
 
-    def _bins_figure(self, drawn: BinnedValues) -> Any:
+    def _bins_figure(self, drawn: BinnedValues, view: Any) -> Any:
         cfg = self.config
         bottom, top = bar_span(drawn.values, cfg.log_y)
+        chosen = drawn.selected is not None
         fig = bins_figure(drawn.column, density=cfg.density, log_y=cfg.log_y, height=320)
         add_bin_quads(
             fig,
@@ -291,12 +332,31 @@ class Histogram(Panel[HistogramConfig]):
             drawn.values,
             "bins",
             fill_color=BAR_COLOR,
+            fill_alpha=0.45 if chosen else 1.0,
             line_color="white",
         )
+        if drawn.selected is not None:
+            total = int(drawn.counts.sum())
+            values = heights(drawn.selected, drawn.edges, cfg.density, total)
+            low, high = bar_span(values, cfg.log_y)
+            add_bin_quads(
+                fig,
+                drawn.edges,
+                np.minimum(bottom, low),
+                high,
+                drawn.selected,
+                values,
+                "selected",
+                fill_color=SELECTED_COLOR,
+                line_color="white",
+            )
+        if drawn.groups is None:  # rows of a grouped view are groups: nothing to brush
+            edges = drawn.edges
+            brush_bins(fig, "bins", lambda at: view.select(range_of_bins(drawn.column, edges, at)))
         return fig
 
-    def _bars_figure(self, drawn: Bars) -> Any:
-        from bokeh.models import ColumnDataSource
+    def _bars_figure(self, drawn: Bars, view: Any) -> Any:
+        from bokeh.models import ColumnDataSource, TapTool
         from bokeh.plotting import figure
 
         cfg = self.config
@@ -325,17 +385,64 @@ class Histogram(Panel[HistogramConfig]):
             tooltips=[("value", "@label"), ("count", "@count{0,0}"), ("share", "@share{0.0%}")],
             toolbar_location="right",
         )
-        fig.vbar(
+        chosen = drawn.selected is not None
+        bars = fig.vbar(
             x="label",
             width=0.8,
             bottom="bottom",
             top="top",
             source=source,
             fill_color=BAR_COLOR,
+            fill_alpha=0.45 if chosen else 1.0,
             line_color="white",
             name="bars",
+        )
+        if drawn.selected is not None:
+            self._selected_vbar(fig, drawn, total)
+        fig.add_tools(TapTool(renderers=[bars], behavior="select"))
+        keys = drawn.keys
+        source.selected.on_change(
+            "indices", lambda _a, _o, new: view.select(_values_brush(drawn.column, keys, new))
         )
         fig.xaxis.major_label_orientation = 0.8 if len(drawn.labels) > 8 else 0
         if not cfg.log_y:
             fig.y_range.start = 0
         return fig
+
+    def _selected_vbar(self, fig: Any, drawn: Bars, total: int) -> None:
+        """The selected rows' count of each bar, drawn narrower over the bar of all rows."""
+        from bokeh.models import ColumnDataSource
+
+        assert drawn.selected is not None
+        values = drawn.selected / total if self.config.density else drawn.selected.astype(float)
+        bottom, top = bar_span(values, self.config.log_y)
+        source = ColumnDataSource(
+            {"label": drawn.labels, "bottom": bottom, "top": top, "count": drawn.selected},
+            name="selected",
+        )
+        fig.vbar(
+            x="label",
+            width=0.5,
+            bottom="bottom",
+            top="top",
+            source=source,
+            fill_color=SELECTED_COLOR,
+            line_color="white",
+            name="selected",
+        )
+
+
+def _values_brush(column: str, keys: list[Any], indices: list[int]) -> Any:
+    """The ValuesBrush of the clicked bars (the ``(other)`` bar cannot be named); None when
+    no named bar is clicked (clears this panel's brush)."""
+    from panels_core.query.selection import ValuesBrush
+
+    values = tuple(keys[i] for i in sorted(indices) if keys[i] is not None)
+    return ValuesBrush(column=column, values=values) if values else None
+
+
+def _with_selected(text: str, selected: np.ndarray | None) -> str:
+    """A caption with the selected rows' count after it (when there is a selection)."""
+    if selected is None:
+        return text
+    return f"{text}; {format_count(int(selected.sum()))} of them selected"

@@ -29,10 +29,13 @@ from panels_builtin.bins import (
     BinWidth,
     add_bin_quads,
     bins_figure,
+    brush_bins,
     check_binning,
     engine_histogram,
     heights,
     log_floor,
+    range_of_bins,
+    selected_histogram,
     why_no_bins,
 )
 from panels_builtin.captions import (
@@ -136,6 +139,7 @@ class MultiBins:
     nonfinite: int
     outside: int
     merged: int = 0  # series merged into (other)
+    selected: int | None = None  # values of the selected rows (None: no selection)
 
 
 def _fits(t: Any, accepts: Any) -> bool:
@@ -146,6 +150,7 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
     """Overlaid or stacked histograms, one colour per compared source or group."""
 
     kind = "multi_histogram"
+    can_select = True
     title = "Multi-histogram"
     description = "One histogram per compared table or per group, on shared bins."
 
@@ -233,7 +238,15 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
             nonfinite=int(hist.nonfinite),
             outside=int(getattr(hist, "outside", 0)),
             merged=merged,
+            selected=self._selected(view, split, hist.edges),
         )
+
+    def _selected(self, view: Any, split: Split, edges: np.ndarray) -> int | None:
+        """How many values of the selected rows fall in the bins (plain number columns)."""
+        if split not in ("by", "none"):
+            return None
+        chosen = selected_histogram(view, self.config.column, edges, by=self.config.by)
+        return None if chosen is None else int(np.sum(chosen.counts))
 
     def _series(self, hist: Any, column_type: Any) -> tuple[Split, np.ndarray, list[str]]:
         """What splits the engine's histogram into series, its counts (series, bins) and
@@ -294,7 +307,7 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
             drawn = self.data(view)
         except (NothingToShow, QueryError) as exc:
             return problem_message(exc, f"Multi-histogram of {markdown_code(self.config.column)}")
-        return captioned_chart(self._caption(drawn), self._figure(drawn))
+        return captioned_chart(self._caption(drawn), self._figure(drawn, view))
 
     def _caption(self, drawn: MultiBins) -> str:
         what = {
@@ -318,9 +331,11 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         lost = values_left_out(drawn.nulls, drawn.nonfinite, drawn.outside)
         if lost:
             parts.append(lost)
+        if drawn.selected is not None:
+            parts.append(f"{format_count(drawn.selected)} of them selected")
         return "; ".join(parts)
 
-    def _figure(self, drawn: MultiBins) -> Any:
+    def _figure(self, drawn: MultiBins, view: Any) -> Any:
         cfg = self.config
         fig = bins_figure(
             drawn.column, density=cfg.density, log_y=cfg.log_y, height=340, series=True
@@ -348,4 +363,18 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         legend.click_policy = "hide"
         legend.title = {"source": "source", "group": "group", "by": self.config.by}.get(drawn.split)
         fig.add_layout(legend, "right")  # beside the plot, never over the bars
+        if drawn.split in ("by", "none"):
+            self._brush(fig, drawn, view)
         return fig
+
+    def _brush(self, fig: Any, drawn: MultiBins, view: Any) -> None:
+        """A horizontal box select over the bins (an undrawn quad per bin, as tall as the
+        highest bar) that publishes the brushed bins' RangeBrush."""
+        from bokeh.models import HoverTool
+
+        hover = fig.select_one({"type": HoverTool})
+        hover.renderers = list(fig.renderers)  # the series, not the brush layer
+        edges, n_bins = drawn.edges, len(drawn.edges) - 1
+        low, top, zeros = drawn.bottoms.min(axis=0), drawn.tops.max(axis=0), np.zeros(n_bins)
+        add_bin_quads(fig, edges, low, top, zeros, zeros, "brush", fill_alpha=0, line_alpha=0)
+        brush_bins(fig, "brush", lambda at: view.select(range_of_bins(drawn.column, edges, at)))

@@ -19,10 +19,15 @@ from panels_builtin.captions import format_count
 from panels_builtin.cells import CellColumn, CellRenderer, cell_columns, number_formatter
 from panels_builtin.columns import image_item
 from panels_core.escape import html_text, markdown_text
+from panels_core.query.engine import ROW
 from panels_core.query.errors import QueryError
 from panels_core.query.model import SortKey
+from panels_core.query.selection import RowsBrush
 
-__all__ = ["PagedTable"]
+__all__ = ["HIGHLIGHT", "PagedTable"]
+
+HIGHLIGHT = "background-color: #fde3c8; color: #222"
+"""The style of a row the linked selection selects."""
 
 
 class _PageTabulator:
@@ -53,6 +58,12 @@ class PagedTable:
     ``page_table`` (Arrow) and ``frame`` (the displayed DataFrame) hold the current
     page; ``total`` the view's row count; ``fetches`` counts engine page calls.
     ``on_sort``, when set, gets the new Query after a header sort (a workspace saves it).
+
+    ``selectable``: rows have check boxes, and the checked rows (``checked``, table row
+    numbers, kept across pages) are published as a ``RowsBrush`` through ``view.select``;
+    ``page_rows`` holds the current page's row numbers. ``selected_rows``: how many rows
+    at the top of the view the linked selection selects (``selected_first``/``selected``
+    views); those rows are highlighted (``highlighted``: their positions on the page).
     """
 
     def __init__(
@@ -61,8 +72,17 @@ class PagedTable:
         columns: Sequence[str] | Sequence[CellColumn] | None = None,
         page_size: int = 50,
         cells: CellRenderer | None = None,
+        *,
+        selectable: bool = False,
+        selected_rows: int = 0,
     ) -> None:
         self.view = view
+        self.selectable = selectable
+        self.selected_rows = int(selected_rows)
+        self.checked: set[int] = _brushed_rows(view) if selectable else set()
+        self.page_rows = np.empty(0, dtype=np.int64)
+        self.highlighted: list[int] = []
+        self._syncing = False
         self.page_size = int(page_size)
         self.cells = cells or CellRenderer()
         if columns and all(isinstance(c, CellColumn) for c in columns):
@@ -102,7 +122,11 @@ class PagedTable:
                 limit = max(0, min(limit, query.limit - self.offset))
             grouped = self.view.with_query(offset=start, limit=limit).grouped()
             return grouped.select(self.names)
-        return self.view.page(self.offset, self.page_size, self.names)
+        if not self.selectable:
+            return self.view.page(self.offset, self.page_size, self.names)
+        table = self.view.page(self.offset, self.page_size, [*self.names, ROW])
+        self.page_rows = table.column(ROW).to_numpy().astype(np.int64)
+        return table.select(self.names)
 
     def _frame(self, table: pa.Table) -> Any:
         import pandas as pd
@@ -190,6 +214,24 @@ class PagedTable:
     def _on_sorters(self, event: Any) -> None:
         self.apply_sorters(event.new or [])
 
+    # -- selection ----------------------------------------------------------------------
+
+    def check(self, positions: Sequence[int]) -> None:
+        """Check the rows at ``positions`` of the current page (unchecking its others) and
+        publish every checked row as the view's RowsBrush (None when none is checked)."""
+        page = set(self.page_rows.tolist())
+        chosen = {int(self.page_rows[i]) for i in positions if 0 <= i < len(self.page_rows)}
+        self.checked = (self.checked - page) | chosen
+        self.view.select(RowsBrush(rows=tuple(sorted(self.checked))) if self.checked else None)
+
+    def _on_checked(self, event: Any) -> None:
+        if not self._syncing:
+            self.check(list(event.new or []))
+
+    def _row_style(self, row: Any) -> list[str]:
+        """The highlight of a row the linked selection selects (a Tabulator style)."""
+        return [HIGHLIGHT if row.name in self.highlighted else ""] * len(row)
+
     # -- widgets ------------------------------------------------------------------------
 
     def _formatters(self) -> dict[str, Any]:
@@ -234,6 +276,11 @@ class PagedTable:
             ],
         )
         self.tabulator.param.watch(self._on_sorters, "sorters")
+        if self.selectable:
+            self.tabulator.selectable = "checkbox"
+            self.tabulator.param.watch(self._on_checked, "selection")
+        if self.selected_rows:
+            self.tabulator.style.apply(self._row_style, axis=1)
         glyphs = {"first": "«", "previous": "◀", "next": "▶", "last": "»"}
         self.buttons = {
             name: pn.widgets.Button(
@@ -271,7 +318,17 @@ class PagedTable:
 
     def _show(self) -> None:
         if self.frame is not None:
+            shown = len(self.frame)
+            first = max(0, min(shown, self.selected_rows - self.offset))
+            self.highlighted = list(range(first))
             self.tabulator.value = self.frame
+        if self.selectable:
+            self._syncing = True
+            try:
+                page = self.page_rows.tolist()
+                self.tabulator.selection = [i for i, r in enumerate(page) if r in self.checked]
+            finally:
+                self._syncing = False
         self.info.object = self.status
         at_start, at_end = self.offset <= 0, self.offset >= self.last_offset
         self.buttons["first"].disabled = self.buttons["previous"].disabled = at_start
@@ -317,3 +374,10 @@ class PagedTable:
 
             toggle.param.watch(changed, "value")
             self.extra.append(toggle)
+
+
+def _brushed_rows(view: Any) -> set[int]:
+    """The rows the view's selection names by number (the table's own check boxes)."""
+    selection = getattr(view, "selection", None)
+    brushes = selection.brushes if selection is not None else ()
+    return {int(r) for _, b in brushes if isinstance(b, RowsBrush) for r in b.rows}

@@ -7,7 +7,7 @@ names are importable from here too, as before they had modules of their own.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -27,6 +27,7 @@ from panels_builtin.cells import (
 )
 from panels_builtin.columns import image_item
 from panels_builtin.pager import PagedTable
+from panels_builtin.selecting import selection_answer
 from panels_core.panel import Column, Panel, PanelConfig, columns_of
 from panels_core.types import AnyType, JoinedTableType
 
@@ -78,6 +79,9 @@ class TableConfig(PanelConfig):
     mask_layers: list[str] | None = Field(
         None, description="mask layers drawn into images; None draws every layer, [] none"
     )
+    selected: Literal["first", "only"] = Field(
+        "first", description="with a linked selection: its rows first, or only its rows"
+    )
 
     @field_validator("box_layers", "mask_layers", mode="after")
     @classmethod
@@ -104,6 +108,7 @@ class TablePanel(Panel[TableConfig]):
     """Every row of any table, a page at a time, with typed cells and header sorting."""
 
     kind = "table"
+    can_select = True
     title = "Table"
     description = "Rows of any table, paged by the engine; typed cells; sort by header click."
 
@@ -118,14 +123,45 @@ class TablePanel(Panel[TableConfig]):
         c = self.config
         return CellRenderer(c.precision, c.thumbnail_size, c.box_layers, c.mask_layers)
 
-    def build(self, view: Any) -> PagedTable:
-        """The pager over ``view`` (its widgets, current page and handlers)."""
-        paged = PagedTable(view, self.config.columns, self.config.page_size, self.cells())
+    def build(self, view: Any, selected: str | None = None) -> PagedTable:
+        """The pager over ``view`` (its widgets, current page and handlers): with a linked
+        selection, its rows first or only (``selected``, default the config's), highlighted;
+        rows of one plain table can be checked (published as the view's RowsBrush)."""
+        q = view.query
+        plain = not (q.group_by or q.compare_with or q.join or view.joined_table())
+        shown, selected_rows = view, 0
+        counted = selection_answer(view, lambda chosen: chosen.count()) if plain else None
+        if counted is not None:
+            selected_rows = counted
+            only = (selected or self.config.selected) == "only"
+            shown = view.selected() if only else view.selected_first()
+        paged = PagedTable(
+            shown,
+            self.config.columns,
+            self.config.page_size,
+            self.cells(),
+            selectable=plain,
+            selected_rows=selected_rows,
+        )
         paged.add_layer_toggles()
         return paged
 
     def render(self, view: Any) -> Any:
-        """A Column: pager row, message line and the page's Tabulator."""
+        """A Column: pager row, message line and the page's Tabulator; with a linked
+        selection a toggle between its rows first and only its rows."""
+        import panel as pn
+
         if not columns_of(view.type):
             return message("This table has no columns to show.")
-        return self.build(view).layout
+        paged = self.build(view)
+        if paged.view is view:  # no linked selection applies to this view
+            return paged.layout
+        toggle = pn.widgets.RadioButtonGroup(
+            options={"selected first": "first", "selected only": "only"},
+            value=self.config.selected,
+            margin=(0, 4),
+            css_classes=["selection-toggle"],
+        )
+        holder = pn.Column(toggle, paged.layout, sizing_mode="stretch_width")
+        toggle.param.watch(lambda e: holder.__setitem__(1, self.build(view, e.new).layout), "value")
+        return holder

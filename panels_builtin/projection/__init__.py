@@ -35,7 +35,9 @@ or with ``PANELS_PROJECTION_SYNC=1`` it is computed before ``render`` returns.
 Modules: ``config`` (the config), ``panel`` (``Projection2D``), ``inputs`` (what is
 read from the View), ``labels`` (labels and colouring), ``plot``
 (``ProjectionPlot``: progress, layout, click and search), ``scatter`` and
-``raster`` (the two drawings), ``session`` (the Bokeh server session).
+``raster`` (the two drawings), ``brushing`` (linked selection: box and lasso select
+as a region brush over the points registered with the View, the selected points
+highlighted), ``session`` (the Bokeh server session).
 """
 
 from __future__ import annotations

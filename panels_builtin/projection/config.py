@@ -19,7 +19,13 @@ from panels_core.types import (
     strip_optional,
 )
 
-__all__ = ["MAX_INLINE_THUMBNAILS", "MAX_SCATTER_POINTS", "ProjectionConfig", "is_number"]
+__all__ = [
+    "DIM_ALPHA",
+    "MAX_INLINE_THUMBNAILS",
+    "MAX_SCATTER_POINTS",
+    "ProjectionConfig",
+    "is_number",
+]
 
 MAX_SCATTER_POINTS = 50_000
 """Above this many points the panel rasterises on the server instead of sending a scatter."""
@@ -27,6 +33,8 @@ MAX_INLINE_THUMBNAILS = 5_000
 """Up to this many points every row's hover thumbnail is sent with the scatter; above, only the
 clicked row's image is fetched (beside the neighbour list)."""
 Metric = Literal["euclidean", "cosine"]
+DIM_ALPHA = 0.08
+"""The alpha of points a search or a linked selection leaves out."""
 
 _PARAM_FIELDS = {
     "components": "pca_x / pca_y",

@@ -38,6 +38,7 @@ class Projection2D(Panel[ProjectionConfig]):
     """PCA, UMAP or t-SNE of an embedding column (or numeric columns) as an interactive scatter."""
 
     kind = "projection"
+    can_select = True
     title = "2D Projection"
     description = (
         "Embeddings or numeric columns projected to 2D (PCA, UMAP, t-SNE): colour, hover "

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from panels_builtin.captions import OTHER, format_count, message
-from panels_builtin.projection.config import MAX_SCATTER_POINTS, ProjectionConfig
+from panels_builtin.projection.brushing import Brushing
+from panels_builtin.projection.config import DIM_ALPHA, MAX_SCATTER_POINTS, ProjectionConfig
 from panels_builtin.projection.inputs import Inputs, remembered, thumbnails
 from panels_builtin.projection.labels import MAX_CATEGORIES, Colouring, Labels, colouring_for
 from panels_builtin.projection.raster import RasterDrawing
@@ -21,12 +22,10 @@ from panels_core.escape import html_text, markdown_code, markdown_text
 
 __all__ = ["ProjectionPlot"]
 
-DIM_ALPHA = 0.08
-
 _log = logging.getLogger(__name__)
 
 
-class ProjectionPlot(ScatterDrawing, RasterDrawing):
+class ProjectionPlot(ScatterDrawing, RasterDrawing, Brushing):
     """The rendered projection: a Panel layout plus the data it draws (for callbacks and tests).
 
     After ``show``: ``result`` (the ProjectionResult), ``rows`` (view row number of
@@ -35,7 +34,8 @@ class ProjectionPlot(ScatterDrawing, RasterDrawing):
     is its Bokeh ColumnDataSource and ``marks`` the source of the highlighted points),
     ``colouring``, ``caption``; ``select(row)`` fills ``neighbours`` (a
     DataFrame also shown in ``neighbour_table``); ``search(text)`` sets
-    ``matches`` (a bool per point) and dims the others.
+    ``matches`` (a bool per point) and dims the others. With a linked selection
+    ``chosen`` marks the selected points (``Brushing``): bright, the others dimmed.
     """
 
     def __init__(self, config: ProjectionConfig, view: Any, inputs: Inputs) -> None:
@@ -136,6 +136,7 @@ class ProjectionPlot(ScatterDrawing, RasterDrawing):
         cfg = self.config
         self.result = result
         self.rows = result.kept_indices
+        self.register(result)
         self.colouring = remembered(
             self.view,
             ("colouring", cfg.colour_by),
@@ -298,7 +299,7 @@ class ProjectionPlot(ScatterDrawing, RasterDrawing):
         needle = text.strip().lower()
         if not needle:
             self.matches = None
-            alpha = np.full(self.result.n_kept, 0.8)
+            alpha = self.base_alpha()
             self.search_info.object = ""
             chosen = np.empty(0, dtype=np.int64)
         else:

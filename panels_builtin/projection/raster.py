@@ -20,6 +20,8 @@ __all__ = ["RASTER_HEIGHT", "RASTER_WIDTH", "RasterDrawing", "RasterLayer"]
 
 X, Y = "x_2d", "y_2d"
 """Raster coordinate column names (datashader refuses a category named like a coordinate)."""
+SELECTED_CMAP = ["#fdd0a2", "#d94801"]
+"""The shades of the selected points' layer drawn over the dimmed raster."""
 RASTER_WIDTH, RASTER_HEIGHT = 560, 420
 """Pixels of the server-side raster (re-aggregated for every zoom or pan under a server)."""
 
@@ -41,6 +43,11 @@ class RasterLayer:
     empty), so the hover reports the row under the cursor without the server.
     The last draw is kept: ``counts`` (points per category, or ``{"count": n}``),
     ``grid`` (point index per pixel, -1 empty), ``window`` ((x0, x1), (y0, y1)).
+
+    ``chosen`` (a bool per point, the linked selection): the raster is dimmed and the
+    chosen points are aggregated again into a second image in a highlight colour
+    (column ``selected``, drawn over it; ``selected`` is their count per pixel in the
+    last draw).
     """
 
     def __init__(
@@ -49,9 +56,12 @@ class RasterLayer:
         rows: np.ndarray,
         colouring: Colouring,
         hover: Sequence[tuple[str, np.ndarray]] = (),
+        chosen: np.ndarray | None = None,
     ) -> None:
         import pandas as pd
 
+        self.chosen = chosen
+        self.selected = np.zeros((0, 0), dtype=np.int64)
         self.points = points
         self.rows = rows
         self.colouring = colouring
@@ -116,14 +126,17 @@ class RasterLayer:
         grid = np.where(empty, -1, np.nan_to_num(point, nan=-1.0)).astype(np.int64)
         self.grid, self.window = grid, (tuple(x_range), tuple(y_range))
         safe = np.where(empty, 0, grid)
+        pixels = np.ascontiguousarray(image.data, dtype=np.uint32)
         data: dict[str, Any] = {
-            "image": [np.ascontiguousarray(image.data, dtype=np.uint32)],
+            "image": [pixels if self.chosen is None else _faded(pixels, 0.25)],
             "row": [np.where(empty, -1, self.rows[safe]).astype(np.int32)],
             "x": [x_range[0]],
             "y": [y_range[0]],
             "dw": [x_range[1] - x_range[0]],
             "dh": [y_range[1] - y_range[0]],
         }
+        if self.chosen is not None:
+            data["selected"] = [self._selected_image(canvas)]
         for i, (_, values) in enumerate(self.hover):
             if values.dtype.kind == "f":
                 data[f"c{i}"] = [np.where(empty, np.nan, values[safe]).astype(np.float32)]
@@ -131,6 +144,20 @@ class RasterLayer:
                 codes = np.int16 if values.max(initial=0) < 32_767 else np.int32
                 data[f"c{i}"] = [np.where(empty, -1, values[safe]).astype(codes)]
         return data
+
+    def _selected_image(self, canvas: Any) -> np.ndarray:
+        """The chosen points' own aggregate shaded in the highlight colour (transparent
+        where there is none), drawn by Bokeh as a second image over the dimmed raster."""
+        import datashader as ds
+        import datashader.transfer_functions as tf
+
+        assert self.chosen is not None
+        counts = canvas.points(self.frame[self.chosen], X, Y, agg=ds.count())
+        self.selected = counts.values.astype(np.int64)
+        if not self.selected.any():
+            return np.zeros(self.selected.shape, dtype=np.uint32)
+        highlight = tf.shade(counts, cmap=SELECTED_CMAP, how="eq_hist", min_alpha=160)
+        return np.ascontiguousarray(highlight.data, dtype=np.uint32)
 
     def pixel_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The (row, column) pixel of the last draw that each (x, y) position falls in, with
@@ -168,6 +195,13 @@ def _padded_extent(points: np.ndarray) -> tuple[tuple[float, float], tuple[float
     return out[0], out[1]
 
 
+def _faded(rgba: np.ndarray, factor: float) -> np.ndarray:
+    """Packed RGBA pixels with their alpha scaled by ``factor``."""
+    rgba = np.asarray(rgba, dtype=np.uint32)
+    alpha = ((rgba >> 24) * factor).astype(np.uint32)
+    return (rgba & np.uint32(0x00FFFFFF)) | (alpha << 24)
+
+
 def _viridis() -> list[str]:
     from bokeh.palettes import Viridis256
 
@@ -193,7 +227,8 @@ class RasterDrawing:
             )
             for name in hover_names
         ]
-        layer = RasterLayer(result.points, self.rows, colouring, [(n, v) for n, v, _ in hover])
+        hovered = [(n, v) for n, v, _ in hover]
+        layer = RasterLayer(result.points, self.rows, colouring, hovered, self.chosen)
         (x0, x1), (y0, y1) = layer.extent
         fig = figure(
             height=480,
@@ -209,13 +244,18 @@ class RasterDrawing:
         image = fig.image_rgba(
             image="image", x="x", y="y", dw="dw", dh="dh", source=source, name="raster"
         )
+        if layer.chosen is not None:  # the selected points over the dimmed raster
+            fig.image_rgba(
+                image="selected", x="x", y="y", dw="dw", dh="dh", source=source, name="selected"
+            )
         hover_tool = HoverTool(renderers=[image], **_raster_tooltips(hover))
         fig.add_tools(hover_tool)
         if self.config.image is not None and live():
             self._hover_thumbnails(hover_tool, source)
         _raster_legend(fig, layer)
         marks = ColumnDataSource({"x": [], "y": [], "row": []}, name="marks")
-        fig.scatter("x", "y", source=marks, color="#e45756", size=4, line_alpha=0.0)
+        marked = fig.scatter("x", "y", source=marks, color="#e45756", size=4, line_alpha=0.0)
+        self.add_select_tools(fig, [marked])
         self.raster, self.marks, self.figure, self.raster_source = layer, marks, fig, source
         if live():
             fig.on_event(events.RangesUpdate, self._on_ranges)

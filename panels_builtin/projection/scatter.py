@@ -29,7 +29,7 @@ class ScatterDrawing:
             "x": result.points[:, 0],
             "y": result.points[:, 1],
             "row": self.rows,
-            "alpha": np.full(n, 0.8),
+            "alpha": self.base_alpha(),
             "size": self._sizes(result.kept),
         }
         hover = self._hover_columns()
@@ -69,6 +69,7 @@ class ScatterDrawing:
             HoverTool(renderers=[renderer], tooltips=self._tooltip(hover, thumbs)),
             TapTool(renderers=[renderer]),
         )
+        self.add_select_tools(fig, [renderer])
         source.selected.on_change("indices", self._on_tap)
         self.source, self.figure = source, fig
         return fig
@@ -129,6 +130,6 @@ class ScatterDrawing:
         return "".join(lines)
 
     def _on_tap(self, attr: str, old: list[int], new: list[int]) -> None:
-        if self._syncing or not new:
+        if self._syncing or len(new) != 1:  # a box or lasso selects several: not a click
             return
         self.select(int(self.rows[new[0]]))

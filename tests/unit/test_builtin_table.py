@@ -433,6 +433,7 @@ def test_registry_offers_the_table_last_with_every_column(digits) -> None:
         "thumbnail_size": 64,
         "box_layers": None,
         "mask_layers": None,
+        "selected": "first",
     }
     records = Table(dataframe=pd.DataFrame({"meta": [{"a": 1}, {"a": 2}]}))
     assert [m.kind for m in registry.compatible(View.of(records).type)] == ["table"]
