@@ -222,6 +222,8 @@ def resolve(rel: Rel, name: str, params: Params, what: str) -> tuple[str, pa.Dat
     """SQL and Arrow type of a column name, or a dotted path (``0.score``, ``left.id``)."""
     if name in rel.fields:
         return quote_ident(name), rel.fields[name].type
+    if name == ROW and rel.order == (ROW,):  # one table's row number, as a page column
+        return quote_ident(ROW), pa.int64()
     parts = name.split(".")
     source = None
     if len(parts) > 1 and parts[0].isdigit() and rel.compared:
