@@ -43,7 +43,7 @@ from panels_builtin.captions import (
     problem_message,
     values_left_out,
 )
-from panels_builtin.columns import number_item, pick_measure
+from panels_builtin.columns import has_media, looks_like_id, number_item, pick_measure
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
 from panels_core.query.errors import QueryError
@@ -139,6 +139,19 @@ class Histogram(Panel[HistogramConfig]):
     kind = "histogram"
     title = "Histogram"
     description = "Distribution of one column: bins of numbers, counts of categories."
+
+    @classmethod
+    def first_screen(cls, table_type: Any) -> float | None:
+        """Beside the projection and gallery of a table with images or embeddings, when it
+        has a number column that is not a row id."""
+        if not has_media(table_type):
+            return None
+        numbers = [
+            name
+            for name, t in columns_of(table_type).items()
+            if isinstance(strip_optional(t), NumberType) and not looks_like_id(name, t)
+        ]
+        return 3 if numbers else None
 
     @classmethod
     def default_config(cls, view_type: Any) -> HistogramConfig:

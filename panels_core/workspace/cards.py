@@ -27,7 +27,11 @@ from panels_core.workspace.spec import (
     Placement,
 )
 
-__all__ = ["CARD_STYLES", "CardView", "carry_config", "compatible", "count_text"]
+__all__ = ["CARD_HEIGHT", "CARD_STYLES", "CardView", "carry_config", "compatible", "count_text"]
+
+CARD_HEIGHT = 600
+"""Pixels of one row of the card grid: a card is this tall (or a multiple, when it
+spans rows) and its body scrolls inside it."""
 
 CARD_STYLES = {
     "border": "1px solid #d9dde3",
@@ -35,6 +39,7 @@ CARD_STYLES = {
     "padding": "6px 10px 10px 10px",
     "background": "white",
     "box-shadow": "0 1px 3px rgba(0, 0, 0, 0.06)",
+    "overflow": "hidden",
 }
 """The look of a card's box (the workspace grid shows cards in it)."""
 
@@ -178,7 +183,9 @@ class CardView(pn.viewable.Viewer):
             styles={"background": "#f6f8fa", "border-radius": "6px"},
         )
         self.body = pn.Column(
-            sizing_mode="stretch_width", min_height=120, css_classes=["card-body"]
+            sizing_mode="stretch_width",
+            css_classes=["card-body"],
+            styles={"flex": "1 1 0", "min-height": "0", "overflow": "auto"},
         )
 
     def _build_layout(self) -> Any:

@@ -69,11 +69,13 @@ def test_default_cards_for_the_demo_tables() -> None:
     )
     cards = [(c.kind, c.input.table) for c in default_cards(engine)]
     projection = "projection" in registry.kinds()
-    expected = [("table", "hello")]
-    expected += [("projection", "hello")] if projection else []  # five numeric columns
-    expected += [("table", "digits")]
-    expected += [("projection", "digits")] if projection else []  # an embedding
+    # an image + embedding table: projection, gallery, a histogram, its rows last
+    expected = [("projection", "digits")] if projection else []
+    expected += [("gallery", "digits"), ("histogram", "digits"), ("table", "digits")]
     expected += [("table", "runs:v1"), ("joined_table", "pair")]  # latest version only
+    # three rows: after the others, never the first row of the screen
+    expected += [("table", "hello")]
+    expected += [("projection", "hello")] if projection else []  # five numeric columns
     assert cards == expected
     for card in default_cards(engine):
         assert card.input == Query(table=card.input.table)
