@@ -22,7 +22,11 @@ from panels_core.escape import html_text, markdown_text
 from panels_core.query.errors import QueryError
 from panels_core.query.model import SortKey
 
-__all__ = ["PagedTable"]
+__all__ = ["TABLE_HEIGHT", "PagedTable"]
+
+TABLE_HEIGHT = 380
+"""Pixels a page's Tabulator may take: taller pages scroll inside it (under its header),
+so a page of thumbnails never makes its card taller."""
 
 
 class _PageTabulator:
@@ -225,6 +229,7 @@ class PagedTable:
             pagination=None,
             layout="fit_data_table",
             sizing_mode="stretch_width",
+            max_height=TABLE_HEIGHT,
             configuration={"columnDefaults": {"sorterParams": {"alignEmptyValues": "bottom"}}},
             # the view's own sort shows as header arrows
             sorters=[

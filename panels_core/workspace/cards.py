@@ -40,6 +40,7 @@ CARD_STYLES = {
     "background": "white",
     "box-shadow": "0 1px 3px rgba(0, 0, 0, 0.06)",
     "overflow": "hidden",
+    "height": "100%",
 }
 """The look of a card's box (the workspace grid shows cards in it)."""
 

@@ -118,6 +118,7 @@ def test_served_names_and_values_are_text(page, run_cli, tmp_path) -> None:
     box.fill("")
 
     # the group-by choices list the hostile column; choosing it groups by it
+    runs.locator(".query-more").click()  # the bar is one line: open sort, group, compare
     runs.locator(".query-group input").click()
     choice = runs.locator(".choices__item--choice", has_text=COLUMN).first
     expect(choice).to_be_visible(timeout=WAIT)
@@ -129,6 +130,7 @@ def test_served_names_and_values_are_text(page, run_cli, tmp_path) -> None:
 
     # compared with the hostile-named table: its name in the count line
     other = _card(page, "table", "other")
+    other.locator(".query-more").click()
     other.locator(".query-compare select").select_option(FILE_NAME)
     expect(other.locator(".row-count")).to_have_text(
         f"{N} rows comparing 0 = other (20 rows) and 1 = {FILE_NAME} ({N} rows)", timeout=WAIT

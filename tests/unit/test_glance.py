@@ -73,7 +73,9 @@ def test_the_bar_is_one_line_until_opened(shapes: Table) -> None:
 
 def test_a_saved_sort_and_group_opens_the_bar(shapes: Table) -> None:
     engine = Engine({"shapes": shapes})
-    query = Query(table="shapes", sort=[{"column": "price", "descending": True}], group_by=["label"])
+    query = Query(
+        table="shapes", sort=[{"column": "price", "descending": True}], group_by=["label"]
+    )
     bar = QueryBar(engine, query)
     assert bar.expanded and bar.extra.visible
     assert (bar.sort.value, bar.direction.value, bar.group_by.value) == (
