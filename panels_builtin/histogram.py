@@ -59,9 +59,11 @@ from panels_core.types import (
     strip_optional,
 )
 
-__all__ = ["Bars", "BinnedValues", "Histogram", "HistogramConfig"]
+__all__ = ["FEATURE_COLUMNS", "Bars", "BinnedValues", "Histogram", "HistogramConfig"]
 
 NUMBER = NumberType()
+FEATURE_COLUMNS = 16
+"""From this many number columns a table's numbers are features, none its main measure."""
 GROUPED_NUMBER = ListType(item=OptionalType(inner=NUMBER))
 """``list[number]`` (with or without nulls): a number column after grouping."""
 LABELS = (CategoryType(), BooleanType(), StringType())
@@ -143,7 +145,8 @@ class Histogram(Panel[HistogramConfig]):
     @classmethod
     def first_screen(cls, table_type: Any) -> float | None:
         """Beside the projection and gallery of a table with images or embeddings, when it
-        has a number column that is not a row id."""
+        has a number column that is not a row id, and not so many (``FEATURE_COLUMNS``)
+        that they are features rather than measures (the 64 pixels of a digit)."""
         if not has_media(table_type):
             return None
         numbers = [
@@ -151,7 +154,7 @@ class Histogram(Panel[HistogramConfig]):
             for name, t in columns_of(table_type).items()
             if isinstance(strip_optional(t), NumberType) and not looks_like_id(name, t)
         ]
-        return 3 if numbers else None
+        return 3 if 0 < len(numbers) < FEATURE_COLUMNS else None
 
     @classmethod
     def default_config(cls, view_type: Any) -> HistogramConfig:

@@ -153,6 +153,15 @@ def test_first_screen_of_an_image_and_embedding_table_and_a_three_row_table() ->
     assert cards[2].config["column"] == "price"  # a measure, not the row id
 
 
+def test_many_number_columns_are_features_with_no_histogram_first() -> None:
+    pixels = pd.DataFrame(np.arange(60.0).reshape(3, 20), columns=[f"p{i}" for i in range(20)])
+    image = Image(np.zeros((4, 4, 3), dtype=np.uint8))
+    features = Table(dataframe=pixels.assign(image=[image] * 3))
+    cards = default_cards(Engine({"features": features}))
+    # twenty number columns: projected, but none is the main measure worth a histogram
+    assert [c.kind for c in cards] == ["projection", "gallery", "table"]
+
+
 # -- the sidebar -----------------------------------------------------------------------
 
 
