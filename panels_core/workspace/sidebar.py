@@ -46,6 +46,11 @@ SUMMARY_TOP = 5
 MAX_COLUMNS = 40
 """Columns an entry lists (the rest are counted)."""
 _W, _H = 80, 16
+_COLUMNS_HEAD = (
+    '<table class="column-list" style="font-size:12px;width:100%;table-layout:fixed;'
+    'overflow-wrap:anywhere"><colgroup><col style="width:38%"><col>'
+    f'<col style="width:{_W + 6}px"></colgroup>'
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +136,7 @@ def _columns_html(columns: Mapping[str, Any], summaries: Mapping[str, ColumnSumm
         rows.append(
             f"<tr><td colspan=3>... and {len(columns) - MAX_COLUMNS} more columns</td></tr>"
         )
-    return f'<table class="column-list" style="font-size:12px">{"".join(rows)}</table>'
+    return f"{_COLUMNS_HEAD}{''.join(rows)}</table>"
 
 
 def _columns_of(table_type: Any) -> tuple[list[str], dict[str, Any]]:
