@@ -181,3 +181,15 @@ def test_sidebar_summaries_are_the_engines_histogram_and_value_counts(shapes: Ta
     assert "<b>bird" not in svg
     widths = [float(w) for w in re.findall(r'width="([\d.]+)" height="16.0"', svg)]
     assert widths == pytest.approx([80 / 3] * 3, abs=0.1)  # one bar split by the counts
+
+
+def test_gallery_names_are_text_and_an_empty_view_says_so() -> None:
+    image = Image(np.zeros((4, 4, 3), dtype=np.uint8))
+    table = Table(columns=["<i>n</i>", "image"], data=[[1, image], [2, image]])
+    view = View.of(table)
+    gallery = Gallery(view, GalleryPanel.default_config(view.type))
+    gallery.show(1)
+    assert "<th" in gallery.detail_html and "<i>" not in gallery.detail_html
+    assert "&lt;i&gt;n&lt;/i&gt;" in gallery.detail_html
+    empty = GalleryPanel(image="image").render(view.with_query(filter="`<i>n</i>` > 5"))
+    assert "the filter keeps none" in empty.object
