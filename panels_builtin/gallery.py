@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import param
 from pydantic import Field
 
 from panels_builtin.captions import format_count, format_number, message
 from panels_builtin.cells import CellColumn, CellRenderer, cell_columns, image_cell, text_cell
 from panels_builtin.columns import label_column
-from panels_core.escape import html_text
+from panels_core.escape import html_text, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, Prefer, columns_of
 from panels_core.query.errors import QueryError
 from panels_core.types import AnyType, CategoryType, ImageType, TableType, strip_optional
@@ -81,6 +80,7 @@ class TileGrid:
     @classmethod
     def get(cls) -> Any:
         if cls.cls is None:
+            import param
             from panel.custom import JSComponent
 
             class Tiles(JSComponent):  # type: ignore[misc]
@@ -254,7 +254,7 @@ class Gallery:
         self.info.object = self.status
         self.previous.disabled = self.offset <= 0
         self.next.disabled = self.offset + len(self.rows) >= self.total
-        self.alert.object = html_text(self.error or "")
+        self.alert.object = markdown_text(self.error or "")
         self.alert.visible = bool(self.error)
 
 
