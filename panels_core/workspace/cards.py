@@ -45,6 +45,14 @@ CARD_STYLES = {
 """The look of a card's box (the workspace grid shows cards in it)."""
 
 
+_TITLE_STYLES = {
+    "min-width": "0",
+    "overflow": "hidden",
+    "white-space": "nowrap",
+    "text-overflow": "ellipsis",
+}
+"""A long title is cut with an ellipsis, so the header's buttons stay inside the card."""
+
 _MATCHES: OrderedDict[tuple[int, tuple[str, ...], str], list[Any]] = OrderedDict()
 _MATCHES_LOCK = threading.Lock()
 
@@ -158,7 +166,7 @@ class CardView(pn.viewable.Viewer):
     def _build_widgets(self) -> None:
         """The header's buttons and selector, the row count, the settings and the body."""
         self.selector = pn.widgets.Select(
-            label="", width=200, css_classes=["panel-selector"], margin=(4, 5)
+            label="", width=170, css_classes=["panel-selector"], margin=(4, 5)
         )
         self.gear = _header_button("⚙", "card-gear", "Settings")
         self.duplicate_button = _header_button("Copy", "card-duplicate", "Duplicate this card", 60)
@@ -192,12 +200,15 @@ class CardView(pn.viewable.Viewer):
     def _build_layout(self) -> Any:
         """The title and header buttons over the query bar, row count, settings and body."""
         self.title_pane = pn.pane.Markdown(
-            f"#### {markdown_text(self.title)}", margin=(0, 8), css_classes=["card-title"]
+            f"#### {markdown_text(self.title)}",
+            margin=(0, 8),
+            css_classes=["card-title"],
+            sizing_mode="stretch_width",
+            styles=_TITLE_STYLES,
         )
         return pn.Column(
             pn.Row(
                 self.title_pane,
-                pn.layout.HSpacer(),
                 self.selector,
                 self.gear,
                 self.wide_button,

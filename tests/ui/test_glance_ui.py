@@ -43,7 +43,7 @@ def demo_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo(page, run_cli, demo_dir, monkeypatch):
     monkeypatch.setenv("PANELS_DEMO_DIR", str(demo_dir))
-    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(run_cli("serve", "--demo"))
     return page
 
@@ -79,6 +79,10 @@ def test_table_card_keeps_its_row_height_and_gallery_opens_a_row(demo) -> None:
         assert round(box["height"]) == CARD_HEIGHT and round(box["y"]) == round(
             row_cards[0].bounding_box()["y"]
         )
+    for each in demo.locator(".workspace-card").all():  # a long title never pushes ✕ out
+        edge = each.bounding_box()
+        close = each.locator(".card-close").first.bounding_box()
+        assert close["x"] + close["width"] <= edge["x"] + edge["width"]
     box = table.bounding_box()
     assert round(box["height"]) == CARD_HEIGHT  # 50 rows of thumbnails do not grow it
     holder = table.locator(".tabulator-tableholder").first
