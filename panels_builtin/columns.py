@@ -3,13 +3,52 @@ compared types, and the measure to show instead of a column named like a row id.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from panels_core.slots import looks_like_id
-from panels_core.types import ComparedType, ImageType, ListType, NumberType, strip_optional
+from panels_core.types import (
+    CategoryType,
+    ComparedType,
+    EmbeddingType,
+    ImageType,
+    ListType,
+    NumberType,
+    TableType,
+    strip_optional,
+)
 
-__all__ = ["image_item", "innermost_item", "looks_like_id", "number_item", "pick_measure"]
+__all__ = [
+    "has_media",
+    "image_item",
+    "innermost_item",
+    "label_column",
+    "looks_like_id",
+    "number_item",
+    "pick_measure",
+]
+
+_LABEL_NAME = re.compile(r"(^|[_.\s])(label|labels|class|category|target|y)$", re.IGNORECASE)
+
+
+def has_media(table_type: Any) -> bool:
+    """True for a plain table with an embedding or image column (what a gallery or a
+    projection shows better than rows)."""
+    if not isinstance(table_type, TableType):
+        return False
+    return any(
+        isinstance(strip_optional(t), EmbeddingType | ImageType)
+        for t in table_type.columns.values()
+    )
+
+
+def label_column(columns: Mapping[str, Any]) -> str | None:
+    """The category column named like a label (``label``, ``class``, ``target``), else the
+    first category column, else None."""
+    categories = [c for c, t in columns.items() if isinstance(strip_optional(t), CategoryType)]
+    named = [c for c in categories if _LABEL_NAME.search(c)]
+    return (named or categories or [None])[0]
 
 
 def innermost_item(column_type: Any) -> Any:

@@ -47,7 +47,7 @@ from panels_builtin.captions import (
     problem_message,
     values_left_out,
 )
-from panels_builtin.columns import number_item, pick_measure
+from panels_builtin.columns import has_media, looks_like_id, number_item, pick_measure
 from panels_builtin.selecting import selection_answer
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
@@ -64,9 +64,11 @@ from panels_core.types import (
     strip_optional,
 )
 
-__all__ = ["Bars", "BinnedValues", "Histogram", "HistogramConfig"]
+__all__ = ["FEATURE_COLUMNS", "Bars", "BinnedValues", "Histogram", "HistogramConfig"]
 
 NUMBER = NumberType()
+FEATURE_COLUMNS = 16
+"""From this many number columns a table's numbers are features, none its main measure."""
 GROUPED_NUMBER = ListType(item=OptionalType(inner=NUMBER))
 """``list[number]`` (with or without nulls): a number column after grouping."""
 LABELS = (CategoryType(), BooleanType(), StringType())
@@ -148,6 +150,20 @@ class Histogram(Panel[HistogramConfig]):
     can_select = True
     title = "Histogram"
     description = "Distribution of one column: bins of numbers, counts of categories."
+
+    @classmethod
+    def first_screen(cls, table_type: Any) -> float | None:
+        """Beside the projection and gallery of a table with images or embeddings, when it
+        has a number column that is not a row id, and not so many (``FEATURE_COLUMNS``)
+        that they are features rather than measures (the 64 pixels of a digit)."""
+        if not has_media(table_type):
+            return None
+        numbers = [
+            name
+            for name, t in columns_of(table_type).items()
+            if isinstance(strip_optional(t), NumberType) and not looks_like_id(name, t)
+        ]
+        return 3 if 0 < len(numbers) < FEATURE_COLUMNS else None
 
     @classmethod
     def default_config(cls, view_type: Any) -> HistogramConfig:

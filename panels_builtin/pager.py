@@ -24,10 +24,14 @@ from panels_core.query.errors import QueryError
 from panels_core.query.model import SortKey
 from panels_core.query.selection import RowsBrush
 
-__all__ = ["HIGHLIGHT", "PagedTable"]
+__all__ = ["HIGHLIGHT", "TABLE_HEIGHT", "PagedTable"]
 
 HIGHLIGHT = "background-color: #fde3c8; color: #222"
 """The style of a row the linked selection selects."""
+
+TABLE_HEIGHT = 380
+"""Pixels a page's Tabulator may take: taller pages scroll inside it (under its header),
+so a page of thumbnails never makes its card taller."""
 
 
 class _PageTabulator:
@@ -267,6 +271,7 @@ class PagedTable:
             pagination=None,
             layout="fit_data_table",
             sizing_mode="stretch_width",
+            max_height=TABLE_HEIGHT,
             configuration={"columnDefaults": {"sorterParams": {"alignEmptyValues": "bottom"}}},
             # the view's own sort shows as header arrows
             sorters=[

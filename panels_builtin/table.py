@@ -25,13 +25,14 @@ from panels_builtin.cells import (
     number_formatter,
     text_cell,
 )
-from panels_builtin.columns import image_item
+from panels_builtin.columns import has_media, image_item
 from panels_builtin.pager import PagedTable
 from panels_builtin.selecting import selection_answer
 from panels_core.panel import Column, Panel, PanelConfig, columns_of
 from panels_core.types import AnyType, JoinedTableType
 
 __all__ = [
+    "TABLE_LAST",
     "CellColumn",
     "CellRenderer",
     "PagedTable",
@@ -47,6 +48,10 @@ __all__ = [
     "number_formatter",
     "text_cell",
 ]
+
+TABLE_LAST = 9
+"""The table's place on a first screen after a table's media cards (gallery, projection,
+histograms)."""
 
 # --------------------------------------------------------------------------- config
 
@@ -115,8 +120,11 @@ class TablePanel(Panel[TableConfig]):
     @classmethod
     def first_screen(cls, table_type: Any) -> float | None:
         """A table's rows lead its cards on a new workspace (a joined table's too, by
-        the joined-table panel)."""
-        return None if isinstance(table_type, JoinedTableType) else 0
+        the joined-table panel); a table with images or embeddings shows them first
+        (gallery, projection, histograms) and its rows last."""
+        if isinstance(table_type, JoinedTableType):
+            return None
+        return TABLE_LAST if has_media(table_type) else 0
 
     def cells(self) -> CellRenderer:
         """The cell renderer for this config."""

@@ -451,13 +451,15 @@ class Registry:
         """The panels a new workspace shows first for a table of ``table_type``.
 
         The lead is the first of ``matches`` (default: ``compatible(table_type)``) whose
-        ``first_screen`` says 0, else the best match; then every match that gives a
-        positive place, smaller places first. Empty when nothing fits.
+        ``first_screen`` says 0, else the best match unless it gives a positive place
+        of its own; then every match that gives a positive place, smaller places first.
+        Empty when nothing fits.
         """
         if matches is None:
             matches = self.compatible(table_type)
         places = [(self._first_screen_place(m, table_type), m) for m in matches]
-        lead = next((m for place, m in places if place == 0), matches[0] if matches else None)
+        best = matches[0] if matches and not (places[0][0] or 0) > 0 else None
+        lead = next((m for place, m in places if place == 0), best)
         extras = sorted(
             ((place, i, m) for i, (place, m) in enumerate(places) if place and place > 0),
             key=lambda x: x[:2],

@@ -15,24 +15,26 @@ from typing import Any
 
 import panel as pn
 
-from panels_core.escape import html_text, markdown_code, markdown_lines, markdown_text
+from panels_core.escape import html_text, markdown_code, markdown_lines
 from panels_core.panel import is_kind_name
 from panels_core.panel_registry import Registry, error_card, registry
 from panels_core.query.engine import Engine
 from panels_core.query.model import Query
 from panels_core.query.selection import Selection
-from panels_core.types import JoinedTableType, describe
 from panels_core.view import View
 from panels_core.workspace.cards import (
+    CARD_HEIGHT,
     CARD_STYLES,
     CardView,
     carry_config,
     compatible,
     count_text,
 )
+from panels_core.workspace.defaults import default_cards, latest_only, split_version
 from panels_core.workspace.linking import Linking
 from panels_core.workspace.querybar import query_error_text
 from panels_core.workspace.saving import write_spec
+from panels_core.workspace.sidebar import table_entry
 from panels_core.workspace.spec import (
     CardSpec,
     LayoutSpec,
@@ -56,27 +58,6 @@ _MIN_CARD_WIDTH = 440
 _SIDEBAR_WIDTH = 340
 
 
-def _split_version(name: str) -> tuple[str, int] | None:
-    base, _, version = name.rpartition(":")
-    if base and version.startswith("v") and version[1:].isdigit():
-        return base, int(version[1:])
-    return None
-
-
-def _latest_only(names: Sequence[str]) -> list[str]:
-    """Table names without the older versions of a Store entry (``preds:v0`` when ``preds:v1``)."""
-    latest: dict[str, tuple[int, str]] = {}
-    plain = []
-    for name in names:
-        split = _split_version(name)
-        if split is None:
-            plain.append(name)
-        elif split[0] not in latest or split[1] > latest[split[0]][0]:
-            latest[split[0]] = (split[1], name)
-    keep = set(plain) | {v for _, v in latest.values()}
-    return [n for n in names if n in keep]
-
-
 def _table_sources(
     tables: Mapping[str, Any], sources: Mapping[str, TableSource]
 ) -> dict[str, TableSource]:
@@ -87,29 +68,6 @@ def _table_sources(
         if name not in found and path is not None:
             found[name] = TableSource(path=str(Path(path).resolve()))
     return found
-
-
-def default_cards(engine: Engine, panels: Registry = registry) -> list[CardSpec]:
-    """The smart default: per table (latest version only) the cards the panels ask for
-    on a first screen (``Panel.first_screen``; for the built-ins a table card, or a
-    joined-table card for a joined table, plus a 2D projection when the table has an
-    embedding or five or more numeric columns)."""
-    cards: list[CardSpec] = []
-    for name in _latest_only(engine.table_names()):
-        query = Query(table=name)
-        try:
-            table_type = View(engine, query).type
-            matches = compatible(panels, table_type)
-        except Exception:  # the card shows the error when built
-            lead = panels.lead_kind()
-            if lead is not None:
-                cards.append(CardSpec(kind=lead, input=query))
-            continue
-        for match in panels.first_screen(table_type, matches):
-            cards.append(
-                CardSpec(kind=match.kind, input=query, config=match.config.model_dump(mode="json"))
-            )
-    return cards
 
 
 class Workspace(pn.viewable.Viewer):
@@ -461,58 +419,20 @@ class Workspace(pn.viewable.Viewer):
         self.save_path = path
         self._status("Saved", f"{len(self.cards)} cards to {path}")
 
-    def _table_entry(self, name: str, versions: list[str]) -> pn.viewable.Viewable:
-        try:
-            view = View(self.engine, Query(table=name))
-            table_type = view.type
-            rows = view.count()
-        except Exception as exc:
-            return pn.pane.Alert(
-                f"{markdown_code(name)}: {markdown_text(exc)}", alert_type="danger"
-            )
-        if isinstance(table_type, JoinedTableType):
-            left = markdown_code(f"{table_type.left_name}.{table_type.left_key}")
-            right = markdown_code(f"{table_type.right_name}.{table_type.right_key}")
-            lines = [f"joined on {left} = {right}"]
-            columns = {
-                f"{side}.{c}": t
-                for side, tt in (
-                    (table_type.left_name, table_type.left),
-                    (table_type.right_name, table_type.right),
-                )
-                for c, t in tt.columns.items()
-            }
-        else:
-            lines = []
-            columns = dict(table_type.columns)
-        if len(versions) > 1:
-            lines.append("versions: " + ", ".join(markdown_code(v) for v in versions))
-        lines += [
-            f"- {markdown_code(col)}: {markdown_text(describe(t))}"
-            for col, t in list(columns.items())[:40]
-        ]
-        if len(columns) > 40:
-            lines.append(f"- ... and {len(columns) - 40} more columns")
-        return pn.Card(
-            pn.pane.Markdown("\n".join(lines), margin=(0, 8)),
-            title=html_text(f"{name} · {rows:,} rows · {len(columns)} columns"),
-            collapsed=len(columns) > 12,
-            sizing_mode="stretch_width",
-            css_classes=["table-entry"],
-        )
-
     def sidebar(self) -> pn.viewable.Viewable:
         """Add card, save, and the tables: rows, columns and their types, versions."""
         names = self.engine.table_names()
         versions: dict[str, list[str]] = {}
         for name in names:
-            split = _split_version(name)
+            split = split_version(name)
             if split is not None:
                 versions.setdefault(split[0], []).append(name)
         entries = []
-        for name in _latest_only(names):
-            split = _split_version(name)
-            entries.append(self._table_entry(name, versions.get(split[0], []) if split else []))
+        for name in latest_only(names):
+            split = split_version(name)
+            entries.append(
+                table_entry(self.engine, name, versions.get(split[0], []) if split else [])
+            )
         entries += [
             pn.pane.Alert(
                 f"{markdown_code(name)} cannot be opened: {markdown_lines(why)}",
@@ -592,7 +512,7 @@ def _grid_css(columns: int) -> str:
   display: grid !important;
   grid-template-columns: repeat({columns}, minmax(0, 1fr));
   grid-auto-flow: row dense;
-  align-items: start;
+  grid-auto-rows: {CARD_HEIGHT}px;
   column-gap: 4px;
 }}
 @media (max-width: {narrow}px) {{

@@ -29,7 +29,11 @@ from panels_core.workspace.spec import (
     Placement,
 )
 
-__all__ = ["CARD_STYLES", "CardView", "carry_config", "compatible", "count_text"]
+__all__ = ["CARD_HEIGHT", "CARD_STYLES", "CardView", "carry_config", "compatible", "count_text"]
+
+CARD_HEIGHT = 600
+"""Pixels of one row of the card grid: a card is this tall (or a multiple, when it
+spans rows) and its body scrolls inside it."""
 
 CARD_STYLES = {
     "border": "1px solid #d9dde3",
@@ -37,9 +41,19 @@ CARD_STYLES = {
     "padding": "6px 10px 10px 10px",
     "background": "white",
     "box-shadow": "0 1px 3px rgba(0, 0, 0, 0.06)",
+    "overflow": "hidden",
+    "height": "100%",
 }
 """The look of a card's box (the workspace grid shows cards in it)."""
 
+
+_TITLE_STYLES = {
+    "min-width": "0",
+    "overflow": "hidden",
+    "white-space": "nowrap",
+    "text-overflow": "ellipsis",
+}
+"""A long title is cut with an ellipsis, so the header's buttons stay inside the card."""
 
 _MATCHES: OrderedDict[tuple[int, tuple[str, ...], str], list[Any]] = OrderedDict()
 _MATCHES_LOCK = threading.Lock()
@@ -159,7 +173,7 @@ class CardView(pn.viewable.Viewer):
     def _build_widgets(self) -> None:
         """The header's buttons and selector, the row count, the settings and the body."""
         self.selector = pn.widgets.Select(
-            label="", width=200, css_classes=["panel-selector"], margin=(4, 5)
+            label="", width=170, css_classes=["panel-selector"], margin=(4, 5)
         )
         self.gear = _header_button("⚙", "card-gear", "Settings")
         self.duplicate_button = _header_button("Copy", "card-duplicate", "Duplicate this card", 60)
@@ -185,7 +199,9 @@ class CardView(pn.viewable.Viewer):
             styles={"background": "#f6f8fa", "border-radius": "6px"},
         )
         self.body = pn.Column(
-            sizing_mode="stretch_width", min_height=120, css_classes=["card-body"]
+            sizing_mode="stretch_width",
+            css_classes=["card-body"],
+            styles={"flex": "1 1 0", "min-height": "0", "overflow": "auto"},
         )
         linking = self.linking
         self.selection_row = linking.card_controls(self) if linking else pn.Row(visible=False)
@@ -193,12 +209,15 @@ class CardView(pn.viewable.Viewer):
     def _build_layout(self) -> Any:
         """The title and header buttons over the query bar, row count, settings and body."""
         self.title_pane = pn.pane.Markdown(
-            f"#### {markdown_text(self.title)}", margin=(0, 8), css_classes=["card-title"]
+            f"#### {markdown_text(self.title)}",
+            margin=(0, 8),
+            css_classes=["card-title"],
+            sizing_mode="stretch_width",
+            styles=_TITLE_STYLES,
         )
         return pn.Column(
             pn.Row(
                 self.title_pane,
-                pn.layout.HSpacer(),
                 self.selector,
                 self.gear,
                 self.wide_button,

@@ -3,6 +3,8 @@
 ``build_query`` turns the bar's fields into a Query and checks it against the
 engine (parse errors, unknown columns, type errors), so an invalid filter never
 reaches a panel; ``QueryBar`` is the widget row that calls it on every change.
+The bar is one line: the filter box, a summary of what else is in effect
+(``summary_text``) and a "⋯" button that opens sort, group and compare.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import panel as pn
 from pydantic import ValidationError
 
-from panels_core.escape import choice_options, markdown_block
+from panels_core.escape import choice_options, html_text, markdown_block
 from panels_core.panel import columns_of
 from panels_core.query.errors import QueryError
 from panels_core.query.model import CompareWith, Query, SortKey
@@ -30,6 +32,7 @@ __all__ = [
     "build_query",
     "fields_of",
     "query_error_text",
+    "summary_text",
 ]
 
 NO_SORT = "(no sort)"
@@ -37,6 +40,16 @@ NO_COMPARE = "(none)"
 ROW_POSITION = "(row position)"
 BOTH_FILTER = "0.present and 1.present"
 """The filter that keeps only the rows present in both compared tables."""
+
+
+_CHIP_STYLES = {
+    "background": "#eef2f7",
+    "border-radius": "10px",
+    "padding": "1px 8px",
+    "font-size": "12px",
+    "color": "#334",
+    "white-space": "nowrap",
+}
 
 
 def query_error_text(exc: BaseException) -> str:
@@ -156,10 +169,28 @@ def fields_of(query: Query) -> QueryFields:
     )
 
 
+def summary_text(fields: QueryFields) -> str:
+    """What the bar's hidden fields do, in a few words: ``"sorted by price ↓ · grouped
+    by label · compared with runs_b on id · only rows in both"``; empty when nothing."""
+    parts = []
+    if fields.sort:
+        parts.append(f"sorted by {fields.sort} {'↓' if fields.descending else '↑'}")
+    if fields.group_by:
+        parts.append("grouped by " + ", ".join(fields.group_by))
+    if fields.compare_with:
+        on = f" on {fields.compare_on}" if fields.compare_on else ""
+        parts.append(f"compared with {fields.compare_with}{on}")
+        if fields.only_both:
+            parts.append("only rows in both")
+    return " · ".join(parts)
+
+
 class QueryBar(pn.viewable.Viewer):
     """Filter, sort, group by, compare: calls ``on_change(query)`` with every valid query.
 
-    The filter is checked as it is typed; its message shows under the box and
+    One line: the filter box, the summary of the hidden fields and the "⋯" toggle
+    (``more``) that shows sort, group and compare; open from the start when the
+    saved query sorts, groups or compares. The filter is checked as it is typed; its message shows under the box and
     an invalid filter is never passed on. The query is applied when the box is
     committed (Enter or leaving it) and when any other field changes.
     """
@@ -193,16 +224,41 @@ class QueryBar(pn.viewable.Viewer):
             self.only_both,
         ):
             widget.param.watch(self._changed, "value")
+        self.more.value = bool(summary_text(fields))
+        self.more.param.watch(lambda _e: self._sync_summary(), "value")
         self._layout = self._build_layout()
+        self._sync_summary()
+
+    @property
+    def expanded(self) -> bool:
+        """True while sort, group and compare are shown."""
+        return bool(self.more.value)
+
+    def _sync_summary(self) -> None:
+        """Show the extra fields when expanded, else their summary on the line."""
+        text = summary_text(self.fields())
+        self.extra.visible = self.expanded
+        self.summary.object = html_text(text)
+        self.summary.visible = bool(text) and not self.expanded
 
     def _build_widgets(self, fields: QueryFields, columns: list[str], others: list[str]) -> None:
         """The bar's widgets, set to ``fields``; ``others`` are the tables to compare with."""
         self.filter_input = pn.widgets.TextInput(
-            label="Filter",
             value=fields.filter,
-            placeholder='e.g. score > 0.5 and label in ("cat", "dog")',
+            placeholder='Filter, e.g. score > 0.5 and label in ("cat", "dog")',
             sizing_mode="stretch_width",
             css_classes=["query-filter"],
+            margin=(2, 4),
+        )
+        self.summary = pn.pane.HTML(
+            "",
+            visible=False,
+            css_classes=["query-summary"],
+            margin=(6, 4),
+            styles=_CHIP_STYLES,
+        )
+        self.more = pn.widgets.Toggle(
+            label="⋯", width=36, margin=(2, 2), color="light", css_classes=["query-more"]
         )
         self.message = pn.pane.Alert(
             "",
@@ -255,20 +311,23 @@ class QueryBar(pn.viewable.Viewer):
         )
 
     def _build_layout(self) -> Any:
-        """The filter box over its message, then the other fields in a wrapping row."""
+        """The one line (filter, summary, ⋯) over the filter's message, then the other
+        fields in a wrapping row, shown when expanded."""
+        self.extra = pn.FlexBox(
+            self.sort,
+            self.direction,
+            self.group_by,
+            self.compare_with,
+            self.compare_on,
+            self.only_both,
+            flex_wrap="wrap",
+            sizing_mode="stretch_width",
+            css_classes=["query-more-fields"],
+        )
         return pn.Column(
-            pn.Row(self.filter_input, sizing_mode="stretch_width"),
+            pn.Row(self.filter_input, self.summary, self.more, sizing_mode="stretch_width"),
             self.message,
-            pn.FlexBox(
-                self.sort,
-                self.direction,
-                self.group_by,
-                self.compare_with,
-                self.compare_on,
-                self.only_both,
-                flex_wrap="wrap",
-                sizing_mode="stretch_width",
-            ),
+            self.extra,
             sizing_mode="stretch_width",
             css_classes=["query-bar"],
             margin=0,
@@ -331,6 +390,7 @@ class QueryBar(pn.viewable.Viewer):
         if self._syncing:
             return
         self._sync_compare_widgets()
+        self._sync_summary()
         query = self.check(self.fields())
         if query is None or query == self.query:
             return

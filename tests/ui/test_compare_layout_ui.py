@@ -54,6 +54,7 @@ def test_compare_versions_bars_then_grouped_multi_histograms(page, run_cli, vers
     expect(count).to_have_text("600 of 600 rows", timeout=WAIT)
 
     # compare with the second version, joined on id
+    runs.locator(".query-more").click()  # the bar is one line: open sort, group, compare
     runs.locator(".query-compare select").select_option("runs_b")
     runs.locator(".query-compare-on select").select_option("id")
     expect(count).to_have_text(

@@ -130,6 +130,7 @@ def test_swap_filter_group_save_and_reload(page, run_cli, small_data, tmp_path) 
 
     # group by label: the table shows a histogram cell per group
     other = card(page, "runs_b", "table")
+    other.locator(".query-more").click()  # the bar is one line: open sort, group, compare
     other.locator(".query-group input").click()
     other.locator(".choices__item--choice", has_text="label").first.click()
     expect(other.locator(".row-count")).to_have_text("3 groups · 400 of 400 rows", timeout=WAIT)

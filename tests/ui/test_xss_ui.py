@@ -98,8 +98,10 @@ def test_served_names_and_values_are_text(page, run_cli, tmp_path) -> None:
     _literal(sidebar, f"{FILE_NAME} · {N} rows · 4 columns")
     _literal(sidebar, f"{BROKEN}.parquet cannot be opened")  # the unreadable file's alert
     entry = sidebar.locator(".table-entry").filter(has_text=FILE_NAME).first
-    for text in (f"{COLUMN}: category(2)", f"{TICK}: number", FIELD):
-        expect(entry).to_contain_text(text, timeout=WAIT)
+    for name, shown in ((COLUMN, "category(2)"), (TICK, "number")):  # name, type, chart
+        expect(entry.locator("tr").filter(has_text=name).first).to_contain_text(shown, timeout=WAIT)
+    expect(entry).to_contain_text(FIELD, timeout=WAIT)
+    expect(entry.locator("svg.column-summary").first).to_be_attached(timeout=WAIT)
     # the card: its title, the Tabulator's column headers and the cells
     _literal(runs.locator(".card-title"), FILE_NAME)
     headers = runs.locator(".tabulator-col-title")
@@ -118,6 +120,7 @@ def test_served_names_and_values_are_text(page, run_cli, tmp_path) -> None:
     box.fill("")
 
     # the group-by choices list the hostile column; choosing it groups by it
+    runs.locator(".query-more").click()  # the bar is one line: open sort, group, compare
     runs.locator(".query-group input").click()
     choice = runs.locator(".choices__item--choice", has_text=COLUMN).first
     expect(choice).to_be_visible(timeout=WAIT)
@@ -129,6 +132,7 @@ def test_served_names_and_values_are_text(page, run_cli, tmp_path) -> None:
 
     # compared with the hostile-named table: its name in the count line
     other = _card(page, "table", "other")
+    other.locator(".query-more").click()
     other.locator(".query-compare select").select_option(FILE_NAME)
     expect(other.locator(".row-count")).to_have_text(
         f"{N} rows comparing 0 = other (20 rows) and 1 = {FILE_NAME} ({N} rows)", timeout=WAIT
