@@ -184,7 +184,7 @@ class Linking:
             options={"AND": "and", "OR": "or"},
             value=selection.mode,
             css_classes=["selection-mode"],
-            button_type="light",
+            color="light",
             margin=(4, 4),
         )
         clear = pn.widgets.Button(label="Clear", css_classes=["selection-clear"], margin=(4, 4))
