@@ -59,6 +59,30 @@ def make_embeddings(n: int, dim: int = 384, clusters: int = 20, seed: int = 0) -
     return out
 
 
+DIAMONDS_ROWS = 53_940
+
+
+def make_diamonds(n: int = DIAMONDS_ROWS, seed: int = 0) -> np.ndarray:
+    """A table shaped like diamonds.csv's 7 numeric columns (carat, depth, table, price, x,
+    y, z), rounded as that file is (carat, x, y, z to 0.01; depth to 0.1; table to 1;
+    price to a whole number). As in the real file, most stones are cut to a popular weight
+    (0.3, 0.5, 1.0 carat, ...), so x, y, z, depth and table repeat, and many rows differ
+    only in price or not at all. Seeded, float32."""
+    rng = np.random.default_rng(seed)
+    carat = np.round(rng.lognormal(np.log(0.7), 0.55, n), 2)
+    popular = np.array([0.3, 0.31, 0.32, 0.4, 0.5, 0.51, 0.7, 0.71, 0.9, 1.0, 1.01, 1.5, 2.0])
+    snap = rng.random(n) < 0.6
+    carat[snap] = popular[np.abs(carat[snap, None] - popular).argmin(axis=1)]
+    carat = np.clip(carat, 0.2, 5.01)
+    depth = np.round(rng.normal(61.75, 1.43, n), 1)
+    table = np.round(rng.normal(57.46, 2.23, n))
+    price = np.round(np.clip(4000 * carat**1.6 * rng.lognormal(0.0, 0.35, n), 326, 18823))
+    x = np.round(6.4 * carat ** (1 / 3) * rng.normal(1.0, 0.005, n), 2)
+    y = np.round(x + rng.normal(0.0, 0.01, n), 2)
+    z = np.round(x * depth / 100.0, 2)
+    return np.column_stack([carat, depth, table, price, x, y, z]).astype(np.float32)
+
+
 def timed(label: str, fn):
     start = time.perf_counter()
     value = fn()

@@ -48,12 +48,14 @@ from typing import Any
 import numpy as np
 
 from panels_core.projection.blas import single_thread_blas
+from panels_core.projection.numba_cache import COMPILING_UMAP, umap_kernels_ready
 from panels_core.projection.pca import fit_pca, run_pca, transform_pca
 from panels_core.projection.progress import ProgressFn, Stages
 from panels_core.projection.rows import (
     Rows,
     as_rows,
     check_varies,
+    distinct_rows,
     finite_rows,
     sample_rows,
     standardize,
@@ -61,6 +63,7 @@ from panels_core.projection.rows import (
 from panels_core.projection.spec import (
     MIN_ROWS_NONLINEAR,
     PCAParams,
+    Placer,
     ProjectionCancelled,
     ProjectionError,
     ProjectionResult,
@@ -202,6 +205,39 @@ def _plural(count: int, one: str, many: str) -> str:
 def _run_nonlinear(
     data: np.ndarray, spec: ProjectionSpec, stages: Stages
 ) -> tuple[np.ndarray, tuple[str, str], int, tuple[str, ...]]:
+    """UMAP or t-SNE of ``data``: exact duplicate rows fitted once and given one point."""
+    if spec.method == "umap" and not umap_kernels_ready():
+        stages(0.02, COMPILING_UMAP)
+        _compile_umap(stages.quiet())
+    notes: list[str] = []
+    n = len(data)
+    distinct = distinct_rows(data)
+    if distinct is not None:
+        first = distinct[0]
+        if len(first) < MIN_ROWS_NONLINEAR:
+            raise ProjectionError(
+                f"{_method_name(spec)} needs at least {MIN_ROWS_NONLINEAR} distinct rows, "
+                f"got {len(first)} among {n:,} rows; use PCA"
+            )
+        data = data[first]
+        notes.append(f"{n - len(first):,} duplicate rows share points")
+    points, fit_n, more = _fit_and_place(
+        data, spec, stages, "rows" if distinct is None else "distinct rows"
+    )
+    if distinct is not None:
+        points = points[distinct[1]]
+    name = _method_name(spec)
+    return points, (f"{name} 1", f"{name} 2"), fit_n, (*notes, *more)
+
+
+def _method_name(spec: ProjectionSpec) -> str:
+    return "UMAP" if spec.method == "umap" else "t-SNE"
+
+
+def _fit_and_place(
+    data: np.ndarray, spec: ProjectionSpec, stages: Stages, rows: str = "rows"
+) -> tuple[np.ndarray, int, list[str]]:
+    """The points of distinct rows: PCA first when wide, a fit on a sample, transform the rest."""
     notes: list[str] = []
     n, d = data.shape
     if d > spec.pca_dims and n > spec.pca_dims:
@@ -216,7 +252,7 @@ def _run_nonlinear(
     check_varies(fit_data, n)
     if idx is not None:
         notes.append(
-            f"fitted on a random sample of {fit_n:,} of {n:,} rows; the rest were placed "
+            f"fitted on a random sample of {fit_n:,} of {n:,} {rows}; the rest were placed "
             "with transform"
         )
     runner = run_umap if spec.method == "umap" else run_tsne
@@ -231,34 +267,40 @@ def _run_nonlinear(
     except Exception as error:
         raise ProjectionError(
             f"{spec.method} failed on this input ({type(error).__name__}: {error}); "
-            "try PCA, other parameters, or check the data for duplicates"
+            "try PCA or other parameters"
         ) from error
     notes.extend(more)
+    return _place_rows(place, data, idx, spec, stages), fit_n, notes
+
+
+def _place_rows(
+    place: Placer, data: np.ndarray, idx: np.ndarray | None, spec: ProjectionSpec, stages: Stages
+) -> np.ndarray:
+    """Every row's point: the fitted rows' from the fit, the rest through ``place`` in chunks."""
     if idx is None:
-        points = place(None)
-    else:
-        points = np.empty((n, 2), dtype=np.float32)
-        rest = np.ones(n, dtype=bool)
-        rest[idx] = False
-        rest_idx = np.flatnonzero(rest)
-        for start in range(0, len(rest_idx), _TRANSFORM_CHUNK):
-            chunk = rest_idx[start : start + _TRANSFORM_CHUNK]
-            stages(
-                0.7 + 0.28 * start / len(rest_idx),
-                f"placing rows {start + 1:,}-{start + len(chunk):,} of {len(rest_idx):,}",
-            )
-            try:
-                points[chunk] = place(data[chunk])
-            except ProjectionCancelled:
-                raise
-            except Exception as error:
-                raise ProjectionError(
-                    f"{spec.method} transform failed ({type(error).__name__}: {error}); "
-                    "raise max_fit_points to fit on every row"
-                ) from error
-        points[idx] = place(None)
-    name = "UMAP" if spec.method == "umap" else "t-SNE"
-    return points, (f"{name} 1", f"{name} 2"), fit_n, tuple(notes)
+        return place(None)
+    n = len(data)
+    points = np.empty((n, 2), dtype=np.float32)
+    rest = np.ones(n, dtype=bool)
+    rest[idx] = False
+    rest_idx = np.flatnonzero(rest)
+    for start in range(0, len(rest_idx), _TRANSFORM_CHUNK):
+        chunk = rest_idx[start : start + _TRANSFORM_CHUNK]
+        stages(
+            0.7 + 0.28 * start / len(rest_idx),
+            f"placing rows {start + 1:,}-{start + len(chunk):,} of {len(rest_idx):,}",
+        )
+        try:
+            points[chunk] = place(data[chunk])
+        except ProjectionCancelled:
+            raise
+        except Exception as error:
+            raise ProjectionError(
+                f"{spec.method} transform failed ({type(error).__name__}: {error}); "
+                "raise max_fit_points to fit on every row"
+            ) from error
+    points[idx] = place(None)
+    return points
 
 
 def warm_up(seed: int | None = 0) -> float:
@@ -269,9 +311,13 @@ def warm_up(seed: int | None = 0) -> float:
     code that numba can cache is kept in ``cache_dir()/numba`` for later runs).
     """
     started = time.perf_counter()
+    _compile_umap(Stages(None, None), seed)
+    return time.perf_counter() - started
+
+
+def _compile_umap(stages: Stages, seed: int | None = 0) -> None:
+    """Run a small UMAP (fit and transform) so numba compiles every kernel a UMAP needs."""
     rng = np.random.default_rng(0)
     # > 4096 rows so umap takes its NN-descent path, as on real data
     data = rng.normal(size=(4500, 8)).astype(np.float32)
-    spec = ProjectionSpec(method="umap", seed=seed, max_fit_points=4200)
-    project(data, spec)
-    return time.perf_counter() - started
+    _fit_and_place(data, ProjectionSpec(method="umap", seed=seed, max_fit_points=4200), stages)
