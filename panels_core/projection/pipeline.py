@@ -14,20 +14,24 @@ numeric columns stacked) into one 2D point per row that has every value:
    ranks neighbours exactly as cosine distance does (all-zero rows have no
    direction and are left out, counted; a row that standardizing put at the
    origin stays there);
-4. UMAP and t-SNE inputs with more than ``spec.pca_dims`` dimensions are first
+4. UMAP and t-SNE fit exact duplicate rows once and give every copy its row's
+   point (noted in ``result.notes``); the steps below see the distinct rows;
+5. UMAP and t-SNE inputs with more than ``spec.pca_dims`` dimensions are first
    reduced by PCA (covariance eigendecomposition on float32: about 2 s for
    1M x 384 on 2 cores);
-5. UMAP and t-SNE fit on a seeded random sample of ``max_fit_points`` rows
+6. UMAP and t-SNE fit on a seeded random sample of ``max_fit_points`` rows
    (default: every row up to 200k for UMAP, 20k for t-SNE) and ``transform`` the
    rest (in chunks, so a cancel is noticed between chunks), so every kept row gets
    a point in the same 2D space;
-6. UMAP's fit runs umap-learn's fuzzy graph and spectral initialisation on a
-   neighbour graph from pynndescent (parallel), then our own layout optimiser
-   (``optimise_layout``: umap's gradients, parallel and deterministic for a seed) for
-   ``umap_epochs(n)`` epochs (fewer than umap's 200 past 20k rows).
+7. UMAP's fit runs umap-learn's fuzzy graph on a neighbour graph from pynndescent
+   (parallel), a start layout chosen from that graph (``start_layout``: umap's
+   spectral start with a bounded solver on a graph of few components, else PCA), then
+   our own layout optimiser (``optimise_layout``: umap's gradients, parallel and
+   deterministic for a seed) for ``umap_epochs(n)`` epochs (fewer than umap's 200
+   past 20k rows).
 
 Degenerate input: no or one kept row, fewer than 2 dimensions, every kept row
-identical, too few rows for UMAP/t-SNE, or a PCA component beyond the data's
+identical, too few (distinct) rows for UMAP/t-SNE, or a PCA component beyond the data's
 dimensions raise ``ProjectionError`` with a message saying what to do.
 Parameters that only make sense on more rows (UMAP ``n_neighbors`` >= rows,
 t-SNE ``perplexity`` > (rows - 1) / 3) are clamped and the clamp is reported in
@@ -36,7 +40,8 @@ t-SNE ``perplexity`` > (rows - 1) / 3) are clamped and the clamp is reported in
 umap-learn and openTSNE (and scikit-learn) are imported only when a projection
 needs them, so importing this module is cheap. Before umap is first imported,
 ``NUMBA_CACHE_DIR`` is pointed at a persistent folder (see ``cache_dir``) unless
-the user set it, so numba compiles umap's kernels once per machine.
+the user set it, so numba compiles umap's kernels once per machine; while a first
+UMAP on a machine compiles them, its status says so (``COMPILING_UMAP``).
 """
 
 from __future__ import annotations

@@ -170,15 +170,34 @@ def test_kernels_are_ready_once_numba_cached_them(tmp_path, monkeypatch) -> None
 
 
 def test_the_status_says_compiling_only_while_kernels_compile(monkeypatch) -> None:
+    """A first run says so, then compiles (a small UMAP), then runs its own stages."""
     from panels_core.projection import pipeline
 
     data = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
     spec = {"method": "umap", "seed": 0, "params": {"n_neighbors": 5}}
+    compiled_after: list[str] = []
+    said: list[str] = []
+    monkeypatch.setattr(pipeline, "_compile_umap", lambda stages: compiled_after.append(said[-1]))
     for ready in (False, True):
         monkeypatch.setattr(pipeline, "umap_kernels_ready", lambda ready=ready: ready)
-        said: list[str] = []
+        said.clear()
         project(data, spec, progress=lambda fraction, message: said.append(message))
         compiling = [m for m in said if m == "compiling UMAP kernels (first run on this machine)"]
         assert len(compiling) == (0 if ready else 1)
-        if not ready:  # the first status, before umap is loaded; the stages follow as usual
+        if not ready:  # said first, while compiling; the stages follow as usual
             assert said[1:3] == [compiling[0], "loading UMAP"]
+    assert compiled_after == ["compiling UMAP kernels (first run on this machine)"]
+
+
+def test_warm_up_compiles_with_a_small_umap_fit_and_transform(monkeypatch) -> None:
+    from panels_core.projection import pipeline
+
+    fitted: list[tuple[int, int, int]] = []
+
+    def fake_fit_and_place(data, spec, stages):
+        fitted.append((len(data), data.shape[1], spec.fit_points))
+        return np.zeros((len(data), 2), np.float32), spec.fit_points, []
+
+    monkeypatch.setattr(pipeline, "_fit_and_place", fake_fit_and_place)
+    assert pipeline.warm_up() >= 0
+    assert fitted == [(4500, 8, 4200)]  # past 4,096 rows (NN-descent) and a transform
