@@ -39,7 +39,7 @@ MAX_SPECTRAL_COMPONENTS = 8
 """The most connected components a graph may have for the spectral start (umap solves one
 eigenproblem per component)."""
 
-SPECTRAL_WORK = 50_000_000_000
+SPECTRAL_WORK = 15_000_000_000
 """ARPACK restarts x rows squared that ``eigsh`` may spend: it keeps sqrt(rows) Lanczos
 vectors, so one restart costs about rows squared multiply-adds, several times over (a
 connected graph of 54k rows: about 7 CPU seconds a restart)."""
@@ -47,7 +47,7 @@ connected graph of 54k rows: about 7 CPU seconds a restart)."""
 
 def spectral_maxiter(rows: int) -> int:
     """The ARPACK restarts ``eigsh`` may take on ``rows`` rows: ``SPECTRAL_WORK`` / rows
-    squared, between 3 and 300 (17 at 54k rows, 3 from 130k)."""
+    squared, between 3 and 300 (300 up to 7k rows, 5 at 54k, 3 from 71k)."""
     return int(min(300, max(3, SPECTRAL_WORK // max(rows, 1) ** 2)))
 
 
