@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "configure_numba_cache", "import_umap"]
+__all__ = [
+    "COMPILING_UMAP",
+    "cache_dir",
+    "configure_numba_cache",
+    "import_umap",
+    "mark_umap_compiled",
+    "umap_kernels_ready",
+]
+
+COMPILING_UMAP = "compiling UMAP kernels (first run on this machine)"
+"""The status of a projection while it compiles UMAP's kernels (``umap_kernels_ready``)."""
+
+_COMPILED_HERE: list[bool] = []  # holds True once this process has compiled UMAP's kernels
 
 
 def cache_dir() -> Path:
@@ -41,3 +55,36 @@ def import_umap() -> Any:
     import umap
 
     return umap
+
+
+def mark_umap_compiled() -> None:
+    """Note that this process has compiled UMAP's kernels (they stay in memory)."""
+    _COMPILED_HERE.append(True)
+
+
+def umap_kernels_ready() -> bool:
+    """True when a UMAP need not compile numba kernels first: this process compiled them,
+    or numba's on-disk cache holds pynndescent's kernels and our layout kernel (the slow
+    ones to compile; umap-learn caches almost none of its own)."""
+    if _COMPILED_HERE:
+        return True
+    configure_numba_cache()
+    spec = importlib.util.find_spec("pynndescent")
+    if spec is None or not spec.submodule_search_locations:
+        return False  # umap cannot run at all; the fit says why
+    layout = Path(__file__).with_name("layout.py")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    return _cached(package, "*.nbi") and _cached(layout.parent, "layout._layout_epochs-*.nbi")
+
+
+def _cached(source_dir: Path, pattern: str) -> bool:
+    """Whether numba's cache of the modules in ``source_dir`` has a file matching ``pattern``
+    (numba's folder for them: NUMBA_CACHE_DIR/<name>_<sha1 of the path>, else __pycache__)."""
+    source_dir = Path(os.path.abspath(source_dir))  # as numba names it (no symlinks resolved)
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if root:
+        digest = hashlib.sha1(str(source_dir).encode(), usedforsecurity=False).hexdigest()
+        folder = Path(root) / f"{source_dir.name}_{digest}"
+    else:
+        folder = source_dir / "__pycache__"
+    return any(folder.glob(pattern))

@@ -14,20 +14,24 @@ numeric columns stacked) into one 2D point per row that has every value:
    ranks neighbours exactly as cosine distance does (all-zero rows have no
    direction and are left out, counted; a row that standardizing put at the
    origin stays there);
-4. UMAP and t-SNE inputs with more than ``spec.pca_dims`` dimensions are first
+4. UMAP and t-SNE fit exact duplicate rows once and give every copy its row's
+   point (noted in ``result.notes``); the steps below see the distinct rows;
+5. UMAP and t-SNE inputs with more than ``spec.pca_dims`` dimensions are first
    reduced by PCA (covariance eigendecomposition on float32: about 2 s for
    1M x 384 on 2 cores);
-5. UMAP and t-SNE fit on a seeded random sample of ``max_fit_points`` rows
+6. UMAP and t-SNE fit on a seeded random sample of ``max_fit_points`` rows
    (default: every row up to 200k for UMAP, 20k for t-SNE) and ``transform`` the
    rest (in chunks, so a cancel is noticed between chunks), so every kept row gets
    a point in the same 2D space;
-6. UMAP's fit runs umap-learn's fuzzy graph and spectral initialisation on a
-   neighbour graph from pynndescent (parallel), then our own layout optimiser
-   (``optimise_layout``: umap's gradients, parallel and deterministic for a seed) for
-   ``umap_epochs(n)`` epochs (fewer than umap's 200 past 20k rows).
+7. UMAP's fit runs umap-learn's fuzzy graph on a neighbour graph from pynndescent
+   (parallel), a start layout chosen from that graph (``start_layout``: umap's
+   spectral start with a bounded solver on a graph of few components, else PCA), then
+   our own layout optimiser (``optimise_layout``: umap's gradients, parallel and
+   deterministic for a seed) for ``umap_epochs(n)`` epochs (fewer than umap's 200
+   past 20k rows).
 
 Degenerate input: no or one kept row, fewer than 2 dimensions, every kept row
-identical, too few rows for UMAP/t-SNE, or a PCA component beyond the data's
+identical, too few (distinct) rows for UMAP/t-SNE, or a PCA component beyond the data's
 dimensions raise ``ProjectionError`` with a message saying what to do.
 Parameters that only make sense on more rows (UMAP ``n_neighbors`` >= rows,
 t-SNE ``perplexity`` > (rows - 1) / 3) are clamped and the clamp is reported in
@@ -36,7 +40,8 @@ t-SNE ``perplexity`` > (rows - 1) / 3) are clamped and the clamp is reported in
 umap-learn and openTSNE (and scikit-learn) are imported only when a projection
 needs them, so importing this module is cheap. Before umap is first imported,
 ``NUMBA_CACHE_DIR`` is pointed at a persistent folder (see ``cache_dir``) unless
-the user set it, so numba compiles umap's kernels once per machine.
+the user set it, so numba compiles umap's kernels once per machine; while a first
+UMAP on a machine compiles them, its status says so (``COMPILING_UMAP``).
 """
 
 from __future__ import annotations
@@ -48,12 +53,14 @@ from typing import Any
 import numpy as np
 
 from panels_core.projection.blas import single_thread_blas
+from panels_core.projection.numba_cache import COMPILING_UMAP, umap_kernels_ready
 from panels_core.projection.pca import fit_pca, run_pca, transform_pca
 from panels_core.projection.progress import ProgressFn, Stages
 from panels_core.projection.rows import (
     Rows,
     as_rows,
     check_varies,
+    distinct_rows,
     finite_rows,
     sample_rows,
     standardize,
@@ -61,6 +68,7 @@ from panels_core.projection.rows import (
 from panels_core.projection.spec import (
     MIN_ROWS_NONLINEAR,
     PCAParams,
+    Placer,
     ProjectionCancelled,
     ProjectionError,
     ProjectionResult,
@@ -202,6 +210,39 @@ def _plural(count: int, one: str, many: str) -> str:
 def _run_nonlinear(
     data: np.ndarray, spec: ProjectionSpec, stages: Stages
 ) -> tuple[np.ndarray, tuple[str, str], int, tuple[str, ...]]:
+    """UMAP or t-SNE of ``data``: exact duplicate rows fitted once and given one point."""
+    if spec.method == "umap" and not umap_kernels_ready():
+        stages(0.02, COMPILING_UMAP)
+        _compile_umap(stages.quiet())
+    notes: list[str] = []
+    n = len(data)
+    distinct = distinct_rows(data)
+    if distinct is not None:
+        first = distinct[0]
+        if len(first) < MIN_ROWS_NONLINEAR:
+            raise ProjectionError(
+                f"{_method_name(spec)} needs at least {MIN_ROWS_NONLINEAR} distinct rows, "
+                f"got {len(first)} among {n:,} rows; use PCA"
+            )
+        data = data[first]
+        notes.append(f"{n - len(first):,} duplicate rows share points")
+    points, fit_n, more = _fit_and_place(
+        data, spec, stages, "rows" if distinct is None else "distinct rows"
+    )
+    if distinct is not None:
+        points = points[distinct[1]]
+    name = _method_name(spec)
+    return points, (f"{name} 1", f"{name} 2"), fit_n, (*notes, *more)
+
+
+def _method_name(spec: ProjectionSpec) -> str:
+    return "UMAP" if spec.method == "umap" else "t-SNE"
+
+
+def _fit_and_place(
+    data: np.ndarray, spec: ProjectionSpec, stages: Stages, rows: str = "rows"
+) -> tuple[np.ndarray, int, list[str]]:
+    """The points of distinct rows: PCA first when wide, a fit on a sample, transform the rest."""
     notes: list[str] = []
     n, d = data.shape
     if d > spec.pca_dims and n > spec.pca_dims:
@@ -216,7 +257,7 @@ def _run_nonlinear(
     check_varies(fit_data, n)
     if idx is not None:
         notes.append(
-            f"fitted on a random sample of {fit_n:,} of {n:,} rows; the rest were placed "
+            f"fitted on a random sample of {fit_n:,} of {n:,} {rows}; the rest were placed "
             "with transform"
         )
     runner = run_umap if spec.method == "umap" else run_tsne
@@ -231,34 +272,40 @@ def _run_nonlinear(
     except Exception as error:
         raise ProjectionError(
             f"{spec.method} failed on this input ({type(error).__name__}: {error}); "
-            "try PCA, other parameters, or check the data for duplicates"
+            "try PCA or other parameters"
         ) from error
     notes.extend(more)
+    return _place_rows(place, data, idx, spec, stages), fit_n, notes
+
+
+def _place_rows(
+    place: Placer, data: np.ndarray, idx: np.ndarray | None, spec: ProjectionSpec, stages: Stages
+) -> np.ndarray:
+    """Every row's point: the fitted rows' from the fit, the rest through ``place`` in chunks."""
     if idx is None:
-        points = place(None)
-    else:
-        points = np.empty((n, 2), dtype=np.float32)
-        rest = np.ones(n, dtype=bool)
-        rest[idx] = False
-        rest_idx = np.flatnonzero(rest)
-        for start in range(0, len(rest_idx), _TRANSFORM_CHUNK):
-            chunk = rest_idx[start : start + _TRANSFORM_CHUNK]
-            stages(
-                0.7 + 0.28 * start / len(rest_idx),
-                f"placing rows {start + 1:,}-{start + len(chunk):,} of {len(rest_idx):,}",
-            )
-            try:
-                points[chunk] = place(data[chunk])
-            except ProjectionCancelled:
-                raise
-            except Exception as error:
-                raise ProjectionError(
-                    f"{spec.method} transform failed ({type(error).__name__}: {error}); "
-                    "raise max_fit_points to fit on every row"
-                ) from error
-        points[idx] = place(None)
-    name = "UMAP" if spec.method == "umap" else "t-SNE"
-    return points, (f"{name} 1", f"{name} 2"), fit_n, tuple(notes)
+        return place(None)
+    n = len(data)
+    points = np.empty((n, 2), dtype=np.float32)
+    rest = np.ones(n, dtype=bool)
+    rest[idx] = False
+    rest_idx = np.flatnonzero(rest)
+    for start in range(0, len(rest_idx), _TRANSFORM_CHUNK):
+        chunk = rest_idx[start : start + _TRANSFORM_CHUNK]
+        stages(
+            0.7 + 0.28 * start / len(rest_idx),
+            f"placing rows {start + 1:,}-{start + len(chunk):,} of {len(rest_idx):,}",
+        )
+        try:
+            points[chunk] = place(data[chunk])
+        except ProjectionCancelled:
+            raise
+        except Exception as error:
+            raise ProjectionError(
+                f"{spec.method} transform failed ({type(error).__name__}: {error}); "
+                "raise max_fit_points to fit on every row"
+            ) from error
+    points[idx] = place(None)
+    return points
 
 
 def warm_up(seed: int | None = 0) -> float:
@@ -269,9 +316,13 @@ def warm_up(seed: int | None = 0) -> float:
     code that numba can cache is kept in ``cache_dir()/numba`` for later runs).
     """
     started = time.perf_counter()
+    _compile_umap(Stages(None, None), seed)
+    return time.perf_counter() - started
+
+
+def _compile_umap(stages: Stages, seed: int | None = 0) -> None:
+    """Run a small UMAP (fit and transform) so numba compiles every kernel a UMAP needs."""
     rng = np.random.default_rng(0)
     # > 4096 rows so umap takes its NN-descent path, as on real data
     data = rng.normal(size=(4500, 8)).astype(np.float32)
-    spec = ProjectionSpec(method="umap", seed=seed, max_fit_points=4200)
-    project(data, spec)
-    return time.perf_counter() - started
+    _fit_and_place(data, ProjectionSpec(method="umap", seed=seed, max_fit_points=4200), stages)

@@ -24,6 +24,10 @@ class Stages:
         if self._cancel is not None and self._cancel.is_set():
             raise ProjectionCancelled("the projection was cancelled")
 
+    def quiet(self) -> Stages:
+        """Stages that check the same cancel event but report nothing."""
+        return Stages(None, self._cancel)
+
     def __call__(self, fraction: float, message: str) -> None:
         self.check()
         if self._progress is not None:

@@ -3,8 +3,8 @@
 ``as_rows`` reads any input (2-D array, DataFrame, Arrow column, a sequence of
 vectors or None); ``Rows`` is what the pipeline and the worker process pass
 around (the worker rebuilds one from shared memory); ``finite_rows``,
-``check_varies`` and ``sample_rows`` are the checks and the seeded sample the
-methods share; ``standardize`` scales each dimension to mean 0 and standard deviation 1.
+``check_varies``, ``distinct_rows`` and ``sample_rows`` are the checks, the exact
+duplicates and the seeded sample the methods share; ``standardize`` scales each dimension to mean 0 and standard deviation 1.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ import numpy as np
 
 from panels_core.projection.spec import ProjectionError
 
-__all__ = ["Rows", "as_rows", "check_varies", "finite_rows", "sample_rows", "standardize"]
+__all__ = [
+    "Rows",
+    "as_rows",
+    "check_varies",
+    "distinct_rows",
+    "finite_rows",
+    "sample_rows",
+    "standardize",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,6 +158,24 @@ def check_varies(data: np.ndarray, total: int) -> None:
             f"all {total:,} kept rows have identical values, so there is nothing to project; "
             "check the column (or filter) feeding the projection"
         )
+
+
+def distinct_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact duplicate rows: ``(first, inverse)`` with ``data[first]`` the distinct rows in
+    input order (each at its first occurrence) and ``data[first][inverse] == data``; None
+    when no two rows are equal."""
+    if len(data) < 2:
+        return None
+    rows = np.ascontiguousarray(data)
+    rows = rows + np.zeros((), dtype=rows.dtype)  # -0.0 -> 0.0, so equal rows have equal bytes
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if len(first) == len(data):
+        return None
+    order = np.argsort(first)  # distinct rows in input order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()]
 
 
 def sample_rows(n: int, size: int, seed: int | None) -> np.ndarray | None:

@@ -1,4 +1,4 @@
-"""UMAP: umap-learn's neighbour graph and spectral start, our layout, and a vectorised transform."""
+"""UMAP: umap-learn's neighbour graph, a start layout chosen from it, our layout, and a vectorised transform."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from panels_core.projection.layout import optimise_layout
-from panels_core.projection.numba_cache import import_umap
+from panels_core.projection.numba_cache import import_umap, mark_umap_compiled
 from panels_core.projection.progress import Stages
 from panels_core.projection.spec import Placer, ProjectionSpec, UMAPParams
+from panels_core.projection.start import start_layout
 
 __all__ = ["run_umap", "umap_epochs"]
 
@@ -18,13 +19,15 @@ __all__ = ["run_umap", "umap_epochs"]
 def run_umap(
     fit_data: np.ndarray, spec: ProjectionSpec, stages: Stages, n_rest: int
 ) -> tuple[Placer, tuple[str, ...]]:
-    """Fit UMAP on ``fit_data``: umap-learn's graph and initial layout, our parallel layout.
+    """Fit UMAP on ``fit_data``: umap-learn's graph, our start layout, our parallel layout.
 
     Steps: the k-nearest-neighbour graph (pynndescent on every core, from 4,096 rows;
-    umap's exact search below), umap's fuzzy graph and spectral initialisation
-    (``UMAP(n_epochs=0)``), then ``umap_epochs(n)`` epochs of ``optimise_layout`` (umap's
-    gradients and schedule, every core, deterministic for a seed). The fitted model,
-    holding that layout, places the ``n_rest`` other rows with ``_umap_transform``.
+    umap's exact search below), umap's fuzzy graph (``UMAP(n_epochs=0, init="random")``,
+    so umap lays nothing out), the start layout chosen from the graph (``start_layout``:
+    umap's spectral start, its solver bounded, on a graph of few components, else PCA),
+    then ``umap_epochs(n)`` epochs of ``optimise_layout`` (umap's gradients and schedule,
+    every core, deterministic for a seed). The fitted model, holding that layout, places
+    the ``n_rest`` other rows with ``_umap_transform``.
     """
     params = spec.params
     assert isinstance(params, UMAPParams)
@@ -41,7 +44,7 @@ def run_umap(
     if n >= _UMAP_EXACT_BELOW:
         stages(0.15, f"nearest neighbours of {n:,} rows")
         knn = _umap_knn(fit_data, n_neighbors, seed)
-    stages(0.35, f"UMAP graph and spectral layout of {n:,} rows")
+    stages(0.35, f"UMAP graph of {n:,} rows")
     model = umap.UMAP(
         n_components=2,
         n_neighbors=n_neighbors,
@@ -49,6 +52,7 @@ def run_umap(
         spread=params.spread,
         metric="euclidean",  # cosine input was scaled to unit rows
         n_epochs=0,  # umap stops after the initial layout; optimise_layout optimises it
+        init="random",  # umap's start is thrown away: start_layout chooses one from the graph
         random_state=seed,
         transform_seed=seed,
         n_jobs=1,
@@ -59,8 +63,14 @@ def run_umap(
         warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*not fully connected.*", category=UserWarning)
         model.fit(fit_data)
+    stages(0.4, f"UMAP start layout of {n:,} rows")
+    start = start_layout(model.graph_, fit_data, spec, seed)
+    if start.note:
+        notes.append(start.note)
+    model.embedding_ = start.points
     epochs = umap_epochs(n)
     model.embedding_ = optimise_layout(model, epochs, seed, stages)
+    mark_umap_compiled()
     model.n_epochs = None  # umap's own transform then picks its default epochs
     embedding = np.asarray(model.embedding_, dtype=np.float32)
     # umap's rule for one transform call of every remaining row
