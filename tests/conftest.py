@@ -48,3 +48,25 @@ def no_projection_left_running() -> Iterator[None]:
     settle_projections()
     yield
     settle_projections()
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[object]:
+    """A ``distributed`` client of a LocalCluster of 2 single-threaded worker processes (no
+    dashboard, 2 GiB per worker), started by the first test that asks and shut down at the end
+    of the session; tests that do not ask never import Dask."""
+    import distributed
+
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        memory_limit="2GiB",
+    )
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
