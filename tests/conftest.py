@@ -52,21 +52,18 @@ def no_projection_left_running() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[object]:
-    """A ``distributed`` client of a LocalCluster of 2 single-threaded worker processes (no
-    dashboard, 2 GiB per worker), started by the first test that asks and shut down at the end
-    of the session; tests that do not ask never import Dask."""
-    import distributed
-
+    """A Dask client of a LocalCluster of 2 single-threaded worker processes, started once
+    for the session by the first test that asks for it, and closed at the end (no
+    dashboard; each worker may use 1 GiB)."""
+    distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
-        memory_limit="2GiB",
+        memory_limit="1GiB",
     )
     client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+    yield client
+    client.close()
+    cluster.close()
