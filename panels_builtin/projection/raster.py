@@ -325,7 +325,7 @@ class RasterDrawing:
             return
         point = self.raster.point_at(event.x, event.y)
         if point is not None:
-            self.select(int(self.rows[point]))
+            self.select(int(self.raster.row_numbers(np.array([point]))[0]))
 
 
 def _raster_tooltips(hover: list[tuple[str, np.ndarray, list[str] | None]]) -> dict[str, Any]:

@@ -251,3 +251,26 @@ def test_raster_layer_draws_a_dask_frame(dask_client, dataset) -> None:
     assert layer.point_at(float(first["x"]), float(first["y"])) == top[i[0], j[0]]
     (_, right), (bottom, _) = layer.window
     assert layer.point_at(right + 1, bottom) is None
+
+
+def test_a_clicked_point_is_the_engines_row(dask_client, dataset) -> None:
+    """The row number a raster pixel gives is the row the engine pages at that number."""
+    from contextlib import closing
+
+    from panels_builtin.projection.raster import FrameRasterLayer
+    from panels_core.data.table import Table
+    from panels_core.query.engine import Engine
+    from panels_core.query.model import Query
+    from panels_core.view import View
+
+    projection = fit_on_cluster(dask_client, dataset, ["emb"], ProjectionSpec(), sample=1_000)
+    layer = FrameRasterLayer(projection.points)
+    layer.draw()
+    frame = _points(projection)
+    last = frame.iloc[-1]
+    row = layer.point_at(float(last["x"]), float(last["y"]))
+    assert row is not None and row in set(frame["row"])
+    values, _ = _local(dataset, ["emb"])
+    with closing(Engine({"preds": Table.from_parquet_dataset(dataset)})) as engine:
+        page = View(engine, Query(table="preds")).page(offset=row, limit=1, columns=["emb"])
+    assert np.array_equal(np.array(page.column("emb")[0].as_py(), np.float32), values[row])
