@@ -16,7 +16,7 @@ from panels_builtin.projection.labels import Colouring, Labels
 from panels_builtin.projection.session import live
 from panels_core import projection as proj
 
-__all__ = ["RASTER_HEIGHT", "RASTER_WIDTH", "RasterDrawing", "RasterLayer"]
+__all__ = ["RASTER_HEIGHT", "RASTER_WIDTH", "FrameRasterLayer", "RasterDrawing", "RasterLayer"]
 
 X, Y = "x_2d", "y_2d"
 """Raster coordinate column names (datashader refuses a category named like a coordinate)."""
@@ -129,7 +129,7 @@ class RasterLayer:
         pixels = np.ascontiguousarray(image.data, dtype=np.uint32)
         data: dict[str, Any] = {
             "image": [pixels if self.chosen is None else _faded(pixels, 0.25)],
-            "row": [np.where(empty, -1, self.rows[safe]).astype(np.int32)],
+            "row": [np.where(empty, -1, self.row_numbers(safe)).astype(np.int32)],
             "x": [x_range[0]],
             "y": [y_range[0]],
             "dw": [x_range[1] - x_range[0]],
@@ -159,6 +159,10 @@ class RasterLayer:
         highlight = tf.shade(counts, cmap=SELECTED_CMAP, how="eq_hist", min_alpha=160)
         return np.ascontiguousarray(highlight.data, dtype=np.uint32)
 
+    def row_numbers(self, points: np.ndarray) -> np.ndarray:
+        """The view row numbers of point indices."""
+        return self.rows[points]
+
     def pixel_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The (row, column) pixel of the last draw that each (x, y) position falls in, with
         datashader's own arithmetic (``x * sx + tx``, truncated), clipped to the image."""
@@ -181,6 +185,47 @@ class RasterLayer:
             return int(self.grid[i[0], j[0]])
         distance = (self.points[:, 0] - x) ** 2 + (self.points[:, 1] - y) ** 2
         return int(np.argmin(distance))
+
+
+class FrameRasterLayer(RasterLayer):
+    """A raster of points no process needs to hold: a frame of ``row``, ``x``, ``y`` (a Dask
+    dataframe, which datashader aggregates partition by partition on the workers, or a pandas
+    one), such as ``ClusterProjection.points``. One colour (counts); a pixel's hover and
+    click give the row number of its last point, itself the dataset's row number."""
+
+    def __init__(
+        self,
+        frame: Any,
+        extent: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    ) -> None:
+        from panels_core.projection.distributed import points_extent
+
+        (x0, x1), (y0, y1) = extent or points_extent(frame)
+        self.points = np.empty((0, 2), dtype=np.float32)
+        self.rows = np.empty(0, dtype=np.int64)
+        self.colouring = Colouring("none")
+        self.hover = []
+        renamed = frame.rename(columns={"x": X, "y": Y})
+        self.frame = renamed.assign(point=renamed["row"].astype("float64"))
+        self.extent = _padded_extent(np.array([[x0, y0], [x1, y1]]))
+        self.counts = {}
+        self.grid = np.empty((0, 0), dtype=np.int64)
+        self.window = self.extent
+
+    def row_numbers(self, points: np.ndarray) -> np.ndarray:
+        """A pixel's point is already its row number."""
+        return points
+
+    def point_at(self, x: float, y: float) -> int | None:
+        """The row drawn on top in the pixel at (x, y) of the last draw, or that of the nearest
+        drawn pixel when it is empty; None outside the window or when nothing is drawn."""
+        (x0, x1), (y0, y1) = self.window
+        filled = np.argwhere(self.grid >= 0)
+        if not (x0 <= x <= x1 and y0 <= y <= y1) or not len(filled):
+            return None
+        i, j = self.pixel_of(np.array([[x, y]]))
+        nearest = np.argmin((filled[:, 0] - i[0]) ** 2 + (filled[:, 1] - j[0]) ** 2)
+        return int(self.grid[tuple(filled[nearest])])
 
 
 def _padded_extent(points: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -320,7 +365,7 @@ class RasterDrawing:
             return
         point = self.raster.point_at(event.x, event.y)
         if point is not None:
-            self.select(int(self.rows[point]))
+            self.select(int(self.raster.row_numbers(np.array([point]))[0]))
 
 
 def _raster_tooltips(hover: list[tuple[str, np.ndarray, list[str] | None]]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from panels_core.projection.progress import Stages
 from panels_core.projection.rows import check_varies, sample_rows
 from panels_core.projection.spec import DEFAULT_MAX_FIT_POINTS, PCAParams, ProjectionSpec
 
-__all__ = ["fit_pca", "run_pca", "transform_pca"]
+__all__ = ["fit_pca", "pca_labels", "run_pca", "transform_pca"]
 
 
 def fit_pca(data: np.ndarray, n_components: int, spec: ProjectionSpec, whiten: bool = False):
@@ -53,9 +53,14 @@ def run_pca(
         stages(0.6, "placing the rows")
         coords = transform_pca(pca, data)
     points = coords[:, [first - 1, second - 1]]
+    return points, pca_labels(pca, params.components), fit_n
+
+
+def pca_labels(pca: Any, components: tuple[int, int]) -> tuple[str, str]:
+    """The axis labels of two components of a fitted PCA, with their explained variance."""
     ratio = pca.explained_variance_ratio_
-    labels = (
+    first, second = components
+    return (
         f"PC{first} ({100 * ratio[first - 1]:.1f}%)",
         f"PC{second} ({100 * ratio[second - 1]:.1f}%)",
     )
-    return points, labels, fit_n

@@ -64,6 +64,7 @@ from panels_core.projection.rows import (
     finite_rows,
     sample_rows,
     standardize,
+    unit_rows,
 )
 from panels_core.projection.spec import (
     MIN_ROWS_NONLINEAR,
@@ -108,7 +109,7 @@ def project(
         scaled = f"standardized the {data.shape[1]} input columns (mean 0, standard deviation 1)"
         notes = (*notes, scaled)
     if getattr(spec.params, "metric", "euclidean") == "cosine":
-        data = _unit_rows(data)
+        data = unit_rows(data)
 
     if isinstance(spec.params, PCAParams):
         points, labels, fit_n = run_pca(data, spec, spec.params, stages)
@@ -166,12 +167,6 @@ def _select_rows(
         verb = "was" if dropped == 1 else "were"
         message = "; ".join(parts) + f" {verb} left out"
     return kept, dropped, message, ()
-
-
-def _unit_rows(data: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(np.einsum("ij,ij->i", data, data, dtype=np.float64)).astype(np.float32)
-    norms[norms == 0] = 1.0  # only a standardized row at the origin: it stays there
-    return data / norms[:, None]
 
 
 def _check_shape(data: np.ndarray, spec: ProjectionSpec, dropped: int, message: str | None) -> None:

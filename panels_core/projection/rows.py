@@ -4,7 +4,9 @@
 vectors or None); ``Rows`` is what the pipeline and the worker process pass
 around (the worker rebuilds one from shared memory); ``finite_rows``,
 ``check_varies``, ``distinct_rows`` and ``sample_rows`` are the checks, the exact
-duplicates and the seeded sample the methods share; ``standardize`` scales each dimension to mean 0 and standard deviation 1.
+duplicates and the seeded sample the methods share; ``standardize`` scales each
+dimension to mean 0 and standard deviation 1, ``unit_rows`` each row to length 1 (the
+cosine metric).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "finite_rows",
     "sample_rows",
     "standardize",
+    "unit_rows",
 ]
 
 
@@ -198,3 +201,11 @@ def standardize(data: np.ndarray) -> np.ndarray:
     std[~(std > 0)] = 1.0
     out = (data - mean.astype(np.float32)) / std.astype(np.float32)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def unit_rows(data: np.ndarray) -> np.ndarray:
+    """``data`` with each row scaled to length 1, so euclidean distance ranks as cosine does
+    (a row at the origin, which only standardizing can leave there, stays there)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", data, data, dtype=np.float64)).astype(np.float32)
+    norms[norms == 0] = 1.0
+    return data / norms[:, None]
