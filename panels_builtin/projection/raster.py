@@ -201,6 +201,8 @@ class FrameRasterLayer(RasterLayer):
         from panels_core.projection.distributed import points_extent
 
         (x0, x1), (y0, y1) = extent or points_extent(frame)
+        self.chosen = None  # no linked-selection highlight over a cluster's points yet
+        self.selected = np.zeros((0, 0), dtype=np.int64)
         self.points = np.empty((0, 2), dtype=np.float32)
         self.rows = np.empty(0, dtype=np.int64)
         self.colouring = Colouring("none")
