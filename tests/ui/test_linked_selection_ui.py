@@ -265,8 +265,10 @@ def test_a_lasso_on_a_raster_projection_selects_the_rows_inside(page, run_cli, t
     # a pentagon around the middle of the points, a standard deviation wide
     centre, spread = np.median(xy, axis=0), xy.std(axis=0)
     angles = np.linspace(0, 2 * np.pi, 5, endpoint=False) + 0.3
-    drawn = [[float(centre[0] + spread[0] * np.cos(a)), float(centre[1] + spread[1] * np.sin(a))]
-             for a in angles]
+    drawn = [
+        [float(centre[0] + spread[0] * np.cos(a)), float(centre[1] + spread[1] * np.sin(a))]
+        for a in angles
+    ]
     at = eventually(page, lambda: page.evaluate(PLOT_JS, ["raster", 0, drawn]), "the raster")
     _drag(page, [*at[:-1], at[0]])
 
@@ -275,7 +277,7 @@ def test_a_lasso_on_a_raster_projection_selects_the_rows_inside(page, run_cli, t
     expect(summary).to_contain_text("rows selected", timeout=WAIT)
     page.locator(".save-workspace button").click()
     expect(page.locator(".save-status")).to_contain_text("Saved")
-    (source, brush), = json.loads(path.read_text())["selections"]["runs"]["brushes"]
+    ((source, brush),) = json.loads(path.read_text())["selections"]["runs"]["brushes"]
     assert source == "0" and brush["kind"] == "region"
     assert len(brush["polygon"]) >= 5
     inside = rows[_inside(xy, brush["polygon"])]
