@@ -78,6 +78,31 @@ ACTIVATE_JS = """
 }
 """
 
+# The id of the figure drawing the glyph named `name`, its x range, and zooming its x range.
+FIGURE_ID_JS = """
+(name) => {
+  for (const view of Bokeh.index.all_views())
+    if (view.frame && view.model.renderers.some(r => r.name == name))
+      return view.model.id;
+  return null;
+}
+"""
+RANGE_JS = """
+(name) => {
+  for (const view of Bokeh.index.all_views())
+    if (view.frame && view.model.renderers.some(r => r.name == name))
+      return [view.model.x_range.start, view.model.x_range.end];
+  return null;
+}
+"""
+ZOOM_JS = """
+([name, [start, end]]) => {
+  for (const view of Bokeh.index.all_views())
+    if (view.frame && view.model.renderers.some(r => r.name == name))
+      view.model.x_range.setv({start, end});
+}
+"""
+
 
 def _frame(n: int = N, seed: int = 3) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -269,6 +294,11 @@ def test_a_lasso_on_a_raster_projection_selects_the_rows_inside(page, run_cli, t
         [float(centre[0] + spread[0] * np.cos(a)), float(centre[1] + spread[1] * np.sin(a))]
         for a in angles
     ]
+    # zoom in first: the card that lassos keeps its zoom (only its highlight is redrawn)
+    window = [float(centre[0] - 2.5 * spread[0]), float(centre[0] + 2.5 * spread[0])]
+    page.evaluate(ZOOM_JS, ["raster", window])
+    eventually(page, lambda: page.evaluate(RANGE_JS, "raster") == window, "the zoom")
+    figure_id = page.evaluate(FIGURE_ID_JS, "raster")
     at = eventually(page, lambda: page.evaluate(PLOT_JS, ["raster", 0, drawn]), "the raster")
     _drag(page, [*at[:-1], at[0]])
 
@@ -288,9 +318,21 @@ def test_a_lasso_on_a_raster_projection_selects_the_rows_inside(page, run_cli, t
     eventually(page, lambda: _source(page, "selected", "count") == expected, "score: selected")
 
     # the projection draws the selected points' own image over the dimmed raster
-    image = eventually(page, lambda: _source(page, "selected", "selected"), "selected image")
+    image = eventually(
+        page, lambda: (i := _source(page, "selected", "selected")) and any(i) and i, "lit"
+    )
     lit = sum(1 for p in image if p)
     assert 0 < lit <= len(chosen)
+    assert page.evaluate(FIGURE_ID_JS, "raster") == figure_id  # the same figure, not redrawn
+    assert page.evaluate(RANGE_JS, "raster") == window
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "linked-2-raster-lasso.png"), full_page=True)
+
+    # restarted: the region's points are registered again when the projection is drawn,
+    # and the cards and the summary line show the selection then
+    page.goto(run_cli("serve", "--workspace", str(path)))
+    expect(summary).to_have_text(_summary(frame, chosen), timeout=WAIT)
+    eventually(page, lambda: _source(page, "selected", "count") == expected, "restored series")
+    eventually(page, lambda: any(_source(page, "selected", "selected") or ()), "restored image")
+    expect(page.locator(".card-selection-note:visible")).to_have_count(0)
     assert page.console_errors == []
