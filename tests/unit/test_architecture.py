@@ -5,6 +5,7 @@ does not), and no private name used across modules: no ``from x import _name``, 
 ``module._name``, no import of an underscore-named module. Nothing is allow-listed.
 """
 
+
 from __future__ import annotations
 
 import ast
@@ -50,9 +51,7 @@ def scan(name: str, path: Path, known: dict[str, Path]):
                     edges.add(alias.name)
                     aliases[alias.asname or alias.name] = alias.name
                     if any(is_private(p) for p in alias.name.split(".")):
-                        problems.append(
-                            f"{path}:{node.lineno}: imports private module {alias.name}"
-                        )
+                        problems.append(f"{path}:{node.lineno}: imports private module {alias.name}")
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = name.split(".") if is_package else name.split(".")[:-1]
@@ -74,9 +73,7 @@ def scan(name: str, path: Path, known: dict[str, Path]):
                 else:
                     edges.add(source)
                     if is_private(alias.name):
-                        problems.append(
-                            f"{path}:{node.lineno}: imports private name {alias.name} from {source}"
-                        )
+                        problems.append(f"{path}:{node.lineno}: imports private name {alias.name} from {source}")
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Attribute)
@@ -84,9 +81,7 @@ def scan(name: str, path: Path, known: dict[str, Path]):
             and node.value.id in aliases
             and is_private(node.attr)
         ):
-            problems.append(
-                f"{path}:{node.lineno}: uses private {aliases[node.value.id]}.{node.attr}"
-            )
+            problems.append(f"{path}:{node.lineno}: uses private {aliases[node.value.id]}.{node.attr}")
     edges.discard(name)
     return edges, problems
 

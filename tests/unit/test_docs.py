@@ -41,8 +41,6 @@ def test_readme_examples_run_in_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for i, code in enumerate(blocks):
         with contextlib.redirect_stdout(io.StringIO()):
-            exec(
-                compile(code, f"README-{i}", "exec"), {"__name__": "__doc_example__"}
-            )  # our README
+            exec(compile(code, f"README-{i}", "exec"), {"__name__": "__doc_example__"})  # our README
     assert (tmp_path / "score.html").stat().st_size > 10_000
     assert (tmp_path / "predictions.parquet").exists()

@@ -169,9 +169,7 @@ def test_read_only_has_no_save_controls_and_refuses(folders) -> None:
     assert not (root / "my.json").exists()
 
 
-def test_the_page_save_folder_defaults_to_the_files_folder_else_the_current_one(
-    folders, monkeypatch
-) -> None:
+def test_the_page_save_folder_defaults_to_the_files_folder_else_the_current_one(folders, monkeypatch) -> None:
     root, _ = folders
     monkeypatch.chdir(root)
     ws = Workspace({"runs": Table.from_parquet(root / "runs.parquet")})

@@ -691,9 +691,7 @@ def test_binary_garbage_csv_is_refused_as_not_text(tmp_path):
     path = tmp_path / "garbage.csv"
     for head in (b"\x88\x01garbage", b"ab\x00cd"):
         path.write_bytes(head + rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
-        with pytest.raises(
-            ValueError, match=r"`.*garbage\.csv`: it is (not UTF-8 text|binary data)"
-        ):
+        with pytest.raises(ValueError, match=r"`.*garbage\.csv`: it is (not UTF-8 text|binary data)"):
             open_table(path)
 
 
@@ -704,9 +702,7 @@ def test_csv_in_another_encoding_names_the_column(tmp_path):
         open_table(latin)
     late = tmp_path / "late.csv"  # the first 64 KiB are fine: the column says it
     late.write_bytes(b"name,x\n" + b"abc,1\n" * 20_000 + "café,2\n".encode("latin-1"))
-    with pytest.raises(
-        ValueError, match=r"`.*late\.csv`: column `name` holds text that is not UTF-8"
-    ):
+    with pytest.raises(ValueError, match=r"`.*late\.csv`: column `name` holds text that is not UTF-8"):
         open_table(late)
 
 
@@ -748,9 +744,7 @@ def test_wandb_malformed_column_type_entries_fall_back_to_the_values(tmp_path):
 def test_wandb_json_nested_deep_names_the_file(tmp_path, depth):
     path = tmp_path / "deep.table.json"
     path.write_text('{"columns": ["a"], "data": [[' + "[" * depth + "]" * depth + "]]}")
-    with pytest.raises(
-        ValueError, match=r"cannot read `.*deep\.table\.json`: it is nested too deeply"
-    ):
+    with pytest.raises(ValueError, match=r"cannot read `.*deep\.table\.json`: it is nested too deeply"):
         open_table(path)
 
 
@@ -821,11 +815,7 @@ def write_damaged_parquet(path, compression, row_group=1, column=0):
     footer intact (uncompressed: the page header; snappy: the middle of the chunk)."""
     n = 10_000
     arrow = pa.table(
-        {
-            "x": np.arange(n, dtype=np.float64),
-            "s": [f"s{i % 7}" for i in range(n)],
-            "k": np.arange(n),
-        }
+        {"x": np.arange(n, dtype=np.float64), "s": [f"s{i % 7}" for i in range(n)], "k": np.arange(n)}
     )
     pq.write_table(arrow, path, compression=compression, row_group_size=n // 2)
     chunk = pq.read_metadata(path).row_group(row_group).column(column)

@@ -383,7 +383,5 @@ def test_joined_table_type_and_errors():
     )
     with pytest.raises(KeyError, match="`uid` is not a column of the right table"):
         JoinedTable(left, right, ("id", "uid"))
-    with pytest.raises(
-        TypeError, match=r"cannot join category\(2\) `image_path` with number `score`"
-    ):
+    with pytest.raises(TypeError, match=r"cannot join category\(2\) `image_path` with number `score`"):
         JoinedTable(left, right, ("image_path", "score"))

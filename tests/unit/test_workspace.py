@@ -233,10 +233,7 @@ def test_specs_are_data_newer_versions_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        (
-            b'{"cards": [], "tables": {"t": "caf\xe9.parquet"}}',
-            r"is not UTF-8 text \(byte 34: invalid",
-        ),
+        (b'{"cards": [], "tables": {"t": "caf\xe9.parquet"}}', r"is not UTF-8 text \(byte 34: invalid"),
         (b'{"cards": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "is nested too deeply to read"),
     ],
 )
@@ -434,9 +431,7 @@ def test_a_card_kind_that_cannot_name_a_panel_is_an_error_card(tmp_path: Path, f
     good = CardSpec(kind="histogram", input=Query(table="runs"), config={"column": "score"})
     ws = Workspace.from_spec(WorkspaceSpec(tables={"runs": str(files["runs"])}, cards=[bad, good]))
     shown, fine = ws.cards
-    assert "the card's kind 'bad kind' cannot name a panel" in html.unescape(
-        shown._layout[0].object
-    )
+    assert "the card's kind 'bad kind' cannot name a panel" in html.unescape(shown._layout[0].object)
     assert "card-kind-bad kind" not in " ".join(shown._layout.css_classes)
     assert fine.count.object == "90 of 90 rows" and fine._classes()[-1] == "card-kind-histogram"
     assert ws.save(tmp_path / "ws.json") and read_spec(tmp_path / "ws.json").cards == (bad, good)
