@@ -8,6 +8,7 @@ then "Filter to selection", save and restart, OR mode, and Clear."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -335,4 +336,51 @@ def test_a_lasso_on_a_raster_projection_selects_the_rows_inside(page, run_cli, t
     eventually(page, lambda: _source(page, "selected", "count") == expected, "restored series")
     eventually(page, lambda: any(_source(page, "selected", "selected") or ()), "restored image")
     expect(page.locator(".card-selection-note:visible")).to_have_count(0)
+    assert page.console_errors == []
+
+
+def test_table_ticks_and_a_histogram_range_in_and_then_or(page, run_cli, tmp_path) -> None:
+    frame = _frame()
+    table_card = {**TABLE, "config": {**TABLE["config"], "selected": "first"}}
+    path = _write(tmp_path, frame, [HIST_SCORE, HIST_LOSS, table_card])
+    page.goto(run_cli("serve", "--workspace", str(path)))
+    table = page.locator(".workspace-card.card-kind-table")
+    rows = table.locator(".tabulator-row")
+    expect(rows).to_have_count(10, timeout=WAIT)
+    first = frame.head(10)
+    in_range = (first.score >= 2) & (first.score < 6)
+    ticked = [*first.item[in_range][:2], *first.item[~in_range][:1]]
+    assert len(ticked) == 3
+    summary = page.locator(".selection-summary")
+
+    # tick three rows, one at a time (the table brings the ticked rows first each time)
+    for done, item in enumerate(ticked, start=1):
+        cell = page.locator("[tabulator-field=item]", has_text=re.compile(f"^{item}$"))
+        row = rows.filter(has=cell)
+        row.locator("input[type=checkbox]").click()
+        chosen = frame[frame.item.isin(ticked[:done])]
+        expect(summary).to_have_text(_summary(frame, chosen), timeout=WAIT)
+    expected = np.histogram(chosen.loss, bins=LOSS_EDGES)[0].tolist()
+    eventually(page, lambda: _source(page, "selected", "count", nth=1) == expected, "ticked")
+    items = table.locator(".tabulator-row [tabulator-field=item]")
+    expect(items.nth(0)).to_have_text(str(min(ticked)), timeout=WAIT)
+
+    # and a score range [2, 6) from the first histogram: AND keeps the two ticked in it
+    at = eventually(page, lambda: page.evaluate(PLOT_JS, ["bins", 0, [[2.3, 0], [5.6, 0]]]), "plot")
+    _drag(page, [[at[0][0], at[-1][1]], [at[1][0], at[-1][1]]])
+    ranged = (frame.score >= 2) & (frame.score < 6)
+    both = frame[frame.item.isin(ticked) & ranged]
+    assert len(both) == 2
+    expect(summary).to_have_text(_summary(frame, both), timeout=WAIT)
+    expected = np.histogram(both.loss, bins=LOSS_EDGES)[0].tolist()
+    eventually(page, lambda: _source(page, "selected", "count", nth=1) == expected, "AND")
+
+    # OR: the ticked rows and every row in the range
+    page.locator(".selection-mode").get_by_text("OR").click()
+    either = frame[frame.item.isin(ticked) | ranged]
+    expect(summary).to_have_text(_summary(frame, either), timeout=WAIT)
+    expected = np.histogram(either.loss, bins=LOSS_EDGES)[0].tolist()
+    eventually(page, lambda: _source(page, "selected", "count", nth=1) == expected, "OR")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "linked-3-table-or.png"), full_page=True)
     assert page.console_errors == []
