@@ -78,6 +78,8 @@ class Brushing:
         if self.result is None:
             return
         self.chosen = self._chosen(view)
+        if not self._brushed_here(view):
+            self._clear_drawn_selection()
         if self.raster is not None:
             self.raster.chosen = self.chosen
             self.redraw_raster()
@@ -85,6 +87,29 @@ class Brushing:
             matches, source = self.matches, self.source
             alpha = self.base_alpha() if matches is None else np.where(matches, 0.9, DIM_ALPHA)
             on_document(lambda: source.data.update(alpha=alpha))
+
+    def _brushed_here(self, view: Any) -> bool:
+        """Whether the selection holds a region over this projection's points."""
+        from panels_core.query.selection import RegionBrush
+
+        brushes = view.selection.brushes if view.selection is not None else ()
+        return any(isinstance(b, RegionBrush) and b.points == self.points_key for _, b in brushes)
+
+    def _clear_drawn_selection(self) -> None:
+        """Drop Bokeh's own selection of the points a box or lasso drew over (it would
+        keep dimming the others once the brush is cleared elsewhere)."""
+        drawn = [s for s in (self.source, self.marks) if s is not None and s.selected.indices]
+
+        def clear() -> None:
+            self._syncing = True
+            try:
+                for source in drawn:
+                    source.selected.indices = []
+            finally:
+                self._syncing = False
+
+        if drawn:
+            on_document(clear)
 
     def add_select_tools(self, fig: Any, renderers: list[Any]) -> None:
         """Box and lasso select (Bokeh's tools) on ``fig``; the drawn shape comes to the

@@ -119,6 +119,25 @@ def test_the_projection_follows_a_selection_without_drawing_again(tables) -> Non
     assert set(source.data["alpha"]) == {0.8} and _selected_bins(histogram) is None
 
 
+def test_a_box_drawn_on_the_projection_stays_until_its_brush_is_cleared(tables) -> None:
+    from bokeh import events
+
+    ws = _workspace(tables)
+    projection, histogram = ws.cards
+    plot = _plot(projection)
+    geometry = {"type": "rect", "x0": -1.0, "x1": 1.0, "y0": -1.0, "y1": 1.0}
+    inside = np.flatnonzero(
+        (np.abs(plot.result.points[:, 0]) <= 1) & (np.abs(plot.result.points[:, 1]) <= 1)
+    )
+    plot.source.selected.indices = inside.tolist()  # what Bokeh's box select does
+    plot.figure._trigger_event(events.SelectionGeometry(plot.figure, geometry, final=True))
+    assert ws.linking.selection("runs").brush_of(projection.card_id).points == plot.points_key
+    histogram.view.select(RangeBrush(column="score", low=0.5))  # AND: the box stays drawn
+    assert plot.source.selected.indices == inside.tolist()
+    ws.linking.clear("runs")  # the box is no longer the selection: Bokeh's selection goes
+    assert plot.source.selected.indices == []
+
+
 def test_the_raster_follows_a_selection_in_its_selected_layer(tables, monkeypatch) -> None:
     from panels_builtin.projection import plot as plot_module
 
