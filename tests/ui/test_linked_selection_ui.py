@@ -352,6 +352,8 @@ def test_table_ticks_and_a_histogram_range_in_and_then_or(page, run_cli, tmp_pat
     ticked = [*first.item[in_range][:2], *first.item[~in_range][:1]]
     assert len(ticked) == 3
     summary = page.locator(".selection-summary")
+    items = table.locator(".tabulator-row [tabulator-field=item]")
+    checks = table.locator(".tabulator-row input[type=checkbox]")
 
     # tick three rows, one at a time (the table brings the ticked rows first each time)
     for done, item in enumerate(ticked, start=1):
@@ -360,9 +362,11 @@ def test_table_ticks_and_a_histogram_range_in_and_then_or(page, run_cli, tmp_pat
         row.locator("input[type=checkbox]").click()
         chosen = frame[frame.item.isin(ticked[:done])]
         expect(summary).to_have_text(_summary(frame, chosen), timeout=WAIT)
+        # the table drew again with them first (a tick before that would go to the old one)
+        expect(items.nth(done - 1)).to_have_text(str(sorted(ticked[:done])[-1]), timeout=WAIT)
+        expect(checks.nth(done - 1)).to_be_checked(timeout=WAIT)
     expected = np.histogram(chosen.loss, bins=LOSS_EDGES)[0].tolist()
     eventually(page, lambda: _source(page, "selected", "count", nth=1) == expected, "ticked")
-    items = table.locator(".tabulator-row [tabulator-field=item]")
     expect(items.nth(0)).to_have_text(str(min(ticked)), timeout=WAIT)
 
     # and a score range [2, 6) from the first histogram: AND keeps the two ticked in it
