@@ -23,11 +23,12 @@ def has_selection(view: Any) -> bool:
 def selection_answer(view: Any, ask: Callable[[Any], T]) -> T | None:
     """``ask(view.selected())``; None when the view has no selection, or when the engine
     cannot evaluate it over this view (a region over points not registered yet, a column
-    this view does not have): the panel then draws as it does without one."""
+    this view does not have): the panel then draws as it does without one, and the card
+    says why (``panels_core.workspace.linking.selection_problem``)."""
     if not has_selection(view):
         return None
     try:
         return ask(view.selected())
     except QueryError as exc:
-        _log.warning("the linked selection is left out of this card: %s", exc)
+        _log.debug("the linked selection is left out of this card (it says so): %s", exc)
         return None

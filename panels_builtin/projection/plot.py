@@ -68,6 +68,8 @@ class ProjectionPlot(ScatterDrawing, RasterDrawing, Brushing):
             self.progress,
             sizing_mode="stretch_width",
         )
+        # what a workspace card calls with a new linked selection, on what it shows
+        self.layout.follow_selection = self.follow_selection
 
     def __panel__(self) -> Any:
         return self.layout

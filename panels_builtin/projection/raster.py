@@ -13,7 +13,7 @@ import numpy as np
 from panels_builtin.projection.config import is_number
 from panels_builtin.projection.inputs import remembered, thumbnails
 from panels_builtin.projection.labels import Colouring, Labels
-from panels_builtin.projection.session import live
+from panels_builtin.projection.session import live, on_document
 from panels_core import projection as proj
 
 __all__ = ["RASTER_HEIGHT", "RASTER_WIDTH", "FrameRasterLayer", "RasterDrawing", "RasterLayer"]
@@ -135,8 +135,8 @@ class RasterLayer:
             "dw": [x_range[1] - x_range[0]],
             "dh": [y_range[1] - y_range[0]],
         }
-        if self.chosen is not None:
-            data["selected"] = [self._selected_image(canvas)]
+        # always a layer (transparent without a selection), so a new selection only redraws
+        data["selected"] = [self._selected_image(canvas)]
         for i, (_, values) in enumerate(self.hover):
             if values.dtype.kind == "f":
                 data[f"c{i}"] = [np.where(empty, np.nan, values[safe]).astype(np.float32)]
@@ -151,7 +151,9 @@ class RasterLayer:
         import datashader as ds
         import datashader.transfer_functions as tf
 
-        assert self.chosen is not None
+        if self.chosen is None:
+            self.selected = np.zeros((RASTER_HEIGHT, RASTER_WIDTH), dtype=np.int64)
+            return np.zeros(self.selected.shape, dtype=np.uint32)
         counts = canvas.points(self.frame[self.chosen], X, Y, agg=ds.count())
         self.selected = counts.values.astype(np.int64)
         if not self.selected.any():
@@ -291,10 +293,10 @@ class RasterDrawing:
         image = fig.image_rgba(
             image="image", x="x", y="y", dw="dw", dh="dh", source=source, name="raster"
         )
-        if layer.chosen is not None:  # the selected points over the dimmed raster
-            fig.image_rgba(
-                image="selected", x="x", y="y", dw="dw", dh="dh", source=source, name="selected"
-            )
+        # the selected points over the dimmed raster (transparent without a selection)
+        fig.image_rgba(
+            image="selected", x="x", y="y", dw="dw", dh="dh", source=source, name="selected"
+        )
         hover_tool = HoverTool(renderers=[image], **_raster_tooltips(hover))
         fig.add_tools(hover_tool)
         if self.config.image is not None and live():
@@ -361,6 +363,12 @@ class RasterDrawing:
         if x_range[0] >= x_range[1] or y_range[0] >= y_range[1]:
             return
         self.raster_source.data = self.raster.draw(x_range, y_range)
+
+    def redraw_raster(self) -> None:
+        """Aggregate the raster again in its current window (a new linked selection)."""
+        layer, source = self.raster, self.raster_source
+        data = layer.draw(*layer.window)
+        on_document(lambda: setattr(source, "data", data))
 
     def _on_raster_tap(self, event: Any) -> None:
         if self.raster is None or event.x is None or event.y is None:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-__all__ = ["FilterSyntaxError", "FilterTypeError", "QueryError", "UnknownColumnError"]
+__all__ = [
+    "FilterSyntaxError",
+    "FilterTypeError",
+    "PointsNotRegistered",
+    "QueryError",
+    "UnknownColumnError",
+]
 
 
 class QueryError(ValueError):
     """Base of every query error; never a raw engine exception."""
+
+
+class PointsNotRegistered(QueryError):
+    """``in_selection`` over points no projection has registered (yet): ``key`` names them."""
+
+    def __init__(self, message: str, key: str) -> None:
+        self.key = key
+        super().__init__(message)
 
 
 class FilterSyntaxError(QueryError):

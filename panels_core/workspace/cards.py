@@ -18,11 +18,17 @@ import panel as pn
 from panels_core.escape import html_text, markdown_text
 from panels_core.panel_registry import Registry, error_card, registry
 from panels_core.query.engine import Engine
+from panels_core.query.errors import PointsNotRegistered
 from panels_core.query.model import Query
 from panels_core.query.selection import Selection
 from panels_core.view import View
 from panels_core.workspace.background import Failed, run_off_loop
-from panels_core.workspace.linking import Linking, linkable
+from panels_core.workspace.linking import (
+    Linking,
+    linkable,
+    selection_problem,
+    selection_problem_text,
+)
 from panels_core.workspace.querybar import QueryBar, query_error_text
 from panels_core.workspace.spec import (
     CardSpec,
@@ -158,6 +164,8 @@ class CardView(pn.viewable.Viewer):
         """Where the card sits in the workspace grid (``card`` is its index when saved)."""
         self.on_resize: Callable[[CardView], None] | None = None
         self._generation = 0
+        self._shown: Any = None
+        """What the panel rendered, while it is shown."""
         self._build_widgets()
         self.querybar = QueryBar(engine, spec.input, on_change=self.set_query)
         self._refresh_options()
@@ -189,6 +197,13 @@ class CardView(pn.viewable.Viewer):
             "",
             visible=False,
             css_classes=["card-notes"],
+            margin=(0, 10),
+            styles={"color": "#8a5300", "font-size": "12px"},
+        )
+        self.selection_note = pn.pane.HTML(
+            "",
+            visible=False,
+            css_classes=["card-selection-note"],
             margin=(0, 10),
             styles={"color": "#8a5300", "font-size": "12px"},
         )
@@ -229,6 +244,7 @@ class CardView(pn.viewable.Viewer):
             self.count,
             self.notes,
             self.selection_row,
+            self.selection_note,
             self.settings,
             self.body,
             sizing_mode="stretch_width",
@@ -316,10 +332,34 @@ class CardView(pn.viewable.Viewer):
         return view.with_selection(self.linking.selection(query.table)).with_select_sink(sink)
 
     def follow_selection(self, selection: Selection | None) -> None:
-        """Show the table's new selection: the panel re-renders with it."""
+        """Show the table's new selection: the panel re-renders with it, unless what it
+        rendered has ``follow_selection(view)`` (then only that is called, off the event
+        loop: the projection keeps its zoom and drawn shape and redraws its highlight)."""
         self.view = self.view.with_selection(selection)
         self.selection_row.visible = selection is not None
-        self._render()
+        follow = getattr(self._shown, "follow_selection", None)
+        if callable(follow) and not self.body.loading:
+            self._follow(follow)
+        else:
+            self._render()
+
+    def _follow(self, follow: Callable[[View], None]) -> None:
+        self._generation += 1
+        generation, view = self._generation, self.view
+
+        def work() -> Any:
+            follow(view)
+            return selection_problem(view)
+
+        def apply(result: Any) -> None:
+            if generation != self._generation:
+                return
+            if isinstance(result, Failed):
+                self._show_error(query_error_text(result.error))
+            else:
+                self._show_selection_problem(result)
+
+        run_off_loop(work, apply, plugin=self.panels.is_plugin(self.spec.kind))
 
     def set_filter(self, text: str) -> None:
         """Put ``text`` in the query bar's filter box and apply it, as if typed there."""
@@ -392,10 +432,11 @@ class CardView(pn.viewable.Viewer):
         self._generation += 1
         generation = self._generation
         kind, config, view = self.spec.kind, self.spec.config, self.view
+        self._shown = None
 
-        def work() -> tuple[Any, str]:
+        def work() -> tuple[Any, str, Any]:
             obj = self.panels.render_object(kind, view, config or None)
-            return obj, count_text(view)
+            return obj, count_text(view), selection_problem(view)
 
         def apply(result: tuple[Any, str] | Failed) -> None:
             if generation != self._generation:  # a newer render superseded this one
@@ -405,15 +446,27 @@ class CardView(pn.viewable.Viewer):
                 self.count.object = ""
                 self._show_error(query_error_text(result.error))
                 return
-            obj, text = result
+            obj, text, problem = result
             self.count.object = html_text(text)
+            self._show_selection_problem(problem)
             try:
                 self.body[:] = [obj]
+                self._shown = obj
             except Exception as exc:  # Panel could not build what the panel returned
                 self._show_error(f"the panel's output cannot be shown: {exc!r}")
 
         self.body.loading = True
         run_off_loop(work, apply, after_load=initial, plugin=self.panels.is_plugin(kind))
+
+    def _show_selection_problem(self, problem: Any) -> None:
+        """Say in the card why its table's selection is not shown (escaped text); wait for
+        the points of a region brush that no projection has registered yet."""
+        self.selection_note.object = (
+            f"⚠ {html_text(selection_problem_text(problem))}" if problem else ""
+        )
+        self.selection_note.visible = problem is not None
+        if isinstance(problem, PointsNotRegistered) and self.linking is not None:
+            self.linking.wait_for_points(problem.key)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout

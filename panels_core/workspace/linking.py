@@ -19,14 +19,22 @@ import panel as pn
 
 from panels_core.escape import html_text
 from panels_core.query.engine import Engine
+from panels_core.query.errors import PointsNotRegistered, QueryError
 from panels_core.query.expr import Binary
 from panels_core.query.model import Query
-from panels_core.query.selection import Selection
+from panels_core.query.selection import RegionBrush, Selection
 from panels_core.types import CategoryType, TableType, strip_optional
 from panels_core.view import View
 from panels_core.workspace.background import Failed, run_off_loop
 
-__all__ = ["Linking", "filtered_to", "linkable", "selection_summary"]
+__all__ = [
+    "Linking",
+    "filtered_to",
+    "linkable",
+    "selection_problem",
+    "selection_problem_text",
+    "selection_summary",
+]
 
 _BREAKDOWN = 5
 """Categories the summary line names (the most selected first)."""
@@ -45,6 +53,29 @@ def filtered_to(query: Query, selection: Selection | None) -> Query:
     own = query.filter
     narrowed = chosen if own is None else Binary(op="and", left=own, right=chosen)
     return Query.model_validate({**query.model_dump(), "filter": narrowed.to_text()})
+
+
+def selection_problem(view: View) -> QueryError | None:
+    """Why the engine cannot evaluate ``view``'s selection (a region over points no
+    projection has registered yet, a column the view does not have); None when it can
+    or there is no selection."""
+    if view.selection is None or view.selection.is_empty:
+        return None
+    try:
+        view.selected().count()
+    except QueryError as exc:
+        return exc
+    return None
+
+
+def selection_problem_text(error: QueryError) -> str:
+    """What a card or the selection bar says about ``selection_problem`` (plain text)."""
+    if isinstance(error, PointsNotRegistered):
+        return (
+            "the selection waits for the projection that draws its points (it shows them "
+            "once drawn); until then every row is shown"
+        )
+    return f"the selection is left out: {error}"
 
 
 def selection_summary(engine: Engine, table: str, selection: Selection) -> str:
@@ -83,6 +114,8 @@ class Linking:
         self.bar = pn.Column(sizing_mode="stretch_width", css_classes=["selection-bar"])
         self._ids = itertools.count(0)
         self._generation = 0
+        self.waiting: set[str] = set()
+        """Keys of points a selection needs and no projection has registered yet."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -150,6 +183,39 @@ class Linking:
             target.set_filter(filtered_to(target.spec.input, selection).filter.to_text())
         self.refresh_bar()
 
+    def wait_for_points(self, key: str) -> None:
+        """Follow the selection again once points are registered under ``key`` (a
+        projection still computing, or not drawn since the server started): checked
+        every second while the page is open."""
+        if key in self.waiting:
+            return
+        self.waiting.add(key)
+        doc = pn.state.curdoc
+        if doc is None or getattr(doc, "session_context", None) is None:
+            return  # no server: ``points_arrived`` is called by whoever registers them
+
+        def check() -> None:
+            if not self.waiting:
+                callback.stop()
+            elif any(self.engine.has_points(k) for k in self.waiting):
+                self.points_arrived()
+
+        callback = pn.state.add_periodic_callback(check, period=1000)
+
+    def points_arrived(self) -> None:
+        """The cards and bar lines of every selection over awaited points that are now
+        registered show it."""
+        arrived = {k for k in self.waiting if self.engine.has_points(k)}
+        if not arrived:
+            return
+        self.waiting -= arrived
+        for table, selection in self.selections.items():
+            keys = {b.points for _, b in selection.brushes if isinstance(b, RegionBrush)}
+            if keys & arrived:
+                for card in [c for c in self.cards() if _table_of(c) == table]:
+                    card.follow_selection(selection)
+        self.refresh_bar()
+
     # -- saving ----------------------------------------------------------------------------
 
     def saved(self, cards: list[Any]) -> dict[str, Selection]:
@@ -199,7 +265,14 @@ class Linking:
         def apply(result: str | Failed) -> None:
             if generation != self._generation:
                 return
-            text = result if isinstance(result, str) else f"cannot count: {result.error}"
+            if isinstance(result, str):
+                text = result
+            elif isinstance(result.error, QueryError):
+                text = selection_problem_text(result.error)
+                if isinstance(result.error, PointsNotRegistered):
+                    self.wait_for_points(result.error.key)
+            else:
+                text = f"cannot count: {result.error}"
             summary.object = html_text(f"{table}: {text}")
 
         run_off_loop(lambda: selection_summary(self.engine, table, selection), apply)

@@ -150,6 +150,10 @@ class Engine:
         Registering a key again replaces its points (kept answers over them are dropped)."""
         self._catalog.points.register(key, rows, xy)
 
+    def has_points(self, key: str) -> bool:
+        """Whether a projection has registered points under ``key`` (``register_points``)."""
+        return self._catalog.points.has(key)
+
     # ------------------------------------------------------------- aggregates
 
     def value_counts(self, query: Query, column: str | Sequence[str], top: int = 20) -> ValueCounts:

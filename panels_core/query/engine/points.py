@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from panels_core.query.engine.connection import RESERVED, ROW
-from panels_core.query.errors import QueryError
+from panels_core.query.errors import PointsNotRegistered, QueryError
 from panels_core.query.sql import quote_ident
 
 __all__ = ["Points", "SortedPoints", "inside_polygon"]
@@ -119,6 +119,11 @@ class Points:
         with self._lock:
             self._points[key] = _Registered(points, digest, next(self._generations))
 
+    def has(self, key: str) -> bool:
+        """Whether points are registered under ``key``."""
+        with self._lock:
+            return key in self._points
+
     def stamp(self) -> tuple[tuple[str, int], ...]:
         """What answers over registered points depend on (changes when points are replaced)."""
         with self._lock:
@@ -130,9 +135,10 @@ class Points:
             points = self._points.get(key)
             if points is None:
                 known = ", ".join(f"`{k}`" for k in sorted(self._points)) or "none yet"
-                raise QueryError(
+                raise PointsNotRegistered(
                     f"in_selection(): no points are registered as `{key}` (registered: {known}); "
-                    "show the projection that draws them first, or clear this selection"
+                    "show the projection that draws them first, or clear this selection",
+                    key,
                 )
             kept_key = (key, points.generation, polygon)
             kept = self._kept.get(kept_key)
