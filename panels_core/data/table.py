@@ -403,11 +403,9 @@ class Table:
         return infer_from_arrow(arrow.schema, sample_rows(arrow), null_counts, self._dtypes)
 
     def _parquet_sample(self, wanted: Sequence[str]) -> pa.Table:
-        """The first rows of a Parquet file's ``wanted`` columns, nulls in the others (one
-        read of their first pages, page by page: a column chunk is not read whole); when
-        a page is damaged, the columns that read (so only the reads of a damaged column
-        fail). Every column is read when a wanted one's name is repeated or empty in
-        the file (pyarrow picks columns by name)."""
+        """The first rows of a Parquet file's ``wanted`` columns (all of them when one's
+        name is repeated or empty in the file), nulls in the others, read page by page;
+        when a page is damaged, the columns that read (only a damaged column fails)."""
         schema, names = self._parquet_schema, self._file_names
         picked = [names[schema.get_field_index(n)] for n in wanted]
         by_name = all(n and names.count(n) == 1 for n in picked)
