@@ -113,3 +113,18 @@ def test_types_from_the_partial_sample_are_the_full_samples(tmp_path) -> None:
     assert str(from_file.columns["label"]).startswith("category")
     overridden = Table.from_parquet(path, dtypes={"id": "category"}).type
     assert overridden.columns["id"].kind == "category"
+
+
+def test_engines_made_in_many_threads_at_once_each_read_their_own_file(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [_write(tmp_path / f"f{i}.parquet", 5 + i, offset=100 * i) for i in range(8)]
+
+    def first_ids(path: Path) -> tuple[int, list[int]]:
+        engine = Engine({"t": Table.from_parquet(path)})
+        query = Query(table="t", sort=["-id"])
+        return engine.count(query), engine.page(query, limit=2).column("id").to_pylist()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(first_ids, paths))
+    assert answers == [(5 + i, [100 * i + 4 + i, 100 * i + 3 + i]) for i in range(8)]

@@ -170,7 +170,7 @@ class Catalog:
             source.path = Path(path) if path is not None else None
             self.allow(*(str(f) for f in source.files))
             try:
-                source.scan(self.con).create_view(view, replace=True)
+                _create_view(self.con, source, view)
                 self.views[view] = self.con
             except duckdb.Error as exc:
                 where = path if path is not None else source.dataset.root
@@ -198,7 +198,7 @@ class Catalog:
             if source.parquet:
                 # a file that became unreadable fails its own queries, not this table's
                 with suppress(duckdb.Error):
-                    source.scan(con).create_view(source.view, replace=True)
+                    _create_view(con, source, source.view)
                     self.views[source.view] = con
         self.con, self.files = con, files
 
@@ -306,6 +306,16 @@ class Catalog:
                 out.append((low, high, group.num_rows))
         self.cache.put(cache_key, out)
         return out
+
+
+def _create_view(con: Any, source: Source, view: str) -> None:
+    """``source``'s scan as ``view`` of the database, made on a cursor of its own: other
+    engines use the process's connection from other threads at the same time."""
+    cur = con.cursor()
+    try:
+        source.scan(cur).create_view(view, replace=True)
+    finally:
+        cur.close()
 
 
 def _drop_views(views: dict[str, Any]) -> None:
