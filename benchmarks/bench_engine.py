@@ -330,6 +330,7 @@ def main() -> None:
     parser.add_argument(
         "--polars-max-rows", type=int, default=10_000_000, help="polars only up to this size"
     )
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS), help="these only")
     parser.add_argument("--pandas", action="store_true", help="the pandas table instead")
     parser.add_argument("--pandas-repeat", type=int, default=3)
     parser.add_argument("--side", nargs=4, help=argparse.SUPPRESS)
@@ -339,7 +340,7 @@ def main() -> None:
     elif args.pandas:
         pandas_table(args.rows[0], args.repeat, args.pandas_repeat)
     else:
-        side_by_side(args.rows, args.rounds, args.repeat, args.polars_max_rows)
+        side_by_side(args.rows, args.rounds, args.repeat, args.polars_max_rows, args.ops)
 
 
 def _op_side(side: str, op: str, v1: Path, v2: Path, repeat: int) -> dict[str, Any]:
@@ -357,18 +358,20 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
-def side_by_side(sizes: list[int], rounds: int, repeat: int, polars_max: int) -> None:
+def side_by_side(
+    sizes: list[int], rounds: int, repeat: int, polars_max: int, ops: list[str]
+) -> None:
     """Every operation per side and round in a process of its own, rotating the sides."""
     runs: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
     for rows in sizes:
         v1, v2 = generate(rows)
         sides = ["engine", "duckdb", *(["polars"] if rows <= polars_max else [])]
         for r in range(rounds):
-            for op in OPS:
+            for op in ops:
                 for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
                     runs.setdefault((rows, op, side), []).append(_op_side(side, op, v1, v2, repeat))
-        _print_size(rows, sides, runs, rounds, repeat)
-    _print_growth(sizes, runs)
+        _print_size(rows, sides, runs, rounds, repeat, ops)
+    _print_growth(sizes, runs, ops)
 
 
 def _seconds(run: dict[str, Any], op: str) -> float:
@@ -376,7 +379,7 @@ def _seconds(run: dict[str, Any], op: str) -> float:
 
 
 def _print_size(
-    rows: int, sides: list[str], runs: dict[Any, Any], rounds: int, repeat: int
+    rows: int, sides: list[str], runs: dict[Any, Any], rounds: int, repeat: int, ops: list[str]
 ) -> None:
     print(
         f"\n{rows:,} rows: seconds, median over {rounds} rounds of the median of {repeat} "
@@ -384,7 +387,7 @@ def _print_size(
     )
     print("| operation | engine s | polars s | polars / engine | floor s | engine / floor |")
     print("|---|---|---|---|---|---|")
-    for op in OPS:
+    for op in ops:
         mine = [_seconds(run, op) for run in runs[rows, op, "engine"]]
         floor = [_seconds(run, op) for run in runs[rows, op, "duckdb"]]
         cells = [f"{statistics.median(mine):.4f}", "-", "-"]
@@ -405,17 +408,17 @@ def _print_size(
                 print(f"| ({op}: polars {each}) | | | | | |")
         cells += [f"{statistics.median(floor):.4f}", _spread([m / f for m, f in zip(mine, floor)])]
         print(f"| {LABELS[op]} | {' | '.join(cells)} |")
-    answers = {
-        side: {runs[rows, op, side][0].get("answer") for op in ("page", "compare")}
-        for side in sides
-    }
+    checked = [op for op in ("page", "grouped histogram", "compare") if op in ops]
+    answers = {side: [runs[rows, op, side][0].get("answer") for op in checked] for side in sides}
     if "polars" in sides and answers["engine"] != answers["polars"]:
-        print("WARNING: the engine's and polars' page or comparison answers differ")
+        print("WARNING: the engine's and polars' answers differ (page, grouped or comparison)")
     rss = ", ".join(
-        f"{side} {statistics.median(run['rss_before'] for run in runs[rows, 'histogram', side]):.0f}"
+        f"{side} {statistics.median(run['rss_before'] for run in runs[rows, ops[0], side]):.0f}"
         for side in sides
     )
     print(f"process RSS after import, open and count (MiB): {rss}")
+    if "compare" not in ops:
+        return
     compare = runs[rows, "compare", "engine"]
     grown = statistics.median(run["peak"] - run["peak_before"] for run in compare)
     print(
@@ -424,19 +427,24 @@ def _print_size(
     )
 
 
-def _print_growth(sizes: list[int], runs: dict[Any, Any]) -> None:
+def _print_growth(sizes: list[int], runs: dict[Any, Any], ops: list[str]) -> None:
+    """Seconds per million rows; growth from the second-largest size to the largest
+    against linear, the engine's and its floor's (the floor's says what the machine did)."""
     if len(sizes) < 2:
         return
     big, last = sorted(sizes)[-2:]
     print(f"\nengine seconds per million rows; growth {big:,} -> {last:,} against linear")
-    print(f"| operation | {' | '.join(f'{n / 1e6:g}M' for n in sizes)} | growth |")
-    print(f"|---|{'---|' * len(sizes)}---|")
-    for op in OPS:
+    print(f"| operation | {' | '.join(f'{n / 1e6:g}M' for n in sizes)} | growth | floor's |")
+    print(f"|---|{'---|' * len(sizes)}---|---|")
+    for op in ops:
         t = {
-            n: statistics.median(_seconds(run, op) for run in runs[n, op, "engine"]) for n in sizes
+            (n, side): statistics.median(_seconds(run, op) for run in runs[n, op, side])
+            for n in sizes
+            for side in ("engine", "duckdb")
         }
-        per = " | ".join(f"{t[n] / (n / 1e6):.4f}" for n in sizes)
-        print(f"| {LABELS[op]} | {per} | {t[last] / t[big] / (last / big):.2f} |")
+        per = " | ".join(f"{t[n, 'engine'] / (n / 1e6):.4f}" for n in sizes)
+        growth = [t[last, side] / t[big, side] / (last / big) for side in ("engine", "duckdb")]
+        print(f"| {LABELS[op]} | {per} | {growth[0]:.2f} | {growth[1]:.2f} |")
 
 
 def pandas_table(rows: int, repeat: int, pandas_repeat: int) -> None:
