@@ -361,16 +361,22 @@ def _spread(values: list[float]) -> str:
 def side_by_side(
     sizes: list[int], rounds: int, repeat: int, polars_max: int, ops: list[str]
 ) -> None:
-    """Every operation per side and round in a process of its own, rotating the sides."""
+    """Every operation per side, size and round in a process of its own: each round
+    runs every size, so the sizes see the same load, and rotates the sides."""
     runs: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
-    for rows in sizes:
-        v1, v2 = generate(rows)
-        sides = ["engine", "duckdb", *(["polars"] if rows <= polars_max else [])]
-        for r in range(rounds):
+    files = {rows: generate(rows) for rows in sizes}
+    sides = {
+        rows: ["engine", "duckdb", *(["polars"] if rows <= polars_max else [])] for rows in sizes
+    }
+    for r in range(rounds):
+        for rows, (v1, v2) in files.items():
             for op in ops:
-                for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
+                for side in (
+                    sides[rows][r % len(sides[rows]) :] + sides[rows][: r % len(sides[rows])]
+                ):
                     runs.setdefault((rows, op, side), []).append(_op_side(side, op, v1, v2, repeat))
-        _print_size(rows, sides, runs, rounds, repeat, ops)
+    for rows in sizes:
+        _print_size(rows, sides[rows], runs, rounds, repeat, ops)
     _print_growth(sizes, runs, ops)
 
 
@@ -429,22 +435,32 @@ def _print_size(
 
 def _print_growth(sizes: list[int], runs: dict[Any, Any], ops: list[str]) -> None:
     """Seconds per million rows; growth from the second-largest size to the largest
-    against linear, the engine's and its floor's (the floor's says what the machine did)."""
+    against linear (1.00: linear), per round (both sizes ran in it) as median (range):
+    the engine's, its floor's (what the machine did) and the engine's over its floor's."""
     if len(sizes) < 2:
         return
     big, last = sorted(sizes)[-2:]
     print(f"\nengine seconds per million rows; growth {big:,} -> {last:,} against linear")
-    print(f"| operation | {' | '.join(f'{n / 1e6:g}M' for n in sizes)} | growth | floor's |")
-    print(f"|---|{'---|' * len(sizes)}---|---|")
+    print(
+        f"| operation | {' | '.join(f'{n / 1e6:g}M' for n in sizes)} | engine growth | "
+        "floor's growth | engine / floor growth |"
+    )
+    print(f"|---|{'---|' * len(sizes)}---|---|---|")
     for op in ops:
-        t = {
-            (n, side): statistics.median(_seconds(run, op) for run in runs[n, op, side])
+        per = " | ".join(
+            f"{statistics.median(_seconds(run, op) for run in runs[n, op, 'engine']) / (n / 1e6):.4f}"
             for n in sizes
+        )
+        grown = {
+            side: [
+                _seconds(a, op) / _seconds(b, op) / (last / big)
+                for a, b in zip(runs[last, op, side], runs[big, op, side])
+            ]
             for side in ("engine", "duckdb")
         }
-        per = " | ".join(f"{t[n, 'engine'] / (n / 1e6):.4f}" for n in sizes)
-        growth = [t[last, side] / t[big, side] / (last / big) for side in ("engine", "duckdb")]
-        print(f"| {LABELS[op]} | {per} | {growth[0]:.2f} | {growth[1]:.2f} |")
+        relative = [e / f for e, f in zip(grown["engine"], grown["duckdb"])]
+        cells = [_spread(grown["engine"]), _spread(grown["duckdb"]), _spread(relative)]
+        print(f"| {LABELS[op]} | {per} | {' | '.join(cells)} |")
 
 
 def pandas_table(rows: int, repeat: int, pandas_repeat: int) -> None:
