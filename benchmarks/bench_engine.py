@@ -1,6 +1,21 @@
-"""Engine vs pandas on a 10M-row Parquet table: time per operation and peak memory.
+"""The engine beside idiomatic polars and bare DuckDB (the floor), at 1M, 10M and 30M rows.
 
-Run: ``.venv/bin/python benchmarks/bench_engine.py [--rows N] [--repeat R]``.
+Run: ``.venv/bin/python benchmarks/bench_engine.py [--rows N ...] [--rounds R] [--repeat K]``;
+``--pandas`` runs the older table against pandas instead (one size, ``--rows N``).
+
+Side by side (the default): every operation of ``engine_sides.OPS`` runs in a process
+of its own per side and round (sides in a rotating order within each round, so the
+load of the shared machine falls on all of them alike); each process reports the
+median of ``--repeat`` cold runs, its memory before the operation and its peak. The
+table prints, per row count, the median over the rounds of each side's time, the
+ratios (polars / engine: above 1 the engine is faster; engine / floor: at most 2 is
+the target) with their spread over the rounds, and then the engine's seconds per
+million rows at each size with the growth from the second-largest to the largest
+size against linear (1.00 = linear), the engine's working memory per million rows of
+the comparison, and the resident memory of each side's process after opening the
+file and counting its rows (before any comparison).
+
+The pandas table:
 
 The data (two versions of one table, ``id`` shared) is generated once and
 cached under ``benchmarks/data/``. Each side runs in its own subprocess so the
@@ -24,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,9 +50,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from engine_sides import LABELS, OPS
 from timing import median_seconds, peak_mib
 
 DATA = Path(__file__).resolve().parent / "data"
+SIDES = Path(__file__).resolve().parent / "engine_sides.py"
 CATEGORIES = [f"class_{i:02d}" for i in range(20)]
 FILTER = "x > 0.5 and category == 'class_03'"
 COMPARE_FILTER = "0.present and 1.present and abs(0.x - 1.x) > 0.1"
@@ -306,14 +324,148 @@ def _run_side(side: str, v1: Path, v2: Path, repeat: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--repeat", type=int, default=5, help="runs per operation (median)")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000, 30_000_000])
+    parser.add_argument("--rounds", type=int, default=3, help="rotated rounds (median of them)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per process (median)")
+    parser.add_argument(
+        "--polars-max-rows", type=int, default=10_000_000, help="polars only up to this size"
+    )
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS), help="these only")
+    parser.add_argument("--pandas", action="store_true", help="the pandas table instead")
     parser.add_argument("--pandas-repeat", type=int, default=3)
     parser.add_argument("--side", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         _side(args.side)
+    elif args.pandas:
+        pandas_table(args.rows[0], args.repeat, args.pandas_repeat)
+    else:
+        side_by_side(args.rows, args.rounds, args.repeat, args.polars_max_rows, args.ops)
+
+
+def _op_side(side: str, op: str, v1: Path, v2: Path, repeat: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(SIDES), side, op, str(v1), str(v2), str(repeat)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _spread(values: list[float]) -> str:
+    """The median of ``values`` and their range, as ``1.23x (1.1-1.4)``."""
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
+def side_by_side(
+    sizes: list[int], rounds: int, repeat: int, polars_max: int, ops: list[str]
+) -> None:
+    """Every operation per side, size and round in a process of its own: each round
+    runs every size, so the sizes see the same load, and rotates the sides."""
+    runs: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    files = {rows: generate(rows) for rows in sizes}
+    sides = {
+        rows: ["engine", "duckdb", *(["polars"] if rows <= polars_max else [])] for rows in sizes
+    }
+    for r in range(rounds):
+        for rows, (v1, v2) in files.items():
+            for op in ops:
+                for side in (
+                    sides[rows][r % len(sides[rows]) :] + sides[rows][: r % len(sides[rows])]
+                ):
+                    runs.setdefault((rows, op, side), []).append(_op_side(side, op, v1, v2, repeat))
+    for rows in sizes:
+        _print_size(rows, sides[rows], runs, rounds, repeat, ops)
+    _print_growth(sizes, runs, ops)
+
+
+def _seconds(run: dict[str, Any], op: str) -> float:
+    return run[f"seconds:{op}"]
+
+
+def _print_size(
+    rows: int, sides: list[str], runs: dict[Any, Any], rounds: int, repeat: int, ops: list[str]
+) -> None:
+    print(
+        f"\n{rows:,} rows: seconds, median over {rounds} rounds of the median of {repeat} "
+        "cold runs; ratios: median (range over the rounds)"
+    )
+    print("| operation | engine s | polars s | polars / engine | floor s | engine / floor |")
+    print("|---|---|---|---|---|---|")
+    for op in ops:
+        mine = [_seconds(run, op) for run in runs[rows, op, "engine"]]
+        floor = [_seconds(run, op) for run in runs[rows, op, "duckdb"]]
+        cells = [f"{statistics.median(mine):.4f}", "-", "-"]
+        if "polars" in sides:
+            theirs = runs[rows, op, "polars"]
+            variants = [k.removeprefix("seconds:") for k in theirs[0] if k.startswith("seconds:")]
+            # per round, polars' fastest idiom (for the histogram: hist or floor + group_by)
+            best = [min(_seconds(run, v) for v in variants) for run in theirs]
+            cells[1:] = [
+                f"{statistics.median(best):.4f}",
+                _spread([b / m for b, m in zip(best, mine)]),
+            ]
+            if len(variants) > 1:
+                each = ", ".join(
+                    f"{v}: {statistics.median(_seconds(run, v) for run in theirs):.4f} s"
+                    for v in variants
+                )
+                print(f"| ({op}: polars {each}) | | | | | |")
+        cells += [f"{statistics.median(floor):.4f}", _spread([m / f for m, f in zip(mine, floor)])]
+        print(f"| {LABELS[op]} | {' | '.join(cells)} |")
+    checked = [op for op in ("page", "grouped histogram", "compare") if op in ops]
+    answers = {side: [runs[rows, op, side][0].get("answer") for op in checked] for side in sides}
+    if "polars" in sides and answers["engine"] != answers["polars"]:
+        print("WARNING: the engine's and polars' answers differ (page, grouped or comparison)")
+    rss = ", ".join(
+        f"{side} {statistics.median(run['rss_before'] for run in runs[rows, ops[0], side]):.0f}"
+        for side in sides
+    )
+    print(f"process RSS after import, open and count (MiB): {rss}")
+    if "compare" not in ops:
         return
+    compare = runs[rows, "compare", "engine"]
+    grown = statistics.median(run["peak"] - run["peak_before"] for run in compare)
+    print(
+        f"engine comparison: peak {grown:.0f} MiB above the process before it, "
+        f"{grown / (rows / 1e6):.1f} MiB per million rows"
+    )
+
+
+def _print_growth(sizes: list[int], runs: dict[Any, Any], ops: list[str]) -> None:
+    """Seconds per million rows; growth from the second-largest size to the largest
+    against linear (1.00: linear), per round (both sizes ran in it) as median (range):
+    the engine's, its floor's (what the machine did) and the engine's over its floor's."""
+    if len(sizes) < 2:
+        return
+    big, last = sorted(sizes)[-2:]
+    print(f"\nengine seconds per million rows; growth {big:,} -> {last:,} against linear")
+    print(
+        f"| operation | {' | '.join(f'{n / 1e6:g}M' for n in sizes)} | engine growth | "
+        "floor's growth | engine / floor growth |"
+    )
+    print(f"|---|{'---|' * len(sizes)}---|---|---|")
+    for op in ops:
+        per = " | ".join(
+            f"{statistics.median(_seconds(run, op) for run in runs[n, op, 'engine']) / (n / 1e6):.4f}"
+            for n in sizes
+        )
+        grown = {
+            side: [
+                _seconds(a, op) / _seconds(b, op) / (last / big)
+                for a, b in zip(runs[last, op, side], runs[big, op, side])
+            ]
+            for side in ("engine", "duckdb")
+        }
+        relative = [e / f for e, f in zip(grown["engine"], grown["duckdb"])]
+        cells = [_spread(grown["engine"]), _spread(grown["duckdb"]), _spread(relative)]
+        print(f"| {LABELS[op]} | {per} | {' | '.join(cells)} |")
+
+
+def pandas_table(rows: int, repeat: int, pandas_repeat: int) -> None:
+    """The engine against pandas on one size (``--pandas``)."""
+    args = argparse.Namespace(rows=rows, repeat=repeat, pandas_repeat=pandas_repeat)
     v1, v2 = generate(args.rows)
     print(
         f"engine benchmark: {args.rows:,} rows, {v1.stat().st_size / 2**20:.0f} MiB Parquet; "

@@ -44,6 +44,7 @@ __all__ = [
     "infer_column_type",
     "infer_from_arrow",
     "is_list_type",
+    "needs_sample",
     "sample_rows",
 ]
 
@@ -115,6 +116,28 @@ def _struct_type(t: pa.DataType, sample: pa.Array | pa.ChunkedArray | None) -> A
     return StructType(
         fields={f.name: infer_column_type(f, flat.field(i)) for i, f in enumerate(fields)}
     )
+
+
+def needs_sample(field: pa.Field, null_count: int | None) -> bool:
+    """Whether a column's type needs a sample of its values: False when its Arrow type
+    and its null count (from a footer's statistics) decide alone (booleans, numbers,
+    timestamps, dates, numeric embeddings); True for strings (category or text?),
+    lists, binary, structs, dictionaries, and any column whose null count is unknown."""
+    t = field.type
+    if null_count is None or is_image_field(field) or is_media_field(field):
+        return True
+    plain = (
+        pa.types.is_boolean(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+    )
+    embedding = pa.types.is_fixed_size_list(t) and (
+        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
+    )
+    return not (plain or embedding)
 
 
 def is_list_type(t: pa.DataType | None) -> bool:

@@ -32,7 +32,7 @@ from panels_core.data.columns import (
 )
 from panels_core.data.damage import READ_ERRORS, damage_message, sample_around_damage
 from panels_core.data.dataset import DatasetSource, ParquetDataset, footer_null_counts, open_dataset
-from panels_core.data.infer import SAMPLE_ROWS, infer_from_arrow, sample_rows
+from panels_core.data.infer import SAMPLE_ROWS, infer_from_arrow, needs_sample, sample_rows
 from panels_core.types import (
     AnyType,
     CategoryType,
@@ -386,8 +386,13 @@ class Table:
                 base = TableType.model_validate_json(stored)
                 if not self._dtypes:
                     return base
-            sample = self._parquet_sample()
             null_counts = footer_null_counts(self._parquet_meta, self._file_names, schema.names)
+            wanted = [
+                f.name
+                for f in schema
+                if f.name in self._dtypes or needs_sample(f, null_counts.get(f.name))
+            ]
+            sample = self._parquet_sample(wanted)
             return infer_from_arrow(schema, sample, null_counts, self._dtypes)
         dataset = self.parquet_dataset
         if dataset is not None and self._arrow is None:
@@ -397,13 +402,25 @@ class Table:
         null_counts = {name: arrow.column(name).null_count for name in arrow.column_names}
         return infer_from_arrow(arrow.schema, sample_rows(arrow), null_counts, self._dtypes)
 
-    def _parquet_sample(self) -> pa.Table:
-        """The first rows of a Parquet file (one read of its first pages); when a page is
-        damaged, the columns that read (so only the reads of a damaged column fail)."""
-        with pq.ParquetFile(self._parquet_path) as file:
+    def _parquet_sample(self, wanted: Sequence[str]) -> pa.Table:
+        """The first rows of a Parquet file's ``wanted`` columns (all of them when one's
+        name is repeated or empty in the file), nulls in the others, read page by page;
+        when a page is damaged, the columns that read (only a damaged column fails)."""
+        schema, names = self._parquet_schema, self._file_names
+        picked = [names[schema.get_field_index(n)] for n in wanted]
+        by_name = all(n and names.count(n) == 1 for n in picked)
+        stream = {"pre_buffer": False, "buffer_size": 1 << 16}
+        with pq.ParquetFile(self._parquet_path, metadata=self._parquet_meta, **stream) as file:
             try:
-                for batch in file.iter_batches(batch_size=SAMPLE_ROWS):
-                    return pa.Table.from_arrays(batch.columns, schema=self._parquet_schema)
+                if by_name and not picked:
+                    return schema.empty_table()
+                batches = file.iter_batches(
+                    batch_size=SAMPLE_ROWS, columns=picked if by_name else None, use_threads=False
+                )
+                for batch in batches:
+                    read = dict(zip(picked if by_name else schema.names, batch.columns))
+                    columns = [read.get(f.name, pa.nulls(batch.num_rows, f.type)) for f in schema]
+                    return pa.Table.from_arrays(columns, schema=schema)
             except READ_ERRORS:
                 return sample_around_damage(
                     file, self._parquet_schema, self._file_names, SAMPLE_ROWS

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
@@ -22,6 +23,7 @@ __all__ = [
     "parquet_files",
     "scan",
     "scan_dataset",
+    "shared",
 ]
 
 RESERVED = "__tp_"
@@ -43,7 +45,7 @@ def connect(threads: int, files: Sequence[str] = ()) -> Any:
     names): no extension is installed or loaded on demand, no file but
     ``files`` can be read or written (``enable_external_access`` off, the files
     in ``allowed_paths``), and the configuration is locked, so no statement can
-    undo any of it. Another file needs a new connection (``Catalog.allow``).
+    undo any of it. Another file needs a new connection (``shared``).
 
     DuckDB's Parquet reader prefetches whole column chunks by default: on a
     local file that buys no speed and costs memory (a filtered, sorted page of a
@@ -67,6 +69,34 @@ def connect(threads: int, files: Sequence[str] = ()) -> Any:
     con.execute("SET GLOBAL enable_external_access = false")
     con.execute("SET GLOBAL lock_configuration = true")
     return con
+
+
+_SHARED: dict[int, tuple[Any, frozenset[str]]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(threads: int, files: Iterable[str]) -> tuple[Any, frozenset[str]]:
+    """The process's connection with ``threads`` threads that reads ``files``, and every
+    file it may read: one locked-down connection (``connect``) kept per process and
+    reused by every engine whose files it already allows.
+
+    A file it does not allow needs a new one (its allowed paths are fixed when it is
+    created and the configuration is locked): it allows the files of the one it
+    replaces as well, so the engines that come after reuse it; engines on the old one
+    keep it until they move. Every connection reads only files some table of this
+    process registered (in ``panels serve``, the tables the server opened, which the
+    page can read anyway). A new DuckDB database costs 20-30 ms and 17-31 MiB
+    (``benchmarks/bench_engine.py``, open + type): an engine per table (``View``) or per
+    workspace pays it once.
+    """
+    wanted = frozenset(files)
+    with _SHARED_LOCK:
+        kept = _SHARED.get(threads)
+        if kept is not None and wanted <= kept[1]:
+            return kept
+        allowed = wanted | (kept[1] if kept is not None else frozenset())
+        _SHARED[threads] = (connect(threads, sorted(allowed)), allowed)
+        return _SHARED[threads]
 
 
 def parquet_files(tables: Sequence[Any]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -26,10 +27,10 @@ from panels_core.query.engine.cache import LRU, MISS, file_stamp
 from panels_core.query.engine.connection import (
     RESERVED,
     ROW,
-    connect,
     parquet_files,
     scan,
     scan_dataset,
+    shared,
 )
 from panels_core.query.engine.failures import first_line, unknown_table
 from panels_core.query.engine.points import Points
@@ -40,6 +41,7 @@ __all__ = ["INT64", "Catalog", "Source", "struct_type"]
 
 INT64 = (-(1 << 63), (1 << 63) - 1)
 """The range of a signed 64-bit integer."""
+_VIEWS = itertools.count(1)  # view names, unique in the process: engines share a connection
 
 
 @dataclass
@@ -79,15 +81,20 @@ class Catalog:
 
     def __init__(self, tables: Mapping[str, Any], threads: int, cache: LRU) -> None:
         self.threads = threads
-        self.files = set(parquet_files(list(tables.values())))
-        self.con = connect(threads, sorted(self.files))
+        # the process's connection (``shared``), which reads these files and maybe others
+        self.con, self.files = shared(threads, parquet_files(list(tables.values())))
         self.sources: dict[str, Source] = {}
         self.hidden: dict[str, Source] = {}  # the sides of joined tables, by view name
         self.lock = threading.RLock()
         self.cache = cache  # the Parquet files' row-group key ranges are kept here
         # this thread's call: the tables' stamp it saw, the views its cursor builds lazily
         self.call = threading.local()
-        self._views = itertools.count(1)
+        self.closed = False
+        # the Parquet views this catalog made on its connection, dropped when it closes or
+        # is collected (the connection outlives it)
+        self.views: dict[str, Any] = {}
+        self._drop = weakref.finalize(self, _drop_views, self.views)
+        self._drop.atexit = False
         self.points = Points()  # projections' points, for in_selection()
         for name, table in tables.items():
             self.add_table(name, table)
@@ -126,12 +133,13 @@ class Catalog:
         for view in source.sides or ():
             self.drop(self.hidden.pop(view))
         if source.parquet:
-            self.con.execute(f"DROP VIEW IF EXISTS {quote_ident(source.view)}")
+            _drop_views({source.view: self.views.pop(source.view, self.con)})
 
     def close(self) -> None:
-        """Close the DuckDB database."""
+        """Drop this catalog's views from the process's connection; no call runs after."""
         with self.lock:
-            self.con.close()
+            self.closed = True
+            self._drop()
 
     def every_source(self) -> tuple[Source, ...]:
         """The registered tables and the sides of joined tables."""
@@ -149,7 +157,7 @@ class Catalog:
 
     def new_view(self) -> str:
         """A view name never used before on this engine."""
-        return f"{RESERVED}t{next(self._views)}"
+        return f"{RESERVED}t{next(_VIEWS)}"
 
     def register(self, name: str, table: Any) -> Source:
         """A plain table as a Source: its Parquet scan as a view, or its Arrow rows."""
@@ -166,7 +174,8 @@ class Catalog:
             source.path = Path(path) if path is not None else None
             self.allow(*(str(f) for f in source.files))
             try:
-                source.scan(self.con).create_view(view, replace=True)
+                _create_view(self.con, source, view)
+                self.views[view] = self.con
             except duckdb.Error as exc:
                 where = path if path is not None else source.dataset.root
                 raise QueryError(
@@ -181,19 +190,21 @@ class Catalog:
         return source
 
     def allow(self, *paths: str) -> None:
-        """Let the connection read ``paths``: a new connection (the old one is locked)
-        that also reads them, with the Parquet views of the tables registered so far.
+        """Let the connection read ``paths``: the process's connection that also reads
+        them (``shared``: a new one when no engine asked for them before, as the old one
+        is locked), with the Parquet views of the tables registered so far.
 
         Calls running on the old connection finish there; it closes when they do."""
         if self.files.issuperset(paths):
             return
-        con = connect(self.threads, sorted({*self.files, *paths}))
+        con, files = shared(self.threads, {*self.files, *paths})
         for source in self.every_source():
             if source.parquet:
                 # a file that became unreadable fails its own queries, not this table's
                 with suppress(duckdb.Error):
-                    source.scan(con).create_view(source.view, replace=True)
-        self.con, self.files = con, {*self.files, *paths}
+                    _create_view(con, source, source.view)
+                    self.views[source.view] = con
+        self.con, self.files = con, files
 
     def table_names(self) -> list[str]:
         """The names of the registered tables."""
@@ -227,6 +238,8 @@ class Catalog:
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor of its own per call, with every in-memory table registered on it."""
         with self.lock:
+            if self.closed:
+                raise QueryError("the engine is closed; make a new Engine to query its tables")
             self.refresh()
             cur = self.con.cursor()
             arrows = [(s.view, s.arrow) for s in self.every_source()]
@@ -297,6 +310,26 @@ class Catalog:
                 out.append((low, high, group.num_rows))
         self.cache.put(cache_key, out)
         return out
+
+
+def _create_view(con: Any, source: Source, view: str) -> None:
+    """``source``'s scan as ``view`` of the database, made on a cursor of its own: other
+    engines use the process's connection from other threads at the same time."""
+    cur = con.cursor()
+    try:
+        source.scan(cur).create_view(view, replace=True)
+    finally:
+        cur.close()
+
+
+def _drop_views(views: dict[str, Any]) -> None:
+    """Drop ``views`` (name -> the connection it is on), each on a cursor of its own."""
+    for view, con in list(views.items()):
+        with suppress(duckdb.Error):
+            cur = con.cursor()
+            cur.execute(f"DROP VIEW IF EXISTS {quote_ident(view)}")
+            cur.close()
+    views.clear()
 
 
 def _changed(table: Any, source: Source) -> bool:
