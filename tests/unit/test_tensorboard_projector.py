@@ -204,8 +204,9 @@ def test_sprite_tiles_become_an_image_column_cut_row_major(runs: Path) -> None:
     assert _pixels(tiles[0]) == {tile_colour(0)}
     assert _pixels(tiles[3]) == {tile_colour(3)}  # first tile of the second row (3 per row)
     assert _pixels(tiles[6]) == {tile_colour(6)}
-    projection = registry.compatible(table.type)[0]
-    assert (projection.kind, projection.config.image) == ("projection", "sprite")  # the hover
+    fitting = {panel.kind: panel for panel in registry.compatible(table.type)}
+    assert fitting["projection"].config.image == "sprite"  # the hover
+    assert fitting["gallery"].config.image == "sprite"
 
 
 def test_pytorch_sprite_sheet_that_is_not_square(tmp_path: Path) -> None:
