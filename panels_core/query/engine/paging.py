@@ -25,7 +25,7 @@ from panels_core.query.expr import Col, walk
 from panels_core.query.model import Query
 from panels_core.query.sql import Params, is_numeric, quote_ident
 
-__all__ = ["FIRST_PAGE", "Pager"]
+__all__ = ["FIRST_PAGE", "Pager", "restore_metadata"]
 
 FIRST_PAGE = 50
 """``count()`` of a join or comparison also finds this many first rows for ``page()``."""
@@ -77,7 +77,7 @@ class Pager:
             else:
                 result = self.page_by_position(cur, params, rel, query, names, offset, limit)
             if rel.plain:
-                result = _restore_metadata(result, rel.fields)
+                result = restore_metadata(result, rel.fields)
             return result
 
     def positions(
@@ -294,7 +294,7 @@ def _read_by(query: Query, fields: Mapping[str, pa.Field], names: Sequence[str])
     return [n for n in dict.fromkeys(names) if n in read and n in fields]
 
 
-def _restore_metadata(table: pa.Table, fields: Mapping[str, pa.Field]) -> pa.Table:
+def restore_metadata(table: pa.Table, fields: Mapping[str, pa.Field]) -> pa.Table:
     """Put back the field metadata (image kind, classes) DuckDB does not carry."""
     schema = table.schema
     new = []

@@ -76,10 +76,13 @@ class Source:
 class Catalog:
     """The registered tables of one engine, its DuckDB connection and each call's cursor."""
 
-    def __init__(self, tables: Mapping[str, Any], threads: int, cache: LRU) -> None:
+    def __init__(
+        self, tables: Mapping[str, Any], threads: int, cache: LRU, whole_file: bool = False
+    ) -> None:
         self.threads = threads
+        self.whole_file = whole_file  # see ``connect``
         self.files = set(parquet_files(list(tables.values())))
-        self.con = connect(threads, sorted(self.files))
+        self.con = connect(threads, sorted(self.files), whole_file)
         self.sources: dict[str, Source] = {}
         self.hidden: dict[str, Source] = {}  # the sides of joined tables, by view name
         self.lock = threading.RLock()
@@ -183,7 +186,7 @@ class Catalog:
         Calls running on the old connection finish there; it closes when they do."""
         if self.files.issuperset(paths):
             return
-        con = connect(self.threads, sorted({*self.files, *paths}))
+        con = connect(self.threads, sorted({*self.files, *paths}), self.whole_file)
         for source in self.every_source():
             if source.parquet:
                 # a file that became unreadable fails its own queries, not this table's
