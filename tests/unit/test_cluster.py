@@ -17,7 +17,7 @@ import pytest
 
 from panels_core.query.cluster import ClusterError
 from panels_core.query.engine import Engine
-from panels_core.query.model import Query, SortKey
+from panels_core.query.model import JoinSpec, Query, SortKey
 from panels_core.query.parse import parse_filter
 from tests.unit.test_datasets import as_frame, open_dataset_layout, write_arrow_dataset
 
@@ -120,6 +120,9 @@ def test_every_answer_equals_the_local_engines(tables, reference, tmp_path, dask
             want.other,
             want.nulls,
         )
+    for join in (JoinSpec(table="other", on="id"), JoinSpec(table="preds", on="label")):
+        query = Query(table="preds", join=join)  # keys with nulls (matching nothing) too
+        assert cluster.join_counts(query) == local.join_counts(query)
     for column in ("emb", "score", "label"):
         query = Query(table="preds", filter=train)
         np.testing.assert_array_equal(

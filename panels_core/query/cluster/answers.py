@@ -3,9 +3,10 @@
 ``ClusterAnswers`` answers what ``Engine`` asks of its rows (``LocalAnswers``'
 methods): a query over one Parquet table (a dataset or a file), without a
 comparison, a join or groups, runs as one task per file (``tasks``) whose
-partial answers the client combines (``combine``); anything else (in-memory
-tables, comparisons, joins, grouped tables) is answered by DuckDB in this
-process over the same files, exactly as without a cluster.
+partial answers the client combines (``combine``); a join's match counts are
+a Dask dataframe merge of the two tables' keys (``joins``). Anything else
+(in-memory tables, comparisons, the rows of joins, grouped tables) is answered by
+DuckDB in this process over the same files, exactly as without a cluster.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from panels_core.query.cluster.combine import (
     merged_page,
     page_span,
 )
+from panels_core.query.cluster.joins import join_counts
 from panels_core.query.engine.answers import Histogram, ValueCounts
 from panels_core.query.engine.binning import numpy_edges, quartiles
 from panels_core.query.engine.parts import Parts
+from panels_core.query.engine.sources import Source
 from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
 
@@ -52,18 +55,7 @@ class ClusterAnswers:
             return None
         with self.parts.planner.session(query, "query"):
             pass  # the query's own mistakes are told here, as the local engine tells them
-        source = self.parts.catalog.source(query.table)
-        if source.sides is not None or not source.parquet:
-            return None
-        dtypes = dict(source.type.columns)
-        total = source.length
-        if source.dataset is None:
-            return [tasks.Shard(query.table, dtypes, path=source.path, rows=total, total=total)]
-        dataset = source.dataset
-        return [
-            tasks.Shard(query.table, dtypes, dataset.shard(i), rows=rows, total=total)
-            for i, rows in enumerate(dataset.rows)
-        ]
+        return files_of(self.parts.catalog.source(query.table))
 
     # ------------------------------------------------------------- rows
 
@@ -95,7 +87,14 @@ class ClusterAnswers:
         return self.local.compared(query)
 
     def join_counts(self, query: Query) -> tuple[int, int, int]:
-        return self.local.join_counts(query)
+        left, lk, right, rk = self.parts.pager.join_sides(query)
+        sides = [(files_of(s), k, s.fields.get(k)) for s, k in ((left, lk), (right, rk))]
+        if any(files is None or field is None for files, _, field in sides):
+            return self.local.join_counts(query)  # not Parquet, or a key it tells about
+        (a, ka, fa), (b, kb, fb) = sides
+        return join_counts(
+            self.tasks, (a, ka, fa.type, left.length), (b, kb, fb.type, right.length)
+        )
 
     def column_numpy(self, query: Query, column: str) -> np.ndarray:
         shards = None if query.sort else self.shards(query, whole=True)
@@ -154,3 +153,19 @@ class ClusterAnswers:
 
     def grouped(self, query: Query, bins: int | Literal["auto"], sample: int) -> pa.Table:
         return self.local.grouped(query, bins, sample)
+
+
+def files_of(source: Source) -> list[tasks.Shard] | None:
+    """One task's file each of a Parquet table (a dataset's files, or its one file); None
+    for a table that is not read from Parquet files (or a joined table)."""
+    if source.sides is not None or not source.parquet:
+        return None
+    dtypes = dict(source.type.columns)
+    total = source.length
+    if source.dataset is None:
+        return [tasks.Shard(source.name, dtypes, path=source.path, rows=total, total=total)]
+    dataset = source.dataset
+    return [
+        tasks.Shard(source.name, dtypes, dataset.shard(i), rows=rows, total=total)
+        for i, rows in enumerate(dataset.rows)
+    ]

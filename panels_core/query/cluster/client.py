@@ -82,18 +82,31 @@ class Tasks:
             "still there — restart the cluster or serve without --cluster"
         )
 
-    def map(self, fn: Callable[..., Any], shards: Sequence[Any], **kwargs: Any) -> list[Any]:
-        """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order."""
+    def run(self, work: Callable[[], Any]) -> Any:
+        """``work()`` (which talks to the cluster), a lost cluster as a ``ClusterError``."""
         if self.client.status != "running":
             raise self.lost(f"the connection is {self.client.status}")
-        futures = []
         try:
-            futures = self.client.map(fn, shards, retries=RETRIES, pure=False, **kwargs)
-            return self.client.gather(futures)
+            return work()
         except QueryError:
             raise
         except (OSError, TimeoutError, CancelledError, asyncio.CancelledError) as exc:
             raise self.lost(exc) from None
+
+    def compute(self, collections: list[Any]) -> list[Any]:
+        """A list of Dask collections computed on the cluster."""
+        return self.run(lambda: self.client.compute(collections, sync=True, retries=RETRIES))
+
+    def map(self, fn: Callable[..., Any], shards: Sequence[Any], **kwargs: Any) -> list[Any]:
+        """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order."""
+        futures: list[Any] = []
+
+        def gather() -> list[Any]:
+            futures.extend(self.client.map(fn, shards, retries=RETRIES, pure=False, **kwargs))
+            return self.client.gather(futures)
+
+        try:
+            return self.run(gather)
         finally:
             for future in futures:
                 future.release()

@@ -176,3 +176,13 @@ def bins_part(
         rows = select_rows(pre, query, params)
         binned = parts.binner.bin(cur, params, rows, keys, series, bins, span, width)
         return binned.counts[0], binned.stats[0]
+
+
+def key_part(shard: Shard, key: str) -> Any:
+    """The file's values of the join key ``key`` that are not null, as a pandas frame with
+    one column ``k`` (a category's values as text)."""
+    parts = shard.parts()
+    column = parts.answers.page(Query(table=shard.table), 0, shard.rows, [key]).column(0)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return pa.table({"k": column.drop_null()}).to_pandas()
