@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from panels_core.query.cluster import ClusterError
+from panels_core.query.cluster import ClusterError, open_cluster
 from panels_core.query.engine import Engine
 from panels_core.query.model import JoinSpec, Query, SortKey
 from panels_core.query.parse import parse_filter
@@ -190,3 +190,14 @@ def test_a_lost_scheduler_is_a_clear_error_and_the_tables_stay(tables) -> None:
     )
     # what the cluster does not answer, this process still does
     assert engine.compared(Query(table="preds", compare_with={"table": "other", "on": "id"}))
+
+
+def test_a_cluster_that_cannot_be_opened_says_what_to_give() -> None:
+    with pytest.raises(ValueError) as bad:
+        open_cluster("sched:8786")
+    assert str(bad.value) == (
+        "--cluster 'sched:8786': give a scheduler address such as tcp://host:8786, "
+        "or local:N to start N worker processes here"
+    )
+    with pytest.raises(ValueError, match="a local cluster needs at least 1 worker"):
+        open_cluster("local:0")

@@ -46,21 +46,22 @@ class ClusterAnswers:
 
     # ------------------------------------------------------------- which way
 
-    def shards(self, query: Query, whole: bool = False) -> list[tasks.Shard] | None:
+    def shards(self, query: Query, what: str, whole: bool = False) -> list[tasks.Shard] | None:
         """The files a query runs over, one task each; None when it runs here instead.
-        ``whole``: the answer needs every row (no offset/limit of the query's own)."""
+        ``what``: the call (named in errors); ``whole``: the answer needs every row (no
+        offset/limit of the query's own)."""
         if query.compare_with is not None or query.join is not None or query.group_by:
             return None
         if whole and (query.offset or query.limit is not None):
             return None
-        with self.parts.planner.session(query, "query"):
+        with self.parts.planner.session(query, what):
             pass  # the query's own mistakes are told here, as the local engine tells them
         return files_of(self.parts.catalog.source(query.table))
 
     # ------------------------------------------------------------- rows
 
     def count(self, query: Query) -> int:
-        shards = self.shards(query)
+        shards = self.shards(query, "count")
         if shards is None:
             return self.local.count(query)
         total = sum(self.tasks.map(tasks.count_part, shards, query=query))
@@ -74,7 +75,7 @@ class ClusterAnswers:
             raise QueryError(f"page(): offset and limit must be >= 0, got {offset} and {limit}")
         if columns is not None and not list(columns):
             raise QueryError("page(): columns=[] selects nothing; name at least one column")
-        shards = self.shards(query)
+        shards = self.shards(query, "page")
         if shards is None:
             return self.local.page(query, offset, limit, columns)
         start, stop = page_span(query, offset, limit)
@@ -97,7 +98,7 @@ class ClusterAnswers:
         )
 
     def column_numpy(self, query: Query, column: str) -> np.ndarray:
-        shards = None if query.sort else self.shards(query, whole=True)
+        shards = None if query.sort else self.shards(query, "column_numpy", whole=True)
         if shards is None:
             return self.local.column_numpy(query, column)
         parts = self.tasks.map(tasks.column_part, shards, query=query, column=column)
@@ -106,7 +107,7 @@ class ClusterAnswers:
     # ------------------------------------------------------------- aggregates
 
     def value_counts(self, query: Query, names: list[str], top: int) -> ValueCounts:
-        shards = self.shards(query, whole=True)
+        shards = self.shards(query, "value_counts", whole=True)
         if shards is None:
             return self.local.value_counts(query, names, top)
         parts = self.tasks.map(tasks.values_part, shards, query=query, names=names)
@@ -121,7 +122,7 @@ class ClusterAnswers:
         width: float | None,
         by: str | None,
     ) -> Histogram:
-        shards = self.shards(query, whole=True)
+        shards = self.shards(query, "histogram", whole=True)
         if shards is None:
             return self.local.histogram(query, column, bins, range, width, by)
         auto = bins == "auto" and width is None
