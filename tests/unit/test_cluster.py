@@ -8,6 +8,8 @@ the lost-scheduler test starts one of its own (1 worker) and closes it.
 from __future__ import annotations
 
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +192,49 @@ def test_a_lost_scheduler_is_a_clear_error_and_the_tables_stay(tables) -> None:
     )
     # what the cluster does not answer, this process still does
     assert engine.compared(Query(table="preds", compare_with={"table": "other", "on": "id"}))
+
+
+class HoldTasks(distributed.WorkerPlugin):
+    """Holds the worker that starts a task until its process ends (writing a marker first)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish == "executing":
+            Path(self.marker).touch()
+            time.sleep(600)
+
+
+def test_a_scheduler_lost_mid_query_ends_the_query_with_the_error(tables, tmp_path) -> None:
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    address = cluster.scheduler_address
+    engine = Engine(tables, cluster=client)
+    marker = tmp_path / "running"
+    client.register_plugin(HoldTasks(str(marker)), name="hold")
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(engine.count, Query(table="preds"))
+        deadline = time.monotonic() + 300  # a bound: the task starts within minutes
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists()
+        cluster.close()  # the scheduler goes while the query waits for its tasks
+        with pytest.raises(ClusterError) as lost:
+            answer.result(timeout=300)
+    # which one Dask tells first depends on the moment: either is one clear line
+    assert str(lost.value) in {
+        f"the Dask cluster at {address} is not answering: {reason}; the tables are still "
+        "there — restart the cluster or serve without --cluster"
+        for reason in (
+            "the connection is connecting",
+            "the connection is closed",
+            "the query's tasks were cancelled (the scheduler, or the way to it, is gone)",
+        )
+    }
+    client.close()
 
 
 def test_a_cluster_that_cannot_be_opened_says_what_to_give() -> None:

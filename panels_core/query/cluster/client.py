@@ -21,6 +21,8 @@ __all__ = ["RETRIES", "ClusterError", "Tasks", "close_cluster", "open_cluster"]
 
 RETRIES = 2
 """A task that fails (its worker died, a read failed) is run again this many times."""
+WAIT_STEP = 1.0
+"""Seconds between two looks at the connection while tasks run."""
 _LOCAL = re.compile(r"local:(\d+)")
 
 
@@ -76,7 +78,10 @@ class Tasks:
 
     def lost(self, reason: Any) -> ClusterError:
         """The error of a cluster that does not answer."""
-        text = str(reason).strip() or type(reason).__name__
+        if isinstance(reason, CancelledError | asyncio.CancelledError):
+            text = "the query's tasks were cancelled (the scheduler, or the way to it, is gone)"
+        else:
+            text = (str(reason).strip() or type(reason).__name__).splitlines()[0]
         return ClusterError(
             f"the Dask cluster at {self.address} is not answering: {text}; the tables are "
             "still there — restart the cluster or serve without --cluster"
@@ -95,7 +100,31 @@ class Tasks:
 
     def compute(self, collections: list[Any]) -> list[Any]:
         """A list of Dask collections computed on the cluster."""
-        return self.run(lambda: self.client.compute(collections, sync=True, retries=RETRIES))
+        futures: list[Any] = []
+
+        def gather() -> list[Any]:
+            futures.extend(self.client.compute(collections, retries=RETRIES))
+            self.wait(futures)
+            return self.client.gather(futures)
+
+        try:
+            return self.run(gather)
+        finally:
+            for future in futures:
+                future.release()
+
+    def wait(self, futures: list[Any]) -> None:
+        """Until every future is done; a ``ClusterError`` as soon as the client loses its
+        scheduler (a gather would wait for it to come back)."""
+        import distributed
+
+        while True:
+            try:
+                distributed.wait(futures, timeout=WAIT_STEP)
+                return
+            except TimeoutError:
+                if self.client.status != "running":
+                    raise self.lost(f"the connection is {self.client.status}") from None
 
     def map(self, fn: Callable[..., Any], shards: Sequence[Any], **kwargs: Any) -> list[Any]:
         """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order."""
@@ -103,6 +132,7 @@ class Tasks:
 
         def gather() -> list[Any]:
             futures.extend(self.client.map(fn, shards, retries=RETRIES, pure=False, **kwargs))
+            self.wait(futures)
             return self.client.gather(futures)
 
         try:
