@@ -110,6 +110,20 @@ def test_every_answer_equals_the_local_engines(tables, reference, tmp_path, dask
             want.nonfinite,
             want.outside,
         )
+    for group_by, bins in ((("label",), 10), (("split", "shard"), "auto"), (("n",), 6)):
+        query = Query(table="preds", group_by=group_by, filter=parse_filter("shard != 5"))
+        got, want = (
+            cluster.histogram(query, "score", bins=bins),
+            local.histogram(query, "score", bins=bins),
+        )
+        np.testing.assert_array_equal(got.edges, want.edges)
+        np.testing.assert_array_equal(got.counts, want.counts)  # groups in the same order
+        assert (got.groups, got.nulls, got.nonfinite, got.outside) == (
+            want.groups,
+            want.nulls,
+            want.nonfinite,
+            want.outside,
+        )
     for column, top in (("label", 2), ("score", 6), (["split", "n"], 5), ("id", 3)):
         got, want = (
             cluster.value_counts(Query(table="preds"), column, top),

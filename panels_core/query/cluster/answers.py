@@ -21,6 +21,7 @@ from panels_core.query.cluster import tasks
 from panels_core.query.cluster.client import Tasks
 from panels_core.query.cluster.combine import (
     merged_counts,
+    merged_group_histogram,
     merged_histogram,
     merged_page,
     page_span,
@@ -122,9 +123,33 @@ class ClusterAnswers:
         width: float | None,
         by: str | None,
     ) -> Histogram:
-        shards = self.shards(query, "histogram", whole=True)
+        grouped = bool(query.group_by)
+        plain = query.model_copy(update={"group_by": ()})
+        shards = None
+        if not grouped or (by is None and not query.sort and column not in query.group_by):
+            shards = self.shards(plain, "histogram", whole=True)
         if shards is None:
             return self.local.histogram(query, column, bins, range, width, by)
+        edges, span = self.edges(shards, plain, column, bins, range, width)
+        common = {"query": query, "column": column, "span": span, "bins": len(edges) - 1}
+        if grouped:  # per group, groups in the order of their first row
+            parts = self.tasks.map(tasks.group_bins_part, shards, width=width, **common)
+            return merged_group_histogram(edges, parts)
+        parts = self.tasks.map(tasks.bins_part, shards, width=width, by=by, **common)
+        return merged_histogram(edges, parts, by is not None)
+
+    def edges(
+        self,
+        shards: list[tasks.Shard],
+        query: Query,
+        column: str,
+        bins: int | Literal["auto"],
+        range: tuple[float, float] | None,
+        width: float | None,
+    ) -> tuple[np.ndarray, tuple[float, float]]:
+        """numpy's edges over the filtered rows of every file (a first pass for their
+        finite min/max, and for auto bins their count and quartiles), and the span the
+        files bin over to find the same edges."""
         auto = bins == "auto" and width is None
         span = range
         found: tuple[str, tuple[float, float] | None, int] = (column, None, 0)
@@ -139,18 +164,7 @@ class ClusterAnswers:
                 sample = np.concatenate([b[3] for b in bounds])
                 found = (column, quartiles({column: sample}).get(column), sum(b[2] for b in bounds))
         edges = numpy_edges(found, [span or (None, None)], bins, range, width)
-        chosen = span or (float(edges[0]), float(edges[-1]))
-        parts = self.tasks.map(
-            tasks.bins_part,
-            shards,
-            query=query,
-            column=column,
-            span=chosen,
-            bins=len(edges) - 1,
-            width=width,
-            by=by,
-        )
-        return merged_histogram(edges, parts, by is not None)
+        return edges, span or (float(edges[0]), float(edges[-1]))
 
     def grouped(self, query: Query, bins: int | Literal["auto"], sample: int) -> pa.Table:
         return self.local.grouped(query, bins, sample)

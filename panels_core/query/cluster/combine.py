@@ -16,11 +16,19 @@ import pyarrow as pa
 
 from panels_core.query.cluster.tasks import KEY
 from panels_core.query.engine.answers import Histogram, ValueCounts
+from panels_core.query.engine.binning import hashable
 from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.histogram import label, null_last
 from panels_core.query.model import Query
 
-__all__ = ["merged_counts", "merged_histogram", "merged_page", "page_span", "rank"]
+__all__ = [
+    "merged_counts",
+    "merged_group_histogram",
+    "merged_histogram",
+    "merged_page",
+    "page_span",
+    "rank",
+]
 
 _NAN = float("nan")
 
@@ -116,6 +124,36 @@ def merged_histogram(
         edges=edges,
         counts=counts,
         groups=labels,
+        nulls=int(nulls),
+        nonfinite=int(nonfinite),
+        outside=int(finite) - int(counts.sum()),
+    )
+
+
+def merged_group_histogram(
+    edges: np.ndarray,
+    parts: Sequence[
+        tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int], list[tuple[Any, ...]]]
+    ],
+) -> Histogram:
+    """A grouped query's per-group counts added; groups by their first row in the table
+    (the files come in row order, so the first file holding a group says where it goes)."""
+    groups: dict[Any, tuple[Any, ...]] = {}
+    for _, _, first in parts:
+        for key in first:
+            groups.setdefault(hashable(key), key)
+    nulls, nonfinite, finite = (sum(p[1][i] for p in parts) for i in range(3))
+    bins = len(edges) - 1
+    counts = np.zeros((len(groups), bins), dtype=np.int64)
+    position = {key: i for i, key in enumerate(groups)}
+    for part_counts, _, _ in parts:
+        for key, row in part_counts.items():
+            if key in position:
+                counts[position[key]] += row
+    return Histogram(
+        edges=edges,
+        counts=counts,
+        groups=[", ".join(label(v) for v in key) for key in groups.values()],
         nulls=int(nulls),
         nonfinite=int(nonfinite),
         outside=int(finite) - int(counts.sum()),

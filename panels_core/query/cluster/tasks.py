@@ -36,6 +36,7 @@ __all__ = [
     "bounds_part",
     "column_part",
     "count_part",
+    "group_bins_part",
     "page_part",
     "values_part",
 ]
@@ -186,3 +187,26 @@ def key_part(shard: Shard, key: str) -> Any:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     return pa.table({"k": column.drop_null()}).to_pandas()
+
+
+def group_bins_part(
+    shard: Shard,
+    query: Query,
+    column: str,
+    span: tuple[float, float],
+    bins: int,
+    width: float | None,
+) -> tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int], list[tuple[Any, ...]]]:
+    """A grouped query's counts of ``column`` per group in the client's bins, its (nulls,
+    nonfinite, finite) values, and the file's groups by their first row."""
+    parts = shard.parts()
+    with parts.planner.session(query, "histogram", group=False, needs=(column,)) as (
+        cur,
+        params,
+        pre,
+    ):
+        series = parts.histograms.series(pre, column, params)
+        keys = [resolve(pre, k, params, "group_by column")[0] for k in query.group_by]
+        order = quote_ident(pre.order[0])
+        binned = parts.binner.bin(cur, params, pre.sql, keys, series, bins, span, width, order)
+        return binned.counts[0], binned.stats[0], binned.first
