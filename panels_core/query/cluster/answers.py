@@ -132,10 +132,9 @@ class ClusterAnswers:
             return self.local.histogram(query, column, bins, range, width, by)
         edges, span = self.edges(shards, plain, column, bins, range, width)
         common = {"query": query, "column": column, "span": span, "bins": len(edges) - 1}
-        if grouped:  # per group, groups in the order of their first row
-            parts = self.tasks.map(tasks.group_bins_part, shards, width=width, **common)
-            return merged_group_histogram(edges, parts)
         parts = self.tasks.map(tasks.bins_part, shards, width=width, by=by, **common)
+        if grouped:  # per group, groups in the order of their first row
+            return merged_group_histogram(edges, parts)
         return merged_histogram(edges, parts, by is not None)
 
     def edges(

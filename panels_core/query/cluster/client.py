@@ -100,10 +100,20 @@ class Tasks:
 
     def compute(self, collections: list[Any]) -> list[Any]:
         """A list of Dask collections computed on the cluster."""
+        return self.collect(lambda: self.client.compute(collections, retries=RETRIES))
+
+    def map(self, fn: Callable[..., Any], shards: Sequence[Any], **kwargs: Any) -> list[Any]:
+        """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order."""
+        return self.collect(
+            lambda: self.client.map(fn, shards, retries=RETRIES, pure=False, **kwargs)
+        )
+
+    def collect(self, submit: Callable[[], list[Any]]) -> list[Any]:
+        """The results of the futures ``submit()`` starts (released after)."""
         futures: list[Any] = []
 
         def gather() -> list[Any]:
-            futures.extend(self.client.compute(collections, retries=RETRIES))
+            futures.extend(submit())
             self.wait(futures)
             return self.client.gather(futures)
 
@@ -125,18 +135,3 @@ class Tasks:
             except TimeoutError:
                 if self.client.status != "running":
                     raise self.lost(f"the connection is {self.client.status}") from None
-
-    def map(self, fn: Callable[..., Any], shards: Sequence[Any], **kwargs: Any) -> list[Any]:
-        """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order."""
-        futures: list[Any] = []
-
-        def gather() -> list[Any]:
-            futures.extend(self.client.map(fn, shards, retries=RETRIES, pure=False, **kwargs))
-            self.wait(futures)
-            return self.client.gather(futures)
-
-        try:
-            return self.run(gather)
-        finally:
-            for future in futures:
-                future.release()

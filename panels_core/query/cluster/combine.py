@@ -102,15 +102,15 @@ def _value_order(value: Any, several: bool) -> tuple[Any, ...]:
     return tuple((rank(v), v if rank(v) == 0 else 0) for v in items)
 
 
-def merged_histogram(
-    edges: np.ndarray,
-    parts: Sequence[tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int]]],
-    by: bool,
-) -> Histogram:
+Binned = tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int], list[tuple[Any, ...]]]
+"""A file's bin counts per key, its (nulls, nonfinite, finite) values, its keys by first row."""
+
+
+def merged_histogram(edges: np.ndarray, parts: Sequence[Binned], by: bool) -> Histogram:
     """The files' bin counts added (per ``by`` value: sorted, null last)."""
     bins = len(edges) - 1
     totals: dict[tuple[Any, ...], np.ndarray] = {}
-    for counts, _ in parts:
+    for counts, _, _ in parts:
         for key, row in counts.items():
             totals[key] = totals.get(key, np.zeros(bins, dtype=np.int64)) + row
     nulls, nonfinite, finite = (sum(p[1][i] for p in parts) for i in range(3))
@@ -130,12 +130,7 @@ def merged_histogram(
     )
 
 
-def merged_group_histogram(
-    edges: np.ndarray,
-    parts: Sequence[
-        tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int], list[tuple[Any, ...]]]
-    ],
-) -> Histogram:
+def merged_group_histogram(edges: np.ndarray, parts: Sequence[Binned]) -> Histogram:
     """A grouped query's per-group counts added; groups by their first row in the table
     (the files come in row order, so the first file holding a group says where it goes)."""
     groups: dict[Any, tuple[Any, ...]] = {}

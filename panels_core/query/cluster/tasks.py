@@ -36,7 +36,6 @@ __all__ = [
     "bounds_part",
     "column_part",
     "count_part",
-    "group_bins_part",
     "page_part",
     "values_part",
 ]
@@ -161,10 +160,10 @@ def bins_part(
     bins: int,
     width: float | None,
     by: str | None,
-) -> tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int]]:
+) -> tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int], list[tuple[Any, ...]]]:
     """The file's counts of ``column`` in the bins the client chose (``bins`` or ``width``
-    over ``span``: the same edges everywhere), per value of ``by``; and its (nulls,
-    nonfinite, finite) values."""
+    over ``span``: the same edges everywhere), per value of ``by`` or, in a grouped query,
+    per group; its (nulls, nonfinite, finite) values; and its groups by their first row."""
     parts = shard.parts()
     needs = (column,) if by is None else (column, by)
     with parts.planner.session(query, "histogram", group=False, needs=needs) as (
@@ -173,10 +172,14 @@ def bins_part(
         pre,
     ):
         series = parts.histograms.series(pre, column, params)
-        keys = [] if by is None else [resolve(pre, by, params, "histogram `by` column")[0]]
-        rows = select_rows(pre, query, params)
-        binned = parts.binner.bin(cur, params, rows, keys, series, bins, span, width)
-        return binned.counts[0], binned.stats[0]
+        if query.group_by:
+            keys = [resolve(pre, k, params, "group_by column")[0] for k in query.group_by]
+            rows, order = pre.sql, quote_ident(pre.order[0])
+        else:
+            keys = [] if by is None else [resolve(pre, by, params, "histogram `by` column")[0]]
+            rows, order = select_rows(pre, query, params), None
+        binned = parts.binner.bin(cur, params, rows, keys, series, bins, span, width, order)
+        return binned.counts[0], binned.stats[0], binned.first
 
 
 def key_part(shard: Shard, key: str) -> Any:
@@ -187,26 +190,3 @@ def key_part(shard: Shard, key: str) -> Any:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     return pa.table({"k": column.drop_null()}).to_pandas()
-
-
-def group_bins_part(
-    shard: Shard,
-    query: Query,
-    column: str,
-    span: tuple[float, float],
-    bins: int,
-    width: float | None,
-) -> tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int], list[tuple[Any, ...]]]:
-    """A grouped query's counts of ``column`` per group in the client's bins, its (nulls,
-    nonfinite, finite) values, and the file's groups by their first row."""
-    parts = shard.parts()
-    with parts.planner.session(query, "histogram", group=False, needs=(column,)) as (
-        cur,
-        params,
-        pre,
-    ):
-        series = parts.histograms.series(pre, column, params)
-        keys = [resolve(pre, k, params, "group_by column")[0] for k in query.group_by]
-        order = quote_ident(pre.order[0])
-        binned = parts.binner.bin(cur, params, pre.sql, keys, series, bins, span, width, order)
-        return binned.counts[0], binned.stats[0], binned.first
