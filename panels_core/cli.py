@@ -352,6 +352,13 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
         "key and secret come from PANEL_OAUTH_KEY and PANEL_OAUTH_SECRET",
     )
     parser.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:PORT|local:N",
+        help="answer Parquet tables on a Dask cluster: a running scheduler's address, or "
+        "local:N to start N worker processes here (closed with the server); "
+        "see docs/scale-out.md",
+    )
+    parser.add_argument(
         "--render-timeout",
         metavar="SECONDS",
         help="seconds a card may take to draw before it shows a message instead "
@@ -383,6 +390,7 @@ def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
         allow_origin=args.allow_origin,
         basic_auth=args.basic_auth,
         oauth_provider=args.oauth_provider,
+        cluster=args.cluster,
     )
     return 0
 

@@ -54,14 +54,14 @@ def no_projection_left_running() -> Iterator[None]:
 def dask_client() -> Iterator[object]:
     """A Dask client of a LocalCluster of 2 single-threaded worker processes, started once
     for the session by the first test that asks for it, and closed at the end (no
-    dashboard; each worker may use 1 GiB)."""
+    dashboard; each worker may use 2 GiB)."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
-        memory_limit="1GiB",
+        memory_limit="2GiB",
     )
     client = distributed.Client(cluster)
     yield client

@@ -71,6 +71,8 @@ class ParquetDataset:
     """Each file's partition values, as written in its path (None: Hive's null)."""
     uniform: bool = True
     """Whether every file has the same schema (else columns are matched by name)."""
+    first_row: int = 0
+    """The number of the first file's first row (not 0 in a ``shard`` of a dataset)."""
 
     @property
     def name(self) -> str:
@@ -85,7 +87,21 @@ class ParquetDataset:
     @property
     def offsets(self) -> tuple[int, ...]:
         """Each file's first row number in the dataset (its row numbers follow on)."""
-        return tuple(int(x) for x in np.cumsum((0, *self.rows))[:-1])
+        return tuple(int(x) for x in np.cumsum((self.first_row, *self.rows))[:-1])
+
+    def shard(self, index: int) -> ParquetDataset:
+        """File ``index`` alone as a dataset with this dataset's schema and partitions, its
+        rows numbered as they are here (what one task of a cluster reads)."""
+        return ParquetDataset(
+            self.root,
+            (self.files[index],),
+            (self.metas[index],),
+            self.schema,
+            self.partitions,
+            (self.values[index],) if self.values else (),
+            self.uniform,
+            self.offsets[index],
+        )
 
     @property
     def num_rows(self) -> int:

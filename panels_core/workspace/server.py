@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -239,9 +241,14 @@ def serve_tables(
     allow_origin: Sequence[str] = (),
     basic_auth: str | None = None,
     oauth_provider: str | None = None,
+    cluster: str | None = None,
     **workspace: Any,
 ) -> None:
     """Serve a workspace over ``tables`` until interrupted; every session shares one engine.
+
+    ``cluster`` (``tcp://host:port`` or ``local:N``): the engine's Parquet tables are
+    answered by that Dask cluster (``docs/scale-out.md``); a LocalCluster it started
+    is closed when the server stops.
 
     Only ``localhost:PORT``, ``127.0.0.1:PORT`` and the ``allow_origin`` names
     (``HOST`` or ``HOST:PORT``) are answered; a non-loopback ``address`` needs
@@ -250,17 +257,55 @@ def serve_tables(
     ``workspace`` options (``cards``, ``sources``, ``layout``, ``plugins``,
     ``selections``, ``save_path``, ``save_root``, ``read_only``) go to each session's ``Workspace``.
     """
-    import panel as pn
-
-    from panels_core.query.engine import Engine
-    from panels_core.workspace.app import Workspace, default_cards
-    from panels_core.workspace.hosts import install_host_check, is_loopback
+    from panels_core.workspace.hosts import is_loopback
 
     hosts = listening_hosts(address, port, allow_origin)
     if not is_loopback(address):
         _warn_public(address, port, bool(basic_auth or oauth_provider), workspace.get("read_only"))
     _register_models()
-    engine = Engine(dict(tables))
+    with cluster_engine(tables, cluster) as engine:
+        _serve_engine(
+            engine, port, address, show, title, hosts, basic_auth, oauth_provider, workspace
+        )
+
+
+@contextmanager
+def cluster_engine(tables: Mapping[str, Any], cluster: str | None) -> Iterator[Any]:
+    """The served engine: on the Dask cluster ``cluster`` names when set (closed after)."""
+    from panels_core.query.engine import Engine
+
+    if cluster is None:
+        yield Engine(dict(tables))
+        return
+    from panels_core.query.cluster import close_cluster, open_cluster
+
+    client, local = open_cluster(cluster)
+    try:
+        where = "a local Dask cluster" if local is not None else f"the Dask cluster at {cluster}"
+        print(f"typed-panels: Parquet tables answered by {where}", flush=True)
+        yield Engine(dict(tables), cluster=client)
+    finally:
+        close_cluster(client, local)
+
+
+def _serve_engine(
+    engine: Any,
+    port: int,
+    address: str,
+    show: bool,
+    title: str,
+    hosts: Any,
+    basic_auth: str | None,
+    oauth_provider: str | None,
+    workspace: dict[str, Any],
+) -> None:
+    """Serve the workspace over ``engine`` until the server stops (interrupted, or SIGTERM)."""
+    import panel as pn
+
+    from panels_core.workspace.app import Workspace, default_cards
+    from panels_core.workspace.hosts import install_host_check
+
+    tables = engine.table_names()
     if workspace.get("cards") is None:  # the smart default, worked out once for every session
         workspace["cards"] = default_cards(engine)
     start_warm_up(workspace["cards"])
@@ -285,6 +330,9 @@ def serve_tables(
     )
     install_host_check(server, hosts)
     server.start()
+    if engine.cluster_client is not None and threading.current_thread() is threading.main_thread():
+        # SIGTERM stops the loop, so the cluster this server started is closed
+        signal.signal(signal.SIGTERM, lambda *_: server.io_loop.add_callback(server.io_loop.stop))
     server.io_loop.start()
 
 

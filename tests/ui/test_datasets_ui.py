@@ -1,4 +1,5 @@
-"""A Parquet dataset (a folder of Hive-partitioned shards) served in a real browser."""
+"""A Parquet dataset (a folder of Hive-partitioned shards) served in a real browser, answered
+in the server process and on a Dask LocalCluster (``--cluster local:2``)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ pytestmark = pytest.mark.ui
 WAIT = 90_000  # ms; the machine may be busy
 
 
+@pytest.mark.parametrize(
+    "options", [(), ("--cluster", "local:2")], ids=["this process", "dask cluster"]
+)
 def test_panels_serve_a_dataset_folder_shows_its_rows_and_a_histogram(
-    page, run_cli, tmp_path: Path
+    page, run_cli, tmp_path: Path, options: tuple[str, ...]
 ) -> None:
     reference = write_dataset(tmp_path / "preds")
     rows = f"{len(reference):,}"
-    page.goto(run_cli("serve", str(tmp_path / "preds")))
+    page.goto(run_cli("serve", str(tmp_path / "preds"), *options))
     table = card(page, "preds", "table")
     expect(table.locator(".row-count")).to_have_text(f"{rows} of {rows} rows", timeout=WAIT)
     expect(table).to_contain_text("split", timeout=WAIT)  # a partition folder is a column

@@ -122,8 +122,11 @@ def open_dataset_layout(tmp_path: Path, reference: pd.DataFrame) -> dict[str, An
 LAYOUTS: dict[str, Callable[[Path, pd.DataFrame], dict[str, Any]]] = {
     "one file": open_file_layout,
     "dataset": open_dataset_layout,
+    "dask cluster": open_dataset_layout,
 }
 """The same rows laid out (and served) differently; every answer must be the same."""
+CLUSTER_LAYOUTS = {"dask cluster"}
+"""The layouts served by an engine on a Dask cluster (``dask_client``), not in this process."""
 
 
 @dataclass
@@ -139,7 +142,10 @@ def served(request, tmp_path: Path) -> Served:
     reference = as_frame(arrow)
     reference.attrs["arrow"] = arrow
     tables = LAYOUTS[request.param](tmp_path, reference)
-    engine = Engine(tables)
+    cluster = None
+    if request.param in CLUSTER_LAYOUTS:
+        cluster = request.getfixturevalue("dask_client")
+    engine = Engine(tables, cluster=cluster)
     yield Served(engine, reference, other_rows(reference))
     engine.close()
 
@@ -173,6 +179,21 @@ def test_sorted_pages_break_ties_by_row_order(served: Served) -> None:
         assert page.column("id").to_pylist() == expected_ids[offset : offset + 50].tolist()
     unsorted = served.engine.page(preds(), 0, len(ref), columns=["id"])
     assert unsorted.column("id").to_pylist() == ref.id.tolist()  # rows in file order
+
+
+def test_a_partition_filter_keeps_every_rows_number(served: Served) -> None:
+    # DuckDB numbers only the files a partition filter leaves: the row numbers (and so
+    # the ties' order and the page's second pass) must not shift
+    ref = served.reference
+    kept = ref[ref["shard"] != 3]
+    rank = np.where(kept.score_null, 2, np.where(kept.score.isna(), 1, 0))
+    order = pd.DataFrame({"rank": rank, "key": kept.score.fillna(0.0)}, index=kept.index)
+    expected = kept.loc[order.sort_values(["rank", "key"], kind="stable").index]
+    query = preds(filter=parse_filter("shard != 3"), sort=(SortKey(column="score"),))
+    for offset in (0, 600):
+        page = served.engine.page(query, offset, 50, columns=["id", "shard"]).to_pandas()
+        assert page.id.tolist() == expected.id.iloc[offset : offset + 50].tolist()
+        assert 3 not in page.shard.tolist()
 
 
 def test_histogram_counts_equal_numpys(served: Served) -> None:

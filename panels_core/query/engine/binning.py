@@ -26,9 +26,19 @@ from panels_core.query.engine.sources import Catalog
 from panels_core.query.errors import QueryError
 from panels_core.query.sql import Params
 
-__all__ = ["Binned", "Binner", "Series", "check_bins", "hashable"]
+__all__ = [
+    "QUANTILE_SAMPLE",
+    "Binned",
+    "Binner",
+    "Series",
+    "check_bins",
+    "hashable",
+    "numpy_edges",
+    "quartiles",
+]
 
-_QUANTILE_SAMPLE = 200_000
+QUANTILE_SAMPLE = 200_000
+"""Auto bins take the quartiles from a reservoir sample of this many rows."""
 
 
 @dataclass
@@ -142,7 +152,7 @@ class Binner:
             mine = [i for i, s in enumerate(series) if s.column == column]
             n_finite = 0 if counted is MISS else sum(counted[i][2] for i in mine)
             shown = (column, quartiles.get(column), n_finite)
-            edges[column] = _edges(shown, [bounds[i] for i in mine], bins, range, width)
+            edges[column] = numpy_edges(shown, [bounds[i] for i in mine], bins, range, width)
         return edges, counted
 
     def _kept(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
@@ -254,6 +264,18 @@ class Binner:
         self, cur: Any, params: Params, rows: str, series: Sequence[Series], columns: list[str]
     ) -> dict[str, tuple[float, float]]:
         """Quartiles of each column from one reservoir sample of the rows (exact when small)."""
+        return quartiles(self.sample(cur, params, rows, series, columns))
+
+    def sample(
+        self,
+        cur: Any,
+        params: Params,
+        rows: str,
+        series: Sequence[Series],
+        columns: list[str],
+        size: int = QUANTILE_SAMPLE,
+    ) -> dict[str, np.ndarray]:
+        """The finite values of each column in one reservoir sample of ``size`` rows."""
         chosen = [s for s in series if s.column in columns]
         select = ", ".join(
             f"CASE WHEN {s.cond} THEN {s.x} END AS __tp_q{i}" if s.cond else f"{s.x} AS __tp_q{i}"
@@ -261,7 +283,7 @@ class Binner:
         )
         sql = (
             f"SELECT {select} FROM ({rows}) AS __tp_s "
-            f"USING SAMPLE reservoir({_QUANTILE_SAMPLE} ROWS) REPEATABLE (7)"
+            f"USING SAMPLE reservoir({int(size)} ROWS) REPEATABLE (7)"
         )
         sample = self.runner.arrow(cur, sql, params, "histogram")
         out = {}
@@ -272,14 +294,21 @@ class Binner:
                 if s.column == column
             ]
             values = np.concatenate(parts) if parts else np.array([])
-            values = values[np.isfinite(values)]
-            if len(values):
-                q1, q3 = np.quantile(values, [0.25, 0.75])
-                out[column] = (float(q1), float(q3))
+            out[column] = values[np.isfinite(values)]
         return out
 
 
-def _edges(
+def quartiles(samples: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    """The first and third quartiles of each column's sampled values (none when empty)."""
+    out = {}
+    for column, values in samples.items():
+        if len(values):
+            q1, q3 = np.quantile(values, [0.25, 0.75])
+            out[column] = (float(q1), float(q3))
+    return out
+
+
+def numpy_edges(
     shown: tuple[str, tuple[float, float] | None, int],
     bounds: Sequence[tuple[float | None, float | None]],
     bins: int | Literal["auto"],

@@ -38,7 +38,7 @@ VIRTUAL = ("file_index", "file_row_number")
 """DuckDB's columns a dataset's row numbers are made of (a file's own column would hide them)."""
 
 
-def connect(threads: int, files: Sequence[str] = ()) -> Any:
+def connect(threads: int, files: Sequence[str] = (), whole_file: bool = False) -> Any:
     """An in-memory DuckDB connection, locked down, that reads only the Parquet ``files``.
 
     Defence in depth (no user text reaches SQL but bound values and checked
@@ -52,6 +52,12 @@ def connect(threads: int, files: Sequence[str] = ()) -> Any:
     10M-row file took the process 236 MiB higher with it, 45 MiB without;
     ``benchmarks/bench_engine.py``). The switch is set GLOBAL, so the cursors
     of every call see it. DuckDB releases without the switch are left as they are.
+
+    ``whole_file``: the connection reads one Parquet file at a time (a cluster's
+    task). DuckDB then takes the file's statistics as the column's, and its
+    statistics optimizer drops ``NOT isnan(x)`` when the file's min/max (which
+    leave NaN out) are finite: ``x > 0.5 AND NOT isnan(x)`` counted NaN rows.
+    That optimizer is off on such a connection.
     """
     con = duckdb.connect(
         ":memory:",
@@ -65,17 +71,21 @@ def connect(threads: int, files: Sequence[str] = ()) -> Any:
     known = {name for (name,) in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
     if "disable_parquet_prefetching" in known:
         con.execute("SET GLOBAL disable_parquet_prefetching = true")
+    if whole_file:
+        con.execute("SET GLOBAL disabled_optimizers = 'statistics_propagation'")
     con.execute("SET GLOBAL allowed_paths = $1", [sorted(files)])
     con.execute("SET GLOBAL enable_external_access = false")
     con.execute("SET GLOBAL lock_configuration = true")
     return con
 
 
-_SHARED: dict[int, tuple[Any, frozenset[str]]] = {}
+_SHARED: dict[tuple[int, bool], tuple[Any, frozenset[str]]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared(threads: int, files: Iterable[str]) -> tuple[Any, frozenset[str]]:
+def shared(
+    threads: int, files: Iterable[str], whole_file: bool = False
+) -> tuple[Any, frozenset[str]]:
     """The process's connection with ``threads`` threads that reads ``files``, and every
     file it may read: one locked-down connection (``connect``) kept per process and
     reused by every engine whose files it already allows.
@@ -90,13 +100,14 @@ def shared(threads: int, files: Iterable[str]) -> tuple[Any, frozenset[str]]:
     workspace pays it once.
     """
     wanted = frozenset(files)
+    key = (threads, whole_file)
     with _SHARED_LOCK:
-        kept = _SHARED.get(threads)
+        kept = _SHARED.get(key)
         if kept is not None and wanted <= kept[1]:
             return kept
         allowed = wanted | (kept[1] if kept is not None else frozenset())
-        _SHARED[threads] = (connect(threads, sorted(allowed)), allowed)
-        return _SHARED[threads]
+        _SHARED[key] = (connect(threads, sorted(allowed), whole_file), allowed)
+        return _SHARED[key]
 
 
 def parquet_files(tables: Sequence[Any]) -> list[str]:
@@ -131,7 +142,9 @@ def scan_dataset(con: Any, dataset: Any) -> Any:
     partition skips files), each row's file as ``FILE`` (and its number there as
     ``FILE_ROW``) and its number in the dataset as
     ``ROW``: its file's offset (from the footers) plus its row number in the file, unique
-    and stable however many files there are."""
+    and stable however many files there are. The offset is looked up by the file's name:
+    DuckDB's ``file_index`` counts only the files a partition filter left, which
+    shifted the rows of every file after a skipped one."""
     import pyarrow as pa
 
     from panels_core.query.errors import QueryError
@@ -142,7 +155,7 @@ def scan_dataset(con: Any, dataset: Any) -> Any:
                 f"dataset `{dataset.name}`: its column `{name}` hides DuckDB's row numbers, "
                 "which the engine needs; rename the column in the files"
             )
-    columns = [quote_ident(n) for n in dataset.file_columns]
+    columns = _file_columns(con, dataset)
     for name in dataset.partitions:
         kind = dataset.schema.field(name).type
         sql_type = "BIGINT" if pa.types.is_integer(kind) else "DOUBLE"
@@ -156,10 +169,32 @@ def scan_dataset(con: Any, dataset: Any) -> Any:
     by_name = "false" if dataset.uniform else "true"  # by name costs the min/max statistics
     sql = (
         f"SELECT {', '.join(columns)}, "
-        f"$offsets[CAST(file_index AS BIGINT) + 1] + file_row_number AS {quote_ident(ROW)}, "
+        f"$offsets[list_position($files, {quote_ident(FILE)})] + file_row_number "
+        f"AS {quote_ident(ROW)}, "
         f"{quote_ident(FILE)}, file_row_number AS {quote_ident(FILE_ROW)} "
         f"FROM read_parquet($files, hive_partitioning = {hive}, union_by_name = {by_name}, "
         f"hive_types_autocast = false, filename = '{FILE}')"
     )
     params = {"files": [str(f) for f in dataset.files], "offsets": list(dataset.offsets)}
     return con.sql(sql, params=params)
+
+
+def _file_columns(con: Any, dataset: Any) -> list[str]:
+    """The SELECT terms of a dataset's file columns. Over many files DuckDB unifies their
+    schemas; one file of a dataset whose schemas differ (a cluster's shard) reads its own
+    columns cast to the dataset's types, and NULLs for the columns it lacks."""
+    import pyarrow as pa
+
+    if len(dataset.files) != 1 or dataset.uniform:
+        return [quote_ident(n) for n in dataset.file_columns]
+    own = {f.name: f.type for f in dataset.metas[0].schema.to_arrow_schema()}
+    terms = []
+    for name in dataset.file_columns:
+        kind = dataset.schema.field(name).type
+        if own.get(name) == kind:
+            terms.append(quote_ident(name))
+            continue
+        (sql_type,) = con.from_arrow(pa.table({"x": pa.array([], kind)})).types
+        value = quote_ident(name) if name in own else "NULL"
+        terms.append(f"CAST({value} AS {sql_type}) AS {quote_ident(name)}")
+    return terms

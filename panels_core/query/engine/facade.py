@@ -23,16 +23,12 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from panels_core.query.engine.aggregate import GROUP_SAMPLE, Aggregates
+from panels_core.query.engine.aggregate import GROUP_SAMPLE
 from panels_core.query.engine.answers import Histogram, ValueCounts
-from panels_core.query.engine.binning import Binner, check_bins
+from panels_core.query.engine.binning import check_bins
 from panels_core.query.engine.cache import CACHE_SIZE, LRU, Answers, query_key
-from panels_core.query.engine.execute import Runner
-from panels_core.query.engine.histogram import Histograms
-from panels_core.query.engine.merge import Merger, merge_may_run
-from panels_core.query.engine.paging import Pager
-from panels_core.query.engine.plan import Planner
-from panels_core.query.engine.sources import Catalog
+from panels_core.query.engine.merge import merge_may_run
+from panels_core.query.engine.parts import Parts
 from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
 from panels_core.threads import start_background
@@ -52,17 +48,21 @@ class Engine:
         tables: Mapping[str, Any] | None = None,
         threads: int = 2,
         cache_size: int = CACHE_SIZE,
+        cluster: Any = None,
     ) -> None:
         self._cache = LRU(cache_size)
-        self._catalog = Catalog(dict(tables or {}), threads, self._cache)
+        parts = Parts(dict(tables or {}), threads, self._cache)
+        self._catalog, self._runner, self._merger = parts.catalog, parts.runner, parts.merger
+        self._planner = parts.planner
         self._answers = Answers(self._catalog, self._cache)
-        self._runner = Runner(self._catalog)
-        self._merger = Merger(self._catalog, self._runner)
-        self._planner = Planner(self._catalog, self._runner, self._merger)
-        self._pager = Pager(self._catalog, self._runner, self._planner, self._cache)
-        binner = Binner(self._catalog, self._runner, self._cache)
-        self._histograms = Histograms(self._planner, self._runner, binner)
-        self._aggregates = Aggregates(self._planner, self._runner, self._histograms)
+        self._rows: Any = parts.answers
+        self.cluster_client = None
+        """The ``distributed.Client`` answering this engine's queries (None: this process)."""
+        if cluster is not None:
+            from panels_core.query.cluster import ClusterAnswers
+
+            self._rows = ClusterAnswers(cluster, parts)
+            self.cluster_client = cluster
 
     # ------------------------------------------------------------- tables
 
@@ -115,22 +115,22 @@ class Engine:
     def count(self, query: Query) -> int:
         """Rows (or groups) the query gives, after offset/limit (kept: see ``clear_cache``)."""
         return self._answers.get(
-            ("count", query_key(query, "count")), lambda: self._pager.count(query)
+            ("count", query_key(query, "count")), lambda: self._rows.count(query)
         )
 
     def page(
         self, query: Query, offset: int = 0, limit: int = 50, columns: Sequence[str] | None = None
     ) -> pa.Table:
         """Rows ``offset .. offset+limit`` of the query's rows (within its own offset/limit)."""
-        return self._pager.page(query, offset, limit, columns)
+        return self._rows.page(query, offset, limit, columns)
 
     def compared(self, query: Query) -> pa.Table:
         """Every row of a comparison: keys, compared[T] structs and the ``present`` flags."""
-        return self._pager.compared(query)
+        return self._rows.compared(query)
 
     def join_counts(self, query: Query) -> tuple[int, int, int]:
         """(matched rows, left-only rows, right-only rows) of the query's join, before filters."""
-        return self._pager.join_counts(query)
+        return self._rows.join_counts(query)
 
     def column_numpy(self, query: Query, column: str) -> np.ndarray:
         """A column as numpy: numbers -> float64 (null -> nan); embeddings -> (n, dim) float32.
@@ -138,7 +138,7 @@ class Engine:
         Strings, categories, booleans and timestamps come back as numpy object or
         datetime arrays; image columns are refused (they are never decoded here).
         """
-        return self._pager.column_numpy(query, column)
+        return self._rows.column_numpy(query, column)
 
     def row_numbers(self, query: Query) -> np.ndarray:
         """The table row numbers (int64) of the query's rows, in ``column_numpy``'s order."""
@@ -162,7 +162,7 @@ class Engine:
         if not names:
             raise QueryError("value_counts(): name at least one column")
         key = ("value_counts", query_key(query, "value_counts"), tuple(names), top)
-        return self._answers.get(key, lambda: self._aggregates.value_counts(query, names, top))
+        return self._answers.get(key, lambda: self._rows.value_counts(query, names, top))
 
     def histogram(
         self,
@@ -184,7 +184,7 @@ class Engine:
         span = None if range is None else (float(range[0]), float(range[1]))
         key = ("histogram", query_key(query, "histogram"), column, bins, span, width, by)
         return self._answers.get(
-            key, lambda: self._histograms.histogram(query, column, bins, range, width, by)
+            key, lambda: self._rows.histogram(query, column, bins, range, width, by)
         )
 
     def grouped(
@@ -205,4 +205,4 @@ class Engine:
             raise QueryError(f"grouped(): sample must be >= 1, got {sample}")
         check_bins(bins, None, None)
         key = ("grouped", query_key(query, "grouped"), bins, sample)
-        return self._answers.get(key, lambda: self._aggregates.grouped(query, bins, sample))
+        return self._answers.get(key, lambda: self._rows.grouped(query, bins, sample))

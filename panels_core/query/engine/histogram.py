@@ -19,7 +19,7 @@ from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
 from panels_core.query.sql import Params, is_numeric, quote_ident
 
-__all__ = ["Histograms"]
+__all__ = ["Histograms", "label", "null_last"]
 
 
 class Histograms:
@@ -59,11 +59,11 @@ class Histograms:
             binned = self.binner.bin(cur, params, rows, keys, series, bins, range, width)
             edges, stats = binned.edges[column], binned.stats
             if by is not None:
-                groups = sorted(binned.counts[0], key=_null_last)
+                groups = sorted(binned.counts[0], key=null_last)
                 counts = np.array([binned.counts[0][g] for g in groups], dtype=np.int64).reshape(
                     len(groups), len(edges) - 1
                 )
-                labels = [_label(g[0]) for g in groups]
+                labels = [label(g[0]) for g in groups]
             elif len(series) > 1:
                 counts = np.stack(
                     [
@@ -143,7 +143,7 @@ class Histograms:
         if index is None:
             index = binned.first
         position = {hashable(k): i for i, k in enumerate(index)}
-        labels = [", ".join(_label(v) for v in key) for key in index]
+        labels = [", ".join(label(v) for v in key) for key in index]
         return [_per_group(binned, c, series, position, labels, pre.sources) for c in columns]
 
     def group_keys(
@@ -190,11 +190,13 @@ def _per_group(
     )
 
 
-def _label(value: Any) -> str:
+def label(value: Any) -> str:
+    """A group key's value as a histogram row's label."""
     return "null" if value is None else str(value)
 
 
-def _null_last(key: tuple[Any, ...]) -> tuple[Any, ...]:
+def null_last(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A sort key ordering key tuples with null values last."""
     return tuple((v is None, v) for v in key)
 
 

@@ -19,13 +19,13 @@ from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.execute import Runner
 from panels_core.query.engine.plan import Planner
 from panels_core.query.engine.relation import Pick, Rel, base, resolve, select_rows
-from panels_core.query.engine.sources import Catalog
+from panels_core.query.engine.sources import Catalog, Source
 from panels_core.query.errors import QueryError
 from panels_core.query.expr import Col, walk
 from panels_core.query.model import Query
 from panels_core.query.sql import Params, is_numeric, quote_ident
 
-__all__ = ["FIRST_PAGE", "Pager"]
+__all__ = ["FIRST_PAGE", "Pager", "restore_metadata"]
 
 FIRST_PAGE = 50
 """``count()`` of a join or comparison also finds this many first rows for ``page()``."""
@@ -77,7 +77,7 @@ class Pager:
             else:
                 result = self.page_by_position(cur, params, rel, query, names, offset, limit)
             if rel.plain:
-                result = _restore_metadata(result, rel.fields)
+                result = restore_metadata(result, rel.fields)
             return result
 
     def positions(
@@ -186,21 +186,23 @@ class Pager:
                 cur, select_rows(rel, query, params, select, ordered=True), params, "compared"
             )
 
-    def join_counts(self, query: Query) -> tuple[int, int, int]:
-        """(matched rows, left-only rows, right-only rows) of the query's join, before filters."""
+    def join_sides(self, query: Query) -> tuple[Source, str, Source, str]:
+        """(left table, its key, right table, its key) of the query's join."""
         source = self.catalog.source(query.table)
         if source.sides is not None:
             left, right = (self.catalog.hidden[v] for v in source.sides)
-            lk, rk = source.table.left_key, source.table.right_key
-        elif query.join is not None:
-            left, right = source, self.catalog.source(query.join.table)
-            lk, rk = (
-                (query.join.on, query.join.on) if isinstance(query.join.on, str) else query.join.on
-            )
-        else:
-            raise QueryError(
-                "join_counts(): the query joins nothing; set join=... or use a JoinedTable"
-            )
+            return left, source.table.left_key, right, source.table.right_key
+        if query.join is not None:
+            on = query.join.on
+            lk, rk = (on, on) if isinstance(on, str) else on
+            return source, lk, self.catalog.source(query.join.table), rk
+        raise QueryError(
+            "join_counts(): the query joins nothing; set join=... or use a JoinedTable"
+        )
+
+    def join_counts(self, query: Query) -> tuple[int, int, int]:
+        """(matched rows, left-only rows, right-only rows) of the query's join, before filters."""
+        left, lk, right, rk = self.join_sides(query)
         with self.catalog.cursor() as cur:
             a, b = base(left, self.catalog.hidden), base(right, self.catalog.hidden)
             sql = (
@@ -306,7 +308,7 @@ def _read_by(query: Query, fields: Mapping[str, pa.Field], names: Sequence[str])
     return [n for n in dict.fromkeys(names) if n in read and n in fields]
 
 
-def _restore_metadata(table: pa.Table, fields: Mapping[str, pa.Field]) -> pa.Table:
+def restore_metadata(table: pa.Table, fields: Mapping[str, pa.Field]) -> pa.Table:
     """Put back the field metadata (image kind, classes) DuckDB does not carry."""
     schema = table.schema
     new = []

@@ -79,10 +79,13 @@ class Source:
 class Catalog:
     """The registered tables of one engine, its DuckDB connection and each call's cursor."""
 
-    def __init__(self, tables: Mapping[str, Any], threads: int, cache: LRU) -> None:
+    def __init__(
+        self, tables: Mapping[str, Any], threads: int, cache: LRU, whole_file: bool = False
+    ) -> None:
         self.threads = threads
+        self.whole_file = whole_file  # see ``connect``
         # the process's connection (``shared``), which reads these files and maybe others
-        self.con, self.files = shared(threads, parquet_files(list(tables.values())))
+        self.con, self.files = shared(threads, parquet_files(list(tables.values())), whole_file)
         self.sources: dict[str, Source] = {}
         self.hidden: dict[str, Source] = {}  # the sides of joined tables, by view name
         self.lock = threading.RLock()
@@ -197,7 +200,7 @@ class Catalog:
         Calls running on the old connection finish there; it closes when they do."""
         if self.files.issuperset(paths):
             return
-        con, files = shared(self.threads, {*self.files, *paths})
+        con, files = shared(self.threads, {*self.files, *paths}, self.whole_file)
         for source in self.every_source():
             if source.parquet:
                 # a file that became unreadable fails its own queries, not this table's

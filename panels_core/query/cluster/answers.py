@@ -1,0 +1,185 @@
+"""The engine's answers computed on a Dask cluster, one task per Parquet file.
+
+``ClusterAnswers`` answers what ``Engine`` asks of its rows (``LocalAnswers``'
+methods): a query over one Parquet table (a dataset or a file), without a
+comparison, a join or groups, runs as one task per file (``tasks``) whose
+partial answers the client combines (``combine``); a join's match counts are
+a Dask dataframe merge of the two tables' keys (``joins``). Anything else
+(in-memory tables, comparisons, the rows of joins, grouped tables) is answered by
+DuckDB in this process over the same files, exactly as without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from panels_core.query.cluster import tasks
+from panels_core.query.cluster.client import Tasks
+from panels_core.query.cluster.combine import (
+    merged_counts,
+    merged_group_histogram,
+    merged_histogram,
+    merged_page,
+    page_span,
+)
+from panels_core.query.cluster.joins import join_counts
+from panels_core.query.engine.answers import Histogram, ValueCounts
+from panels_core.query.engine.binning import numpy_edges, quartiles
+from panels_core.query.engine.parts import Parts
+from panels_core.query.engine.sources import Source
+from panels_core.query.errors import QueryError
+from panels_core.query.model import Query
+
+__all__ = ["ClusterAnswers"]
+
+
+class ClusterAnswers:
+    """Rows and aggregates of Parquet tables computed where the files are."""
+
+    def __init__(self, client: Any, parts: Parts) -> None:
+        self.tasks = Tasks(client)
+        self.parts = parts
+        self.local = parts.answers
+
+    # ------------------------------------------------------------- which way
+
+    def shards(self, query: Query, what: str, whole: bool = False) -> list[tasks.Shard] | None:
+        """The files a query runs over, one task each; None when it runs here instead.
+        ``what``: the call (named in errors); ``whole``: the answer needs every row (no
+        offset/limit of the query's own)."""
+        if query.compare_with is not None or query.join is not None or query.group_by:
+            return None
+        if whole and (query.offset or query.limit is not None):
+            return None
+        with self.parts.planner.session(query, what):
+            pass  # the query's own mistakes are told here, as the local engine tells them
+        return files_of(self.parts.catalog.source(query.table))
+
+    # ------------------------------------------------------------- rows
+
+    def count(self, query: Query) -> int:
+        shards = self.shards(query, "count")
+        if shards is None:
+            return self.local.count(query)
+        total = sum(self.tasks.map(tasks.count_part, shards, query=query))
+        start, stop = page_span(query, 0, total)
+        return max(min(total, stop) - start, 0)
+
+    def page(
+        self, query: Query, offset: int, limit: int, columns: Sequence[str] | None
+    ) -> pa.Table:
+        if offset < 0 or limit < 0:
+            raise QueryError(f"page(): offset and limit must be >= 0, got {offset} and {limit}")
+        if columns is not None and not list(columns):
+            raise QueryError("page(): columns=[] selects nothing; name at least one column")
+        shards = self.shards(query, "page")
+        if shards is None:
+            return self.local.page(query, offset, limit, columns)
+        start, stop = page_span(query, offset, limit)
+        source = self.parts.catalog.source(query.table)
+        names = list(source.fields) if columns is None else list(dict.fromkeys(columns))
+        parts = self.tasks.map(tasks.page_part, shards, query=query, stop=stop, columns=names)
+        return merged_page(parts, query, start, stop, names if columns is None else list(columns))
+
+    def compared(self, query: Query) -> pa.Table:
+        return self.local.compared(query)
+
+    def join_counts(self, query: Query) -> tuple[int, int, int]:
+        left, lk, right, rk = self.parts.pager.join_sides(query)
+        sides = [(files_of(s), k, s.fields.get(k)) for s, k in ((left, lk), (right, rk))]
+        if any(files is None or field is None for files, _, field in sides):
+            return self.local.join_counts(query)  # not Parquet, or a key it tells about
+        (a, ka, fa), (b, kb, fb) = sides
+        return join_counts(
+            self.tasks, (a, ka, fa.type, left.length), (b, kb, fb.type, right.length)
+        )
+
+    def column_numpy(self, query: Query, column: str) -> np.ndarray:
+        shards = None if query.sort else self.shards(query, "column_numpy", whole=True)
+        if shards is None:
+            return self.local.column_numpy(query, column)
+        parts = self.tasks.map(tasks.column_part, shards, query=query, column=column)
+        return np.concatenate(parts)
+
+    # ------------------------------------------------------------- aggregates
+
+    def value_counts(self, query: Query, names: list[str], top: int) -> ValueCounts:
+        shards = self.shards(query, "value_counts", whole=True)
+        if shards is None:
+            return self.local.value_counts(query, names, top)
+        parts = self.tasks.map(tasks.values_part, shards, query=query, names=names)
+        return merged_counts(parts, top, several=len(names) > 1)
+
+    def histogram(
+        self,
+        query: Query,
+        column: str,
+        bins: int | Literal["auto"],
+        range: tuple[float, float] | None,
+        width: float | None,
+        by: str | None,
+    ) -> Histogram:
+        grouped = bool(query.group_by)
+        plain = query.model_copy(update={"group_by": ()})
+        shards = None
+        if not grouped or (by is None and not query.sort and column not in query.group_by):
+            shards = self.shards(plain, "histogram", whole=True)
+        if shards is None:
+            return self.local.histogram(query, column, bins, range, width, by)
+        edges, span = self.edges(shards, plain, column, bins, range, width)
+        common = {"query": query, "column": column, "span": span, "bins": len(edges) - 1}
+        parts = self.tasks.map(tasks.bins_part, shards, width=width, by=by, **common)
+        if grouped:  # per group, groups in the order of their first row
+            return merged_group_histogram(edges, parts)
+        return merged_histogram(edges, parts, by is not None)
+
+    def edges(
+        self,
+        shards: list[tasks.Shard],
+        query: Query,
+        column: str,
+        bins: int | Literal["auto"],
+        range: tuple[float, float] | None,
+        width: float | None,
+    ) -> tuple[np.ndarray, tuple[float, float]]:
+        """numpy's edges over the filtered rows of every file (a first pass for their
+        finite min/max, and for auto bins their count and quartiles), and the span the
+        files bin over to find the same edges."""
+        auto = bins == "auto" and width is None
+        span = range
+        found: tuple[str, tuple[float, float] | None, int] = (column, None, 0)
+        if range is None or auto:
+            bounds = self.tasks.map(
+                tasks.bounds_part, shards, query=query, column=column, auto=auto
+            )
+            lows = [b[0] for b in bounds if b[0] is not None]
+            highs = [b[1] for b in bounds if b[1] is not None]
+            span = range or ((min(lows), max(highs)) if lows else None)
+            if auto:
+                sample = np.concatenate([b[3] for b in bounds])
+                found = (column, quartiles({column: sample}).get(column), sum(b[2] for b in bounds))
+        edges = numpy_edges(found, [span or (None, None)], bins, range, width)
+        return edges, span or (float(edges[0]), float(edges[-1]))
+
+    def grouped(self, query: Query, bins: int | Literal["auto"], sample: int) -> pa.Table:
+        return self.local.grouped(query, bins, sample)
+
+
+def files_of(source: Source) -> list[tasks.Shard] | None:
+    """One task's file each of a Parquet table (a dataset's files, or its one file); None
+    for a table that is not read from Parquet files (or a joined table)."""
+    if source.sides is not None or not source.parquet:
+        return None
+    dtypes = dict(source.type.columns)
+    total = source.length
+    if source.dataset is None:
+        return [tasks.Shard(source.name, dtypes, path=source.path, rows=total, total=total)]
+    dataset = source.dataset
+    return [
+        tasks.Shard(source.name, dtypes, dataset.shard(i), rows=rows, total=total)
+        for i, rows in enumerate(dataset.rows)
+    ]

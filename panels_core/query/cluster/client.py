@@ -1,0 +1,137 @@
+"""The Dask cluster an engine sends its tasks to: opening it, running tasks, losing it.
+
+``open_cluster("tcp://host:8786")`` connects to a running scheduler;
+``open_cluster("local:4")`` starts a ``distributed.LocalCluster`` of 4 worker
+processes on this machine. ``Tasks.map`` runs one task per file and gathers
+the partial answers; a task that fails is retried by Dask, and a cluster that
+stops answering becomes a ``ClusterError`` saying so (the tables are untouched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
+from typing import Any
+
+from panels_core.query.errors import QueryError
+
+__all__ = ["RETRIES", "ClusterError", "Tasks", "close_cluster", "open_cluster"]
+
+RETRIES = 2
+"""A task that fails (its worker died, a read failed) is run again this many times."""
+WAIT_STEP = 1.0
+"""Seconds between two looks at the connection while tasks run."""
+_LOCAL = re.compile(r"local:(\d+)")
+
+
+class ClusterError(QueryError):
+    """The Dask cluster does not answer; the message says what to do."""
+
+
+def open_cluster(spec: str) -> tuple[Any, Any]:
+    """(client, the LocalCluster it started or None) for ``tcp://host:port`` or ``local:N``.
+
+    A LocalCluster has N single-threaded worker processes, no dashboard, and
+    is the caller's to close (``close_cluster``)."""
+    import distributed
+
+    local = _LOCAL.fullmatch(spec.strip())
+    if local is not None:
+        workers = int(local.group(1))
+        if workers < 1:
+            raise ValueError(f"--cluster {spec}: a local cluster needs at least 1 worker")
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        return distributed.Client(cluster), cluster
+    if "://" not in spec:
+        raise ValueError(
+            f"--cluster {spec!r}: give a scheduler address such as tcp://host:8786, "
+            "or local:N to start N worker processes here"
+        )
+    try:
+        return distributed.Client(spec, timeout="20s"), None
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(
+            f"--cluster {spec}: no Dask scheduler answers there ({exc}); start one "
+            "(`dask scheduler`, then `dask worker {spec}`) or use local:N"
+        ) from None
+
+
+def close_cluster(client: Any, cluster: Any) -> None:
+    """Close the client, and the LocalCluster when ``open_cluster`` started one."""
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+class Tasks:
+    """Runs a function over files on the cluster of ``client``."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        scheduler = getattr(client, "scheduler", None)
+        self.address = str(getattr(scheduler, "address", None) or "(unknown address)")
+        """The scheduler's address, kept to name it once it is gone."""
+
+    def lost(self, reason: Any) -> ClusterError:
+        """The error of a cluster that does not answer."""
+        if isinstance(reason, CancelledError | asyncio.CancelledError):
+            text = "the query's tasks were cancelled (the scheduler, or the way to it, is gone)"
+        else:
+            text = (str(reason).strip() or type(reason).__name__).splitlines()[0]
+        return ClusterError(
+            f"the Dask cluster at {self.address} is not answering: {text}; the tables are "
+            "still there — restart the cluster or serve without --cluster"
+        )
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        """``work()`` (which talks to the cluster), a lost cluster as a ``ClusterError``."""
+        if self.client.status != "running":
+            raise self.lost(f"the connection is {self.client.status}")
+        try:
+            return work()
+        except QueryError:
+            raise
+        except (OSError, TimeoutError, CancelledError, asyncio.CancelledError) as exc:
+            raise self.lost(exc) from None
+
+    def compute(self, collections: list[Any]) -> list[Any]:
+        """A list of Dask collections computed on the cluster."""
+        return self.collect(lambda: self.client.compute(collections, retries=RETRIES))
+
+    def map(self, fn: Callable[..., Any], shards: Sequence[Any], **kwargs: Any) -> list[Any]:
+        """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order."""
+        return self.collect(
+            lambda: self.client.map(fn, shards, retries=RETRIES, pure=False, **kwargs)
+        )
+
+    def collect(self, submit: Callable[[], list[Any]]) -> list[Any]:
+        """The results of the futures ``submit()`` starts (released after)."""
+        futures: list[Any] = []
+
+        def gather() -> list[Any]:
+            futures.extend(submit())
+            self.wait(futures)
+            return self.client.gather(futures)
+
+        try:
+            return self.run(gather)
+        finally:
+            for future in futures:
+                future.release()
+
+    def wait(self, futures: list[Any]) -> None:
+        """Until every future is done; a ``ClusterError`` as soon as the client loses its
+        scheduler (a gather would wait for it to come back)."""
+        import distributed
+
+        while True:
+            try:
+                distributed.wait(futures, timeout=WAIT_STEP)
+                return
+            except TimeoutError:
+                if self.client.status != "running":
+                    raise self.lost(f"the connection is {self.client.status}") from None

@@ -1,0 +1,262 @@
+"""The engine on a Dask cluster: the local engine's answers, value by value; a worker lost
+mid-query; a scheduler lost; nothing written into the dataset's folder.
+
+The cluster is the session's LocalCluster of 2 worker processes (``dask_client``);
+the lost-scheduler test starts one of its own (1 worker) and closes it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from panels_core.query.cluster import ClusterError, open_cluster
+from panels_core.query.engine import Engine
+from panels_core.query.model import JoinSpec, Query, SortKey
+from panels_core.query.parse import parse_filter
+from tests.unit.test_datasets import as_frame, open_dataset_layout, write_arrow_dataset
+
+distributed = pytest.importorskip("distributed")
+
+WAIT = "5 minutes"  # a bound, never a timing check
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> pd.DataFrame:
+    return as_frame(write_arrow_dataset(tmp_path / "preds"))
+
+
+@pytest.fixture
+def tables(tmp_path: Path, reference: pd.DataFrame) -> dict[str, Any]:
+    return open_dataset_layout(tmp_path, reference)
+
+
+def by_score_descending(ref: pd.DataFrame) -> list[int]:
+    """The ids in DuckDB's descending order of ``score``: NaN, numbers, null; ties by row."""
+    rank = np.where(ref.score_null, 2, np.where(ref.score.isna(), 0, 1))
+    order = pd.DataFrame({"rank": rank, "key": -ref.score.fillna(0.0)}, index=ref.index)
+    return ref.id[order.sort_values(["rank", "key"], kind="stable").index].tolist()
+
+
+def listing(folder: Path) -> dict[str, int]:
+    """Every path below ``folder`` with its modification time."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def nan_as_text(value: Any) -> Any:
+    return "NaN" if value != value else value  # NaN is not itself
+
+
+def same_page(a: Any, b: Any) -> None:
+    pd.testing.assert_frame_equal(a.to_pandas(), b.to_pandas())
+    assert a.schema == b.schema
+
+
+def test_every_answer_equals_the_local_engines(tables, reference, tmp_path, dask_client) -> None:
+    before = listing(tmp_path / "preds")
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    assert cluster.cluster_client is dask_client and local.cluster_client is None
+    train = parse_filter('split == "train" and score > 0.2')
+    for query in (
+        Query(table="preds"),
+        Query(table="preds", filter=train),
+        Query(table="preds", offset=7, limit=300),
+        Query(table="preds", filter=parse_filter("n >= 4"), offset=100),
+    ):
+        assert cluster.count(query) == local.count(query)
+    sorts = (
+        (SortKey(column="score"),),
+        (SortKey(column="score", descending=True),),
+        (SortKey(column="label", descending=True), SortKey(column="n")),
+    )
+    for sort in sorts[::2]:  # ties in every sort key, NaN and nulls among them
+        query = Query(table="preds", sort=sort, filter=parse_filter("shard != 3"))
+        for offset in (0, 49, 700, 1400):
+            same_page(cluster.page(query, offset, 50), local.page(query, offset, 50))
+    # the local engine's DuckDB drops NaN rows from a descending top-N over many files
+    # (the files' statistics leave NaN out): this order is checked against pandas
+    expected = by_score_descending(reference[reference["shard"] != 3])
+    query = Query(table="preds", sort=sorts[1], filter=parse_filter("shard != 3"))
+    for offset in (0, 49, 700):
+        page = cluster.page(query, offset, 50, ["id"]).column("id").to_pylist()
+        assert page == expected[offset : offset + 50]
+    cut = Query(table="preds", sort=sorts[0], offset=10, limit=95)
+    same_page(
+        cluster.page(cut, 40, 100, ["id", "split"]), local.page(cut, 40, 100, ["id", "split"])
+    )
+    for kwargs in (
+        {"bins": 12},
+        {"bins": "auto"},
+        {"width": 0.25},
+        {"bins": 7, "range": (-1.0, 1.0)},
+        {"bins": 12, "by": "label"},
+    ):
+        got, want = (
+            cluster.histogram(Query(table="preds", filter=train), "score", **kwargs),
+            (local.histogram(Query(table="preds", filter=train), "score", **kwargs)),
+        )
+        np.testing.assert_array_equal(got.edges, want.edges)
+        np.testing.assert_array_equal(got.counts, want.counts)
+        assert (got.groups, got.nulls, got.nonfinite, got.outside) == (
+            want.groups,
+            want.nulls,
+            want.nonfinite,
+            want.outside,
+        )
+    for group_by, bins in ((("label",), 10), (("split", "shard"), "auto"), (("n",), 6)):
+        query = Query(table="preds", group_by=group_by, filter=parse_filter("shard != 5"))
+        got, want = (
+            cluster.histogram(query, "score", bins=bins),
+            local.histogram(query, "score", bins=bins),
+        )
+        np.testing.assert_array_equal(got.edges, want.edges)
+        np.testing.assert_array_equal(got.counts, want.counts)  # groups in the same order
+        assert (got.groups, got.nulls, got.nonfinite, got.outside) == (
+            want.groups,
+            want.nulls,
+            want.nonfinite,
+            want.outside,
+        )
+    for column, top in (("label", 2), ("score", 6), (["split", "n"], 5), ("id", 3)):
+        got, want = (
+            cluster.value_counts(Query(table="preds"), column, top),
+            (local.value_counts(Query(table="preds"), column, top)),
+        )
+        # NaN is one value, ranked as DuckDB ranks it (and -0.0 is 0.0)
+        assert [nan_as_text(v) for v in got.values] == [nan_as_text(v) for v in want.values]
+        assert (got.counts.tolist(), got.other, got.nulls) == (
+            want.counts.tolist(),
+            want.other,
+            want.nulls,
+        )
+    for join in (JoinSpec(table="other", on="id"), JoinSpec(table="preds", on="label")):
+        query = Query(table="preds", join=join)  # keys with nulls (matching nothing) too
+        assert cluster.join_counts(query) == local.join_counts(query)
+    for column in ("emb", "score", "label"):
+        query = Query(table="preds", filter=train)
+        np.testing.assert_array_equal(
+            cluster.column_numpy(query, column), local.column_numpy(query, column)
+        )
+    assert listing(tmp_path / "preds") == before  # nothing written into the dataset's folder
+
+
+def test_a_query_mistake_is_told_as_the_local_engine_tells_it(tables, dask_client) -> None:
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    query = Query(table="preds", filter=parse_filter("scor > 1"))
+    with pytest.raises(Exception) as here:
+        local.count(query)
+    with pytest.raises(type(here.value)) as there:
+        cluster.count(query)
+    assert str(there.value) == str(here.value)
+
+
+class KillOnce(distributed.WorkerPlugin):
+    """Ends the worker process that starts the first task of a page (once: a marker file)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish == "executing" and "page_part" in str(key):
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            os._exit(1)
+
+
+def test_a_worker_lost_mid_query_is_replaced_and_the_answer_is_whole(
+    tables, tmp_path, dask_client
+) -> None:
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    query = Query(table="preds", sort=(SortKey(column="score", descending=True),))
+    marker = tmp_path / "killed"
+    dask_client.register_plugin(KillOnce(str(marker)), name="kill-once")
+    try:
+        page = cluster.page(query, 300, 80)
+    finally:
+        dask_client.unregister_worker_plugin("kill-once")
+        dask_client.wait_for_workers(2, timeout=WAIT)
+    assert marker.exists()  # a worker did die while the query ran
+    same_page(page, local.page(query, 300, 80))
+
+
+def test_a_lost_scheduler_is_a_clear_error_and_the_tables_stay(tables) -> None:
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    address = cluster.scheduler_address
+    engine = Engine(tables, cluster=client)
+    assert engine.count(Query(table="preds")) == len(tables["preds"])
+    client.close()
+    cluster.close()
+    with pytest.raises(ClusterError) as lost:
+        engine.histogram(Query(table="preds"), "score", bins=5)
+    assert str(lost.value) == (
+        f"the Dask cluster at {address} is not answering: the connection is closed; the "
+        "tables are still there — restart the cluster or serve without --cluster"
+    )
+    # what the cluster does not answer, this process still does
+    assert engine.compared(Query(table="preds", compare_with={"table": "other", "on": "id"}))
+
+
+class HoldTasks(distributed.WorkerPlugin):
+    """Holds the worker that starts a task until its process ends (writing a marker first)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish == "executing":
+            Path(self.marker).touch()
+            time.sleep(600)
+
+
+def test_a_scheduler_lost_mid_query_ends_the_query_with_the_error(tables, tmp_path) -> None:
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    address = cluster.scheduler_address
+    engine = Engine(tables, cluster=client)
+    marker = tmp_path / "running"
+    client.register_plugin(HoldTasks(str(marker)), name="hold")
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(engine.count, Query(table="preds"))
+        deadline = time.monotonic() + 300  # a bound: the task starts within minutes
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists()
+        cluster.close()  # the scheduler goes while the query waits for its tasks
+        with pytest.raises(ClusterError) as lost:
+            answer.result(timeout=300)
+    # which one Dask tells first depends on the moment: either is one clear line
+    assert str(lost.value) in {
+        f"the Dask cluster at {address} is not answering: {reason}; the tables are still "
+        "there — restart the cluster or serve without --cluster"
+        for reason in (
+            "the connection is connecting",
+            "the connection is closed",
+            "the query's tasks were cancelled (the scheduler, or the way to it, is gone)",
+        )
+    }
+    client.close()
+
+
+def test_a_cluster_that_cannot_be_opened_says_what_to_give() -> None:
+    with pytest.raises(ValueError) as bad:
+        open_cluster("sched:8786")
+    assert str(bad.value) == (
+        "--cluster 'sched:8786': give a scheduler address such as tcp://host:8786, "
+        "or local:N to start N worker processes here"
+    )
+    with pytest.raises(ValueError, match="a local cluster needs at least 1 worker"):
+        open_cluster("local:0")
