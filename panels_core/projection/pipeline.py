@@ -22,8 +22,8 @@ numeric columns stacked) into one 2D point per row that has every value:
    rest (in chunks, so a cancel is noticed between chunks), so every kept row gets
    a point in the same 2D space;
 6. UMAP's fit runs umap-learn's fuzzy graph and spectral initialisation on a
-   neighbour graph from pynndescent (parallel), then our own layout optimiser
-   (``optimise_layout``: umap's gradients, parallel and deterministic for a seed) for
+   neighbour graph from faiss (``knn_graph``: compiled, nothing to JIT), then our own
+   layout optimiser (``optimise_layout``: umap's gradients, parallel and deterministic for a seed) for
    ``umap_epochs(n)`` epochs (fewer than umap's 200 past 20k rows).
 
 Degenerate input: no or one kept row, fewer than 2 dimensions, every kept row
@@ -262,7 +262,7 @@ def _run_nonlinear(
 
 
 def warm_up(seed: int | None = 0) -> float:
-    """Compile umap's numba kernels now (fit, neighbour search, transform); returns seconds.
+    """Compile (or load from the numba cache) umap's kernels now (fit, transform); returns seconds.
 
     A server can call this on a background thread at start so the first UMAP a
     user asks for does not wait for compilation (30-90 s on 2 cores; compiled
@@ -270,7 +270,7 @@ def warm_up(seed: int | None = 0) -> float:
     """
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    # > 4096 rows so umap takes its NN-descent path, as on real data
+    # > 4096 rows so the neighbours come from knn_graph, as on real data
     data = rng.normal(size=(4500, 8)).astype(np.float32)
     spec = ProjectionSpec(method="umap", seed=seed, max_fit_points=4200)
     project(data, spec)
