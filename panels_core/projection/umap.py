@@ -9,7 +9,7 @@ import numpy as np
 
 from panels_core.projection.knn import knn_graph
 from panels_core.projection.layout import optimise_layout
-from panels_core.projection.numba_cache import import_umap
+from panels_core.projection.numba_cache import import_umap, umap_load_message
 from panels_core.projection.progress import Stages
 from panels_core.projection.spec import Placer, ProjectionSpec, UMAPParams
 
@@ -35,7 +35,7 @@ def run_umap(
     if n_neighbors >= n:
         n_neighbors = n - 1
         notes.append(f"n_neighbors lowered from {params.n_neighbors} to {n_neighbors} ({n} rows)")
-    stages(0.1, "loading UMAP")
+    stages(0.1, umap_load_message())
     umap = import_umap()
     seed = spec.seed if spec.seed is not None else _fresh_seed()
     knn: tuple[Any, ...] = (None, None, None)

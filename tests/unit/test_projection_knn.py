@@ -4,6 +4,7 @@ and no pynndescent search in a fit + transform."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -131,3 +132,25 @@ print(json.dumps({"points": list(result.points.shape), "fit": result.fit_points,
     )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"points": [4600, 2], "fit": 4200, "compiled": [], "faiss": True}
+
+
+def test_umaps_own_kernels_are_cached_in_the_numba_cache_folder():
+    """umap-learn makes smooth_knn_dist and compute_membership_strengths without numba's
+    cache; import_umap turns it on, so a new process loads them instead of compiling."""
+    from panels_core.projection.numba_cache import import_umap
+
+    umap = import_umap()
+    folder = os.environ["NUMBA_CACHE_DIR"]
+    for kernel in (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths):
+        assert kernel.stats.cache_path is not None
+        assert kernel.stats.cache_path.startswith(folder), (kernel, kernel.stats.cache_path)
+
+
+def test_a_first_run_says_it_is_compiling(monkeypatch, tmp_path):
+    from panels_core.projection.numba_cache import umap_load_message
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert umap_load_message() == "compiling UMAP (the first run on this machine: about a minute)"
+    (tmp_path / "umap_0123").mkdir()
+    (tmp_path / "umap_0123" / "umap_.smooth_knn_dist-144.py311.nbi").write_bytes(b"")
+    assert umap_load_message() == "loading UMAP"
