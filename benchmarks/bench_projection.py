@@ -8,7 +8,7 @@ Measured in the same run, in this order (the slow plain calls last, so a
 partial log still holds our figures):
   1. PCA of 1M x 384 with ours (target: under 10 s) and plain sklearn PCA(2);
   2. PCA, UMAP, t-SNE of 100k x 384 with ours (default spec, seed 0: PCA to 50
-     dims; UMAP fits every row (pynndescent neighbours, umap's spectral start, our
+     dims; UMAP fits every row (faiss neighbours, umap's spectral start, our
      parallel layout, 60 epochs); t-SNE fits a 20k sample and transforms the rest);
   3. a cached re-projection of the UMAP result (target: under 1 s), by data hash
      and by caller key;

@@ -12,10 +12,12 @@ from typing import Any
 __all__ = [
     "COMPILING_UMAP",
     "cache_dir",
+    "cache_kernels",
     "configure_numba_cache",
     "import_umap",
     "mark_umap_compiled",
     "umap_kernels_ready",
+    "umap_load_message",
 ]
 
 COMPILING_UMAP = "compiling UMAP kernels (first run on this machine)"
@@ -49,11 +51,36 @@ def configure_numba_cache() -> None:
         config.CACHE_DIR = str(folder)  # numba was imported earlier (e.g. by datashader)
 
 
+def umap_load_message() -> str:
+    """What the UMAP step is doing while umap loads: loading, or compiling on a first run.
+
+    A first run on a machine (no umap kernels in numba's cache folder yet) compiles
+    them, about a minute on 2 cores; later runs load them in seconds.
+    """
+    configure_numba_cache()
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    if folder and any(Path(folder).glob("umap_*/*.nbi")):
+        return "loading UMAP"
+    return "compiling UMAP (the first run on this machine: about a minute)"
+
+
 def import_umap() -> Any:
-    """The umap module, imported after numba's cache folder is set."""
+    """The umap module, imported after numba's cache folder is set, its kernels cached.
+
+    umap-learn compiles most of its numba kernels without ``cache=True``
+    (``smooth_knn_dist``, ``compute_membership_strengths``, the transform's layout
+    epoch, ...), so each new process compiled them again. ``cache_kernels`` turns
+    numba's on-disk cache on for them before their first call.
+    """
     configure_numba_cache()
     import umap
+    import umap.distances
+    import umap.layouts
+    import umap.umap_
+    import umap.utils
 
+    for module in (umap.umap_, umap.layouts, umap.utils, umap.distances):
+        cache_kernels(module)
     return umap
 
 
@@ -88,3 +115,22 @@ def _cached(source_dir: Path, pattern: str) -> bool:
     else:
         folder = source_dir / "__pycache__"
     return any(folder.glob(pattern))
+
+
+_CACHED_MODULES: set[str] = set()
+
+
+def cache_kernels(module: Any) -> None:
+    """Turn on numba's on-disk cache for every kernel of ``module`` (once per process).
+
+    Call before the kernels are first used: numba then loads them from, or saves them
+    to, the cache folder, as for a kernel made with ``cache=True``.
+    """
+    if module.__name__ in _CACHED_MODULES:
+        return
+    from numba.core.registry import CPUDispatcher
+
+    for value in vars(module).values():
+        if isinstance(value, CPUDispatcher):
+            value.enable_caching()
+    _CACHED_MODULES.add(module.__name__)

@@ -23,12 +23,12 @@ numeric columns stacked) into one 2D point per row that has every value:
    (default: every row up to 200k for UMAP, 20k for t-SNE) and ``transform`` the
    rest (in chunks, so a cancel is noticed between chunks), so every kept row gets
    a point in the same 2D space;
-7. UMAP's fit runs umap-learn's fuzzy graph on a neighbour graph from pynndescent
-   (parallel), a start layout chosen from that graph (``start_layout``: umap's
-   spectral start with a bounded solver on a graph of few components, else PCA), then
-   our own layout optimiser (``optimise_layout``: umap's gradients, parallel and
-   deterministic for a seed) for ``umap_epochs(n)`` epochs (fewer than umap's 200
-   past 20k rows).
+7. UMAP's fit runs umap-learn's fuzzy graph on a neighbour graph from faiss
+   (``knn_graph``: compiled, nothing to JIT), a start layout chosen from that graph
+   (``start_layout``: umap's spectral start with a bounded solver on a graph of few
+   components, else PCA), then our own layout optimiser (``optimise_layout``: umap's
+   gradients, parallel and deterministic for a seed) for ``umap_epochs(n)`` epochs
+   (fewer than umap's 200 past 20k rows).
 
 Degenerate input: no or one kept row, fewer than 2 dimensions, every kept row
 identical, too few (distinct) rows for UMAP/t-SNE, or a PCA component beyond the data's
@@ -304,7 +304,7 @@ def _place_rows(
 
 
 def warm_up(seed: int | None = 0) -> float:
-    """Compile umap's numba kernels now (fit, neighbour search, transform); returns seconds.
+    """Compile (or load from the numba cache) umap's kernels now (fit, transform); returns seconds.
 
     A server can call this on a background thread at start so the first UMAP a
     user asks for does not wait for compilation (30-90 s on 2 cores; compiled
@@ -318,6 +318,6 @@ def warm_up(seed: int | None = 0) -> float:
 def _compile_umap(stages: Stages, seed: int | None = 0) -> None:
     """Run a small UMAP (fit and transform) so numba compiles every kernel a UMAP needs."""
     rng = np.random.default_rng(0)
-    # > 4096 rows so umap takes its NN-descent path, as on real data
+    # > 4096 rows so the neighbours come from knn_graph, as on real data
     data = rng.normal(size=(4500, 8)).astype(np.float32)
     _fit_and_place(data, ProjectionSpec(method="umap", seed=seed, max_fit_points=4200), stages)

@@ -116,8 +116,8 @@ class ProjectionSpec(_Frozen):
     ``method`` key is read as the spec's method. An integer ``seed`` makes every
     method deterministic: the same input, spec and seed give the same points on
     one machine (UMAP's neighbour search and layout run on every core either way;
-    pynndescent's search may pick other neighbours under another thread count, so
-    a machine with a different core count can give a different layout).
+    faiss's k-means may place a cell boundary differently under another BLAS, so
+    another machine can give a different layout).
     ``seed=None`` draws a fresh seed per run. ``max_fit_points=None`` means
     ``DEFAULT_MAX_FIT_POINTS[method]``. ``scale="standard"`` shifts and scales each
     input dimension to mean 0 and standard deviation 1 over the kept rows before the

@@ -7,8 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from panels_core.projection.knn import knn_graph
 from panels_core.projection.layout import optimise_layout
-from panels_core.projection.numba_cache import import_umap, mark_umap_compiled
+from panels_core.projection.numba_cache import (
+    import_umap,
+    mark_umap_compiled,
+    umap_load_message,
+)
 from panels_core.projection.progress import Stages
 from panels_core.projection.spec import Placer, ProjectionSpec, UMAPParams
 from panels_core.projection.start import start_layout
@@ -21,7 +26,7 @@ def run_umap(
 ) -> tuple[Placer, tuple[str, ...]]:
     """Fit UMAP on ``fit_data``: umap-learn's graph, our start layout, our parallel layout.
 
-    Steps: the k-nearest-neighbour graph (pynndescent on every core, from 4,096 rows;
+    Steps: the k-nearest-neighbour graph (``knn_graph``: faiss, no JIT, from 4,096 rows;
     umap's exact search below), umap's fuzzy graph (``UMAP(n_epochs=0, init="random")``,
     so umap lays nothing out), the start layout chosen from the graph (``start_layout``:
     umap's spectral start, its solver bounded, on a graph of few components, else PCA),
@@ -37,13 +42,13 @@ def run_umap(
     if n_neighbors >= n:
         n_neighbors = n - 1
         notes.append(f"n_neighbors lowered from {params.n_neighbors} to {n_neighbors} ({n} rows)")
-    stages(0.1, "loading UMAP")
+    stages(0.1, umap_load_message())
     umap = import_umap()
     seed = spec.seed if spec.seed is not None else _fresh_seed()
     knn: tuple[Any, ...] = (None, None, None)
     if n >= _UMAP_EXACT_BELOW:
         stages(0.15, f"nearest neighbours of {n:,} rows")
-        knn = _umap_knn(fit_data, n_neighbors, seed)
+        knn = knn_graph(fit_data, n_neighbors, "euclidean", seed)
     stages(0.35, f"UMAP graph of {n:,} rows")
     model = umap.UMAP(
         n_components=2,
@@ -62,6 +67,7 @@ def run_umap(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*not fully connected.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*NNDescent.*", category=UserWarning)
         model.fit(fit_data)
     stages(0.4, f"UMAP start layout of {n:,} rows")
     start = start_layout(model.graph_, fit_data, spec, seed)
@@ -85,7 +91,7 @@ def run_umap(
 
 
 _UMAP_EXACT_BELOW = 4096
-"""umap-learn computes exact neighbours below this many rows; from it on we run pynndescent."""
+"""umap-learn computes exact neighbours below this many rows; from it on ``knn_graph`` does."""
 
 
 def umap_epochs(n: int) -> int:
@@ -106,30 +112,6 @@ def umap_epochs(n: int) -> int:
 
 def _fresh_seed() -> int:
     return int(np.random.SeedSequence().entropy % (2**31))
-
-
-def _umap_knn(data: np.ndarray, n_neighbors: int, seed: int) -> tuple[Any, Any, Any]:
-    """umap-learn's approximate k-nearest-neighbour search (same NNDescent settings) on every
-    core. With a fixed ``random_state`` pynndescent's parallel search returns the same graph
-    on every run (its updates are applied in a fixed order per thread count)."""
-    from pynndescent import NNDescent
-
-    n = len(data)
-    index = NNDescent(
-        data,
-        n_neighbors=n_neighbors,
-        metric="euclidean",
-        random_state=seed,
-        n_trees=min(64, 5 + round(n**0.5 / 20.0)),
-        n_iters=max(5, round(np.log2(n))),
-        max_candidates=60,
-        low_memory=True,
-        n_jobs=-1,
-        compressed=False,
-        verbose=False,
-    )
-    indices, distances = index.neighbor_graph
-    return indices, distances, index
 
 
 def _umap_transform(model: Any, rows: np.ndarray, n_epochs: int) -> np.ndarray:
