@@ -32,6 +32,7 @@ from panels_core.query.engine.binning import numpy_edges, quartiles
 from panels_core.query.engine.parts import Parts
 from panels_core.query.engine.sources import Source
 from panels_core.query.errors import QueryError
+from panels_core.query.expr import InSelection, walk
 from panels_core.query.model import Query
 
 __all__ = ["ClusterAnswers"]
@@ -53,6 +54,8 @@ class ClusterAnswers:
         offset/limit of the query's own)."""
         if query.compare_with is not None or query.join is not None or query.group_by:
             return None
+        if query.filter is not None and any(isinstance(n, InSelection) for n in walk(query.filter)):
+            return None  # the projection's points are registered in this process only
         if whole and (query.offset or query.limit is not None):
             return None
         with self.parts.planner.session(query, what):
@@ -97,6 +100,9 @@ class ClusterAnswers:
         return join_counts(
             self.tasks, (a, ka, fa.type, left.length), (b, kb, fb.type, right.length)
         )
+
+    def row_numbers(self, query: Query) -> np.ndarray:
+        return self.local.row_numbers(query)  # in the order of this process's column_numpy
 
     def column_numpy(self, query: Query, column: str) -> np.ndarray:
         shards = None if query.sort else self.shards(query, "column_numpy", whole=True)

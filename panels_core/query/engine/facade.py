@@ -142,7 +142,7 @@ class Engine:
 
     def row_numbers(self, query: Query) -> np.ndarray:
         """The table row numbers (int64) of the query's rows, in ``column_numpy``'s order."""
-        return self._pager.row_numbers(query)
+        return self._rows.row_numbers(query)
 
     def register_points(self, key: str, rows: Any, xy: Any) -> None:
         """Register a projection's points (row numbers, (n, 2) positions) under ``key``:

@@ -70,6 +70,9 @@ class LocalAnswers:
     def column_numpy(self, query: Query, column: str) -> np.ndarray:
         return self.parts.pager.column_numpy(query, column)
 
+    def row_numbers(self, query: Query) -> np.ndarray:
+        return self.parts.pager.row_numbers(query)
+
     def value_counts(self, query: Query, names: list[str], top: int) -> ValueCounts:
         return self.parts.aggregates.value_counts(query, names, top)
 
