@@ -105,3 +105,87 @@ def test_without_a_selection_there_is_no_selected_only_toggle(frame: pd.DataFram
     gallery = _gallery(_view(frame).with_query(filter="price > 50"))
     assert gallery.selectable
     assert not gallery.only.visible  # no selection: nothing to page
+
+
+# -- the sidebar's summary bars --------------------------------------------------------
+
+
+@pytest.fixture
+def workspace(frame: pd.DataFrame, tmp_path: Any) -> Any:
+    from panels_core.query.model import Query
+    from panels_core.workspace import CardSpec
+    from panels_core.workspace.app import Workspace
+
+    frame.to_parquet(tmp_path / "runs.parquet")
+    tables = {"runs": Table.from_parquet(tmp_path / "runs.parquet")}
+    cards = [
+        CardSpec(kind="table", input=Query(table="runs")),
+        CardSpec(kind="table", input=Query(table="runs", filter="price < 50")),
+    ]
+    return Workspace(tables, cards)
+
+
+def _bars(workspace: Any) -> Any:
+    from panels_core.workspace.sidebar import SummaryBars, table_entry
+
+    entry = table_entry(workspace.engine, "runs", [], workspace.linking)
+    (bars,) = [o for o in entry.objects if isinstance(o, SummaryBars)]
+    return bars
+
+
+def test_clicking_a_bin_brushes_its_range_and_again_clears_it(
+    workspace: Any, frame: pd.DataFrame
+) -> None:
+    bars = _bars(workspace)
+    edges = np.array(bars.summaries["price"].edges)
+    assert 'data-bar="11"' in bars.html
+    last = len(edges) - 2
+    bars._handle_msg({"column": "price", "bar": last})  # what the browser sends on a click
+    brush = RangeBrush(column="price", low=edges[last], high=edges[-1], closed_high=True)
+    selection = workspace.linking.selection("runs")
+    assert selection.brushes == (("sidebar:price", brush),)
+    for card in workspace.cards:
+        assert card.view.query.selection == selection
+    expected = frame[(frame.price >= edges[last]) & (frame.price <= edges[-1])]
+    assert len(expected) == int(np.histogram(frame.price, bins=edges)[0][-1]) > 0
+    chosen = View.of(frame).with_selection(selection).selected()
+    assert chosen.count() == len(expected)
+    bars._handle_msg({"column": "price", "bar": last})  # the same bar again
+    assert workspace.linking.selection("runs") is None
+
+
+def test_clicking_a_top_value_brushes_that_value(workspace: Any, frame: pd.DataFrame) -> None:
+    from panels_core.query.selection import ValuesBrush
+    from panels_core.workspace.linking import selection_summary
+
+    bars = _bars(workspace)
+    top = frame.label.value_counts()
+    assert bars.summaries["label"].values[0] == top.index[0]
+    bars._handle_msg({"column": "label", "bar": 0})
+    selection = workspace.linking.selection("runs")
+    assert selection.brushes == (
+        ("sidebar:label", ValuesBrush(column="label", values=(top.index[0],))),
+    )
+    text = selection_summary(workspace.engine, "runs", selection)
+    assert text.startswith(f"{top.iloc[0]:,} of {len(frame):,} rows selected")
+    bars._handle_msg({"column": "price", "bar": 0})  # another column's bar: AND
+    assert [s for s, _ in workspace.linking.selection("runs").brushes] == [
+        "sidebar:label",
+        "sidebar:price",
+    ]
+
+
+def test_a_bad_click_message_brushes_nothing(workspace: Any) -> None:
+    bars = _bars(workspace)
+    for message in ({"column": "nope", "bar": 0}, {"column": "price", "bar": 99}, "x", {}):
+        bars._handle_msg(message)
+    assert workspace.linking.selection("runs") is None
+
+
+def test_the_other_values_bar_has_no_brush() -> None:
+    from panels_core.workspace.sidebar import ColumnSummary, summary_brush, summary_svg
+
+    summary = ColumnSummary("top", (5, 3), ("a", "b"), other=2, values=("a", "b"))
+    svg = summary_svg(summary)
+    assert svg.count('class="summary-bar"') == 2  # the "other values" bar is not clickable
+    assert summary_brush("k", summary, 2) is None
