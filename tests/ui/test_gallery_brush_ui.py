@@ -73,3 +73,24 @@ def test_clicking_sidebar_bars_selects_the_rows_pandas_counts(page, run_cli, tmp
     )
     _bar(page, "score", last).click()
     expect(summary).to_have_count(0, timeout=WAIT)
+
+
+def test_ticking_gallery_tiles_selects_their_rows(page, run_cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PANELS_DEMO_DIR", str(tmp_path / "demo_data"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(run_cli("serve", "--demo"))
+    gallery = page.locator(".workspace-card.card-kind-gallery").first
+    tiles = gallery.locator(".gallery-tile")
+    expect(tiles).to_have_count(24, timeout=WAIT)
+    tiles.nth(0).locator(".gallery-check input").check()
+    tiles.nth(5).locator(".gallery-check input").check()
+    expect(page.locator(".selection-summary").first).to_contain_text(
+        "digits: 2 of 1,797 rows selected", timeout=WAIT
+    )
+    marked = gallery.locator(".gallery-tile.gallery-marked")
+    expect(marked).to_have_count(2, timeout=WAIT)
+    expect(gallery.locator(".gallery-detail")).to_be_hidden()  # ticking opens no row
+    gallery.locator(".gallery-selected-only button").click()
+    expect(gallery).to_contain_text("images 1-2 of 2", timeout=WAIT)
+    expect(marked).to_have_count(2, timeout=WAIT)
+    assert page.console_errors == []
