@@ -234,9 +234,16 @@ class Gallery:
         self.checked = check_rows(self.view, self.checked, self.page_rows.tolist(), positions)
 
     def only_selected(self, only: bool) -> None:
-        """Page only the linked selection's rows (``view.selected()``), or every row."""
-        self.view = self.base.selected() if only else self.base
-        self.total = self.view.count()
+        """Page only the linked selection's rows (``view.selected()``), or every row; a
+        selection the engine cannot evaluate here is shown as the error, the page kept."""
+        view = self.base.selected() if only else self.base
+        try:
+            total = view.count()
+        except QueryError as exc:
+            self.error = str(exc)
+            self._show()
+            return
+        self.view, self.total = view, total
         self.go_to(0)
 
     def tile(self, row: dict[str, Any]) -> str:

@@ -189,3 +189,14 @@ def test_the_other_values_bar_has_no_brush() -> None:
     svg = summary_svg(summary)
     assert svg.count('class="summary-bar"') == 2  # the "other values" bar is not clickable
     assert summary_brush("k", summary, 2) is None
+
+
+def test_selected_only_with_a_selection_the_engine_cannot_evaluate_says_why(
+    frame: pd.DataFrame,
+) -> None:
+    brush = RangeBrush(column="nope", low=1)
+    gallery = _gallery(_view(frame).with_selection(Selection().with_brush("x", brush)))
+    assert gallery.marked == []  # drawn as without a selection
+    gallery.only.value = True
+    assert "nope" in (gallery.error or "") and gallery.alert.visible
+    assert gallery.total == len(frame) and len(gallery.rows) == 10
