@@ -43,6 +43,7 @@ __all__ = [
     "SUMMARY_TOP",
     "ColumnSummary",
     "SummaryBars",
+    "active_bars",
     "click_bar",
     "column_summaries",
     "summary_brush",
@@ -138,16 +139,20 @@ def column_summaries(view: View, columns: Mapping[str, Any]) -> dict[str, Column
     return found
 
 
-def _bar(x: float, y: float, w: float, h: float, color: str, title: str, bar: int = -1) -> str:
-    clickable = f' class="summary-bar" data-bar="{bar}"' if bar >= 0 else ""
+def _bar(
+    x: float, y: float, w: float, h: float, color: str, title: str, bar: int = -1, on: bool = False
+) -> str:
+    kind = "summary-bar active" if on else "summary-bar"
+    clickable = f' class="{kind}" data-bar="{bar}"' if bar >= 0 else ""
     return (
         f'<rect{clickable} x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
         f'fill="{color}"><title>{html_text(title)}</title></rect>'
     )
 
 
-def summary_svg(summary: ColumnSummary) -> str:
-    """A small inline SVG: a sparkline histogram, or one bar split by the top values."""
+def summary_svg(summary: ColumnSummary, active: int | None = None) -> str:
+    """A small inline SVG: a sparkline histogram, or one bar split by the top values; bar
+    ``active`` (the one whose brush is in the selection) is outlined."""
     total = sum(summary.counts) + summary.other
     bars = []
     if summary.kind == "bins":
@@ -157,13 +162,15 @@ def summary_svg(summary: ColumnSummary) -> str:
             h = max(0.5, _H * count / peak) if count else 0
             title = f"{label}: {count:,}"
             # the bar's hit area is the full column, so a short bin is easy to click
-            bars.append(_bar(i * width, 0, width - 0.5, _H - h, "transparent", title, i))
-            bars.append(_bar(i * width, _H - h, width - 0.5, h, "#3b6ea5", title, i))
+            on = i == active
+            bars.append(_bar(i * width, 0, width - 0.5, _H - h, "transparent", title, i, on))
+            bars.append(_bar(i * width, _H - h, width - 0.5, h, "#3b6ea5", title, i, on))
     else:
         x, shades = 0.0, ("#3b6ea5", "#6b93c1", "#98b6d8", "#c2d4ea", "#dde7f3")
         for i, (count, label) in enumerate(zip(summary.counts, summary.labels, strict=False)):
             w = _W * count / (total or 1)
-            bars.append(_bar(x, 0, w, _H, shades[i % len(shades)], f"{label}: {count:,}", i))
+            shade, title = shades[i % len(shades)], f"{label}: {count:,}"
+            bars.append(_bar(x, 0, w, _H, shade, title, i, i == active))
             x += w
         if summary.other:
             bars.append(_bar(x, 0, _W - x, _H, "#eee", f"other values: {summary.other:,}"))
@@ -173,11 +180,29 @@ def summary_svg(summary: ColumnSummary) -> str:
     )
 
 
-def _columns_html(columns: Mapping[str, Any], summaries: Mapping[str, ColumnSummary]) -> str:
+def active_bars(selection: Any, summaries: Mapping[str, ColumnSummary]) -> dict[str, int]:
+    """The bar of each column whose sidebar brush (``sidebar:<column>``) is in ``selection``."""
+    found = {}
+    for name, summary in summaries.items():
+        brush = selection.brush_of(f"sidebar:{name}") if selection is not None else None
+        bar = next(
+            (i for i in range(len(summary.counts)) if summary_brush(name, summary, i) == brush),
+            None,
+        )
+        if brush is not None and bar is not None:
+            found[name] = bar
+    return found
+
+
+def _columns_html(
+    columns: Mapping[str, Any],
+    summaries: Mapping[str, ColumnSummary],
+    active: Mapping[str, int] | None = None,
+) -> str:
     rows = []
     for name, column_type in list(columns.items())[:MAX_COLUMNS]:
         shown = summaries.get(name)
-        svg = summary_svg(shown) if shown is not None else ""
+        svg = summary_svg(shown, (active or {}).get(name)) if shown is not None else ""
         rows.append(
             f'<tr data-column="{html_attr(name)}"><td><code>{html_text(name)}</code></td>'
             f'<td style="color:#555">{html_text(describe(column_type))}</td><td>{svg}</td></tr>'
@@ -226,12 +251,29 @@ export function render({ model, el }) {
   el.appendChild(box);
 }
 """
-    _stylesheets = [".summary-bar { cursor: pointer; } .summary-bar:hover { opacity: 0.7; }"]
+    _stylesheets = [
+        ".summary-bar { cursor: pointer; } .summary-bar:hover { opacity: 0.7; }"
+        " .summary-bar.active { stroke: #e8862a; stroke-width: 2; }"
+    ]
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
+    def __init__(self, columns: Mapping[str, Any], **params: Any) -> None:
+        super().__init__(html=_columns_html(columns, {}), **params)
+        self.columns = dict(columns)
         self.summaries: dict[str, ColumnSummary] = {}
+        self.selection: Any = None
         self.on_click: Callable[[str, int], None] | None = None
+
+    def redraw(self, summaries: Mapping[str, ColumnSummary] | None = None) -> None:
+        """Draw the column list again: with new ``summaries``, the selection's bars outlined."""
+        if summaries is not None:
+            self.summaries = dict(summaries)
+        active = active_bars(self.selection, self.summaries)
+        self.html = _columns_html(self.columns, self.summaries, active)
+
+    def follow_selection(self, selection: Any) -> None:
+        """The table's selection changed: outline the bars whose brushes it holds."""
+        self.selection = selection
+        self.redraw()
 
     def _handle_msg(self, data: Any) -> None:
         """A click from the page: ``{"column": name, "bar": index}`` (anything else is
@@ -250,8 +292,7 @@ def fill_summaries(view: View, columns: Mapping[str, Any], pane: SummaryBars) ->
 
     def apply(result: dict[str, ColumnSummary] | Failed) -> None:
         if not isinstance(result, Failed):
-            pane.summaries = result
-            pane.html = _columns_html(columns, result)
+            pane.redraw(result)
 
     run_off_loop(lambda: column_summaries(view, shown), apply, after_load=True)
 
@@ -272,15 +313,17 @@ def table_entry(
     if len(versions) > 1:
         lines.append("versions: " + ", ".join(markdown_code(v) for v in versions))
     pane = SummaryBars(
-        html=_columns_html(columns, {}),
+        columns,
         margin=(0, 8),
         sizing_mode="stretch_width",
         css_classes=["column-list"],
     )
     if linking is not None:
+        pane.selection = linking.selection(name)
         pane.on_click = lambda column, bar: click_bar(
             linking, name, column, pane.summaries[column], bar
         )
+        linking.watch(name, pane.follow_selection)
     if not isinstance(table_type, JoinedTableType):
         fill_summaries(view, columns, pane)
     head = [pn.pane.Markdown("\n\n".join(lines), margin=(0, 8))] if lines else []

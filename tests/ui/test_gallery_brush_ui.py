@@ -5,6 +5,7 @@ bar again clears it. A gallery tile's "select" box selects its row for the other
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ def test_clicking_sidebar_bars_selects_the_rows_pandas_counts(page, run_cli, tmp
     top = frame.label.value_counts()
     _bar(page, "label", 0).click(timeout=WAIT)
     expect(summary).to_contain_text(f"runs: {top.iloc[0]:,} of {N:,} rows selected", timeout=WAIT)
+    expect(_bar(page, "label", 0)).to_have_class(re.compile("active"), timeout=WAIT)
 
     edges = View.of(frame).histogram("score", bins=SUMMARY_BINS).edges
     last = SUMMARY_BINS - 1
@@ -73,6 +75,7 @@ def test_clicking_sidebar_bars_selects_the_rows_pandas_counts(page, run_cli, tmp
     )
     _bar(page, "score", last).click()
     expect(summary).to_have_count(0, timeout=WAIT)
+    expect(page.locator("rect.summary-bar.active")).to_have_count(0)
 
 
 def test_ticking_gallery_tiles_selects_their_rows(page, run_cli, tmp_path, monkeypatch) -> None:

@@ -14,7 +14,7 @@ from panels_builtin.gallery import Gallery, GalleryPanel
 from panels_core import View
 from panels_core.data.media import Image
 from panels_core.data.table import Table
-from panels_core.query.selection import RangeBrush, RowsBrush, Selection
+from panels_core.query.selection import RangeBrush, RowsBrush, Selection, ValuesBrush
 
 
 @pytest.fixture
@@ -200,3 +200,30 @@ def test_selected_only_with_a_selection_the_engine_cannot_evaluate_says_why(
     gallery.only.value = True
     assert "nope" in (gallery.error or "") and gallery.alert.visible
     assert gallery.total == len(frame) and len(gallery.rows) == 10
+
+
+def test_the_brushed_bar_is_outlined_until_the_selection_drops_it(workspace: Any) -> None:
+    import re
+
+    bars = _bars(workspace)
+
+    def outlined() -> list[tuple[str, str]]:
+        rows = re.findall(r'<tr data-column="(\w+)">(.*?)</tr>', bars.html)
+        return [
+            (column, bar)
+            for column, row in rows
+            for bar in re.findall(r'class="summary-bar active" data-bar="(\d+)"', row)
+        ]
+
+    assert outlined() == []
+    bars._handle_msg({"column": "label", "bar": 1})
+    assert outlined() == [("label", "1")]
+    bars._handle_msg({"column": "price", "bar": 3})
+    assert outlined() == [("price", "3"), ("price", "3"), ("label", "1")]  # hit area and bar
+    workspace.linking.clear("runs")  # the selection bar's Clear
+    assert outlined() == []
+    bars._handle_msg({"column": "label", "bar": 1})
+    workspace.linking.filter_to_selection("runs")  # now a filter, no longer a brush
+    assert outlined() == []
+    workspace.linking.publish("runs", "sidebar:label", ValuesBrush(column="label", values=("x",)))
+    assert outlined() == []  # a value no bar shows
