@@ -5,21 +5,29 @@ Only the current page is fetched (``view.page(offset, limit)``). Thumbnails are
 drawn by ``panels_builtin.cells.image_cell`` (as in the table), captions and
 fields are text (``panels_core.escape``). The grid is a small browser component
 (``TileGrid``) that says which tile was clicked; the detail pane replaces the
-grid until closed.
+grid until closed. Each tile of a plain table has a "select" box: the checked
+tiles' row numbers are published as the view's ``RowsBrush``; tiles of rows the
+linked selection selects get a highlight border, and "selected only" pages
+``view.selected()``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import Field
 
 from panels_builtin.captions import format_count, format_number, message
 from panels_builtin.cells import CellColumn, CellRenderer, cell_columns, image_cell, text_cell
 from panels_builtin.columns import label_column
+from panels_builtin.selecting import brushed_rows, check_rows, has_selection, selection_answer
 from panels_core.escape import html_text, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, Prefer, columns_of
+from panels_core.query.engine import ROW
 from panels_core.query.errors import QueryError
+from panels_core.query.expr import Binary
+from panels_core.query.selection import RowsBrush
 from panels_core.types import AnyType, CategoryType, ImageType, TableType, strip_optional
 
 __all__ = ["Gallery", "GalleryConfig", "GalleryPanel", "caption_text", "field_html"]
@@ -84,11 +92,16 @@ class TileGrid:
             from panel.custom import JSComponent
 
             class Tiles(JSComponent):  # type: ignore[misc]
-                """Thumbnails (ready, escaped HTML) in a wrapping grid; a click sets ``selected``."""
+                """Thumbnails (ready, escaped HTML) in a wrapping grid; a click sets
+                ``selected``; a tile's "select" box sets ``checked`` (page positions);
+                tiles at ``marked`` positions are highlighted."""
 
                 tiles = param.List(default=[])
                 selected = param.Integer(default=-1)
                 tile_width = param.Integer(default=140)
+                selectable = param.Boolean(default=False)
+                checked = param.List(default=[])
+                marked = param.List(default=[])
 
                 _esm = _TILES_ESM
                 _stylesheets = [_TILES_CSS]
@@ -107,13 +120,28 @@ export function render({ model, el }) {
       const tile = document.createElement("div");
       tile.className = "gallery-tile";
       tile.style.width = model.tile_width + "px";
+      if (model.marked.includes(i)) tile.classList.add("gallery-marked");
       tile.innerHTML = html;
       tile.addEventListener("click", () => { model.selected = i; });
+      if (model.selectable) {
+        const label = document.createElement("label");
+        label.className = "gallery-check";
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.checked = model.checked.includes(i);
+        label.append(box, " select");
+        label.addEventListener("click", (e) => e.stopPropagation());
+        box.addEventListener("change", () => {
+          const others = model.checked.filter((j) => j !== i);
+          model.checked = box.checked ? [...others, i] : others;
+        });
+        tile.appendChild(label);
+      }
       grid.appendChild(tile);
     });
   }
   draw();
-  model.on("tiles", draw);
+  model.on(["tiles", "checked", "marked"], draw);
   el.appendChild(grid);
 }
 """
@@ -123,6 +151,8 @@ _TILES_CSS = """
 .gallery-tile { cursor: pointer; border: 1px solid #e3e6ea; border-radius: 6px; padding: 4px;
   display: flex; flex-direction: column; align-items: center; }
 .gallery-tile:hover { border-color: #3b6ea5; }
+.gallery-tile.gallery-marked { border: 3px solid #e8862a; padding: 2px; }
+.gallery-check { font-size: 11px; color: #555; cursor: pointer; }
 .gallery-caption { font-size: 12px; color: #333; text-align: center; overflow-wrap: anywhere;
   max-height: 3.6em; overflow: hidden; }
 """
@@ -131,11 +161,23 @@ _TILES_CSS = """
 class Gallery:
     """One page of a view's images: ``rows`` (the page's rows as dicts), ``tiles`` (their
     HTML), ``show(i)`` opens row ``i`` of the page in the detail pane, ``close()`` shuts it.
-    ``layout`` is the Panel object; ``detail_html`` what the detail pane shows."""
+    ``layout`` is the Panel object; ``detail_html`` what the detail pane shows.
+
+    On one plain table (``selectable``): ``page_rows`` are the page's table row numbers,
+    ``check(positions)`` checks tiles (``checked``: row numbers, kept across pages) and
+    publishes them as a ``RowsBrush``; ``marked`` are the page positions the linked
+    selection selects; ``only_selected(True)`` pages ``view.selected()``."""
 
     def __init__(self, view: Any, config: GalleryConfig) -> None:
+        q = view.query
+        self.base = view
         self.view = view
         self.config = config
+        self.selectable = not (q.group_by or q.compare_with or q.join or view.joined_table())
+        self.checked: set[int] = brushed_rows(view) if self.selectable else set()
+        self.page_rows = np.empty(0, dtype=np.int64)
+        self.marked: list[int] = []
+        self._syncing = False
         self.columns = cell_columns(view.type)
         self.image_type = strip_optional(columns_of(view.type)[config.image])
         self.thumbs = CellRenderer(thumbnail_size=config.thumbnail_size)
@@ -154,12 +196,55 @@ class Gallery:
     def refresh(self) -> None:
         """Fetch the page at ``offset`` and draw its tiles (an engine error is shown)."""
         try:
-            page = self.view.page(self.offset, self.config.page_size)
-            self.rows, self.error = page.to_pylist(), None
+            self.rows, self.error = self._fetch(), None
         except QueryError as exc:
             self.rows, self.error = [], str(exc)
+            self.page_rows = np.empty(0, dtype=np.int64)
+        self.marked = self._marked()
         self.close()
         self._show()
+
+    def _fetch(self) -> list[dict[str, Any]]:
+        size = self.config.page_size
+        if not self.selectable:
+            return self.view.page(self.offset, size).to_pylist()
+        names = list(columns_of(self.view.type))
+        page = self.view.page(self.offset, size, [*names, ROW])
+        self.page_rows = page.column(ROW).to_numpy().astype(np.int64)
+        return page.select(names).to_pylist()
+
+    def _marked(self) -> list[int]:
+        """The page positions of rows the linked selection selects (asked for this page's
+        rows only, so a large selection costs no more than a small one)."""
+        if not self.selectable or not len(self.page_rows):
+            return []
+
+        def on_page(chosen: Any) -> Any:
+            page = RowsBrush(rows=tuple(self.page_rows.tolist())).as_filter()
+            narrowed = Binary(op="and", left=chosen.query.filter, right=page)
+            return chosen.with_query(filter=narrowed.to_text()).row_numbers()
+
+        found = selection_answer(self.view, on_page)
+        inside = set() if found is None else {int(r) for r in found}
+        return [i for i, r in enumerate(self.page_rows.tolist()) if r in inside]
+
+    def check(self, positions: Any) -> None:
+        """Check the tiles at ``positions`` of the page (unchecking its others) and publish
+        every checked row as the view's RowsBrush (None when none is checked)."""
+        self.checked = check_rows(self.view, self.checked, self.page_rows.tolist(), positions)
+
+    def only_selected(self, only: bool) -> None:
+        """Page only the linked selection's rows (``view.selected()``), or every row; a
+        selection the engine cannot evaluate here is shown as the error, the page kept."""
+        view = self.base.selected() if only else self.base
+        try:
+            total = view.count()
+        except QueryError as exc:
+            self.error = str(exc)
+            self._show()
+            return
+        self.view, self.total = view, total
+        self.go_to(0)
 
     def tile(self, row: dict[str, Any]) -> str:
         """One thumbnail with its boxes and masks over its caption (escaped)."""
@@ -231,6 +316,16 @@ class Gallery:
             css_classes=["gallery-tiles"],
         )
         self.grid.param.watch(lambda e: e.new >= 0 and self.show(e.new), "selected")
+        self.grid.param.watch(
+            lambda e: None if self._syncing else self.check(list(e.new)), "checked"
+        )
+        self.only = pn.widgets.Toggle(
+            label="selected only",
+            visible=self.selectable and has_selection(self.view),
+            css_classes=["gallery-selected-only"],
+            width=110,
+        )
+        self.only.param.watch(lambda e: self.only_selected(e.new), "value")
         back = pn.widgets.Button(label="← back to the gallery", css_classes=["gallery-back"])
         back.on_click(self.close)
         self.detail_pane = pn.pane.HTML("", sizing_mode="stretch_width")
@@ -242,7 +337,7 @@ class Gallery:
             sizing_mode="stretch_width",
         )
         self.layout = pn.Column(
-            pn.Row(self.previous, self.next, self.info, align="center"),
+            pn.Row(self.previous, self.next, self.info, self.only, align="center"),
             self.alert,
             self.detail,
             self.grid,
@@ -250,7 +345,17 @@ class Gallery:
         )
 
     def _show(self) -> None:
-        self.grid.tiles = self.tiles
+        self._syncing = True
+        try:
+            page = self.page_rows.tolist()
+            self.grid.param.update(
+                selectable=self.selectable,
+                checked=[i for i, r in enumerate(page) if r in self.checked],
+                marked=self.marked,
+                tiles=self.tiles,
+            )
+        finally:
+            self._syncing = False
         self.info.object = self.status
         self.previous.disabled = self.offset <= 0
         self.next.disabled = self.offset + len(self.rows) >= self.total
@@ -262,6 +367,7 @@ class GalleryPanel(Panel[GalleryConfig]):
     """A table's images as thumbnails with boxes and masks, captions, paged; click for the row."""
 
     kind = "gallery"
+    can_select = True
     title = "Gallery"
     description = "Thumbnails of an image column with boxes, masks and captions; click for the row."
 

@@ -18,11 +18,11 @@ import pyarrow as pa
 from panels_builtin.captions import format_count
 from panels_builtin.cells import CellColumn, CellRenderer, cell_columns, number_formatter
 from panels_builtin.columns import image_item
+from panels_builtin.selecting import brushed_rows, check_rows
 from panels_core.escape import html_text, markdown_text
 from panels_core.query.engine import ROW
 from panels_core.query.errors import QueryError
 from panels_core.query.model import SortKey
-from panels_core.query.selection import RowsBrush
 
 __all__ = ["HIGHLIGHT", "TABLE_HEIGHT", "PagedTable"]
 
@@ -83,7 +83,7 @@ class PagedTable:
         self.view = view
         self.selectable = selectable
         self.selected_rows = int(selected_rows)
-        self.checked: set[int] = _brushed_rows(view) if selectable else set()
+        self.checked: set[int] = brushed_rows(view) if selectable else set()
         self.page_rows = np.empty(0, dtype=np.int64)
         self.highlighted: list[int] = []
         self._syncing = False
@@ -223,10 +223,7 @@ class PagedTable:
     def check(self, positions: Sequence[int]) -> None:
         """Check the rows at ``positions`` of the current page (unchecking its others) and
         publish every checked row as the view's RowsBrush (None when none is checked)."""
-        page = set(self.page_rows.tolist())
-        chosen = {int(self.page_rows[i]) for i in positions if 0 <= i < len(self.page_rows)}
-        self.checked = (self.checked - page) | chosen
-        self.view.select(RowsBrush(rows=tuple(sorted(self.checked))) if self.checked else None)
+        self.checked = check_rows(self.view, self.checked, self.page_rows.tolist(), positions)
 
     def _on_checked(self, event: Any) -> None:
         if not self._syncing:
@@ -379,10 +376,3 @@ class PagedTable:
 
             toggle.param.watch(changed, "value")
             self.extra.append(toggle)
-
-
-def _brushed_rows(view: Any) -> set[int]:
-    """The rows the view's selection names by number (the table's own check boxes)."""
-    selection = getattr(view, "selection", None)
-    brushes = selection.brushes if selection is not None else ()
-    return {int(r) for _, b in brushes if isinstance(b, RowsBrush) for r in b.rows}

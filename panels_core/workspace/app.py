@@ -431,7 +431,12 @@ class Workspace(pn.viewable.Viewer):
         for name in latest_only(names):
             split = split_version(name)
             entries.append(
-                table_entry(self.engine, name, versions.get(split[0], []) if split else [])
+                table_entry(
+                    self.engine,
+                    name,
+                    versions.get(split[0], []) if split else [],
+                    self.linking,
+                )
             )
         entries += [
             pn.pane.Alert(

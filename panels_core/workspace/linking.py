@@ -116,6 +116,7 @@ class Linking:
         self._generation = 0
         self.waiting: set[str] = set()
         """Keys of points a selection needs and no projection has registered yet."""
+        self.watchers: list[tuple[str, Callable[[Selection | None], None]]] = []
 
     # -- state ---------------------------------------------------------------------------
 
@@ -126,6 +127,11 @@ class Linking:
     def selection(self, table: str) -> Selection | None:
         """The table's selection (None when nothing is selected)."""
         return self.selections.get(table)
+
+    def watch(self, table: str, follow: Callable[[Selection | None], None]) -> None:
+        """Call ``follow(selection)`` whenever ``table``'s selection changes (what is not a
+        card follows it with: the sidebar's summary bars)."""
+        self.watchers.append((table, follow))
 
     def sink(self, table: str, card_id: str) -> Callable[[Any], None]:
         """What a card's view sends its brushes to."""
@@ -161,7 +167,13 @@ class Linking:
         for card in self.cards():
             if _table_of(card) == table:
                 card.follow_selection(selection)
+        self._tell_watchers(table, selection)
         self.refresh_bar()
+
+    def _tell_watchers(self, table: str, selection: Selection | None) -> None:
+        for watched, follow in self.watchers:
+            if watched == table:
+                follow(selection)
 
     def card_closed(self, card: Any) -> None:
         """A closed card's brush goes with it."""
@@ -181,6 +193,7 @@ class Linking:
         del self.selections[table]  # the cards re-render once, with their new filters
         for target in [c for c in self.cards() if _table_of(c) == table]:
             target.set_filter(filtered_to(target.spec.input, selection).filter.to_text())
+        self._tell_watchers(table, None)
         self.refresh_bar()
 
     def wait_for_points(self, key: str) -> None:
