@@ -35,6 +35,7 @@ __all__ = [
     "Params",
     "Scope",
     "compile_expr",
+    "is_nan_sql",
     "is_numeric",
     "quote_ident",
     "sql_type_of_literal",
@@ -292,13 +293,20 @@ def _binary(node: Binary, scope: Scope, params: Params) -> Compiled:
     return Compiled(f"(({left.sql}) % NULLIF(({right.sql}), 0))", left.type or right.type)
 
 
+def is_nan_sql(sql: str) -> str:
+    """SQL true where the float ``sql`` is NaN. Not ``isnan``: DuckDB (2.0.1) folds
+    ``isnan(x)`` to false when a Parquet file's statistics give x a finite min and max
+    (they leave NaN out), so NaN rows passed ``x > 0.5``; ``isfinite`` is not folded."""
+    return f"(NOT isfinite({sql}) AND NOT isinf({sql}))"
+
+
 def _comparison(op: str, left: Compiled, right: Compiled) -> Compiled:
     """``left op right`` where NaN compares as numpy and pandas do: every comparison
     with NaN is false except ``!=``, which is true (DuckDB orders NaN above every
     number and calls it equal to itself, so float operands are checked for NaN)."""
     sql = f"(({left.sql}) {_COMPARE_SQL[op]} ({right.sql}))"
     nans = [
-        f"isnan({side.sql})"
+        is_nan_sql(side.sql)
         for side in (left, right)
         if not side.literal and side.type is not None and pa.types.is_floating(side.type)
     ]

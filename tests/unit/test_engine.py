@@ -509,3 +509,28 @@ def test_nan_against_a_float_column_and_sort_order(nan_engine: Engine) -> None:
 
 def ids_of(engine: Engine, text: str) -> list[int]:
     return engine.page(Query(table="t", filter=text), limit=10).column("id").to_pylist()
+
+
+@pytest.mark.parametrize("source", ["parquet", "arrow"])
+def test_nan_compares_false_in_a_parquet_file_whose_statistics_are_finite(
+    tmp_path, source: str
+) -> None:
+    """Parquet statistics leave NaN out, so the file's min/max are finite; DuckDB must not
+    take that to mean no row is NaN (it folded ``isnan`` to false and NaN passed x > 0.5)."""
+    score = np.array([0.1, 0.7, np.nan, 0.9, np.nan, 0.2])  # no inf: min and max finite
+    data = pa.table({"score": score, "k": np.arange(len(score))})
+    path = tmp_path / "scores.parquet"
+    pq.write_table(data, path)
+    table = Table.from_parquet(path) if source == "parquet" else data
+    engine = Engine({"t": table})
+    with np.errstate(invalid="ignore"):
+        for text, expected in [
+            ("score > 0.5", score > 0.5),
+            ("score <= 0.5", score <= 0.5),
+            ("score == 0.7", score == 0.7),
+            ("score != 0.7", score != 0.7),
+        ]:
+            query = Query(table="t", filter=text)
+            assert engine.count(query) == int(expected.sum()), text
+            kept = engine.page(query, 0, 20, ["k"]).column("k").to_pylist()
+            assert kept == np.flatnonzero(expected).tolist(), text
