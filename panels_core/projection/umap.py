@@ -42,9 +42,37 @@ def run_umap(
     if n_neighbors >= n:
         n_neighbors = n - 1
         notes.append(f"n_neighbors lowered from {params.n_neighbors} to {n_neighbors} ({n} rows)")
+    seed = spec.seed if spec.seed is not None else _fresh_seed()
+    model = _umap_graph(fit_data, n_neighbors, params, seed, stages)
+    stages(0.4, f"UMAP start layout of {n:,} rows")
+    start = start_layout(model.graph_, fit_data, spec, seed)
+    if start.note:
+        notes.append(start.note)
+    model.embedding_ = start.points
+    epochs = umap_epochs(n)
+    model.embedding_ = optimise_layout(model, epochs, seed, stages)
+    mark_umap_compiled()
+    model.n_epochs = None  # umap's own transform then picks its default epochs
+    embedding = np.asarray(model.embedding_, dtype=np.float32)
+    # umap's rule for one transform call of every remaining row
+    transform_epochs = 100 if n_rest <= 10_000 else 30
+
+    def place(rows: np.ndarray | None) -> np.ndarray:
+        if rows is None:
+            return embedding
+        return _umap_transform(model, rows, transform_epochs)
+
+    return place, tuple(notes)
+
+
+def _umap_graph(
+    fit_data: np.ndarray, n_neighbors: int, params: UMAPParams, seed: int, stages: Stages
+) -> Any:
+    """umap-learn's model of ``fit_data`` holding its fuzzy graph and nothing laid out: the
+    neighbours from ``knn_graph`` (umap's exact search below 4,096 rows)."""
+    n = len(fit_data)
     stages(0.1, umap_load_message())
     umap = import_umap()
-    seed = spec.seed if spec.seed is not None else _fresh_seed()
     knn: tuple[Any, ...] = (None, None, None)
     if n >= _UMAP_EXACT_BELOW:
         stages(0.15, f"nearest neighbours of {n:,} rows")
@@ -69,25 +97,7 @@ def run_umap(
         warnings.filterwarnings("ignore", message=".*not fully connected.*", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*NNDescent.*", category=UserWarning)
         model.fit(fit_data)
-    stages(0.4, f"UMAP start layout of {n:,} rows")
-    start = start_layout(model.graph_, fit_data, spec, seed)
-    if start.note:
-        notes.append(start.note)
-    model.embedding_ = start.points
-    epochs = umap_epochs(n)
-    model.embedding_ = optimise_layout(model, epochs, seed, stages)
-    mark_umap_compiled()
-    model.n_epochs = None  # umap's own transform then picks its default epochs
-    embedding = np.asarray(model.embedding_, dtype=np.float32)
-    # umap's rule for one transform call of every remaining row
-    transform_epochs = 100 if n_rest <= 10_000 else 30
-
-    def place(rows: np.ndarray | None) -> np.ndarray:
-        if rows is None:
-            return embedding
-        return _umap_transform(model, rows, transform_epochs)
-
-    return place, tuple(notes)
+    return model
 
 
 _UMAP_EXACT_BELOW = 4096

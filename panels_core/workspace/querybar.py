@@ -268,6 +268,10 @@ class QueryBar(pn.viewable.Viewer):
             margin=(0, 5),
             sizing_mode="stretch_width",
         )
+        self._build_menu(fields, columns, others)
+
+    def _build_menu(self, fields: QueryFields, columns: list[str], others: list[str]) -> None:
+        """The widgets behind "⋯": sort, order, group, compare."""
         self.sort = pn.widgets.Select(
             label="Sort",
             options=[NO_SORT, *columns],

@@ -2,7 +2,7 @@
 
 No import circles (an import inside a function counts; one under ``if TYPE_CHECKING:``
 does not), and no private name used across modules: no ``from x import _name``, no
-``module._name``, no import of an underscore-named module. Nothing is allow-listed.
+``module._name``, no import of an underscore-named module. Modules stay at most 600 lines and functions at most 60. Nothing is allow-listed.
 """
 
 
@@ -174,3 +174,30 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     assert "uses private panels_core.d._secret" in text
     assert "imports private module panels_core._hidden" in text
     assert len(problems) == 3
+
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 60
+
+
+def too_long(root: Path) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions over MAX_FUNCTION_LINES lines."""
+    found = []
+    for name, path in sorted(modules(root).items()):
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            found.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{name}.{node.name}: {length} lines")
+    return found
+
+
+def test_modules_and_functions_stay_short(tmp_path: Path) -> None:
+    """Every module at most 600 lines, every function at most 60; and the check finds both."""
+    assert too_long(ROOT) == []
+    body = "\n".join(f"    x{i} = {i}" for i in range(61))
+    _write(tmp_path, {"panels_core/long.py": f"def f():\n{body}\n" + "\n" * 540})
+    assert too_long(tmp_path) == ["panels_core.long: 602 lines", "panels_core.long.f: 62 lines"]

@@ -80,9 +80,8 @@ def open_table(
     A W&B cell whose box or mask layer does not fit its image loses that layer (the
     table's ``notes`` say which rows); ``strict=True`` refuses such a table instead.
 
-    A folder of Parquet files (searched recursively), a glob (``preds/**/*.parquet``)
-    or a list of Parquet files opens as one table, a dataset
-    (``panels_core.data.dataset``): Hive partition folders become columns.
+    A folder of Parquet files (searched recursively), a glob (``preds/**/*.parquet``) or
+    a list of them opens as one dataset table: Hive partition folders become columns.
     """
     if _is_parquet_list(path) or (isinstance(path, str | os.PathLike) and _is_parquet_glob(path)):
         _check_options("parquet", options, set())
@@ -97,12 +96,7 @@ def open_table(
         _check_options("tensorboard", options, set())
         return read_tensorboard(tensors, metadata=metadata, dtypes=dtypes)
     path = Path(path)
-    if not path.exists():
-        hint = ""
-        if path.parent.is_dir():
-            siblings = sorted(p.name for p in path.parent.iterdir())[:10]
-            hint = f"; the folder `{path.parent}` holds: {', '.join(siblings) or 'nothing'}"
-        raise FileNotFoundError(f"cannot open `{path}`: no such file or folder{hint}")
+    _check_exists(path)
     chosen = format or detect_format(path)
     if chosen not in FORMATS:
         raise ValueError(
@@ -124,6 +118,17 @@ def open_table(
         return read_wandb(path, dtypes=dtypes, strict=strict, **options)
     _check_options(chosen, options, {"metadata", "tensor_name"})
     return read_tensorboard(path, dtypes=dtypes, **options)
+
+
+def _check_exists(path: Path) -> None:
+    """FileNotFoundError naming ``path`` and what its folder holds, when it is not there."""
+    if path.exists():
+        return
+    hint = ""
+    if path.parent.is_dir():
+        siblings = sorted(p.name for p in path.parent.iterdir())[:10]
+        hint = f"; the folder `{path.parent}` holds: {', '.join(siblings) or 'nothing'}"
+    raise FileNotFoundError(f"cannot open `{path}`: no such file or folder{hint}")
 
 
 def _is_parquet_list(path: Any) -> bool:
