@@ -86,6 +86,11 @@ def test_ticking_gallery_tiles_selects_their_rows(page, run_cli, tmp_path, monke
     tiles = gallery.locator(".gallery-tile")
     expect(tiles).to_have_count(24, timeout=WAIT)
     tiles.nth(0).locator(".gallery-check input").check()
+    # the gallery draws again with the new selection; a tick on the page being replaced is lost
+    expect(page.locator(".selection-summary").first).to_contain_text(
+        "digits: 1 of 1,797 rows selected", timeout=WAIT
+    )
+    expect(gallery.locator(".gallery-tile.gallery-marked")).to_have_count(1, timeout=WAIT)
     tiles.nth(5).locator(".gallery-check input").check()
     expect(page.locator(".selection-summary").first).to_contain_text(
         "digits: 2 of 1,797 rows selected", timeout=WAIT

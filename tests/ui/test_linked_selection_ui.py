@@ -368,6 +368,9 @@ def test_table_ticks_and_a_histogram_range_in_and_then_or(page, run_cli, tmp_pat
     expected = np.histogram(chosen.loss, bins=LOSS_EDGES)[0].tolist()
     eventually(page, lambda: _source(page, "selected", "count", nth=1) == expected, "ticked")
     expect(items.nth(0)).to_have_text(str(min(ticked)), timeout=WAIT)
+    # the score card has drawn the ticked rows too: a drag on a card still drawing is lost
+    scores = np.histogram(chosen.score, bins=np.linspace(0, 10, 11))[0].tolist()
+    eventually(page, lambda: _source(page, "selected", "count", nth=0) == scores, "score card")
 
     # and a score range [2, 6) from the first histogram: AND keeps the two ticked in it
     at = eventually(page, lambda: page.evaluate(PLOT_JS, ["bins", 0, [[2.3, 0], [5.6, 0]]]), "plot")
