@@ -15,6 +15,7 @@ combines them with AND (or OR). It is a predicate, not a list of rows: its
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from functools import reduce
 from typing import Annotated, Any, Literal, Union
 
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-class _Brush(BaseModel):
+class _Brush(BaseModel, ABC):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     @model_serializer(mode="wrap")
@@ -42,9 +43,9 @@ class _Brush(BaseModel):
         data = handler(self)
         return {"kind": getattr(self, "kind", None), **data} if isinstance(data, dict) else data
 
+    @abstractmethod
     def as_filter(self) -> Any:
-        """This brush as a filter AST."""
-        raise NotImplementedError
+        """This brush as a filter AST (each brush kind says how)."""
 
 
 class RangeBrush(_Brush):
