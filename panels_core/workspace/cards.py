@@ -136,6 +136,17 @@ def _header_button(
     return pn.widgets.Button(css_classes=[css_class], description=description, **options)
 
 
+def _note_line(css_class: str) -> pn.pane.HTML:
+    """A hidden line of card notes (warning colour), shown when it has text."""
+    return pn.pane.HTML(
+        "",
+        visible=False,
+        css_classes=[css_class],
+        margin=(0, 10),
+        styles={"color": "#8a5300", "font-size": "12px"},
+    )
+
+
 class CardView(pn.viewable.Viewer):
     """One card: header (panel selector, gear, duplicate, close), query bar, row count, panel."""
 
@@ -193,20 +204,8 @@ class CardView(pn.viewable.Viewer):
             margin=(0, 10),
             styles={"color": "#555", "font-size": "13px"},
         )
-        self.notes = pn.pane.HTML(
-            "",
-            visible=False,
-            css_classes=["card-notes"],
-            margin=(0, 10),
-            styles={"color": "#8a5300", "font-size": "12px"},
-        )
-        self.selection_note = pn.pane.HTML(
-            "",
-            visible=False,
-            css_classes=["card-selection-note"],
-            margin=(0, 10),
-            styles={"color": "#8a5300", "font-size": "12px"},
-        )
+        self.notes = _note_line("card-notes")
+        self.selection_note = _note_line("card-selection-note")
         self.settings = pn.Column(
             visible=False,
             css_classes=["card-settings"],
