@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("playwright")
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.ui.conftest import eventually
@@ -24,6 +25,21 @@ _DURATION = """
   audio.load();
 })
 """
+
+
+def _pwned_in_frame(page) -> list[str] | None:
+    """Whether the HTML cell's script ran, read in its loaded frame (``["no"]`` if it did
+    not); None while no frame is loaded. The cell's frame is drawn again whenever the table
+    draws (a resize, a screenshot), so a frame found a moment ago may be gone: look again."""
+    for frame in page.frames:
+        if frame.url != "about:srcdoc" or frame.is_detached():
+            continue
+        try:
+            frame.wait_for_load_state("load", timeout=WAIT)  # its script, had it been allowed, ran
+            return ["yes" if frame.evaluate("() => window.__pwned ?? null") else "no"]
+        except PlaywrightError:  # the frame went while we read it
+            return None
+    return None
 
 
 def test_served_wandb_media_cells(page, run_cli, tmp_path) -> None:
@@ -52,11 +68,7 @@ def test_served_wandb_media_cells(page, run_cli, tmp_path) -> None:
     expect(frame).to_have_count(1)
     assert frame.get_attribute("sandbox") == ""
     assert PWN in frame.get_attribute("srcdoc")
-    inner = eventually(
-        page, lambda: next((f for f in page.frames if f.url == "about:srcdoc"), None), "srcdoc"
-    )
-    expect(inner.locator("p")).to_have_text("hello")
-    inner.wait_for_load_state("load", timeout=WAIT)  # its script, had it been allowed, ran
+    expect(table.frame_locator("iframe").locator("p")).to_have_text("hello")
     assert table.locator("script").count() == 0  # never inline markup of the page
 
     # 3D, plots, molecules: a thumbnail and text
@@ -67,5 +79,5 @@ def test_served_wandb_media_cells(page, run_cli, tmp_path) -> None:
     shot(page, "wandb-media")
 
     assert page.evaluate("() => window.__pwned ?? null") is None  # the page's script sets both
-    assert inner.evaluate("() => window.__pwned ?? null") is None
+    assert eventually(page, lambda: _pwned_in_frame(page), "a loaded srcdoc frame") == ["no"]
     assert not [e for e in page.console_errors if "pwned" in e]
