@@ -56,13 +56,9 @@ def dask_client() -> Iterator[object]:
     for the session by the first test that asks for it, and closed at the end (no
     dashboard; each worker may use 2 GiB)."""
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        memory_limit="2GiB",
-    )
+    from panels_core.query.cluster import local_cluster
+
+    cluster = local_cluster(2, memory_limit="2GiB")
     client = distributed.Client(cluster)
     yield client
     client.close()

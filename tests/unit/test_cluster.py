@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from panels_core.query.cluster import ClusterError, open_cluster
+from panels_core.query.cluster import ClusterError, local_cluster, open_cluster
 from panels_core.query.engine import Engine
 from panels_core.query.model import JoinSpec, Query, SortKey
 from panels_core.query.parse import parse_filter
@@ -189,9 +189,7 @@ def test_a_worker_lost_mid_query_is_replaced_and_the_answer_is_whole(
 
 
 def test_a_lost_scheduler_is_a_clear_error_and_the_tables_stay(tables) -> None:
-    cluster = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    cluster = local_cluster(1)
     client = distributed.Client(cluster)
     address = cluster.scheduler_address
     engine = Engine(tables, cluster=client)
@@ -221,9 +219,7 @@ class HoldTasks(distributed.WorkerPlugin):
 
 
 def test_a_scheduler_lost_mid_query_ends_the_query_with_the_error(tables, tmp_path) -> None:
-    cluster = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    cluster = local_cluster(1)
     client = distributed.Client(cluster)
     address = cluster.scheduler_address
     engine = Engine(tables, cluster=client)
@@ -260,3 +256,13 @@ def test_a_cluster_that_cannot_be_opened_says_what_to_give() -> None:
     )
     with pytest.raises(ValueError, match="a local cluster needs at least 1 worker"):
         open_cluster("local:0")
+
+
+def test_a_local_cluster_opens_no_port_to_the_network(recwarn) -> None:
+    """The scheduler's HTTP routes listen on loopback on a free port: never 8787 on every
+    interface, and no "Port 8787 is already in use" when another cluster holds it."""
+    with local_cluster(1, processes=False) as first, local_cluster(1, processes=False) as second:
+        servers = [cluster.scheduler.services["dashboard"] for cluster in (first, second)]
+        assert [server.address for server in servers] == ["127.0.0.1", "127.0.0.1"]
+        assert len({server.port for server in servers}) == 2
+    assert not [w for w in recwarn if "already in use" in str(w.message)]

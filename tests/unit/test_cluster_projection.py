@@ -222,9 +222,9 @@ def test_unknown_column_is_refused_by_name(dask_client, dataset) -> None:
 def test_a_lost_cluster_is_a_clear_error(dataset) -> None:
     import distributed
 
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster:
+    from panels_core.query.cluster import local_cluster
+
+    with local_cluster(1, processes=False) as cluster:
         client = distributed.Client(cluster, set_as_default=False)
     client.close()
     with pytest.raises(ProjectionError, match="the Dask cluster did not answer"):

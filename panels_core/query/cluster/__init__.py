@@ -11,6 +11,19 @@ combines the partial answers (``combine``). ``client`` opens a cluster
 from __future__ import annotations
 
 from panels_core.query.cluster.answers import ClusterAnswers
-from panels_core.query.cluster.client import RETRIES, ClusterError, close_cluster, open_cluster
+from panels_core.query.cluster.client import (
+    RETRIES,
+    ClusterError,
+    close_cluster,
+    local_cluster,
+    open_cluster,
+)
 
-__all__ = ["RETRIES", "ClusterAnswers", "ClusterError", "close_cluster", "open_cluster"]
+__all__ = [
+    "RETRIES",
+    "ClusterAnswers",
+    "ClusterError",
+    "close_cluster",
+    "local_cluster",
+    "open_cluster",
+]

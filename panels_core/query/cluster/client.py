@@ -17,7 +17,7 @@ from typing import Any
 
 from panels_core.query.errors import QueryError
 
-__all__ = ["RETRIES", "ClusterError", "Tasks", "close_cluster", "open_cluster"]
+__all__ = ["RETRIES", "ClusterError", "Tasks", "close_cluster", "local_cluster", "open_cluster"]
 
 RETRIES = 2
 """A task that fails (its worker died, a read failed) is run again this many times."""
@@ -42,9 +42,7 @@ def open_cluster(spec: str) -> tuple[Any, Any]:
         workers = int(local.group(1))
         if workers < 1:
             raise ValueError(f"--cluster {spec}: a local cluster needs at least 1 worker")
-        cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        cluster = local_cluster(workers)
         return distributed.Client(cluster), cluster
     if "://" not in spec:
         raise ValueError(
@@ -58,6 +56,24 @@ def open_cluster(spec: str) -> tuple[Any, Any]:
             f"--cluster {spec}: no Dask scheduler answers there ({exc}); start one "
             "(`dask scheduler`, then `dask worker {spec}`) or use local:N"
         ) from None
+
+
+def local_cluster(workers: int, *, processes: bool = True, **options: Any) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` single-threaded workers, no dashboard.
+
+    The scheduler always serves a few HTTP routes (health, metrics); left alone it takes
+    port 8787 on every interface. Here it listens on loopback on a free port, so serving a
+    workspace opens nothing to the network and two clusters never fight over a port."""
+    import distributed
+
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        **options,
+    )
 
 
 def close_cluster(client: Any, cluster: Any) -> None:
