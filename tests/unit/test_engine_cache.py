@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -30,18 +31,15 @@ class Counting:
     def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
         self.n = 0
         runner = engine._runner
-        fetch, arrow = runner.fetch, runner.arrow
+        for door in ("fetch", "arrow", "batches"):  # every way a statement runs
+            monkeypatch.setattr(runner, door, self.counted(getattr(runner, door)))
 
-        def counted_fetch(*args: object) -> object:
+    def counted(self, run: Callable[..., object]) -> Callable[..., object]:
+        def counted_run(*args: object) -> object:
             self.n += 1
-            return fetch(*args)
+            return run(*args)
 
-        def counted_arrow(*args: object) -> object:
-            self.n += 1
-            return arrow(*args)
-
-        monkeypatch.setattr(runner, "fetch", counted_fetch)
-        monkeypatch.setattr(runner, "arrow", counted_arrow)
+        return counted_run
 
 
 def test_same_histogram_is_answered_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
