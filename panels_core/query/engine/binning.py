@@ -1,10 +1,8 @@
-"""Binning: numpy.histogram's edges and counts, in SQL or over DuckDB's Arrow batches.
+"""Binning in SQL: numpy.histogram's edges and counts without the values leaving DuckDB.
 
 ``Binner.bin`` bins every series (a column, or one source of a compared
-column) of some rows in two scans: bounds, then counts per key and bin (in
-SQL, or with numpy over the values as Arrow when there are no keys:
-``numpy_bins``); bounds, counts and quartiles of the same rows are kept for the
-next call.
+column) of some rows in two scans: bounds, then counts per key and bin;
+bounds, counts and quartiles of the same rows are kept for the next call.
 """
 
 # SQL here is built only from quote_ident() names checked against the schema and $n
@@ -24,7 +22,6 @@ import numpy as np
 from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS, bin_span, width_bins
 from panels_core.query.engine.cache import LRU, MISS
 from panels_core.query.engine.execute import Runner
-from panels_core.query.engine.numpy_bins import BATCH_ROWS, bin_batches
 from panels_core.query.engine.sources import Catalog
 from panels_core.query.errors import QueryError
 from panels_core.query.sql import Params
@@ -102,15 +99,6 @@ class Binner:
         kept = (self.catalog.call.stamp, rows, repr(params.bind(rows)))
         kept += (tuple((s.x, s.cond, s.raw) for s in series),)
         edges, counted = self._edges_and_counts(cur, params, rows, series, kept, bins, range, width)
-        if not keys:  # a hash aggregate of the bins costs 2-4x the values as Arrow (numpy_bins)
-            values = ", ".join(_value(s) + f" AS __tp_h{i}" for i, s in enumerate(series))
-            sql = f"SELECT {values} FROM ({rows}) AS __tp_r"
-            batches = self.runner.batches(cur, sql, params, "histogram", BATCH_ROWS)
-            binned, stats = bin_batches(batches, [edges[s.column] for s in series])
-            if counted is MISS:  # (no series has a condition: its counts came first)
-                counted = stats
-                self.cache.put(("counts", *kept), counted)
-            return Binned(edges, [{(): c} for c in binned], list(counted), [])
         key_names = [f"__tp_k{i}" for i in builtins.range(len(keys))]
         estimates = [
             _estimate(params, rows, keys, key_names, s, edges[s.column], order, i == 0)
@@ -364,7 +352,7 @@ def _estimate(
     n = len(e) - 1
     p_lo = params.add(float(e[0]))
     p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
-    x = _value(s)
+    x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
     inner = [*(f"{k} AS {name}" for k, name in zip(keys, key_names)), f"{x} AS x"]
     outer = [*key_names, "x"]
     if order is not None and first:  # every row is in the first series' pass
@@ -375,11 +363,6 @@ def _estimate(
         f"SELECT {', '.join(outer)}, floor((x - {p_lo}) / {p_denom} * {p_n}) AS i "
         f"FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) AS __tp_x"
     )
-
-
-def _value(s: Series) -> str:
-    """SQL of a series' value: null in the rows where its source is absent."""
-    return s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
 
 
 def _branch(i: int, estimate: str, key_names: Sequence[str], order: str | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -42,20 +41,6 @@ class Runner:
             return cur.sql(sql, params=bound or None).to_arrow_table(batch)
         except duckdb.Error as exc:
             raise self.error(exc, what) from None
-
-    def batches(
-        self, cur: Any, sql: str, params: Params, what: str, batch: int
-    ) -> Iterator[pa.RecordBatch]:
-        """The rows of ``sql`` as Arrow record batches of up to ``batch`` rows, read as
-        they are asked for."""
-        try:
-            self.ready(cur, sql)
-            bound = params.bind(sql)
-            yield from cur.sql(sql, params=bound or None).to_arrow_reader(batch)
-        except duckdb.Error as exc:
-            raise self.error(exc, what) from None
-        except OSError as exc:  # DuckDB's failure in the middle of the stream, through Arrow
-            raise self.error(duckdb.Error(str(exc)), what) from None
 
     def ready(self, cur: Any, sql: str) -> None:
         """Build the lazy views ``sql`` reads (e.g. a comparison's gathered columns)."""
