@@ -78,7 +78,7 @@ def engine_ops(v1: Path, v2: Path) -> tuple[dict[str, Callable[[], Any]], Callab
 
     def grouped() -> Any:
         h = engine.histogram(Query(table="t", group_by=["category"]), "x", bins=BINS)
-        return dict(zip(h.groups, h.counts.sum(axis=1).tolist()))
+        return sorted(zip(h.groups, h.counts.sum(axis=1).tolist()))  # in one order
 
     def compare() -> Any:
         return engine.count(compare_q), engine.page(compare_q, limit=50).column("id").to_pylist()
@@ -130,7 +130,7 @@ def polars_ops(v1: Path, v2: Path) -> tuple[dict[str, Callable[[], Any]], None]:
 
     def grouped() -> Any:
         counts = binned(["category"]).group_by("category").agg(pl.col("len").sum())
-        return dict(counts.iter_rows())
+        return sorted(counts.iter_rows())  # group_by gives no order
 
     def compare() -> Any:
         joined = pl.scan_parquet(p1).join(pl.scan_parquet(p2), on="id", how="inner")

@@ -376,6 +376,7 @@ class Table:
         """The table's TableType: stored types, else inferred from a bounded sample."""
         if self._type is None:
             self._type = self._compute_type()
+            pa.default_memory_pool().release_unused()  # the freed sample's pages (8-10 MiB)
         return self._type
 
     def _compute_type(self) -> TableType:

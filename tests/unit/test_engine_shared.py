@@ -82,6 +82,41 @@ def test_an_engine_and_a_query_load_no_comparison_kernels(tmp_path) -> None:
     assert out.stdout.split("\n")[0] == "1000 [250, 250, 250, 250] False"
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_typing_a_parquet_file_hands_its_samples_pages_back(tmp_path) -> None:
+    rows, rng = 300_000, np.random.default_rng(0)
+    path = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "x": rng.normal(size=rows),
+                "n": rng.integers(0, 1000, rows),
+                "text": [f"item-{i}" for i in range(rows)],
+                "c": np.array(["a", "b", "c"])[rng.integers(0, 3, rows)],
+            }
+        ),
+        path,
+    )
+    code = (
+        "import re\n"
+        "from panels_core.data.table import Table\n"
+        "def anon():\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    return int(re.search(r'RssAnon:\\s+(\\d+)', status).group(1)) / 1024\n"
+        f"table = Table.from_parquet({str(path)!r})\n"
+        "before = anon()\n"
+        "kinds = sorted(type(t).__name__ for t in table.type.columns.values())\n"
+        "print(kinds, anon() - before)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    kinds, grown = out.stdout.strip().rsplit(" ", 1)
+    assert kinds == "['CategoryType', 'NumberType', 'NumberType', 'StringType']"
+    # the sample's pages kept by Arrow's pool were 12 MiB of this process
+    assert float(grown) < 4
+
+
 def test_only_columns_whose_type_needs_values_are_sampled() -> None:
     known = 0
     assert not needs_sample(pa.field("n", pa.int64()), known)
