@@ -248,7 +248,7 @@ class Catalog:
             arrows = [(s.view, s.arrow) for s in self.every_source()]
             self.call.stamp = self.stamp()
         outer_lazy = getattr(self.call, "lazy", None)
-        self.call.lazy = {}  # views this cursor builds on first use: quoted name -> builder
+        self.call.lazy = {}  # views registered afresh for each statement reading them: name -> builder
         try:
             for view, arrow in arrows:
                 if arrow is not None:
