@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -444,3 +445,84 @@ def test_int64_keys_of_any_range_merge(
     monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     plain = Engine(tables)
     assert merged == (plain.count(query), plain.page(query, limit=30).to_pylist())
+
+
+def pandas_compared(a: pa.Table, b: pa.Table, how: str) -> list:
+    """The comparison by pandas' merge of the keys and row numbers, each row's values
+    then read from the tables (pandas would turn null into NaN). As SQL joins, a null
+    key meets no row (pandas pairs null keys with each other): those rows stand alone."""
+    frames = [
+        pd.DataFrame({"id": t.column("id").to_pandas(), "row": np.arange(t.num_rows)})
+        for t in (a, b)
+    ]
+    left, right = (f[f["id"].notna()] for f in frames)
+    merged = left.merge(right, on="id", how=how, suffixes=("_0", "_1"), indicator="side")
+    pairs = [
+        (
+            r.id,
+            None if r.side == "right_only" else int(r.row_0),
+            None if r.side == "left_only" else int(r.row_1),
+        )
+        for r in merged.itertuples()
+    ]
+    if how == "outer":
+        pairs += [(None, i, None) for i in frames[0][frames[0]["id"].isna()]["row"]]
+        pairs += [(None, None, j) for j in frames[1][frames[1]["id"].isna()]["row"]]
+    xs = a.column("x").to_pylist(), b.column("x").to_pylist()
+    rows = [
+        (
+            key,
+            None if i is None else xs[0][i],
+            None if j is None else xs[1][j],
+            i is not None,
+            j is not None,
+        )
+        for key, i, j in pairs
+    ]
+    return sorted((_plain(row) for row in rows), key=repr)
+
+
+def _plain(row: tuple) -> tuple:
+    """Null and NaN apart, as text; numbers as floats."""
+    return tuple(
+        "null" if v is None else v if isinstance(v, bool) else "nan" if np.isnan(v) else float(v)
+        for v in row
+    )
+
+
+@pytest.mark.parametrize("null_keys", [False, True])
+@pytest.mark.parametrize("parquet", [False, True])
+def test_compared_rows_equal_pandas_merge(
+    merged_calls, monkeypatch, tmp_path, null_keys: bool, parquet: bool
+) -> None:
+    """Duplicate keys on both sides, keys on one side only, NaN and null values, and
+    (``null_keys``) null keys, which the stream finds and leaves to the hash join."""
+    rng = np.random.default_rng(5)
+    tables = {}
+    for name, low, high, n in (("a", 0, 60, 90), ("b", 30, 90, 70)):
+        ids = pa.array(np.sort(rng.integers(low, high, n)), pa.int64())
+        if null_keys:
+            ids = pa.array([None, *ids.to_pylist()[1:]], pa.int64())
+        x = rng.normal(size=n)
+        x[rng.random(n) < 0.1] = np.nan
+        tables[name] = pa.table({"id": ids, "x": pa.array(x, mask=rng.random(n) < 0.1)})
+    if parquet:
+        for name, table in tables.items():
+            pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=16)
+        engine = Engine({n: Table.from_parquet(tmp_path / f"{n}.parquet") for n in "ab"})
+    else:
+        engine = Engine(tables)
+    monkeypatch.setattr(merge_module, "STREAM_BATCH", 7)  # a key's rows over many batches
+    for text, how in ((None, "outer"), ("0.present and 1.present", "inner")):
+        query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter=text)
+        rows = engine.page(query, limit=10_000).to_pylist()
+        got = sorted(
+            (
+                _plain((r["id"], r["x"]["0"], r["x"]["1"], r["present"]["0"], r["present"]["1"]))
+                for r in rows
+            ),
+            key=repr,
+        )
+        assert got == pandas_compared(tables["a"], tables["b"], how)
+        assert engine.count(query) == len(rows)
+    assert merged_calls[0] is True  # the first page streamed (and, with null keys, ran again)
