@@ -11,9 +11,10 @@ table prints, per row count, the median over the rounds of each side's time, the
 ratios (polars / engine: above 1 the engine is faster; engine / floor: at most 2 is
 the target) with their spread over the rounds, and then the engine's seconds per
 million rows at each size with the growth from the second-largest to the largest
-size against linear (1.00 = linear), the engine's working memory per million rows of
-the comparison, and the resident memory of each side's process after opening the
-file and counting its rows (before any comparison).
+size against linear (1.00 = linear), the engine's working memory per operation at
+each size (the peak of its timed runs above the memory they start from), and the
+resident memory of each side's process after opening the file and counting its rows
+(before any comparison).
 
 The pandas table:
 
@@ -31,8 +32,8 @@ A last subprocess times plain DuckDB on the core of some operations (one scan
 of the histogram's column, the page's filter scan, the scan of both files'
 key and compared column): the floors the cold engine rows cannot go below;
 DuckDB's bare hash join of the comparison is printed beside them. A last
-line times the comparison under a new filter with the two files' pairing
-kept (as when a user edits the filter), against the hash join.
+line times the comparison under a new filter each run on the same engine (as when
+a user edits the filter), merged against the hash join.
 """
 
 from __future__ import annotations
@@ -156,9 +157,9 @@ def run_engine(v1: Path, v2: Path, repeat: int) -> dict[str, float]:
 
 
 def refilter(engine: Any, repeat: int, peaks: dict[str, float]) -> dict[str, float]:
-    """Count + page of the comparison under a new filter each run, the two files' pairing
-    kept from a first run (as when a user edits the filter of a compared table), then
-    the same with the merge switched off (DuckDB's hash join every time)."""
+    """Count + page of the comparison under a new filter each run on the same engine (as
+    when a user edits the filter of a compared table; the merge streams the two files
+    again each time), then the same with the merge switched off (DuckDB's hash join)."""
     import panels_core.query.engine.merge as engine_module
     from panels_core.query.model import Query
 
@@ -175,7 +176,7 @@ def refilter(engine: Any, repeat: int, peaks: dict[str, float]) -> dict[str, flo
         engine.page(query, limit=50)
 
     engine.clear_cache()
-    run()  # pairs the rows
+    run()  # the first run's one-off loads
     out = {"_refilter": median_seconds(run, repeat)}
     peaks["new filters"] = peak_mib()
     kept = engine_module.PAIR_MIN_ROWS
@@ -378,6 +379,7 @@ def side_by_side(
     for rows in sizes:
         _print_size(rows, sides[rows], runs, rounds, repeat, ops)
     _print_growth(sizes, runs, ops)
+    _print_memory(sizes, runs, ops)
 
 
 def _seconds(run: dict[str, Any], op: str) -> float:
@@ -463,6 +465,21 @@ def _print_growth(sizes: list[int], runs: dict[Any, Any], ops: list[str]) -> Non
         print(f"| {LABELS[op]} | {per} | {' | '.join(cells)} |")
 
 
+def _print_memory(sizes: list[int], runs: dict[Any, Any], ops: list[str]) -> None:
+    """The engine's working memory per operation and row count: the peak resident memory
+    of the timed runs above the memory they start from (MiB, median over the rounds).
+    Bounded means flat across the sizes, not growing with the rows."""
+    print("\nengine working memory: peak MiB above the process before the timed runs")
+    print(f"| operation | {' | '.join(f'{n / 1e6:g}M' for n in sizes)} |")
+    print(f"|---|{'---|' * len(sizes)}")
+    for op in ops:
+        cells = [
+            f"{statistics.median(run['peak'] - run['peak_before'] for run in runs[n, op, 'engine']):.0f}"
+            for n in sizes
+        ]
+        print(f"| {LABELS[op]} | {' | '.join(cells)} |")
+
+
 def pandas_table(rows: int, repeat: int, pandas_repeat: int) -> None:
     """The engine against pandas on one size (``--pandas``)."""
     args = argparse.Namespace(rows=rows, repeat=repeat, pandas_repeat=pandas_repeat)
@@ -499,7 +516,7 @@ def pandas_table(rows: int, repeat: int, pandas_repeat: int) -> None:
         f"plain DuckDB hash join of the comparison (with its filter): {floors['_hash join']:.3f} s"
     )
     print(
-        "compare, count + page under a new filter (the pairing kept): "
+        "compare, count + page under a new filter (merged): "
         f"{engine['_refilter']:.3f} s; with the hash join instead: {engine['_refilter_hash']:.3f} s"
     )
     peaks = ", ".join(f"{op.split(' (')[0]} {mb:.0f}" for op, mb in engine["_peaks"].items())

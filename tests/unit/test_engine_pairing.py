@@ -1,8 +1,9 @@
 """Comparisons of tables sorted by an integer key pair rows by a merge, not a hash join.
 
 The merge (``panels_core.query.engine.pairing``) is checked against a brute-force
-pairing; the engine's merged comparisons against its hash-join answers for
-the same queries, over Arrow tables and Parquet files.
+pairing, also when it streams the tables in batches cut anywhere; the engine's
+merged comparisons against its hash-join answers for the same queries, over
+Arrow tables and Parquet files.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -64,30 +66,59 @@ def test_pair_sorted_refuses_unsorted_keys() -> None:
         assert pairing.pair_sorted(ordered, broken, False, False) is None
 
 
-def test_pair_positions() -> None:
-    left, right = pairing.pair_positions(4, 2, keep_left=True, keep_right=True)
-    assert left.tolist() == [0, 1, 2, 3] and right.tolist() == [0, 1, -1, -1]
-    left, right = pairing.pair_positions(2, 3, keep_left=True, keep_right=False)
-    assert left.tolist() == [0, 1] and right.tolist() == [0, 1]
-    left, right = pairing.pair_positions(2, 3, keep_left=False, keep_right=True)
-    assert left.tolist() == [0, 1, -1] and right.tolist() == [0, 1, 2]
+def batches_of(keys: np.ndarray, size: int) -> list[pa.RecordBatch]:
+    table = pa.table({"k": pa.array(keys, pa.int64()), "row": np.arange(keys.size)})
+    return table.to_batches(max_chunksize=size)
 
 
-def test_take_gathers_numbers_and_any_other_type() -> None:
-    rows = np.array([2, -1, 0], dtype=np.int32)
-    index = pairing.index_array(rows, partnerless=True)
-    assert index.to_pylist() == [2, None, 0]
-    assert pairing.take(pa.chunked_array([[1.5, 2.5], [3.5]]), rows, index).to_pylist() == [
-        3.5,
-        None,
-        1.5,
-    ]
-    assert pairing.take(pa.array(["a", "b", "c"]), rows, index).to_pylist() == ["c", None, "a"]
-    assert pairing.take(pa.array([1, None, 3]), rows, index).to_pylist() == [3, None, 1]
-    full = pairing.index_array(np.array([1, 0], dtype=np.int64), partnerless=False)
-    assert pairing.take(
-        pa.array(np.array([7, 8], dtype=np.int16)), np.array([1, 0]), full
-    ).to_pylist() == [8, 7]
+@pytest.mark.parametrize(("left_batch", "right_batch"), [(1, 1), (3, 5), (7, 2), (100, 100)])
+@pytest.mark.parametrize("keep", list(itertools.product([False, True], repeat=2)))
+def test_merged_batches_pair_as_the_whole_merge_does(
+    left_batch: int, right_batch: int, keep: tuple[bool, bool]
+) -> None:
+    """Streamed in batches cut anywhere (a key's rows split over batches, one side ending
+    first), the pairs are those of one merge of the whole columns, in the same order,
+    and no batch handed on holds more pairs than the rows of the batches read for it."""
+    rng = np.random.default_rng(3)
+    schema = pa.schema([("0.row", pa.int64()), ("1.row", pa.int64())])
+    for _ in range(40):
+        a = np.sort(rng.integers(-5, 25, rng.integers(0, 40)))  # duplicates and gaps
+        b = np.sort(rng.integers(0, 30, rng.integers(0, 40)))
+        sides = (batches_of(a, left_batch), batches_of(b, right_batch))
+        out = list(
+            pairing.merged_batches(
+                (iter(sides[0]), iter(sides[1])),
+                (sides[0][0].schema if sides[0] else batches_of(a, 1)[0].schema,) * 2,
+                keep,
+                schema,
+                ([1], [1]),
+            )
+        )
+        got = [(r["0.row"], r["1.row"]) for batch in out for r in batch.to_pylist()]
+        whole = pairing.pair_sorted(a, b, *keep)
+        assert whole is not None
+        expected = [
+            (None if i < 0 else i, None if j < 0 else j)
+            for i, j in zip(whole[0].tolist(), whole[1].tolist())
+        ]
+        assert got == expected
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [[1, 2, 3], [2, 9]],  # steps down between two batches
+        [[1, 3, 2]],  # inside a batch
+        [[1, None, 3]],  # a null
+    ],
+)
+def test_merged_batches_refuse_unsorted_or_null_keys(keys: list) -> None:
+    side = [pa.record_batch({"k": pa.array(k, pa.int64())}) for k in keys]
+    other = [pa.record_batch({"k": pa.array([0, 1, 2, 3, 9, 10], pa.int64())})]
+    schema = pa.schema([("k", pa.int64())])
+    for readers in ((iter(side), iter(other)), (iter(other), iter(side))):
+        with pytest.raises(pairing.Unsorted):
+            list(pairing.merged_batches(readers, (schema, schema), (True, True), schema, ([0], [])))
 
 
 # ------------------------------------------------------------------ the engine
@@ -180,19 +211,20 @@ def test_merged_comparison_of_parquet_files_equals_the_hash_join(
     for name, table in (("a", A), ("b", B)):
         pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=64)
     tables = {name: Table.from_parquet(tmp_path / f"{name}.parquet") for name in "ab"}
-    streamed: list[str] = []
-    stream = pairing.gather_stream
+    handed: list[int] = []
+    merged_batches = pairing.merged_batches
 
-    def counting_stream(batches: object, rows: np.ndarray, kind: pa.DataType) -> pa.Array:
-        streamed.append(str(kind))
-        return stream(batches, rows, kind)
+    def counting(*args: object) -> object:
+        for batch in merged_batches(*args):  # type: ignore[arg-type]
+            handed.append(batch.num_rows)
+            yield batch
 
-    monkeypatch.setattr(pairing, "gather_stream", counting_stream)
+    monkeypatch.setattr(pairing, "merged_batches", counting)
     monkeypatch.setattr(merge_module, "STREAM_BATCH", 37)  # many batches, cut anywhere
     merged = answers(Engine(tables), "id")
     assert merged_calls and all(merged_calls)
-    # numbers of a side whose positions ascend are streamed from the file in batches
-    assert "double" in streamed and "int32" in streamed
+    # the paired rows reach DuckDB in many small batches, never the whole comparison
+    assert len(handed) > 10 and max(handed) < 2 * 37 * 4
     assert merged == hash_answers(tables, "id", monkeypatch)
     # and the rows are the ones the Arrow tables give
     assert merged == answers(Engine({"a": A, "b": B}), "id")
@@ -228,8 +260,11 @@ def test_unsorted_or_null_keys_fall_back_to_the_hash_join(
     else:
         b = b.set_column(0, "id", pa.array(b_ids, pa.int32()))
     query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x < 1.x")
-    got = (Engine({"a": a, "b": b}).count(query), Engine({"a": a, "b": b}).page(query).to_pylist())
-    assert merged_calls == [False, False]
+    engine = Engine({"a": a, "b": b})
+    got = (engine.count(query), engine.page(query).to_pylist())
+    # the count's stream found the keys unsorted and ran again over the hash join; the
+    # page plans the hash join at once
+    assert merged_calls == [True, False]
     monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     assert got == (
         Engine({"a": a, "b": b}).count(query),
@@ -246,26 +281,6 @@ def test_text_keys_keep_the_hash_join(merged_calls: list[bool]) -> None:
     assert merged_calls == [False]
 
 
-def test_a_page_after_the_count_gathers_nothing_again(merged_calls, monkeypatch) -> None:
-    gathered: list[int] = []
-    take = pairing.take
-
-    def counting_take(column: object, rows: np.ndarray, index: pa.Array) -> pa.Array:
-        gathered.append(rows.size)
-        return take(column, rows, index)
-
-    monkeypatch.setattr(pairing, "take", counting_take)
-    engine = Engine({"a": A, "b": B})
-    query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x > 1.x")
-    total = engine.count(query)
-    after_count = len(gathered)
-    assert after_count == 2  # x of each side (the key is not read: no sort, no filter on it)
-    page = engine.page(query, limit=50)  # the count kept the first page's positions
-    assert len(gathered) == after_count
-    assert page.num_rows == 50 and total > 50
-    assert all(r["x"]["0"] > r["x"]["1"] for r in page.to_pylist())
-
-
 @pytest.mark.parametrize(
     ("text", "sort", "key_gathered"),
     [
@@ -280,18 +295,18 @@ def test_a_comparison_sorted_by_its_key_needs_no_key_column(
     merged_calls: list[bool], monkeypatch, text: str, sort: list[str], key_gathered: bool
 ) -> None:
     taken: list[int] = []
-    take_key = merge_module.take_key
+    merged_batches = pairing.merged_batches
 
-    def counting(*args: object) -> pa.Array:
-        taken.append(1)
-        return take_key(*args)
+    def counting(*args: object) -> object:
+        taken.append("__tp_a.id" in args[3].names)  # type: ignore[attr-defined]
+        return merged_batches(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(merge_module, "take_key", counting)
+    monkeypatch.setattr(pairing, "merged_batches", counting)
     query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter=text, sort=sort)
     engine = Engine({"a": A, "b": B})  # duplicate keys on both sides: ties by row
     merged = (engine.count(query), engine.page(query, limit=60).to_pylist())
     merged_tail = engine.page(query, offset=40, limit=30, columns=["id", "x"]).to_pylist()
-    assert all(merged_calls) and bool(taken) == key_gathered
+    assert all(merged_calls) and taken and all(t == key_gathered for t in taken)
     monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     plain = Engine({"a": A, "b": B})
     assert merged == (plain.count(query), plain.page(query, limit=60).to_pylist())
@@ -302,8 +317,6 @@ def test_a_comparison_sorted_by_its_key_needs_no_key_column(
 
 def test_warm_up_loads_the_kernels() -> None:
     pairing.warm_up()  # raises if a kernel does not compile or gives a wrong pairing
-    assert pairing.collect_keys([pa.array([1, 2]), pa.array([3])], 3).tolist() == [1, 2, 3]
-    assert pairing.collect_keys([pa.array([1, None, 3])], 3) is None
 
 
 def test_merged_comparisons_from_many_threads_at_once(merged_calls: list[bool]) -> None:
@@ -325,33 +338,6 @@ def test_merged_comparisons_from_many_threads_at_once(merged_calls: list[bool]) 
         assert list(pool.map(run, thresholds)) == expected
     assert all(merged_calls)
     assert [n for n, _ in expected] == sorted((n for n, _ in expected), reverse=True)
-
-
-@pytest.mark.parametrize(
-    ("batches", "expected"),
-    [
-        (
-            [[10.0, 11.0, 12.0], [13.0, 14.0, 15.0], [16.0, 17.0]],
-            [None, 10, 10, 12, None, 15, 17, None],
-        ),
-        (
-            [[10.0, 11.0, 12.0], [13.0, None, 15.0], [16.0, 17.0]],
-            [None, 10, 10, 12, None, 15, 17, None],
-        ),
-        (
-            [[10.0, 11.0, 12.0], [13.0, 14.0, None], [16.0, 17.0]],
-            [None, 10, 10, 12, None, None, 17, None],
-        ),
-        (
-            [[10.0, 11.0, 12.0], [13.0, 14.0, 15.0]],
-            [None, 10, 10, 12, None, 15, None, None],
-        ),  # short
-    ],
-)
-def test_gather_stream_places_each_batch(batches: list, expected: list) -> None:
-    rows = np.array([-1, 0, 0, 2, -1, 5, 7, -1], dtype=np.int32)
-    got = pairing.gather_stream([pa.array(b) for b in batches], rows, pa.float64())
-    assert got.to_pylist() == expected
 
 
 def test_merged_grouped_and_split_histograms_equal_the_hash_join(merged_calls, monkeypatch) -> None:
@@ -415,7 +401,9 @@ def test_a_file_unsorted_inside_a_row_group_falls_back(merged_calls, tmp_path) -
         table="a", compare_with={"table": "b", "on": "id"}, filter="0.x > 1.x", sort=["id"]
     )
     assert engine.page(query).column("id").to_pylist() == list(range(1, 20))
-    assert merged_calls == [False]  # the pass found the rows unsorted: the hash join answered
+    assert engine.page(query, offset=1).column("id").to_pylist() == list(range(2, 20))
+    # the stream found the rows unsorted: the hash join answered, and answers the next page
+    assert merged_calls == [True, False]
 
 
 def test_unsigned_keys_past_int64_fall_back(merged_calls) -> None:
@@ -423,20 +411,19 @@ def test_unsigned_keys_past_int64_fall_back(merged_calls) -> None:
     a = pa.table({"id": pa.array([1, big], pa.uint64()), "x": [1.0, 2.0]})
     b = pa.table({"id": pa.array([1, big], pa.uint64()), "x": [1.0, 3.0]})
     query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter="0.x != 1.x")
-    assert Engine({"a": a, "b": b}).page(query).column("id").to_pylist() == [big]
-    assert merged_calls == [False]
+    engine = Engine({"a": a, "b": b})
+    assert engine.page(query).column("id").to_pylist() == [big]
+    assert engine.page(query, offset=1).num_rows == 0
+    assert merged_calls == [True, False]
 
 
 @pytest.mark.parametrize("parquet", [False, True])
-@pytest.mark.parametrize(
-    ("offset", "narrow"),
-    [(0, True), (2**31 - 150, False), (-(2**31), True), (2**40, False)],
-)
-def test_int64_keys_merge_as_int32_when_every_key_fits(
-    merged_calls, monkeypatch, tmp_path, parquet: bool, offset: int, narrow: bool
+@pytest.mark.parametrize("offset", [0, -(2**31), 2**40, 2**62 - 150])
+def test_int64_keys_of_any_range_merge(
+    merged_calls, monkeypatch, tmp_path, parquet, offset
 ) -> None:
-    """int64 keys within int32 (by the file's statistics, or a min/max of the column)
-    are read and merged at half the bytes; the answers stay those of the hash join."""
+    """int64 keys merge whatever their range (keys past 2**53 stay exact: never floats);
+    the answers stay those of the hash join."""
     tables = {
         name: table.set_column(
             0, "id", pa.array(table.column("id").to_numpy().astype(np.int64) + offset, pa.int64())
@@ -447,22 +434,95 @@ def test_int64_keys_merge_as_int32_when_every_key_fits(
         for name, table in tables.items():
             pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=100)
         tables = {n: Table.from_parquet(tmp_path / f"{n}.parquet") for n in "ab"}
-    seen: list[str] = []
-    pair_sorted = pairing.pair_sorted
-
-    def spy(a: np.ndarray, b: np.ndarray, *keep: bool) -> object:
-        seen.append(f"{a.dtype}/{b.dtype}")
-        return pair_sorted(a, b, *keep)
-
-    monkeypatch.setattr(pairing, "pair_sorted", spy)
     query = Query(
         table="a", compare_with={"table": "b", "on": "id"}, filter="1.x > 0", sort=["-id"]
     )
     engine = Engine(tables)
     merged = (engine.count(query), engine.page(query, limit=30).to_pylist())
-    assert all(merged_calls) and seen == ["int32/int32" if narrow else "int64/int64"]
+    assert merged_calls and all(merged_calls)
     ids = [row["id"] for row in merged[1]]
     assert ids == sorted(ids, reverse=True) and min(ids) >= offset + 100
     monkeypatch.setattr(merge_module, "PAIR_MIN_ROWS", 10**18)
     plain = Engine(tables)
     assert merged == (plain.count(query), plain.page(query, limit=30).to_pylist())
+
+
+def pandas_compared(a: pa.Table, b: pa.Table, how: str) -> list:
+    """The comparison by pandas' merge of the keys and row numbers, each row's values
+    then read from the tables (pandas would turn null into NaN). As SQL joins, a null
+    key meets no row (pandas pairs null keys with each other): those rows stand alone."""
+    frames = [
+        pd.DataFrame({"id": t.column("id").to_pandas(), "row": np.arange(t.num_rows)})
+        for t in (a, b)
+    ]
+    left, right = (f[f["id"].notna()] for f in frames)
+    merged = left.merge(right, on="id", how=how, suffixes=("_0", "_1"), indicator="side")
+    pairs = [
+        (
+            r.id,
+            None if r.side == "right_only" else int(r.row_0),
+            None if r.side == "left_only" else int(r.row_1),
+        )
+        for r in merged.itertuples()
+    ]
+    if how == "outer":
+        pairs += [(None, i, None) for i in frames[0][frames[0]["id"].isna()]["row"]]
+        pairs += [(None, None, j) for j in frames[1][frames[1]["id"].isna()]["row"]]
+    xs = a.column("x").to_pylist(), b.column("x").to_pylist()
+    rows = [
+        (
+            key,
+            None if i is None else xs[0][i],
+            None if j is None else xs[1][j],
+            i is not None,
+            j is not None,
+        )
+        for key, i, j in pairs
+    ]
+    return sorted((_plain(row) for row in rows), key=repr)
+
+
+def _plain(row: tuple) -> tuple:
+    """Null and NaN apart, as text; numbers as floats."""
+    return tuple(
+        "null" if v is None else v if isinstance(v, bool) else "nan" if np.isnan(v) else float(v)
+        for v in row
+    )
+
+
+@pytest.mark.parametrize("null_keys", [False, True])
+@pytest.mark.parametrize("parquet", [False, True])
+def test_compared_rows_equal_pandas_merge(
+    merged_calls, monkeypatch, tmp_path, null_keys: bool, parquet: bool
+) -> None:
+    """Duplicate keys on both sides, keys on one side only, NaN and null values, and
+    (``null_keys``) null keys, which the stream finds and leaves to the hash join."""
+    rng = np.random.default_rng(5)
+    tables = {}
+    for name, low, high, n in (("a", 0, 60, 90), ("b", 30, 90, 70)):
+        ids = pa.array(np.sort(rng.integers(low, high, n)), pa.int64())
+        if null_keys:
+            ids = pa.array([None, *ids.to_pylist()[1:]], pa.int64())
+        x = rng.normal(size=n)
+        x[rng.random(n) < 0.1] = np.nan
+        tables[name] = pa.table({"id": ids, "x": pa.array(x, mask=rng.random(n) < 0.1)})
+    if parquet:
+        for name, table in tables.items():
+            pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=16)
+        engine = Engine({n: Table.from_parquet(tmp_path / f"{n}.parquet") for n in "ab"})
+    else:
+        engine = Engine(tables)
+    monkeypatch.setattr(merge_module, "STREAM_BATCH", 7)  # a key's rows over many batches
+    for text, how in ((None, "outer"), ("0.present and 1.present", "inner")):
+        query = Query(table="a", compare_with={"table": "b", "on": "id"}, filter=text)
+        rows = engine.page(query, limit=10_000).to_pylist()
+        got = sorted(
+            (
+                _plain((r["id"], r["x"]["0"], r["x"]["1"], r["present"]["0"], r["present"]["1"]))
+                for r in rows
+            ),
+            key=repr,
+        )
+        assert got == pandas_compared(tables["a"], tables["b"], how)
+        assert engine.count(query) == len(rows)
+    assert merged_calls[0] is True  # the first page streamed (and, with null keys, ran again)

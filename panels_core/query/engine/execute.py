@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -14,7 +15,11 @@ from panels_core.query.sql import Params
 if TYPE_CHECKING:
     from panels_core.query.engine.sources import Catalog
 
-__all__ = ["Runner"]
+__all__ = ["RERUN", "Runner"]
+
+RERUN = "(the statement runs again)"
+"""In a statement's failure, says a lazy view it read has changed how it is built
+(a comparison's merge found its keys unsorted): the statement runs once more."""
 
 
 class Runner:
@@ -26,8 +31,9 @@ class Runner:
     def fetch(self, cur: Any, sql: str, params: Params, what: str) -> list[tuple[Any, ...]]:
         """The rows of ``sql`` as tuples."""
         try:
-            self.ready(cur, sql)
-            return cur.execute(sql, params.bind(sql)).fetchall()
+            return self.again(
+                cur, sql, lambda text: cur.execute(text, params.bind(text)).fetchall()
+            )
         except duckdb.Error as exc:
             raise self.error(exc, what) from None
 
@@ -36,17 +42,36 @@ class Runner:
     ) -> pa.Table:
         """The rows of ``sql`` as an Arrow table."""
         try:
-            self.ready(cur, sql)
-            bound = params.bind(sql)
-            return cur.sql(sql, params=bound or None).to_arrow_table(batch)
+            return self.again(
+                cur,
+                sql,
+                lambda text: cur.sql(text, params=params.bind(text) or None).to_arrow_table(batch),
+            )
         except duckdb.Error as exc:
             raise self.error(exc, what) from None
 
-    def ready(self, cur: Any, sql: str) -> None:
-        """Build the lazy views ``sql`` reads (e.g. a comparison's gathered columns)."""
-        lazy = self.catalog.call.lazy
-        for name in [n for n in lazy if n in sql]:
-            lazy.pop(name)(cur)
+    def again(self, cur: Any, sql: str, run: Callable[[str], Any]) -> Any:
+        """``run`` the statement (its lazy views ready); once more when it failed with
+        ``RERUN``."""
+        try:
+            return run(self.ready(cur, sql))
+        except duckdb.Error as exc:
+            if RERUN not in str(exc):
+                raise
+        return run(self.ready(cur, sql))
+
+    def ready(self, cur: Any, sql: str) -> str:
+        """Register the lazy views ``sql`` reads afresh (e.g. a comparison's paired
+        stream, which one scan consumes) and the statement to run: each further
+        mention of such a view reads a stream of its own, under a name of its own."""
+        for name, register in self.catalog.call.lazy.items():
+            pieces = sql.split(name)
+            for i in range(1, len(pieces)):
+                own = name if i == 1 else f'{name[:-1]}_{i}"'
+                register(cur, own.strip('"'))
+                pieces[i] = own + pieces[i]
+            sql = "".join(pieces)
+        return sql
 
     def error(self, exc: duckdb.Error, what: str) -> QueryError:
         """The QueryError for a statement that failed: a damaged Parquet file named (the

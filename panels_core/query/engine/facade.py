@@ -87,7 +87,7 @@ class Engine:
     def clear_cache(self) -> None:
         """Forget every kept answer (the next calls compute from the data again)."""
         self._cache.clear()
-        self._merger.pairings.clear()
+        self._merger.verdicts.clear()
 
     def warm_up(self) -> threading.Thread | None:
         """Load the comparison merge's kernels on a low-priority background thread, if a

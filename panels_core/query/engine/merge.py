@@ -1,10 +1,17 @@
-"""The merge join of a comparison: rows of two key-sorted tables paired in one pass.
+"""The merge join of a comparison: rows of two key-sorted tables paired as they stream.
 
-When both tables hold the compare key as an integer column without nulls,
-sorted ascending (or the comparison is by row position), ``Merger.paired``
-pairs their rows with ``pairing.pair_sorted`` (no hash table) and gathers the
-columns a query reads in pair order into one Arrow table, which
-``compare.compare`` then glues without a join.
+When both tables hold the compare key as an integer column (or the comparison
+is by row position), ``Merger.paired`` names a view that each statement reading
+it streams afresh: both tables are read in key order, batch by batch, and
+paired as they come (``pairing.merged_batches``, no hash table), and DuckDB
+filters, counts and sorts the paired batches as they arrive. The columns a
+query reads are the only ones read; a few batches of each table are in memory
+at a time, however many rows the tables hold. ``compare.compare`` glues the
+two sides without a join.
+
+A key found unsorted or null as it streams fails the statement, which runs
+again (``execute.RERUN``) over the same view as DuckDB's hash join of the two
+tables; the next comparisons of those tables plan the hash join at once.
 """
 
 # SQL here is built only from quote_ident() names checked against the schema and $n
@@ -13,36 +20,32 @@ columns a query reads in pair order into one Arrow table, which
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from panels_core.query.engine.cache import LRU, MISS
+from panels_core.query.engine.cache import LRU
 from panels_core.query.engine.connection import ROW
-from panels_core.query.engine.execute import Runner
-from panels_core.query.engine.relation import Rel
+from panels_core.query.engine.execute import RERUN
+from panels_core.query.engine.relation import Rel, base
 from panels_core.query.engine.sources import Catalog, Source
 from panels_core.query.model import CompareWith
-from panels_core.query.sql import Params, quote_ident
+from panels_core.query.sql import quote_ident
 
-__all__ = ["PAIR_MIN_ROWS", "STREAM_BATCH", "Merger", "merge_may_run", "take_key"]
+__all__ = ["PAIR_MIN_ROWS", "STREAM_BATCH", "Merger", "merge_may_run"]
 
-PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough, no gathering)
-STREAM_BATCH = 1 << 20  # rows per batch when a column is streamed into its gathered order
-_PAIRINGS_KEPT = 2  # pairings of row positions kept (two arrays of the output's length)
-_INT32 = (-(1 << 31), (1 << 31) - 1)
+PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough)
+STREAM_BATCH = 1 << 18  # rows per batch read from each table
+_VERDICTS_KEPT = 16  # whether a table's key column ascends, per table version and key
 
 
 class Merger:
-    """Pairs the rows of two key-sorted tables and gathers their columns in pair order."""
+    """Pairs the rows of two key-sorted tables as they stream, for a statement to read."""
 
-    def __init__(self, catalog: Catalog, runner: Runner) -> None:
+    def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.runner = runner
-        self.pairings = LRU(_PAIRINGS_KEPT)
+        self.verdicts = LRU(_VERDICTS_KEPT)
 
     def paired(
         self,
@@ -53,50 +56,44 @@ class Merger:
         required: frozenset[int],
         heads: set[str],
     ) -> tuple[Rel, Rel, CompareWith, str] | None:
-        """The ``heads`` columns of both tables, gathered row by row in pair order:
-        the two sides (their fields), the comparison to glue them with, and the
-        view holding them (columns named ``__tp_a.<column>``, ``__tp_b.<column>``).
+        """The ``heads`` columns of both tables, paired row by row: the two sides
+        (their fields), the comparison to glue them with, and the view holding them
+        (columns named ``__tp_a.<column>``, ``__tp_b.<column>``, streamed afresh for
+        each statement that reads it).
 
-        When both tables hold the compare key as an integer column without
-        nulls, sorted ascending (or the comparison is by row position), one
-        merge pass pairs their rows (``pairing.pair_sorted``): no hash table.
-        The columns a query reads are taken in that order into one Arrow table,
-        registered on ``cur`` when a statement first reads it. None: not
-        possible, or small enough for DuckDB's hash join.
+        None: the keys are not integers, or hold a null, or do not ascend (a
+        Parquet file's statistics, else one pass over each key column, kept per
+        table version), or the tables are small enough for DuckDB's hash join.
         """
         if a.length + b.length < PAIR_MIN_ROWS:
             return None
         keys = (spec.on, spec.on) if isinstance(spec.on, str) else spec.on
-        keep = (1 not in required, 0 not in required)  # rows without a partner, per side
+        verdict = (self.catalog.call.stamp, a.view, b.view, keys)
+        if self.verdicts.get(verdict) is False:
+            return None
         if keys is not None and not self._mergeable(a, b, keys):
             return None
-        # the key is carried only when the query reads it (otherwise the sides are glued by
-        # position alone), and from one side only when the other has no partnerless rows:
-        # the comparison's key is coalesce(key of 0, key of 1)
+        keep = (1 not in required, 0 not in required)  # rows without a partner, per side
+        # the key is carried only when the query reads it (otherwise the sides are glued
+        # by position alone): the comparison's key is coalesce(key of 0, key of 1)
         with_key = keys is not None and keys[0] in heads
-        spare = 1 if not keep[1] else 0 if not keep[0] else None  # that side's key is not needed
         shown = [
             [
                 c
                 for c in source.fields
-                if (c == keys[i] and with_key and i != spare) or (c != keys[i] and c in heads)
+                if (c == keys[i] and with_key) or (c != keys[i] and c in heads)
             ]
             if keys is not None
             else [c for c in source.fields if c in heads]
             for i, source in enumerate((a, b))
         ]
-        pairing = self._pairs(cur, a, b, keys, keep, (0 if spare != 0 else 1) if with_key else None)
-        if pairing is None:
-            return None
         view = self.catalog.new_view()
-        sides = []
-        for i, (source, columns) in enumerate(zip((a, b), shown)):
-            fields = {c: source.fields[c] for c in columns}
-            if keys is not None and with_key and i == spare:
-                fields[keys[i]] = source.fields[keys[i]]  # an all-null child (see gather)
-            sides.append(Rel("", fields, source.type, (ROW,)))
-        gather = self._gathering(view, (a, b), sides, shown, keys, keep, pairing)
-        self.catalog.call.lazy[quote_ident(view)] = gather  # built when a statement reads it
+        sides = [
+            Rel("", {c: source.fields[c] for c in columns}, source.type, (ROW,))
+            for source, columns in zip((a, b), shown)
+        ]
+        merged = self._streaming(verdict, (a, b), shown, keys, keep)
+        self.catalog.call.lazy[quote_ident(view)] = merged  # built for each statement
         glue = spec if with_key else spec.model_copy(update={"on": None})
         return sides[0], sides[1], glue, view
 
@@ -109,171 +106,104 @@ class Merger:
                 return False  # the file's statistics already say it is not sorted
         return True
 
-    def _pairs(
-        self,
-        cur: Any,
-        a: Source,
-        b: Source,
-        keys: Sequence[str] | None,
-        keep: tuple[bool, bool],
-        key_side: int | None,
-    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[bool, bool], dict[int, pa.Array]] | None:
-        """The two sides' row positions in pair order (the last few pairings are kept),
-        whether each side's ascend, and, when the keys were read now, side
-        ``key_side``'s key column already in pair order. None: the keys do not
-        merge (a null, not sorted, out of range)."""
-        cache_key = (self.catalog.call.stamp, a.view, b.view, keys, keep)
-        kept = self.pairings.get(cache_key)
-        if kept is not MISS:
-            return kept[0], kept[1], {}
-        from panels_core.query.engine.pairing import monotone, pair_positions, pair_sorted
+    def batches(self, cur: Any, source: Source, columns: Sequence[str]) -> pa.RecordBatchReader:
+        """``columns`` of a table in row order, ``STREAM_BATCH`` rows at a time (``cur``:
+        the cursor reading a Parquet file)."""
+        if not source.parquet:
+            return source.arrow.select(list(columns)).to_reader(STREAM_BATCH)  # type: ignore[union-attr]
+        names = ", ".join(quote_ident(c) for c in columns)
+        return cur.sql(f"SELECT {names} FROM {quote_ident(source.view)}").to_arrow_reader(
+            STREAM_BATCH
+        )
 
-        taken: dict[int, pa.Array] = {}
-        if keys is None:
-            pairs = pair_positions(a.length, b.length, *keep)
-        else:
-            # keys that all fit int32 are read and merged at half the bytes
-            narrow = self.fits_int32(a, keys[0]) and self.fits_int32(b, keys[1])
-            key_a = self.read_key(cur, a, keys[0], narrow)
-            key_b = None if key_a is None else self.read_key(cur, b, keys[1], narrow)
-            if key_a is None or key_b is None:
-                return None
-            pairs = pair_sorted(key_a, key_b, *keep)
-            if pairs is None:
-                return None
-            if key_side is not None:  # the key the query reads, taken now: the read keys are freed
-                i, source = key_side, (a, b)[key_side]
-                taken[i] = take_key(
-                    (key_a, key_b)[i], source.fields[keys[i]].type, pairs[i], keep[1 - i]
-                )
-            del key_a, key_b
-        # whether each side's positions ascend (then its number columns can stream)
-        ascending = (monotone(pairs[0]), monotone(pairs[1]))
-        self.pairings.put(cache_key, (pairs, ascending))
-        return pairs, ascending, taken
-
-    def _gathering(
+    def _streaming(
         self,
-        view: str,
+        verdict: Any,
         sources: tuple[Source, Source],
-        sides: Sequence[Rel],
         shown: Sequence[Sequence[str]],
         keys: Sequence[str] | None,
         keep: tuple[bool, bool],
-        pairing: tuple[Any, tuple[bool, bool], dict[int, pa.Array]],
-    ) -> Callable[[Any], None]:
-        """What registers ``view`` on a cursor: the shown columns of both sides in pair order."""
-        pairs, ascending, taken = pairing
+    ) -> Callable[[Any, str], None]:
+        """What registers the paired rows on a cursor under a name (the view, or another
+        name for a second scan of it in one statement): the shown columns of both sides,
+        as a stream, or as DuckDB's hash join once the stream found the keys unsorted."""
 
-        def gather(cur: Any) -> None:
-            from panels_core.query.engine.pairing import index_array
-
-            flat: dict[str, pa.Array] = {}
-            # a side has no-partner (-1) slots only where the other side keeps its rows
-            for i, (alias, source, side, columns, rows, partnerless) in enumerate(
-                zip(("__tp_a", "__tp_b"), sources, sides, shown, pairs, reversed(keep))
-            ):
-                index = index_array(rows, partnerless)
-                streamable = source.parquet and ascending[i]
-                children = {
-                    c: taken.pop(i)
-                    if i in taken and c == keys[i]  # type: ignore[index]
-                    else self.gather(cur, source, c, rows, index, streamable)
-                    for c in columns
-                }
-                children |= {c: pa.nulls(len(rows)) for c in side.fields if c not in children}
-                children[ROW] = index
-                flat |= {f"{alias}.{c}": values for c, values in children.items()}
-            cur.register(view, pa.table(flat))
+        def register(cur: Any, name: str) -> None:
+            if self.verdicts.get(verdict) is False:
+                sql = _hash_joined(self.catalog, sources, shown, keys, keep)
+                cur.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS {sql}")
+                return
+            readers, picks, fields, cursors = [], [], [], []
+            for i, (alias, source, columns) in enumerate(zip(("__tp_a", "__tp_b"), sources, shown)):
+                read = list(dict.fromkeys([ROW if keys is None else keys[i], *columns, ROW]))
+                if source.parquet:  # a cursor of its own: ``cur`` runs the statement reading it
+                    cursors.append(cur.cursor())
+                reader = self.batches(cursors[-1] if source.parquet else None, source, read)
+                pick = [read.index(c) for c in [*columns, ROW]]
+                readers.append(reader)
+                picks.append(pick)
+                fields += [
+                    reader.schema.field(j).with_name(f"{alias}.{c}")
+                    for c, j in zip([*columns, ROW], pick)
+                ]
+            schema = pa.schema(fields)
+            stream = self._stream(verdict, readers, picks, keep, schema, cursors)
+            cur.register(name, pa.RecordBatchReader.from_batches(schema, stream))
             self.catalog.call.gathered = True
 
-        return gather
+        return register
 
-    def read_column(self, cur: Any, source: Source, column: str) -> pa.ChunkedArray:
-        """A whole column in row order (of a Parquet file, just that column)."""
-        if not source.parquet:
-            return source.arrow.column(column)  # type: ignore[union-attr]
-        sql = f"SELECT {quote_ident(column)} FROM {quote_ident(source.view)}"
-        return self.runner.arrow(cur, sql, Params(), "compare", batch=max(source.length, 1)).column(
-            0
-        )
-
-    def fits_int32(self, source: Source, key: str) -> bool:
-        """Whether every value of an integer key column fits int32: by its type, a Parquet
-        file's statistics, or one min/max pass over an Arrow column."""
-        kind = source.fields[key].type
-        if kind.bit_width < 32 or kind == pa.int32():
-            return True
-        if source.parquet:
-            groups = self.catalog.key_ranges(source, key)  # ascending: the first low, the last high
-            return groups is not None and (
-                not groups or (_INT32[0] <= groups[0][0] and groups[-1][1] <= _INT32[1])
-            )
-        bounds = pc.min_max(source.arrow.column(key))  # type: ignore[union-attr]
-        low, high = bounds["min"].as_py(), bounds["max"].as_py()
-        return low is None or (_INT32[0] <= low and high <= _INT32[1])
-
-    def read_key(
-        self, cur: Any, source: Source, key: str, narrow: bool = False
-    ) -> np.ndarray | None:
-        """An integer key column as int64 numpy (int32 when ``narrow``); None when it has
-        nulls or does not fit."""
-        from panels_core.query.engine.pairing import collect_keys, one_chunk
-
-        kind = pa.int32() if narrow else pa.int64()
-        if source.parquet:
-            sql_type = "INTEGER" if narrow else "BIGINT"
-            sql = (
-                f"SELECT TRY_CAST({quote_ident(key)} AS {sql_type}) FROM {quote_ident(source.view)}"
-            )
-            batches = cur.sql(sql).to_arrow_reader(STREAM_BATCH)
-            return collect_keys(batches, source.length, kind.to_pandas_dtype())
-        column = source.arrow.column(key)  # type: ignore[union-attr]
-        if column.null_count:
-            return None
-        try:
-            column = column.cast(kind)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None  # e.g. uint64 past the int64 range
-        return one_chunk(column).to_numpy()
-
-    def gather(
+    def _stream(
         self,
-        cur: Any,
-        source: Source,
-        column: str,
-        rows: np.ndarray,
-        index: pa.Array,
-        streamable: bool,
-    ) -> pa.Array:
-        """One column of a table at row positions ``rows`` (``index``: the same as Arrow).
+        verdict: Any,
+        readers: Sequence[pa.RecordBatchReader],
+        picks: Sequence[Sequence[int]],
+        keep: tuple[bool, bool],
+        schema: pa.Schema,
+        cursors: Sequence[Any],
+    ) -> Iterator[pa.RecordBatch]:
+        """The paired batches; keys found unsorted are noted (the statement runs again
+        over the hash join) and fail the statement."""
+        from panels_core.query.engine.pairing import Unsorted, merged_batches
 
-        A number column of a Parquet file is streamed batch by batch when the
-        positions ascend (``pairing.gather_stream``), so the whole column is
-        never in memory next to its gathered copy; anything else is read whole
-        and taken.
-        """
-        from panels_core.query.engine.pairing import gather_stream, take
-
-        kind = source.fields[column].type
-        if streamable and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            sql = f"SELECT {quote_ident(column)} FROM {quote_ident(source.view)}"
-            batches = cur.sql(sql).to_arrow_reader(STREAM_BATCH)
-            return gather_stream(batches, rows, kind)
-        values = self.read_column(cur, source, column)
-        if values.type != kind:
-            values = values.cast(kind)
-        return take(values, rows, index)
+        try:
+            yield from merged_batches(
+                (iter(readers[0]), iter(readers[1])),
+                (readers[0].schema, readers[1].schema),
+                keep,
+                schema,
+                (picks[0], picks[1]),
+            )
+        except Unsorted as exc:
+            self.verdicts.put(verdict, False)
+            raise ValueError(f"{exc} {RERUN}") from None
+        finally:
+            for sub in cursors:
+                sub.close()
 
 
-def take_key(
-    values: np.ndarray, kind: pa.DataType, rows: np.ndarray, partnerless: bool
-) -> pa.Array:
-    """A key column read as int64 for the pairing, at positions ``rows``, in its own type."""
-    from panels_core.query.engine.pairing import index_array, take
-
-    taken = take(pa.array(values), rows, index_array(rows, partnerless))
-    return taken if taken.type == kind else taken.cast(kind)
+def _hash_joined(
+    catalog: Catalog,
+    sources: tuple[Source, Source],
+    shown: Sequence[Sequence[str]],
+    keys: Sequence[str] | None,
+    keep: tuple[bool, bool],
+) -> str:
+    """The paired rows as DuckDB's hash join, in the merge's order (key, row of each)."""
+    how = {(True, True): "FULL OUTER", (True, False): "LEFT", (False, True): "RIGHT"}
+    on = [quote_ident(ROW if keys is None else k) for k in (keys or (ROW, ROW))]
+    terms = [
+        f"{alias}.{quote_ident(c)} AS {quote_ident(f'{alias}.{c}')}"
+        for alias, columns in zip(("__tp_a", "__tp_b"), shown)
+        for c in [*columns, ROW]
+    ]
+    row = quote_ident(ROW)
+    a, b = (base(source, catalog.hidden).sql for source in sources)
+    return (
+        f"SELECT {', '.join(terms)} FROM ({a}) AS __tp_a {how.get(keep, 'INNER')} JOIN ({b}) "
+        f"AS __tp_b ON __tp_a.{on[0]} = __tp_b.{on[1]} "
+        f"ORDER BY coalesce(__tp_a.{on[0]}, __tp_b.{on[1]}), __tp_a.{row}, __tp_b.{row}"
+    )
 
 
 def merge_may_run(tables: Sequence[Any]) -> bool:

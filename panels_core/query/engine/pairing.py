@@ -1,31 +1,28 @@
-"""Pair the rows of two tables by a sorted integer key: a merge join in row positions.
+"""Pair the rows of two tables by a sorted integer key: a merge join, streamed.
 
 A comparison of two versions of a table usually has both sorted by the same
 integer id. Then one linear pass over the two key columns finds which row of
-one side meets which row of the other, much faster than a hash join. The
-engine gathers the few columns a query reads in that order and lets DuckDB
-filter them side by side.
+one side meets which row of the other, much faster than a hash join.
 
+``merged_batches`` reads both tables in key order, batch by batch, and pairs
+each run of keys that both sides hold completely (``pair_sorted``), handing
+on one Arrow batch of the two sides' columns side by side per run: only a few
+batches of each table are in memory at a time, however many rows they hold.
 ``pair_sorted`` returns the pairs as two arrays of row positions (``-1``: the
 row has no partner on that side) in key order, with SQL join semantics: a key
 held by ``m`` rows on one side and ``n`` on the other gives ``m * n`` pairs.
-It returns None when a key column is not sorted ascending, so the caller falls
-back to a hash join.
+It returns None when a key column is not sorted ascending; ``merged_batches``
+raises ``Unsorted`` when a batch it reads is not (or holds a null key).
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numba
 import numpy as np
 import pyarrow as pa
-
-_PARTS_PER_THREAD = 8
-# one parallel kernel at a time: numba's fallback threading layer (workqueue) aborts the
-# process when two threads launch parallel kernels at once, and each uses every core anyway
-_PARALLEL = threading.Lock()
 
 
 @numba.njit(nogil=True, cache=True)
@@ -99,61 +96,6 @@ def _ascending(a, start, stop):
     return True
 
 
-@numba.njit(parallel=True, cache=True)
-def _plan_parts(a, b, keep_left, keep_right, parts):
-    """Split both sides into key ranges and count each range's pairs.
-
-    Returns (starts_a, starts_b, offsets, ok); ok is False when a or b is not
-    ascending. Part p holds the keys in [v_p, v_{p+1}) of both sides, so equal
-    keys stay in one part.
-    """
-    na, nb = a.size, b.size
-    starts_a = np.zeros(parts + 1, np.int64)
-    starts_b = np.zeros(parts + 1, np.int64)
-    starts_a[parts] = na
-    starts_b[parts] = nb
-    for p in range(1, parts):
-        if na > 0:
-            v = a[min(na - 1, p * na // parts)]
-            starts_a[p] = np.searchsorted(a, v)
-            starts_b[p] = np.searchsorted(b, v)
-        else:
-            starts_b[p] = p * nb // parts
-    for p in range(1, parts + 1):  # unsorted input can make them step back: it is refused below
-        starts_a[p] = min(max(starts_a[p], starts_a[p - 1]), na)
-        starts_b[p] = min(max(starts_b[p], starts_b[p - 1]), nb)
-    counts = np.zeros(parts + 1, np.int64)
-    sorted_ok = np.ones(parts, np.bool_)
-    empty = np.empty(0, np.int64)
-    for p in numba.prange(parts):
-        sa, ea, sb, eb = starts_a[p], starts_a[p + 1], starts_b[p], starts_b[p + 1]
-        sorted_ok[p] = _ascending(a, sa, ea) and _ascending(b, sb, eb)
-        if sorted_ok[p]:
-            counts[p + 1] = _merge_range(
-                a, b, sa, ea, sb, eb, keep_left, keep_right, empty, empty, 0, False
-            )
-    return starts_a, starts_b, np.cumsum(counts), sorted_ok.all()
-
-
-@numba.njit(parallel=True, cache=True)
-def _fill_parts(a, b, keep_left, keep_right, starts_a, starts_b, offsets, left, right):
-    for p in numba.prange(starts_a.size - 1):
-        _merge_range(
-            a,
-            b,
-            starts_a[p],
-            starts_a[p + 1],
-            starts_b[p],
-            starts_b[p + 1],
-            keep_left,
-            keep_right,
-            left,
-            right,
-            offsets[p],
-            True,
-        )
-
-
 def pair_sorted(
     a: np.ndarray, b: np.ndarray, keep_left: bool, keep_right: bool
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -164,20 +106,24 @@ def pair_sorted(
     partner (a left, right or full outer join); their partner is ``-1``. The
     pairs come in key order, as int32 when every position fits (half the
     memory), else int64. None when ``a`` or ``b`` is not sorted ascending.
+
+    One thread: it runs on the thread of DuckDB's that reads the stream (a
+    parallel kernel there waited on DuckDB's busy threads, 10-30x slower).
     """
     kind = np.int32 if a.dtype == b.dtype == np.int32 else np.int64
     a = np.ascontiguousarray(a, dtype=kind)
     b = np.ascontiguousarray(b, dtype=kind)
     keep_left, keep_right = bool(keep_left), bool(keep_right)
-    parts = max(1, numba.get_num_threads() * _PARTS_PER_THREAD)
-    with _PARALLEL:
-        starts_a, starts_b, offsets, ok = _plan_parts(a, b, keep_left, keep_right, parts)
-        if not ok:
-            return None
-        dtype = _position_type(a.size, b.size)
-        left = empty(int(offsets[-1]), dtype)
-        right = empty(int(offsets[-1]), dtype)
-        _fill_parts(a, b, keep_left, keep_right, starts_a, starts_b, offsets, left, right)
+    if not (_ascending(a, 0, a.size) and _ascending(b, 0, b.size)):
+        return None
+    nothing = np.empty(0, np.int64)
+    count = _merge_range(
+        a, b, 0, a.size, 0, b.size, keep_left, keep_right, nothing, nothing, 0, False
+    )
+    dtype = _position_type(a.size, b.size)
+    left = empty(count, dtype)
+    right = empty(count, dtype)
+    _merge_range(a, b, 0, a.size, 0, b.size, keep_left, keep_right, left, right, 0, True)
     return left, right
 
 
@@ -213,133 +159,108 @@ def index_array(rows: np.ndarray, partnerless: bool) -> pa.Array:
     return as_arrow(rows, pa.from_numpy_dtype(rows.dtype), rows < 0 if partnerless else None)
 
 
-def pair_positions(
-    na: int, nb: int, keep_left: bool, keep_right: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row ``i`` of one side with row ``i`` of the other; the longer side's tail when kept."""
-    both, dtype = min(na, nb), _position_type(na, nb)
-    left = np.arange(both, dtype=dtype)
-    right = left.copy()
-    if na > both and keep_left:
-        left = np.concatenate([left, np.arange(both, na, dtype=dtype)])
-        right = np.concatenate([right, np.full(na - both, -1, dtype=dtype)])
-    if nb > both and keep_right:
-        left = np.concatenate([left, np.full(nb - both, -1, dtype=dtype)])
-        right = np.concatenate([right, np.arange(both, nb, dtype=dtype)])
-    return left, right
-
-
-def one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """A column as one Arrow array (no copy when it already is one chunk)."""
-    if not isinstance(column, pa.ChunkedArray):
-        return column
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+def _int64_keys(column: pa.Array) -> np.ndarray | None:
+    """An integer key array as int64 numpy; None when it holds a null, does not fit, or
+    steps down."""
+    if column.null_count:
+        return None
+    try:
+        keys = column.cast(pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # e.g. uint64 past the int64 range
+    return None if bool(np.any(keys[1:] < keys[:-1])) else keys
 
 
 def _first_column(batch: pa.RecordBatch | pa.Array) -> pa.Array:
     return batch.column(0) if isinstance(batch, pa.RecordBatch) else batch
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _take(values, rows, out):
-    for k in numba.prange(rows.size):
-        r = rows[k]
-        out[k] = values[r] if r >= 0 else values.dtype.type(0)
+class Unsorted(ValueError):
+    """A key column of a merge holds a null or steps down (found as it streams)."""
 
 
-def take(column: pa.ChunkedArray | pa.Array, rows: np.ndarray, index: pa.Array) -> pa.Array:
-    """``column`` at row positions ``rows`` (``-1``: null); ``index`` is ``rows`` as Arrow
-    (nulls at -1). Plain numbers without nulls are gathered on every core; any other
-    type goes through Arrow's ``take``."""
-    column = one_chunk(column)
-    kind = column.type
-    if column.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-        return column.take(index)
-    values = column.to_numpy()
-    out = empty(rows.size, values.dtype)
-    with _PARALLEL:
-        _take(values, rows, out)
-    return as_arrow(out, kind, None if index.null_count == 0 else rows < 0)
+class _Side:
+    """One table's batches in key order (the key first), buffered until paired."""
+
+    def __init__(self, reader: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
+        self.reader = reader
+        self.rows = schema.empty_table()
+        self.keys = np.empty(0, np.int64)
+        self.high: int | None = None  # the last key read
+        self.ended = False
+
+    def read(self) -> None:
+        """Append the next non-empty batch, or note that the table has ended. Raises
+        ``Unsorted`` when its keys hold a null or do not ascend."""
+        for batch in self.reader:
+            if not batch.num_rows:
+                continue
+            keys = _int64_keys(batch.column(0))
+            if keys is None or (self.high is not None and keys[0] < self.high):
+                raise Unsorted("the compare key holds a null or is not sorted ascending")
+            self.rows = pa.concat_tables([self.rows, pa.Table.from_batches([batch])])
+            self.keys = np.concatenate([self.keys, keys])
+            self.high = int(keys[-1])
+            return
+        self.ended = True
+
+    def last(self) -> int | None:
+        """The last key held; None (beyond every key) when the table has ended."""
+        return None if self.ended else int(self.keys[-1])
+
+    def before(self, bound: int | None) -> int:
+        """How many rows held have a key below ``bound`` (None: every row)."""
+        return len(self.keys) if bound is None else int(np.searchsorted(self.keys, bound))
+
+    def take(self, count: int, rows: np.ndarray, partnerless: bool) -> list[pa.Array]:
+        """The first ``count`` rows' columns at positions ``rows`` (``-1``: null); those
+        rows leave the buffer."""
+        index = index_array(rows, partnerless)
+        taken = self.rows.slice(0, count).take(index)
+        self.rows, self.keys = self.rows.slice(count), self.keys[count:]
+        return [column.combine_chunks() for column in taken.columns]
 
 
-@numba.njit(nogil=True, cache=True)
-def _monotone(rows):
-    last = -1
-    for r in rows:
-        if r >= 0:
-            if r < last:
-                return False
-            last = r
-    return True
+def merged_batches(
+    readers: tuple[Iterator[pa.RecordBatch], Iterator[pa.RecordBatch]],
+    schemas: tuple[pa.Schema, pa.Schema],
+    keep: tuple[bool, bool],
+    schema: pa.Schema,
+    picks: tuple[Sequence[int], Sequence[int]],
+) -> Iterator[pa.RecordBatch]:
+    """The merge join of two tables read (``readers``) in ascending key order (each
+    batch's first column the key; ``Unsorted`` when it is not), as batches of ``schema``:
+    the columns ``picks[0]`` of the left side's batches, then ``picks[1]`` of the
+    right's, paired.
 
-
-def monotone(rows: np.ndarray) -> bool:
-    """Whether the row positions (``-1`` aside) never step back: the side can be streamed."""
-    return bool(_monotone(rows))
-
-
-@numba.njit(nogil=True, cache=True)
-def _fill_batch(values, valid, start, rows, out, out_valid, k):
-    """Copy the rows of one batch (positions start .. start+len) to their slots from k;
-    the next slot. ``valid`` and ``out_valid`` are None for a column without nulls
-    (numba compiles that case without them). One thread: DuckDB's threads read the
-    next batch meanwhile."""
-    stop = start + values.size
-    while k < rows.size:
-        r = rows[k]
-        if r >= stop:
-            break
-        out[k] = values[r - start] if r >= 0 else 0
-        if out_valid is not None:
-            out_valid[k] = valid[r - start] if r >= 0 else False
-        k += 1
-    return k
-
-
-def gather_stream(batches: Any, rows: np.ndarray, kind: pa.DataType) -> pa.Array:
-    """A number column at row positions ``rows`` (ascending, ``-1``: null), read batch by
-    batch in row order: only one batch of the column is in memory at a time."""
-    dtype = kind.to_pandas_dtype()
-    out = empty(rows.size, dtype)
-    out_valid = None  # made at the first batch with a null: until then, valid where rows >= 0
-    k, start = 0, 0
-    for batch in batches:
-        column = _first_column(batch)
-        if column.null_count and out_valid is None:
-            out_valid = rows >= 0
-            out_valid[k:] = False
-        valid = None if out_valid is None else column.is_valid().to_numpy(zero_copy_only=False)
-        if column.null_count:
-            column = column.fill_null(0)
-        values = column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-        k = _fill_batch(values, valid, start, rows, out, out_valid, k)
-        start += len(column)
-    if out_valid is None:
-        return as_arrow(out, kind, rows < 0 if k == rows.size else _missing(rows, k))
-    out_valid[k:] = False
-    return as_arrow(out, kind, ~out_valid)
-
-
-def _missing(rows: np.ndarray, filled: int) -> np.ndarray:
-    """Null slots: partnerless rows, and slots past the last batch (rows beyond the data)."""
-    missing = rows < 0
-    missing[filled:] = True
-    return missing
-
-
-def collect_keys(batches: Any, length: int, dtype: Any = np.int64) -> np.ndarray | None:
-    """An integer key column (``dtype``) from batches read in row order, into one array of
-    Arrow's pool; None when a key is null (a null key pairs with nothing: the hash join
-    handles it)."""
-    out = empty(length, dtype)
-    filled = 0
-    for batch in batches:
-        column = _first_column(batch)
-        if column.null_count or filled + len(column) > length:
-            return None
-        out[filled : filled + len(column)] = column.to_numpy(zero_copy_only=False)
-        filled += len(column)
-    return out if filled == length else None
+    ``keep``: keep the rows of that side without a partner (their partner's columns
+    are null). Keys below the smaller of the two sides' last keys are complete on
+    both sides: they are paired and handed on, and the side holding that key reads
+    on. Pairs come in key order, ties in (row of left, row of right) order.
+    """
+    sides = (_Side(readers[0], schemas[0]), _Side(readers[1], schemas[1]))
+    while True:
+        for side in sides:
+            if not side.ended and not len(side.keys):
+                side.read()
+        if all(side.ended and not len(side.keys) for side in sides):
+            return
+        lasts = [side.last() for side in sides if not side.ended]
+        bound = min(lasts) if lasts else None
+        counts = [side.before(bound) for side in sides]
+        if not any(counts):
+            for side in sides:
+                if side.last() == bound:
+                    side.read()
+            continue
+        pairs = pair_sorted(sides[0].keys[: counts[0]], sides[1].keys[: counts[1]], *keep)
+        if pairs is None:  # checked as each batch was read: cannot happen
+            raise Unsorted("the compare key is not sorted ascending")
+        columns = []
+        for side, count, rows, pick, partnerless in zip(sides, counts, pairs, picks, keep[::-1]):
+            taken = side.take(count, rows, partnerless)
+            columns += [taken[i] for i in pick]
+        yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def warm_up() -> None:
@@ -349,10 +270,3 @@ def warm_up() -> None:
         for keep in (False, True):
             pairs = pair_sorted(keys, keys, keep, keep)
             assert pairs is not None
-            rows = pairs[0]
-            index = index_array(rows, partnerless=keep)
-            monotone(rows)
-            take(pa.array(keys), rows, index)
-            take(pa.array(keys.astype(np.float64)), rows, index)
-            gather_stream([pa.array(keys.astype(np.float64))], rows, pa.float64())
-        collect_keys([pa.array(keys)], len(keys), dtype)

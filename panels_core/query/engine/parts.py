@@ -38,7 +38,7 @@ class Parts:
         self.cache = cache
         self.catalog = Catalog(dict(tables), threads, cache, whole_file)
         self.runner = Runner(self.catalog)
-        self.merger = Merger(self.catalog, self.runner)
+        self.merger = Merger(self.catalog)
         self.planner = Planner(self.catalog, self.runner, self.merger)
         self.pager = Pager(self.catalog, self.runner, self.planner, cache)
         self.binner = Binner(self.catalog, self.runner, cache)

@@ -248,7 +248,7 @@ class Catalog:
             arrows = [(s.view, s.arrow) for s in self.every_source()]
             self.call.stamp = self.stamp()
         outer_lazy = getattr(self.call, "lazy", None)
-        self.call.lazy = {}  # views this cursor builds on first use: quoted name -> builder
+        self.call.lazy = {}  # views registered afresh for each statement reading them: name -> builder
         try:
             for view, arrow in arrows:
                 if arrow is not None:
@@ -258,9 +258,9 @@ class Catalog:
             cur.close()
             self.call.lazy = outer_lazy
             if getattr(self.call, "gathered", False):
-                # a merged comparison gathered columns from Arrow's pool, which keeps
+                # a merged comparison streamed batches from Arrow's pool, which keeps
                 # freed memory for reuse: hand it back, so the next call (of any kind)
-                # does not stack its own peak on top (measured: 995 -> ~800 MiB peak)
+                # does not stack its own peak on top
                 self.call.gathered = False
                 pa.default_memory_pool().release_unused()
 
