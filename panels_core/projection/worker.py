@@ -8,8 +8,9 @@ take the server down. ``ProcessProjector`` keeps the ``Projector`` interface
 and everything cheap in the server process (the cache, the keys, fetching the
 rows) and sends only cache misses to one persistent worker process, except a PCA
 (``pca_in_process``): a PCA whose solver is the covariance one (up to 1000 dims) is
-BLAS work that releases the GIL, reads the rows the server holds without copying or
-writing them, and needs no memory beyond its (n, components) output, so it runs on
+BLAS work that releases the GIL, reads the rows the server holds without writing them
+(nor copying them when every row is kept) and needs little memory beyond its
+(n, components) output, so it runs on
 the projector's own thread here, at the server's priority, with no copy of the rows
 into shared memory (1.5 GB for 1M x 384) and no wait behind the worker's queue or its
 UMAP warm-up:
