@@ -9,6 +9,7 @@ from panels_builtin.columns import looks_like_id
 from panels_builtin.projection.config import ProjectionConfig
 from panels_builtin.projection.inputs import Inputs, fetch_inputs
 from panels_builtin.projection.plot import ProjectionPlot
+from panels_builtin.projection.raster import warm_up_raster
 from panels_builtin.projection.session import must_wait
 from panels_core import projection as proj
 from panels_core.escape import markdown_text
@@ -62,13 +63,19 @@ class Projection2D(Panel[ProjectionConfig]):
     @classmethod
     def warm_up(cls) -> WarmUp | None:
         """UMAP's kernels compile early: in the projection worker process (started
-        here) or, without one, on the server's low-priority warm-up thread."""
+        here) or, without one, on the server's low-priority warm-up thread, which also
+        compiles the raster's datashader kernels (``warm_up_raster``)."""
         projector = proj.shared_projector()
         if hasattr(projector, "wait_until_warm"):  # a worker process: it compiles them there
             projector.start()
-            return None
-        # the first UMAP compiles instead if this fails, and shows any error
-        return WarmUp("UMAP", lambda: proj.warm_up())
+            return WarmUp("raster", warm_up_raster)
+
+        def both() -> None:
+            warm_up_raster()
+            proj.warm_up()
+
+        # the first UMAP (or raster) compiles instead if this fails, and shows any error
+        return WarmUp("UMAP", both)
 
     @classmethod
     def default_config(cls, view_type: Any) -> ProjectionConfig:

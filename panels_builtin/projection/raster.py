@@ -16,7 +16,14 @@ from panels_builtin.projection.labels import Colouring, Labels
 from panels_builtin.projection.session import live, on_document
 from panels_core import projection as proj
 
-__all__ = ["RASTER_HEIGHT", "RASTER_WIDTH", "FrameRasterLayer", "RasterDrawing", "RasterLayer"]
+__all__ = [
+    "RASTER_HEIGHT",
+    "RASTER_WIDTH",
+    "FrameRasterLayer",
+    "RasterDrawing",
+    "RasterLayer",
+    "warm_up_raster",
+]
 
 X, Y = "x_2d", "y_2d"
 """Raster coordinate column names (datashader refuses a category named like a coordinate)."""
@@ -255,6 +262,21 @@ def _viridis() -> list[str]:
     from bokeh.palettes import Viridis256
 
     return list(Viridis256)
+
+
+def warm_up_raster() -> None:
+    """Compile datashader's kernels for the three colourings now, on a few points of the
+    dtypes a projection gives (numba cannot keep datashader's generated kernels on disk,
+    so each process compiles them: 3-4 s on 2 cores that a first big card waited for)."""
+    points = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+    rows = np.arange(64, dtype=np.int64)
+    codes = rows % 3
+    for colouring in (
+        Colouring("none"),
+        Colouring("category", "c", codes, ["a", "b", "c"], ["#000000", "#555555", "#aaaaaa"]),
+        Colouring("number", "n", codes.astype(np.float64)),
+    ):
+        RasterLayer(points, rows, colouring).draw()
 
 
 class RasterDrawing:

@@ -11,7 +11,14 @@ from panels_core.projection.progress import Stages
 from panels_core.projection.rows import check_varies, sample_rows
 from panels_core.projection.spec import DEFAULT_MAX_FIT_POINTS, PCAParams, ProjectionSpec
 
-__all__ = ["fit_pca", "pca_labels", "run_pca", "transform_pca"]
+__all__ = ["fit_pca", "pca_labels", "pca_solver", "run_pca", "transform_pca"]
+
+
+def pca_solver(n: int, d: int) -> str:
+    """scikit-learn's solver for a fit on ``n`` rows of ``d`` dims: "covariance_eigh" (one
+    X^T X pass, then a d x d eigendecomposition; fastest for n >> d, and it neither copies
+    nor writes the rows) up to 1000 dims, else "full" (an SVD of a centred copy)."""
+    return "covariance_eigh" if d <= 1000 and n >= d else "full"
 
 
 def fit_pca(data: np.ndarray, n_components: int, spec: ProjectionSpec, whiten: bool = False):
@@ -22,8 +29,7 @@ def fit_pca(data: np.ndarray, n_components: int, spec: ProjectionSpec, whiten: b
     idx = sample_rows(len(data), limit, spec.seed)
     fit_data = data if idx is None else data[idx]
     n, d = fit_data.shape
-    # covariance_eigh: one X^T X pass then a d x d eigendecomposition; fastest for n >> d.
-    solver = "covariance_eigh" if d <= 1000 and n >= d else "full"
+    solver = pca_solver(n, d)
     pca = PCA(n_components=n_components, svd_solver=solver, whiten=whiten, random_state=0)
     from sklearn import config_context
 

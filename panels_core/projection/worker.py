@@ -6,7 +6,14 @@ other session slows down; its cancel is only cooperative (umap's fit cannot be
 interrupted) and a crash in native code (numba, an out-of-memory kill) would
 take the server down. ``ProcessProjector`` keeps the ``Projector`` interface
 and everything cheap in the server process (the cache, the keys, fetching the
-rows) and sends only cache misses to one persistent worker process:
+rows) and sends only cache misses to one persistent worker process, except a PCA
+(``pca_in_process``): a PCA whose solver is the covariance one (up to 1000 dims) is
+BLAS work that releases the GIL, reads the rows the server holds without writing them
+(nor copying them when every row is kept) and needs little memory beyond its
+(n, components) output, so it runs on
+the projector's own thread here, at the server's priority, with no copy of the rows
+into shared memory (1.5 GB for 1M x 384) and no wait behind the worker's queue or its
+UMAP warm-up:
 
 - the worker is started with the "spawn" method (lazily, or by ``start()``),
   runs at a lower CPU priority (``os.nice``), ignores Ctrl-C (the server stops
@@ -49,6 +56,8 @@ from typing import Any
 import numpy as np
 
 from panels_core.projection.cache import ProjectionCache
+from panels_core.projection.pca import pca_solver
+from panels_core.projection.pipeline import project
 from panels_core.projection.progress import ProgressFn
 from panels_core.projection.rows import Rows, as_rows
 from panels_core.projection.runner import Projector, live_projectors
@@ -148,7 +157,9 @@ class ProcessProjector(Projector):
     before its warm-up finished, does not warm up.
     ``target`` and ``warm_up_target`` name the functions the worker calls, as
     ``"package.module:function"``; they are for tests and are never read from
-    user input. ``niceness`` is added to the worker's CPU niceness.
+    user input. ``niceness`` is added to the worker's CPU niceness. With
+    ``pca_in_process`` (the default) a PCA of up to 1000 dims runs on the projector's
+    thread in this process instead (see the module docstring).
     """
 
     def __init__(
@@ -160,11 +171,13 @@ class ProcessProjector(Projector):
         target: str = DEFAULT_TARGET,
         warm_up_target: str = DEFAULT_WARM_UP,
         niceness: int = 10,
+        pca_in_process: bool = True,
     ) -> None:
         self._target = _check_target(target, "target")
         self._warm_target = _check_target(warm_up_target, "warm_up_target") if warm_up else None
         self._warm_next = warm_up
         self._niceness = niceness
+        self._pca_in_process = pca_in_process
         self._worker: Worker | None = None
         self._worker_lock = threading.Lock()
         self._turns = threading.Condition()
@@ -236,10 +249,22 @@ class ProcessProjector(Projector):
         """``project``'s signature; runs the job in the worker when it is this job's turn."""
         spec = as_spec(spec)
         data = as_rows(rows)
+        if self.runs_here(spec, data):
+            return project(data, spec, progress=progress, cancel=cancel)
         cancel = cancel if cancel is not None else threading.Event()
         report = progress if progress is not None else _ignore_progress
         with self._turn(cancel, report):
             return self._run_in_worker(data, spec, report, cancel)
+
+    def runs_here(self, spec: ProjectionSpec, rows: Rows) -> bool:
+        """True when this job is computed on the projector's thread in this process (a PCA
+        with the covariance solver, when ``pca_in_process``), not in the worker."""
+        n, d = rows.values.shape
+        return (
+            self._pca_in_process
+            and spec.method == "pca"
+            and pca_solver(min(n, spec.fit_points), d) == "covariance_eigh"
+        )
 
     @contextlib.contextmanager
     def _turn(self, cancel: threading.Event, progress: ProgressFn) -> Iterator[None]:

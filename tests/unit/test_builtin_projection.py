@@ -32,6 +32,7 @@ from panels_core import projection as proj
 from panels_core.data.table import Table
 from panels_core.demo import digits_table, hello_table
 from panels_core.panel_registry import registry
+from panels_core.projection.worker import ProcessProjector
 from panels_core.view import View
 
 # seconds a test waits at most for a background projection: a bound for a busy machine
@@ -540,6 +541,30 @@ def test_under_a_server_the_projection_runs_in_the_background(monkeypatch) -> No
     again = Projection2D(columns=["embedding"], pca_y=3).render(view)
     assert again.result is plot.result and len(callbacks) == 1
     projector.shutdown()
+
+
+def test_a_served_pca_card_shows_the_pca_of_column_numpy_without_the_worker(monkeypatch) -> None:
+    callbacks = periodic_callbacks(monkeypatch)
+    projector = ProcessProjector(cache=proj.ProjectionCache(), warm_up=False)  # served default
+    monkeypatch.setattr(proj, "shared_projector", lambda: projector)
+    values, _ = blobs(3000, dim=16, seed=11)
+    view = View.of(embedding_table(values))
+    panel = Projection2D(columns=["embedding"])
+    try:
+        plot = panel.render(view)
+        (callback,) = callbacks
+        callback.run_until_stopped()
+        matrix = view.column_numpy("embedding")
+        assert matrix.dtype == np.float32 and matrix.flags.writeable
+        np.testing.assert_array_equal(matrix, values)
+        want = proj.project(matrix, panel.config.spec(embedding=True))
+        np.testing.assert_array_equal(plot.result.points, want.points)
+        exact = PCA(2, svd_solver="full").fit_transform(values.astype(np.float64))
+        assert_equal_up_to_sign(points_of(plot), exact, atol=1e-4 * np.abs(exact).max())
+        # computed on the projector's thread here: no worker, no copy into shared memory
+        assert projector.jobs_sent == 0 and projector.worker_pid is None
+    finally:
+        projector.shutdown()
 
 
 class ServedDocument(Document):

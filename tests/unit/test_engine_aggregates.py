@@ -189,6 +189,29 @@ def test_column_numpy_embeddings() -> None:
         engine.column_numpy(Query(table="r"), "e")
 
 
+def test_column_numpy_embedding_is_one_writable_matrix_with_nan_for_null_rows() -> None:
+    rng = np.random.default_rng(8)
+    matrix = rng.normal(size=(5000, 4)).astype(np.float32)
+    null = np.zeros(5000, dtype=bool)
+    null[[3, 2048, 4999]] = True
+    chunks = [
+        pa.FixedSizeListArray.from_arrays(
+            pa.array(matrix[a:b].ravel()), 4, mask=pa.array(null[a:b])
+        )
+        for a, b in ((0, 1000), (1000, 4096), (4096, 5000))
+    ]
+    engine = Engine({"t": pa.table({"e": pa.chunked_array(chunks)})})
+    out = engine.column_numpy(Query(table="t"), "e")
+    assert out.dtype == np.float32 and out.shape == (5000, 4)
+    # scikit-learn copies a read-only matrix before fitting; this one it uses as it is
+    assert out.flags.writeable and out.flags.c_contiguous
+    want = matrix.copy()
+    want[null] = np.nan
+    np.testing.assert_array_equal(out, want)
+    some = engine.column_numpy(Query(table="t", offset=2047, limit=3), "e")
+    np.testing.assert_array_equal(some, want[2047:2050])
+
+
 def test_group_by_gives_lists_and_types() -> None:
     table = pa.table(
         {

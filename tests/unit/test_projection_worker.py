@@ -23,6 +23,8 @@ from panels_core.projection import (
     transport,
 )
 from panels_core.projection import worker as pw
+from panels_core.projection.rows import as_rows
+from panels_core.projection.spec import as_spec
 from panels_core.projection.worker import ProcessProjector
 from tests.conftest import settle_projections
 
@@ -108,8 +110,11 @@ def assert_stopped(pid: int | None) -> None:
 @pytest.fixture(scope="module")
 def projector() -> Iterator[ProcessProjector]:
     """One projector for the module (its worker is replaced only where a test kills it); at
-    normal priority, as the tests wait for it (the default niceness is checked below)."""
-    projector = ProcessProjector(cache=ProjectionCache(), warm_up=False, target=TARGET, niceness=0)
+    normal priority, as the tests wait for it (the default niceness is checked below). Its
+    PCA jobs go to the worker too, as the scripted target reads every job."""
+    projector = ProcessProjector(
+        cache=ProjectionCache(), warm_up=False, target=TARGET, niceness=0, pca_in_process=False
+    )
     projector.start()
     yield projector
     projector.shutdown()
@@ -238,6 +243,64 @@ def test_rows_go_through_the_pipe_when_shared_memory_has_no_room(projector, data
     got = projector.submit("pipe", data, {"method": "pca"}, key="pipe").result(WAIT)
     assert_same_result(got, project(data, {"method": "pca"}))
     assert own_segments() == []
+
+
+def test_the_transport_hands_the_worker_the_same_rows():
+    rows = as_rows([[1.5, -2.0, 3.25], None, [4.0, 5.0], [7.0, np.nan, 9.0]])
+    segment = transport.share(rows)
+    assert segment is not None and segment.name in own_segments()
+    try:
+        seen = transport.rows_view(segment.buf, {"n": 4, "d": 3, "expected_dim": 3})
+        np.testing.assert_array_equal(seen.values, rows.values)
+        assert seen.values.dtype == np.float32 and seen.values.shape == (4, 3)
+        assert seen.missing.tolist() == [False, True, False, False]
+        assert seen.ragged.tolist() == [False, False, True, False]
+        assert seen.expected_dim == 3
+        del seen
+    finally:
+        transport.release(segment)
+    assert own_segments() == []
+
+
+# ----------------------------------------------------------------------------- PCA in this process
+
+
+def test_a_pca_is_computed_in_this_process_with_the_points_project_gives(data):
+    projector = ProcessProjector(cache=ProjectionCache(), warm_up=False)
+    try:
+        spec = {"method": "pca", "params": {"components": [2, 3]}}
+        local, here = Progress(), Progress()
+        want = project(data, spec, progress=local)
+        got = projector.submit("pca", data, spec, here, key="here").result(WAIT)
+        assert_same_result(got, want)
+        assert here.messages == local.messages
+        # no worker was started and no rows were copied into shared memory
+        assert projector.jobs_sent == 0 and projector.worker_pid is None
+        assert own_segments() == []
+    finally:
+        projector.shutdown()
+
+
+def test_a_pca_of_over_1000_dims_and_a_umap_go_to_the_worker():
+    projector = ProcessProjector(cache=ProjectionCache(), warm_up=False)
+    pca, umap = as_spec({"method": "pca"}), as_spec({"method": "umap"})
+    assert projector.runs_here(pca, as_rows(np.ones((2000, 384), dtype=np.float32)))
+    assert not projector.runs_here(umap, as_rows(np.ones((2000, 384), dtype=np.float32)))
+    assert not ProcessProjector(pca_in_process=False).runs_here(
+        pca, as_rows(np.ones((2000, 384), dtype=np.float32))
+    )
+    # a full SVD (over 1000 dims) centres a copy of the rows: the worker holds that copy
+    wide = np.random.default_rng(5).normal(size=(60, 1001)).astype(np.float32)
+    assert not projector.runs_here(pca, as_rows(wide))
+    try:
+        got = projector.submit("wide", wide, pca, key="wide").result(WAIT)
+        want = project(wide, pca)
+        # the same up to float32 rounding (the SVD's BLAS may sum in another order there)
+        np.testing.assert_allclose(got.points, want.points, atol=1e-5 * np.abs(want.points).max())
+        assert (got.axis_labels, got.fit_points) == (want.axis_labels, want.fit_points)
+        assert projector.jobs_sent == 1
+    finally:
+        projector.shutdown()
 
 
 # ----------------------------------------------------------------------------- errors
@@ -408,7 +471,10 @@ def test_settling_between_tests_stops_a_left_over_job(projector, data):
 
 def test_the_warm_up_runs_again_in_the_worker_that_follows_a_warmed_one(data):
     projector = ProcessProjector(
-        cache=ProjectionCache(), target=TARGET, warm_up_target=f"{__name__}:quick_warm_up"
+        cache=ProjectionCache(),
+        target=TARGET,
+        pca_in_process=False,
+        warm_up_target=f"{__name__}:quick_warm_up",
     )
     try:
         assert projector.wait_until_warm(WAIT) is True
@@ -433,7 +499,10 @@ def test_the_warm_up_runs_again_in_the_worker_that_follows_a_warmed_one(data):
 
 def test_jobs_run_beside_the_warm_up_and_a_cancel_does_not_end_warming(data):
     projector = ProcessProjector(
-        cache=ProjectionCache(), target=TARGET, warm_up_target=f"{__name__}:endless_warm_up"
+        cache=ProjectionCache(),
+        target=TARGET,
+        pca_in_process=False,
+        warm_up_target=f"{__name__}:endless_warm_up",
     )
     try:
         assert projector.wait_until_warm(0.5) is False  # still warming
@@ -458,7 +527,10 @@ def test_jobs_run_beside_the_warm_up_and_a_cancel_does_not_end_warming(data):
 
 def test_a_warm_up_that_kills_the_worker_is_not_tried_again(data):
     projector = ProcessProjector(
-        cache=ProjectionCache(), target=TARGET, warm_up_target=f"{__name__}:crashing_warm_up"
+        cache=ProjectionCache(),
+        target=TARGET,
+        pca_in_process=False,
+        warm_up_target=f"{__name__}:crashing_warm_up",
     )
     try:
         assert projector.wait_until_warm(WAIT) is False  # it died warming up
@@ -476,7 +548,10 @@ def test_a_warm_up_that_kills_the_worker_is_not_tried_again(data):
 
 def test_a_worker_that_cannot_start_fails_the_job_with_the_reason(data):
     projector = ProcessProjector(
-        cache=ProjectionCache(), warm_up=False, target="panels_no_such_module:project"
+        cache=ProjectionCache(),
+        warm_up=False,
+        target="panels_no_such_module:project",
+        pca_in_process=False,
     )
     try:
         error = projector.submit("a", data, {}, key="x").exception(WAIT)
@@ -493,7 +568,9 @@ def test_target_must_name_a_module_function(target):
 
 
 def test_shutdown_during_a_job_stops_the_worker_and_frees_memory():
-    projector = ProcessProjector(cache=ProjectionCache(), warm_up=False, target=TARGET)
+    projector = ProcessProjector(
+        cache=ProjectionCache(), warm_up=False, target=TARGET, pca_in_process=False
+    )
     future = start_slow(projector, "slow", "slow-4")
     pid = projector.worker_pid
     assert len(own_segments()) == 1

@@ -236,7 +236,10 @@ def test_specs_are_data_newer_versions_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        (b'{"cards": [], "tables": {"t": "caf\xe9.parquet"}}', r"is not UTF-8 text \(byte 34: invalid"),
+        (
+            b'{"cards": [], "tables": {"t": "caf\xe9.parquet"}}',
+            r"is not UTF-8 text \(byte 34: invalid",
+        ),
         (b'{"cards": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "is nested too deeply to read"),
     ],
 )
@@ -357,6 +360,7 @@ def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
 ) -> None:
     import threading
 
+    from panels_builtin.projection import panel as projection_panel
     from panels_core import projection
     from panels_core.projection import shared
     from panels_core.workspace import server
@@ -369,6 +373,7 @@ def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
         return 0.0
 
     monkeypatch.setattr(projection, "warm_up", fake_warm_up)
+    monkeypatch.setattr(projection_panel, "warm_up_raster", lambda: None)
     monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
     # projections on threads of this process: the warm-up runs on one of ours
     monkeypatch.setenv("PANELS_PROJECTION_WORKER", "0")
@@ -387,6 +392,10 @@ def test_a_projection_card_starts_the_umap_warm_up_on_a_low_priority_thread(
 
 
 def test_with_the_projection_worker_the_warm_up_starts_that_process(monkeypatch) -> None:
+    import threading
+
+    from panels_builtin.projection import panel as projection_panel
+    from panels_builtin.projection import raster
     from panels_core.projection import shared
     from panels_core.workspace import server
 
@@ -402,9 +411,18 @@ def test_with_the_projection_worker_the_warm_up_starts_that_process(monkeypatch)
     fake = FakeWorker()
     monkeypatch.delenv(server.WARM_UP_ENV, raising=False)
     monkeypatch.setattr(shared, "_SHARED_PROJECTOR", fake)
+    compiled: list[str] = []
+
+    def warm_up_raster() -> None:
+        raster.warm_up_raster()  # the real one: it draws without error
+        compiled.append(threading.current_thread().name)
+
+    monkeypatch.setattr(projection_panel, "warm_up_raster", warm_up_raster)
     cards = [CardSpec(kind="projection", input=Query(table="t"))]
-    assert server.start_warm_up(cards) is None  # no thread here: the worker compiles
-    assert fake.started == 1
+    thread = server.start_warm_up(cards)  # UMAP compiles in the worker; the raster here
+    assert thread is not None
+    thread.join(600)  # a bound for a busy machine
+    assert fake.started == 1 and compiled == ["panels-raster-warm-up"]
 
 
 def test_the_merge_kernels_load_early_when_a_table_is_big_enough(monkeypatch) -> None:
@@ -434,7 +452,9 @@ def test_a_card_kind_that_cannot_name_a_panel_is_an_error_card(tmp_path: Path, f
     good = CardSpec(kind="histogram", input=Query(table="runs"), config={"column": "score"})
     ws = Workspace.from_spec(WorkspaceSpec(tables={"runs": str(files["runs"])}, cards=[bad, good]))
     shown, fine = ws.cards
-    assert "the card's kind 'bad kind' cannot name a panel" in html.unescape(shown._layout[0].object)
+    assert "the card's kind 'bad kind' cannot name a panel" in html.unescape(
+        shown._layout[0].object
+    )
     assert "card-kind-bad kind" not in " ".join(shown._layout.css_classes)
     assert fine.count.object == "90 of 90 rows" and fine._classes()[-1] == "card-kind-histogram"
     assert ws.save(tmp_path / "ws.json") and read_spec(tmp_path / "ws.json").cards == (bad, good)

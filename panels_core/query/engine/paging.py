@@ -283,17 +283,29 @@ class Pager:
                 )
             dim = int(lo or 0)
         rows = select_rows(rel, query, params, f"CAST({sql} AS FLOAT[{dim}]) AS v", ordered=True)
-        values = self.runner.arrow(cur, rows, params, "column_numpy").column(0).combine_chunks()
-        n = len(values)
-        if n == 0 or dim == 0:
-            return np.zeros((n, dim), dtype=np.float32)
-        flat = values.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        flat = flat[values.offset * dim : (values.offset + n) * dim]
-        matrix = flat.reshape(n, dim)
-        if values.null_count:
-            matrix = matrix.copy()
-            matrix[values.is_null().to_numpy(zero_copy_only=False)] = np.nan
-        return matrix
+        chunks = self.runner.arrow(cur, rows, params, "column_numpy").column(0).chunks
+        return _fill_matrix(chunks, dim)
+
+
+def _fill_matrix(chunks: list[Any], dim: int) -> np.ndarray:
+    """Fixed-size-list chunks as one writable (n, dim) float32 matrix, a null list as a row of
+    NaN. Each chunk is copied into place and let go at once, so the rows are held about once
+    (not twice, as joining the chunks and then converting them would), and the matrix is
+    writable, so a caller such as scikit-learn need not copy it again."""
+    matrix = np.empty((sum(len(chunk) for chunk in chunks), dim), dtype=np.float32)
+    start = 0
+    for i, chunk in enumerate(chunks):
+        chunks[i] = None  # the list no longer holds it
+        n = len(chunk)
+        if n and dim:
+            flat = chunk.values.to_numpy(zero_copy_only=False)
+            block = matrix[start : start + n]
+            block[...] = flat[chunk.offset * dim : (chunk.offset + n) * dim].reshape(n, dim)
+            if chunk.null_count:
+                block[chunk.is_null().to_numpy(zero_copy_only=False)] = np.nan
+        del chunk
+        start += n
+    return matrix
 
 
 def _read_by(query: Query, fields: Mapping[str, pa.Field], names: Sequence[str]) -> list[str]:
