@@ -64,8 +64,8 @@ class Merger:
         registered on ``cur`` when a statement first reads it. None: not
         possible, or small enough for DuckDB's hash join.
         """
-        if a.length + b.length < PAIR_MIN_ROWS:
-            return None
+        if a.length + b.length < PAIR_MIN_ROWS or a.numbered or b.numbered:
+            return None  # small, or rows whose numbers are not their positions
         keys = (spec.on, spec.on) if isinstance(spec.on, str) else spec.on
         keep = (1 not in required, 0 not in required)  # rows without a partner, per side
         if keys is not None and not self._mergeable(a, b, keys):
