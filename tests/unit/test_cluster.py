@@ -169,13 +169,19 @@ def write_again(folder: Path) -> None:
         pq.write_table(table, folder / f"part-{i}.parquet")
 
 
-def same_answers(local: Engine, cluster: Engine, query: Query, column: str) -> None:
-    """count, every page sorted by ``column`` (ties) and by default, compared rows,
-    histogram and value counts of ``column`` (a compared one: a row per source)."""
+def same_answers(
+    local: Engine, cluster: Engine, query: Query, column: str, names: tuple[str, str] = ("0", "1")
+) -> None:
+    """count, every page sorted by ``column`` of each side (ties) and by default,
+    histogram and value counts of ``column`` (a compared one: a row per source; of a
+    join, its right side's), and a comparison's every row."""
     assert cluster.count(query) == local.count(query)
-    same_page(cluster.compared(query), local.compared(query))
-    ascending, descending = SortKey(column=f"0.{column}"), SortKey(column=f"1.{column}")
-    for sort in ((), (descending.model_copy(update={"descending": True}),), (ascending,)):
+    if query.compare_with is not None:
+        same_page(cluster.compared(query), local.compared(query))
+    else:
+        column = f"{names[1]}.{column}"
+    first, second = (SortKey(column=f"{n}.{column.split('.')[-1]}") for n in names)
+    for sort in ((), (second.model_copy(update={"descending": True}),), (first,)):
         sorted_query = query.model_copy(update={"sort": sort})
         for offset in (0, 45, 130):
             same_page(cluster.page(sorted_query, offset, 50), local.page(sorted_query, offset, 50))
@@ -226,6 +232,27 @@ def test_a_comparison_on_the_cluster_equals_the_local_one(tables, tmp_path, dask
     pairs = cluster.page(Query(table="preds", compare_with=again), 0, 10_000)
     assert pairs.num_rows == local.count(Query(table="preds", compare_with=again)) > 1_000
     assert listing(tmp_path / "preds") == before
+
+
+def test_the_rows_of_a_join_on_the_cluster_equal_the_local_ones(
+    tables, tmp_path, dask_client
+) -> None:
+    write_again(tmp_path / "again")
+    tables = {**tables, "again": open_table(tmp_path / "again")}
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    for join, filter in (
+        (JoinSpec(table="other", on="id"), None),
+        (JoinSpec(table="other", on="id", how="left"), "other.score > 0.5"),
+        (JoinSpec(table="other", on="id", how="outer"), None),
+        (JoinSpec(table="again", on="id", how="outer"), None),  # repeated and null keys
+        (JoinSpec(table="again", on="label"), 'preds.split == "train"'),  # text keys
+    ):
+        query = Query(table="preds", join=join)
+        if filter is not None:
+            query = query.model_copy(update={"filter": parse_filter(filter)})
+        with distributed.get_task_stream(client=dask_client) as stream:
+            same_answers(local, cluster, query, "score", ("preds", join.table))
+        assert sum("count_part" in str(task["key"]) for task in stream.data) == 40
 
 
 def test_a_one_file_dataset_of_row_groups_runs_in_several_tasks(tmp_path, dask_client) -> None:
@@ -327,9 +354,13 @@ def test_a_lost_scheduler_is_a_clear_error_and_the_tables_stay(tables) -> None:
         engine.count(compared)  # a comparison runs on the cluster too
     # what the cluster does not answer, this process still does
     grouped = engine.grouped(Query(table="preds", group_by=("label",)))
-    assert grouped.column("count").to_pylist() == Engine(tables).grouped(
-        Query(table="preds", group_by=("label",))
-    ).column("count").to_pylist()
+    assert (
+        grouped.column("count").to_pylist()
+        == Engine(tables)
+        .grouped(Query(table="preds", group_by=("label",)))
+        .column("count")
+        .to_pylist()
+    )
 
 
 class HoldTasks(distributed.WorkerPlugin):

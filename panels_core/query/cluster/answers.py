@@ -1,14 +1,14 @@
 """The engine's answers computed on a Dask cluster, one task per Parquet file.
 
 ``ClusterAnswers`` answers what ``Engine`` asks of its rows (``LocalAnswers``'
-methods): a query over one Parquet table (a dataset or a file), without a
-join or groups, runs as one task per file (``tasks``) whose partial answers
-the client combines (``combine``); a comparison of two Parquet tables runs as
-one task per pair of key partitions, co-partitioned and kept on the workers
-(``pairs``); a join's match counts are a Dask dataframe merge of the two
-tables' keys (``joins``). Anything else (in-memory tables, the rows of joins,
-grouped tables) is answered by DuckDB in this process over the same files,
-exactly as without a cluster.
+methods): a query over one Parquet table (a dataset or a file), without
+groups, runs as one task per file (``tasks``) whose partial answers the
+client combines (``combine``); a comparison or a join of two Parquet tables
+runs as one task per pair of key partitions, co-partitioned and kept on the
+workers (``pairs``); a join's match counts are a Dask
+dataframe merge of the two tables' keys (``joins``). Anything else (in-memory
+tables, grouped tables) is answered by DuckDB in this process over the same
+files, exactly as without a cluster.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class ClusterAnswers:
         partitions of its comparison (``pairs``); None when it runs here instead.
         ``what``: the call (named in errors); ``whole``: the answer needs every row (no
         offset/limit of the query's own)."""
-        if query.join is not None or query.group_by:
+        if query.group_by:
             return None
         if query.filter is not None and any(isinstance(n, InSelection) for n in walk(query.filter)):
             return None  # the projection's points are registered in this process only
@@ -67,14 +67,14 @@ class ClusterAnswers:
             return None
         with self.parts.planner.session(query, what):
             pass  # the query's own mistakes are told here, as the local engine tells them
-        if query.compare_with is not None:
+        if query.compare_with is not None or query.join is not None:
             return self.comparisons.pairs(query)
         return tasks.files_of(self.parts.catalog.source(query.table))
 
     def fields(self, query: Query) -> list[str]:
         """The columns of the query's rows (a comparison's: its key, compared columns,
-        ``present``)."""
-        if query.compare_with is None:
+        ``present``; a join's: a struct per side)."""
+        if query.compare_with is None and query.join is None:
             return list(self.parts.catalog.source(query.table).fields)
         with self.parts.planner.session(query, "page") as (_, _, rel):
             return list(rel.fields)
@@ -129,7 +129,8 @@ class ClusterAnswers:
         return self.local.row_numbers(query)  # in the order of this process's column_numpy
 
     def column_numpy(self, query: Query, column: str) -> np.ndarray:
-        ordered = query.sort or query.compare_with is not None  # in this process's order
+        # in this process's order
+        ordered = query.sort or query.compare_with is not None or query.join is not None
         shards = None if ordered else self.shards(query, "column_numpy", whole=True)
         if shards is None:
             return self.local.column_numpy(query, column)
@@ -157,8 +158,9 @@ class ClusterAnswers:
         grouped = bool(query.group_by)
         plain = query.model_copy(update={"group_by": ()})
         shards = None
-        # a compared query's groups or `by` run here (its pairs hold no groups)
-        local = query.compare_with is not None and (grouped or by is not None)
+        # a comparison's or join's groups or `by` run here (its pairs hold no groups)
+        two = query.compare_with is not None or query.join is not None
+        local = two and (grouped or by is not None)
         if not local and (
             not grouped or (by is None and not query.sort and column not in query.group_by)
         ):

@@ -1,4 +1,4 @@
-"""A comparison on the cluster: both tables' rows co-partitioned on the key by Dask.
+"""A comparison (or join) on the cluster: both tables' rows co-partitioned on the key by Dask.
 
 Every file of both tables is a partition of a Dask dataframe (``side_part``): its rows
 (every column and their row numbers) and a hash of the compare key in one canonical
@@ -9,7 +9,9 @@ partition: the engine's own comparison of the two tables' rows there (``Pair``: 
 planner's SQL, a DuckDB join, over rows that keep their row numbers), so null keys,
 NaN keys, repeated keys and the compared columns' types are the local engine's. The
 pairs stay on the workers (``Comparisons`` keeps the last ``PAIRS_KEPT``), and every
-query of that comparison is one task per pair (``tasks``), combined as files are.
+query of that comparison is one task per pair (``tasks``), combined as files are. A
+join's rows are paired the same way (the planner joins a pair's rows as it compares
+them).
 """
 
 # SQL here is the planner's own, cut by an integer LIMIT:
@@ -157,13 +159,13 @@ class Comparisons:
         self.lock = threading.Lock()
 
     def pairs(self, query: Query) -> list[Any] | None:
-        """The pairs (futures on the workers) of the query's comparison; None when a table
-        is not read from Parquet files or the keys do not hash alike."""
-        spec = query.compare_with
+        """The pairs (futures on the workers) of the query's comparison or join; None when
+        a table is not read from Parquet files or the keys do not hash alike."""
+        spec: Any = query.compare_with if query.compare_with is not None else query.join
         catalog = self.parts.catalog
-        sources = (catalog.source(query.table), catalog.source(spec.table))  # type: ignore[union-attr]
+        sources = (catalog.source(query.table), catalog.source(spec.table))
         files = [files_of(s) for s in sources]
-        on = spec.on  # type: ignore[union-attr]
+        on = spec.on
         keys = (ROW, ROW) if on is None else (on, on) if isinstance(on, str) else tuple(on)
         fields = [s.fields.get(k) for s, k in zip(sources, keys)]
         if on is None:
@@ -182,8 +184,8 @@ class Comparisons:
             pairs = self.co_partition(sources, files, keys, kind)  # type: ignore[arg-type]
             self.kept[found] = pairs
             while len(self.kept) > PAIRS_KEPT:
-                for future in self.kept.popitem(last=False)[1]:
-                    future.release()
+                # dropped, not released: a query still using them holds them until it ends
+                self.kept.popitem(last=False)
             return pairs
 
     def co_partition(
