@@ -25,6 +25,7 @@ from panels_core.query.cluster import ClusterError, open_cluster
 from panels_core.query.engine import Engine
 from panels_core.query.model import CompareWith, JoinSpec, Query, SortKey
 from panels_core.query.parse import parse_filter
+from panels_core.query.selection import RowsBrush, Selection
 from tests.unit.test_datasets import as_frame, open_dataset_layout, write_arrow_dataset
 
 distributed = pytest.importorskip("distributed")
@@ -283,6 +284,11 @@ def test_a_one_file_dataset_of_row_groups_runs_in_several_tasks(tmp_path, dask_c
     for sorted_query in (query, by_score, Query(table="one", sort=(SortKey(column="label"),))):
         for offset in (0, 90, 420):  # across the pieces' bounds; ties by row number
             same_page(cluster.page(sorted_query, offset, 60), local.page(sorted_query, offset, 60))
+    chosen = Selection(brushes=(("table", RowsBrush(rows=(999, 3, 500, 120))),))
+    first = Query(table="one", sort=by_score.sort, selection=chosen, selected_first=True)
+    page = cluster.page(first, 0, 6)
+    same_page(page, local.page(first, 0, 6))
+    assert sorted(page.column("id").to_pylist()[:4]) == [3, 120, 500, 999]  # selected first
     got, want = (e.histogram(query, "score", bins=9) for e in (cluster, local))
     np.testing.assert_array_equal(got.counts, want.counts)
     got, want = (e.value_counts(Query(table="one"), "label") for e in (cluster, local))

@@ -5,10 +5,10 @@ methods): a query over one Parquet table (a dataset or a file), without
 groups, runs as one task per file (``tasks``) whose partial answers the
 client combines (``combine``); a comparison or a join of two Parquet tables
 runs as one task per pair of key partitions, co-partitioned and kept on the
-workers (``pairs``); a join's match counts are a Dask
-dataframe merge of the two tables' keys (``joins``). Anything else (in-memory
-tables, grouped tables) is answered by DuckDB in this process over the same
-files, exactly as without a cluster.
+workers (``pairs``); a join's match counts are a Dask dataframe merge of the
+two tables' keys (``joins``). Anything else (in-memory tables, grouped
+tables) is answered by DuckDB in this process over the same files, exactly
+as without a cluster.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ class ClusterAnswers:
         offset/limit of the query's own)."""
         if query.group_by:
             return None
-        if query.filter is not None and any(isinstance(n, InSelection) for n in walk(query.filter)):
+        first = query.selection.as_filter() if query.selected_first and query.selection else None
+        exprs = [e for e in (query.filter, first) if e is not None]
+        if any(isinstance(n, InSelection) for e in exprs for n in walk(e)):
             return None  # the projection's points are registered in this process only
         if whole and (query.offset or query.limit is not None):
             return None
@@ -158,7 +160,8 @@ class ClusterAnswers:
         grouped = bool(query.group_by)
         plain = query.model_copy(update={"group_by": ()})
         shards = None
-        # a comparison's or join's groups or `by` run here (its pairs hold no groups)
+        # a comparison's or join's groups run here, and its `by` (the local engine tells
+        # which `by` a compared column refuses)
         two = query.compare_with is not None or query.join is not None
         local = two and (grouped or by is not None)
         if not local and (

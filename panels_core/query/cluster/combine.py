@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from panels_core.query.cluster.tasks import KEY, ORDER
+from panels_core.query.cluster.tasks import KEY, ORDER, SELECTED
 from panels_core.query.engine.answers import Histogram, ValueCounts
 from panels_core.query.engine.binning import hashable
 from panels_core.query.engine.histogram import label, null_last
@@ -61,8 +61,9 @@ def page_span(query: Query, offset: int, limit: int) -> tuple[int, int]:
 def merged_page(
     parts: Sequence[pa.Table], query: Query, start: int, stop: int, names: list[str]
 ) -> pa.Table:
-    """Rows ``start .. stop`` of the parts' first rows in the query's order (ties in row
-    order: the row number, or a comparison's row of each source, null last)."""
+    """Rows ``start .. stop`` of the parts' first rows in the query's order (the selected
+    rows first with ``selected_first``; ties in row order: the row number, or a
+    comparison's row of each source, null last)."""
     rows = pa.concat_tables(parts, promote_options="permissive")
     ties = [c for c in rows.column_names if c.startswith(ORDER)]
     columns = [rows.column(c).fill_null(np.iinfo(np.int64).max).to_numpy() for c in ties]
@@ -70,6 +71,9 @@ def merged_page(
     for i in reversed(range(len(query.sort))):
         values = rows.column(f"{KEY}{i}").to_pylist()
         order = _stable_sort(order, values, query.sort[i].descending)
+    if SELECTED in rows.column_names:  # the selected rows first, each part in its order
+        selected = rows.column(SELECTED).to_pylist()
+        order = [i for i in order if selected[i]] + [i for i in order if not selected[i]]
     chosen = pa.array(order[start:stop], type=pa.int64())
     return rows.select(names).take(chosen)
 

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from panels_core.query.cluster.client import Tasks
 from panels_core.query.cluster.tasks import Shard, files_of
-from panels_core.query.engine.cache import LRU
+from panels_core.query.engine.cache import LRU, file_stamp
 from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.parts import Parts
 from panels_core.query.model import Query
@@ -176,7 +176,9 @@ class Comparisons:
             kind = route_kind(fields[0].type, fields[1].type)  # type: ignore[union-attr]
         if kind is None or files[0] is None or files[1] is None:
             return None
-        found = (catalog.stamp(), *(s.name for s in sources), keys, kind)
+        # the two tables' registrations and files (not the engine's other tables or points)
+        stamp = tuple((s.view, *(file_stamp(f) for f in s.files)) for s in sources)
+        found = (stamp, *(s.name for s in sources), keys, kind)
         with self.lock:
             if found in self.kept:
                 self.kept.move_to_end(found)

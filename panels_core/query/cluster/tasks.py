@@ -23,7 +23,7 @@ from panels_core.query.engine.binning import QUANTILE_SAMPLE
 from panels_core.query.engine.cache import LRU
 from panels_core.query.engine.paging import restore_metadata
 from panels_core.query.engine.parts import Parts
-from panels_core.query.engine.relation import resolve, select_rows
+from panels_core.query.engine.relation import FIRST, resolve, select_rows
 from panels_core.query.engine.sources import Source
 from panels_core.query.model import Query
 from panels_core.query.sql import quote_ident
@@ -32,6 +32,7 @@ __all__ = [
     "KEY",
     "ORDER",
     "PARTS_KEPT",
+    "SELECTED",
     "TASKS",
     "Shard",
     "bins_part",
@@ -45,6 +46,8 @@ __all__ = [
 
 KEY = "__tp_k"
 """A page's sort key columns are named ``__tp_k0``, ``__tp_k1``, ... in a task's rows."""
+SELECTED = "__tp_selected"
+"""A page's column saying which rows the selection holds (``selected_first``)."""
 ORDER = "__tp_o"
 """A page's row order columns are named ``__tp_o0``, ... in a task's rows (``Rel.order``)."""
 TASKS = 8
@@ -114,8 +117,9 @@ def count_part(shard: Shard, query: Query) -> int:
 
 def page_part(shard: Shard, query: Query, stop: int, columns: list[str] | None) -> pa.Table:
     """The file's first ``stop`` rows in the query's order: the asked columns, the sort
-    keys (``KEY0``, ...) and the row order (``ORDER0``, ...: the row number, or a
-    comparison's row of each source), for the client to merge."""
+    keys (``KEY0``, ...), the row order (``ORDER0``, ...: the row number, or a
+    comparison's row of each source) and with ``selected_first`` whether the selection
+    holds the row (``SELECTED``), for the client to merge."""
     parts = shard.parts()
     with parts.planner.session(uncut(query), "page", needs=()) as (cur, params, rel):
         names = list(rel.fields) if columns is None else list(columns)
@@ -124,6 +128,8 @@ def page_part(shard: Shard, query: Query, stop: int, columns: list[str] | None) 
             sql, _ = resolve(rel, key.column, params, "sort column")
             select.append(f"{sql} AS {KEY}{i}")
         select += [f"{quote_ident(o)} AS {ORDER}{i}" for i, o in enumerate(rel.order)]
+        if rel.first:  # the selected rows come first
+            select.append(f"{quote_ident(FIRST)} AS {SELECTED}")
         sql = select_rows(rel, uncut(query), params, ", ".join(select), 0, stop, ordered=True)
         table = parts.runner.arrow(cur, sql, params, "page")
         return restore_metadata(table, rel.fields) if rel.plain else table
