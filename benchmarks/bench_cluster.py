@@ -8,7 +8,9 @@ once, one file at a time with pyarrow (never the whole dataset in memory), and
 cached under ``benchmarks/data/``. Each operation runs on the local engine and on
 the cluster engine over the same files, each with an emptied answer cache:
 seconds (median of ``--repeat``), rows per second, and the ratio; the first call
-(a filtered count, which opens each file's engine on the workers) is timed apart. The local side
+(a filtered count, which opens each file's engine on the workers) is timed apart, and so is
+a comparison's first call (on the cluster it co-partitions both tables on the key and keeps
+them on the workers; the next calls of that comparison use them). The local side
 runs in a subprocess of its own, so its peak memory is its own; each worker's peak
 (``VmHWM``) is read with ``client.run``.
 """
@@ -33,6 +35,7 @@ DATA = HERE / "data"
 FILE_ROWS = 1_000_000
 CATEGORIES = [f"class_{i:02d}" for i in range(20)]
 FIRST = "first call (opens)"
+FIRST_COMPARE = "compare: first (shuffle)"
 
 
 def folder(rows: int) -> Path:
@@ -67,14 +70,27 @@ def generate(rows: int) -> Path:
 
 def operations() -> dict[str, Any]:
     """Name -> a call on an engine (the dataset is the table ``t``)."""
-    from panels_core.query.model import JoinSpec, Query, SortKey
+    from panels_core.query.model import CompareWith, JoinSpec, Query, SortKey
     from panels_core.query.parse import parse_filter
 
+    changed = parse_filter("0.y != 1.y")
+    compared_sorted = Query(
+        table="t",
+        compare_with=CompareWith(table="u", on="id"),
+        sort=(SortKey(column="1.x", descending=True),),
+    )
+    joined_sorted = Query(
+        table="t",
+        join=JoinSpec(table="u", on="id"),
+        filter=parse_filter("t.category == 'class_03'"),
+        sort=(SortKey(column="u.y"),),
+    )
     filtered = Query(
         table="t",
         filter=parse_filter("x > 0.5 and category == 'class_03'"),
         sort=(SortKey(column="y", descending=True),),
     )
+    compared = Query(table="t", compare_with=CompareWith(table="u", on="id"))
     return {
         "count": lambda e: e.count(Query(table="t")),
         "histogram": lambda e: e.histogram(Query(table="t"), "x", bins=50),
@@ -84,6 +100,10 @@ def operations() -> dict[str, Any]:
         "join counts on id": lambda e: e.join_counts(
             Query(table="t", join=JoinSpec(table="u", on="id"))
         ),
+        "compare: count": lambda e: e.count(compared.model_copy(update={"filter": changed})),
+        "compare: sorted page": lambda e: e.page(compared_sorted, 1000, 50),
+        "compare: histogram": lambda e: e.histogram(compared, "x", bins=50),
+        "join: sorted page": lambda e: e.page(joined_sorted, 1000, 50),
     }
 
 
@@ -91,7 +111,7 @@ def run_side(rows: int, side: str, repeat: int) -> dict[str, Any]:
     """Seconds per operation on one side (``local``, or ``cluster`` on 2 workers)."""
     from panels_core.data.table import Table
     from panels_core.query.engine import Engine
-    from panels_core.query.model import Query
+    from panels_core.query.model import CompareWith, Query
     from panels_core.query.parse import parse_filter
 
     table = Table.from_parquet_dataset(folder(rows))
@@ -109,6 +129,9 @@ def run_side(rows: int, side: str, repeat: int) -> dict[str, Any]:
     start = time.perf_counter()  # the first call opens the files (on each worker)
     engine.count(Query(table="t", filter=parse_filter("x > 0")))
     out["seconds"][FIRST] = time.perf_counter() - start
+    start = time.perf_counter()  # the cluster's first call of a comparison shuffles both tables
+    engine.count(Query(table="t", compare_with=CompareWith(table="u", on="id")))
+    out["seconds"][FIRST_COMPARE] = time.perf_counter() - start
     for name, op in operations().items():
         out["seconds"][name] = median_seconds(lambda op=op: op(engine), repeat, engine.clear_cache)
     out["peak_mib"] = {"client" if client else "local": round(peak_mib())}
@@ -139,11 +162,11 @@ def main(argv: list[str]) -> int:
             )
             sides[side] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"\n{rows:,} rows in {len(list(folder(rows).rglob('*.parquet')))} files")
-        print(f"{'operation':<22}{'local s':>9}{'cluster s':>11}{'ratio':>8}{'cluster rows/s':>16}")
-        for name in [FIRST, *operations()]:
+        print(f"{'operation':<26}{'local s':>9}{'cluster s':>11}{'ratio':>8}{'cluster rows/s':>16}")
+        for name in [FIRST, FIRST_COMPARE, *operations()]:
             local, remote = sides["local"]["seconds"][name], sides["cluster"]["seconds"][name]
             print(
-                f"{name:<22}{local:>9.2f}{remote:>11.2f}{remote / local:>8.2f}"
+                f"{name:<26}{local:>9.2f}{remote:>11.2f}{remote / local:>8.2f}"
                 f"{rows / remote:>16,.0f}"
             )
         peaks = {**sides["local"]["peak_mib"], **sides["cluster"]["peak_mib"]}

@@ -12,9 +12,10 @@ The rows themselves are read by the engine (DuckDB), not here.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -73,6 +74,9 @@ class ParquetDataset:
     """Whether every file has the same schema (else columns are matched by name)."""
     first_row: int = 0
     """The number of the first file's first row (not 0 in a ``shard`` of a dataset)."""
+    span: tuple[int, int] | None = None
+    """The rows ``start .. stop`` of its one file a ``piece`` holds (whole row groups);
+    None: every row of its files."""
 
     @property
     def name(self) -> str:
@@ -82,6 +86,8 @@ class ParquetDataset:
     @property
     def rows(self) -> tuple[int, ...]:
         """Each file's row count (from its footer)."""
+        if self.span is not None:
+            return (self.span[1] - self.span[0],)
         return tuple(meta.num_rows for meta in self.metas)
 
     @property
@@ -102,6 +108,25 @@ class ParquetDataset:
             self.uniform,
             self.offsets[index],
         )
+
+    def piece(self, index: int, span: tuple[int, int]) -> ParquetDataset:
+        """The rows ``span`` (start, stop within the file) of file ``index`` alone, as
+        ``shard`` gives the file: its rows keep their numbers in this dataset."""
+        return replace(self.shard(index), span=(int(span[0]), int(span[1])))
+
+    def spans(self, index: int, parts: int) -> list[tuple[int, int]]:
+        """File ``index``'s row groups in up to ``parts`` runs of about equal rows: each
+        run's (start, stop) row within the file (one run of every row when the file has
+        one row group)."""
+        meta = self.metas[index]
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        ends = np.cumsum(sizes)
+        total = int(ends[-1]) if sizes else 0
+        cuts = {0, total}
+        for k in range(1, max(min(parts, len(sizes)), 1)):  # the group end nearest k/parts
+            cuts.add(int(ends[np.abs(ends - total * k / parts).argmin()]))
+        bounds = sorted(cuts)
+        return list(itertools.pairwise(bounds)) or [(0, 0)]  # an empty file: one empty run
 
     @property
     def num_rows(self) -> int:

@@ -47,12 +47,12 @@ class JoinSpec(_Spec):
 class Query(_Spec):
     """A query of one table: filter, sort, group, compare, join, page.
 
-    ``selection`` is the table's linked selection, carried (and saved) with the
-    query for the panels to show; it does not narrow the query's rows (that is
-    ``View.selected()``); ``selected_first`` puts the selected rows first (then
-the sort). ``filter`` accepts filter text, Mongo-style JSON or an AST; it is stored as
-    the AST and serialized as canonical filter text, so a saved query stays
-    readable and round-trips unchanged.
+        ``selection`` is the table's linked selection, carried (and saved) with the
+        query for the panels to show; it does not narrow the query's rows (that is
+        ``View.selected()``); ``selected_first`` puts the selected rows first (then
+    the sort). ``filter`` accepts filter text, Mongo-style JSON or an AST; it is stored as
+        the AST and serialized as canonical filter text, so a saved query stays
+        readable and round-trips unchanged.
     """
 
     table: str

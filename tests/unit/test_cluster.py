@@ -7,6 +7,7 @@ the lost-scheduler test starts one of its own (1 worker) and closes it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +16,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from panels_core.data.sources import open_table
 from panels_core.query.cluster import ClusterError, local_cluster, open_cluster
 from panels_core.query.engine import Engine
-from panels_core.query.model import JoinSpec, Query, SortKey
+from panels_core.query.model import CompareWith, JoinSpec, Query, SortKey
 from panels_core.query.parse import parse_filter
+from panels_core.query.selection import RowsBrush, Selection
 from tests.unit.test_datasets import as_frame, open_dataset_layout, write_arrow_dataset
 
 distributed = pytest.importorskip("distributed")
@@ -147,6 +152,152 @@ def test_every_answer_equals_the_local_engines(tables, reference, tmp_path, dask
     assert listing(tmp_path / "preds") == before  # nothing written into the dataset's folder
 
 
+def write_again(folder: Path) -> None:
+    """A third dataset of 3 files: repeated and null ids; scores with ties, NaN, null, -0.0."""
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        ids = rng.integers(0, 600, 40) * 7 % 100_003
+        score = np.round(rng.normal(size=40), 1)
+        score[:3] = [np.nan, -0.0, 0.0]
+        table = pa.table(
+            {
+                "id": pa.array(ids, mask=np.arange(40) % 13 == 0),
+                "score": pa.array(score, mask=np.arange(40) % 11 == 5),
+                "label": pa.array(rng.choice(["cat", "dog", "eel"], 40).tolist()),
+            }
+        )
+        pq.write_table(table, folder / f"part-{i}.parquet")
+
+
+def same_answers(
+    local: Engine, cluster: Engine, query: Query, column: str, names: tuple[str, str] = ("0", "1")
+) -> None:
+    """count, every page sorted by ``column`` of each side (ties) and by default,
+    histogram and value counts of ``column`` (a compared one: a row per source; of a
+    join, its right side's), and a comparison's every row."""
+    assert cluster.count(query) == local.count(query)
+    if query.compare_with is not None:
+        same_page(cluster.compared(query), local.compared(query))
+    else:
+        column = f"{names[1]}.{column}"
+    first, second = (SortKey(column=f"{n}.{column.split('.')[-1]}") for n in names)
+    for sort in ((), (second.model_copy(update={"descending": True}),), (first,)):
+        sorted_query = query.model_copy(update={"sort": sort})
+        for offset in (0, 45, 130):
+            same_page(cluster.page(sorted_query, offset, 50), local.page(sorted_query, offset, 50))
+    for kwargs in ({"bins": 9}, {"bins": "auto"}):
+        got, want = (e.histogram(query, column, **kwargs) for e in (cluster, local))
+        np.testing.assert_array_equal(got.edges, want.edges)
+        np.testing.assert_array_equal(got.counts, want.counts)
+        assert (got.groups, got.nulls, got.nonfinite, got.outside) == (
+            want.groups,
+            want.nulls,
+            want.nonfinite,
+            want.outside,
+        )
+    got, want = (e.value_counts(query, column, 6) for e in (cluster, local))
+    assert [nan_as_text(v) for v in got.values] == [nan_as_text(v) for v in want.values]
+    assert (got.counts.tolist(), got.other, got.nulls, got.groups) == (
+        want.counts.tolist(),
+        want.other,
+        want.nulls,
+        want.groups,
+    )
+
+
+def test_a_comparison_on_the_cluster_equals_the_local_one(tables, tmp_path, dask_client) -> None:
+    write_again(tmp_path / "again")
+    tables = {**tables, "again": open_table(tmp_path / "again")}
+    before = listing(tmp_path / "preds")
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    on_id = CompareWith(table="other", on="id")
+    again = CompareWith(table="again", on="id")  # repeated keys: every pair of rows
+    by_score = CompareWith(table="again", on=("score", "score"))  # NaN, null, -0.0 keys
+    for spec, filter in (
+        (on_id, None),
+        (on_id, "1.present and 0.score < 1.score"),
+        (again, None),
+        (again, "0.present"),
+        (by_score, '0.label == "cat"'),
+        (CompareWith(table="other"), None),  # by row position
+    ):
+        query = Query(table="preds", compare_with=spec)
+        if filter is not None:
+            query = query.model_copy(update={"filter": parse_filter(filter)})
+        with distributed.get_task_stream(client=dask_client) as stream:
+            same_answers(local, cluster, query, "score" if spec.on != ("score", "score") else "id")
+        ran = [task["key"] for task in stream.data]
+        # one count task per pair: the 40 files' rows of both tables in 40 key partitions
+        assert sum("count_part" in str(key) for key in ran) == 40
+    pairs = cluster.page(Query(table="preds", compare_with=again), 0, 10_000)
+    assert pairs.num_rows == local.count(Query(table="preds", compare_with=again)) > 1_000
+    assert listing(tmp_path / "preds") == before
+
+
+def test_the_rows_of_a_join_on_the_cluster_equal_the_local_ones(
+    tables, tmp_path, dask_client
+) -> None:
+    write_again(tmp_path / "again")
+    tables = {**tables, "again": open_table(tmp_path / "again")}
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    for join, filter in (
+        (JoinSpec(table="other", on="id"), None),
+        (JoinSpec(table="other", on="id", how="left"), "other.score > 0.5"),
+        (JoinSpec(table="other", on="id", how="outer"), None),
+        (JoinSpec(table="again", on="id", how="outer"), None),  # repeated and null keys
+        (JoinSpec(table="again", on="label"), 'preds.split == "train"'),  # text keys
+    ):
+        query = Query(table="preds", join=join)
+        if filter is not None:
+            query = query.model_copy(update={"filter": parse_filter(filter)})
+        with distributed.get_task_stream(client=dask_client) as stream:
+            same_answers(local, cluster, query, "score", ("preds", join.table))
+        assert sum("count_part" in str(task["key"]) for task in stream.data) == 40
+
+
+def test_a_one_file_dataset_of_row_groups_runs_in_several_tasks(tmp_path, dask_client) -> None:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    score = np.round(rng.normal(size=1_000), 1)
+    score[::17] = np.nan
+    rows = pa.table(
+        {
+            "id": np.arange(1_000),
+            "score": pa.array(score, mask=np.arange(1_000) % 23 == 0),
+            "label": rng.choice(["cat", "dog", "eel"], 1_000).tolist(),
+        }
+    )
+    pq.write_table(rows, folder / "part-0.parquet", row_group_size=100)  # 10 row groups
+    dataset = open_table(folder).parquet_dataset
+    spans = dataset.spans(0, 8)
+    assert len(spans) == 8 and spans[0][0] == 0 and spans[-1][1] == 1_000
+    assert all(a[1] == b[0] and a[1] % 100 == 0 for a, b in itertools.pairwise(spans))
+    tables = {"one": open_table(folder)}
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    query = Query(table="one", filter=parse_filter("score > -0.5"))
+    with distributed.get_task_stream(client=dask_client) as stream:
+        assert cluster.count(query) == local.count(query)
+    assert sum("count_part" in str(task["key"]) for task in stream.data) == 8
+    by_score = query.model_copy(update={"sort": (SortKey(column="score", descending=True),)})
+    for sorted_query in (query, by_score, Query(table="one", sort=(SortKey(column="label"),))):
+        for offset in (0, 90, 420):  # across the pieces' bounds; ties by row number
+            same_page(cluster.page(sorted_query, offset, 60), local.page(sorted_query, offset, 60))
+    chosen = Selection(brushes=(("table", RowsBrush(rows=(999, 3, 500, 120))),))
+    first = Query(table="one", sort=by_score.sort, selection=chosen, selected_first=True)
+    page = cluster.page(first, 0, 6)
+    same_page(page, local.page(first, 0, 6))
+    assert sorted(page.column("id").to_pylist()[:4]) == [3, 120, 500, 999]  # selected first
+    got, want = (e.histogram(query, "score", bins=9) for e in (cluster, local))
+    np.testing.assert_array_equal(got.counts, want.counts)
+    got, want = (e.value_counts(Query(table="one"), "label") for e in (cluster, local))
+    assert (got.values, got.counts.tolist()) == (want.values, want.counts.tolist())
+    np.testing.assert_array_equal(  # in row order: the rows keep their numbers
+        cluster.column_numpy(query, "id"), local.column_numpy(query, "id")
+    )
+
+
 def test_a_query_mistake_is_told_as_the_local_engine_tells_it(tables, dask_client) -> None:
     local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
     query = Query(table="preds", filter=parse_filter("scor > 1"))
@@ -202,8 +353,18 @@ def test_a_lost_scheduler_is_a_clear_error_and_the_tables_stay(tables) -> None:
         f"the Dask cluster at {address} is not answering: the connection is closed; the "
         "tables are still there — restart the cluster or serve without --cluster"
     )
+    compared = Query(table="preds", compare_with={"table": "other", "on": "id"})
+    with pytest.raises(ClusterError, match="is not answering: the connection is closed"):
+        engine.count(compared)  # a comparison runs on the cluster too
     # what the cluster does not answer, this process still does
-    assert engine.compared(Query(table="preds", compare_with={"table": "other", "on": "id"}))
+    grouped = engine.grouped(Query(table="preds", group_by=("label",)))
+    assert (
+        grouped.column("count").to_pylist()
+        == Engine(tables)
+        .grouped(Query(table="preds", group_by=("label",)))
+        .column("count")
+        .to_pylist()
+    )
 
 
 class HoldTasks(distributed.WorkerPlugin):

@@ -274,6 +274,17 @@ def test_value_counts_of_a_compared_column_per_source(engine: Engine) -> None:
     }
 
 
+def test_value_counts_of_a_compared_column_count_nan_as_one_value() -> None:
+    v1 = pa.table({"id": [1, 2, 3, 4], "x": [float("nan"), float("nan"), 1.0, None]})
+    v2 = pa.table({"id": [1, 3, 5], "x": [float("nan"), 1.0, float("nan")]})
+    engine = Engine({"v1": v1, "v2": v2})
+    query = Query(table="v1", compare_with={"table": "v2", "on": "id"})
+    vc = engine.value_counts(query, "x", top=5)
+    assert [str(v) for v in vc.values] == ["nan", "1.0"]  # once, not once per source
+    assert vc.counts.tolist() == [[2, 1], [2, 1]]
+    assert (vc.other, vc.nulls) == (0, 1)
+
+
 def _key_ordered_files(tmp_path) -> tuple[pa.Table, pa.Table, Table, Table]:
     # ids ascending by row group (what the per-range join needs), null and repeated keys,
     # keys on one side only, and row groups of the two files ending at different ids

@@ -1,12 +1,14 @@
 """The engine's answers computed on a Dask cluster, one task per Parquet file.
 
 ``ClusterAnswers`` answers what ``Engine`` asks of its rows (``LocalAnswers``'
-methods): a query over one Parquet table (a dataset or a file), without a
-comparison, a join or groups, runs as one task per file (``tasks``) whose
-partial answers the client combines (``combine``); a join's match counts are
-a Dask dataframe merge of the two tables' keys (``joins``). Anything else
-(in-memory tables, comparisons, the rows of joins, grouped tables) is answered by
-DuckDB in this process over the same files, exactly as without a cluster.
+methods): a query over one Parquet table (a dataset or a file), without
+groups, runs as one task per file (``tasks``) whose partial answers the
+client combines (``combine``); a comparison or a join of two Parquet tables
+runs as one task per pair of key partitions, co-partitioned and kept on the
+workers (``pairs``); a join's match counts are a Dask dataframe merge of the
+two tables' keys (``joins``). Anything else (in-memory tables, grouped
+tables) is answered by DuckDB in this process over the same files, exactly
+as without a cluster.
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ from panels_core.query.cluster.combine import (
     page_span,
 )
 from panels_core.query.cluster.joins import join_counts
+from panels_core.query.cluster.pairs import Comparisons
 from panels_core.query.engine.answers import Histogram, ValueCounts
 from panels_core.query.engine.binning import numpy_edges, quartiles
 from panels_core.query.engine.parts import Parts
-from panels_core.query.engine.sources import Source
 from panels_core.query.errors import QueryError
 from panels_core.query.expr import InSelection, walk
 from panels_core.query.model import Query
 
 __all__ = ["ClusterAnswers"]
+
+ALL = 2**62
+"""A limit no table reaches: every row."""
 
 
 class ClusterAnswers:
@@ -45,22 +50,36 @@ class ClusterAnswers:
         self.tasks = Tasks(client)
         self.parts = parts
         self.local = parts.answers
+        self.comparisons = Comparisons(self.tasks, parts)
 
     # ------------------------------------------------------------- which way
 
-    def shards(self, query: Query, what: str, whole: bool = False) -> list[tasks.Shard] | None:
-        """The files a query runs over, one task each; None when it runs here instead.
+    def shards(self, query: Query, what: str, whole: bool = False) -> list[Any] | None:
+        """What a query runs over, one task each: the files of its table, or the key
+        partitions of its comparison (``pairs``); None when it runs here instead.
         ``what``: the call (named in errors); ``whole``: the answer needs every row (no
         offset/limit of the query's own)."""
-        if query.compare_with is not None or query.join is not None or query.group_by:
+        if query.group_by:
             return None
-        if query.filter is not None and any(isinstance(n, InSelection) for n in walk(query.filter)):
+        first = query.selection.as_filter() if query.selected_first and query.selection else None
+        exprs = [e for e in (query.filter, first) if e is not None]
+        if any(isinstance(n, InSelection) for e in exprs for n in walk(e)):
             return None  # the projection's points are registered in this process only
         if whole and (query.offset or query.limit is not None):
             return None
         with self.parts.planner.session(query, what):
             pass  # the query's own mistakes are told here, as the local engine tells them
-        return files_of(self.parts.catalog.source(query.table))
+        if query.compare_with is not None or query.join is not None:
+            return self.comparisons.pairs(query)
+        return tasks.files_of(self.parts.catalog.source(query.table))
+
+    def fields(self, query: Query) -> list[str]:
+        """The columns of the query's rows (a comparison's: its key, compared columns,
+        ``present``; a join's: a struct per side)."""
+        if query.compare_with is None and query.join is None:
+            return list(self.parts.catalog.source(query.table).fields)
+        with self.parts.planner.session(query, "page") as (_, _, rel):
+            return list(rel.fields)
 
     # ------------------------------------------------------------- rows
 
@@ -83,17 +102,24 @@ class ClusterAnswers:
         if shards is None:
             return self.local.page(query, offset, limit, columns)
         start, stop = page_span(query, offset, limit)
-        source = self.parts.catalog.source(query.table)
-        names = list(source.fields) if columns is None else list(dict.fromkeys(columns))
+        names = self.fields(query) if columns is None else list(dict.fromkeys(columns))
         parts = self.tasks.map(tasks.page_part, shards, query=query, stop=stop, columns=names)
         return merged_page(parts, query, start, stop, names if columns is None else list(columns))
 
     def compared(self, query: Query) -> pa.Table:
-        return self.local.compared(query)
+        if query.compare_with is None:
+            return self.local.compared(query)  # which tells what to set
+        shards = self.shards(query, "compared")
+        if shards is None:
+            return self.local.compared(query)
+        start, stop = page_span(query, 0, ALL)
+        names = self.fields(query)
+        parts = self.tasks.map(tasks.page_part, shards, query=query, stop=stop, columns=names)
+        return merged_page(parts, query, start, stop, names)
 
     def join_counts(self, query: Query) -> tuple[int, int, int]:
         left, lk, right, rk = self.parts.pager.join_sides(query)
-        sides = [(files_of(s), k, s.fields.get(k)) for s, k in ((left, lk), (right, rk))]
+        sides = [(tasks.files_of(s), k, s.fields.get(k)) for s, k in ((left, lk), (right, rk))]
         if any(files is None or field is None for files, _, field in sides):
             return self.local.join_counts(query)  # not Parquet, or a key it tells about
         (a, ka, fa), (b, kb, fb) = sides
@@ -105,7 +131,9 @@ class ClusterAnswers:
         return self.local.row_numbers(query)  # in the order of this process's column_numpy
 
     def column_numpy(self, query: Query, column: str) -> np.ndarray:
-        shards = None if query.sort else self.shards(query, "column_numpy", whole=True)
+        # in this process's order
+        ordered = query.sort or query.compare_with is not None or query.join is not None
+        shards = None if ordered else self.shards(query, "column_numpy", whole=True)
         if shards is None:
             return self.local.column_numpy(query, column)
         parts = self.tasks.map(tasks.column_part, shards, query=query, column=column)
@@ -132,7 +160,13 @@ class ClusterAnswers:
         grouped = bool(query.group_by)
         plain = query.model_copy(update={"group_by": ()})
         shards = None
-        if not grouped or (by is None and not query.sort and column not in query.group_by):
+        # a comparison's or join's groups run here, and its `by` (the local engine tells
+        # which `by` a compared column refuses)
+        two = query.compare_with is not None or query.join is not None
+        local = two and (grouped or by is not None)
+        if not local and (
+            not grouped or (by is None and not query.sort and column not in query.group_by)
+        ):
             shards = self.shards(plain, "histogram", whole=True)
         if shards is None:
             return self.local.histogram(query, column, bins, range, width, by)
@@ -141,7 +175,14 @@ class ClusterAnswers:
         parts = self.tasks.map(tasks.bins_part, shards, width=width, by=by, **common)
         if grouped:  # per group, groups in the order of their first row
             return merged_group_histogram(edges, parts)
-        return merged_histogram(edges, parts, by is not None)
+        return merged_histogram(edges, parts, by is not None, self.sources(query, column))
+
+    def sources(self, query: Query, column: str) -> list[str] | None:
+        """The sources of a compared column (a histogram row each); None for any other."""
+        if query.compare_with is None:
+            return None
+        with self.parts.planner.session(query, "histogram") as (_, _, rel):
+            return list(rel.sources) if column in rel.compared else None
 
     def edges(
         self,
@@ -173,19 +214,3 @@ class ClusterAnswers:
 
     def grouped(self, query: Query, bins: int | Literal["auto"], sample: int) -> pa.Table:
         return self.local.grouped(query, bins, sample)
-
-
-def files_of(source: Source) -> list[tasks.Shard] | None:
-    """One task's file each of a Parquet table (a dataset's files, or its one file); None
-    for a table that is not read from Parquet files (or a joined table)."""
-    if source.sides is not None or not source.parquet:
-        return None
-    dtypes = dict(source.type.columns)
-    total = source.length
-    if source.dataset is None:
-        return [tasks.Shard(source.name, dtypes, path=source.path, rows=total, total=total)]
-    dataset = source.dataset
-    return [
-        tasks.Shard(source.name, dtypes, dataset.shard(i), rows=rows, total=total)
-        for i, rows in enumerate(dataset.rows)
-    ]

@@ -118,6 +118,17 @@ class Tasks:
         """A list of Dask collections computed on the cluster."""
         return self.collect(lambda: self.client.compute(collections, retries=RETRIES))
 
+    def persist(self, collections: list[Any]) -> list[Any]:
+        """Dask collections computed on the cluster and kept there: their futures, once
+        every one is done (the caller releases them)."""
+
+        def start() -> list[Any]:
+            futures = self.client.compute(collections, retries=RETRIES)
+            self.wait(futures)
+            return futures
+
+        return self.run(start)
+
     def map(self, fn: Callable[..., Any], shards: Sequence[Any], **kwargs: Any) -> list[Any]:
         """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order."""
         return self.collect(

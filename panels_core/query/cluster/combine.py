@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from panels_core.query.cluster.tasks import KEY
+from panels_core.query.cluster.tasks import KEY, ORDER, SELECTED
 from panels_core.query.engine.answers import Histogram, ValueCounts
 from panels_core.query.engine.binning import hashable
-from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.histogram import label, null_last
 from panels_core.query.model import Query
 
@@ -62,33 +61,48 @@ def page_span(query: Query, offset: int, limit: int) -> tuple[int, int]:
 def merged_page(
     parts: Sequence[pa.Table], query: Query, start: int, stop: int, names: list[str]
 ) -> pa.Table:
-    """Rows ``start .. stop`` of the files' first rows in the query's order (ties by row)."""
+    """Rows ``start .. stop`` of the parts' first rows in the query's order (the selected
+    rows first with ``selected_first``; ties in row order: the row number, or a
+    comparison's row of each source, null last)."""
     rows = pa.concat_tables(parts, promote_options="permissive")
-    order = np.argsort(rows.column(ROW).to_numpy(), kind="stable").tolist()
+    ties = [c for c in rows.column_names if c.startswith(ORDER)]
+    columns = [rows.column(c).fill_null(np.iinfo(np.int64).max).to_numpy() for c in ties]
+    order = np.lexsort(columns[::-1]).tolist() if columns else list(range(rows.num_rows))
     for i in reversed(range(len(query.sort))):
         values = rows.column(f"{KEY}{i}").to_pylist()
         order = _stable_sort(order, values, query.sort[i].descending)
+    if SELECTED in rows.column_names:  # the selected rows first, each part in its order
+        selected = rows.column(SELECTED).to_pylist()
+        order = [i for i in order if selected[i]] + [i for i in order if not selected[i]]
     chosen = pa.array(order[start:stop], type=pa.int64())
     return rows.select(names).take(chosen)
 
 
-def merged_counts(
-    parts: Sequence[tuple[list[Any], list[int], int]], top: int, several: bool
-) -> ValueCounts:
-    """The files' value counts summed; most frequent first, ties by value, cut at ``top``."""
-    totals: dict[Any, int] = {}
+Counted = tuple[list[Any], np.ndarray, int, "list[str] | None"]
+"""A part's values, their counts (a row per source of a compared column), its rows with
+a null, and the sources."""
+
+
+def merged_counts(parts: Sequence[Counted], top: int, several: bool) -> ValueCounts:
+    """The parts' value counts summed; most frequent first (over every source of a
+    compared column), ties by value, cut at ``top``."""
+    sources = next((p[3] for p in parts if p[3] is not None), None)
+    width = 1 if sources is None else len(sources)
+    totals: dict[Any, np.ndarray] = {}
     nulls = 0
-    for values, counts, part_nulls in parts:
+    for values, counts, part_nulls, _ in parts:
         nulls += part_nulls
-        for value, count in zip(values, counts, strict=True):
+        rows = np.asarray(counts, dtype=np.int64).reshape(width, len(values))
+        for i, value in enumerate(values):
             key = tuple(map(_one_nan, value)) if several else _one_nan(value)
-            totals[key] = totals.get(key, 0) + count
+            totals[key] = totals.get(key, np.zeros(width, dtype=np.int64)) + rows[:, i]
     keys = sorted(totals, key=lambda v: _value_order(v, several))
-    keys.sort(key=totals.__getitem__, reverse=True)
+    keys.sort(key=lambda v: int(totals[v].sum()), reverse=True)
     kept = keys[:top]
-    counts = np.array([totals[k] for k in kept], dtype=np.int64)
-    other = sum(totals.values()) - int(counts.sum())
-    return ValueCounts(kept, counts, int(other), int(nulls))
+    table = np.array([totals[k] for k in kept], dtype=np.int64).reshape(len(kept), width).T
+    other = sum(int(t.sum()) for t in totals.values()) - int(table.sum())
+    counts = table[0] if sources is None else table
+    return ValueCounts(kept, counts, int(other), int(nulls), sources)
 
 
 def _one_nan(value: Any) -> Any:
@@ -102,24 +116,34 @@ def _value_order(value: Any, several: bool) -> tuple[Any, ...]:
     return tuple((rank(v), v if rank(v) == 0 else 0) for v in items)
 
 
-Binned = tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int], list[tuple[Any, ...]]]
-"""A file's bin counts per key, its (nulls, nonfinite, finite) values, its keys by first row."""
+Binned = tuple[list[dict[tuple[Any, ...], np.ndarray]], list[tuple[int, int, int]], list[Any]]
+"""A part's bin counts per key and its (nulls, nonfinite, finite) values, per series (one,
+or one per source of a compared column), and its keys by their first row."""
 
 
-def merged_histogram(edges: np.ndarray, parts: Sequence[Binned], by: bool) -> Histogram:
-    """The files' bin counts added (per ``by`` value: sorted, null last)."""
+def merged_histogram(
+    edges: np.ndarray, parts: Sequence[Binned], by: bool, sources: list[str] | None = None
+) -> Histogram:
+    """The parts' bin counts added (per ``by`` value: sorted, null last; per source of a
+    compared column when ``sources`` names them)."""
     bins = len(edges) - 1
-    totals: dict[tuple[Any, ...], np.ndarray] = {}
+    n = 1 if sources is None else len(sources)
+    totals: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in range(n)]
     for counts, _, _ in parts:
-        for key, row in counts.items():
-            totals[key] = totals.get(key, np.zeros(bins, dtype=np.int64)) + row
-    nulls, nonfinite, finite = (sum(p[1][i] for p in parts) for i in range(3))
+        for total, part in zip(totals, counts, strict=True):
+            for key, row in part.items():
+                total[key] = total.get(key, np.zeros(bins, dtype=np.int64)) + row
+    nulls, nonfinite, finite = (sum(s[i] for p in parts for s in p[1]) for i in range(3))
+    labels: list[str] | None = None
     if by:
-        groups = sorted(totals, key=null_last)
-        counts = np.array([totals[g] for g in groups], dtype=np.int64).reshape(len(groups), bins)
-        labels: list[str] | None = [label(g[0]) for g in groups]
+        groups = sorted(totals[0], key=null_last)
+        counts = np.array([totals[0][g] for g in groups], dtype=np.int64).reshape(len(groups), bins)
+        labels = [label(g[0]) for g in groups]
+    elif sources is not None:
+        counts = np.stack([t.get((), np.zeros(bins, dtype=np.int64)) for t in totals])
+        labels = list(sources)
     else:
-        counts, labels = totals.get((), np.zeros(bins, dtype=np.int64)), None
+        counts = totals[0].get((), np.zeros(bins, dtype=np.int64))
     return Histogram(
         edges=edges,
         counts=counts,
@@ -137,12 +161,12 @@ def merged_group_histogram(edges: np.ndarray, parts: Sequence[Binned]) -> Histog
     for _, _, first in parts:
         for key in first:
             groups.setdefault(hashable(key), key)
-    nulls, nonfinite, finite = (sum(p[1][i] for p in parts) for i in range(3))
+    nulls, nonfinite, finite = (sum(p[1][0][i] for p in parts) for i in range(3))
     bins = len(edges) - 1
     counts = np.zeros((len(groups), bins), dtype=np.int64)
     position = {key: i for i, key in enumerate(groups)}
     for part_counts, _, _ in parts:
-        for key, row in part_counts.items():
+        for key, row in part_counts[0].items():
             if key in position:
                 counts[position[key]] += row
     return Histogram(

@@ -21,27 +21,38 @@ import pyarrow as pa
 
 from panels_core.query.engine.binning import QUANTILE_SAMPLE
 from panels_core.query.engine.cache import LRU
-from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.paging import restore_metadata
 from panels_core.query.engine.parts import Parts
-from panels_core.query.engine.relation import resolve, select_rows
+from panels_core.query.engine.relation import FIRST, resolve, select_rows
+from panels_core.query.engine.sources import Source
 from panels_core.query.model import Query
 from panels_core.query.sql import quote_ident
 
 __all__ = [
     "KEY",
+    "ORDER",
     "PARTS_KEPT",
+    "SELECTED",
+    "TASKS",
     "Shard",
     "bins_part",
     "bounds_part",
     "column_part",
     "count_part",
+    "files_of",
     "page_part",
     "values_part",
 ]
 
 KEY = "__tp_k"
 """A page's sort key columns are named ``__tp_k0``, ``__tp_k1``, ... in a task's rows."""
+SELECTED = "__tp_selected"
+"""A page's column saying which rows the selection holds (``selected_first``)."""
+ORDER = "__tp_o"
+"""A page's row order columns are named ``__tp_o0``, ... in a task's rows (``Rel.order``)."""
+TASKS = 8
+"""A dataset of fewer files splits each file by its row groups, toward this many tasks
+(a few large files still spread over the workers)."""
 PARTS_KEPT = 64
 """A worker keeps the engines of this many files open (a file's next query skips opening
 it); each holds a DuckDB database of about 10 MiB."""
@@ -69,8 +80,11 @@ class Shard:
     def parts(self) -> Parts:
         """This file's engine on this worker (kept: the next query over it reuses it)."""
         stat = self.file.stat()
-        first = 0 if self.dataset is None else self.dataset.first_row
-        key = (self.table, str(self.file), stat.st_mtime_ns, stat.st_size, first, repr(self.dtypes))
+        first, span = (
+            (0, None) if self.dataset is None else (self.dataset.first_row, self.dataset.span)
+        )
+        key = (self.table, str(self.file), stat.st_mtime_ns, stat.st_size, first, span)
+        key += (repr(self.dtypes),)
         with _lock:
             kept = _parts.get(key)
             if kept is not None:
@@ -103,7 +117,9 @@ def count_part(shard: Shard, query: Query) -> int:
 
 def page_part(shard: Shard, query: Query, stop: int, columns: list[str] | None) -> pa.Table:
     """The file's first ``stop`` rows in the query's order: the asked columns, the sort
-    keys (``KEY0``, ...) and the row numbers (``ROW``), for the client to merge."""
+    keys (``KEY0``, ...), the row order (``ORDER0``, ...: the row number, or a
+    comparison's row of each source) and with ``selected_first`` whether the selection
+    holds the row (``SELECTED``), for the client to merge."""
     parts = shard.parts()
     with parts.planner.session(uncut(query), "page", needs=()) as (cur, params, rel):
         names = list(rel.fields) if columns is None else list(columns)
@@ -111,7 +127,9 @@ def page_part(shard: Shard, query: Query, stop: int, columns: list[str] | None) 
         for i, key in enumerate(query.sort):
             sql, _ = resolve(rel, key.column, params, "sort column")
             select.append(f"{sql} AS {KEY}{i}")
-        select.append(f"{quote_ident(ROW)} AS {quote_ident(ROW)}")
+        select += [f"{quote_ident(o)} AS {ORDER}{i}" for i, o in enumerate(rel.order)]
+        if rel.first:  # the selected rows come first
+            select.append(f"{quote_ident(FIRST)} AS {SELECTED}")
         sql = select_rows(rel, uncut(query), params, ", ".join(select), 0, stop, ordered=True)
         table = parts.runner.arrow(cur, sql, params, "page")
         return restore_metadata(table, rel.fields) if rel.plain else table
@@ -122,19 +140,22 @@ def column_part(shard: Shard, query: Query, column: str) -> np.ndarray:
     return shard.parts().answers.column_numpy(query, column)
 
 
-def values_part(shard: Shard, query: Query, names: list[str]) -> tuple[list[Any], list[int], int]:
-    """Every value (tuple) of the ``names`` columns in the file with its count, and the
-    rows with a null."""
+def values_part(
+    shard: Shard, query: Query, names: list[str]
+) -> tuple[list[Any], np.ndarray, int, list[str] | None]:
+    """Every value (tuple) of the ``names`` columns in the file with its count (a row of
+    counts per source of a compared column), the rows with a null, and the sources."""
     counts = shard.parts().answers.value_counts(query, names, top=2**62)
-    return counts.values, counts.counts.tolist(), counts.nulls
+    return counts.values, counts.counts, counts.nulls, counts.groups
 
 
 def bounds_part(
     shard: Shard, query: Query, column: str, auto: bool
 ) -> tuple[float | None, float | None, int, np.ndarray | None]:
     """The finite min and max of ``column`` in the file (from the footer's statistics when
-    DuckDB can), and for auto bins its finite count and a sample of its values (the file's
-    share of the engine's quartile sample: all of them when the table is that small)."""
+    DuckDB can; over every source of a compared column), and for auto bins its finite
+    count and a sample of its values (the file's share of the engine's quartile sample:
+    all of them when the table is that small)."""
     parts = shard.parts()
     with parts.planner.session(query, "histogram", group=False, needs=(column,)) as (
         cur,
@@ -143,10 +164,13 @@ def bounds_part(
     ):
         series = parts.histograms.series(pre, column, params)
         rows = select_rows(pre, query, params)
-        ((lo, hi),) = parts.binner.bounds(cur, params, rows, series)
+        bounds = parts.binner.bounds(cur, params, rows, series)
+        lows = [lo for lo, _ in bounds if lo is not None]
+        highs = [hi for _, hi in bounds if hi is not None]
+        lo, hi = (min(lows), max(highs)) if lows else (None, None)
         if not auto:
             return lo, hi, 0, None
-        ((_, _, finite),) = parts.binner.counts(cur, params, rows, series)
+        finite = sum(c[2] for c in parts.binner.counts(cur, params, rows, series))
         size = max(1, math.ceil(QUANTILE_SAMPLE * shard.rows / max(shard.total, 1)))
         sample = parts.binner.sample(cur, params, rows, series, [column], size)[column]
         return lo, hi, finite, sample
@@ -160,10 +184,12 @@ def bins_part(
     bins: int,
     width: float | None,
     by: str | None,
-) -> tuple[dict[tuple[Any, ...], np.ndarray], tuple[int, int, int], list[tuple[Any, ...]]]:
+) -> tuple[list[dict[tuple[Any, ...], np.ndarray]], list[tuple[int, int, int]], list[Any]]:
     """The file's counts of ``column`` in the bins the client chose (``bins`` or ``width``
     over ``span``: the same edges everywhere), per value of ``by`` or, in a grouped query,
-    per group; its (nulls, nonfinite, finite) values; and its groups by their first row."""
+    per group; its (nulls, nonfinite, finite) values; and its groups by their first row.
+    The counts and values are listed per series: one, or one per source of a compared
+    column."""
     parts = shard.parts()
     needs = (column,) if by is None else (column, by)
     with parts.planner.session(query, "histogram", group=False, needs=needs) as (
@@ -179,7 +205,7 @@ def bins_part(
             keys = [] if by is None else [resolve(pre, by, params, "histogram `by` column")[0]]
             rows, order = select_rows(pre, query, params), None
         binned = parts.binner.bin(cur, params, rows, keys, series, bins, span, width, order)
-        return binned.counts[0], binned.stats[0], binned.first
+        return binned.counts, binned.stats, binned.first
 
 
 def key_part(shard: Shard, key: str) -> Any:
@@ -190,3 +216,28 @@ def key_part(shard: Shard, key: str) -> Any:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     return pa.table({"k": column.drop_null()}).to_pandas()
+
+
+def files_of(source: Source) -> list[Shard] | None:
+    """One task's file each of a Parquet table (a dataset's files, or its one file; a
+    dataset of fewer than ``TASKS`` files in pieces of each file's row groups); None for
+    a table that is not read from Parquet files (or a joined table)."""
+    if source.sides is not None or not source.parquet:
+        return None
+    dtypes = dict(source.type.columns)
+    total = source.length
+    if source.dataset is None:
+        return [Shard(source.name, dtypes, path=source.path, rows=total, total=total)]
+    dataset = source.dataset
+    files = len(dataset.files)
+    if files >= TASKS:
+        return [
+            Shard(source.name, dtypes, dataset.shard(i), rows=rows, total=total)
+            for i, rows in enumerate(dataset.rows)
+        ]
+    pieces = (
+        dataset.piece(i, span)
+        for i in range(files)
+        for span in dataset.spans(i, -(-TASKS // files))
+    )
+    return [Shard(source.name, dtypes, p, rows=p.num_rows, total=total) for p in pieces]

@@ -96,11 +96,12 @@ class Aggregates:
             params,
             "value_counts",
         )
-        values = list(dict.fromkeys(r[0] for r in result))
+        # NaN is one value (each NaN DuckDB returns is a float object of its own)
+        values = list(dict.fromkeys(_one_nan(r[0]) for r in result))
         position = {v: i for i, v in enumerate(values)}
         counts = np.zeros((len(rel.sources), len(values)), dtype=np.int64)
         for value, _, source, count in result:
-            counts[source, position[value]] = count
+            counts[source, position[_one_nan(value)]] = count
         total, nulls = totals[0]
         return ValueCounts(
             values, counts, int(total - nulls - counts.sum()), int(nulls), list(rel.sources)
@@ -216,3 +217,11 @@ def _numeric_value(t: pa.DataType, compared: bool) -> bool:
     if compared:
         return all(is_numeric(t.field(i).type) for i in range(t.num_fields))
     return is_numeric(t)
+
+
+_NAN = float("nan")
+
+
+def _one_nan(value: Any) -> Any:
+    """The one NaN object for any NaN (a dict then finds it), any other value as it is."""
+    return _NAN if isinstance(value, float) and value != value else value

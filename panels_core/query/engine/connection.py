@@ -175,7 +175,13 @@ def scan_dataset(con: Any, dataset: Any) -> Any:
         f"FROM read_parquet($files, hive_partitioning = {hive}, union_by_name = {by_name}, "
         f"hive_types_autocast = false, filename = '{FILE}')"
     )
-    params = {"files": [str(f) for f in dataset.files], "offsets": list(dataset.offsets)}
+    params: dict[str, Any] = {
+        "files": [str(f) for f in dataset.files],
+        "offsets": list(dataset.offsets),
+    }
+    if dataset.span is not None:  # a piece of one file: DuckDB reads only its row groups
+        sql += " WHERE file_row_number >= $start AND file_row_number < $stop"
+        params |= {"start": dataset.span[0], "stop": dataset.span[1]}
     return con.sql(sql, params=params)
 
 

@@ -65,8 +65,8 @@ class Merger:
         Parquet file's statistics, else one pass over each key column, kept per
         table version), or the tables are small enough for DuckDB's hash join.
         """
-        if a.length + b.length < PAIR_MIN_ROWS:
-            return None
+        if a.length + b.length < PAIR_MIN_ROWS or a.numbered or b.numbered:
+            return None  # small, or rows whose numbers are not their positions
         keys = (spec.on, spec.on) if isinstance(spec.on, str) else spec.on
         verdict = (self.catalog.call.stamp, a.view, b.view, keys)
         if self.verdicts.get(verdict) is False:

@@ -61,6 +61,7 @@ class Source:
     columns: tuple[str, ...] = ()
     path: Path | None = None  # the Parquet file of a Parquet-backed table
     dataset: Any = None  # the ParquetDataset of a table over many Parquet files
+    numbered: bool = False  # in-memory rows numbered as in a bigger table (``add_numbered``)
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -130,6 +131,16 @@ class Catalog:
                 )
             else:
                 self.sources[name] = self.register(name, table)
+
+    def add_numbered(self, name: str, table: Any, rows: pa.Array) -> None:
+        """Register in-memory rows of a bigger table under ``name``, each keeping its row
+        number there (``rows``, int64): a cluster's part of a table, paged and compared as
+        the whole table's rows would be."""
+        self.add_table(name, table)
+        source = self.sources[name]
+        arrow = source.arrow  # type: ignore[union-attr]
+        source.arrow = arrow.set_column(arrow.schema.get_field_index(ROW), ROW, rows)
+        source.numbered = True
 
     def drop(self, source: Source) -> None:
         """Forget a replaced table: its hidden sides and its Parquet view."""

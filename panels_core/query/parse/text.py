@@ -33,9 +33,7 @@ from panels_core.query.parse.tokens import Token, describe, tokenize
 
 __all__ = ["TextParser"]
 
-_ALL_FUNCTIONS = ", ".join(
-    f"`{f}`" for f in (*FUNCTIONS, *LIST_FUNCTIONS, *SELECTION_FUNCTIONS)
-)
+_ALL_FUNCTIONS = ", ".join(f"`{f}`" for f in (*FUNCTIONS, *LIST_FUNCTIONS, *SELECTION_FUNCTIONS))
 _RESERVED = ("and", "or", "not", "in", "is", "null", "true", "false")
 
 
