@@ -39,10 +39,19 @@ from panels_core.projection.distributed import (
     ClusterProjection,
     fit_on_cluster,
     lost_as_projection_error,
+    points_extent_and_count,
 )
 from panels_core.projection.progress import Stages
 
-__all__ = ["FITS_KEPT", "ClusterInput", "ClusterPlot", "Drawn", "fitted", "on_cluster"]
+__all__ = [
+    "FITS_KEPT",
+    "ClusterInput",
+    "ClusterPlot",
+    "Drawn",
+    "fitted",
+    "forget_fits",
+    "on_cluster",
+]
 
 FITS_KEPT = 2
 """Cluster fits kept (each holds its sample: up to 200,000 rows of the input)."""
@@ -103,6 +112,12 @@ def fitted(source: ClusterInput, spec: proj.ProjectionSpec, stages: Stages) -> C
     return projection
 
 
+def forget_fits() -> None:
+    """Drop the kept cluster fits (the next card fits again)."""
+    with _fits_lock:
+        _fits.clear()
+
+
 @dataclass(frozen=True, eq=False)
 class Drawn:
     """A projection on the cluster, ready to show: the fit, the drawn points (persisted on
@@ -139,13 +154,14 @@ class ClusterPlot(ProjectionPlot):
         if source.rows is not None:
             frame = projection.points_among(client, source.rows)
         frame = lost_as_projection_error(client, lambda: client.persist(frame))
-        count = int(lost_as_projection_error(client, lambda: len(frame)))
+        extent, count = lost_as_projection_error(client, lambda: points_extent_and_count(frame))
         if not count:
             raise proj.ProjectionError(
                 f"none of the view's rows has a point ({projection.message or 'no rows'}); "
                 "change the filter or the columns"
             )
-        layer = lost_as_projection_error(client, lambda: FrameRasterLayer(frame))
+        layer = FrameRasterLayer(frame, extent)
+        layer.chosen = self._chosen(self.view)
         stages(0.9, "drawing the points on the cluster's workers")
         data = lost_as_projection_error(client, layer.draw)
         return Drawn(projection, frame, layer, data, count)
@@ -164,9 +180,9 @@ class ClusterPlot(ProjectionPlot):
                 future.set_exception(error)
 
         threading.Thread(target=job, name="panels-projection-cluster", daemon=True).start()
-        self.watch(future, spec, len(self), progress)
+        self.watch(future, spec, self.rows_projected(), progress)
 
-    def __len__(self) -> int:
+    def rows_projected(self) -> int:
         """The rows the card projects (the view's, or the dataset's)."""
         rows = self.source.rows
         return len(rows) if rows is not None else int(self.source.dataset.num_rows)
@@ -179,12 +195,10 @@ class ClusterPlot(ProjectionPlot):
         spec = self.config.spec(self.source.embedding)
         self.points_key = points_key(view, self.source.key, spec)
         view.register_point_frame(self.points_key, drawn.frame)
-        self.chosen = self._chosen(view)
-        drawn.layer.chosen = self.chosen
-        data = drawn.data if self.chosen is None else drawn.layer.draw()
+        self.chosen = drawn.layer.chosen
         self.caption = self.cluster_caption(drawn)
         labels = projection.model.axis_labels
-        figure = self.raster_figure(drawn.layer, data, labels, [], thumbs=False)
+        figure = self.raster_figure(drawn.layer, drawn.data, labels, [], thumbs=False)
         self.layout.objects = self._widgets(figure, None)
         self.search_box.placeholder = "search is not available on a cluster yet"
 

@@ -68,6 +68,7 @@ __all__ = [
     "piece_picks",
     "place_piece",
     "points_extent",
+    "points_extent_and_count",
     "points_frame",
 ]
 
@@ -291,10 +292,18 @@ def lost_as_projection_error(client: Any, work: Any) -> Any:
 
 def points_extent(points: Any) -> tuple[tuple[float, float], tuple[float, float]]:
     """The points' (x_min, x_max), (y_min, y_max), in one pass on the workers."""
+    return points_extent_and_count(points)[0]
+
+
+def points_extent_and_count(
+    points: Any,
+) -> tuple[tuple[tuple[float, float], tuple[float, float]], int]:
+    """The points' extent (as ``points_extent``) and how many there are, in one pass."""
     import dask
 
-    x0, x1, y0, y1 = dask.compute(points.x.min(), points.x.max(), points.y.min(), points.y.max())
-    return (float(x0), float(x1)), (float(y0), float(y1))
+    x, y = points.x, points.y
+    x0, x1, y0, y1, n = dask.compute(x.min(), x.max(), y.min(), y.max(), points.row.count())
+    return ((float(x0), float(x1)), (float(y0), float(y1))), int(n)
 
 
 def count_image(
