@@ -14,7 +14,13 @@ Measured, on ``LocalCluster(n_workers=2, threads_per_worker=1)``:
   4. each worker's peak resident memory;
   5. beside it, up to 30M rows, in this process: the same rows read with pyarrow and
      placed with the same fitted model (``FittedProjection.transform``), and the whole
-     local pipeline ``project(X, PCA)``; ratio cluster / local.
+     local pipeline ``project(X, PCA)``; ratio cluster / local;
+  6. the projection card's render (``Projection2D.render``, as a served card computes it:
+     fit, place every row, the first raster) on an engine with the cluster (points kept on
+     the workers, ``FrameRasterLayer``) and on the local engine (the column read into this
+     process, projected and rasterised here), the server process's resident memory after
+     each, and the ratio; then the cluster card again with its fit kept (a new filter or
+     a re-render) and with a filter keeping half the rows.
 
 Run: ``.venv/bin/python benchmarks/bench_cluster_projection.py [--rows N] [--big]``.
 """
@@ -100,10 +106,12 @@ def bench(rows: int) -> None:
         cold = steps(client, dataset, spec, rows)  # the workers import and compile here
         warm = steps(client, dataset, spec, rows)
         peaks = client.run(worker_peak_mib)
-    line = "  {:<44} {:>8.2f} s {:>12,.0f} rows/s  (first run {:.2f} s)"
-    for (name, seconds), (_, first) in zip(warm.times.items(), cold.times.items(), strict=True):
-        print(line.format(name, seconds, rows / seconds, first))
-    print("  worker peak memory: " + ", ".join(f"{v:,.0f} MiB" for v in peaks.values()))
+        line = "  {:<44} {:>8.2f} s {:>12,.0f} rows/s  (first run {:.2f} s)"
+        for (name, seconds), (_, first) in zip(warm.times.items(), cold.times.items(), strict=True):
+            print(line.format(name, seconds, rows / seconds, first))
+        print("  worker peak memory: " + ", ".join(f"{v:,.0f} MiB" for v in peaks.values()))
+        if rows <= LOCAL_UP_TO:
+            cards(client, dataset, rows)
     if rows <= LOCAL_UP_TO:
         local(dataset, warm.model, warm.times["PCA transform of every row (workers)"])
 
@@ -149,6 +157,61 @@ def steps(client, dataset, spec, rows: int) -> Steps:
         lambda: count_image(held, *window, width=560, height=420),
     )
     return out
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (VmRSS)."""
+    with open("/proc/self/status") as status:
+        return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) / 1024
+
+
+def card_render(dataset, cluster, where: str = "") -> tuple[float, object]:
+    """Seconds of one projection card render (PCA of ``emb``) over ``dataset``, and the card."""
+    from panels_builtin.projection import Projection2D
+    from panels_core.data.table import Table
+    from panels_core.query.engine import Engine
+    from panels_core.query.model import Query
+    from panels_core.view import View
+
+    engine = Engine({"preds": Table.from_parquet_dataset(dataset)}, cluster=cluster)
+    view = View(engine, Query(table="preds", filter=where or None))
+    config = Projection2D.validate_config({"columns": ["emb"], "method": "pca"}, view.type)
+    seconds, plot = timed(lambda: Projection2D(config).render(view))
+    assert plot.error is None, plot.error
+    engine.close()
+    return seconds, plot
+
+
+def cards(client, dataset, rows: int) -> None:
+    """The card's render on the cluster, then in this process, each a second time with
+    nothing kept (the first compiles datashader's reductions, on the workers or here), and
+    the ratio of the second renders."""
+    from panels_builtin.projection.on_cluster import forget_fits
+    from panels_core.projection.cache import shared_cache
+
+    line = "  {:<46} {:>8.2f} s {:>12,.0f} rows/s  (server RSS {:,.0f} MiB)"
+    cold, _ = card_render(dataset, client)
+    print(line.format("card on the cluster, first (compiles)", cold, rows / cold, rss_mib()))
+    forget_fits()
+    first, plot = card_render(dataset, client)
+    assert type(plot.raster).__name__ == "FrameRasterLayer" and len(plot.raster.points) == 0
+    print(line.format("card on the cluster: fit + place + raster", first, rows / first, rss_mib()))
+    again, _ = card_render(dataset, client)
+    print(
+        line.format("card on the cluster, fit kept: place + raster", again, rows / again, rss_mib())
+    )
+    half, _ = card_render(dataset, client, "part < 2")
+    print(line.format("card on the cluster, half the rows (filter)", half, rows / half, rss_mib()))
+    del plot
+    cold, _ = card_render(dataset, None)
+    print(line.format("card in this process, first (compiles)", cold, rows / cold, rss_mib()))
+    shared_cache().clear()
+    here, plot = card_render(dataset, None)
+    assert type(plot.raster).__name__ == "RasterLayer"
+    print(
+        line.format("card in this process: read + project + raster", here, rows / here, rss_mib())
+    )
+    print(f"  ratio card on the cluster / card in this process: {first / here:.2f}x")
 
 
 def local(dataset, model, cluster_s: float) -> None:

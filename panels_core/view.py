@@ -152,6 +152,12 @@ class View:
         Registering ``key`` again replaces its points."""
         self.engine.register_points(key, rows, xy)
 
+    def register_point_frame(self, key: str, frame: Any) -> None:
+        """Register points that stay on the engine's Dask cluster (a Dask dataframe of
+        ``row``, the table's row number, ``x`` and ``y``) under ``key``: a
+        ``RegionBrush(points=key, ...)`` is then resolved on the workers."""
+        self.engine.register_point_frame(key, frame)
+
     def count(self) -> int:
         """Rows (or groups) in the view."""
         return self.engine.count(self.query)

@@ -37,7 +37,9 @@ read from the View), ``labels`` (labels and colouring), ``plot``
 (``ProjectionPlot``: progress, layout, click and search), ``scatter`` and
 ``raster`` (the two drawings), ``brushing`` (linked selection: box and lasso select
 as a region brush over the points registered with the View, the selected points
-highlighted), ``session`` (the Bokeh server session).
+highlighted), ``session`` (the Bokeh server session), ``on_cluster`` (``ClusterPlot``: a
+Parquet dataset on the engine's Dask cluster, fitted on a sample and every row placed and
+drawn on the workers; docs/scale-out.md).
 """
 
 from __future__ import annotations

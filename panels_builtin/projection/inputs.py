@@ -18,7 +18,7 @@ from panels_core.panel import columns_of
 from panels_core.query.errors import QueryError
 from panels_core.types import EmbeddingType, NumberType, describe, strip_optional
 
-__all__ = ["Inputs", "fetch_inputs", "remembered", "thumbnails"]
+__all__ = ["Inputs", "fetch_inputs", "is_embedding", "remembered", "thumbnails"]
 
 THUMBNAIL_SIZE = 64
 
@@ -130,7 +130,9 @@ def fetch_inputs(view: Any, config: ProjectionConfig) -> Inputs:
     return inputs
 
 
-def _read_inputs(view: Any, config: ProjectionConfig) -> Inputs:
+def is_embedding(view: Any, config: ProjectionConfig) -> bool:
+    """Whether the configured input is one embedding column (else two or more numeric
+    columns); a ``QueryError`` saying what to choose when it is neither."""
     columns = columns_of(view.type)
     for name in config.columns:
         if name not in columns:
@@ -143,10 +145,7 @@ def _read_inputs(view: Any, config: ProjectionConfig) -> Inputs:
             "or several numeric columns, not both"
         )
     if embeddings:
-        values = np.asarray(view.column_numpy(embeddings[0]), dtype=np.float32)
-        if values.ndim != 2:
-            values = values.reshape(len(values), -1)
-        return Inputs(np.ascontiguousarray(values), config.columns, embedding=True)
+        return True
     for name, kind in zip(config.columns, kinds):
         if not isinstance(kind, NumberType):
             raise QueryError(
@@ -158,6 +157,15 @@ def _read_inputs(view: Any, config: ProjectionConfig) -> Inputs:
             f"2D projection: one numeric column (`{config.columns[0]}`) has one dimension; "
             "choose two or more numeric columns, or an embedding column"
         )
+    return False
+
+
+def _read_inputs(view: Any, config: ProjectionConfig) -> Inputs:
+    if is_embedding(view, config):
+        values = np.asarray(view.column_numpy(config.columns[0]), dtype=np.float32)
+        if values.ndim != 2:
+            values = values.reshape(len(values), -1)
+        return Inputs(np.ascontiguousarray(values), config.columns, embedding=True)
     stacked = np.empty((view.count(), len(config.columns)), dtype=np.float32)
     for j, name in enumerate(config.columns):
         column = np.asarray(view.column_numpy(name), dtype=np.float32)

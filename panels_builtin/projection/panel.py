@@ -8,6 +8,7 @@ from panels_builtin.captions import EMPTY_VIEW, message
 from panels_builtin.columns import looks_like_id
 from panels_builtin.projection.config import ProjectionConfig
 from panels_builtin.projection.inputs import Inputs, fetch_inputs
+from panels_builtin.projection.on_cluster import ClusterInput, ClusterPlot, on_cluster
 from panels_builtin.projection.plot import ProjectionPlot
 from panels_builtin.projection.raster import warm_up_raster
 from panels_builtin.projection.session import must_wait
@@ -88,11 +89,17 @@ class Projection2D(Panel[ProjectionConfig]):
         return cls.validate_config({**config.model_dump(), "columns": chosen}, view_type)
 
     def render(self, view: Any) -> Any:
-        """A ``ProjectionPlot`` (or an Alert when the view has nothing to project)."""
+        """A ``ProjectionPlot`` (or an Alert when the view has nothing to project); a
+        ``ClusterPlot`` when the view's dataset is projected on its engine's cluster."""
         try:
-            inputs = fetch_inputs(view, self.config)
+            source = on_cluster(view, self.config)
+            rows = view.count() if source is not None else None
+            inputs = fetch_inputs(view, self.config) if source is None else None
         except QueryError as exc:
             return message(markdown_text(exc), "danger")
+        if source is not None:
+            return self.render_on_cluster(view, source) if rows else message(EMPTY_VIEW, "info")
+        assert inputs is not None
         if inputs.n == 0:
             return message(EMPTY_VIEW, "info")
         spec = self.config.spec(embedding=inputs.embedding)
@@ -107,4 +114,18 @@ class Projection2D(Panel[ProjectionConfig]):
                 plot.fail(str(exc))
         else:
             plot.run_in_background(spec)
+        return plot
+
+    def render_on_cluster(self, view: Any, source: ClusterInput) -> Any:
+        """A ``ClusterPlot``: computed before returning without a server, else in the
+        background while the card shows its progress."""
+        spec = self.config.spec(embedding=source.embedding)
+        plot = ClusterPlot(self.config, view, source)
+        if not must_wait():
+            plot.run_in_background(spec)
+            return plot
+        try:
+            plot.show(plot.compute(spec))
+        except (proj.ProjectionError, QueryError) as exc:
+            plot.fail(str(exc))
         return plot

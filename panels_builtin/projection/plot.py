@@ -19,10 +19,31 @@ from panels_builtin.projection.scatter import ScatterDrawing
 from panels_builtin.projection.session import cancel_when_closed, live, on_document
 from panels_core import projection as proj
 from panels_core.escape import html_text, markdown_code, markdown_text
+from panels_core.query.errors import QueryError
 
-__all__ = ["ProjectionPlot"]
+__all__ = ["METHOD_NAMES", "Progress", "ProjectionPlot"]
 
 _log = logging.getLogger(__name__)
+
+METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+"""Each method as the caption and the progress line name it."""
+
+
+class Progress:
+    """A running projection's last report (fraction, sentence), written by the thread that
+    runs it and read by the event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = (0.0, "queued")
+
+    def report(self, fraction: float, text: str) -> None:
+        with self._lock:
+            self._state = (fraction, text)
+
+    def read(self) -> tuple[float, str]:
+        with self._lock:
+            return self._state
 
 
 class ProjectionPlot(ScatterDrawing, RasterDrawing, Brushing):
@@ -81,34 +102,32 @@ class ProjectionPlot(ScatterDrawing, RasterDrawing, Brushing):
 
     def run_in_background(self, spec: proj.ProjectionSpec) -> None:
         """Submit to the shared Projector and poll it from the event loop until done."""
-        import panel as pn
-
-        state = {"fraction": 0.0, "message": "queued"}
-        lock = threading.Lock()
-
-        def on_progress(fraction: float, text: str) -> None:
-            with lock:
-                state["fraction"], state["message"] = fraction, text
-
+        progress = Progress()
         slot = ("projection", id(self.view))
         future = proj.shared_projector().submit(
-            slot, self.inputs.values, spec, on_progress, key=self.inputs.key
+            slot, self.inputs.values, spec, progress.report, key=self.inputs.key
         )
-        name = spec.method.upper() if spec.method != "tsne" else "t-SNE"
-        rows = format_count(self.inputs.n)
+        self.watch(future, spec, self.inputs.n, progress)
+        cancel_when_closed(future)
+
+    def watch(self, future: Any, spec: proj.ProjectionSpec, rows: int, progress: Progress) -> None:
+        """Show ``progress`` from the event loop until ``future`` is done, then ``show`` its
+        result (or its error in place of the plot)."""
+        import panel as pn
+
+        name = METHOD_NAMES[spec.method]
 
         def poll() -> None:
-            with lock:
-                fraction, text = state["fraction"], state["message"]
+            fraction, text = progress.read()
             self.progress.value = int(100 * fraction)
-            self.status.object = f"{name} of {rows} rows: {markdown_text(text)}"
+            self.status.object = f"{name} of {format_count(rows)} rows: {markdown_text(text)}"
             if not future.done():
                 return
             callback.stop()
             error = future.exception()
             if isinstance(error, proj.ProjectionCancelled):
                 self.fail(f"This projection was stopped ({error}).", kind="info")
-            elif isinstance(error, proj.ProjectionError):
+            elif isinstance(error, proj.ProjectionError | QueryError):
                 self.fail(str(error))
             elif error is not None:
                 self.fail(f"The projection failed: {type(error).__name__}: {error}", "danger")
@@ -117,7 +136,6 @@ class ProjectionPlot(ScatterDrawing, RasterDrawing, Brushing):
                 pn.state.execute(lambda: self._show_safely(future.result()), schedule=live())
 
         callback = pn.state.add_periodic_callback(poll, period=250)
-        cancel_when_closed(future)
 
     def _show_safely(self, result: proj.ProjectionResult) -> None:
         try:
@@ -204,15 +222,18 @@ class ProjectionPlot(ScatterDrawing, RasterDrawing, Brushing):
             side,
         ]
 
-    def _caption(self, result: proj.ProjectionResult) -> str:
+    def inputs_text(self) -> str:
+        """What is projected, for the caption: "PCA of `emb`", "UMAP of 5 numeric columns"."""
         cfg = self.config
-        name = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}[cfg.method]
         inputs = (
             markdown_code(cfg.columns[0])
             if len(cfg.columns) == 1
             else f"{len(cfg.columns)} numeric columns"
         )
-        parts = [f"{name} of {inputs}: {format_count(result.n_kept)} points"]
+        return f"{METHOD_NAMES[cfg.method]} of {inputs}"
+
+    def _caption(self, result: proj.ProjectionResult) -> str:
+        parts = [f"{self.inputs_text()}: {format_count(result.n_kept)} points"]
         if result.n_kept > MAX_SCATTER_POINTS:
             parts.append("rasterised on the server")
         text = ", ".join(parts)

@@ -161,7 +161,7 @@ class RasterLayer:
         if self.chosen is None:
             self.selected = np.zeros((RASTER_HEIGHT, RASTER_WIDTH), dtype=np.int64)
             return np.zeros(self.selected.shape, dtype=np.uint32)
-        counts = canvas.points(self.frame[self.chosen], X, Y, agg=ds.count())
+        counts = canvas.points(self.chosen_frame(), X, Y, agg=ds.count())
         self.selected = counts.values.astype(np.int64)
         if not self.selected.any():
             return np.zeros(self.selected.shape, dtype=np.uint32)
@@ -171,6 +171,10 @@ class RasterLayer:
     def row_numbers(self, points: np.ndarray) -> np.ndarray:
         """The view row numbers of point indices."""
         return self.rows[points]
+
+    def chosen_frame(self) -> Any:
+        """The points of the linked selection (``chosen`` a bool per point)."""
+        return self.frame[self.chosen]
 
     def pixel_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The (row, column) pixel of the last draw that each (x, y) position falls in, with
@@ -200,7 +204,9 @@ class FrameRasterLayer(RasterLayer):
     """A raster of points no process needs to hold: a frame of ``row``, ``x``, ``y`` (a Dask
     dataframe, which datashader aggregates partition by partition on the workers, or a pandas
     one), such as ``ClusterProjection.points``. One colour (counts); a pixel's hover and
-    click give the row number of its last point, itself the dataset's row number."""
+    click give the row number of its last point, itself the dataset's row number.
+    ``chosen``: the sorted row numbers of the linked selection (None: no selection),
+    aggregated again on the workers as the highlight layer."""
 
     def __init__(
         self,
@@ -210,7 +216,7 @@ class FrameRasterLayer(RasterLayer):
         from panels_core.projection.distributed import points_extent
 
         (x0, x1), (y0, y1) = extent or points_extent(frame)
-        self.chosen = None  # no linked-selection highlight over a cluster's points yet
+        self.chosen: np.ndarray | None = None
         self.selected = np.zeros((0, 0), dtype=np.int64)
         self.points = np.empty((0, 2), dtype=np.float32)
         self.rows = np.empty(0, dtype=np.int64)
@@ -227,6 +233,11 @@ class FrameRasterLayer(RasterLayer):
         """A pixel's point is already its row number."""
         return points
 
+    def chosen_frame(self) -> Any:
+        """The points of the chosen rows (each partition keeps its own, on the workers)."""
+        chosen = np.asarray(self.chosen, dtype=np.int64)
+        return self.frame.map_partitions(_among_rows, chosen)
+
     def point_at(self, x: float, y: float) -> int | None:
         """The row drawn on top in the pixel at (x, y) of the last draw, or that of the nearest
         drawn pixel when it is empty; None outside the window or when nothing is drawn."""
@@ -237,6 +248,13 @@ class FrameRasterLayer(RasterLayer):
         i, j = self.pixel_of(np.array([[x, y]]))
         nearest = np.argmin((filled[:, 0] - i[0]) ** 2 + (filled[:, 1] - j[0]) ** 2)
         return int(self.grid[tuple(filled[nearest])])
+
+
+def _among_rows(part: Any, rows: np.ndarray) -> Any:
+    """The points of a partition whose ``row`` is among the sorted ``rows``."""
+    mine = part["row"].to_numpy(dtype=np.int64)
+    at = np.minimum(np.searchsorted(rows, mine), max(len(rows) - 1, 0))
+    return part[rows[at] == mine] if len(rows) else part.iloc[:0]
 
 
 def _padded_extent(points: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -283,11 +301,6 @@ class RasterDrawing:
     """``ProjectionPlot``'s raster: the figure, its hover, thumbnails, zoom and click."""
 
     def _raster(self, result: proj.ProjectionResult) -> Any:
-        from bokeh import events
-        from bokeh.models import ColumnDataSource, HoverTool
-        from bokeh.plotting import figure
-
-        colouring = self.colouring
         hover_names = self._hover_columns()
         hover = [
             remembered(
@@ -299,19 +312,37 @@ class RasterDrawing:
             for name in hover_names
         ]
         hovered = [(n, v) for n, v, _ in hover]
-        layer = RasterLayer(result.points, self.rows, colouring, hovered, self.chosen)
+        layer = RasterLayer(result.points, self.rows, self.colouring, hovered, self.chosen)
+        thumbs = self.config.image is not None
+        return self.raster_figure(layer, layer.draw(), result.axis_labels, hover, thumbs)
+
+    def raster_figure(
+        self,
+        layer: RasterLayer,
+        data: dict[str, Any],
+        axis_labels: tuple[str, str],
+        hover: list[tuple[str, np.ndarray, list[str] | None]],
+        thumbs: bool,
+    ) -> Any:
+        """The Bokeh figure of ``layer`` drawn as ``data`` (its first ``draw``), with its
+        hover, legend, box and lasso select, and (under a server) zoom, pan and click;
+        ``thumbs``: the hovered row's image is shown beside it."""
+        from bokeh import events
+        from bokeh.models import ColumnDataSource, HoverTool
+        from bokeh.plotting import figure
+
         (x0, x1), (y0, y1) = layer.extent
         fig = figure(
             height=480,
             sizing_mode="stretch_width",
             x_range=(x0, x1),
             y_range=(y0, y1),
-            x_axis_label=result.axis_labels[0],
-            y_axis_label=result.axis_labels[1],
+            x_axis_label=axis_labels[0],
+            y_axis_label=axis_labels[1],
             tools="pan,wheel_zoom,box_zoom,reset,save",
             toolbar_location="right",
         )
-        source = ColumnDataSource(layer.draw(), name="raster")
+        source = ColumnDataSource(data, name="raster")
         image = fig.image_rgba(
             image="image", x="x", y="y", dw="dw", dh="dh", source=source, name="raster"
         )
@@ -321,7 +352,7 @@ class RasterDrawing:
         )
         hover_tool = HoverTool(renderers=[image], **_raster_tooltips(hover))
         fig.add_tools(hover_tool)
-        if self.config.image is not None and live():
+        if thumbs and live():
             self._hover_thumbnails(hover_tool, source)
         _raster_legend(fig, layer)
         marks = ColumnDataSource({"x": [], "y": [], "row": []}, name="marks")

@@ -26,7 +26,6 @@ at the cost of missing neighbours outside the sample (see docs/scale-out.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import CancelledError
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,30 +55,25 @@ from panels_core.projection.spec import (
     ProjectionSpec,
     as_spec,
 )
+from panels_core.query.cluster.client import RETRIES, ClusterError, Tasks
 
 __all__ = [
     "DEFAULT_SAMPLE",
     "ClusterProjection",
     "FittedProjection",
-    "cluster_errors",
     "count_image",
     "fit_on_cluster",
     "fit_projection",
+    "lost_as_projection_error",
     "piece_picks",
     "place_piece",
     "points_extent",
+    "points_extent_and_count",
     "points_frame",
 ]
 
 DEFAULT_SAMPLE = 200_000
 """Rows the cluster fit is made on (fewer when ``spec.max_fit_points`` says so)."""
-
-
-def cluster_errors() -> tuple[type[BaseException], ...]:
-    """What a lost scheduler or a closed client raises (comm errors are OSErrors)."""
-    from distributed.client import ClosedClientError
-
-    return (OSError, TimeoutError, CancelledError, ClosedClientError)
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,13 +229,20 @@ def piece_picks(dataset: Any, pieces: Sequence[Piece], size: int, seed: int | No
     return picks
 
 
-def place_piece(piece: Piece, names: Sequence[str], model: FittedProjection) -> Any:
+def place_piece(
+    piece: Piece, names: Sequence[str], model: FittedProjection, among: np.ndarray | None = None
+) -> Any:
     """The points of a piece's kept rows of columns ``names`` (on a worker): a pandas frame of
-    row, x, y. (Not ``columns``: ``dd.from_map`` passes that keyword to a function taking it.)"""
+    row, x, y; only of the dataset rows ``among`` when given (a filter's rows in the piece).
+    (Not ``columns``: ``dd.from_map`` passes that keyword to a function taking it.)"""
     import pandas as pd
 
     rows = read_piece(piece, names)
     kept = kept_rows(rows, model.cosine)
+    if among is not None:
+        wanted = np.zeros(piece.rows, dtype=bool)
+        wanted[np.asarray(among, dtype=np.int64) - piece.first] = True
+        kept &= wanted
     numbers = np.flatnonzero(kept).astype(np.int64) + piece.first
     with single_thread_blas():
         points = model.transform(rows.values[kept], numbers)
@@ -249,10 +250,14 @@ def place_piece(piece: Piece, names: Sequence[str], model: FittedProjection) -> 
 
 
 def points_frame(
-    client: Any, pieces: Sequence[Piece], columns: Sequence[str], model: FittedProjection
+    client: Any,
+    pieces: Sequence[Piece],
+    columns: Sequence[str],
+    model: FittedProjection,
+    among: Sequence[np.ndarray] | None = None,
 ) -> Any:
     """A lazy Dask dataframe of every kept row's point, one partition per piece, the model
-    scattered once to every worker."""
+    scattered once to every worker; ``among`` (one array per piece) keeps only those rows."""
     import dask.dataframe as dd
     import pandas as pd
 
@@ -267,18 +272,38 @@ def points_frame(
         }
     )
     count = len(pieces)
+    if not count:
+        return dd.from_pandas(meta, npartitions=1)
     return dd.from_map(
         place_piece, pieces, [tuple(columns)] * count, [shipped] * count,
+        list(among) if among is not None else [None] * count,
         meta=meta, label="project-points", enforce_metadata=False,
     )  # fmt: skip
 
 
+def lost_as_projection_error(client: Any, work: Any) -> Any:
+    """``work()`` (which talks to ``client``'s cluster); a cluster that does not answer is a
+    ``ProjectionError`` with the engine's words: "the Dask cluster at ... is not answering"."""
+    try:
+        return Tasks(client).run(work)
+    except ClusterError as error:
+        raise ProjectionError(str(error)) from None
+
+
 def points_extent(points: Any) -> tuple[tuple[float, float], tuple[float, float]]:
     """The points' (x_min, x_max), (y_min, y_max), in one pass on the workers."""
+    return points_extent_and_count(points)[0]
+
+
+def points_extent_and_count(
+    points: Any,
+) -> tuple[tuple[tuple[float, float], tuple[float, float]], int]:
+    """The points' extent (as ``points_extent``) and how many there are, in one pass."""
     import dask
 
-    x0, x1, y0, y1 = dask.compute(points.x.min(), points.x.max(), points.y.min(), points.y.max())
-    return (float(x0), float(x1)), (float(y0), float(y1))
+    x, y = points.x, points.y
+    x0, x1, y0, y1, n = dask.compute(x.min(), x.max(), y.min(), y.max(), points.row.count())
+    return ((float(x0), float(x1)), (float(y0), float(y1))), int(n)
 
 
 def count_image(
@@ -324,6 +349,22 @@ class ClusterProjection:
             f"direction for the cosine metric) {verb} left out"
         )
 
+    def points_among(self, client: Any, rows: np.ndarray) -> Any:
+        """A lazy Dask dataframe of the points of the dataset rows ``rows`` only (sorted row
+        numbers, such as a filter's): only the pieces holding some of them are read, and
+        only those rows are placed."""
+        rows = np.asarray(rows, dtype=np.int64)
+        firsts = np.array([p.first for p in self.pieces], dtype=np.int64)
+        bounds = np.searchsorted(rows, np.append(firsts, firsts[-1] + self.pieces[-1].rows))
+        pieces, among = [], []
+        for piece, start, stop in zip(self.pieces, bounds[:-1], bounds[1:], strict=True):
+            if stop > start:
+                pieces.append(piece)
+                among.append(rows[start:stop])
+        return lost_as_projection_error(
+            client, lambda: points_frame(client, pieces, self.columns, self.model, among)
+        )
+
     def vector(self, client: Any, row: int) -> np.ndarray | None:
         """Dataset row ``row``'s raw values, read by a worker from its piece (None: left out)."""
         firsts = np.array([p.first for p in self.pieces])
@@ -331,7 +372,11 @@ class ClusterProjection:
         if at < 0 or row >= self.pieces[at].first + self.pieces[at].rows:
             raise ProjectionError(f"row {row} is not in the dataset ({self.kept:,} kept rows)")
         piece = self.pieces[at]
-        return client.submit(piece_row, piece, self.columns, row, self.model.cosine).result()
+        args = (piece_row, piece, self.columns, row, self.model.cosine)
+        tasks = Tasks(client)
+        return lost_as_projection_error(
+            client, lambda: tasks.collect(lambda: [client.submit(*args, retries=RETRIES)])[0]
+        )
 
     def neighbours(
         self, client: Any, row: int, k: int = 10, metric: str = "cosine"
@@ -375,20 +420,17 @@ def fit_on_cluster(
     picks = piece_picks(dataset, pieces, size, spec.seed)
     cosine = getattr(spec.params, "metric", "euclidean") == "cosine"
     count = len(pieces)
-    try:
-        scans = client.gather(
-            client.map(scan_piece, pieces, [tuple(columns)] * count, picks, [cosine] * count)
-        )
-        moments = sum((s.moments for s in scans[1:]), scans[0].moments)
-        values = np.concatenate([s.sample for s in scans])
-        rows = np.concatenate([s.sample_rows for s in scans])
-        model, notes = fit_projection(values, rows, moments, spec, stages)
-        points = points_frame(client, pieces, columns, model)
-    except cluster_errors() as error:
-        raise ProjectionError(
-            f"the Dask cluster did not answer ({type(error).__name__}: {error}); check that "
-            "its scheduler is running, then project again"
-        ) from error
+    arguments = (pieces, [tuple(columns)] * count, picks, [cosine] * count)
+
+    def scan() -> list[Any]:
+        return client.map(scan_piece, *arguments, retries=RETRIES, pure=False)
+
+    scans = lost_as_projection_error(client, lambda: Tasks(client).collect(scan))
+    moments = sum((s.moments for s in scans[1:]), scans[0].moments)
+    values = np.concatenate([s.sample for s in scans])
+    rows = np.concatenate([s.sample_rows for s in scans])
+    model, notes = fit_projection(values, rows, moments, spec, stages)
+    points = lost_as_projection_error(client, lambda: points_frame(client, pieces, columns, model))
     dropped = sum(s.dropped for s in scans)
     return ClusterProjection(
         model, points, tuple(pieces), tuple(columns), values, rows, moments.count, dropped, notes

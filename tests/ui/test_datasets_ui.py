@@ -35,3 +35,18 @@ def test_panels_serve_a_dataset_folder_shows_its_rows_and_a_histogram(
     expect(histogram.locator(".row-count")).to_have_text(f"{rows} of {rows} rows", timeout=WAIT)
     expect(histogram.locator(".card-body canvas").first).to_be_attached(timeout=WAIT)
     assert page.console_errors == []
+
+
+def test_a_projection_card_served_on_a_cluster_draws_every_row_there(
+    page, run_cli, tmp_path: Path
+) -> None:
+    reference = write_dataset(tmp_path / "preds")
+    rows = f"{len(reference):,}"  # every row has an embedding: each is a point
+    page.goto(run_cli("serve", str(tmp_path / "preds"), "--cluster", "local:2"))
+    projection = card(page, "preds", "projection")
+    expect(projection.locator(".row-count")).to_have_text(f"{rows} of {rows} rows", timeout=WAIT)
+    caption = f"PCA of `emb`: {rows} points, drawn on the cluster; PCA fitted on a sample"
+    expect(projection).to_contain_text(caption.replace("`", ""), timeout=2 * WAIT)
+    expect(projection).to_contain_text("every row placed on the cluster's workers")
+    expect(projection.locator(".card-body canvas").first).to_be_attached(timeout=WAIT)
+    assert page.console_errors == []

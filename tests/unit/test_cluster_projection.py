@@ -227,7 +227,9 @@ def test_a_lost_cluster_is_a_clear_error(dataset) -> None:
     with local_cluster(1, processes=False) as cluster:
         client = distributed.Client(cluster, set_as_default=False)
     client.close()
-    with pytest.raises(ProjectionError, match="the Dask cluster did not answer"):
+    with pytest.raises(
+        ProjectionError, match=r"the Dask cluster at .* is not answering: the connection is closed"
+    ):
         fit_on_cluster(client, dataset, ["emb"], ProjectionSpec(), sample=100)
 
 

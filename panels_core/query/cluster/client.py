@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
@@ -24,6 +25,8 @@ RETRIES = 2
 WAIT_STEP = 1.0
 """Seconds between two looks at the connection while tasks run."""
 _LOCAL = re.compile(r"local:(\d+)")
+_addresses: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+"""Each client's scheduler address, as last seen."""
 
 
 class ClusterError(QueryError):
@@ -89,8 +92,12 @@ class Tasks:
     def __init__(self, client: Any) -> None:
         self.client = client
         scheduler = getattr(client, "scheduler", None)
-        self.address = str(getattr(scheduler, "address", None) or "(unknown address)")
-        """The scheduler's address, kept to name it once it is gone."""
+        address = getattr(scheduler, "address", None)
+        if address:
+            _addresses[client] = str(address)
+        self.address = _addresses.get(client, "(unknown address)")
+        """The scheduler's address, kept to name it once it is gone (also by a ``Tasks``
+        made after the loss, when an earlier one saw it)."""
 
     def lost(self, reason: Any) -> ClusterError:
         """The error of a cluster that does not answer."""

@@ -150,6 +150,23 @@ class Engine:
         Registering a key again replaces its points (kept answers over them are dropped)."""
         self._catalog.points.register(key, rows, xy)
 
+    def register_point_frame(self, key: str, frame: Any) -> None:
+        """Register points that stay on this engine's Dask cluster under ``key``: a Dask
+        dataframe of ``row`` (the table's row number), ``x``, ``y``. ``in_selection(key, ...)``
+        then finds the rows inside a polygon on the workers (only those rows come back).
+        The same frame again changes nothing; another replaces it."""
+        if self.cluster_client is None:
+            raise QueryError(
+                f"register_point_frame({key!r}): this engine has no Dask cluster; register "
+                "points held here with register_points(key, rows, xy)"
+            )
+        from dask.base import tokenize
+
+        from panels_core.query.cluster.points import FramePoints
+
+        finder = FramePoints(frame, self.cluster_client)
+        self._catalog.points.register_finder(key, finder, "frame:" + tokenize(frame))
+
     def has_points(self, key: str) -> bool:
         """Whether a projection has registered points under ``key`` (``register_points``)."""
         return self._catalog.points.has(key)

@@ -84,7 +84,8 @@ def _is_box(corners: np.ndarray) -> bool:
 
 @dataclass(frozen=True)
 class _Registered:
-    points: SortedPoints
+    points: Any
+    """A ``SortedPoints``, or any finder with ``inside(polygon)`` -> row numbers."""
     digest: str
     generation: int
 
@@ -115,9 +116,18 @@ class Points:
             old = self._points.get(key)
             if old is not None and old.digest == digest:
                 return  # the same points again: kept answers stay true
-        points = SortedPoints(rows, xy)
+        self.register_finder(key, SortedPoints(rows, xy), digest)
+
+    def register_finder(self, key: str, finder: Any, digest: str) -> None:
+        """Register (or replace) under ``key`` points held elsewhere: ``finder.inside(polygon)``
+        gives the row numbers inside a polygon; ``digest`` names the points (the same digest
+        again changes nothing, so kept answers stay true)."""
+        if not isinstance(key, str) or not key:
+            raise QueryError("register_points(): the key must be a non-empty string")
         with self._lock:
-            self._points[key] = _Registered(points, digest, next(self._generations))
+            old = self._points.get(key)
+            if old is None or old.digest != digest:
+                self._points[key] = _Registered(finder, digest, next(self._generations))
 
     def has(self, key: str) -> bool:
         """Whether points are registered under ``key``."""
