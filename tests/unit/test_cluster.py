@@ -427,3 +427,12 @@ def test_a_local_cluster_opens_no_port_to_the_network(recwarn) -> None:
         assert [server.address for server in servers] == ["127.0.0.1", "127.0.0.1"]
         assert len({server.port for server in servers}) == 2
     assert not [w for w in recwarn if "already in use" in str(w.message)]
+
+
+def test_an_engine_on_a_client_that_is_not_the_default_answers(tables) -> None:
+    """A client made with ``set_as_default=False`` (a library embedding the engine next to
+    its own Dask client) is the one the engine waits on."""
+    cluster = local_cluster(1, processes=False)
+    with cluster, distributed.Client(cluster, set_as_default=False) as client:
+        engine = Engine(tables, cluster=client)
+        assert engine.count(Query(table="preds")) == len(tables["preds"])

@@ -490,3 +490,25 @@ def test_a_dataset_column_that_would_hide_the_row_numbers_is_refused(tmp_path: P
         "dataset `d`: its column `file_row_number` hides DuckDB's row numbers, which the "
         "engine needs; rename the column in the files"
     )
+
+
+def test_a_region_filter_keeps_row_order_over_many_files(tmp_path: Path) -> None:
+    """A region selection is a semi-join on the row number, which DuckDB runs in
+    parallel out of row order: row numbers and columns must still come in row order,
+    together (a projection pairs its points with the rows by position)."""
+    start = 0
+    for i in range(4):
+        pq.write_table(
+            pa.table({"id": np.arange(start, start + 50_000)}),
+            tmp_path / f"part-{i}.parquet",
+            row_group_size=10_000,
+        )
+        start += 50_000
+    engine = Engine({"t": open_table(tmp_path)})
+    xy = np.random.default_rng(0).random((start, 2))
+    engine.register_points("points", np.arange(start), xy)
+    region = 'in_selection("points", (0, 0), (0.5, 0), (0.5, 0.5), (0, 0.5))'
+    query = Query(table="t", filter=parse_filter(region))
+    inside = np.flatnonzero((xy[:, 0] < 0.5) & (xy[:, 1] < 0.5))
+    np.testing.assert_array_equal(engine.row_numbers(query), inside)
+    np.testing.assert_array_equal(engine.column_numpy(query, "id"), inside)

@@ -164,7 +164,8 @@ class Tasks:
 
         while True:
             try:
-                distributed.wait(futures, timeout=WAIT_STEP)
+                with self.client.as_current():  # not the process's default client
+                    distributed.wait(futures, timeout=WAIT_STEP)
                 return
             except TimeoutError:
                 if self.client.status != "running":

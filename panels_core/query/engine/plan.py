@@ -41,7 +41,7 @@ from panels_core.query.engine.relation import (
 )
 from panels_core.query.engine.sources import Catalog, Source
 from panels_core.query.errors import QueryError
-from panels_core.query.expr import Call, Lit, walk
+from panels_core.query.expr import Call, InSelection, Lit, walk
 from panels_core.query.model import CompareWith, JoinSpec, Query
 from panels_core.query.sql import Params, compile_expr, quote_ident
 from panels_core.types import JoinedTableType, StructType, TableType
@@ -186,7 +186,9 @@ class Planner:
         """``rel``'s rows that pass the filter (checked first)."""
         compiled = self.predicate(rel, expr, params, cur)
         sql = f"SELECT * FROM ({rel.sql}) AS __tp_f WHERE {compiled}"
-        return Rel(**{**rel.__dict__, "sql": sql})
+        # a region is a semi-join on the row number, which DuckDB does not keep in row order
+        regions = any(isinstance(node, InSelection) for node in walk(expr))
+        return Rel(**{**rel.__dict__, "sql": sql, "natural": rel.natural and not regions})
 
     def selected_first(self, rel: Rel, expr: Any, params: Params, cur: Any) -> Rel:
         """``rel``'s rows with ``FIRST`` true for those the selection ``expr`` holds."""
