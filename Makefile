@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml $(PLUGINS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]" $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	# compile UMAP's numba kernels into ~/.cache/typed-panels/numba once, as an install should
+	$(VENV)/bin/panels warm-up || echo "UMAP warm-up failed: the first UMAP compiles instead"
 	touch $(STAMP)
 
 env: $(STAMP)

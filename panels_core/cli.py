@@ -58,6 +58,35 @@ def _dump_json(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+# --------------------------------------------------------------------------- warm-up
+
+
+def _configure_warm_up(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options
+
+
+def _run_warm_up(args: argparse.Namespace, out: TextIO) -> int:
+    """Compile UMAP's numba kernels into the on-disk cache, so no server pays for it later."""
+    del args
+    from panels_core.projection import warm_up
+
+    try:
+        seconds = warm_up()
+    except ImportError as exc:
+        print(
+            f"panels: error: UMAP cannot run here ({exc}); install typed-panels' "
+            "dependencies (umap-learn, faiss-cpu) and try again",
+            file=sys.stderr,
+        )
+        return 1
+    folder = os.environ.get("NUMBA_CACHE_DIR") or "numba's __pycache__ folders"
+    out.write(
+        f"UMAP's kernels are compiled and kept in {folder} ({seconds:.0f} s); "
+        "a server's first UMAP on this machine loads them instead of compiling\n"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------- plugins
 
 
@@ -416,6 +445,12 @@ COMMANDS: list[Command] = [
         "write a workspace (or tables) as one self-contained, offline HTML report",
         _configure_export,
         _run_export,
+    ),
+    Command(
+        "warm-up",
+        "compile UMAP's kernels into the on-disk cache now (once per machine), not at a first UMAP",
+        _configure_warm_up,
+        _run_warm_up,
     ),
     Command(
         "serve",

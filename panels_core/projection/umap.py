@@ -30,7 +30,7 @@ def run_umap(
     umap's exact search below), umap's fuzzy graph (``UMAP(n_epochs=0, init="random")``,
     so umap lays nothing out), the start layout chosen from the graph (``start_layout``:
     umap's spectral start, its solver bounded, on a graph of few components, else PCA),
-    then ``umap_epochs(n)`` epochs of ``optimise_layout`` (umap's gradients and schedule,
+    then ``umap_epochs(n, metric)`` epochs of ``optimise_layout`` (umap's gradients and schedule,
     every core, deterministic for a seed). The fitted model, holding that layout, places
     the ``n_rest`` other rows with ``_umap_transform``.
     """
@@ -49,7 +49,7 @@ def run_umap(
     if start.note:
         notes.append(start.note)
     model.embedding_ = start.points
-    epochs = umap_epochs(n)
+    epochs = umap_epochs(n, params.metric)
     model.embedding_ = optimise_layout(model, epochs, seed, stages)
     mark_umap_compiled()
     model.n_epochs = None  # umap's own transform then picks its default epochs
@@ -104,18 +104,22 @@ _UMAP_EXACT_BELOW = 4096
 """umap-learn computes exact neighbours below this many rows; from it on ``knn_graph`` does."""
 
 
-def umap_epochs(n: int) -> int:
-    """Layout epochs for a UMAP fit on ``n`` rows.
+def umap_epochs(n: int, metric: str = "euclidean") -> int:
+    """Layout epochs for a UMAP fit on ``n`` rows with ``metric``.
 
-    umap-learn uses 500 up to 10,000 rows and 200 above. Past 20,000 rows we use
-    fewer, ``4,000,000 // n`` but at least 60: measured on 100k x 384 clustered
-    embeddings (benchmarks/bench_projection.py), 60 epochs of ``optimise_layout`` after the
+    umap-learn uses 500 up to 10,000 rows and 200 above; so do we for the cosine
+    metric. For the euclidean metric, past 20,000 rows we use fewer, ``4,000,000 // n``
+    but at least 60: measured on 100k x 384 clustered embeddings
+    (benchmarks/bench_projection.py), 60 epochs of ``optimise_layout`` after the
     spectral start keep 98% of umap-learn's neighbourhood preservation (0.043 vs
-    0.044) at a third of the layout time; 100 epochs give 0.047.
+    0.044) at a third of the layout time. Not so for cosine neighbourhoods
+    (benchmarks/bench_umap_quality.py, 100k x 384, k=15 by cosine distance): 60
+    epochs kept 0.84x of Embedding Atlas's cosine UMAP (0.0114 vs 0.0135), 100 and
+    140 epochs 0.89x, 200 epochs 0.98x (0.0132).
     """
     if n <= 10_000:
         return 500
-    if n <= 20_000:
+    if n <= 20_000 or metric == "cosine":
         return 200
     return max(60, min(200, 4_000_000 // n))
 

@@ -312,3 +312,36 @@ def test_info_delimiter_errors(
         "panels info: error: argument --delimiter: ';;' is not one character; give e.g. "
         "';', '|', or '\\t' (or tab) for a tab (see `panels info --help`)\n"
     )
+
+
+def test_warm_up_compiles_umap_into_the_cache_folder_and_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import panels_core.projection as projection
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    calls: list[str] = []
+    monkeypatch.setattr(projection, "warm_up", lambda: calls.append("warm_up") or 41.6)
+    status, text = run("warm-up")
+    assert status == 0 and calls == ["warm_up"]
+    assert text == (
+        f"UMAP's kernels are compiled and kept in {tmp_path / 'numba'} (42 s); "
+        "a server's first UMAP on this machine loads them instead of compiling\n"
+    )
+
+
+def test_warm_up_without_umap_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import panels_core.projection as projection
+
+    def missing() -> float:
+        raise ImportError("No module named 'umap'")
+
+    monkeypatch.setattr(projection, "warm_up", missing)
+    status, text = run("warm-up")
+    assert status == 1 and text == ""
+    assert capsys.readouterr().err == (
+        "panels: error: UMAP cannot run here (No module named 'umap'); install typed-panels' "
+        "dependencies (umap-learn, faiss-cpu) and try again\n"
+    )

@@ -373,6 +373,30 @@ def test_umap_epochs_follow_umap_learn_up_to_20k_rows_then_shrink_to_60():
     assert ProjectionSpec(method="umap").fit_points == DEFAULT_MAX_FIT_POINTS["umap"] == 200_000
 
 
+def test_cosine_umap_keeps_umap_learns_epochs_past_20k_rows():
+    """60 epochs kept 0.84x of Embedding Atlas's cosine neighbourhoods on 100k x 384
+    (benchmarks/bench_umap_quality.py); umap-learn's 200 keep 0.98x."""
+    sizes = (300, 10_000, 15_000, 25_000, 100_000, 1_000_000)
+    assert [projection.umap_epochs(n, "cosine") for n in sizes] == [500, 500, 200, 200, 200, 200]
+    assert projection.umap_epochs(100_000, "euclidean") == 60
+
+
+def test_a_cosine_umap_fit_runs_the_cosine_epochs(monkeypatch):
+    """run_umap asks for the epochs of the spec's metric (the layout gets them)."""
+    from panels_core.projection import umap as umap_module
+
+    asked: list[tuple[int, str]] = []
+    real = umap_module.umap_epochs
+    monkeypatch.setattr(
+        umap_module,
+        "umap_epochs",
+        lambda n, metric="euclidean": asked.append((n, metric)) or real(n, metric),
+    )
+    data = np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32)
+    project(data, {"method": "umap", "seed": 0, "params": {"metric": "cosine"}})
+    assert asked[-1] == (200, "cosine")
+
+
 def test_umap_fewer_rows_than_neighbours_is_clamped(blobs):
     result = project(blobs[:12], {"method": "umap", "params": {"n_neighbors": 15}})
     assert result.points.shape == (12, 2)
