@@ -257,7 +257,7 @@ class Gallery:
     def check(self, positions: Any) -> None:
         """Check the tiles at ``positions`` of the page (unchecking its others) and publish
         every checked row as the view's RowsBrush (None when none is checked)."""
-        self.checked = check_rows(self.view, self.checked, self.page_rows.tolist(), positions)
+        check_rows(self.view, self, self.page_rows.tolist(), positions)
 
     def only_selected(self, only: bool) -> None:
         """Page only the linked selection's rows (``view.selected()``), or every row; a

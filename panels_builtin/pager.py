@@ -240,7 +240,7 @@ class PagedTable:
     def check(self, positions: Sequence[int]) -> None:
         """Check the rows at ``positions`` of the current page (unchecking its others) and
         publish every checked row as the view's RowsBrush (None when none is checked)."""
-        self.checked = check_rows(self.view, self.checked, self.page_rows.tolist(), positions)
+        check_rows(self.view, self, self.page_rows.tolist(), positions)
 
     def follow(self, base: Any, shown: Any, selected_rows: int) -> Callable[[], None]:
         """What shows ``base``'s new linked selection, asked of the engine now (off the

@@ -50,13 +50,15 @@ def brushed_rows(view: Any) -> set[int]:
     return {int(r) for _, b in brushes if isinstance(b, RowsBrush) for r in b.rows}
 
 
-def check_rows(view: Any, checked: set[int], page_rows: Sequence[int], positions: Any) -> set[int]:
-    """The checked rows after checking ``positions`` of a page whose rows are ``page_rows``
-    (unchecking the page's others), published as the view's RowsBrush (None when none is
-    checked)."""
+def check_rows(view: Any, holder: Any, page_rows: Sequence[int], positions: Any) -> set[int]:
+    """Check ``positions`` of a page whose rows are ``page_rows`` (unchecking the page's
+    others): ``holder.checked`` (row numbers, kept across pages) becomes the checked rows
+    first, then they are published as ``view``'s RowsBrush (None when none is checked), so
+    a card following the new selection at once already sees them checked."""
     page = [int(r) for r in page_rows]
     chosen = {page[i] for i in positions if 0 <= i < len(page)}
-    checked = (checked - set(page)) | chosen
+    checked = (holder.checked - set(page)) | chosen
+    holder.checked = checked
     view.select(RowsBrush(rows=tuple(sorted(checked))) if checked else None)
     return checked
 
