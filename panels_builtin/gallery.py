@@ -26,7 +26,6 @@ from panels_builtin.selecting import (
     brushed_rows,
     check_rows,
     has_selection,
-    rows_ticked_only,
     selected_on_page,
 )
 from panels_core.escape import html_text, markdown_text
@@ -230,14 +229,13 @@ class Gallery:
     def follow(self, view: Any) -> Callable[[], None]:
         """What shows ``view``'s new linked selection, asked of the engine now (off the event
         loop) and shown when the returned function is called (on it): the page stays, its
-        tiles' borders and ticks from the new selection; with *selected only* on and the
-        selection changed elsewhere, the same page of the new selected rows."""
+        tiles' borders and ticks from the new selection (the thumbnails are not sent
+        again); with *selected only* on, the same page of the new selected rows."""
         only = self.only.value and has_selection(view)
         shown = view.selected() if only else view
         total = shown.count()
         offset, rows, page_rows = self.offset, None, self.page_rows
-        was_only = self.view is not self.base
-        if only != was_only or (only and not rows_ticked_only(self.base, view, self.checked)):
+        if only or self.view is not self.base:  # selected only, now or until now
             size = self.config.page_size
             offset = min(self.offset, max(0, (total - 1) // size * size))
             rows, page_rows = self._page(shown, offset)

@@ -242,17 +242,20 @@ class PagedTable:
         publish every checked row as the view's RowsBrush (None when none is checked)."""
         check_rows(self.view, self, self.page_rows.tolist(), positions)
 
-    def follow(self, base: Any, shown: Any, selected_rows: int) -> Callable[[], None]:
+    def follow(
+        self, base: Any, shown: Any, selected_rows: int, *, in_place: bool = True
+    ) -> Callable[[], None]:
         """What shows ``base``'s new linked selection, asked of the engine now (off the
         event loop) and shown when the returned function is called (on it).
 
         ``shown`` is what the table pages (``base``, or its selected rows first or only)
         and ``selected_rows`` how many of them the selection selects. The page stays
-        where the user is: when only this table's own ticks changed the selection, its
-        rows stay in place and the selected ones are marked again (a tick made meanwhile
-        lands on the row the user sees); otherwise the page at the same offset of
+        where the user is: when only this table's own ticks changed the selection and
+        ``in_place`` (the rows shown stay the same rows: not "selected only"), its rows
+        stay in place and the selected ones are marked again, so a tick made meanwhile
+        lands on the row the user sees; otherwise the page at the same offset of
         ``shown`` is fetched, its ticks from the selection."""
-        if not rows_ticked_only(self.view, base, self.checked):
+        if not (in_place and rows_ticked_only(self.view, base, self.checked)):
             return self.repaged(base, shown, selected_rows)
         total = shown.count()
         marked = selected_on_page(base, self.page_rows)
@@ -383,15 +386,16 @@ class PagedTable:
         )
 
     def _show(self) -> None:
-        if self.frame is not None:
-            self.tabulator.value = self.frame
-        if self.selectable:
-            self._syncing = True
-            try:
+        # a new page is no tick: Panel carries the old page's selection over by position
+        self._syncing = True
+        try:
+            if self.frame is not None:
+                self.tabulator.value = self.frame
+            if self.selectable:
                 page = self.page_rows.tolist()
                 self.tabulator.selection = [i for i, r in enumerate(page) if r in self.checked]
-            finally:
-                self._syncing = False
+        finally:
+            self._syncing = False
         self.info.object = self.status
         at_start, at_end = self.offset <= 0, self.offset >= self.last_offset
         self.buttons["first"].disabled = self.buttons["previous"].disabled = at_start

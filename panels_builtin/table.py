@@ -179,14 +179,16 @@ class TablePanel(Panel[TableConfig]):
         return holder
 
     def follow_selection(self, shown: Any, view: Any) -> Callable[[], None] | None:
-        """The table keeps its page: its selected rows marked again, or (with its rows
-        selected first or only) the same page of the new order; see ``PagedTable.follow``."""
+        """The table keeps its page: its selected rows marked again where they are when its
+        own ticks changed the selection (unless it shows the selected rows only), else the
+        same page of the new order; see ``PagedTable.follow``."""
         paged = getattr(shown, "pager", None)
         if not isinstance(paged, PagedTable) or not paged.selectable:
             return None
         toggle = shown[0]
         rows, selected_rows = _paged_rows(view, toggle.value, True)
-        show = paged.follow(view, rows, selected_rows)
+        only = toggle.value == "only" and rows is not view
+        show = paged.follow(view, rows, selected_rows, in_place=not only)
 
         def follow() -> None:
             shown.base = view

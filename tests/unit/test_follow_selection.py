@@ -220,6 +220,10 @@ def test_ticks_on_page_two_keep_the_page_and_are_marked_there(frame: pd.DataFram
     assert paged.highlighted == [3, 7] and paged.tabulator.selection == [3, 7]
     assert paged.checked == {rows[3], rows[7]} and paged.selected_rows == 2
     assert got[-1] == RowsBrush(rows=tuple(sorted([rows[3], rows[7]])))  # nothing more sent
+    obj[0].value = "only"  # two rows: Panel's selection of the old page is no untick
+    assert paged.total == 2 and paged.page_rows.tolist() == sorted([rows[3], rows[7]])
+    assert paged.tabulator.selection == [0, 1] and paged.checked == {rows[3], rows[7]}
+    assert got[-1] == RowsBrush(rows=tuple(sorted([rows[3], rows[7]])))
 
 
 def test_selected_only_pages_the_selection_after_it_changed_elsewhere(frame: pd.DataFrame) -> None:
