@@ -394,6 +394,8 @@ class PagedTable:
             if self.selectable:
                 page = self.page_rows.tolist()
                 self.tabulator.selection = [i for i, r in enumerate(page) if r in self.checked]
+                # sent even when unchanged here: the browser may show a page it replaced
+                self.tabulator.param.trigger("selection")
         finally:
             self._syncing = False
         self.info.object = self.status
