@@ -3,6 +3,7 @@ engine call (one bin per integer when that fits), bar heights and log-axis floor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Annotated, Any, Literal
 
@@ -12,6 +13,7 @@ from pydantic import AfterValidator, Field
 from panels_builtin.captions import EMPTY_VIEW, format_number, values_left_out
 from panels_builtin.selecting import selection_answer
 from panels_core.query.bins import MAX_AUTO_BINS, MAX_BINS, bin_span, width_bins
+from panels_core.query.errors import QueryError
 
 __all__ = [
     "MAX_BINS",
@@ -27,6 +29,8 @@ __all__ = [
     "engine_histogram",
     "heights",
     "log_floor",
+    "on_edges",
+    "quad_data",
     "range_of_bins",
     "selected_histogram",
     "why_no_bins",
@@ -81,18 +85,26 @@ def engine_histogram(
     width: float | None = None,
     range: tuple[float, float] | None = None,
     by: str | None = None,
-) -> Any:
+) -> tuple[Any, dict[str, Any]]:
     """``view.histogram(...)`` with one refinement: an integer column binned ``"auto"``
     (no width, no range) gets one bin per integer, centred on it, when its values
-    span at most ``MAX_AUTO_BINS`` integers (a first one-bin call finds min and max)."""
+    span at most ``MAX_AUTO_BINS`` integers (a first one-bin call finds min and max).
+
+    Returns the histogram and the ``width`` and ``range`` it was asked with, which
+    ``selected_histogram`` needs to bin the selected rows on exactly its edges."""
     if integer and bins == "auto" and width is None and range is None:
         probe = view.histogram(column, bins=1, by=by)
         if int(np.sum(probe.counts)) == 0:
-            return probe
+            return probe, {"width": None, "range": None}
         lo, hi = math.ceil(probe.edges[0]), math.floor(probe.edges[-1])
         if hi - lo < MAX_AUTO_BINS:
-            return view.histogram(column, range=(lo - 0.5, hi + 0.5), width=1.0, by=by)
-    return view.histogram(column, bins=bins, range=range, width=width, by=by)
+            width, range = 1.0, (lo - 0.5, hi + 0.5)
+            return view.histogram(column, range=range, width=width, by=by), {
+                "width": width,
+                "range": range,
+            }
+    asked = {"width": width, "range": range}
+    return view.histogram(column, bins=bins, range=range, width=width, by=by), asked
 
 
 def heights(
@@ -169,6 +181,29 @@ def bins_figure(
     return fig
 
 
+def quad_data(
+    edges: np.ndarray,
+    bottom: np.ndarray,
+    top: np.ndarray,
+    counts: np.ndarray,
+    values: np.ndarray,
+    names: list[str] | None = None,
+) -> dict[str, Any]:
+    """The columns of a source of one quad per bin: left, right, bottom, top, count, value,
+    and ``name`` per bin when ``names`` is set."""
+    data = {
+        "left": edges[:-1],
+        "right": edges[1:],
+        "bottom": bottom,
+        "top": top,
+        "count": counts,
+        "value": values,
+    }
+    if names is not None:
+        data["name"] = names
+    return data
+
+
 def add_bin_quads(
     fig: Any,
     edges: np.ndarray,
@@ -180,36 +215,63 @@ def add_bin_quads(
     *,
     names: list[str] | None = None,
     **style: Any,
-) -> None:
-    """Draw one quad per bin on ``fig`` from a ColumnDataSource named ``name`` (columns
-    left, right, bottom, top, count, value, and ``name`` per bin when ``names`` is set);
-    ``style`` goes to ``fig.quad`` (colours, alpha, legend)."""
+) -> Any:
+    """Draw one quad per bin on ``fig`` from a ColumnDataSource named ``name`` (the columns
+    of ``quad_data``); ``style`` goes to ``fig.quad`` (colours, alpha, legend, visible).
+    Returns the glyph renderer."""
     from bokeh.models import ColumnDataSource
 
-    data = {
-        "left": edges[:-1],
-        "right": edges[1:],
-        "bottom": bottom,
-        "top": top,
-        "count": counts,
-        "value": values,
-    }
-    if names is not None:
-        data["name"] = names
-    source = ColumnDataSource(data, name=name)
-    fig.quad(
+    source = ColumnDataSource(quad_data(edges, bottom, top, counts, values, names), name=name)
+    return fig.quad(
         left="left", right="right", bottom="bottom", top="top", source=source, name=name, **style
     )
 
 
-def selected_histogram(view: Any, column: str, edges: np.ndarray, by: str | None = None) -> Any:
-    """The selected rows' histogram of ``column`` on the same ``edges`` (the engine's
-    ``view.selected()``), or None when the view has no selection."""
+def selected_histogram(
+    view: Any,
+    column: str,
+    edges: np.ndarray,
+    *,
+    width: float | None = None,
+    range: tuple[float, float] | None = None,
+    by: str | None = None,
+) -> Any:
+    """The selected rows' histogram of ``column`` on exactly ``edges`` (the engine's
+    ``view.selected()``), or None when the view has no selection.
+
+    ``width`` and ``range`` are what the full histogram was asked with
+    (``engine_histogram`` returns them). Edges of a bin width are asked for again with
+    that width, so the engine computes the very same floats (``bins=n`` over the span
+    would round differently and could move a value on an edge to the next bin); edges
+    of a number of bins are ``bins=n`` over their own span, as they were made."""
     edges = np.asarray(edges, dtype=np.float64)
+    n = len(edges) - 1
     span = (float(edges[0]), float(edges[-1]))
-    return selection_answer(
-        view, lambda chosen: chosen.histogram(column, bins=len(edges) - 1, range=span, by=by)
-    )
+
+    def ask(chosen: Any) -> Any:
+        if width is None:
+            return chosen.histogram(column, bins=n, range=span, by=by)
+        hist = chosen.histogram(column, width=width, range=range or span, by=by)
+        return on_edges(hist, edges)
+
+    return selection_answer(view, ask)
+
+
+def on_edges(hist: Any, edges: np.ndarray) -> Any:
+    """``hist`` (asked with a bin width over a span ending on ``edges[-1]``) on ``edges``:
+    when float rounding made the engine add one more bin, that bin holds only values on
+    ``edges[-1]``, which the last of ``edges``' bins (closed) holds; a QueryError if the
+    engine's edges are not ``edges``."""
+    n = len(edges) - 1
+    got = np.asarray(hist.edges, dtype=np.float64)
+    if not np.array_equal(got[: n + 1], edges):
+        raise QueryError("the selected rows could not be binned on the histogram's own edges")
+    counts = np.asarray(hist.counts, dtype=np.int64)
+    if counts.shape[-1] > n:
+        counts = counts.copy()
+        counts[..., n - 1] += counts[..., n:].sum(axis=-1)
+        counts = counts[..., :n]
+    return dataclasses.replace(hist, edges=edges, counts=counts)
 
 
 def range_of_bins(column: str, edges: np.ndarray, indices: Any) -> Any:

@@ -13,6 +13,7 @@ linked selection selects get a highlight border, and "selected only" pages
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -21,13 +22,16 @@ from pydantic import Field
 from panels_builtin.captions import format_count, format_number, message
 from panels_builtin.cells import CellColumn, CellRenderer, cell_columns, image_cell, text_cell
 from panels_builtin.columns import label_column
-from panels_builtin.selecting import brushed_rows, check_rows, has_selection, selection_answer
+from panels_builtin.selecting import (
+    brushed_rows,
+    check_rows,
+    has_selection,
+    selected_on_page,
+)
 from panels_core.escape import html_text, markdown_text
 from panels_core.panel import Column, Panel, PanelConfig, Prefer, columns_of
 from panels_core.query.engine import ROW
 from panels_core.query.errors import QueryError
-from panels_core.query.expr import Binary
-from panels_core.query.selection import RowsBrush
 from panels_core.types import AnyType, CategoryType, ImageType, TableType, strip_optional
 
 __all__ = ["Gallery", "GalleryConfig", "GalleryPanel", "caption_text", "field_html"]
@@ -205,33 +209,53 @@ class Gallery:
         self._show()
 
     def _fetch(self) -> list[dict[str, Any]]:
+        rows, self.page_rows = self._page(self.view, self.offset)
+        return rows
+
+    def _page(self, view: Any, offset: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """The rows of ``view``'s page at ``offset`` and their table row numbers (none
+        when tiles cannot be checked)."""
         size = self.config.page_size
         if not self.selectable:
-            return self.view.page(self.offset, size).to_pylist()
-        names = list(columns_of(self.view.type))
-        page = self.view.page(self.offset, size, [*names, ROW])
-        self.page_rows = page.column(ROW).to_numpy().astype(np.int64)
-        return page.select(names).to_pylist()
+            return view.page(offset, size).to_pylist(), np.empty(0, dtype=np.int64)
+        names = list(columns_of(view.type))
+        page = view.page(offset, size, [*names, ROW])
+        return page.select(names).to_pylist(), page.column(ROW).to_numpy().astype(np.int64)
 
     def _marked(self) -> list[int]:
-        """The page positions of rows the linked selection selects (asked for this page's
-        rows only, so a large selection costs no more than a small one)."""
-        if not self.selectable or not len(self.page_rows):
-            return []
+        """The page positions of rows the linked selection selects."""
+        return selected_on_page(self.base, self.page_rows) if self.selectable else []
 
-        def on_page(chosen: Any) -> Any:
-            page = RowsBrush(rows=tuple(self.page_rows.tolist())).as_filter()
-            narrowed = Binary(op="and", left=chosen.query.filter, right=page)
-            return chosen.with_query(filter=narrowed.to_text()).row_numbers()
+    def follow(self, view: Any) -> Callable[[], None]:
+        """What shows ``view``'s new linked selection, asked of the engine now (off the event
+        loop) and shown when the returned function is called (on it): the page stays, its
+        tiles' borders and ticks from the new selection (the thumbnails are not sent
+        again); with *selected only* on, the same page of the new selected rows."""
+        only = self.only.value and has_selection(view)
+        shown = view.selected() if only else view
+        total = shown.count()
+        offset, rows, page_rows = self.offset, None, self.page_rows
+        if only or self.view is not self.base:  # selected only, now or until now
+            size = self.config.page_size
+            offset = min(self.offset, max(0, (total - 1) // size * size))
+            rows, page_rows = self._page(shown, offset)
+        marked, checked = selected_on_page(view, page_rows), brushed_rows(view)
 
-        found = selection_answer(self.view, on_page)
-        inside = set() if found is None else {int(r) for r in found}
-        return [i for i, r in enumerate(self.page_rows.tolist()) if r in inside]
+        def show() -> None:
+            self.base, self.view, self.total, self.offset = view, shown, total, offset
+            self.marked, self.checked = marked, checked
+            self.only.visible = has_selection(view)
+            if rows is not None:
+                self.rows, self.page_rows, self.error = rows, page_rows, None
+                self.close()
+            self._show(tiles=rows is not None)
+
+        return show
 
     def check(self, positions: Any) -> None:
         """Check the tiles at ``positions`` of the page (unchecking its others) and publish
         every checked row as the view's RowsBrush (None when none is checked)."""
-        self.checked = check_rows(self.view, self.checked, self.page_rows.tolist(), positions)
+        check_rows(self.view, self, self.page_rows.tolist(), positions)
 
     def only_selected(self, only: bool) -> None:
         """Page only the linked selection's rows (``view.selected()``), or every row; a
@@ -344,15 +368,18 @@ class Gallery:
             sizing_mode="stretch_width",
         )
 
-    def _show(self) -> None:
+    def _show(self, tiles: bool = True) -> None:
+        """Show the page: its tiles (unless ``tiles`` is False: they are the same), ticks
+        and marks, the pager and any error."""
         self._syncing = True
         try:
             page = self.page_rows.tolist()
+            drawn = {"tiles": self.tiles} if tiles else {}
             self.grid.param.update(
                 selectable=self.selectable,
                 checked=[i for i, r in enumerate(page) if r in self.checked],
                 marked=self.marked,
-                tiles=self.tiles,
+                **drawn,
             )
         finally:
             self._syncing = False
@@ -384,7 +411,18 @@ class GalleryPanel(Panel[GalleryConfig]):
         return 2 if isinstance(table_type, TableType) else None
 
     def render(self, view: Any) -> Any:
-        """Pager row over the thumbnails (or a row's detail)."""
+        """Pager row over the thumbnails (or a row's detail); the Column's ``gallery`` is
+        the ``Gallery``."""
         if view.count() == 0:
             return message("No rows in this view: the filter keeps none.")
-        return Gallery(view, self.config).layout
+        gallery = Gallery(view, self.config)
+        gallery.layout.gallery = gallery
+        return gallery.layout
+
+    def follow_selection(self, shown: Any, view: Any) -> Callable[[], None] | None:
+        """The gallery keeps its page and marks the new selection's tiles; see
+        ``Gallery.follow``."""
+        gallery = getattr(shown, "gallery", None)
+        if not isinstance(gallery, Gallery) or not gallery.selectable:
+            return None
+        return gallery.follow(view)

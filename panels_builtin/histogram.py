@@ -14,6 +14,7 @@ groups kept by the query) unless ``group`` names one of them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from panels_builtin.bins import (
     check_binning,
     engine_histogram,
     heights,
+    quad_data,
     range_of_bins,
     selected_histogram,
     why_no_bins,
@@ -48,6 +50,7 @@ from panels_builtin.captions import (
     values_left_out,
 )
 from panels_builtin.columns import has_media, looks_like_id, number_item, pick_measure
+from panels_builtin.following import chart_parts, keep_drawn_brush, renderer_named
 from panels_builtin.selecting import selection_answer
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
@@ -74,6 +77,8 @@ GROUPED_NUMBER = ListType(item=OptionalType(inner=NUMBER))
 LABELS = (CategoryType(), BooleanType(), StringType())
 """Column types drawn as value-count bars."""
 BAR_COLOR = "#4c78a8"
+DIMMED = 0.45
+"""The alpha of the full series while a selected series is drawn over it."""
 
 
 class HistogramConfig(PanelConfig):
@@ -200,7 +205,7 @@ class Histogram(Panel[HistogramConfig]):
     def _bins(self, view: Any, column_type: Any) -> BinnedValues:
         cfg = self.config
         item = number_item(column_type)
-        hist = engine_histogram(
+        hist, asked = engine_histogram(
             view,
             cfg.column,
             integer=bool(item and item.integer),
@@ -222,7 +227,7 @@ class Histogram(Panel[HistogramConfig]):
             outside=int(getattr(hist, "outside", 0)),
             groups=groups,
             group=group,
-            selected=self._selected_bins(view, hist.edges),
+            selected=self._selected_bins(view, hist.edges, asked),
         )
 
     def _one_series(self, hist: Any) -> tuple[np.ndarray, list[str] | None, str | None]:
@@ -243,9 +248,11 @@ class Histogram(Panel[HistogramConfig]):
             )
         return counts[groups.index(cfg.group)], groups, cfg.group
 
-    def _selected_bins(self, view: Any, edges: np.ndarray) -> np.ndarray | None:
-        """The selected rows' counts on ``edges`` (None without a selection)."""
-        chosen = selected_histogram(view, self.config.column, edges)
+    def _selected_bins(
+        self, view: Any, edges: np.ndarray, asked: dict[str, Any]
+    ) -> np.ndarray | None:
+        """The selected rows' counts on exactly ``edges`` (None without a selection)."""
+        chosen = selected_histogram(view, self.config.column, edges, **asked)
         return None if chosen is None else self._one_series(chosen)[0]
 
     def _why_empty(self, hist: Any, groups: list[str] | None) -> str:
@@ -348,28 +355,33 @@ class Histogram(Panel[HistogramConfig]):
             drawn.values,
             "bins",
             fill_color=BAR_COLOR,
-            fill_alpha=0.45 if chosen else 1.0,
+            fill_alpha=DIMMED if chosen else 1.0,
             line_color="white",
         )
-        if drawn.selected is not None:
-            total = int(drawn.counts.sum())
-            values = heights(drawn.selected, drawn.edges, cfg.density, total)
-            low, high = bar_span(values, cfg.log_y)
-            add_bin_quads(
-                fig,
-                drawn.edges,
-                np.minimum(bottom, low),
-                high,
-                drawn.selected,
-                values,
-                "selected",
-                fill_color=SELECTED_COLOR,
-                line_color="white",
-            )
+        picked = self._selected_quads(drawn)
+        add_bin_quads(
+            fig,
+            drawn.edges,
+            *(picked[k] for k in ("bottom", "top", "count", "value")),
+            "selected",
+            fill_color=SELECTED_COLOR,
+            line_color="white",
+            visible=chosen,
+        )
         if drawn.groups is None:  # rows of a grouped view are groups: nothing to brush
             edges = drawn.edges
             brush_bins(fig, "bins", lambda at: view.select(range_of_bins(drawn.column, edges, at)))
         return fig
+
+    def _selected_quads(self, drawn: BinnedValues) -> dict[str, Any]:
+        """The columns of the selected series' source: the selected rows' counts over the
+        full bins (zero-height bars without a selection, hidden until one comes)."""
+        cfg = self.config
+        bottom, _ = bar_span(drawn.values, cfg.log_y)
+        counts = drawn.selected if drawn.selected is not None else np.zeros_like(drawn.counts)
+        values = heights(counts, drawn.edges, cfg.density, int(drawn.counts.sum()))
+        low, high = bar_span(values, cfg.log_y)
+        return quad_data(drawn.edges, np.minimum(bottom, low), high, counts, values)
 
     def _bars_figure(self, drawn: Bars, view: Any) -> Any:
         from bokeh.models import ColumnDataSource, TapTool
@@ -409,12 +421,11 @@ class Histogram(Panel[HistogramConfig]):
             top="top",
             source=source,
             fill_color=BAR_COLOR,
-            fill_alpha=0.45 if chosen else 1.0,
+            fill_alpha=DIMMED if chosen else 1.0,
             line_color="white",
             name="bars",
         )
-        if drawn.selected is not None:
-            self._selected_vbar(fig, drawn, total)
+        self._selected_vbar(fig, drawn, total)
         fig.add_tools(TapTool(renderers=[bars], behavior="select"))
         keys = drawn.keys
         source.selected.on_change(
@@ -426,16 +437,11 @@ class Histogram(Panel[HistogramConfig]):
         return fig
 
     def _selected_vbar(self, fig: Any, drawn: Bars, total: int) -> None:
-        """The selected rows' count of each bar, drawn narrower over the bar of all rows."""
+        """The selected rows' count of each bar, drawn narrower over the bar of all rows
+        (zero-height bars without a selection, hidden until one comes)."""
         from bokeh.models import ColumnDataSource
 
-        assert drawn.selected is not None
-        values = drawn.selected / total if self.config.density else drawn.selected.astype(float)
-        bottom, top = bar_span(values, self.config.log_y)
-        source = ColumnDataSource(
-            {"label": drawn.labels, "bottom": bottom, "top": top, "count": drawn.selected},
-            name="selected",
-        )
+        source = ColumnDataSource(self._selected_bars_data(drawn, total), name="selected")
         fig.vbar(
             x="label",
             width=0.5,
@@ -445,7 +451,57 @@ class Histogram(Panel[HistogramConfig]):
             fill_color=SELECTED_COLOR,
             line_color="white",
             name="selected",
+            visible=drawn.selected is not None,
         )
+
+    def _selected_bars_data(self, drawn: Bars, total: int) -> dict[str, Any]:
+        """The columns of the selected bars' source: label, bottom, top and count."""
+        counts = drawn.selected if drawn.selected is not None else np.zeros_like(drawn.counts)
+        values = counts / total if self.config.density else counts.astype(float)
+        bottom, top = bar_span(values, self.config.log_y)
+        return {"label": drawn.labels, "bottom": bottom, "top": top, "count": counts}
+
+    # -- following a new selection in place ----------------------------------------------
+
+    def follow_selection(self, shown: Any, view: Any) -> Callable[[], None] | None:
+        """The selected series of ``view``'s new selection, asked of the engine (the full
+        series comes from its answers kept), drawn into the chart ``render`` returned: the
+        ``"selected"`` source's data, its visibility, the full series dimmed and the
+        caption; the range dragged or bars clicked here stay while their brush stands."""
+        parts = chart_parts(shown)
+        if parts is None:
+            return None
+        try:
+            drawn = self.data(view)
+        except (NothingToShow, QueryError):
+            return None  # drawn again: the card shows why
+        caption, fig = parts
+        if isinstance(drawn, Bars):
+            name, text = "bars", self._bars_caption(drawn)
+            data = self._selected_bars_data(drawn, int(drawn.counts.sum()))
+            keys = drawn.keys
+
+            def brush_of(at: list[int]) -> Any:
+                return _values_brush(drawn.column, keys, at)
+
+        else:
+            name, text, data = "bins", self._bins_caption(drawn), self._selected_quads(drawn)
+
+            def brush_of(at: list[int]) -> Any:
+                return range_of_bins(drawn.column, drawn.edges, at)
+
+        full, chosen = renderer_named(fig, name), renderer_named(fig, "selected")
+        if full is None or chosen is None:
+            return None
+
+        def show() -> None:
+            chosen.data_source.data = data
+            chosen.visible = drawn.selected is not None
+            full.glyph.fill_alpha = DIMMED if drawn.selected is not None else 1.0
+            keep_drawn_brush(full.data_source, view, brush_of)
+            caption.object = text
+
+        return show
 
 
 def _values_brush(column: str, keys: list[Any], indices: list[int]) -> Any:

@@ -18,12 +18,14 @@ Series are overlaid (translucent) or stacked.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from panels_builtin.bins import (
+    SELECTED_COLOR,
     BinRange,
     Bins,
     BinWidth,
@@ -34,6 +36,7 @@ from panels_builtin.bins import (
     engine_histogram,
     heights,
     log_floor,
+    quad_data,
     range_of_bins,
     selected_histogram,
     why_no_bins,
@@ -49,6 +52,7 @@ from panels_builtin.captions import (
     values_left_out,
 )
 from panels_builtin.columns import number_item, pick_measure
+from panels_builtin.following import chart_parts, keep_drawn_brush, renderer_named
 from panels_builtin.palette import category_palette
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, specificity
@@ -75,6 +79,8 @@ COMPARED_GROUPED = ComparedType(item=ListType(item=_NUMBER))
 GROUPED_NUMBER = ListType(item=_NUMBER)
 """``list[number]``: a number column after grouping."""
 OVERLAY_ALPHA = 0.45
+SELECTED_UNDER = 0.25
+"""The series' fill while each has its selected rows drawn over it."""
 Split = Literal["source", "group", "by", "none"]
 """What splits a column into series."""
 
@@ -139,11 +145,24 @@ class MultiBins:
     nonfinite: int
     outside: int
     merged: int = 0  # series merged into (other)
-    selected: int | None = None  # values of the selected rows (None: no selection)
+    selected: np.ndarray | None = None  # (series, bins): the selected rows' counts, or None
 
 
 def _fits(t: Any, accepts: Any) -> bool:
     return is_assignable(strip_optional(t), accepts)
+
+
+def _merge(counts: np.ndarray, kept: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """The kept rows of ``counts``, then the rest summed as one row (when there is a rest)."""
+    if not len(rest):
+        return counts[kept]
+    return np.vstack([counts[kept], counts[rest].sum(axis=0, keepdims=True)])
+
+
+def _merge_names(names: list[str], kept: np.ndarray) -> list[str]:
+    """The kept series' names, then (other) when some were merged."""
+    shown = [names[i] for i in kept]
+    return shown if len(shown) == len(names) else [*shown, other_label(names)]
 
 
 class MultiHistogram(Panel[MultiHistogramConfig]):
@@ -210,7 +229,7 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
                 f"`{cfg.column}` is a {what} column, already split into series; "
                 "clear `by` (it splits plain number columns only)."
             )
-        hist = engine_histogram(
+        hist, asked = engine_histogram(
             view,
             cfg.column,
             integer=item.integer,
@@ -223,7 +242,9 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         total = int(counts.sum())
         if total == 0:
             raise NothingToShow(why_no_bins(hist, cfg.column, cfg.range))
-        counts, names, merged = self._keep_largest(counts, names)
+        kept, rest = self._largest(counts)
+        chosen = self._selected(view, split, hist.edges, asked, names)
+        counts, names, merged = _merge(counts, kept, rest), _merge_names(names, kept), len(rest)
         values, bottoms, tops = self._heights(counts, hist.edges)
         return MultiBins(
             column=cfg.column,
@@ -238,15 +259,25 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
             nonfinite=int(hist.nonfinite),
             outside=int(getattr(hist, "outside", 0)),
             merged=merged,
-            selected=self._selected(view, split, hist.edges),
+            selected=None if chosen is None else _merge(chosen, kept, rest),
         )
 
-    def _selected(self, view: Any, split: Split, edges: np.ndarray) -> int | None:
-        """How many values of the selected rows fall in the bins (plain number columns)."""
+    def _selected(
+        self, view: Any, split: Split, edges: np.ndarray, asked: dict[str, Any], names: list[str]
+    ) -> np.ndarray | None:
+        """The selected rows' counts (series, bins) on exactly ``edges``, one row per series
+        of ``names`` (plain number columns; None without a selection)."""
         if split not in ("by", "none"):
             return None
-        chosen = selected_histogram(view, self.config.column, edges, by=self.config.by)
-        return None if chosen is None else int(np.sum(chosen.counts))
+        cfg = self.config
+        chosen = selected_histogram(view, cfg.column, edges, **asked, by=cfg.by)
+        if chosen is None:
+            return None
+        counts = np.atleast_2d(np.asarray(chosen.counts, dtype=np.int64))
+        found = list(chosen.groups) if chosen.groups is not None else [cfg.column]
+        rows = dict(zip(found, counts))
+        zeros = np.zeros(len(edges) - 1, dtype=np.int64)
+        return np.vstack([rows.get(name, zeros) for name in names])
 
     def _series(self, hist: Any, column_type: Any) -> tuple[Split, np.ndarray, list[str]]:
         """What splits the engine's histogram into series, its counts (series, bins) and
@@ -264,21 +295,14 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
             return "group", counts, names
         return ("by" if self.config.by is not None else "none"), counts, names
 
-    def _keep_largest(
-        self, counts: np.ndarray, names: list[str]
-    ) -> tuple[np.ndarray, list[str], int]:
-        """At most ``max_series`` series: the largest, in their order, then (other)."""
-        limit = self.config.max_series
-        if len(names) <= limit:
-            return counts, names, 0
-        keep = limit - 1
-        totals = counts.sum(axis=1)
-        order = np.argsort(-totals, kind="stable")
-        kept = np.sort(order[:keep])
-        rest = np.sort(order[keep:])
-        other = other_label(names)
-        merged_counts = np.vstack([counts[kept], counts[rest].sum(axis=0, keepdims=True)])
-        return merged_counts, [names[i] for i in kept] + [other], len(rest)
+    def _largest(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The series kept (at most ``max_series``: the largest, in their order) and the
+        rest, merged into (other); no rest when there are few enough."""
+        limit, n = self.config.max_series, counts.shape[0]
+        if n <= limit:
+            return np.arange(n), np.arange(0)
+        order = np.argsort(-counts.sum(axis=1), kind="stable")
+        return np.sort(order[: limit - 1]), np.sort(order[limit - 1 :])
 
     def _heights(
         self, counts: np.ndarray, edges: np.ndarray
@@ -332,7 +356,7 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         if lost:
             parts.append(lost)
         if drawn.selected is not None:
-            parts.append(f"{format_count(drawn.selected)} of them selected")
+            parts.append(f"{format_count(int(drawn.selected.sum()))} of them selected")
         return "; ".join(parts)
 
     def _figure(self, drawn: MultiBins, view: Any) -> Any:
@@ -341,7 +365,6 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
             drawn.column, density=cfg.density, log_y=cfg.log_y, height=340, series=True
         )
         colors = category_palette(len(drawn.names))
-        stack = cfg.mode == "stack"
         n_bins = len(drawn.edges) - 1
         for i, name in enumerate(drawn.names):
             add_bin_quads(
@@ -354,11 +377,13 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
                 f"series:{name}",
                 names=[name] * n_bins,
                 fill_color=colors[i],
-                fill_alpha=0.85 if stack else OVERLAY_ALPHA,
-                line_color=colors[i] if not stack else "white",
+                fill_alpha=self._alpha(drawn),
+                line_color=colors[i] if cfg.mode != "stack" else "white",
                 line_alpha=0.9,
                 legend_label=name,
             )
+        if drawn.split in ("by", "none"):
+            self._selected_series(fig, drawn, colors)
         legend = fig.legend[0]
         legend.click_policy = "hide"
         legend.title = {"source": "source", "group": "group", "by": self.config.by}.get(drawn.split)
@@ -366,6 +391,78 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         if drawn.split in ("by", "none"):
             self._brush(fig, drawn, view)
         return fig
+
+    def _alpha(self, drawn: MultiBins) -> float:
+        """The series' fill: paler while a selected series is drawn over each."""
+        if drawn.selected is not None:
+            return SELECTED_UNDER
+        return 0.85 if self.config.mode == "stack" else OVERLAY_ALPHA
+
+    def _selected_series(self, fig: Any, drawn: MultiBins, colors: list[str]) -> None:
+        """Over each series, its selected rows' counts in its colour, outlined in the
+        selection's colour (hidden, at zero height, until there is a selection)."""
+        for i, name in enumerate(drawn.names):
+            data = self._selected_quads(drawn, i)
+            add_bin_quads(
+                fig,
+                drawn.edges,
+                *(data[k] for k in ("bottom", "top", "count", "value")),
+                f"selected:{name}",
+                names=data["name"],
+                fill_color=colors[i],
+                fill_alpha=0.95,
+                line_color=SELECTED_COLOR,
+                line_width=1.5,
+                visible=drawn.selected is not None,
+            )
+
+    def _selected_quads(self, drawn: MultiBins, i: int) -> dict[str, Any]:
+        """The columns of series ``i``'s selected source: its selected rows' heights, from
+        the series' own bottom (stacked: on the series below), as a part of the series."""
+        cfg = self.config
+        counts = drawn.selected[i] if drawn.selected is not None else np.zeros_like(drawn.counts[i])
+        total = int(drawn.counts.sum() if cfg.mode == "stack" else drawn.counts[i].sum())
+        values = heights(counts, drawn.edges, cfg.density, total)
+        bottom = drawn.bottoms[i]
+        top = np.maximum(bottom + values if cfg.mode == "stack" else values, bottom)
+        names = [f"{drawn.names[i]} (selected)"] * len(counts)
+        return quad_data(drawn.edges, bottom, top, counts, values, names)
+
+    def follow_selection(self, shown: Any, view: Any) -> Callable[[], None] | None:
+        """The selected series of ``view``'s new selection, asked of the engine (the full
+        series come from its answers kept), drawn into the chart ``render`` returned: each
+        ``"selected:<series>"`` source, the series' fill and the caption; the range
+        dragged here stays while its brush stands."""
+        parts = chart_parts(shown)
+        if parts is None:
+            return None
+        try:
+            drawn = self.data(view)
+        except (NothingToShow, QueryError):
+            return None  # drawn again: the card shows why
+        if drawn.split not in ("by", "none"):
+            return None
+        caption, fig = parts
+        names = [f"selected:{name}" for name in drawn.names]
+        chosen = [renderer_named(fig, name) for name in names]
+        series = [renderer_named(fig, f"series:{name}") for name in drawn.names]
+        brush = renderer_named(fig, "brush")
+        if any(r is None for r in [*chosen, *series, brush]):
+            return None
+        data = [self._selected_quads(drawn, i) for i in range(len(names))]
+        text, alpha, edges = self._caption(drawn), self._alpha(drawn), drawn.edges
+
+        def show() -> None:
+            for renderer, columns, full in zip(chosen, data, series):
+                renderer.data_source.data = columns
+                renderer.visible = drawn.selected is not None
+                full.glyph.fill_alpha = alpha
+            keep_drawn_brush(
+                brush.data_source, view, lambda at: range_of_bins(drawn.column, edges, at)
+            )
+            caption.object = text
+
+        return show
 
     def _brush(self, fig: Any, drawn: MultiBins, view: Any) -> None:
         """A horizontal box select over the bins (an undrawn quad per bin, as tall as the

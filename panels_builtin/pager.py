@@ -18,7 +18,12 @@ import pyarrow as pa
 from panels_builtin.captions import format_count
 from panels_builtin.cells import CellColumn, CellRenderer, cell_columns, number_formatter
 from panels_builtin.columns import image_item
-from panels_builtin.selecting import brushed_rows, check_rows
+from panels_builtin.selecting import (
+    brushed_rows,
+    check_rows,
+    rows_ticked_only,
+    selected_on_page,
+)
 from panels_core.escape import html_text, markdown_text
 from panels_core.query.engine import ROW
 from panels_core.query.errors import QueryError
@@ -114,23 +119,34 @@ class PagedTable:
     @property
     def last_offset(self) -> int:
         """The offset of the last page."""
-        return max(0, (self.total - 1) // self.page_size * self.page_size)
+        return self.last_offset_of(self.total)
+
+    def last_offset_of(self, total: int) -> int:
+        """The offset of the last page of ``total`` rows."""
+        return max(0, (total - 1) // self.page_size * self.page_size)
 
     def _fetch(self) -> pa.Table:
+        table, rows = self._page(self.view, self.offset)
+        if rows is not None:
+            self.page_rows = rows
+        return table
+
+    def _page(self, view: Any, offset: int) -> tuple[pa.Table, np.ndarray | None]:
+        """The page of ``view`` at ``offset`` (shown columns) and, when rows can be checked,
+        its table row numbers."""
         self.fetches += 1
-        query = self.view.query
+        query = view.query
         if query.group_by:
-            start = query.offset + self.offset
+            start = query.offset + offset
             limit = self.page_size
             if query.limit is not None:
-                limit = max(0, min(limit, query.limit - self.offset))
-            grouped = self.view.with_query(offset=start, limit=limit).grouped()
-            return grouped.select(self.names)
+                limit = max(0, min(limit, query.limit - offset))
+            grouped = view.with_query(offset=start, limit=limit).grouped()
+            return grouped.select(self.names), None
         if not self.selectable:
-            return self.view.page(self.offset, self.page_size, self.names)
-        table = self.view.page(self.offset, self.page_size, [*self.names, ROW])
-        self.page_rows = table.column(ROW).to_numpy().astype(np.int64)
-        return table.select(self.names)
+            return view.page(offset, self.page_size, self.names), None
+        table = view.page(offset, self.page_size, [*self.names, ROW])
+        return table.select(self.names), table.column(ROW).to_numpy().astype(np.int64)
 
     def _frame(self, table: pa.Table) -> Any:
         import pandas as pd
@@ -155,6 +171,7 @@ class PagedTable:
         self.error = None
         self.page_table = table
         self.frame = self._frame(table)
+        self._mark_first()
         self._show()
 
     def redraw(self) -> None:
@@ -223,7 +240,57 @@ class PagedTable:
     def check(self, positions: Sequence[int]) -> None:
         """Check the rows at ``positions`` of the current page (unchecking its others) and
         publish every checked row as the view's RowsBrush (None when none is checked)."""
-        self.checked = check_rows(self.view, self.checked, self.page_rows.tolist(), positions)
+        check_rows(self.view, self, self.page_rows.tolist(), positions)
+
+    def follow(
+        self, base: Any, shown: Any, selected_rows: int, *, in_place: bool = True
+    ) -> Callable[[], None]:
+        """What shows ``base``'s new linked selection, asked of the engine now (off the
+        event loop) and shown when the returned function is called (on it).
+
+        ``shown`` is what the table pages (``base``, or its selected rows first or only)
+        and ``selected_rows`` how many of them the selection selects. The page stays
+        where the user is: when only this table's own ticks changed the selection and
+        ``in_place`` (the rows shown stay the same rows: not "selected only"), its rows
+        stay in place and the selected ones are marked again, so a tick made meanwhile
+        lands on the row the user sees; otherwise the page at the same offset of
+        ``shown`` is fetched, its ticks from the selection."""
+        if not (in_place and rows_ticked_only(self.view, base, self.checked)):
+            return self.repaged(base, shown, selected_rows)
+        total = shown.count()
+        marked = selected_on_page(base, self.page_rows)
+
+        def mark() -> None:
+            self.view, self.total, self.selected_rows = shown, total, int(selected_rows)
+            self.highlighted = marked
+            self._show()
+
+        return mark
+
+    def repaged(self, base: Any, shown: Any, selected_rows: int) -> Callable[[], None]:
+        """What shows the page at the same offset of ``shown`` (see ``follow``), its ticks
+        the rows ``base``'s selection names; asked of the engine now, shown when called."""
+        total = shown.count()
+        offset = min(self.offset, self.last_offset_of(total))
+        table, rows = self._page(shown, offset)
+        frame, checked = self._frame(table), brushed_rows(base)
+
+        def repage() -> None:
+            self.view, self.total, self.offset = shown, total, offset
+            self.selected_rows, self.checked, self.error = int(selected_rows), checked, None
+            self.page_table, self.frame = table, frame
+            if rows is not None:
+                self.page_rows = rows
+            self._mark_first()
+            self._show()
+
+        return repage
+
+    def _mark_first(self) -> None:
+        """Highlight the page's rows among the first ``selected_rows`` of the view (the
+        selected rows come first)."""
+        shown = 0 if self.frame is None else len(self.frame)
+        self.highlighted = list(range(max(0, min(shown, self.selected_rows - self.offset))))
 
     def _on_checked(self, event: Any) -> None:
         if not self._syncing:
@@ -281,7 +348,7 @@ class PagedTable:
         if self.selectable:
             self.tabulator.selectable = "checkbox"
             self.tabulator.param.watch(self._on_checked, "selection")
-        if self.selected_rows:
+        if self.selectable or self.selected_rows:  # a selection may come later
             self.tabulator.style.apply(self._row_style, axis=1)
         glyphs = {"first": "«", "previous": "◀", "next": "▶", "last": "»"}
         self.buttons = {
@@ -319,18 +386,18 @@ class PagedTable:
         )
 
     def _show(self) -> None:
-        if self.frame is not None:
-            shown = len(self.frame)
-            first = max(0, min(shown, self.selected_rows - self.offset))
-            self.highlighted = list(range(first))
-            self.tabulator.value = self.frame
-        if self.selectable:
-            self._syncing = True
-            try:
+        # a new page is no tick: Panel carries the old page's selection over by position
+        self._syncing = True
+        try:
+            if self.frame is not None:
+                self.tabulator.value = self.frame
+            if self.selectable:
                 page = self.page_rows.tolist()
                 self.tabulator.selection = [i for i, r in enumerate(page) if r in self.checked]
-            finally:
-                self._syncing = False
+                # sent even when unchanged here: the browser may show a page it replaced
+                self.tabulator.param.trigger("selection")
+        finally:
+            self._syncing = False
         self.info.object = self.status
         at_start, at_end = self.offset <= 0, self.offset >= self.last_offset
         self.buttons["first"].disabled = self.buttons["previous"].disabled = at_start

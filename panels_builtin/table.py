@@ -7,6 +7,7 @@ names are importable from here too, as before they had modules of their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -135,14 +136,8 @@ class TablePanel(Panel[TableConfig]):
         """The pager over ``view`` (its widgets, current page and handlers): with a linked
         selection, its rows first or only (``selected``, default the config's), highlighted;
         rows of one plain table can be checked (published as the view's RowsBrush)."""
-        q = view.query
-        plain = not (q.group_by or q.compare_with or q.join or view.joined_table())
-        shown, selected_rows = view, 0
-        counted = selection_answer(view, lambda chosen: chosen.count()) if plain else None
-        if counted is not None:
-            selected_rows = counted
-            only = (selected or self.config.selected) == "only"
-            shown = view.selected() if only else view.selected_first()
+        plain = _plain(view)
+        shown, selected_rows = _paged_rows(view, selected or self.config.selected, plain)
         paged = PagedTable(
             shown,
             self.config.columns,
@@ -155,21 +150,65 @@ class TablePanel(Panel[TableConfig]):
         return paged
 
     def render(self, view: Any) -> Any:
-        """A Column: pager row, message line and the page's Tabulator; with a linked
-        selection a toggle between its rows first and only its rows."""
+        """A Column: with a linked selection a toggle between its rows first and only its
+        rows (hidden without one), then the pager row, message line and the page's
+        Tabulator. The Column's ``pager`` is the ``PagedTable``."""
         import panel as pn
 
         if not columns_of(view.type):
             return message("This table has no columns to show.")
         paged = self.build(view)
-        if paged.view is view:  # no linked selection applies to this view
-            return paged.layout
         toggle = pn.widgets.RadioButtonGroup(
             options={"selected first": "first", "selected only": "only"},
             value=self.config.selected,
             margin=(0, 4),
             css_classes=["selection-toggle"],
+            visible=paged.view is not view,  # a linked selection applies to this view
         )
         holder = pn.Column(toggle, paged.layout, sizing_mode="stretch_width")
-        toggle.param.watch(lambda e: holder.__setitem__(1, self.build(view, e.new).layout), "value")
+        holder.pager = paged
+        holder.base = view
+
+        def switch(event: Any) -> None:
+            base = holder.base
+            shown, selected_rows = _paged_rows(base, event.new, paged.selectable)
+            paged.offset = 0
+            paged.repaged(base, shown, selected_rows)()
+
+        toggle.param.watch(switch, "value")
         return holder
+
+    def follow_selection(self, shown: Any, view: Any) -> Callable[[], None] | None:
+        """The table keeps its page: its selected rows marked again where they are when its
+        own ticks changed the selection (unless it shows the selected rows only), else the
+        same page of the new order; see ``PagedTable.follow``."""
+        paged = getattr(shown, "pager", None)
+        if not isinstance(paged, PagedTable) or not paged.selectable:
+            return None
+        toggle = shown[0]
+        rows, selected_rows = _paged_rows(view, toggle.value, True)
+        only = toggle.value == "only" and rows is not view
+        show = paged.follow(view, rows, selected_rows, in_place=not only)
+
+        def follow() -> None:
+            shown.base = view
+            toggle.visible = rows is not view
+            show()
+
+        return follow
+
+
+def _plain(view: Any) -> bool:
+    """Whether ``view`` is one plain table (its rows can be checked and put first)."""
+    q = view.query
+    return not (q.group_by or q.compare_with or q.join or view.joined_table())
+
+
+def _paged_rows(view: Any, selected: str, plain: bool) -> tuple[Any, int]:
+    """What the table pages for ``view``'s linked selection, and how many of those rows
+    the selection selects: its rows first (``selected`` "first") or only, or ``view``
+    itself (and 0) without a selection the engine can evaluate here."""
+    counted = selection_answer(view, lambda chosen: chosen.count()) if plain else None
+    if counted is None:
+        return view, 0
+    return (view.selected() if selected == "only" else view.selected_first()), counted

@@ -162,7 +162,8 @@ class Panel(Generic[ConfigT]):
 
     Class hooks the app asks (so it names no panel): ``first_screen`` (is this panel
     on a new workspace's first screen for a table) and ``warm_up`` (what to get ready
-    when a workspace shows this kind).
+    when a workspace shows this kind); and ``follow_selection``, asked of a panel when
+    its card's table gets a new linked selection (draw it in place, or render again).
     """
 
     kind: ClassVar[str] = ""
@@ -276,6 +277,17 @@ class Panel(Generic[ConfigT]):
     def render(self, view: Any) -> Any:
         """The HoloViz Panel object showing ``view`` (a ``panels_core.View``)."""
         raise PanelDefinitionError(f"{type(self).__name__} must define render(view)")
+
+    def follow_selection(self, shown: Any, view: Any) -> Callable[[], None] | None:
+        """Show ``view``'s new linked selection in ``shown`` (what ``render`` returned and
+        the card shows), keeping what the user did there (page, zoom, a drawn range).
+
+        Called off the server's event loop, so ask the engine here (``view.selected()``
+        and friends), then return a function that changes the shown widgets and Bokeh
+        models; the card calls it on the event loop, and only if no newer selection came
+        meanwhile. Return None (the default) to have the card call ``render(view)`` again.
+        """
+        return None
 
 
 def check_panel_class(cls: Any) -> None:

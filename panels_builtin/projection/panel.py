@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from panels_builtin.captions import EMPTY_VIEW, message
@@ -129,3 +130,17 @@ class Projection2D(Panel[ProjectionConfig]):
         except (proj.ProjectionError, QueryError) as exc:
             plot.fail(str(exc))
         return plot
+
+    def follow_selection(self, shown: Any, view: Any) -> Callable[[], None] | None:
+        """The plot ``render`` returned redraws only its highlight (it keeps the user's
+        zoom and drawn shape): ``ProjectionPlot.follow_selection``, which changes its
+        Bokeh models on the event loop itself."""
+        follow = getattr(shown, "follow_selection", None)
+        if not callable(follow):
+            return None  # an alert shown instead of a plot: render again
+        follow(view)
+        return _nothing_left
+
+
+def _nothing_left() -> None:
+    """What the projection's follow leaves for the card to do on the event loop."""

@@ -8,6 +8,7 @@ server's event loop, and an error in a card stays in that card.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -34,6 +35,8 @@ from panels_core.workspace.spec import (
     CardSpec,
     Placement,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CARD_HEIGHT", "CARD_STYLES", "CardView", "carry_config", "compatible", "count_text"]
 
@@ -331,34 +334,47 @@ class CardView(pn.viewable.Viewer):
         return view.with_selection(self.linking.selection(query.table)).with_select_sink(sink)
 
     def follow_selection(self, selection: Selection | None) -> None:
-        """Show the table's new selection: the panel re-renders with it, unless what it
-        rendered has ``follow_selection(view)`` (then only that is called, off the event
-        loop: the projection keeps its zoom and drawn shape and redraws its highlight)."""
+        """Show the table's new selection: the panel's ``follow_selection(shown, view)``
+        hook draws it into what is shown (asked off the event loop, applied on it: the
+        table keeps its page and ticks, a histogram its dragged range, the projection its
+        zoom), or, when the hook returns None or nothing is shown yet, the panel renders
+        again."""
         self.view = self.view.with_selection(selection)
         self.selection_row.visible = selection is not None
-        follow = getattr(self._shown, "follow_selection", None)
-        if callable(follow) and not self.body.loading:
-            self._follow(follow)
-        else:
+        if self._shown is None or self.body.loading:
             self._render()
+        else:
+            self._follow(self._shown)
 
-    def _follow(self, follow: Callable[[View], None]) -> None:
+    def _follow(self, shown: Any) -> None:
         self._generation += 1
         generation, view = self._generation, self.view
+        kind, config = self.spec.kind, self.spec.config
 
-        def work() -> Any:
-            follow(view)
-            return selection_problem(view)
+        def work() -> tuple[Callable[[], None] | None, Any]:
+            if generation != self._generation:  # a newer selection came: it follows that
+                return None, None
+            cls = self.panels.get(kind)
+            checked = cls.validate_config(config, view.type) if config else None
+            panel = cls(checked if checked is not None else cls.default_config(view.type))
+            return panel.follow_selection(shown, view), selection_problem(view)
 
         def apply(result: Any) -> None:
-            if generation != self._generation:
+            if generation != self._generation or shown is not self._shown:
                 return
-            if isinstance(result, Failed):
-                self._show_error(query_error_text(result.error))
-            else:
-                self._show_selection_problem(result)
+            show, problem = (None, None) if isinstance(result, Failed) else result
+            if show is None:  # the panel cannot follow (or failed to): it renders again
+                self._render()
+                return
+            try:
+                show()
+            except Exception as exc:  # a plugin's models would not take it: render again
+                log.warning("card %s could not follow the selection: %r", self.card_id, exc)
+                self._render()
+                return
+            self._show_selection_problem(problem)
 
-        run_off_loop(work, apply, plugin=self.panels.is_plugin(self.spec.kind))
+        run_off_loop(work, apply, plugin=self.panels.is_plugin(kind))
 
     def set_filter(self, text: str) -> None:
         """Put ``text`` in the query bar's filter box and apply it, as if typed there."""

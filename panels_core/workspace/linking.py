@@ -1,8 +1,9 @@
 """Linked selection in a workspace: one selection per table, and the cards that follow it.
 
 A card's view sends its panel's brush (``view.select``) here under the card's id;
-the table's ``Selection`` changes and every card over that table re-renders with
-it (through the background lanes, as any render). The selection bar above the
+the table's ``Selection`` changes and every card over that table follows it
+(``CardView.follow_selection``: in place through its panel's hook, or rendered
+again, off the event loop either way). The selection bar above the
 grid says how many rows are selected ("1,204 of 60,000 rows selected", by
 category when the table has a category column) and holds AND/OR, Clear and
 "Filter every card"; each card has "Clear mine" and "Filter to selection".
@@ -155,7 +156,7 @@ class Linking:
             self.set(table, None)
 
     def set(self, table: str, selection: Selection | None) -> None:
-        """Make ``selection`` the table's; when it changed, its cards re-render."""
+        """Make ``selection`` the table's; when it changed, its cards follow it."""
         if selection is not None and selection.is_empty:
             selection = None
         if self.selections.get(table) == selection:

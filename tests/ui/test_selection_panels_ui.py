@@ -5,6 +5,7 @@ bins), and they are the engine's counts of the rows in the range of the bars dra
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -105,19 +106,28 @@ def test_ticking_a_table_row_brings_it_first_and_only(page, run_cli, workspace) 
     table = page.locator(".workspace-card.card-kind-table")
     rows = table.locator(".tabulator-row")
     expect(rows).to_have_count(10, timeout=WAIT)
-    # tick the third row's box: the card shows that row first, ticked and highlighted
+    # tick the third row's box: it stays where the user ticked it, ticked and highlighted
     rows.nth(2).locator("input[type=checkbox]").click()
     score = f"{frame.score[2]:.4f}".rstrip("0")
     toggle = table.locator(".selection-toggle")
     expect(toggle).to_contain_text("selected first", timeout=WAIT)
-    expect(rows.first.locator("[tabulator-field=score]")).to_have_text(score, timeout=WAIT)
-    expect(rows.first.locator("input[type=checkbox]")).to_be_checked()
+    expect(rows.nth(2).locator("[tabulator-field=score]")).to_have_text(score)
+    expect(rows.nth(2).locator("input[type=checkbox]")).to_be_checked()
+    highlight = re.compile("background-color: rgb\\(253, 227, 200\\)")
+    expect(rows.nth(2).locator("[tabulator-field=score]")).to_have_attribute(
+        "style", highlight, timeout=WAIT
+    )
     expect(table).to_contain_text("rows 1-10 of 1,000")
     # "selected only": just that row
     toggle.get_by_text("selected only").click()
     expect(table).to_contain_text("rows 1-1 of 1", timeout=WAIT)
     expect(rows).to_have_count(1)
     expect(rows.first.locator("[tabulator-field=score]")).to_have_text(score)
+    # "selected first": that row first, then the others
+    toggle.get_by_text("selected first").click()
+    expect(table).to_contain_text("rows 1-10 of 1,000", timeout=WAIT)
+    expect(rows.first.locator("[tabulator-field=score]")).to_have_text(score)
+    expect(rows.first.locator("input[type=checkbox]")).to_be_checked()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "selection-table.png"), full_page=True)
     assert page.console_errors == []

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
-from bokeh.models import BoxSelectTool, ColumnDataSource
+from bokeh.models import BoxSelectTool, ColumnDataSource, GlyphRenderer
 
 from panels_builtin.histogram import Histogram
 from panels_core.query.selection import (
@@ -46,6 +46,12 @@ def source_of(obj: Any, name: str) -> Any:
     return source
 
 
+def selected_shown(obj: Any) -> bool:
+    """Whether the chart shows its selected series (drawn hidden until a selection comes)."""
+    (renderer,) = figure_of(obj).select({"type": GlyphRenderer, "name": "selected"})
+    return bool(renderer.visible)
+
+
 def y_range(low: float, high: float) -> Selection:
     return Selection().with_brush("other", RangeBrush(column="y", low=low, high=high))
 
@@ -67,7 +73,8 @@ def test_histogram_draws_the_selected_counts_on_the_same_bins(frame: pd.DataFram
 
 def test_histogram_without_a_selection_draws_one_series(frame: pd.DataFrame) -> None:
     obj = Histogram(column="x", bins=12).render(View.of(frame))
-    assert not figure_of(obj).select({"type": ColumnDataSource, "name": "selected"})
+    assert not selected_shown(obj)
+    assert list(source_of(obj, "selected").data["count"]) == [0] * 12
     assert "selected" not in obj[0].object
 
 
@@ -303,6 +310,6 @@ def test_a_selection_the_engine_cannot_evaluate_leaves_the_cards_drawing(
     view = View.of(frame).with_selection(lost)
     obj = Histogram(column="x", bins=5).render(view)
     assert list(source_of(obj, "bins").data["count"]) == np.histogram(frame.x, bins=5)[0].tolist()
-    assert not figure_of(obj).select({"type": ColumnDataSource, "name": "selected"})
+    assert not selected_shown(obj)
     paged = TablePanel(columns=["x"]).build(view)
     assert paged.selected_rows == 0 and paged.total == len(frame)

@@ -58,11 +58,12 @@ def _workspace(tables: dict[str, Table], **options: Any) -> Workspace:
 
 
 def _selected_bins(card: Any) -> list[int] | None:
-    from bokeh.models import ColumnDataSource
+    """The histogram card's selected series as drawn (None while it is hidden)."""
+    from bokeh.models import GlyphRenderer
 
     (pane,) = [o for o in card.body[0] if hasattr(o, "object") and hasattr(o.object, "select")]
-    found = list(pane.object.select({"type": ColumnDataSource, "name": "selected"}))
-    return list(found[0].data["count"]) if found else None
+    found = pane.object.select_one({"type": GlyphRenderer, "name": "selected"})
+    return list(found.data_source.data["count"]) if found.visible else None
 
 
 def _plot(card: Any) -> Any:
@@ -110,7 +111,7 @@ def test_the_projection_follows_a_selection_without_drawing_again(tables) -> Non
     frame = _frame()
     alpha = np.asarray(source.data["alpha"])
     assert plot.table_rows[alpha > 0.85].tolist() == frame.index[frame.score >= 0.5].tolist()
-    # the histogram (no follow_selection) renders again, with the selected series
+    # the histogram follows in place too, with the selected series
     assert (
         _selected_bins(histogram)
         == np.histogram(frame.score[frame.score >= 0.5], bins=4, range=(0, 1))[0].tolist()
@@ -191,3 +192,38 @@ def test_a_brush_the_cards_cannot_use_is_named_in_each_card_escaped(tables) -> N
         assert "&lt;b&gt;scor&lt;/b&gt;" in text and "<b>" not in text
         assert "the selection is left out" in html.unescape(text)
     assert _selected_bins(histogram) is None
+
+
+def test_the_card_that_publishes_keeps_what_it_shows_and_the_others_follow_in_place(
+    tables,
+) -> None:
+    from bokeh.models import ColumnDataSource
+
+    cards = [
+        CardSpec(kind="histogram", input=Query(table="runs"), config=HISTOGRAM),
+        CardSpec(kind="table", input=Query(table="runs"), config={"columns": ["score"]}),
+    ]
+    ws = Workspace(tables, cards)
+    histogram, table = ws.cards
+    chart, holder = histogram.body[0], table.body[0]
+    figure = chart[1].object
+    paged = holder.pager
+    paged.next()
+    rows = paged.page_rows.tolist()
+    paged.tabulator.selection = [2]  # a tick on page 2 publishes the table's RowsBrush
+    paged.tabulator.selection = [2, 5]
+    assert histogram.body[0] is chart and chart[1].object is figure
+    assert table.body[0] is holder and holder.pager is paged
+    assert paged.offset == 50 and paged.page_rows.tolist() == rows and paged.highlighted == [2, 5]
+    scores = _frame().score[[rows[2], rows[5]]]
+    assert _selected_bins(histogram) == np.histogram(scores, bins=4, range=(0, 1))[0].tolist()
+    # a range dragged on the histogram: AND with the ticks, the drawn bars stay
+    bins = figure.select_one({"name": "bins", "type": ColumnDataSource})
+    bins.selected.indices = [2, 3]
+    assert bins.selected.indices == [2, 3] and histogram.body[0] is chart
+    chosen = scores[scores >= 0.5]
+    assert _selected_bins(histogram) == np.histogram(chosen, bins=4, range=(0, 1))[0].tolist()
+    assert table.body[0] is holder and paged.selected_rows == len(chosen)
+    ws.linking.clear("runs")  # Clear: the drawn range and the ticks go, in place
+    assert bins.selected.indices == [] and _selected_bins(histogram) is None
+    assert paged.checked == set() and paged.tabulator.selection == [] and not holder[0].visible
