@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["brushed", "chart_parts", "keep_drawn_brush", "renderer_named", "update_sources"]
+__all__ = [
+    "brushed",
+    "chart_parts",
+    "chart_to_follow",
+    "keep_drawn_brush",
+    "renderer_named",
+    "update_sources",
+]
 
 
 def chart_parts(shown: Any) -> tuple[Any, Any] | None:
@@ -26,6 +33,22 @@ def chart_parts(shown: Any) -> tuple[Any, Any] | None:
     if not isinstance(caption, pn.pane.Markdown) or not isinstance(chart, pn.pane.Bokeh):
         return None
     return caption, chart.object
+
+
+def chart_to_follow(shown: Any, data: Callable[[], Any]) -> tuple[Any, Any, Any] | None:
+    """(caption pane, figure, ``data()``) for a chart that can follow in place; None when
+    ``shown`` is not a chart or ``data()`` cannot be drawn (the card renders again and shows
+    why). ``data`` asks the engine: call this off the event loop."""
+    from panels_builtin.captions import NothingToShow
+    from panels_core.query.errors import QueryError
+
+    parts = chart_parts(shown)
+    if parts is None:
+        return None
+    try:
+        return (*parts, data())
+    except (NothingToShow, QueryError):
+        return None
 
 
 def renderer_named(fig: Any, name: str) -> Any:

@@ -50,7 +50,7 @@ from panels_builtin.captions import (
     values_left_out,
 )
 from panels_builtin.columns import has_media, looks_like_id, number_item, pick_measure
-from panels_builtin.following import chart_parts, keep_drawn_brush, renderer_named
+from panels_builtin.following import chart_to_follow, keep_drawn_brush, renderer_named
 from panels_builtin.selecting import selection_answer
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, slots_of
@@ -468,14 +468,10 @@ class Histogram(Panel[HistogramConfig]):
         series comes from its answers kept), drawn into the chart ``render`` returned: the
         ``"selected"`` source's data, its visibility, the full series dimmed and the
         caption; the range dragged or bars clicked here stay while their brush stands."""
-        parts = chart_parts(shown)
-        if parts is None:
-            return None
-        try:
-            drawn = self.data(view)
-        except (NothingToShow, QueryError):
+        following = chart_to_follow(shown, lambda: self.data(view))
+        if following is None:
             return None  # drawn again: the card shows why
-        caption, fig = parts
+        caption, fig, drawn = following
         if isinstance(drawn, Bars):
             name, text = "bars", self._bars_caption(drawn)
             data = self._selected_bars_data(drawn, int(drawn.counts.sum()))

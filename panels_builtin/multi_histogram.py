@@ -52,7 +52,7 @@ from panels_builtin.captions import (
     values_left_out,
 )
 from panels_builtin.columns import number_item, pick_measure
-from panels_builtin.following import chart_parts, keep_drawn_brush, renderer_named
+from panels_builtin.following import chart_to_follow, keep_drawn_brush, renderer_named
 from panels_builtin.palette import category_palette
 from panels_core.escape import markdown_code
 from panels_core.panel import Column, Panel, PanelConfig, columns_of, specificity
@@ -433,16 +433,12 @@ class MultiHistogram(Panel[MultiHistogramConfig]):
         series come from its answers kept), drawn into the chart ``render`` returned: each
         ``"selected:<series>"`` source, the series' fill and the caption; the range
         dragged here stays while its brush stands."""
-        parts = chart_parts(shown)
-        if parts is None:
-            return None
-        try:
-            drawn = self.data(view)
-        except (NothingToShow, QueryError):
+        following = chart_to_follow(shown, lambda: self.data(view))
+        if following is None:
             return None  # drawn again: the card shows why
+        caption, fig, drawn = following
         if drawn.split not in ("by", "none"):
             return None
-        caption, fig = parts
         names = [f"selected:{name}" for name in drawn.names]
         chosen = [renderer_named(fig, name) for name in names]
         series = [renderer_named(fig, f"series:{name}") for name in drawn.names]
