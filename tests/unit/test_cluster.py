@@ -64,6 +64,18 @@ def same_page(a: Any, b: Any) -> None:
     assert a.schema == b.schema
 
 
+def same_histogram(got: Any, want: Any) -> None:
+    """The same edges, counts (groups in the same order) and left-out tallies."""
+    np.testing.assert_array_equal(got.edges, want.edges)
+    np.testing.assert_array_equal(got.counts, want.counts)
+    assert (got.groups, got.nulls, got.nonfinite, got.outside) == (
+        want.groups,
+        want.nulls,
+        want.nonfinite,
+        want.outside,
+    )
+
+
 def test_every_answer_equals_the_local_engines(tables, reference, tmp_path, dask_client) -> None:
     before = listing(tmp_path / "preds")
     local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
@@ -107,28 +119,14 @@ def test_every_answer_equals_the_local_engines(tables, reference, tmp_path, dask
             cluster.histogram(Query(table="preds", filter=train), "score", **kwargs),
             (local.histogram(Query(table="preds", filter=train), "score", **kwargs)),
         )
-        np.testing.assert_array_equal(got.edges, want.edges)
-        np.testing.assert_array_equal(got.counts, want.counts)
-        assert (got.groups, got.nulls, got.nonfinite, got.outside) == (
-            want.groups,
-            want.nulls,
-            want.nonfinite,
-            want.outside,
-        )
+        same_histogram(got, want)
     for group_by, bins in ((("label",), 10), (("split", "shard"), "auto"), (("n",), 6)):
         query = Query(table="preds", group_by=group_by, filter=parse_filter("shard != 5"))
         got, want = (
             cluster.histogram(query, "score", bins=bins),
             local.histogram(query, "score", bins=bins),
         )
-        np.testing.assert_array_equal(got.edges, want.edges)
-        np.testing.assert_array_equal(got.counts, want.counts)  # groups in the same order
-        assert (got.groups, got.nulls, got.nonfinite, got.outside) == (
-            want.groups,
-            want.nulls,
-            want.nonfinite,
-            want.outside,
-        )
+        same_histogram(got, want)  # groups in the same order
     for column, top in (("label", 2), ("score", 6), (["split", "n"], 5), ("id", 3)):
         got, want = (
             cluster.value_counts(Query(table="preds"), column, top),
@@ -188,14 +186,7 @@ def same_answers(
             same_page(cluster.page(sorted_query, offset, 50), local.page(sorted_query, offset, 50))
     for kwargs in ({"bins": 9}, {"bins": "auto"}):
         got, want = (e.histogram(query, column, **kwargs) for e in (cluster, local))
-        np.testing.assert_array_equal(got.edges, want.edges)
-        np.testing.assert_array_equal(got.counts, want.counts)
-        assert (got.groups, got.nulls, got.nonfinite, got.outside) == (
-            want.groups,
-            want.nulls,
-            want.nonfinite,
-            want.outside,
-        )
+        same_histogram(got, want)
     got, want = (e.value_counts(query, column, 6) for e in (cluster, local))
     assert [nan_as_text(v) for v in got.values] == [nan_as_text(v) for v in want.values]
     assert (got.counts.tolist(), got.other, got.nulls, got.groups) == (
