@@ -112,9 +112,12 @@ class Binner:
         result = self.runner.fetch(cur, " UNION ALL ".join(branches), params, "histogram")
         counts = _tally(result, series, edges, len(keys))
         if counted is MISS:
-            # the binning pass saw every value: nulls have no bin, NaN and inf a
-            # non-finite one, every finite value a finite one
-            counted = _counts_from_bins(result, len(keys), len(series))
+            # the binning pass saw every value: nulls have no bin key, NaN and inf a
+            # non-finite one, finite values a finite one (unless one far outside an
+            # explicit range overflowed the estimate: only a count of its own tells)
+            counted = _counts_from_bins(result, len(keys), len(series), range is not None)
+            if counted is None:
+                counted = self.counts(cur, params, rows, series)
             self.cache.put(("counts", *kept), counted)
         first = _first_keys(result, len(keys)) if order is not None else []
         return Binned(edges, counts, list(counted), first)
@@ -354,7 +357,8 @@ def _estimate(
 
     ``b`` is twice the value's bin, or one less when it sits just below the bin's upper
     edge (see ``bin_of_key``): null for null, NaN or infinite for NaN and infinities,
-    and outside ``0 .. 2n`` for a finite value outside ``e[0] .. e[-1]``.
+    and outside ``0 .. 2n`` for a finite value outside ``e[0] .. e[-1]`` (infinite when
+    it is so far outside an explicit range that the estimate overflows).
     """
     x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
     inner = [*(f"{k} AS {name}" for k, name in zip(keys, key_names)), f"{x} AS x"]
@@ -370,17 +374,12 @@ def _estimate(
     lo, step = formula
     p_lo, p_step = params.add(lo), params.add(step)
     p_a, p_c = params.add(1.0 / step), params.add(-lo / step)
-    xc, far = "x", ""
-    if outside:
-        # clamped to a bin or two beyond the edges (the estimate cannot overflow); a finite
-        # value above the last edge lands beyond 4n, a non-finite one stays non-finite
-        lower, upper = params.add(lo - 2 * step), params.add(float(e[-1]) + 2 * step)
-        xc = f"least(greatest(x, {lower}), {upper})"
-        far = f" + (x - x) + {p_far} * CAST(x > {params.add(float(e[-1]))} AS DOUBLE)"
+    # a finite value above the last edge lands beyond 4n (its nearest edge may be the last)
+    far = f" + {p_far} * CAST(x > {params.add(float(e[-1]))} AS DOUBLE)" if outside else ""
     # k: the edge nearest the value; the value is in bin k, or in k - 1 when it is below
     # edge k, computed in SQL exactly as numpy computed the edges (k * step + lo)
-    middle = [*outer, "x", f"{xc} AS xc", f"round({xc} * {p_a} + {p_c}) AS k"]
-    b = f"2 * k - CAST(xc < k * {p_step} + {p_lo} AS DOUBLE){far} AS b"
+    middle = [*outer, "x", f"round(x * {p_a} + {p_c}) AS k"]
+    b = f"2 * k - CAST(x < k * {p_step} + {p_lo} AS DOUBLE){far} AS b"
     return (
         f"SELECT {', '.join([*outer, b])} "
         f"FROM (SELECT {', '.join(middle)} FROM (SELECT {', '.join(inner)} "
@@ -442,13 +441,17 @@ def _first_keys(result: Sequence[tuple[Any, ...]], k: int) -> list[tuple[Any, ..
 
 
 def _counts_from_bins(
-    result: Sequence[tuple[Any, ...]], k: int, n_series: int
-) -> list[tuple[int, int, int]]:
+    result: Sequence[tuple[Any, ...]], k: int, n_series: int, ranged: bool
+) -> list[tuple[int, int, int]] | None:
     """(nulls, nonfinite, finite) of each series from its binning rows (series index,
-    ``k`` keys, bin key, count): the bin key is null, non-finite or finite with the value."""
+    ``k`` keys, bin key, count): the bin key is null, non-finite or finite with the value;
+    None when the edges are a given range (``ranged``) and a bin key is infinite, which
+    a finite value far outside the range gives too."""
     out = [[0, 0, 0] for _ in builtins.range(n_series)]
     for row in result:
         i, b, c = row[0], row[k + 1], int(row[k + 2])
+        if ranged and b is not None and math.isinf(b):
+            return None
         out[i][0 if b is None else 2 if math.isfinite(b) else 1] += c
     return [(a, b, c) for a, b, c in out]
 
