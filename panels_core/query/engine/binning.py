@@ -93,8 +93,10 @@ class Binner:
         each key tuple to the first row holding it.
 
         Edges follow numpy.histogram (``linspace`` over the finite min..max, or
-        ``range``); each value's bin is estimated then corrected against the
-        edges exactly as numpy does, so counts match ``numpy.histogram``.
+        ``range``); each value's exact bin is computed in the SQL from its nearest
+        edge (``k * step + lo``, as numpy computes the edges), or by numpy's own steps
+        where the magnitudes are too large for that, so counts match ``numpy.histogram``
+        and the ``GROUP BY`` only counts.
         """
         # the bounds, counts and quartiles of the same rows and columns are kept: a card
         # drawn again with other bins (or a range) skips those scans
