@@ -31,7 +31,9 @@ __all__ = [
     "Binned",
     "Binner",
     "Series",
+    "bin_of_key",
     "check_bins",
+    "edge_formula",
     "hashable",
     "numpy_edges",
     "quartiles",
@@ -91,8 +93,10 @@ class Binner:
         each key tuple to the first row holding it.
 
         Edges follow numpy.histogram (``linspace`` over the finite min..max, or
-        ``range``); each value's bin is estimated then corrected against the
-        edges exactly as numpy does, so counts match ``numpy.histogram``.
+        ``range``); each value's exact bin is computed in the SQL from its nearest
+        edge (``k * step + lo``, as numpy computes the edges), or by numpy's own steps
+        where the magnitudes are too large for that, so counts match ``numpy.histogram``
+        and the ``GROUP BY`` only counts.
         """
         # the bounds, counts and quartiles of the same rows and columns are kept: a card
         # drawn again with other bins (or a range) skips those scans
@@ -100,18 +104,20 @@ class Binner:
         kept += (tuple((s.x, s.cond, s.raw) for s in series),)
         edges, counted = self._edges_and_counts(cur, params, rows, series, kept, bins, range, width)
         key_names = [f"__tp_k{i}" for i in builtins.range(len(keys))]
+        bounded = (width, range is not None or width is not None)
         estimates = [
-            _estimate(params, rows, keys, key_names, s, edges[s.column], order, i == 0)
+            _estimate(params, rows, keys, key_names, s, edges[s.column], bounded, order, i == 0)
             for i, s in enumerate(series)
         ]
         # one aggregate per series: cheaper than GROUPING SETS over the same rows
         branches = [_branch(i, e, key_names, order) for i, e in enumerate(estimates)]
         result = self.runner.fetch(cur, " UNION ALL ".join(branches), params, "histogram")
-        counts = self._tally(cur, params, result, series, edges, estimates, key_names)
+        counts = _tally(result, series, edges, len(keys))
         if counted is MISS:
-            # the binning pass saw every value: nulls have no bin, NaN and inf a
-            # non-finite one (unless a huge finite value overflowed there too)
-            counted = _counts_from_bins(result, len(keys), len(series))
+            # the binning pass saw every value: nulls have no bin key, NaN and inf a
+            # non-finite one, finite values a finite one (unless one far outside an
+            # explicit range overflowed the estimate: only a count of its own tells)
+            counted = _counts_from_bins(result, len(keys), len(series), range is not None)
             if counted is None:
                 counted = self.counts(cur, params, rows, series)
             self.cache.put(("counts", *kept), counted)
@@ -162,49 +168,6 @@ class Binner:
             value = compute()
             self.cache.put(key, value)
         return value
-
-    def _tally(
-        self,
-        cur: Any,
-        params: Params,
-        result: Sequence[tuple[Any, ...]],
-        series: Sequence[Series],
-        edges: dict[str, np.ndarray],
-        estimates: Sequence[str],
-        key_names: Sequence[str],
-    ) -> list[dict[tuple[Any, ...], np.ndarray]]:
-        """Counts per series, key and bin from the binning rows (see ``_branch``)."""
-        k = len(key_names)
-        counts: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in series]
-
-        def add(i: int, key: tuple[Any, ...], b: int | None, c: int) -> None:
-            target = counts[i].get(key)
-            if target is None:
-                target = counts[i][key] = np.zeros(len(edges[series[i].column]) - 1, np.int64)
-            if b is not None:
-                target[int(b)] += int(c)
-
-        # numpy corrects each estimate against the edges; only estimated bins whose min
-        # or max crosses an edge need it, and those are counted again exactly below
-        # (a bin estimate is counted again for every key when it is suspect for one)
-        suspect: dict[int, set[float]] = {}
-        targets = []
-        for row in result:
-            i, b = row[0], row[k + 1]
-            target = _place(b, row[k + 3], row[k + 4], edges[series[i].column])
-            if target == _SUSPECT:
-                suspect.setdefault(i, set()).add(float(b))
-            targets.append(target)
-        for row, target in zip(result, targets):
-            i, b = row[0], row[k + 1]
-            fixed = target == _SUSPECT or (b is not None and b in suspect.get(i, ()))
-            add(i, hashable(tuple(row[1 : k + 1])), None if fixed else target, row[k + 2])
-        for i, bins_to_fix in suspect.items():
-            e = edges[series[i].column]
-            sql = _recount(params, e, bins_to_fix, estimates[i], key_names)
-            for row in self.runner.fetch(cur, sql, params, "histogram"):
-                add(i, hashable(tuple(row[:k])), row[k], row[k + 1])
-        return counts
 
     def bounds(
         self, cur: Any, params: Params, rows: str, series: Sequence[Series]
@@ -298,6 +261,27 @@ class Binner:
         return out
 
 
+def _tally(
+    result: Sequence[tuple[Any, ...]],
+    series: Sequence[Series],
+    edges: dict[str, np.ndarray],
+    k: int,
+) -> list[dict[tuple[Any, ...], np.ndarray]]:
+    """Counts per series, key and bin from the binning rows (see ``_branch``; ``k`` keys)."""
+    counts: list[dict[tuple[Any, ...], np.ndarray]] = [{} for _ in series]
+    for row in result:
+        i, c = row[0], int(row[k + 2])
+        n = len(edges[series[i].column]) - 1
+        key = hashable(tuple(row[1 : k + 1]))
+        target = counts[i].get(key)
+        if target is None:  # a key with no value in a bin still gets its row of zeros
+            target = counts[i][key] = np.zeros(n, np.int64)
+        b = bin_of_key(row[k + 1], n)
+        if b is not None:
+            target[b] += c
+    return counts
+
+
 def quartiles(samples: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
     """The first and third quartiles of each column's sampled values (none when empty)."""
     out = {}
@@ -337,6 +321,27 @@ def numpy_edges(
     return np.linspace(lo, hi, n + 1)
 
 
+EDGE_FORMULA_LIMIT = 2.0**40
+"""The edges are recomputed in SQL as ``k * step + lo`` (and each value's bin taken
+from its nearest edge) only while ``max(|lo|, |hi|) / step`` is at most this: the
+rounding of the estimate and of the edges then stays below 1/4000 of a bin."""
+
+
+def edge_formula(e: np.ndarray, width: float | None) -> tuple[float, float] | None:
+    """(lo, step) when ``e[k] == k * step + lo`` for every edge but the last (as numpy's
+    ``linspace`` and the ``width`` edges make them) and the magnitudes let SQL place each
+    value from its nearest edge exactly; None otherwise."""
+    n = len(e) - 1
+    lo, top = float(e[0]), float(e[-1])
+    step = float(width) if width is not None else (top - lo) / n
+    with np.errstate(all="ignore"):
+        far = max(abs(lo), abs(top)) + 2 * step
+        fits = step > 0 and math.isfinite(1.0 / step) and far / step <= EDGE_FORMULA_LIMIT
+    if not fits or not np.array_equal(np.arange(n, dtype=np.float64) * step + lo, e[:n]):
+        return None
+    return lo, step
+
+
 def _estimate(
     params: Params,
     rows: str,
@@ -344,55 +349,85 @@ def _estimate(
     key_names: Sequence[str],
     s: Series,
     e: np.ndarray,
+    bounded: tuple[float | None, bool],
     order: str | None,
     first: bool,
 ) -> str:
-    """SQL of each row's keys, value ``x`` and estimated bin ``i`` for the edges ``e``
-    (and its row order ``__tp_o`` for the ``first`` series when ``order`` is given)."""
-    n = len(e) - 1
-    p_lo = params.add(float(e[0]))
-    p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
+    """SQL of each row's keys and bin key ``b`` for the edges ``e`` (and its row order
+    ``__tp_o`` for the ``first`` series when ``order`` is given); ``bounded``: the
+    ``width`` of the edges, and whether values can lie outside them.
+
+    ``b`` is twice the value's bin, or one less when it sits just below the bin's upper
+    edge (see ``bin_of_key``): null for null, NaN or infinite for NaN and infinities,
+    and outside ``0 .. 2n`` for a finite value outside ``e[0] .. e[-1]`` (infinite when
+    it is so far outside an explicit range that the estimate overflows).
+    """
     x = s.x if s.cond is None else f"CASE WHEN {s.cond} THEN {s.x} END"
     inner = [*(f"{k} AS {name}" for k, name in zip(keys, key_names)), f"{x} AS x"]
-    outer = [*key_names, "x"]
+    outer = list(key_names)
     if order is not None and first:  # every row is in the first series' pass
         inner, outer = [*inner, f"{order} AS __tp_o"], [*outer, "__tp_o"]
-    # the bin estimate as a DOUBLE, in numpy's order of operations: null stays null,
-    # NaN and inf stay non-finite, x < lo gives < 0, x == hi gives n, x > hi >= n
+    width, outside = bounded
+    formula = edge_formula(e, width)
+    n = len(e) - 1
+    p_far = params.add(4.0 * n)
+    if formula is None:
+        return _numpy_key(params, ", ".join(outer), ", ".join(inner), rows, e, p_far)
+    lo, step = formula
+    p_lo, p_step = params.add(lo), params.add(step)
+    p_a, p_c = params.add(1.0 / step), params.add(-lo / step)
+    # a finite value above the last edge lands beyond 4n (its nearest edge may be the last)
+    far = f" + {p_far} * CAST(x > {params.add(float(e[-1]))} AS DOUBLE)" if outside else ""
+    # k: the edge nearest the value; the value is in bin k, or in k - 1 when it is below
+    # edge k, computed in SQL exactly as numpy computed the edges (k * step + lo)
+    middle = [*outer, "x", f"round(x * {p_a} + {p_c}) AS k"]
+    b = f"2 * k - CAST(x < k * {p_step} + {p_lo} AS DOUBLE){far} AS b"
     return (
-        f"SELECT {', '.join(outer)}, floor((x - {p_lo}) / {p_denom} * {p_n}) AS i "
-        f"FROM (SELECT {', '.join(inner)} FROM ({rows}) AS __tp_r) AS __tp_x"
+        f"SELECT {', '.join([*outer, b])} "
+        f"FROM (SELECT {', '.join(middle)} FROM (SELECT {', '.join(inner)} "
+        f"FROM ({rows}) AS __tp_r) AS __tp_x) AS __tp_k"
     )
+
+
+def _numpy_key(
+    params: Params, outer: str, inner: str, rows: str, e: np.ndarray, p_far: str
+) -> str:
+    """SQL of the bin key (as ``_estimate``'s) by numpy.histogram's own steps: its
+    estimate, then one edge below and one above looked up in the bound edges."""
+    n = len(e) - 1
+    p_lo, p_top = params.add(float(e[0])), params.add(float(e[-1]))
+    p_denom, p_n = params.add(float(e[-1] - e[0])), params.add(n)
+    p_edges, p_last = params.add([float(v) for v in e]), params.add(n - 1)
+    estimate = f"least(TRY_CAST(trunc((x - {p_lo}) / {p_denom} * {p_n}) AS BIGINT), {p_last})"
+    exact = (
+        f"j - CAST(x < {p_edges}[j + 1] AS BIGINT) "
+        f"+ CAST(j < {p_last} AND x >= {p_edges}[j + 2] AS BIGINT)"
+    )
+    prefix = f"{outer}, " if outer else ""
+    return (
+        f"SELECT {prefix}CASE WHEN x >= {p_lo} AND x <= {p_top} THEN 2 * ({exact}) "
+        f"ELSE (x - x) + {p_far} END AS b "
+        f"FROM (SELECT {prefix}x, {estimate} AS j FROM (SELECT {inner} FROM ({rows}) "
+        "AS __tp_r) AS __tp_x) AS __tp_j"
+    )
+
+
+def bin_of_key(b: float | None, n: int) -> int | None:
+    """The bin of a bin key ``b`` (``_estimate``'s) among ``n`` bins; None when the value
+    is null, not finite or outside the edges (the last edge is in the last bin)."""
+    if b is None or not 0 <= b <= 2 * n:
+        return None
+    return min(int(b) // 2, n - 1)
 
 
 def _branch(i: int, estimate: str, key_names: Sequence[str], order: str | None) -> str:
-    """SQL of series ``i``'s binning rows: (series, keys, estimated bin, count, min x,
-    max x), and the first row of each key (series 0) when ``order`` is given."""
-    group = ", ".join([*key_names, "i"])
+    """SQL of series ``i``'s binning rows: (series, keys, bin key, count), and the first
+    row of each key (series 0) when ``order`` is given."""
+    group = ", ".join([*key_names, "b"])
     first = ", min(__tp_o)" if order is not None and i == 0 else ""
     if order is not None and i != 0:
         first = ", NULL"
-    return (
-        f"SELECT {i} AS s, {group}, count(*) AS c, min(x), max(x){first} "
-        f"FROM ({estimate}) AS __tp_e GROUP BY {group}"
-    )
-
-
-def _recount(
-    params: Params, e: np.ndarray, bins: set[float], estimate: str, key_names: Sequence[str]
-) -> str:
-    """SQL counting the values of the estimated ``bins`` again, in their exact bins."""
-    p_edges, p_last = params.add([float(v) for v in e]), params.add(len(e) - 2)
-    p_top, p_fix = params.add(float(e[-1])), params.add(sorted(bins), "DOUBLE[]")
-    b0 = f"least(TRY_CAST(i AS BIGINT), {p_last})"
-    exact = (
-        f"{b0} - CAST(x < {p_edges}[{b0} + 1] AS INTEGER) "
-        f"+ CAST({b0} < {p_last} AND x >= {p_edges}[{b0} + 2] AS INTEGER) AS b"
-    )
-    return (
-        f"SELECT {', '.join([*key_names, exact])}, count(*) FROM ({estimate}) AS __tp_e "
-        f"WHERE list_contains({p_fix}, i) AND x <= {p_top} GROUP BY ALL"
-    )
+    return f"SELECT {i} AS s, {group}, count(*) AS c{first} FROM ({estimate}) AS __tp_e GROUP BY {group}"
 
 
 def _first_keys(result: Sequence[tuple[Any, ...]], k: int) -> list[tuple[Any, ...]]:
@@ -402,51 +437,25 @@ def _first_keys(result: Sequence[tuple[Any, ...]], k: int) -> list[tuple[Any, ..
         if row[0] == 0:
             key = tuple(row[1 : k + 1])
             seen_at = first_rows.get(hashable(key))
-            if seen_at is None or row[k + 5] < seen_at[0]:
-                first_rows[hashable(key)] = (row[k + 5], key)
+            if seen_at is None or row[k + 3] < seen_at[0]:
+                first_rows[hashable(key)] = (row[k + 3], key)
     return [key for _, key in sorted(first_rows.values(), key=lambda pair: pair[0])]
 
 
-_SUSPECT = -1
-
-
 def _counts_from_bins(
-    result: Sequence[tuple[Any, ...]], k: int, n_series: int
+    result: Sequence[tuple[Any, ...]], k: int, n_series: int, ranged: bool
 ) -> list[tuple[int, int, int]] | None:
     """(nulls, nonfinite, finite) of each series from its binning rows (series index,
-    ``k`` keys, estimated bin, count, min, max); None when a non-finite estimate also
-    holds finite values (they overflowed), which only a count of its own can split."""
+    ``k`` keys, bin key, count): the bin key is null, non-finite or finite with the value;
+    None when the edges are a given range (``ranged``) and a bin key is infinite, which
+    a finite value far outside the range gives too."""
     out = [[0, 0, 0] for _ in builtins.range(n_series)]
     for row in result:
-        i, b, c, lo_x, hi_x = row[0], row[k + 1], int(row[k + 2]), row[k + 3], row[k + 4]
-        if b is None:
-            out[i][0] += c
-        elif math.isfinite(b):
-            out[i][2] += c
-        elif math.isfinite(lo_x) or math.isfinite(hi_x):
+        i, b, c = row[0], row[k + 1], int(row[k + 2])
+        if ranged and b is not None and math.isinf(b):
             return None
-        else:
-            out[i][1] += c
+        out[i][0 if b is None else 2 if math.isfinite(b) else 1] += c
     return [(a, b, c) for a, b, c in out]
-
-
-def _place(b: float | None, lo_x: float, hi_x: float, e: np.ndarray) -> int | None:
-    """The bin of the values whose estimated bin is ``b`` (their min and max given).
-
-    None: null, NaN/inf, or outside ``e[0] .. e[-1]``; ``_SUSPECT`` when some
-    of them belong to another bin (or outside) and must be counted again.
-    """
-    n = len(e) - 1
-    if b is None or not math.isfinite(b) or b < 0 or b > n:
-        return None
-    b = int(b)
-    if b == n:  # e[-1] itself (the last bin holds it), values rounding onto it, or above it
-        if lo_x > e[n]:
-            return None
-        return n - 1 if lo_x >= e[n - 1] and hi_x <= e[n] else _SUSPECT
-    if lo_x < e[b] or (b < n - 1 and hi_x >= e[b + 1]):
-        return _SUSPECT
-    return b
 
 
 def check_bins(bins: Any, range: tuple[float, float] | None, width: float | None) -> None:
