@@ -81,6 +81,7 @@ def run_side(python: str, code: str, data_path: Path, out: Path, env: dict[str, 
     done = subprocess.run(
         [python, "-c", script, str(data_path), str(out)],
         env=env,
+        cwd=data_path.parent,  # `python -c` puts the working folder first: not a checkout's code
         capture_output=True,
         text=True,
         check=False,

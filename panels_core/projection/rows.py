@@ -171,6 +171,9 @@ def distinct_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     rows = np.ascontiguousarray(data)
     rows = rows + np.zeros((), dtype=rows.dtype)  # -0.0 -> 0.0, so equal rows have equal bytes
+    hashes = _row_hashes(rows)
+    if hashes is not None and len(np.unique(hashes)) == len(rows):
+        return None  # equal rows have equal hashes: no two rows are equal
     keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     if len(first) == len(data):
@@ -179,6 +182,22 @@ def distinct_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return first[order], rank[inverse.ravel()]
+
+
+def _row_hashes(rows: np.ndarray, chunk: int = 4096) -> np.ndarray | None:
+    """A 64-bit hash of each row's bytes (the sum of its 32-bit words times fixed odd numbers,
+    exact integer arithmetic), or None when a row is not whole 32-bit words. Equal rows get
+    equal hashes; sorting 100k hashes takes milliseconds where sorting the rows took seconds."""
+    if rows.ndim != 2 or rows.dtype.itemsize % 4:
+        return None
+    words = rows.view(np.uint32)
+    weights = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64)
+    weights |= np.uint64(1)
+    hashes = np.empty(len(words), dtype=np.uint64)
+    for start in range(0, len(words), chunk):
+        part = words[start : start + chunk].astype(np.uint64)
+        hashes[start : start + chunk] = (part * weights).sum(axis=1, dtype=np.uint64)
+    return hashes
 
 
 def sample_rows(n: int, size: int, seed: int | None) -> np.ndarray | None:
