@@ -215,14 +215,7 @@ class QueryBar(pn.viewable.Viewer):
         self._sync_compare_widgets()
         self.filter_input.param.watch(self._typed, "value_input")
         self.filter_input.param.watch(self._changed, "value")
-        for widget in (
-            self.sort,
-            self.direction,
-            self.group_by,
-            self.compare_with,
-            self.compare_on,
-            self.only_both,
-        ):
+        for widget in self._menu_widgets():
             widget.param.watch(self._changed, "value")
         self.more.value = bool(summary_text(fields))
         self.more.param.watch(lambda _e: self._sync_summary(), "value")
@@ -314,16 +307,22 @@ class QueryBar(pn.viewable.Viewer):
             margin=(28, 10, 0, 10),
         )
 
-    def _build_layout(self) -> Any:
-        """The one line (filter, summary, ⋯) over the filter's message, then the other
-        fields in a wrapping row, shown when expanded."""
-        self.extra = pn.FlexBox(
+    def _menu_widgets(self) -> tuple[Any, ...]:
+        """The fields behind "⋯" (sort, group, compare), in the order they are shown."""
+        return (
             self.sort,
             self.direction,
             self.group_by,
             self.compare_with,
             self.compare_on,
             self.only_both,
+        )
+
+    def _build_layout(self) -> Any:
+        """The one line (filter, summary, ⋯) over the filter's message, then the other
+        fields in a wrapping row, shown when expanded."""
+        self.extra = pn.FlexBox(
+            *self._menu_widgets(),
             flex_wrap="wrap",
             sizing_mode="stretch_width",
             css_classes=["query-more-fields"],
