@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("playwright")
 from playwright.sync_api import expect
 
+from tests.ui.conftest import eventually
 from tests.ui.test_workspace_ui import WAIT, shot
 
 pytestmark = pytest.mark.ui
@@ -238,5 +240,56 @@ def test_exported_report_shows_names_and_titles_as_text(page, tmp_path) -> None:
     _literal(page.locator(".tabulator-row").nth(1), VALUE)
     assert page.locator("a[href^='javascript']").count() == 0
     shot(page, "xss-5-report")
+    _settled(page)
+    assert _pwned(page) is None
+
+
+_SERIES_NAMES = """() => {
+  const names = [];
+  for (const doc of window.Bokeh.documents) {
+    for (const model of doc._all_models.values()) {
+      if (model.constructor.__name__ !== "ColumnDataSource") continue;
+      const data = model.data instanceof Map ? Object.fromEntries(model.data) : model.data;
+      if ("name" in data) names.push(...Array.from(data.name));
+    }
+  }
+  return [...new Set(names)];
+}"""
+
+
+def test_selected_series_of_a_hostile_category_are_text(page, run_cli, tmp_path) -> None:
+    """A multi-histogram split by a column whose values are payloads, under a saved
+    selection: its selected series ("<value> (selected)") are drawn, and hovering the
+    chart shows their names as text; the selection summary's breakdown is text too."""
+    table = _table().drop_columns(["emb"])
+    pq.write_table(table, tmp_path / "data.parquet")
+    card = {"kind": "multi_histogram", "input": {"table": "t"}}
+    card["config"] = {"column": TICK, "by": COLUMN, "bins": 5}
+    brush = {"kind": "range", "column": TICK, "low": 0.3}
+    spec = {
+        "tables": {"t": "data.parquet"},
+        "cards": [card, {"kind": "table", "input": {"table": "t"}}],
+    }
+    spec["selections"] = {"t": {"brushes": [["1", brush]]}}
+    (tmp_path / "ws.json").write_text(json.dumps(spec), "utf-8")
+    page.goto(run_cli("serve", "--workspace", str(tmp_path / "ws.json")))
+
+    chosen = table.filter(pc.greater_equal(table[TICK], 0.3))
+    hostile = sum(1 for v in chosen[COLUMN].to_pylist() if v == VALUE)
+    expect(page.locator(".selection-summary")).to_contain_text(
+        f"{len(chosen)} of {N} rows selected", timeout=WAIT
+    )
+    _literal(page.locator(".selection-summary"), f"{VALUE} {hostile}")
+    chart = _card(page, "multi_histogram")
+    expect(chart.locator("canvas").first).to_be_visible(timeout=WAIT)
+    names = eventually(
+        page, lambda: [n for n in page.evaluate(_SERIES_NAMES) if "(selected)" in n], "selected"
+    )
+    assert f"{VALUE} (selected)" in names  # the hostile series is drawn, selected rows too
+    box = chart.locator("canvas").first.bounding_box()
+    for step in range(1, 20):  # sweep the pointer over the bars: every tooltip shows
+        page.mouse.move(box["x"] + box["width"] * step / 20, box["y"] + box["height"] * 0.8)
+        page.wait_for_timeout(50)
+    shot(page, "xss-5-selected-series")
     _settled(page)
     assert _pwned(page) is None
