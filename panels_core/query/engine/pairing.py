@@ -188,6 +188,7 @@ class _Side:
         self.keys = np.empty(0, np.int64)
         self.high: int | None = None  # the last key read
         self.ended = False
+        self.passed = 0  # rows read and handed on before the buffered ones
 
     def read(self) -> None:
         """Append the next non-empty batch, or note that the table has ended. Raises
@@ -212,13 +213,21 @@ class _Side:
         """How many rows held have a key below ``bound`` (None: every row)."""
         return len(self.keys) if bound is None else int(np.searchsorted(self.keys, bound))
 
-    def take(self, count: int, rows: np.ndarray, partnerless: bool) -> list[pa.Array]:
-        """The first ``count`` rows' columns at positions ``rows`` (``-1``: null); those
-        rows leave the buffer."""
+    def take(
+        self, count: int, rows: np.ndarray, partnerless: bool, pick: Sequence[int], numbered: bool
+    ) -> list[pa.Array]:
+        """The ``pick`` columns of the first ``count`` rows at positions ``rows`` (``-1``:
+        null), then (``numbered``) those rows' positions in the table; the rows leave the
+        buffer."""
         index = index_array(rows, partnerless)
-        taken = self.rows.slice(0, count).take(index)
+        taken = self.rows.slice(0, count).select(list(pick)).take(index)
+        columns = [column.combine_chunks() for column in taken.columns]
+        if numbered:
+            positions = rows.astype(np.int64) + self.passed
+            columns.append(as_arrow(positions, pa.int64(), rows < 0 if partnerless else None))
         self.rows, self.keys = self.rows.slice(count), self.keys[count:]
-        return [column.combine_chunks() for column in taken.columns]
+        self.passed += count
+        return columns
 
 
 def merged_batches(
@@ -227,11 +236,14 @@ def merged_batches(
     keep: tuple[bool, bool],
     schema: pa.Schema,
     picks: tuple[Sequence[int], Sequence[int]],
+    numbered: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """The merge join of two tables read (``readers``) in ascending key order (each
     batch's first column the key; ``Unsorted`` when it is not), as batches of ``schema``:
     the columns ``picks[0]`` of the left side's batches, then ``picks[1]`` of the
-    right's, paired.
+    right's, paired. ``numbered``: each side's columns are followed by the row's
+    position in its table (int64; null without a partner there), counted as the rows
+    stream, so no row-number column need be read.
 
     ``keep``: keep the rows of that side without a partner (their partner's columns
     are null). Keys below the smaller of the two sides' last keys are complete on
@@ -258,8 +270,7 @@ def merged_batches(
             raise Unsorted("the compare key is not sorted ascending")
         columns = []
         for side, count, rows, pick, partnerless in zip(sides, counts, pairs, picks, keep[::-1]):
-            taken = side.take(count, rows, partnerless)
-            columns += [taken[i] for i in pick]
+            columns += side.take(count, rows, partnerless, pick, numbered)
         yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
