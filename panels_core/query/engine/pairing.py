@@ -26,8 +26,10 @@ import pyarrow as pa
 
 
 @numba.njit(nogil=True, cache=True)
-def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k, fill):
-    """Merge a[i:i_end] with b[j:j_end]; write pairs from ``k`` when ``fill``; the new k."""
+def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k):
+    """Merge a[i:i_end] with b[j:j_end]; write the pairs from ``k`` while they fit in
+    ``left``/``right``; the new k (past their size: rerun with room for every pair)."""
+    fits = left.size
     while i < i_end and j < j_end:
         va = a[i]
         vb = b[j]
@@ -35,7 +37,7 @@ def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k
             single_a = i + 1 == i_end or a[i + 1] != va
             single_b = j + 1 == j_end or b[j + 1] != vb
             if single_a and single_b:
-                if fill:
+                if k < fits:
                     left[k] = i
                     right[k] = j
                 k += 1
@@ -50,7 +52,7 @@ def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k
                     j2 += 1
                 for x in range(i, i2):
                     for y in range(j, j2):
-                        if fill:
+                        if k < fits:
                             left[k] = x
                             right[k] = y
                         k += 1
@@ -58,28 +60,28 @@ def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k
                 j = j2
         elif va < vb:
             if keep_left:
-                if fill:
+                if k < fits:
                     left[k] = i
                     right[k] = -1
                 k += 1
             i += 1
         else:
             if keep_right:
-                if fill:
+                if k < fits:
                     left[k] = -1
                     right[k] = j
                 k += 1
             j += 1
     if keep_left:
         while i < i_end:
-            if fill:
+            if k < fits:
                 left[k] = i
                 right[k] = -1
             k += 1
             i += 1
     if keep_right:
         while j < j_end:
-            if fill:
+            if k < fits:
                 left[k] = -1
                 right[k] = j
             k += 1
@@ -97,7 +99,7 @@ def _ascending(a, start, stop):
 
 
 def pair_sorted(
-    a: np.ndarray, b: np.ndarray, keep_left: bool, keep_right: bool
+    a: np.ndarray, b: np.ndarray, keep_left: bool, keep_right: bool, checked: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Row positions pairing equal keys of ``a`` and ``b`` (ascending; both int32, else
     both as int64).
@@ -105,7 +107,8 @@ def pair_sorted(
     ``keep_left`` / ``keep_right`` also keep the rows of that side without a
     partner (a left, right or full outer join); their partner is ``-1``. The
     pairs come in key order, as int32 when every position fits (half the
-    memory), else int64. None when ``a`` or ``b`` is not sorted ascending.
+    memory), else int64. None when ``a`` or ``b`` is not sorted ascending
+    (``checked``: the caller already knows they are; not looked at again).
 
     One thread: it runs on the thread of DuckDB's that reads the stream (a
     parallel kernel there waited on DuckDB's busy threads, 10-30x slower).
@@ -114,17 +117,16 @@ def pair_sorted(
     a = np.ascontiguousarray(a, dtype=kind)
     b = np.ascontiguousarray(b, dtype=kind)
     keep_left, keep_right = bool(keep_left), bool(keep_right)
-    if not (_ascending(a, 0, a.size) and _ascending(b, 0, b.size)):
+    if not (checked or (_ascending(a, 0, a.size) and _ascending(b, 0, b.size))):
         return None
-    nothing = np.empty(0, np.int64)
-    count = _merge_range(
-        a, b, 0, a.size, 0, b.size, keep_left, keep_right, nothing, nothing, 0, False
-    )
     dtype = _position_type(a.size, b.size)
-    left = empty(count, dtype)
-    right = empty(count, dtype)
-    _merge_range(a, b, 0, a.size, 0, b.size, keep_left, keep_right, left, right, 0, True)
-    return left, right
+    room = a.size + b.size  # every pair, unless a key repeats on both sides
+    left, right = empty(room, dtype), empty(room, dtype)
+    count = _merge_range(a, b, 0, a.size, 0, b.size, keep_left, keep_right, left, right, 0)
+    if count > room:
+        left, right = empty(count, dtype), empty(count, dtype)
+        _merge_range(a, b, 0, a.size, 0, b.size, keep_left, keep_right, left, right, 0)
+    return left[:count], right[:count]
 
 
 def _position_type(na: int, nb: int) -> type[np.signedinteger]:
@@ -168,7 +170,7 @@ def _int64_keys(column: pa.Array) -> np.ndarray | None:
         keys = column.cast(pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # e.g. uint64 past the int64 range
-    return None if bool(np.any(keys[1:] < keys[:-1])) else keys
+    return keys if _ascending(keys, 0, keys.size) else None
 
 
 def _first_column(batch: pa.RecordBatch | pa.Array) -> pa.Array:
@@ -200,7 +202,8 @@ class _Side:
             if keys is None or (self.high is not None and keys[0] < self.high):
                 raise Unsorted("the compare key holds a null or is not sorted ascending")
             self.rows = pa.concat_tables([self.rows, pa.Table.from_batches([batch])])
-            self.keys = np.concatenate([self.keys, keys])
+            held = empty(len(self.keys) + len(keys), np.int64)  # pooled: no fresh pages
+            self.keys = np.concatenate([self.keys, keys], out=held)
             self.high = int(keys[-1])
             return
         self.ended = True
@@ -223,7 +226,7 @@ class _Side:
         taken = self.rows.slice(0, count).select(list(pick)).take(index)
         columns = [column.combine_chunks() for column in taken.columns]
         if numbered:
-            positions = rows.astype(np.int64) + self.passed
+            positions = np.add(rows, self.passed, out=empty(len(rows), np.int64), dtype=np.int64)
             columns.append(as_arrow(positions, pa.int64(), rows < 0 if partnerless else None))
         self.rows, self.keys = self.rows.slice(count), self.keys[count:]
         self.passed += count
@@ -265,7 +268,7 @@ def merged_batches(
                 if side.last() == bound:
                     side.read()
             continue
-        pairs = pair_sorted(sides[0].keys[: counts[0]], sides[1].keys[: counts[1]], *keep)
+        pairs = pair_sorted(sides[0].keys[: counts[0]], sides[1].keys[: counts[1]], *keep, True)
         if pairs is None:  # checked as each batch was read: cannot happen
             raise Unsorted("the compare key is not sorted ascending")
         columns = []
