@@ -27,8 +27,7 @@ import pyarrow as pa
 
 @numba.njit(nogil=True, cache=True)
 def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k):
-    """Merge a[i:i_end] with b[j:j_end]; write the pairs from ``k`` while they fit in
-    ``left``/``right``; the new k (past their size: rerun with room for every pair)."""
+    """Merge a[i:i_end], b[j:j_end]; pairs written from k while they fit; the new k."""
     fits = left.size
     while i < i_end and j < j_end:
         va = a[i]
