@@ -19,6 +19,7 @@ import panels_core.query.engine.merge as merge_module
 import panels_core.query.engine.pairing as pairing
 from panels_core.data.table import Table
 from panels_core.query.engine import Engine
+from panels_core.query.engine.compare import beyond_required
 from panels_core.query.engine.merge import Merger, read_ahead
 from panels_core.query.model import Query
 
@@ -170,3 +171,20 @@ def test_merged_counts_and_first_pages_equal_pandas_merge(
             np.array(x0, dtype=float), kept["x_0"].head(25).to_numpy(float), equal_nan=True
         ), text
     assert merged and all(merged)
+
+
+@pytest.mark.parametrize(
+    ("text", "left"),
+    [
+        ("0.present and 1.present and abs(0.x - 1.x) > 0.1", "abs(0.x - 1.x) > 0.1"),
+        ("1.present and 0.x > 1 and 0.present", "0.x > 1"),
+        ("0.present and 1.present", None),
+        ("0.present or 1.x > 2", "0.present or 1.x > 2"),  # not a conjunct: kept
+        ("not 1.present and 0.present", "not 1.present"),
+    ],
+)
+def test_the_present_conjuncts_the_join_keeps_are_not_filtered_again(
+    text: str, left: str | None
+) -> None:
+    expr = beyond_required(Query(table="a", filter=text).filter, ("0", "1"))
+    assert (None if expr is None else expr.to_text()) == left

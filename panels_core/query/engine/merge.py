@@ -5,9 +5,11 @@ is by row position), ``Merger.paired`` names a view that each statement reading
 it streams afresh: both tables are read in key order, batch by batch, and
 paired as they come (``pairing.merged_batches``, no hash table), and DuckDB
 filters, counts and sorts the paired batches as they arrive. The columns a
-query reads are the only ones read; a few batches of each table are in memory
-at a time, however many rows the tables hold. ``compare.compare`` glues the
-two sides without a join.
+query reads are the only ones read (not the row numbers: a row's number is its
+position, counted as the rows stream), each table one batch ahead on a thread
+of its own (``read_ahead``: the reads overlap the pairing and DuckDB's work); a
+few batches of each table are in memory at a time, however many rows the tables
+hold. ``compare.compare`` glues the two sides without a join.
 
 A key found unsorted or null as it streams fails the statement, which runs
 again (``execute.RERUN``) over the same view as DuckDB's hash join of the two

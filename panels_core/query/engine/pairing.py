@@ -7,8 +7,10 @@ one side meets which row of the other, much faster than a hash join.
 ``merged_batches`` reads both tables in key order, batch by batch, and pairs
 each run of keys that both sides hold completely (``pair_sorted``), handing
 on one Arrow batch of the two sides' columns side by side per run: only a few
-batches of each table are in memory at a time, however many rows they hold.
-``pair_sorted`` returns the pairs as two arrays of row positions (``-1``: the
+batches of each table are in memory at a time, however many rows they hold;
+each side's rows may carry their positions in the table, counted as they stream.
+``pair_sorted`` (one pass, with room for every pair unless a key repeats on
+both sides) returns the pairs as two arrays of row positions (``-1``: the
 row has no partner on that side) in key order, with SQL join semantics: a key
 held by ``m`` rows on one side and ``n`` on the other gives ``m * n`` pairs.
 It returns None when a key column is not sorted ascending; ``merged_batches``
