@@ -38,6 +38,7 @@ from panels_core.types import (
 __all__ = [
     "MAX_PARTS",
     "PART_ROWS",
+    "beyond_required",
     "columns_read",
     "compare",
     "key_splits",
@@ -258,6 +259,18 @@ def required_sources(expr: Any, names: Sequence[str]) -> frozenset[int]:
         if expr.source is None and len(expr.path) == 2 and expr.path[1] in names:
             return frozenset({list(names).index(expr.path[1])})
     return frozenset()
+
+
+def beyond_required(expr: Any, names: Sequence[str]) -> Any:
+    """The filter without its top-level ``present`` conjuncts (``required_sources``):
+    the join (left, right or inner; the merge's pairs) already keeps only the rows those
+    sources hold, so DuckDB need not test them on every row. None: nothing is left."""
+    if isinstance(expr, Binary) and expr.op == "and":
+        left, right = beyond_required(expr.left, names), beyond_required(expr.right, names)
+        if left is None or right is None:
+            return right if left is None else left
+        return expr.model_copy(update={"left": left, "right": right})
+    return None if expr is None or required_sources(expr, names) else expr
 
 
 def sorted_by_key(query: Query, spec: CompareWith, required: frozenset[int]) -> bool:

@@ -5,9 +5,11 @@ is by row position), ``Merger.paired`` names a view that each statement reading
 it streams afresh: both tables are read in key order, batch by batch, and
 paired as they come (``pairing.merged_batches``, no hash table), and DuckDB
 filters, counts and sorts the paired batches as they arrive. The columns a
-query reads are the only ones read; a few batches of each table are in memory
-at a time, however many rows the tables hold. ``compare.compare`` glues the
-two sides without a join.
+query reads are the only ones read (not the row numbers: a row's number is its
+position, counted as the rows stream), each table one batch ahead on a thread
+of its own (``read_ahead``: the reads overlap the pairing and DuckDB's work); a
+few batches of each table are in memory at a time, however many rows the tables
+hold. ``compare.compare`` glues the two sides without a join.
 
 A key found unsorted or null as it streams fails the statement, which runs
 again (``execute.RERUN``) over the same view as DuckDB's hash join of the two
@@ -20,7 +22,8 @@ tables; the next comparisons of those tables plan the hash join at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -33,7 +36,7 @@ from panels_core.query.engine.sources import Catalog, Source
 from panels_core.query.model import CompareWith
 from panels_core.query.sql import quote_ident
 
-__all__ = ["PAIR_MIN_ROWS", "STREAM_BATCH", "Merger", "merge_may_run"]
+__all__ = ["PAIR_MIN_ROWS", "STREAM_BATCH", "Merger", "merge_may_run", "read_ahead"]
 
 PAIR_MIN_ROWS = 100_000  # smaller comparisons keep DuckDB's hash join (fast enough)
 STREAM_BATCH = 1 << 18  # rows per batch read from each table
@@ -135,17 +138,18 @@ class Merger:
                 return
             readers, picks, fields, cursors = [], [], [], []
             for i, (alias, source, columns) in enumerate(zip(("__tp_a", "__tp_b"), sources, shown)):
-                read = list(dict.fromkeys([ROW if keys is None else keys[i], *columns, ROW]))
+                # the rows' numbers are their positions, counted as they stream: not read
+                read = list(dict.fromkeys([ROW if keys is None else keys[i], *columns]))
                 if source.parquet:  # a cursor of its own: ``cur`` runs the statement reading it
                     cursors.append(cur.cursor())
                 reader = self.batches(cursors[-1] if source.parquet else None, source, read)
-                pick = [read.index(c) for c in [*columns, ROW]]
+                pick = [read.index(c) for c in columns]
                 readers.append(reader)
                 picks.append(pick)
                 fields += [
-                    reader.schema.field(j).with_name(f"{alias}.{c}")
-                    for c, j in zip([*columns, ROW], pick)
+                    reader.schema.field(j).with_name(f"{alias}.{c}") for c, j in zip(columns, pick)
                 ]
+                fields.append(pa.field(f"{alias}.{ROW}", pa.int64()))
             schema = pa.schema(fields)
             stream = self._stream(verdict, readers, picks, keep, schema, cursors)
             cur.register(name, pa.RecordBatchReader.from_batches(schema, stream))
@@ -166,20 +170,39 @@ class Merger:
         over the hash join) and fail the statement."""
         from panels_core.query.engine.pairing import Unsorted, merged_batches
 
+        ahead = (read_ahead(readers[0]), read_ahead(readers[1]))
         try:
             yield from merged_batches(
-                (iter(readers[0]), iter(readers[1])),
+                ahead,
                 (readers[0].schema, readers[1].schema),
                 keep,
                 schema,
                 (picks[0], picks[1]),
+                True,  # numbered: each side's row positions, not read
             )
         except Unsorted as exc:
             self.verdicts.put(verdict, False)
             raise ValueError(f"{exc} {RERUN}") from None
         finally:
+            for side in ahead:
+                side.close()  # waits for a read in flight: then its cursor may close
             for sub in cursors:
                 sub.close()
+
+
+def read_ahead(batches: Iterable[pa.RecordBatch]) -> Generator[pa.RecordBatch, None, None]:
+    """``batches``, the next one read on a thread of its own while the caller works on the
+    one it has (both tables are read while the rows read before are paired and DuckDB
+    takes them: the reads release the GIL). One batch ahead: memory stays bounded."""
+    source = iter(batches)
+    with ThreadPoolExecutor(1, thread_name_prefix="panels-merge-read") as pool:
+        pending = pool.submit(next, source, None)
+        try:
+            while (batch := pending.result()) is not None:
+                pending = pool.submit(next, source, None)
+                yield batch
+        finally:
+            pending.cancel()  # a read already running finishes as the pool shuts down
 
 
 def _hash_joined(

@@ -7,8 +7,10 @@ one side meets which row of the other, much faster than a hash join.
 ``merged_batches`` reads both tables in key order, batch by batch, and pairs
 each run of keys that both sides hold completely (``pair_sorted``), handing
 on one Arrow batch of the two sides' columns side by side per run: only a few
-batches of each table are in memory at a time, however many rows they hold.
-``pair_sorted`` returns the pairs as two arrays of row positions (``-1``: the
+batches of each table are in memory at a time, however many rows they hold;
+each side's rows may carry their positions in the table, counted as they stream.
+``pair_sorted`` (one pass, with room for every pair unless a key repeats on
+both sides) returns the pairs as two arrays of row positions (``-1``: the
 row has no partner on that side) in key order, with SQL join semantics: a key
 held by ``m`` rows on one side and ``n`` on the other gives ``m * n`` pairs.
 It returns None when a key column is not sorted ascending; ``merged_batches``
@@ -26,8 +28,9 @@ import pyarrow as pa
 
 
 @numba.njit(nogil=True, cache=True)
-def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k, fill):
-    """Merge a[i:i_end] with b[j:j_end]; write pairs from ``k`` when ``fill``; the new k."""
+def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k):
+    """Merge a[i:i_end], b[j:j_end]; pairs written from k while they fit; the new k."""
+    fits = left.size
     while i < i_end and j < j_end:
         va = a[i]
         vb = b[j]
@@ -35,7 +38,7 @@ def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k
             single_a = i + 1 == i_end or a[i + 1] != va
             single_b = j + 1 == j_end or b[j + 1] != vb
             if single_a and single_b:
-                if fill:
+                if k < fits:
                     left[k] = i
                     right[k] = j
                 k += 1
@@ -50,7 +53,7 @@ def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k
                     j2 += 1
                 for x in range(i, i2):
                     for y in range(j, j2):
-                        if fill:
+                        if k < fits:
                             left[k] = x
                             right[k] = y
                         k += 1
@@ -58,28 +61,28 @@ def _merge_range(a, b, i, i_end, j, j_end, keep_left, keep_right, left, right, k
                 j = j2
         elif va < vb:
             if keep_left:
-                if fill:
+                if k < fits:
                     left[k] = i
                     right[k] = -1
                 k += 1
             i += 1
         else:
             if keep_right:
-                if fill:
+                if k < fits:
                     left[k] = -1
                     right[k] = j
                 k += 1
             j += 1
     if keep_left:
         while i < i_end:
-            if fill:
+            if k < fits:
                 left[k] = i
                 right[k] = -1
             k += 1
             i += 1
     if keep_right:
         while j < j_end:
-            if fill:
+            if k < fits:
                 left[k] = -1
                 right[k] = j
             k += 1
@@ -97,7 +100,7 @@ def _ascending(a, start, stop):
 
 
 def pair_sorted(
-    a: np.ndarray, b: np.ndarray, keep_left: bool, keep_right: bool
+    a: np.ndarray, b: np.ndarray, keep_left: bool, keep_right: bool, checked: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Row positions pairing equal keys of ``a`` and ``b`` (ascending; both int32, else
     both as int64).
@@ -105,7 +108,8 @@ def pair_sorted(
     ``keep_left`` / ``keep_right`` also keep the rows of that side without a
     partner (a left, right or full outer join); their partner is ``-1``. The
     pairs come in key order, as int32 when every position fits (half the
-    memory), else int64. None when ``a`` or ``b`` is not sorted ascending.
+    memory), else int64. None when ``a`` or ``b`` is not sorted ascending
+    (``checked``: the caller already knows they are; not looked at again).
 
     One thread: it runs on the thread of DuckDB's that reads the stream (a
     parallel kernel there waited on DuckDB's busy threads, 10-30x slower).
@@ -114,17 +118,16 @@ def pair_sorted(
     a = np.ascontiguousarray(a, dtype=kind)
     b = np.ascontiguousarray(b, dtype=kind)
     keep_left, keep_right = bool(keep_left), bool(keep_right)
-    if not (_ascending(a, 0, a.size) and _ascending(b, 0, b.size)):
+    if not (checked or (_ascending(a, 0, a.size) and _ascending(b, 0, b.size))):
         return None
-    nothing = np.empty(0, np.int64)
-    count = _merge_range(
-        a, b, 0, a.size, 0, b.size, keep_left, keep_right, nothing, nothing, 0, False
-    )
     dtype = _position_type(a.size, b.size)
-    left = empty(count, dtype)
-    right = empty(count, dtype)
-    _merge_range(a, b, 0, a.size, 0, b.size, keep_left, keep_right, left, right, 0, True)
-    return left, right
+    room = a.size + b.size  # every pair, unless a key repeats on both sides
+    left, right = empty(room, dtype), empty(room, dtype)
+    count = _merge_range(a, b, 0, a.size, 0, b.size, keep_left, keep_right, left, right, 0)
+    if count > room:
+        left, right = empty(count, dtype), empty(count, dtype)
+        _merge_range(a, b, 0, a.size, 0, b.size, keep_left, keep_right, left, right, 0)
+    return left[:count], right[:count]
 
 
 def _position_type(na: int, nb: int) -> type[np.signedinteger]:
@@ -168,7 +171,7 @@ def _int64_keys(column: pa.Array) -> np.ndarray | None:
         keys = column.cast(pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # e.g. uint64 past the int64 range
-    return None if bool(np.any(keys[1:] < keys[:-1])) else keys
+    return keys if _ascending(keys, 0, keys.size) else None
 
 
 def _first_column(batch: pa.RecordBatch | pa.Array) -> pa.Array:
@@ -188,6 +191,7 @@ class _Side:
         self.keys = np.empty(0, np.int64)
         self.high: int | None = None  # the last key read
         self.ended = False
+        self.passed = 0  # rows read and handed on before the buffered ones
 
     def read(self) -> None:
         """Append the next non-empty batch, or note that the table has ended. Raises
@@ -199,7 +203,8 @@ class _Side:
             if keys is None or (self.high is not None and keys[0] < self.high):
                 raise Unsorted("the compare key holds a null or is not sorted ascending")
             self.rows = pa.concat_tables([self.rows, pa.Table.from_batches([batch])])
-            self.keys = np.concatenate([self.keys, keys])
+            held = empty(len(self.keys) + len(keys), np.int64)  # pooled: no fresh pages
+            self.keys = np.concatenate([self.keys, keys], out=held)
             self.high = int(keys[-1])
             return
         self.ended = True
@@ -212,13 +217,21 @@ class _Side:
         """How many rows held have a key below ``bound`` (None: every row)."""
         return len(self.keys) if bound is None else int(np.searchsorted(self.keys, bound))
 
-    def take(self, count: int, rows: np.ndarray, partnerless: bool) -> list[pa.Array]:
-        """The first ``count`` rows' columns at positions ``rows`` (``-1``: null); those
-        rows leave the buffer."""
+    def take(
+        self, count: int, rows: np.ndarray, partnerless: bool, pick: Sequence[int], numbered: bool
+    ) -> list[pa.Array]:
+        """The ``pick`` columns of the first ``count`` rows at positions ``rows`` (``-1``:
+        null), then (``numbered``) those rows' positions in the table; the rows leave the
+        buffer."""
         index = index_array(rows, partnerless)
-        taken = self.rows.slice(0, count).take(index)
+        taken = self.rows.slice(0, count).select(list(pick)).take(index)
+        columns = [column.combine_chunks() for column in taken.columns]
+        if numbered:
+            positions = np.add(rows, self.passed, out=empty(len(rows), np.int64), dtype=np.int64)
+            columns.append(as_arrow(positions, pa.int64(), rows < 0 if partnerless else None))
         self.rows, self.keys = self.rows.slice(count), self.keys[count:]
-        return [column.combine_chunks() for column in taken.columns]
+        self.passed += count
+        return columns
 
 
 def merged_batches(
@@ -227,11 +240,14 @@ def merged_batches(
     keep: tuple[bool, bool],
     schema: pa.Schema,
     picks: tuple[Sequence[int], Sequence[int]],
+    numbered: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """The merge join of two tables read (``readers``) in ascending key order (each
     batch's first column the key; ``Unsorted`` when it is not), as batches of ``schema``:
     the columns ``picks[0]`` of the left side's batches, then ``picks[1]`` of the
-    right's, paired.
+    right's, paired. ``numbered``: each side's columns are followed by the row's
+    position in its table (int64; null without a partner there), counted as the rows
+    stream, so no row-number column need be read.
 
     ``keep``: keep the rows of that side without a partner (their partner's columns
     are null). Keys below the smaller of the two sides' last keys are complete on
@@ -253,13 +269,12 @@ def merged_batches(
                 if side.last() == bound:
                     side.read()
             continue
-        pairs = pair_sorted(sides[0].keys[: counts[0]], sides[1].keys[: counts[1]], *keep)
+        pairs = pair_sorted(sides[0].keys[: counts[0]], sides[1].keys[: counts[1]], *keep, True)
         if pairs is None:  # checked as each batch was read: cannot happen
             raise Unsorted("the compare key is not sorted ascending")
         columns = []
         for side, count, rows, pick, partnerless in zip(sides, counts, pairs, picks, keep[::-1]):
-            taken = side.take(count, rows, partnerless)
-            columns += [taken[i] for i in pick]
+            columns += side.take(count, rows, partnerless, pick, numbered)
         yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 

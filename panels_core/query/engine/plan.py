@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from panels_core.query.check import check_filter
 from panels_core.query.engine.compare import (
+    beyond_required,
     columns_read,
     compare,
     key_splits,
@@ -97,7 +98,7 @@ class Planner:
         if query.join is not None:
             rel = self.join_spec(query, source, rel, pick)
         if query.filter is not None and pick is None:
-            rel = self.filter(rel, query.filter, params, cur)
+            rel = self.filter(rel, query.filter, params, cur, query.compare_with)
         chosen = query.selection.as_filter() if query.selection is not None else None
         if query.selected_first and chosen is not None and pick is None:
             rel = self.selected_first(rel, chosen, params, cur)
@@ -182,8 +183,16 @@ class Planner:
             pick,
         )
 
-    def filter(self, rel: Rel, expr: Any, params: Params, cur: Any) -> Rel:
-        """``rel``'s rows that pass the filter (checked first)."""
+    def filter(
+        self, rel: Rel, expr: Any, params: Params, cur: Any, spec: CompareWith | None = None
+    ) -> Rel:
+        """``rel``'s rows that pass the filter (checked first); over a comparison
+        (``spec``) its ``present`` conjuncts the join already keeps are not run."""
+        if spec is not None:
+            self.check(rel, expr)
+            expr = beyond_required(expr, spec.names)
+            if expr is None:
+                return rel
         compiled = self.predicate(rel, expr, params, cur)
         sql = f"SELECT * FROM ({rel.sql}) AS __tp_f WHERE {compiled}"
         # a region is a semi-join on the row number, which DuckDB does not keep in row order
