@@ -97,6 +97,7 @@ def operations() -> dict[str, Any]:
         "filtered+sorted page": lambda e: e.page(filtered, 1000, 50),
         "value counts": lambda e: e.value_counts(Query(table="t"), "category", top=10),
         "grouped histogram": lambda e: e.histogram(Query(table="t"), "x", bins=50, by="category"),
+        "groups (grouped)": lambda e: e.grouped(Query(table="t", group_by=("category",))),
         "join counts on id": lambda e: e.join_counts(
             Query(table="t", join=JoinSpec(table="u", on="id"))
         ),

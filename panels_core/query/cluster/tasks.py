@@ -233,7 +233,15 @@ def groups_part(shard: Shard, query: Query, sample: int) -> pa.Table:
     parts = shard.parts()
     with parts.planner.session(query, "grouped", group=False) as (cur, params, pre):
         grouped = group_by(pre, query.group_by, params, sample=sample)
-        select = ", ".join(quote_ident(c) for c in grouped.fields)
+        columns = list(grouped.fields)
+        if pre.natural:  # the lists from the file's first rows when they hold them
+            index, sizes = parts.histograms.group_keys(cur, query, params, pre)
+            table = parts.aggregates.prefix_samples(
+                cur, params, pre, grouped, columns, sample, index, sizes
+            )
+            if table is not None:
+                return table
+        select = ", ".join(quote_ident(c) for c in columns)
         sql = select_rows(grouped, query, params, select, ordered=True)
         return parts.runner.arrow(cur, sql, params, "grouped")
 
