@@ -97,6 +97,7 @@ def operations() -> dict[str, Any]:
         "filtered+sorted page": lambda e: e.page(filtered, 1000, 50),
         "value counts": lambda e: e.value_counts(Query(table="t"), "category", top=10),
         "grouped histogram": lambda e: e.histogram(Query(table="t"), "x", bins=50, by="category"),
+        "groups (grouped)": lambda e: e.grouped(Query(table="t", group_by=("category",))),
         "join counts on id": lambda e: e.join_counts(
             Query(table="t", join=JoinSpec(table="u", on="id"))
         ),
@@ -107,7 +108,7 @@ def operations() -> dict[str, Any]:
     }
 
 
-def run_side(rows: int, side: str, repeat: int) -> dict[str, Any]:
+def run_side(rows: int, side: str, repeat: int, ops: list[str] | None) -> dict[str, Any]:
     """Seconds per operation on one side (``local``, or ``cluster`` on 2 workers)."""
     from panels_core.data.table import Table
     from panels_core.query.engine import Engine
@@ -129,10 +130,13 @@ def run_side(rows: int, side: str, repeat: int) -> dict[str, Any]:
     start = time.perf_counter()  # the first call opens the files (on each worker)
     engine.count(Query(table="t", filter=parse_filter("x > 0")))
     out["seconds"][FIRST] = time.perf_counter() - start
-    start = time.perf_counter()  # the cluster's first call of a comparison shuffles both tables
-    engine.count(Query(table="t", compare_with=CompareWith(table="u", on="id")))
-    out["seconds"][FIRST_COMPARE] = time.perf_counter() - start
+    if ops is None or FIRST_COMPARE in ops:  # the cluster's first comparison shuffles both
+        start = time.perf_counter()
+        engine.count(Query(table="t", compare_with=CompareWith(table="u", on="id")))
+        out["seconds"][FIRST_COMPARE] = time.perf_counter() - start
     for name, op in operations().items():
+        if ops is not None and name not in ops:
+            continue
         out["seconds"][name] = median_seconds(lambda op=op: op(engine), repeat, engine.clear_cache)
     out["peak_mib"] = {"client" if client else "local": round(peak_mib())}
     if client is not None:
@@ -147,23 +151,32 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append", help="rows (repeatable)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--ops",
+        nargs="+",
+        choices=[FIRST_COMPARE, *operations()],
+        help="only these operations (the first call is always timed)",
+    )
     parser.add_argument("--side", choices=["local", "cluster"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:  # one side, in its own process
-        print(json.dumps(run_side(args.rows[0], args.side, args.repeat)))
+        print(json.dumps(run_side(args.rows[0], args.side, args.repeat, args.ops)))
         return 0
     for rows in args.rows or [10_000_000, 30_000_000]:
         generate(rows)
         sides = {}
         for side in ("local", "cluster"):
             command = [sys.executable, __file__, "--rows", str(rows), "--side", side]
+            command += ["--ops", *args.ops] if args.ops else []
             done = subprocess.run(
                 [*command, "--repeat", str(args.repeat)], capture_output=True, text=True, check=True
             )
             sides[side] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"\n{rows:,} rows in {len(list(folder(rows).rglob('*.parquet')))} files")
         print(f"{'operation':<26}{'local s':>9}{'cluster s':>11}{'ratio':>8}{'cluster rows/s':>16}")
-        for name in [FIRST, FIRST_COMPARE, *operations()]:
+        for name in [
+            n for n in [FIRST, FIRST_COMPARE, *operations()] if n in sides["local"]["seconds"]
+        ]:
             local, remote = sides["local"]["seconds"][name], sides["cluster"]["seconds"][name]
             print(
                 f"{name:<26}{local:>9.2f}{remote:>11.2f}{remote / local:>8.2f}"

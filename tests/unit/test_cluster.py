@@ -247,7 +247,9 @@ def test_the_rows_of_a_join_on_the_cluster_equal_the_local_ones(
         assert sum("count_part" in str(task["key"]) for task in stream.data) == 40
 
 
-def test_a_one_file_dataset_of_row_groups_runs_in_several_tasks(tmp_path, dask_client) -> None:
+@pytest.mark.parametrize("opened", ["folder", "file"])
+def test_one_file_of_row_groups_runs_in_several_tasks(opened, tmp_path, dask_client) -> None:
+    """A one-file dataset, or the Parquet file itself, runs in pieces of its row groups."""
     folder = tmp_path / "one"
     folder.mkdir()
     rng = np.random.default_rng(3)
@@ -265,7 +267,8 @@ def test_a_one_file_dataset_of_row_groups_runs_in_several_tasks(tmp_path, dask_c
     spans = dataset.spans(0, 8)
     assert len(spans) == 8 and spans[0][0] == 0 and spans[-1][1] == 1_000
     assert all(a[1] == b[0] and a[1] % 100 == 0 for a, b in itertools.pairwise(spans))
-    tables = {"one": open_table(folder)}
+    tables = {"one": open_table(folder if opened == "folder" else folder / "part-0.parquet")}
+    assert (tables["one"].parquet_dataset is None) == (opened == "file")
     local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
     query = Query(table="one", filter=parse_filter("score > -0.5"))
     with distributed.get_task_stream(client=dask_client) as stream:
@@ -287,6 +290,43 @@ def test_a_one_file_dataset_of_row_groups_runs_in_several_tasks(tmp_path, dask_c
     np.testing.assert_array_equal(  # in row order: the rows keep their numbers
         cluster.column_numpy(query, "id"), local.column_numpy(query, "id")
     )
+
+
+def test_a_count_without_a_filter_runs_no_task(tables, reference, dask_client) -> None:
+    """The files' footers hold their rows: the count asks the workers nothing."""
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    for query in (Query(table="preds"), Query(table="preds", offset=7, limit=300)):
+        with distributed.get_task_stream(client=dask_client) as stream:
+            got = cluster.count(query)
+        assert got == local.count(query) == (300 if query.limit else len(reference))
+        assert stream.data == []
+    with distributed.get_task_stream(client=dask_client) as stream:  # a filter needs the rows
+        filtered = Query(table="preds", filter=parse_filter("n >= 4"))
+        assert cluster.count(filtered) == local.count(filtered)
+    assert sum("count_part" in str(task["key"]) for task in stream.data) == 40
+
+
+def test_grouped_tables_on_the_cluster_equal_the_local_ones(tables, dask_client) -> None:
+    """Groups by first row (or sorted on keys or sizes, ties by first row), cut to a page
+    of groups; sizes; first values of each list; per-group histograms of big groups."""
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    train = parse_filter('split == "train"')
+    by_size = (SortKey(column="count", descending=True),)
+    for query, bins, sample in (
+        (Query(table="preds", group_by=("label",)), 6, 100),  # histograms: groups > 100
+        (Query(table="preds", group_by=("label",), filter=train), "auto", 5_000),  # lists
+        (Query(table="preds", group_by=("split", "shard"), sort=by_size), 8, 100),
+        (Query(table="preds", group_by=("n",), sort=(SortKey(column="n"),)), 4, 3),
+        (Query(table="preds", group_by=("score",), offset=5, limit=20), 5, 2),  # NaN, null
+        (Query(table="preds", group_by=("split", "label"), offset=2, limit=3), "auto", 50),
+    ):
+        with distributed.get_task_stream(client=dask_client) as stream:
+            got = cluster.grouped(query, bins=bins, sample=sample)
+        assert sum("groups_part" in str(task["key"]) for task in stream.data) == 40
+        same_page(got, local.grouped(query, bins=bins, sample=sample))
+        assert got.num_rows == (query.limit or got.num_rows) > 0
+    numeric = cluster.grouped(Query(table="preds", group_by=("label",)), bins=6)
+    assert set(numeric.column("score").type.names) == {"edges", "counts"}  # a histogram each
 
 
 def test_a_query_mistake_is_told_as_the_local_engine_tells_it(tables, dask_client) -> None:
@@ -347,15 +387,12 @@ def test_a_lost_scheduler_is_a_clear_error_and_the_tables_stay(tables) -> None:
     compared = Query(table="preds", compare_with={"table": "other", "on": "id"})
     with pytest.raises(ClusterError, match="is not answering: the connection is closed"):
         engine.count(compared)  # a comparison runs on the cluster too
-    # what the cluster does not answer, this process still does
-    grouped = engine.grouped(Query(table="preds", group_by=("label",)))
-    assert (
-        grouped.column("count").to_pylist()
-        == Engine(tables)
-        .grouped(Query(table="preds", group_by=("label",)))
-        .column("count")
-        .to_pylist()
-    )
+    with pytest.raises(ClusterError, match="is not answering: the connection is closed"):
+        engine.grouped(Query(table="preds", group_by=("label",)))  # groups run there too
+    # what needs no cluster is still answered: the footers' count, a sort on a list
+    assert engine.count(Query(table="preds")) == len(tables["preds"])
+    by_list = Query(table="preds", group_by=("label",), sort=(SortKey(column="id"),))
+    assert engine.grouped(by_list).equals(Engine(tables).grouped(by_list))
 
 
 class HoldTasks(distributed.WorkerPlugin):
@@ -378,7 +415,7 @@ def test_a_scheduler_lost_mid_query_ends_the_query_with_the_error(tables, tmp_pa
     marker = tmp_path / "running"
     client.register_plugin(HoldTasks(str(marker)), name="hold")
     with ThreadPoolExecutor(1) as pool:
-        answer = pool.submit(engine.count, Query(table="preds"))
+        answer = pool.submit(engine.count, Query(table="preds", filter=parse_filter("n >= 0")))
         deadline = time.monotonic() + 300  # a bound: the task starts within minutes
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.1)

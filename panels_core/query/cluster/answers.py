@@ -24,18 +24,22 @@ from panels_core.query.cluster.client import Tasks
 from panels_core.query.cluster.combine import (
     merged_counts,
     merged_group_histogram,
+    merged_groups,
     merged_histogram,
     merged_page,
     page_span,
 )
 from panels_core.query.cluster.joins import join_counts
 from panels_core.query.cluster.pairs import Comparisons
+from panels_core.query.engine.aggregate import hist_struct
 from panels_core.query.engine.answers import Histogram, ValueCounts
 from panels_core.query.engine.binning import numpy_edges, quartiles
 from panels_core.query.engine.parts import Parts
+from panels_core.query.engine.relation import group_by
 from panels_core.query.errors import QueryError
 from panels_core.query.expr import InSelection, walk
 from panels_core.query.model import Query
+from panels_core.query.sql import is_numeric
 
 __all__ = ["ClusterAnswers"]
 
@@ -87,7 +91,10 @@ class ClusterAnswers:
         shards = self.shards(query, "count")
         if shards is None:
             return self.local.count(query)
-        total = sum(self.tasks.map(tasks.count_part, shards, query=query))
+        if query.filter is None and query.compare_with is None and query.join is None:
+            total = self.parts.catalog.source(query.table).length  # the footers say: no task
+        else:
+            total = sum(self.tasks.map(tasks.count_part, shards, query=query))
         start, stop = page_span(query, 0, total)
         return max(min(total, stop) - start, 0)
 
@@ -213,4 +220,24 @@ class ClusterAnswers:
         return edges, span or (float(edges[0]), float(edges[-1]))
 
     def grouped(self, query: Query, bins: int | Literal["auto"], sample: int) -> pa.Table:
-        return self.local.grouped(query, bins, sample)
+        plain = query.model_copy(update={"sort": (), "offset": 0, "limit": None})
+        shards = None
+        # sorted on the keys or sizes (sorted on a list, or selected first: here)
+        if not query.selected_first and all(
+            k.column in (*query.group_by, "count") for k in query.sort
+        ):
+            shards = self.shards(plain.model_copy(update={"group_by": ()}), "grouped")
+        if shards is None or query.compare_with is not None or query.join is not None:
+            return self.local.grouped(query, bins, sample)
+        with self.parts.planner.session(plain, "grouped", group=False) as (_, params, pre):
+            fields = group_by(pre, query.group_by, params, sample=sample).fields
+        parts = self.tasks.map(tasks.groups_part, shards, query=plain, sample=sample)
+        rows, places = merged_groups(parts, query, sample)
+        columns = {c: pa.array([r[c] for r in rows], type=f.type) for c, f in fields.items()}
+        if max((r["count"] for r in rows), default=0) > sample:  # of the groups kept
+            # every numeric column a histogram per group, edges shared (``docs/engine.md``)
+            for name, field in pre.fields.items():
+                if name not in query.group_by and is_numeric(field.type):
+                    hist = self.histogram(plain, name, bins, None, None, None)
+                    columns[name] = hist_struct(hist, None).take(pa.array(places, pa.int64()))
+        return pa.table(columns)

@@ -21,8 +21,10 @@ from panels_core.query.engine.histogram import label, null_last
 from panels_core.query.model import Query
 
 __all__ = [
+    "group_key",
     "merged_counts",
     "merged_group_histogram",
+    "merged_groups",
     "merged_histogram",
     "merged_page",
     "page_span",
@@ -160,15 +162,15 @@ def merged_group_histogram(edges: np.ndarray, parts: Sequence[Binned]) -> Histog
     groups: dict[Any, tuple[Any, ...]] = {}
     for _, _, first in parts:
         for key in first:
-            groups.setdefault(hashable(key), key)
+            groups.setdefault(group_key(key), key)
     nulls, nonfinite, finite = (sum(p[1][0][i] for p in parts) for i in range(3))
     bins = len(edges) - 1
     counts = np.zeros((len(groups), bins), dtype=np.int64)
     position = {key: i for i, key in enumerate(groups)}
     for part_counts, _, _ in parts:
         for key, row in part_counts[0].items():
-            if key in position:
-                counts[position[key]] += row
+            if group_key(key) in position:
+                counts[position[group_key(key)]] += row
     return Histogram(
         edges=edges,
         counts=counts,
@@ -177,3 +179,35 @@ def merged_group_histogram(edges: np.ndarray, parts: Sequence[Binned]) -> Histog
         nonfinite=int(nonfinite),
         outside=int(finite) - int(counts.sum()),
     )
+
+
+def group_key(values: Sequence[Any]) -> Any:
+    """A group's key values as one dict key (every NaN alike, as DuckDB groups them)."""
+    return hashable(tuple(_one_nan(v) for v in values))
+
+
+def merged_groups(
+    parts: Sequence[pa.Table], query: Query, sample: int
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The files' groups as the whole table's, in the query's order and cut to its
+    offset/limit, with each one's place among the groups by first row: sizes added, each list the first ``sample`` values of the files' lists
+    (the files come in row order); groups by their first row, then sorted on the keys or
+    ``count`` (DuckDB's order, ties by first row)."""
+    keys = query.group_by
+    groups: dict[Any, dict[str, Any]] = {}
+    for part in parts:
+        for row in part.to_pylist():
+            kept = groups.setdefault(group_key([row[k] for k in keys]), row)
+            if kept is row:
+                continue
+            kept["count"] += row["count"]
+            for column, values in row.items():
+                if column not in keys and column != "count":
+                    kept[column] = kept[column] + values[: max(sample - len(kept[column]), 0)]
+    rows = list(groups.values())
+    order = list(range(len(rows)))
+    for key in reversed(query.sort):
+        order = _stable_sort(order, [r[key.column] for r in rows], key.descending)
+    start, stop = page_span(query, 0, len(rows))
+    chosen = order[start:stop]
+    return [rows[i] for i in chosen], chosen

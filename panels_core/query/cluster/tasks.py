@@ -9,6 +9,7 @@ returns a partial answer the client combines (``combine``).
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -18,15 +19,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from panels_core.data.dataset import open_dataset
+from panels_core.data.table import Table
 from panels_core.query.engine.binning import QUANTILE_SAMPLE
 from panels_core.query.engine.cache import LRU
 from panels_core.query.engine.paging import restore_metadata
 from panels_core.query.engine.parts import Parts
-from panels_core.query.engine.relation import FIRST, resolve, select_rows
+from panels_core.query.engine.relation import FIRST, group_by, resolve, select_rows
 from panels_core.query.engine.sources import Source
 from panels_core.query.model import Query
 from panels_core.query.sql import quote_ident
+from panels_core.types import TableType
 
 __all__ = [
     "KEY",
@@ -35,11 +40,14 @@ __all__ = [
     "SELECTED",
     "TASKS",
     "Shard",
+    "TypedTable",
     "bins_part",
     "bounds_part",
     "column_part",
     "count_part",
     "files_of",
+    "groups_part",
+    "one_file",
     "page_part",
     "values_part",
 ]
@@ -61,13 +69,24 @@ _parts: OrderedDict[tuple[Any, ...], Parts] = OrderedDict()
 _lock = threading.Lock()
 
 
+class TypedTable(Table):
+    """A file's table typed as the engine's process typed the whole table (``known``):
+    no sample is read to infer it again."""
+
+    known: TableType
+
+    @property
+    def type(self) -> TableType:
+        return self.known
+
+
 @dataclass(frozen=True)
 class Shard:
     """One file a task reads: a one-file dataset (``ParquetDataset.shard``) or a Parquet
     file, registered under the table's name with the table's column types."""
 
     table: str
-    dtypes: dict[str, Any]
+    type: TableType
     dataset: Any = None
     path: Path | None = None
     rows: int = 0
@@ -84,18 +103,18 @@ class Shard:
             (0, None) if self.dataset is None else (self.dataset.first_row, self.dataset.span)
         )
         key = (self.table, str(self.file), stat.st_mtime_ns, stat.st_size, first, span)
-        key += (repr(self.dtypes),)
+        key += (self.type.model_dump_json(),)
         with _lock:
             kept = _parts.get(key)
             if kept is not None:
                 _parts.move_to_end(key)
                 return kept
-        from panels_core.data.table import Table
-
+        dtypes = dict(self.type.columns)
         if self.dataset is not None:
-            table = Table.from_parquet_dataset(self.dataset, dtypes=self.dtypes)
+            table = TypedTable.from_parquet_dataset(self.dataset, dtypes=dtypes)
         else:
-            table = Table.from_parquet(self.file, dtypes=self.dtypes)
+            table = TypedTable.from_parquet(self.file, dtypes=dtypes)
+        table.known = self.type
         parts = Parts({self.table: table}, threads=1, cache=LRU(16), whole_file=True)
         with _lock:
             _parts[key] = parts
@@ -208,6 +227,25 @@ def bins_part(
         return binned.counts, binned.stats, binned.first
 
 
+def groups_part(shard: Shard, query: Query, sample: int) -> pa.Table:
+    """The file's groups of the (unsorted, uncut) grouped query, by their first row: the
+    keys, ``count``, and each other column's first ``sample`` values in row order."""
+    parts = shard.parts()
+    with parts.planner.session(query, "grouped", group=False) as (cur, params, pre):
+        grouped = group_by(pre, query.group_by, params, sample=sample)
+        columns = list(grouped.fields)
+        if pre.natural:  # the lists from the file's first rows when they hold them
+            index, sizes = parts.histograms.group_keys(cur, query, params, pre)
+            table = parts.aggregates.prefix_samples(
+                cur, params, pre, grouped, columns, sample, index, sizes
+            )
+            if table is not None:
+                return table
+        select = ", ".join(quote_ident(c) for c in columns)
+        sql = select_rows(grouped, query, params, select, ordered=True)
+        return parts.runner.arrow(cur, sql, params, "grouped")
+
+
 def key_part(shard: Shard, key: str) -> Any:
     """The file's values of the join key ``key`` that are not null, as a pandas frame with
     one column ``k`` (a category's values as text)."""
@@ -224,15 +262,18 @@ def files_of(source: Source) -> list[Shard] | None:
     a table that is not read from Parquet files (or a joined table)."""
     if source.sides is not None or not source.parquet:
         return None
-    dtypes = dict(source.type.columns)
+    kind = source.type
     total = source.length
-    if source.dataset is None:
-        return [Shard(source.name, dtypes, path=source.path, rows=total, total=total)]
     dataset = source.dataset
+    if dataset is None:
+        stat = source.path.stat()
+        dataset = one_file(str(source.path), stat.st_mtime_ns, stat.st_size, tuple(source.fields))
+        if dataset is None:
+            return [Shard(source.name, kind, path=source.path, rows=total, total=total)]
     files = len(dataset.files)
     if files >= TASKS:
         return [
-            Shard(source.name, dtypes, dataset.shard(i), rows=rows, total=total)
+            Shard(source.name, kind, dataset.shard(i), rows=rows, total=total)
             for i, rows in enumerate(dataset.rows)
         ]
     pieces = (
@@ -240,4 +281,16 @@ def files_of(source: Source) -> list[Shard] | None:
         for i in range(files)
         for span in dataset.spans(i, -(-TASKS // files))
     )
-    return [Shard(source.name, dtypes, p, rows=p.num_rows, total=total) for p in pieces]
+    return [Shard(source.name, kind, p, rows=p.num_rows, total=total) for p in pieces]
+
+
+@functools.lru_cache(maxsize=16)
+def one_file(path: str, mtime: int, size: int, names: tuple[str, ...]) -> Any:
+    """A Parquet file of several row groups as a one-file dataset (``ParquetDataset``), to
+    split by its row groups as a dataset's files are; None when it has one row group, or
+    columns a dataset names otherwise (a repeated or empty name). ``mtime`` and ``size``:
+    a file changed since is read again."""
+    if pq.read_metadata(path).num_row_groups < 2:
+        return None
+    dataset = open_dataset([path])
+    return dataset if tuple(dataset.schema.names) == names else None

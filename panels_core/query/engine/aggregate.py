@@ -137,7 +137,7 @@ class Aggregates:
             )
             columns = {c: table.column(c) for c in kept}
             for column, hist in zip(numeric, hists):
-                columns[column] = _hist_struct(
+                columns[column] = hist_struct(
                     hist, pre.sources if column in pre.compared else None
                 )
             return pa.table({c: columns[c] for c in grouped.fields})
@@ -192,7 +192,9 @@ class Aggregates:
         return None
 
 
-def _hist_struct(hist: Histogram, sources: tuple[str, ...] | None) -> pa.Array:
+def hist_struct(hist: Histogram, sources: tuple[str, ...] | None) -> pa.Array:
+    """A grouped column's histograms as a struct ``{edges, counts}`` per group (a
+    struct of them per source of a compared column)."""
     counts = hist.counts if hist.counts.ndim == 2 else hist.counts[None, :]
     edges = hist.edges.tolist()
     if sources is None:
