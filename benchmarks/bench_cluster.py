@@ -1,7 +1,8 @@
 """The engine on a Dask LocalCluster (2 workers) vs the local DuckDB engine, on a dataset.
 
 Run: ``.venv/bin/python benchmarks/bench_cluster.py [--rows N ...] [--repeat R]``
-(default: 10M and 30M rows; ``--rows 100000000`` for 100M).
+(default: 10M and 30M rows; ``--rows 100000000`` for 100M; ``--ops compare --ops join:``
+runs only the operations whose names hold one of those words, after the first calls).
 
 The dataset (Hive partitions ``split=train|test``, files of 1M rows) is written
 once, one file at a time with pyarrow (never the whole dataset in memory), and
@@ -107,7 +108,12 @@ def operations() -> dict[str, Any]:
     }
 
 
-def run_side(rows: int, side: str, repeat: int) -> dict[str, Any]:
+def chosen(words: list[str] | None) -> dict[str, Any]:
+    """The operations whose names hold one of ``words`` (every one without)."""
+    return {n: op for n, op in operations().items() if not words or any(w in n for w in words)}
+
+
+def run_side(rows: int, side: str, repeat: int, words: list[str] | None = None) -> dict[str, Any]:
     """Seconds per operation on one side (``local``, or ``cluster`` on 2 workers)."""
     from panels_core.data.table import Table
     from panels_core.query.engine import Engine
@@ -132,7 +138,7 @@ def run_side(rows: int, side: str, repeat: int) -> dict[str, Any]:
     start = time.perf_counter()  # the cluster's first call of a comparison shuffles both tables
     engine.count(Query(table="t", compare_with=CompareWith(table="u", on="id")))
     out["seconds"][FIRST_COMPARE] = time.perf_counter() - start
-    for name, op in operations().items():
+    for name, op in chosen(words).items():
         out["seconds"][name] = median_seconds(lambda op=op: op(engine), repeat, engine.clear_cache)
     out["peak_mib"] = {"client" if client else "local": round(peak_mib())}
     if client is not None:
@@ -147,23 +153,25 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append", help="rows (repeatable)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ops", action="append", help="only operations named so (repeatable)")
     parser.add_argument("--side", choices=["local", "cluster"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:  # one side, in its own process
-        print(json.dumps(run_side(args.rows[0], args.side, args.repeat)))
+        print(json.dumps(run_side(args.rows[0], args.side, args.repeat, args.ops)))
         return 0
     for rows in args.rows or [10_000_000, 30_000_000]:
         generate(rows)
         sides = {}
         for side in ("local", "cluster"):
             command = [sys.executable, __file__, "--rows", str(rows), "--side", side]
+            command += [a for w in args.ops or () for a in ("--ops", w)]
             done = subprocess.run(
                 [*command, "--repeat", str(args.repeat)], capture_output=True, text=True, check=True
             )
             sides[side] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"\n{rows:,} rows in {len(list(folder(rows).rglob('*.parquet')))} files")
         print(f"{'operation':<26}{'local s':>9}{'cluster s':>11}{'ratio':>8}{'cluster rows/s':>16}")
-        for name in [FIRST, FIRST_COMPARE, *operations()]:
+        for name in [FIRST, FIRST_COMPARE, *chosen(args.ops)]:
             local, remote = sides["local"]["seconds"][name], sides["cluster"]["seconds"][name]
             print(
                 f"{name:<26}{local:>9.2f}{remote:>11.2f}{remote / local:>8.2f}"
