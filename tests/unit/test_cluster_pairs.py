@@ -2,13 +2,17 @@
 worker's own local directory (a folder per comparison), removed when the comparison is
 dropped, recomputed by Dask when their worker dies; never in the dataset's folder.
 
-The cluster is the session's LocalCluster of 2 worker processes (``dask_client``).
+The cluster is a LocalCluster of 2 worker processes of this module's own, with Dask's
+default memory limit: under the session's 2 GiB a worker may spill a pair to Dask's own
+spill file (the pair carries its rows there and writes them again when loaded back), and
+its files would come and go under the counts here.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from panels_core.data.sources import open_table
+from panels_core.query.cluster import local_cluster
 from panels_core.query.cluster.pairs import FOLDER, PAIRS_KEPT
 from panels_core.query.engine import Engine
 from panels_core.query.engine.connection import ROW
@@ -27,6 +32,15 @@ from tests.unit.test_datasets import as_frame, open_dataset_layout, write_arrow_
 distributed = pytest.importorskip("distributed")
 
 BOUND = 300.0  # seconds: a bound on waiting for the workers, never a timing check
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    cluster = local_cluster(2)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
 
 
 @pytest.fixture
