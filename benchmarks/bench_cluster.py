@@ -127,9 +127,9 @@ def run_side(rows: int, side: str, repeat: int, words: list[str] | None = None) 
     if side == "cluster":
         import distributed
 
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        from panels_core.query.cluster import local_cluster
+
+        cluster = local_cluster(2)  # as `--cluster local:2` starts it
         client = distributed.Client(cluster)
     engine = Engine(tables, cluster=client)
     start = time.perf_counter()  # the first call opens the files (on each worker)

@@ -2,10 +2,10 @@
 worker's own local directory (a folder per comparison), removed when the comparison is
 dropped, recomputed by Dask when their worker dies; never in the dataset's folder.
 
-The cluster is a LocalCluster of 2 worker processes of this module's own, with Dask's
-default memory limit: under the session's 2 GiB a worker may spill a pair to Dask's own
-spill file (the pair carries its rows there and writes them again when loaded back), and
-its files would come and go under the counts here.
+The cluster is a LocalCluster of 2 worker processes of this module's own, with
+``local_cluster``'s memory limit: under the session's 2 GiB a worker may spill a pair to
+Dask's own spill file (the pair carries its rows there and writes them again when loaded
+back), and its files would come and go under the counts here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 
 from panels_core.data.sources import open_table
 from panels_core.query.cluster import local_cluster
+from panels_core.query.cluster.client import WORKER_MEMORY
 from panels_core.query.cluster.pairs import FOLDER, PAIRS_KEPT
 from panels_core.query.engine import Engine
 from panels_core.query.engine.connection import ROW
@@ -130,3 +131,10 @@ def test_a_worker_dead_after_the_shuffle_has_its_pairs_recomputed(
     assert cluster.count(query) == local.count(query)  # its pairs made again by Dask
     same_page(cluster.page(query, 30, 60), local.page(query, 30, 60))
     assert listing(tmp_path / "preds") == before
+
+
+def test_a_local_clusters_workers_spill_above_a_bounded_memory_limit(dask_client) -> None:
+    from distributed.system import MEMORY_LIMIT
+
+    limits = dask_client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+    assert list(limits.values()) == [min(WORKER_MEMORY, MEMORY_LIMIT // 2)] * 2

@@ -201,7 +201,10 @@ def write_side(rows: pa.Table, folder: Path) -> Path:
     then ``ROW``, in row groups DuckDB streams."""
     path = folder / f"{uuid.uuid4().hex}.parquet"
     names = [n for n in rows.column_names if n != ROW]
-    pq.write_table(rows.select([*names, ROW]), path, row_group_size=ROW_GROUP)
+    # plain values: dictionary encoding took 2/3 of the time to write, for scratch files
+    pq.write_table(
+        rows.select([*names, ROW]), path, row_group_size=ROW_GROUP, use_dictionary=False
+    )
     return path
 
 

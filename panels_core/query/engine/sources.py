@@ -162,7 +162,9 @@ class Catalog:
             try:
                 _create_view(self.con, source, source.view)
             except duckdb.Error as exc:
-                raise QueryError(f"table `{name}`: cannot scan `{path}`: {first_line(exc)}") from exc
+                raise QueryError(
+                    f"table `{name}`: cannot scan `{path}`: {first_line(exc)}"
+                ) from exc
             self.views[source.view] = self.con
             self.sources[name] = source
 
