@@ -138,3 +138,22 @@ def test_a_local_clusters_workers_spill_above_a_bounded_memory_limit(dask_client
 
     limits = dask_client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
     assert list(limits.values()) == [min(WORKER_MEMORY, MEMORY_LIMIT // 2)] * 2
+
+
+def test_a_workers_pair_folder_is_readable_as_a_whole_and_nothing_beside_it(tmp_path) -> None:
+    import duckdb
+    import pyarrow as pa
+
+    from panels_core.query.engine.connection import connect
+
+    inside, beside = tmp_path / "pairs" / "one", tmp_path / "secret"
+    inside.mkdir(parents=True)
+    beside.mkdir()
+    for folder in (inside, beside):
+        pq.write_table(pa.table({"a": [1, 2]}), folder / "rows.parquet")
+    con = connect(1, [f"{tmp_path / 'pairs'}/"])
+    read = "SELECT sum(a) FROM read_parquet($1)"
+    assert con.execute(read, [str(inside / "rows.parquet")]).fetchone() == (3,)
+    for path in (beside / "rows.parquet", inside / ".." / ".." / "secret" / "rows.parquet"):
+        with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):
+            con.execute(read, [str(path)])
