@@ -46,7 +46,8 @@ def connect(threads: int, files: Sequence[str] = (), whole_file: bool = False) -
     ``files`` can be read or written (``enable_external_access`` off, the files
     in ``allowed_paths``; a name ending in ``/`` is a folder, in
     ``allowed_directories``: a cluster worker's own folder of comparison rows), and the
-    configuration is locked, so no statement can undo any of it. Another file needs a new connection (``shared``).
+    configuration is locked, so no statement can undo any of it. Another file needs a
+    new connection (``shared``).
 
     DuckDB's Parquet reader prefetches whole column chunks by default: on a
     local file that buys no speed and costs memory (a filtered, sorted page of a
