@@ -1,7 +1,8 @@
 """The engine on a Dask LocalCluster (2 workers) vs the local DuckDB engine, on a dataset.
 
 Run: ``.venv/bin/python benchmarks/bench_cluster.py [--rows N ...] [--repeat R]``
-(default: 10M and 30M rows; ``--rows 100000000`` for 100M).
+(default: 10M and 30M rows; ``--rows 100000000`` for 100M; ``--ops compare --ops join:``
+runs only the operations whose names hold one of those words, after the first calls).
 
 The dataset (Hive partitions ``split=train|test``, files of 1M rows) is written
 once, one file at a time with pyarrow (never the whole dataset in memory), and
@@ -122,9 +123,9 @@ def run_side(rows: int, side: str, repeat: int, ops: list[str] | None) -> dict[s
     if side == "cluster":
         import distributed
 
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        from panels_core.query.cluster import local_cluster
+
+        cluster = local_cluster(2)  # as `--cluster local:2` starts it
         client = distributed.Client(cluster)
     engine = Engine(tables, cluster=client)
     start = time.perf_counter()  # the first call opens the files (on each worker)

@@ -24,6 +24,10 @@ RETRIES = 2
 """A task that fails (its worker died, a read failed) is run again this many times."""
 WAIT_STEP = 1.0
 """Seconds between two looks at the connection while tasks run."""
+WORKER_MEMORY = 4 * 2**30
+"""A local cluster's worker ``memory_limit`` (bytes; less when the machine's memory split
+between the workers is less): above 60% of it Dask spills the worker's data to its local
+directory (a comparison's shuffle holds both tables' rows while it runs)."""
 _LOCAL = re.compile(r"local:(\d+)")
 _addresses: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 """Each client's scheduler address, as last seen."""
@@ -66,9 +70,12 @@ def local_cluster(workers: int, *, processes: bool = True, **options: Any) -> An
 
     The scheduler always serves a few HTTP routes (health, metrics); left alone it takes
     port 8787 on every interface. Here it listens on loopback on a free port, so serving a
-    workspace opens nothing to the network and two clusters never fight over a port."""
+    workspace opens nothing to the network and two clusters never fight over a port.
+    Each worker's ``memory_limit`` is ``WORKER_MEMORY`` unless ``options`` say otherwise."""
     import distributed
+    from distributed.system import MEMORY_LIMIT
 
+    options.setdefault("memory_limit", min(WORKER_MEMORY, MEMORY_LIMIT // workers))
     return distributed.LocalCluster(
         n_workers=workers,
         threads_per_worker=1,

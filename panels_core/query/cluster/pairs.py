@@ -19,27 +19,49 @@ them).
 
 from __future__ import annotations
 
+import tempfile
 import threading
+import uuid
+import weakref
 from collections import OrderedDict
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from panels_core.query.cluster.client import Tasks
 from panels_core.query.cluster.tasks import Shard, files_of
 from panels_core.query.engine.cache import LRU, file_stamp
 from panels_core.query.engine.connection import ROW
 from panels_core.query.engine.parts import Parts
+from panels_core.query.errors import QueryError
 from panels_core.query.model import Query
 
-__all__ = ["PAIRS_KEPT", "ROUTE", "Comparisons", "Pair", "route", "route_kind", "side_part"]
+__all__ = [
+    "FOLDER",
+    "PAIRS_KEPT",
+    "ROUTE",
+    "Comparisons",
+    "Pair",
+    "route",
+    "route_kind",
+    "scratch",
+    "side_part",
+]
 
 ROUTE = "__tp_route"
 """The column of a side's rows holding its key's hash (what Dask shuffles on)."""
 PAIRS_KEPT = 2
-"""Comparisons whose pairs stay on the workers (each holds both tables' rows)."""
+"""Comparisons whose pairs stay on the workers (each holds both tables' rows, on disk)."""
+FOLDER = "tp-pairs"
+"""The folder of a worker's local directory holding its pairs' files, a folder per
+comparison."""
+ROW_GROUP = 128_000
+"""Rows per row group of a pair's file (DuckDB streams a file a row group at a time)."""
 
 _lock = threading.Lock()
 
@@ -111,42 +133,100 @@ def side_part(shard: Shard, key: str, kind: str) -> Any:
 
 class Pair:
     """One partition of a comparison, on a worker: the rows of both tables whose keys hash
-    to it, each with its own row number; the engine over them is built at its first query
-    and kept while the pair is."""
+    to it, each side a Parquet file (its columns and each row's own number) in the
+    worker's local directory (``scratch``), never in its memory; the engine over them
+    streams them from disk, is built at its first query and kept while the pair is. The
+    files go with the pair (when Dask forgets it) or with the worker's directory."""
 
-    def __init__(self, sides: list[tuple[str, pa.Table, dict[str, Any]]], total: int) -> None:
-        self.sides = sides
+    def __init__(self, sides: list[tuple[str, Path, Any]], rows: int, total: int) -> None:
+        self.sides = sides  # (table name, file, the table's type)
         self.table = sides[0][0]
-        self.rows = sum(rows.num_rows for _, rows, _ in sides)
+        self.rows = rows
         self.total = total  # both tables' rows (a pair's share of a sample)
         self.engine: Parts | None = None
+        self.removal = weakref.finalize(self, remove_files, [path for _, path, _ in sides])
+
+    @classmethod
+    def written(cls, sides: list[tuple[str, pa.Table, Any]], total: int, folder: str) -> Pair:
+        """A pair of these rows (each with its ``ROW``), written into this worker's
+        ``folder`` of the comparison."""
+        where = scratch(folder)
+        files = [(name, write_side(rows, where), kind) for name, rows, kind in sides]
+        return cls(files, sum(rows.num_rows for _, rows, _ in sides), total)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "engine": None}  # a spilled or moved pair builds it again
+        # a pair sent to another worker carries its rows: its files are this worker's
+        sides = [(name, pq.read_table(path), kind) for name, path, kind in self.sides]
+        return {"sides": sides, "total": self.total, "folder": self.sides[0][1].parent.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        pair = Pair.written(state["sides"], state["total"], state["folder"])
+        self.__init__(pair.sides, pair.rows, pair.total)  # type: ignore[misc]
+        pair.removal.detach()  # its files are this pair's now
 
     def parts(self) -> Parts:
-        """The engine over this pair's rows (its tables under their own names)."""
-        from panels_core.data.table import Table
-
+        """The engine over this pair's files (its tables under their own names)."""
         with _lock:
             if self.engine is None:
-                parts = Parts({}, threads=1, cache=LRU(16))
-                for name, rows, dtypes in self.sides:
-                    table = Table.from_arrow(rows.drop_columns([ROW]), dtypes=dtypes)
-                    parts.catalog.add_numbered(name, table, rows.column(ROW))
+                parts = Parts({}, threads=1, cache=LRU(16), whole_file=True)
+                for name, path, kind in self.sides:
+                    if not path.exists():
+                        raise QueryError(
+                            f"the rows of `{name}` this comparison kept in `{path.parent}` "
+                            "are gone (the folder was emptied under the worker); restart the "
+                            "cluster's workers, or serve without --cluster"
+                        )
+                    parts.catalog.add_numbered_file(name, path, kind, f"{path.parent.parent}/")
                 self.engine = parts
             return self.engine
 
 
-def pair_of(frames: list[Any], names: list[str], dtypes: list[dict[str, Any]], total: int) -> Pair:
-    """The pair of one partition number of both shuffled sides (a table compared with
-    itself is registered once)."""
-    sides: list[tuple[str, pa.Table, dict[str, Any]]] = []
-    for frame, name, types in zip(frames, names, dtypes, strict=True):
+def scratch(folder: str) -> Path:
+    """This worker's folder of a comparison's pair files, made if missing: in the worker's
+    local directory (``FOLDER``), which goes when the worker closes; outside a worker,
+    in the system's temporary folder."""
+    import distributed
+
+    try:
+        root = Path(distributed.get_worker().local_directory)
+    except ValueError:  # not in a worker
+        root = Path(tempfile.gettempdir())
+    where = root / FOLDER / folder
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def write_side(rows: pa.Table, folder: Path) -> Path:
+    """A side's rows as a Parquet file of ``folder`` (a name of its own): its columns,
+    then ``ROW``, in row groups DuckDB streams."""
+    path = folder / f"{uuid.uuid4().hex}.parquet"
+    names = [n for n in rows.column_names if n != ROW]
+    # plain values: dictionary encoding took 2/3 of the time to write, for scratch files
+    pq.write_table(
+        rows.select([*names, ROW]), path, row_group_size=ROW_GROUP, use_dictionary=False
+    )
+    return path
+
+
+def remove_files(paths: list[Path]) -> None:
+    """Remove a pair's files, and its comparison's folder once it is empty."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    with suppress(OSError):  # other pairs' files are still there
+        paths[0].parent.rmdir()
+
+
+def pair_of(
+    frames: list[Any], names: list[str], kinds: list[Any], total: int, folder: str
+) -> Pair:
+    """The pair of one partition number of both shuffled sides, written to this worker's
+    disk (a table compared with itself is written once)."""
+    sides: list[tuple[str, pa.Table, Any]] = []
+    for frame, name, kind in zip(frames, names, kinds, strict=True):
         if all(name != seen for seen, _, _ in sides):
             rows = pa.Table.from_pandas(frame.drop(columns=[ROUTE]), preserve_index=False)
-            sides.append((name, rows, types))
-    return Pair(sides, total)
+            sides.append((name, rows, kind))
+    return Pair.written(sides, total, folder)
 
 
 class Comparisons:
@@ -207,8 +287,9 @@ class Comparisons:
             shuffled = frame.shuffle(ROUTE, npartitions=npartitions, shuffle_method="tasks")
             sides.append(shuffled.to_delayed())
         names = [s.name for s in sources]
-        dtypes = [dict(s.type.columns) for s in sources]
+        kinds = [s.type for s in sources]
         total = sum(s.length for s in sources)
         make = dask.delayed(pair_of, pure=True)
-        pieces = [make([a, b], names, dtypes, total) for a, b in zip(*sides, strict=True)]
+        folder = uuid.uuid4().hex  # the comparison's folder on each worker
+        pieces = [make([a, b], names, kinds, total, folder) for a, b in zip(*sides, strict=True)]
         return self.runner.persist(pieces)

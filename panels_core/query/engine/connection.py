@@ -44,8 +44,10 @@ def connect(threads: int, files: Sequence[str] = (), whole_file: bool = False) -
     Defence in depth (no user text reaches SQL but bound values and checked
     names): no extension is installed or loaded on demand, no file but
     ``files`` can be read or written (``enable_external_access`` off, the files
-    in ``allowed_paths``), and the configuration is locked, so no statement can
-    undo any of it. Another file needs a new connection (``shared``).
+    in ``allowed_paths``; a name ending in ``/`` is a folder, in
+    ``allowed_directories``: a cluster worker's own folder of comparison rows), and the
+    configuration is locked, so no statement can undo any of it. Another file needs a
+    new connection (``shared``).
 
     DuckDB's Parquet reader prefetches whole column chunks by default: on a
     local file that buys no speed and costs memory (a filtered, sorted page of a
@@ -73,7 +75,9 @@ def connect(threads: int, files: Sequence[str] = (), whole_file: bool = False) -
         con.execute("SET GLOBAL disable_parquet_prefetching = true")
     if whole_file:
         con.execute("SET GLOBAL disabled_optimizers = 'statistics_propagation'")
-    con.execute("SET GLOBAL allowed_paths = $1", [sorted(files)])
+    folders = sorted(f for f in files if f.endswith("/"))
+    con.execute("SET GLOBAL allowed_paths = $1", [sorted(set(files) - set(folders))])
+    con.execute("SET GLOBAL allowed_directories = $1", [folders])
     con.execute("SET GLOBAL enable_external_access = false")
     con.execute("SET GLOBAL lock_configuration = true")
     return con
@@ -122,16 +126,17 @@ def parquet_files(tables: Sequence[Any]) -> list[str]:
     return [str(path) for path in paths if path is not None]
 
 
-def scan(con: Any, path: str | os.PathLike[str], names: Sequence[str]) -> Any:
+def scan(
+    con: Any, path: str | os.PathLike[str], names: Sequence[str], numbered: bool = False
+) -> Any:
     """A lazy scan of a Parquet file on ``con``: its columns under the table's ``names``
     (by position: a file may repeat a name or leave one empty) and its row numbers as
     ``ROW``. Renamed so, a column of the file called ``file_row_number`` does not hide
-    DuckDB's row numbers."""
+    DuckDB's row numbers. ``numbered``: the file's last column (the last of ``names``)
+    is ``ROW``, each row's number in a bigger table (``Catalog.add_numbered_file``)."""
     columns = ", ".join(quote_ident(n) for n in names)
-    sql = (
-        f"SELECT *, file_row_number AS {quote_ident(ROW)} "
-        f"FROM read_parquet($path) AS __tp_file({columns})"
-    )
+    row = "" if numbered else f", file_row_number AS {quote_ident(ROW)}"
+    sql = f"SELECT *{row} FROM read_parquet($path) AS __tp_file({columns})"
     return con.sql(sql, params={"path": str(path)})
 
 

@@ -61,7 +61,8 @@ class Source:
     columns: tuple[str, ...] = ()
     path: Path | None = None  # the Parquet file of a Parquet-backed table
     dataset: Any = None  # the ParquetDataset of a table over many Parquet files
-    numbered: bool = False  # in-memory rows numbered as in a bigger table (``add_numbered``)
+    # rows numbered as in a bigger table (``add_numbered``, ``add_numbered_file``)
+    numbered: bool = False
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -74,7 +75,7 @@ class Source:
         """This Parquet source's lazy scan on ``con``."""
         if self.dataset is not None:
             return scan_dataset(con, self.dataset)
-        return scan(con, self.path, self.columns)
+        return scan(con, self.path, self.columns, self.numbered)
 
 
 class Catalog:
@@ -141,6 +142,31 @@ class Catalog:
         arrow = source.arrow  # type: ignore[union-attr]
         source.arrow = arrow.set_column(arrow.schema.get_field_index(ROW), ROW, rows)
         source.numbered = True
+
+    def add_numbered_file(self, name: str, path: Path, kind: Any, folder: str) -> None:
+        """Register a Parquet file of rows of a bigger table under ``name``: the bigger
+        table's columns (its type is ``kind``) and, last, ``ROW``, each row's number there
+        (a cluster's part of a comparison, kept on a worker's disk). ``folder`` (ending in
+        ``/``), which holds the file, is allowed as a whole: the files written there later
+        are read on the same connection."""
+        from panels_core.data.table import Table
+
+        table = Table.from_parquet(path)
+        fields = {f.name: f for f in table.schema if f.name != ROW}
+        _check_columns(name, list(fields))
+        with self.lock:
+            self.allow(folder)
+            source = Source(name, table, self.new_view(), fields, kind, length=len(table))
+            source.columns, source.path = tuple(table.columns), path
+            source.parquet = source.numbered = True
+            try:
+                _create_view(self.con, source, source.view)
+            except duckdb.Error as exc:
+                raise QueryError(
+                    f"table `{name}`: cannot scan `{path}`: {first_line(exc)}"
+                ) from exc
+            self.views[source.view] = self.con
+            self.sources[name] = source
 
     def drop(self, source: Source) -> None:
         """Forget a replaced table: its hidden sides and its Parquet view."""
