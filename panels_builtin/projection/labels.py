@@ -10,7 +10,16 @@ from panels_builtin.captions import OTHER
 from panels_builtin.palette import category_palette
 from panels_builtin.projection.config import ProjectionConfig, is_number
 
-__all__ = ["MAX_CATEGORIES", "NULL_LABEL", "OTHER_COLOUR", "Colouring", "Labels", "colouring_for"]
+__all__ = [
+    "MAX_CATEGORIES",
+    "NULL_LABEL",
+    "OTHER_COLOUR",
+    "Colouring",
+    "Labels",
+    "category_colouring",
+    "colouring_for",
+    "label_text",
+]
 
 MAX_CATEGORIES = 50
 """Categories coloured one by one; beyond, the most frequent ``MAX_CATEGORIES - 1`` keep their
@@ -36,7 +45,7 @@ class Labels:
         import pandas as pd
 
         codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
-        names = [_text(v) for v in uniques.tolist()]
+        names = [label_text(v) for v in uniques.tolist()]
         if (codes < 0).any():
             if NULL_LABEL in names:
                 codes = np.where(codes < 0, names.index(NULL_LABEL), codes)
@@ -60,7 +69,7 @@ class Labels:
         if isinstance(values, pa.ChunkedArray):
             values = values.unify_dictionaries().combine_chunks()
         indices = values.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        names = [_text(v) for v in values.dictionary.to_pylist()]
+        names = [label_text(v) for v in values.dictionary.to_pylist()]
         codes = indices[kept]
         if (codes < 0).any():
             codes = np.where(codes < 0, len(names), codes)
@@ -90,7 +99,8 @@ class Labels:
         return hit[self.codes] if len(hit) else np.zeros(len(self.codes), dtype=bool)
 
 
-def _text(value: Any) -> str:
+def label_text(value: Any) -> str:
+    """A value as the points' labels show it: ``(null)``, ``true``/``false``, else its text."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return NULL_LABEL
     if isinstance(value, bool | np.bool_):
@@ -145,23 +155,33 @@ def colouring_for(view: Any, config: ProjectionConfig, kept: np.ndarray) -> Colo
         return Colouring("number", column, values[kept])
     labels = Labels.of_column(view, column, kept)
     counts = np.bincount(labels.codes, minlength=len(labels.names))
-    names = np.asarray(labels.names, dtype=object)
+    colouring, remap = category_colouring(column, labels.names, counts)
+    colouring.values = remap[labels.codes]
+    return colouring
+
+
+def category_colouring(
+    column: str, names: list[str], counts: np.ndarray
+) -> tuple[Colouring, np.ndarray]:
+    """The colouring of a category column whose points hold the labels ``names`` (``counts``
+    points each): the sorted factors (the ``MAX_CATEGORIES - 1`` most frequent, then
+    ``(other)``), their palette, and the factor index of each of ``names`` (``values`` is
+    left for the caller: the points' factor indices, wherever they are)."""
+    labels = np.asarray(names, dtype=object)
     merged = 0
-    if len(names) > MAX_CATEGORIES:
-        order = np.argsort(-counts, kind="stable")
-        keep = sorted(names[order[: MAX_CATEGORIES - 1]].tolist())
-        merged = len(names) - len(keep)
+    if len(labels) > MAX_CATEGORIES:
+        order = np.argsort(-np.asarray(counts), kind="stable")
+        keep = sorted(labels[order[: MAX_CATEGORIES - 1]].tolist())
+        merged = len(labels) - len(keep)
         other = OTHER if OTHER not in keep else f"{OTHER} rest"
         factors = [*keep, other]
         position = {name: i for i, name in enumerate(keep)}
-        remap = np.array([position.get(name, len(keep)) for name in names], dtype=np.int64)
-        codes = remap[labels.codes]
+        remap = np.array([position.get(name, len(keep)) for name in labels], dtype=np.int64)
         palette = [*category_palette(len(keep)), OTHER_COLOUR]
     else:
-        order = np.argsort(names.astype(str), kind="stable")
-        factors = names[order].tolist()
-        remap = np.empty(len(names), dtype=np.int64)
-        remap[order] = np.arange(len(names))
-        codes = remap[labels.codes]
+        order = np.argsort(labels.astype(str), kind="stable")
+        factors = labels[order].tolist()
+        remap = np.empty(len(labels), dtype=np.int64)
+        remap[order] = np.arange(len(labels))
         palette = category_palette(len(factors))
-    return Colouring("category", column, codes, factors, palette, merged)
+    return Colouring("category", column, None, factors, palette, merged), remap

@@ -239,12 +239,18 @@ class ProjectionPlot(ScatterDrawing, RasterDrawing, Brushing):
         text = ", ".join(parts)
         notes = [result.message] if result.message else []
         notes.extend(result.notes)  # the projection's own words, no data
-        if self.colouring.merged:
-            notes.append(
-                f"{self.colouring.merged} values of {markdown_code(self.colouring.column)} beyond the "
-                f"{MAX_CATEGORIES - 1} most frequent are coloured as {OTHER}"
-            )
+        notes.extend(self.colouring_notes(self.colouring))
         return text + ("; " + "; ".join(notes) if notes else "")
+
+    def colouring_notes(self, colouring: Colouring) -> list[str]:
+        """The caption's note on categories coloured as ``(other)`` (none when all have a
+        colour of their own)."""
+        if not colouring.merged:
+            return []
+        return [
+            f"{colouring.merged} values of {markdown_code(colouring.column)} beyond the "
+            f"{MAX_CATEGORIES - 1} most frequent are coloured as {OTHER}"
+        ]
 
     def _labels(self, column: str, kept: np.ndarray) -> Labels:
         colouring = self.colouring

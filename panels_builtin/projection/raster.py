@@ -29,6 +29,8 @@ X, Y = "x_2d", "y_2d"
 """Raster coordinate column names (datashader refuses a category named like a coordinate)."""
 SELECTED_CMAP = ["#fdd0a2", "#d94801"]
 """The shades of the selected points' layer drawn over the dimmed raster."""
+FOUND_CMAP = ["#f4a3a3", "#e45756"]
+"""The shades of a search's matches drawn on the workers (the local card's mark colour)."""
 RASTER_WIDTH, RASTER_HEIGHT = 560, 420
 """Pixels of the server-side raster (re-aggregated for every zoom or pan under a server)."""
 
@@ -203,24 +205,31 @@ class RasterLayer:
 class FrameRasterLayer(RasterLayer):
     """A raster of points no process needs to hold: a frame of ``row``, ``x``, ``y`` (a Dask
     dataframe, which datashader aggregates partition by partition on the workers, or a pandas
-    one), such as ``ClusterProjection.points``. One colour (counts); a pixel's hover and
-    click give the row number of its last point, itself the dataset's row number.
+    one), such as ``ClusterProjection.points``; a pixel's hover and click give the row number
+    of its last point, itself the dataset's row number. With a ``colouring`` of kind
+    ``category`` or ``number`` the frame also has ``colour`` (a categorical of its
+    ``factors``, or floats over ``span``), aggregated there as ``RasterLayer`` does.
     ``chosen``: the sorted row numbers of the linked selection (None: no selection),
-    aggregated again on the workers as the highlight layer."""
+    aggregated again on the workers as the highlight layer; ``found``: those of a search's
+    matches (None: no search), aggregated there as a third image (``found`` in the data)."""
 
     def __init__(
         self,
         frame: Any,
         extent: tuple[tuple[float, float], tuple[float, float]] | None = None,
+        colouring: Colouring | None = None,
+        span: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         from panels_core.projection.distributed import points_extent
 
         (x0, x1), (y0, y1) = extent or points_extent(frame)
         self.chosen: np.ndarray | None = None
+        self.found: np.ndarray | None = None
         self.selected = np.zeros((0, 0), dtype=np.int64)
         self.points = np.empty((0, 2), dtype=np.float32)
         self.rows = np.empty(0, dtype=np.int64)
-        self.colouring = Colouring("none")
+        self.colouring = colouring or Colouring("none")
+        self.span = span
         self.hover = []
         renamed = frame.rename(columns={"x": X, "y": Y})
         self.frame = renamed.assign(point=renamed["row"].astype("float64"))
@@ -229,14 +238,37 @@ class FrameRasterLayer(RasterLayer):
         self.grid = np.empty((0, 0), dtype=np.int64)
         self.window = self.extent
 
+    def draw(
+        self, x_range: tuple[float, float] | None = None, y_range: tuple[float, float] | None = None
+    ) -> dict[str, Any]:
+        """``RasterLayer.draw``, plus the search's matches as the image ``found``."""
+        import datashader as ds
+        import datashader.transfer_functions as tf
+
+        data = super().draw(x_range, y_range)
+        found = np.zeros((RASTER_HEIGHT, RASTER_WIDTH), dtype=np.uint32)
+        if self.found is not None and len(self.found):
+            (x0, x1), (y0, y1) = self.window
+            canvas = ds.Canvas(RASTER_WIDTH, RASTER_HEIGHT, x_range=(x0, x1), y_range=(y0, y1))
+            counts = canvas.points(self.among(self.found), X, Y, agg=ds.count())
+            if counts.values.any():
+                shaded = tf.shade(counts, cmap=FOUND_CMAP, how="eq_hist", min_alpha=200)
+                found = np.ascontiguousarray(shaded.data, dtype=np.uint32)
+        data["found"] = [found]
+        return data
+
     def row_numbers(self, points: np.ndarray) -> np.ndarray:
         """A pixel's point is already its row number."""
         return points
 
+    def among(self, rows: np.ndarray) -> Any:
+        """The points of the sorted row numbers ``rows`` (each partition keeps its own, on the
+        workers)."""
+        return self.frame.map_partitions(_among_rows, np.asarray(rows, dtype=np.int64))
+
     def chosen_frame(self) -> Any:
-        """The points of the chosen rows (each partition keeps its own, on the workers)."""
-        chosen = np.asarray(self.chosen, dtype=np.int64)
-        return self.frame.map_partitions(_among_rows, chosen)
+        """The points of the chosen rows."""
+        return self.among(self.chosen)
 
     def point_at(self, x: float, y: float) -> int | None:
         """The row drawn on top in the pixel at (x, y) of the last draw, or that of the nearest
@@ -350,6 +382,10 @@ class RasterDrawing:
         fig.image_rgba(
             image="selected", x="x", y="y", dw="dw", dh="dh", source=source, name="selected"
         )
+        if "found" in data:  # a search's matches aggregated on a cluster's workers
+            fig.image_rgba(
+                image="found", x="x", y="y", dw="dw", dh="dh", source=source, name="found"
+            )
         hover_tool = HoverTool(renderers=[image], **_raster_tooltips(hover))
         fig.add_tools(hover_tool)
         if thumbs and live():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -60,11 +61,13 @@ from panels_core.query.cluster.client import RETRIES, ClusterError, Tasks
 __all__ = [
     "DEFAULT_SAMPLE",
     "ClusterProjection",
+    "Constant",
     "FittedProjection",
     "count_image",
     "fit_on_cluster",
     "fit_projection",
     "lost_as_projection_error",
+    "piece_extras",
     "piece_picks",
     "place_piece",
     "points_extent",
@@ -229,11 +232,48 @@ def piece_picks(dataset: Any, pieces: Sequence[Piece], size: int, seed: int | No
     return picks
 
 
+@dataclass(frozen=True)
+class Constant:
+    """A column every row of a piece holds the same value of (a Hive partition's)."""
+
+    value: Any
+
+
+def piece_extras(dataset: Any, pieces: Sequence[Piece], names: dict[str, str]) -> list[Any]:
+    """For each piece, where ``place_piece`` finds the columns read alongside the points
+    (``names``: the frame's column -> the dataset's): ``(column, None)``, the file's row
+    group (null where the file lacks it), or a ``Constant`` (a partition column: the file's
+    value, a number for a numeric partition)."""
+    import pyarrow as pa
+
+    from panels_core.data.dataset import kind_value
+
+    files = {str(path): i for i, path in enumerate(dataset.files)}
+    out = []
+    for piece in pieces:
+        extra: dict[str, Any] = {}
+        for name, column in names.items():
+            if column not in dataset.partitions:
+                extra[name] = (column, None)
+                continue
+            raw = dataset.values[files[piece.path]][dataset.partitions.index(column)]
+            kind = dataset.schema.field(column).type
+            numeric = raw is not None and (pa.types.is_integer(kind) or pa.types.is_floating(kind))
+            extra[name] = Constant(kind_value(kind, raw) if numeric else raw)
+        out.append(extra)
+    return out
+
+
 def place_piece(
-    piece: Piece, names: Sequence[str], model: FittedProjection, among: np.ndarray | None = None
+    piece: Piece,
+    names: Sequence[str],
+    model: FittedProjection,
+    among: np.ndarray | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Any:
     """The points of a piece's kept rows of columns ``names`` (on a worker): a pandas frame of
-    row, x, y; only of the dataset rows ``among`` when given (a filter's rows in the piece).
+    row, x, y; only of the dataset rows ``among`` when given (a filter's rows in the piece);
+    then each column of ``extra`` (see ``piece_extras``) as its values (object; null: None, or NaN in a number column).
     (Not ``columns``: ``dd.from_map`` passes that keyword to a function taking it.)"""
     import pandas as pd
 
@@ -246,7 +286,35 @@ def place_piece(
     numbers = np.flatnonzero(kept).astype(np.int64) + piece.first
     with single_thread_blas():
         points = model.transform(rows.values[kept], numbers)
-    return pd.DataFrame({"row": numbers, "x": points[:, 0], "y": points[:, 1]})
+    frame = pd.DataFrame({"row": numbers, "x": points[:, 0], "y": points[:, 1]})
+    for name, values in _extra_values(piece, extra or {}).items():
+        frame[name] = pd.Series(values[kept], dtype=object)
+    return frame
+
+
+def _extra_values(piece: Piece, extra: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Each extra column's values for every row of ``piece`` (object arrays)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    read = {where[0] for where in extra.values() if not isinstance(where, Constant)}
+    with pq.ParquetFile(piece.path) as file:
+        present = sorted(read & set(file.schema_arrow.names))
+        table = file.read_row_group(piece.row_group, columns=present) if present else None
+    out = {}
+    for name, where in extra.items():
+        if isinstance(where, Constant):
+            out[name] = np.full(piece.rows, where.value, dtype=object)
+        elif table is not None and where[0] in table.column_names:
+            column = table.column(where[0])
+            if pa.types.is_dictionary(column.type):
+                column = pc.cast(column, column.type.value_type)
+            # (a null reads None, or NaN in a number column)
+            out[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+        else:
+            out[name] = np.full(piece.rows, None, dtype=object)
+    return out
 
 
 def points_frame(
@@ -255,9 +323,11 @@ def points_frame(
     columns: Sequence[str],
     model: FittedProjection,
     among: Sequence[np.ndarray] | None = None,
+    extras: Sequence[dict[str, Any]] | None = None,
 ) -> Any:
     """A lazy Dask dataframe of every kept row's point, one partition per piece, the model
-    scattered once to every worker; ``among`` (one array per piece) keeps only those rows."""
+    scattered once to every worker; ``among`` (one array per piece) keeps only those rows;
+    ``extras`` (``piece_extras``) adds those columns' values (object) beside the points."""
     import dask.dataframe as dd
     import pandas as pd
 
@@ -271,12 +341,15 @@ def points_frame(
             "y": np.empty(0, np.float32),
         }
     )
+    for name in extras[0] if extras else {}:
+        meta[name] = pd.Series([], dtype=object)
     count = len(pieces)
     if not count:
         return dd.from_pandas(meta, npartitions=1)
     return dd.from_map(
         place_piece, pieces, [tuple(columns)] * count, [shipped] * count,
         list(among) if among is not None else [None] * count,
+        list(extras) if extras is not None else [None] * count,
         meta=meta, label="project-points", enforce_metadata=False,
     )  # fmt: skip
 
@@ -349,20 +422,28 @@ class ClusterProjection:
             f"direction for the cosine metric) {verb} left out"
         )
 
-    def points_among(self, client: Any, rows: np.ndarray) -> Any:
+    def points_among(
+        self, client: Any, rows: np.ndarray | None, extras: Sequence[dict[str, Any]] = ()
+    ) -> Any:
         """A lazy Dask dataframe of the points of the dataset rows ``rows`` only (sorted row
-        numbers, such as a filter's): only the pieces holding some of them are read, and
-        only those rows are placed."""
-        rows = np.asarray(rows, dtype=np.int64)
-        firsts = np.array([p.first for p in self.pieces], dtype=np.int64)
-        bounds = np.searchsorted(rows, np.append(firsts, firsts[-1] + self.pieces[-1].rows))
-        pieces, among = [], []
-        for piece, start, stop in zip(self.pieces, bounds[:-1], bounds[1:], strict=True):
-            if stop > start:
-                pieces.append(piece)
-                among.append(rows[start:stop])
+        numbers, such as a filter's; None: every row): only the pieces holding some of them
+        are read, and only those rows are placed; ``extras`` (``piece_extras`` of
+        ``pieces``) adds those columns beside the points."""
+        if rows is None:
+            pieces, among, kept = list(self.pieces), None, list(extras)
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            firsts = np.array([p.first for p in self.pieces], dtype=np.int64)
+            bounds = np.searchsorted(rows, np.append(firsts, firsts[-1] + self.pieces[-1].rows))
+            pieces, among, kept = [], [], []
+            for at, (start, stop) in enumerate(pairwise(bounds)):
+                if stop > start:
+                    pieces.append(self.pieces[at])
+                    among.append(rows[start:stop])
+                    kept.extend(extras[at : at + 1])
         return lost_as_projection_error(
-            client, lambda: points_frame(client, pieces, self.columns, self.model, among)
+            client,
+            lambda: points_frame(client, pieces, self.columns, self.model, among, kept or None),
         )
 
     def vector(self, client: Any, row: int) -> np.ndarray | None:

@@ -21,6 +21,7 @@ from panels_builtin.projection.on_cluster import ClusterPlot
 from panels_builtin.projection.raster import FrameRasterLayer
 from panels_core.data.dataset import ParquetDataset, open_dataset
 from panels_core.data.table import Table
+from panels_core.escape import markdown_code
 from panels_core.projection.distributed import fit_on_cluster
 from panels_core.projection.pieces import kept_rows
 from panels_core.projection.rows import as_rows
@@ -31,11 +32,22 @@ from panels_core.query.selection import RegionBrush, Selection
 from panels_core.view import View
 from tests.unit.test_cluster_projection import write_dataset
 
+KINDS = np.array(["cat", "Dog", "<b>bird</b>", None], dtype=object)
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``write_dataset``'s files, each with a string column ``kind`` (nulls and markup too)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     out = tmp_path_factory.mktemp("cluster-card") / "preds"
     write_dataset(out)
+    rng = np.random.default_rng(3)
+    for path in sorted(out.rglob("*.parquet")):
+        table = pq.read_table(path, partitioning=None)
+        kind = pa.array(rng.choice(KINDS, size=table.num_rows).tolist(), pa.string())
+        pq.write_table(table.append_column("kind", kind), path, row_group_size=128)
     return out
 
 
@@ -45,9 +57,9 @@ def engine(dask_client, folder: Path) -> Iterator[Engine]:
         yield e
 
 
-def _card(view: View, method: str = "pca") -> Any:
-    config = Projection2D.validate_config({"columns": ["emb"], "method": method}, view.type)
-    return Projection2D(config).render(view)
+def _card(view: View, method: str = "pca", **settings: Any) -> Any:
+    config = {"columns": ["emb"], "method": method, **settings}
+    return Projection2D(Projection2D.validate_config(config, view.type)).render(view)
 
 
 def _local(dataset: ParquetDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,3 +204,93 @@ def test_points_frames_register_only_on_an_engine_with_a_cluster(folder: Path) -
     engine = Engine({"preds": Table.from_parquet_dataset(folder)})
     with closing(engine), pytest.raises(QueryError, match="this engine has no Dask cluster; "):
         engine.register_point_frame("p", None)
+
+
+def _labels(dataset: ParquetDataset, column: str) -> np.ndarray:
+    """Every row's ``column`` as the points' labels, read here."""
+    from panels_builtin.projection.labels import label_text
+
+    return np.array([label_text(v) for v in dataset.read().column(column).to_pylist()], object)
+
+
+@pytest.mark.parametrize("column", ["kind", "split"])  # in the files; a partition folder
+def test_colour_by_a_category_counts_each_category_on_the_workers(engine, column: str) -> None:
+    from panels_builtin.palette import category_palette
+
+    plot = _card(View(engine, Query(table="preds")), colour_by=column)
+    assert plot.error is None
+    dataset = engine.table("preds").parquet_dataset
+    _, kept, _ = _local(dataset)
+    names, counts = np.unique(_labels(dataset, column)[kept].astype(str), return_counts=True)
+    assert plot.raster.counts == dict(zip(names.tolist(), counts.tolist(), strict=True))
+    colouring = plot.raster.colouring
+    assert colouring.kind == "category" and colouring.factors == sorted(names.tolist())
+    assert colouring.palette == category_palette(len(names))
+    # the drawn frame carries the category of each point, as the rows read here
+    drawn = _drawn(plot)
+    expected = _labels(dataset, column)[drawn["row"].to_numpy()]
+    assert drawn["colour"].astype(str).tolist() == expected.astype(str).tolist()
+    legend = [item.label.value for item in plot.figure.legend[0].items]
+    assert legend == colouring.factors
+
+
+def test_colour_by_a_number_is_its_mean_per_pixel_with_the_columns_span(engine) -> None:
+    import datashader as ds
+
+    plot = _card(View(engine, Query(table="preds")), colour_by="f1")
+    _, kept, f1 = _local(engine.table("preds").parquet_dataset)
+    assert plot.raster.colouring.kind == "number"
+    assert plot.raster.counts == {"count": int(kept.sum())}
+    finite = f1[kept & np.isfinite(f1)]
+    assert plot.raster.span == (finite.min(), finite.max())
+    # each pixel's mean equals datashader's over the same points and values held here
+    drawn = _drawn(plot).assign(colour=lambda d: f1[d["row"].to_numpy()])
+    (x0, x1), (y0, y1) = plot.raster.window
+    canvas = ds.Canvas(560, 420, x_range=(x0, x1), y_range=(y0, y1))
+    expected = canvas.points(drawn, "x", "y", agg=ds.mean("colour")).values
+    got = canvas.points(plot.raster.frame.compute(), "x_2d", "y_2d", agg=ds.mean("colour"))
+    np.testing.assert_allclose(got.values, expected, rtol=1e-12, equal_nan=True)
+
+
+def test_hover_shows_the_rows_values_fetched_through_the_engine_as_text(engine) -> None:
+    view = View(engine, Query(table="preds"))
+    plot = _card(view, colour_by="kind", tooltip=["f1", "split"])
+    dataset = engine.table("preds").parquet_dataset
+    _, kept, f1 = _local(dataset)
+    kinds = _labels(dataset, "kind")
+    row = int(np.flatnonzero(kept & (kinds == "<b>bird</b>") & np.isfinite(f1))[7])
+    text = plot.show_hovered(row)
+    number = f"{f1[row]:.3f}".rstrip("0").rstrip(".")
+    split = _labels(dataset, "split")[row]
+    assert text == (
+        f"<b>row {row}</b><br>kind: &lt;b&gt;bird&lt;/b&gt;<br>f1: {number}<br>split: {split}"
+    )
+    assert plot.hover_image.object == text
+    null = int(np.flatnonzero(kept & (kinds == "(null)"))[0])
+    assert "<br>kind: (null)<br>" in plot.hovered_text(null)
+
+
+@pytest.mark.parametrize("where", [None, "f1 > 0"])
+def test_search_marks_exactly_the_rows_a_pandas_filter_finds(engine, where) -> None:
+    import pandas as pd
+
+    view = View(engine, Query(table="preds", filter=where))
+    plot = _card(view, colour_by="kind")
+    dataset = engine.table("preds").parquet_dataset
+    _, kept, f1 = _local(dataset)
+    frame = pd.DataFrame({"kind": dataset.read().column("kind").to_pylist(), "f1": f1})
+    frame = frame[kept & ((frame["f1"] > 0) if where else True)]
+    for text, expected in (
+        (" DO ", frame.index[frame["kind"].str.lower().str.contains("do", na=False)]),
+        ("(NUL", frame.index[frame["kind"].isna()]),
+        ("bird</", frame.index[frame["kind"].str.contains("bird</", regex=False, na=False)]),
+    ):
+        found = plot.search(text)
+        assert found.tolist() == expected.tolist()
+        shown = f"{len(expected):,} of {len(frame):,} points match {markdown_code(text.strip())}"
+        assert plot.search_info.object == shown + " in `kind`"
+        # the matches are drawn on the workers as their own layer over the raster
+        marked = plot.raster_source.data["found"][0]
+        assert (marked > 0).any() == (len(expected) > 0)
+    assert plot.search("") is None and plot.raster.found is None
+    assert not plot.raster_source.data["found"][0].any()
