@@ -22,6 +22,7 @@ import pytest
 
 from panels_core.data.sources import open_table
 from panels_core.query.cluster import ClusterError, local_cluster, open_cluster
+from panels_core.query.cluster.client import each_of, in_batches
 from panels_core.query.engine import Engine
 from panels_core.query.model import CompareWith, JoinSpec, Query, SortKey
 from panels_core.query.parse import parse_filter
@@ -31,6 +32,7 @@ from tests.unit.test_datasets import as_frame, open_dataset_layout, write_arrow_
 distributed = pytest.importorskip("distributed")
 
 WAIT = "5 minutes"  # a bound, never a timing check
+FILE_TASKS = 8  # the 40 files in batches: 4 tasks per worker thread, 2 threads
 
 
 @pytest.fixture
@@ -303,7 +305,7 @@ def test_a_count_without_a_filter_runs_no_task(tables, reference, dask_client) -
     with distributed.get_task_stream(client=dask_client) as stream:  # a filter needs the rows
         filtered = Query(table="preds", filter=parse_filter("n >= 4"))
         assert cluster.count(filtered) == local.count(filtered)
-    assert sum("count_part" in str(task["key"]) for task in stream.data) == 40
+    assert sum("count_part" in str(task["key"]) for task in stream.data) == FILE_TASKS
 
 
 def test_grouped_tables_on_the_cluster_equal_the_local_ones(tables, dask_client) -> None:
@@ -322,7 +324,7 @@ def test_grouped_tables_on_the_cluster_equal_the_local_ones(tables, dask_client)
     ):
         with distributed.get_task_stream(client=dask_client) as stream:
             got = cluster.grouped(query, bins=bins, sample=sample)
-        assert sum("groups_part" in str(task["key"]) for task in stream.data) == 40
+        assert sum("groups_part" in str(task["key"]) for task in stream.data) == FILE_TASKS
         same_page(got, local.grouped(query, bins=bins, sample=sample))
         assert got.num_rows == (query.limit or got.num_rows) > 0
     numeric = cluster.grouped(Query(table="preds", group_by=("label",)), bins=6)
@@ -464,3 +466,17 @@ def test_an_engine_on_a_client_that_is_not_the_default_answers(tables) -> None:
     with cluster, distributed.Client(cluster, set_as_default=False) as client:
         engine = Engine(tables, cluster=client)
         assert engine.count(Query(table="preds")) == len(tables["preds"])
+
+
+def test_files_go_in_batches_in_their_order() -> None:
+    """Consecutive, near-equal batches, never more than asked, every file once, in order;
+    a batch's answers come back in its files' order."""
+    for files, tasks in ((40, 8), (41, 8), (7, 8), (1, 8), (100, 3), (0, 4)):
+        batches = in_batches(list(range(files)), tasks)
+        assert [f for batch in batches for f in batch] == list(range(files))
+        assert len(batches) <= tasks
+        assert max(map(len, batches), default=0) - min(map(len, batches), default=0) <= (
+            -(-files // tasks)
+        )
+    assert in_batches(list(range(41)), 8)[0] == [0, 1, 2, 3, 4, 5]
+    assert each_of([3, 1, 2], lambda f, step: f * step, step=10) == [30, 10, 20]

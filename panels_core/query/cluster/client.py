@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
@@ -22,6 +23,9 @@ __all__ = ["RETRIES", "ClusterError", "Tasks", "close_cluster", "local_cluster",
 
 RETRIES = 2
 """A task that fails (its worker died, a read failed) is run again this many times."""
+TASKS_PER_THREAD = 4
+"""Files are sent in batches toward this many tasks per worker thread (enough for a slow
+worker's share to move to a faster one)."""
 WAIT_STEP = 1.0
 """Seconds between two looks at the connection while tasks run."""
 WORKER_MEMORY = 4 * 2**30
@@ -144,10 +148,29 @@ class Tasks:
         return self.run(start)
 
     def map(self, fn: Callable[..., Any], shards: Sequence[Any], **kwargs: Any) -> list[Any]:
-        """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order."""
-        return self.collect(
-            lambda: self.client.map(fn, shards, retries=RETRIES, pure=False, **kwargs)
+        """``fn(shard, **kwargs)`` for every shard, run on the cluster, in shard order.
+
+        Files go in batches, about ``TASKS_PER_THREAD`` tasks per worker thread (each
+        task costs Dask's round trip, more than DuckDB's work on a small file); kept
+        pairs (futures on the workers) one task each, where they are."""
+        import distributed
+
+        if any(isinstance(shard, distributed.Future) for shard in shards):
+            return self.collect(
+                lambda: self.client.map(fn, shards, retries=RETRIES, pure=False, **kwargs)
+            )
+        batches = in_batches(list(shards), TASKS_PER_THREAD * self.threads())
+        names = [f"{fn.__name__}-{uuid.uuid4().hex}" for _ in batches]
+        done = self.collect(
+            lambda: self.client.map(
+                each_of, batches, key=names, retries=RETRIES, pure=False, fn=fn, **kwargs
+            )
         )
+        return [answer for batch in done for answer in batch]
+
+    def threads(self) -> int:
+        """The cluster's worker threads now (at least 1)."""
+        return max(1, sum(self.run(self.client.nthreads).values()))
 
     def collect(self, submit: Callable[[], list[Any]]) -> list[Any]:
         """The results of the futures ``submit()`` starts (released after)."""
@@ -177,3 +200,14 @@ class Tasks:
             except TimeoutError:
                 if self.client.status != "running":
                     raise self.lost(f"the connection is {self.client.status}") from None
+
+
+def in_batches(shards: list[Any], tasks: int) -> list[list[Any]]:
+    """``shards`` cut into at most ``tasks`` consecutive batches of near-equal size."""
+    size = max(1, -(-len(shards) // max(1, tasks)))
+    return [shards[i : i + size] for i in range(0, len(shards), size)]
+
+
+def each_of(batch: list[Any], fn: Callable[..., Any], **kwargs: Any) -> list[Any]:
+    """``fn(shard, **kwargs)`` for each shard of a batch, on a worker, in order."""
+    return [fn(shard, **kwargs) for shard in batch]
