@@ -2,7 +2,7 @@
 
 ``open_cluster("tcp://host:8786")`` connects to a running scheduler;
 ``open_cluster("local:4")`` starts a ``distributed.LocalCluster`` of 4 worker
-processes on this machine. ``Tasks.map`` runs one task per file and gathers
+processes on this machine. ``Tasks.map`` runs the files in batches and gathers
 the partial answers; a task that fails is retried by Dask, and a cluster that
 stops answering becomes a ``ClusterError`` saying so (the tables are untouched).
 """
