@@ -41,6 +41,7 @@ from panels_core.data.dataset import open_dataset
 from panels_core.projection import ProjectionSpec, cache_dir, project
 from panels_core.projection.distributed import (
     count_image,
+    drawable,
     fit_on_cluster,
     points_extent,
 )
@@ -147,7 +148,7 @@ def steps(client, dataset, spec, rows: int) -> Steps:
     assert int(image.values.sum()) == rows
 
     def persisted():
-        held = points.persist()
+        held = drawable(client, points, rows).persist()  # as the card keeps them
         distributed.wait(held)
         return held
 

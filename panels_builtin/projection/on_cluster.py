@@ -49,6 +49,7 @@ from panels_core import projection as proj
 from panels_core.escape import html_text, markdown_code, markdown_text
 from panels_core.projection.distributed import (
     ClusterProjection,
+    drawable,
     fit_on_cluster,
     lost_as_projection_error,
     piece_extras,
@@ -178,7 +179,10 @@ class ClusterPlot(ProjectionPlot):
         frame = projection.points
         if source.rows is not None or colour:
             frame = projection.points_among(client, source.rows, extras)
-        frame = lost_as_projection_error(client, lambda: client.persist(frame))
+        held = len(source.rows) if source.rows is not None else sum(p.rows for p in pieces)
+        frame = lost_as_projection_error(
+            client, lambda: client.persist(drawable(client, frame, held))
+        )
         extent, count = lost_as_projection_error(client, lambda: points_extent_and_count(frame))
         if not count:
             raise proj.ProjectionError(

@@ -22,7 +22,7 @@ from panels_builtin.projection.raster import FrameRasterLayer
 from panels_core.data.dataset import ParquetDataset, open_dataset
 from panels_core.data.table import Table
 from panels_core.escape import markdown_code
-from panels_core.projection.distributed import fit_on_cluster
+from panels_core.projection.distributed import POINTS_PER_PARTITION, drawable, fit_on_cluster
 from panels_core.projection.pieces import kept_rows
 from panels_core.projection.rows import as_rows
 from panels_core.query.engine import Engine
@@ -82,6 +82,8 @@ def test_the_card_draws_fit_on_clusters_points_from_the_workers(dask_client, eng
     assert isinstance(plot.raster, FrameRasterLayer)
     assert type(plot.drawn.frame).__module__.startswith("dask")
     assert len(plot.raster.points) == 0 and plot.inputs is None
+    pieces = len(plot.drawn.projection.pieces)  # kept in fewer, bigger partitions to draw
+    assert pieces > 8 and plot.drawn.frame.npartitions == 8  # 4 per worker thread
     dataset = engine.table("preds").parquet_dataset
     spec = plot.config.spec(embedding=True)
     expected = fit_on_cluster(dask_client, dataset, ["emb"], spec).points.compute()
@@ -294,3 +296,17 @@ def test_search_marks_exactly_the_rows_a_pandas_filter_finds(engine, where) -> N
         assert (marked > 0).any() == (len(expected) > 0)
     assert plot.search("") is None and plot.raster.found is None
     assert not plot.raster_source.data["found"][0].any()
+
+
+def test_points_kept_for_drawing_join_consecutive_partitions(dask_client) -> None:
+    """At least 4 partitions per worker thread, up to ``POINTS_PER_PARTITION`` points each,
+    the rows in their order; a frame of few partitions is left as it is."""
+    import dask.dataframe as dd
+    import pandas as pd
+
+    frame = dd.from_pandas(pd.DataFrame({"row": np.arange(1_000)}), npartitions=50)
+    joined = drawable(dask_client, frame, 1_000)  # 2 single-threaded workers
+    assert joined.npartitions == 8
+    assert joined.compute()["row"].tolist() == list(range(1_000))
+    assert drawable(dask_client, frame, 20 * POINTS_PER_PARTITION).npartitions == 20
+    assert drawable(dask_client, frame.repartition(npartitions=5), 1_000).npartitions == 5
