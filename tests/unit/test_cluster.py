@@ -22,6 +22,7 @@ import pytest
 
 from panels_core.data.sources import open_table
 from panels_core.query.cluster import ClusterError, local_cluster, open_cluster
+from panels_core.query.cluster.answers import named_rows
 from panels_core.query.cluster.client import each_of, in_batches
 from panels_core.query.engine import Engine
 from panels_core.query.model import CompareWith, JoinSpec, Query, SortKey
@@ -480,3 +481,25 @@ def test_files_go_in_batches_in_their_order() -> None:
         )
     assert in_batches(list(range(41)), 8)[0] == [0, 1, 2, 3, 4, 5]
     assert each_of([3, 1, 2], lambda f, step: f * step, step=10) == [30, 10, 20]
+
+
+def test_a_filter_naming_rows_asks_only_the_files_holding_them(tables, dask_client) -> None:
+    """A hover's or a click's ``row_number() == N`` (or ``in``) goes to the file holding the
+    row alone; the answer is the local engine's, also for a row past the table's end."""
+    local, cluster = Engine(tables), Engine(tables, cluster=dask_client)
+    length = local.count(Query(table="preds"))
+    offsets = tables["preds"].parquet_dataset.offsets
+    for text, files in (
+        (f"row_number() == {offsets[7] + 3}", 1),
+        (f"row_number() in ({offsets[2]}, {offsets[2] + 1}) and score > -10", 1),
+        (f"row_number() in (0, {length - 1})", 2),
+        (f"row_number() == {length + 5}", 1),  # no such row: an empty answer
+    ):
+        query = Query(table="preds", filter=parse_filter(text))
+        with distributed.get_task_stream(client=dask_client) as stream:
+            same_page(cluster.page(query, 0, 10), local.page(query, 0, 10))
+            assert cluster.count(query) == local.count(query)
+        # a task per file asked (fewer than 8 files: a batch each)
+        assert sum("page_part" in str(task["key"]) for task in stream.data) == files
+        assert sum("count_part" in str(task["key"]) for task in stream.data) == files
+    assert named_rows(parse_filter("row_number() != 3 or score > 1")) is None

@@ -37,11 +37,11 @@ from panels_core.query.engine.binning import numpy_edges, quartiles
 from panels_core.query.engine.parts import Parts
 from panels_core.query.engine.relation import group_by
 from panels_core.query.errors import QueryError
-from panels_core.query.expr import InSelection, walk
+from panels_core.query.expr import Binary, In, InSelection, Lit, RowNumber, walk
 from panels_core.query.model import Query
 from panels_core.query.sql import is_numeric
 
-__all__ = ["ClusterAnswers"]
+__all__ = ["ClusterAnswers", "named_rows"]
 
 ALL = 2**62
 """A limit no table reaches: every row."""
@@ -75,7 +75,9 @@ class ClusterAnswers:
             pass  # the query's own mistakes are told here, as the local engine tells them
         if query.compare_with is not None or query.join is not None:
             return self.comparisons.pairs(query)
-        return tasks.files_of(self.parts.catalog.source(query.table))
+        files = tasks.files_of(self.parts.catalog.source(query.table))
+        rows = named_rows(query.filter)
+        return files if files is None or rows is None else tasks.holding(files, rows)
 
     def fields(self, query: Query) -> list[str]:
         """The columns of the query's rows (a comparison's: its key, compared columns,
@@ -241,3 +243,29 @@ class ClusterAnswers:
                     hist = self.histogram(plain, name, bins, None, None, None)
                     columns[name] = hist_struct(hist, None).take(pa.array(places, pa.int64()))
         return pa.table(columns)
+
+
+def named_rows(expr: Any) -> np.ndarray | None:
+    """The sorted row numbers a filter keeps at most when it names them (``row_number() ==
+    N`` or ``row_number() in (...)``, alone or and-ed with other conditions: a hover's or a
+    click's one row); None when it does not."""
+    if expr is None:
+        return None
+    if isinstance(expr, Binary) and expr.op == "and":
+        sides = [r for r in (named_rows(expr.left), named_rows(expr.right)) if r is not None]
+        return np.intersect1d(*sides) if len(sides) == 2 else (sides[0] if sides else None)
+    if isinstance(expr, Binary) and expr.op == "==":
+        pair = {type(expr.left), type(expr.right)}
+        if pair == {RowNumber, Lit}:
+            value = expr.right if isinstance(expr.right, Lit) else expr.left
+            return _ints([value])
+    if isinstance(expr, In) and not expr.negated and isinstance(expr.operand, RowNumber):
+        return _ints(expr.values)
+    return None
+
+
+def _ints(values: Sequence[Any]) -> np.ndarray | None:
+    """The sorted integer values of literals; None when one is not an integer literal."""
+    if not all(isinstance(v, Lit) and type(v.value) is int for v in values):
+        return None
+    return np.unique(np.array([v.value for v in values], dtype=np.int64))

@@ -47,6 +47,7 @@ __all__ = [
     "count_part",
     "files_of",
     "groups_part",
+    "holding",
     "one_file",
     "page_part",
     "values_part",
@@ -96,6 +97,14 @@ class Shard:
     def file(self) -> Path:
         return self.path if self.path is not None else self.dataset.files[0]
 
+    @property
+    def first(self) -> int:
+        """The table's number of this shard's first row."""
+        if self.dataset is None:
+            return 0
+        span = self.dataset.span
+        return self.dataset.first_row + (span[0] if span is not None else 0)
+
     def parts(self) -> Parts:
         """This file's engine on this worker (kept: the next query over it reuses it)."""
         stat = self.file.stat()
@@ -122,6 +131,17 @@ class Shard:
                 _, old = _parts.popitem(last=False)
                 old.catalog.close()
         return parts
+
+
+def holding(shards: list[Shard], rows: np.ndarray) -> list[Shard]:
+    """The shards holding some of the sorted row numbers ``rows`` (the first shard when
+    none does: its answer is then empty, in the answer's shape)."""
+    kept = [
+        shard
+        for shard in shards
+        if np.searchsorted(rows, shard.first) < np.searchsorted(rows, shard.first + shard.rows)
+    ]
+    return kept or shards[:1]
 
 
 def uncut(query: Query) -> Query:
