@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -56,7 +55,8 @@ from panels_core.projection.spec import (
     ProjectionSpec,
     as_spec,
 )
-from panels_core.query.cluster.client import RETRIES, ClusterError, Tasks
+from panels_core.query.cluster.client import RETRIES, ClusterError, Tasks, worker_threads
+from panels_core.query.cluster.tasks import rows_per_span
 
 __all__ = [
     "DEFAULT_SAMPLE",
@@ -393,8 +393,7 @@ PARTITIONS_PER_THREAD = 4
 def drawable(client: Any, points: Any, count: int) -> Any:
     """The Dask frame ``points`` (about ``count`` points) in fewer, bigger partitions for
     drawing: consecutive partitions joined, the rows' order kept."""
-    threads = max(1, sum(client.nthreads().values()))
-    wanted = max(PARTITIONS_PER_THREAD * threads, -(-count // POINTS_PER_PARTITION))
+    wanted = max(PARTITIONS_PER_THREAD * worker_threads(client), -(-count // POINTS_PER_PARTITION))
     return points if points.npartitions <= wanted else points.repartition(npartitions=wanted)
 
 
@@ -451,15 +450,14 @@ class ClusterProjection:
         if rows is None:
             pieces, among, kept = list(self.pieces), None, list(extras)
         else:
-            rows = np.asarray(rows, dtype=np.int64)
-            firsts = np.array([p.first for p in self.pieces], dtype=np.int64)
-            bounds = np.searchsorted(rows, np.append(firsts, firsts[-1] + self.pieces[-1].rows))
-            pieces, among, kept = [], [], []
-            for at, (start, stop) in enumerate(pairwise(bounds)):
-                if stop > start:
-                    pieces.append(self.pieces[at])
-                    among.append(rows[start:stop])
-                    kept.extend(extras[at : at + 1])
+            found = rows_per_span(
+                np.asarray(rows, dtype=np.int64),
+                [p.first for p in self.pieces],
+                [p.rows for p in self.pieces],
+            )
+            pieces = [self.pieces[at] for at, _ in found]
+            among = [held for _, held in found]
+            kept = [extras[at] for at, _ in found] if extras else []
         return lost_as_projection_error(
             client,
             lambda: points_frame(client, pieces, self.columns, self.model, among, kept or None),

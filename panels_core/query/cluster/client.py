@@ -19,7 +19,17 @@ from typing import Any
 
 from panels_core.query.errors import QueryError
 
-__all__ = ["RETRIES", "ClusterError", "Tasks", "close_cluster", "local_cluster", "open_cluster"]
+__all__ = [
+    "RETRIES",
+    "ClusterError",
+    "Tasks",
+    "close_cluster",
+    "each_of",
+    "in_batches",
+    "local_cluster",
+    "open_cluster",
+    "worker_threads",
+]
 
 RETRIES = 2
 """A task that fails (its worker died, a read failed) is run again this many times."""
@@ -170,7 +180,7 @@ class Tasks:
 
     def threads(self) -> int:
         """The cluster's worker threads now (at least 1)."""
-        return max(1, sum(self.run(self.client.nthreads).values()))
+        return self.run(lambda: worker_threads(self.client))
 
     def collect(self, submit: Callable[[], list[Any]]) -> list[Any]:
         """The results of the futures ``submit()`` starts (released after)."""
@@ -200,6 +210,11 @@ class Tasks:
             except TimeoutError:
                 if self.client.status != "running":
                     raise self.lost(f"the connection is {self.client.status}") from None
+
+
+def worker_threads(client: Any) -> int:
+    """The threads of the cluster's workers now (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
 
 
 def in_batches(shards: list[Any], tasks: int) -> list[list[Any]]:

@@ -13,6 +13,7 @@ import functools
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "holding",
     "one_file",
     "page_part",
+    "rows_per_span",
     "values_part",
 ]
 
@@ -133,15 +135,22 @@ class Shard:
         return parts
 
 
+def rows_per_span(
+    rows: np.ndarray, firsts: Sequence[int], sizes: Sequence[int]
+) -> list[tuple[int, np.ndarray]]:
+    """For each span of rows (its first row number and size) holding some of the sorted row
+    numbers ``rows``: the span's index and those rows."""
+    starts = np.asarray(firsts, dtype=np.int64)
+    lows = np.searchsorted(rows, starts)
+    highs = np.searchsorted(rows, starts + np.asarray(sizes, dtype=np.int64))
+    return [(at, rows[low:high]) for at, (low, high) in enumerate(zip(lows, highs)) if high > low]
+
+
 def holding(shards: list[Shard], rows: np.ndarray) -> list[Shard]:
     """The shards holding some of the sorted row numbers ``rows`` (the first shard when
     none does: its answer is then empty, in the answer's shape)."""
-    kept = [
-        shard
-        for shard in shards
-        if np.searchsorted(rows, shard.first) < np.searchsorted(rows, shard.first + shard.rows)
-    ]
-    return kept or shards[:1]
+    found = rows_per_span(rows, [s.first for s in shards], [s.rows for s in shards])
+    return [shards[at] for at, _ in found] or shards[:1]
 
 
 def uncut(query: Query) -> Query:
