@@ -22,6 +22,7 @@ __all__ = [
     "FrameRasterLayer",
     "RasterDrawing",
     "RasterLayer",
+    "shaded_counts",
     "warm_up_raster",
 ]
 
@@ -157,18 +158,11 @@ class RasterLayer:
     def _selected_image(self, canvas: Any) -> np.ndarray:
         """The chosen points' own aggregate shaded in the highlight colour (transparent
         where there is none), drawn by Bokeh as a second image over the dimmed raster."""
-        import datashader as ds
-        import datashader.transfer_functions as tf
-
         if self.chosen is None:
             self.selected = np.zeros((RASTER_HEIGHT, RASTER_WIDTH), dtype=np.int64)
             return np.zeros(self.selected.shape, dtype=np.uint32)
-        counts = canvas.points(self.chosen_frame(), X, Y, agg=ds.count())
-        self.selected = counts.values.astype(np.int64)
-        if not self.selected.any():
-            return np.zeros(self.selected.shape, dtype=np.uint32)
-        highlight = tf.shade(counts, cmap=SELECTED_CMAP, how="eq_hist", min_alpha=160)
-        return np.ascontiguousarray(highlight.data, dtype=np.uint32)
+        self.selected, image = shaded_counts(canvas, self.chosen_frame(), SELECTED_CMAP, 160)
+        return image
 
     def row_numbers(self, points: np.ndarray) -> np.ndarray:
         """The view row numbers of point indices."""
@@ -243,17 +237,13 @@ class FrameRasterLayer(RasterLayer):
     ) -> dict[str, Any]:
         """``RasterLayer.draw``, plus the search's matches as the image ``found``."""
         import datashader as ds
-        import datashader.transfer_functions as tf
 
         data = super().draw(x_range, y_range)
         found = np.zeros((RASTER_HEIGHT, RASTER_WIDTH), dtype=np.uint32)
         if self.found is not None and len(self.found):
             (x0, x1), (y0, y1) = self.window
             canvas = ds.Canvas(RASTER_WIDTH, RASTER_HEIGHT, x_range=(x0, x1), y_range=(y0, y1))
-            counts = canvas.points(self.among(self.found), X, Y, agg=ds.count())
-            if counts.values.any():
-                shaded = tf.shade(counts, cmap=FOUND_CMAP, how="eq_hist", min_alpha=200)
-                found = np.ascontiguousarray(shaded.data, dtype=np.uint32)
+            _, found = shaded_counts(canvas, self.among(self.found), FOUND_CMAP, 200)
         data["found"] = [found]
         return data
 
@@ -280,6 +270,22 @@ class FrameRasterLayer(RasterLayer):
         i, j = self.pixel_of(np.array([[x, y]]))
         nearest = np.argmin((filled[:, 0] - i[0]) ** 2 + (filled[:, 1] - j[0]) ** 2)
         return int(self.grid[tuple(filled[nearest])])
+
+
+def shaded_counts(
+    canvas: Any, points: Any, cmap: list[str], min_alpha: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points per pixel of ``points`` on ``canvas``, and their image shaded in ``cmap``
+    (transparent where there is none): a layer Bokeh draws over the raster."""
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
+    counts = canvas.points(points, X, Y, agg=ds.count())
+    values = counts.values.astype(np.int64)
+    if not values.any():
+        return values, np.zeros(values.shape, dtype=np.uint32)
+    image = tf.shade(counts, cmap=cmap, how="eq_hist", min_alpha=min_alpha)
+    return values, np.ascontiguousarray(image.data, dtype=np.uint32)
 
 
 def _among_rows(part: Any, rows: np.ndarray) -> Any:
